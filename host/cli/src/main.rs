@@ -1,0 +1,312 @@
+//! `coda`: the command line of the coda applet host.
+//!
+//! Exit status: 0 when the command did what was asked; 1 when an invoked applet failed,
+//! trapped or hit a limit; 2 for a usage error, an unreadable file or a refused component.
+//! Results and errors are printed as one JSON object on stdout.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use coda_runtime::{
+    Invocation, InvocationContext, Limits, LoadOptions, LoadedApplet, Runtime, RuntimeConfig,
+    Value, Values,
+};
+use serde_json::{Value as Json, json};
+
+#[derive(Parser)]
+#[command(
+    name = "coda",
+    version,
+    about = "Run contact-center flows as sandboxed WebAssembly applets"
+)]
+struct Cli {
+    /// Where compiled components are cached [default: the user's cache dir, or $CODA_CACHE_DIR]
+    #[arg(long, global = true, env = "CODA_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile every time instead of using the artifact cache
+    #[arg(long, global = true)]
+    no_cache: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with one applet component file
+    #[command(subcommand)]
+    Applet(AppletCommand),
+}
+
+#[derive(Subcommand)]
+enum AppletCommand {
+    /// Print the applet's info and the coda interfaces it imports, as JSON
+    Describe {
+        /// The component (.wasm)
+        file: PathBuf,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Run the applet's `run` once and print its outcome, data changes, fuel and logs
+    Invoke(InvokeArgs),
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// Largest component accepted, in bytes
+    #[arg(long, default_value_t = coda_runtime::limits::DEFAULT_UPLOAD_BYTES)]
+    max_bytes: u64,
+}
+
+#[derive(Args)]
+struct InvokeArgs {
+    /// The component (.wasm)
+    file: PathBuf,
+    /// The node configuration, as JSON
+    #[arg(long, default_value = "{}")]
+    config: String,
+    /// A data source the applet sees, as NAME=JSON (repeatable); a value that is not JSON
+    /// is taken as text
+    #[arg(long = "data", value_name = "NAME=JSON")]
+    data: Vec<String>,
+    /// Node state the applet sees, as KEY=JSON (repeatable)
+    #[arg(long = "state", value_name = "KEY=JSON")]
+    state: Vec<String>,
+    /// The interaction id the invocation belongs to
+    #[arg(long)]
+    interaction: Option<String>,
+    /// Fuel for the invocation
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Linear memory limit, in bytes
+    #[arg(long)]
+    memory: Option<u64>,
+    /// Wall-clock deadline, in milliseconds
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Host-call limit
+    #[arg(long)]
+    host_calls: Option<u64>,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+/// A command's failure: the JSON error to print and the exit status.
+struct Exit {
+    status: u8,
+    error: Json,
+}
+
+impl Exit {
+    fn usage(kind: &str, message: impl Into<String>) -> Self {
+        Exit {
+            status: 2,
+            error: json!({ "kind": kind, "message": message.into() }),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CODA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            return report(Err(Exit::usage(
+                "internal",
+                format!("cannot start tokio: {e}"),
+            )));
+        }
+    };
+    report(runtime.block_on(run(cli)))
+}
+
+fn report(result: Result<Json, Exit>) -> ExitCode {
+    match result {
+        Ok(output) => {
+            println!("{output:#}");
+            ExitCode::SUCCESS
+        }
+        Err(exit) => {
+            println!("{:#}", json!({ "error": exit.error }));
+            ExitCode::from(exit.status)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<Json, Exit> {
+    let cache_dir = if cli.no_cache {
+        None
+    } else {
+        cli.cache_dir.or_else(|| {
+            directories::ProjectDirs::from("", "", "coda").map(|d| d.cache_dir().join("artifacts"))
+        })
+    };
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir,
+        // The CLI runs one applet at a time: a small pool keeps start-up cheap.
+        max_concurrent_instances: 8,
+        ..RuntimeConfig::default()
+    })
+    .map_err(|e| Exit::usage("internal", format!("{e:#}")))?;
+    match cli.command {
+        Command::Applet(AppletCommand::Describe { file, load }) => {
+            let applet = load_applet(&runtime, &file, &load).await?;
+            Ok(describe_json(&applet))
+        }
+        Command::Applet(AppletCommand::Invoke(args)) => invoke(&runtime, args).await,
+    }
+}
+
+async fn load_applet(
+    runtime: &Runtime,
+    file: &PathBuf,
+    load: &LoadArgs,
+) -> Result<std::sync::Arc<LoadedApplet>, Exit> {
+    let bytes = read_capped(file, load.max_bytes)?;
+    runtime
+        .load(
+            &bytes,
+            &LoadOptions {
+                max_bytes: load.max_bytes,
+            },
+        )
+        .await
+        .map_err(|e| Exit::usage(e.kind(), format!("{}: {e}", file.display())))
+}
+
+/// Reads the file, refusing it by its size before reading it whole.
+fn read_capped(file: &PathBuf, max_bytes: u64) -> Result<Vec<u8>, Exit> {
+    let io_error =
+        |e: std::io::Error| Exit::usage("io", format!("cannot read {}: {e}", file.display()));
+    let size = std::fs::metadata(file).map_err(io_error)?.len();
+    if size > max_bytes {
+        return Err(Exit::usage(
+            "too-large",
+            format!(
+                "{}: component of {size} bytes is larger than the upload limit of {max_bytes} bytes",
+                file.display()
+            ),
+        ));
+    }
+    std::fs::read(file).map_err(io_error)
+}
+
+fn describe_json(applet: &LoadedApplet) -> Json {
+    let info = &applet.info;
+    json!({
+        "name": info.name,
+        "version": info.version,
+        "description": info.description,
+        "exits": info.exits,
+        "config_schema": info.config_schema,
+        "needs_live_party": info.needs_live_party,
+        "capabilities": info.capabilities,
+        "coda_imports": applet.coda_imports,
+        "world": applet.world.as_str(),
+        "digest": applet.digest,
+    })
+}
+
+/// Parses NAME=JSON pairs; a value that is not JSON is taken as text.
+fn parse_values(pairs: &[String], flag: &str) -> Result<Values, Exit> {
+    let mut values = Values::new();
+    for pair in pairs {
+        let Some((name, raw)) = pair.split_once('=') else {
+            return Err(Exit::usage(
+                "usage",
+                format!(
+                    "--{flag} {pair:?}: expected NAME=JSON, e.g. --{flag} 'CLID=\"+15550100\"'"
+                ),
+            ));
+        };
+        if name.is_empty() {
+            return Err(Exit::usage(
+                "usage",
+                format!("--{flag} {pair:?}: the name is empty"),
+            ));
+        }
+        let value = match serde_json::from_str::<Json>(raw) {
+            Ok(json) => Value::from_json(&json),
+            Err(_) => Value::Text(raw.to_string()),
+        };
+        values.insert(name.to_string(), value);
+    }
+    Ok(values)
+}
+
+fn values_json(values: &Values) -> Json {
+    Json::Object(
+        values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect(),
+    )
+}
+
+async fn invoke(runtime: &Runtime, args: InvokeArgs) -> Result<Json, Exit> {
+    let config: Json = serde_json::from_str(&args.config)
+        .map_err(|e| Exit::usage("usage", format!("--config is not JSON: {e}")))?;
+    let data = parse_values(&args.data, "data")?;
+    let state = parse_values(&args.state, "state")?;
+    let defaults = Limits::default();
+    let limits = Limits {
+        fuel: args.fuel.unwrap_or(defaults.fuel),
+        memory_bytes: args.memory.unwrap_or(defaults.memory_bytes),
+        deadline: args
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(defaults.deadline),
+        host_calls: args.host_calls.unwrap_or(defaults.host_calls),
+        ..defaults
+    };
+    limits.validate().map_err(|why| Exit::usage("usage", why))?;
+    let applet = load_applet(runtime, &args.file, &args.load).await?;
+    let mut invocation = Invocation::new(
+        InvocationContext {
+            tenant: "local".into(),
+            interaction: args.interaction,
+            run: "cli".into(),
+            plan: "cli".into(),
+            node: "cli".into(),
+            idempotency_key: format!("cli-{}", &applet.digest[..16]),
+            attempt: 1,
+        },
+        config,
+    );
+    invocation.data = data;
+    invocation.state = state;
+    invocation.limits = limits;
+    let report = runtime.invoke(&applet, invocation).await;
+    let logs = serde_json::to_value(&report.logs).unwrap_or_default();
+    match report.result {
+        Ok(outcome) => {
+            let mut output = json!({
+                "outcome": outcome,
+                "data": values_json(&report.data_changes),
+                "fuel_used": report.fuel_used,
+                "logs": logs,
+            });
+            if !report.state_changes.is_empty() {
+                output["state"] = values_json(&report.state_changes);
+            }
+            Ok(output)
+        }
+        Err(error) => {
+            let mut error = error.to_json();
+            error["fuel_used"] = report.fuel_used.into();
+            error["logs"] = logs;
+            Err(Exit { status: 1, error })
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The on-disk cache of compiled components, so a restart loads instead of compiling.
+//!
+//! An entry is keyed by the component's SHA-256 and by the engine's compatibility hash
+//! (wasmtime version and every setting that changes the code), and holds the artifact
+//! prefixed with its own SHA-256. The directory is opened once as a capability (`cap-std`):
+//! entry names are hex digests the cache computes itself, and nothing outside the directory
+//! can be reached through it.
+//!
+//! **Architecture Invariant:** an artifact is only deserialized after its checksum matches,
+//! and entries appear by atomic rename, so a torn write or a corrupted file is recompiled,
+//! never executed.
+
+use std::hash::{Hash, Hasher};
+use std::io::{self, Write};
+use std::path::Path;
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use sha2::{Digest, Sha256};
+
+pub(crate) struct ArtifactCache {
+    dir: Dir,
+    engine_key: String,
+}
+
+/// SHA-256 of the bytes, in hex.
+pub(crate) fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl ArtifactCache {
+    /// Opens (creating it if needed) the cache directory for this engine.
+    pub(crate) fn open(path: &Path, engine: &wasmtime::Engine) -> io::Result<Self> {
+        std::fs::create_dir_all(path)?;
+        let dir = Dir::open_ambient_dir(path, ambient_authority())?;
+        // `DefaultHasher::new()` has fixed keys; should its output change across Rust
+        // releases, old entries are merely not found and get recompiled.
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Ok(ArtifactCache {
+            dir,
+            engine_key: format!("{:016x}", hasher.finish()),
+        })
+    }
+
+    fn entry_name(&self, digest: &str) -> String {
+        format!("{digest}-{}.cwasm", self.engine_key)
+    }
+
+    /// The cached artifact of the component with this digest, if one is present and intact.
+    /// A damaged entry is removed.
+    pub(crate) fn get(&self, digest: &str) -> Option<Vec<u8>> {
+        let name = self.entry_name(digest);
+        let bytes = self.dir.read(&name).ok()?;
+        if bytes.len() > 32 && Sha256::digest(&bytes[32..]).as_slice() == &bytes[..32] {
+            return Some(bytes[32..].to_vec());
+        }
+        tracing::warn!(entry = %name, "removing a damaged compiled-artifact cache entry");
+        let _ = self.dir.remove_file(&name);
+        None
+    }
+
+    /// Stores an artifact: written to a temporary name, synced, then renamed into place.
+    pub(crate) fn put(&self, digest: &str, artifact: &[u8]) -> io::Result<()> {
+        let name = self.entry_name(digest);
+        let temp = format!("{name}.{}.tmp", std::process::id());
+        let result = (|| {
+            let mut file = self.dir.create(&temp)?;
+            file.write_all(&Sha256::digest(artifact))?;
+            file.write_all(artifact)?;
+            file.sync_all()?;
+            self.dir.rename(&temp, &self.dir, &name)
+        })();
+        if result.is_err() {
+            let _ = self.dir.remove_file(&temp);
+        }
+        result
+    }
+
+    #[cfg(test)]
+    pub(crate) fn corrupt(&self, digest: &str) {
+        let name = self.entry_name(digest);
+        let mut bytes = self.dir.read(&name).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        self.dir.write(&name, bytes).unwrap();
+    }
+}

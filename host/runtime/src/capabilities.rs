@@ -1,0 +1,129 @@
+//! The capabilities an applet may be granted (http, email, sql, secrets, interactions), as one
+//! policy trait with deny-all defaults.
+//!
+//! The sandbox forwards every capability import to the invocation's [`Capabilities`]. What is
+//! not overridden answers `not-granted`, so an applet reaches nothing unless the embedder
+//! wires a capability and grants it: deny by default is the default implementation, not a
+//! check that could be forgotten.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use coda_types::{HostError, InvocationContext, Value};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailMessage {
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+    pub reply_to: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlRows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUpChannel {
+    Phone,
+    TextMessage,
+    Email,
+    Task,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowUp {
+    pub channel: FollowUpChannel,
+    pub queue: String,
+    pub subject: Option<String>,
+    pub assign_to: Option<String>,
+}
+
+fn not_granted(what: &str) -> HostError {
+    HostError::NotGranted(format!(
+        "the {what} capability is not granted to this applet"
+    ))
+}
+
+/// The host side of the capability imports. Each call gets the invocation's context (tenant,
+/// run, node, idempotency key) so an implementation can check grants and pass keys on.
+#[async_trait]
+pub trait Capabilities: Send + Sync {
+    async fn http_send(
+        &self,
+        _cx: &InvocationContext,
+        _request: HttpRequest,
+    ) -> Result<HttpResponse, HostError> {
+        Err(not_granted("http"))
+    }
+
+    async fn email_send(
+        &self,
+        _cx: &InvocationContext,
+        _message: EmailMessage,
+    ) -> Result<String, HostError> {
+        Err(not_granted("email"))
+    }
+
+    async fn sql_query(
+        &self,
+        _cx: &InvocationContext,
+        _database: String,
+        _statement: String,
+        _params: Vec<Value>,
+    ) -> Result<SqlRows, HostError> {
+        Err(not_granted("sql"))
+    }
+
+    async fn sql_execute(
+        &self,
+        _cx: &InvocationContext,
+        _database: String,
+        _statement: String,
+        _params: Vec<Value>,
+    ) -> Result<u64, HostError> {
+        Err(not_granted("sql"))
+    }
+
+    async fn secret_get(
+        &self,
+        _cx: &InvocationContext,
+        _name: String,
+    ) -> Result<String, HostError> {
+        Err(not_granted("secrets"))
+    }
+
+    async fn clone_interaction(
+        &self,
+        _cx: &InvocationContext,
+        _follow_up: FollowUp,
+    ) -> Result<String, HostError> {
+        Err(not_granted("interactions"))
+    }
+}
+
+/// Grants nothing: every capability call answers `not-granted`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DenyAll;
+
+impl Capabilities for DenyAll {}

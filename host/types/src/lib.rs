@@ -1,0 +1,390 @@
+//! The vocabulary of an applet invocation, as the rest of the host sees it: data-source
+//! values, outcomes, failures, what an applet says about itself, and the typed errors of an
+//! invocation.
+//!
+//! **Architecture Invariant:** this crate knows nothing of wasmtime or of any WIT version.
+//! `coda-runtime` converts each world version's generated types into these, so the flow
+//! engine, the store and the server never see a wasmtime type and keep working when a
+//! second world version arrives.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A data-source value. JSON arrays and objects are carried as [`Value::Json`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type", content = "value")]
+pub enum Value {
+    Null,
+    Boolean(bool),
+    Integer(i64),
+    Number(f64),
+    Text(String),
+    /// JSON text of an array or an object; always valid JSON once stored.
+    Json(String),
+}
+
+impl Value {
+    /// Converts JSON into a value: scalars to their variant, arrays and objects to `Json`.
+    pub fn from_json(json: &serde_json::Value) -> Value {
+        match json {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Boolean(*b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Value::Integer(i),
+                // Every JSON number that is not an i64 has an f64 form.
+                None => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            serde_json::Value::String(s) => Value::Text(s.clone()),
+            other => Value::Json(other.to_string()),
+        }
+    }
+
+    /// Converts the value to JSON. A `Json` value whose text does not parse (the runtime
+    /// never stores one) comes back as a string rather than being lost.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Null => serde_json::Value::Null,
+            Value::Boolean(b) => (*b).into(),
+            Value::Integer(i) => (*i).into(),
+            Value::Number(n) => serde_json::Number::from_f64(*n)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+            Value::Text(s) => s.clone().into(),
+            Value::Json(text) => serde_json::from_str(text)
+                .unwrap_or_else(|_| serde_json::Value::String(text.clone())),
+        }
+    }
+
+    /// Bytes this value occupies when stored: what the data-byte limit counts.
+    pub fn stored_len(&self) -> usize {
+        match self {
+            Value::Null | Value::Boolean(_) => 1,
+            Value::Integer(_) | Value::Number(_) => 8,
+            Value::Text(s) | Value::Json(s) => s.len(),
+        }
+    }
+}
+
+/// Data sources or node state: names to values, ordered for stable output.
+pub type Values = BTreeMap<String, Value>;
+
+/// Where an invocation stands in its run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InvocationContext {
+    pub tenant: String,
+    pub interaction: Option<String>,
+    pub run: String,
+    pub plan: String,
+    pub node: String,
+    /// Stable across retries of one step.
+    pub idempotency_key: String,
+    /// 1 on the first try of the step.
+    pub attempt: u32,
+}
+
+/// What an applet decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Follow the named exit.
+    Exit(String),
+    /// Park the run, then follow `exit`.
+    Pause { millis: u64, exit: String },
+    /// Park the run until `event` arrives or the timeout passes.
+    Wait {
+        event: String,
+        timeout_millis: u64,
+        on_event: String,
+        on_timeout: String,
+    },
+    /// Continue in another plan.
+    Route { plan: String, version: Option<u32> },
+}
+
+impl Outcome {
+    /// Bytes of text the outcome carries: what the output limit counts.
+    pub fn output_len(&self) -> usize {
+        match self {
+            Outcome::Exit(exit) => exit.len(),
+            Outcome::Pause { exit, .. } => exit.len() + 8,
+            Outcome::Wait {
+                event,
+                on_event,
+                on_timeout,
+                ..
+            } => event.len() + on_event.len() + on_timeout.len() + 8,
+            Outcome::Route { plan, .. } => plan.len() + 4,
+        }
+    }
+}
+
+/// The applet's own report that it could not do its work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+    pub retry_after_millis: Option<u64>,
+}
+
+impl Failure {
+    pub fn output_len(&self) -> usize {
+        self.code.len() + self.message.len() + 9
+    }
+}
+
+/// A capability an applet may ask the tenant to grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capability {
+    Http,
+    Email,
+    Sql,
+    Secrets,
+    Interactions,
+}
+
+impl Capability {
+    pub const ALL: [Capability; 5] = [
+        Capability::Http,
+        Capability::Email,
+        Capability::Sql,
+        Capability::Secrets,
+        Capability::Interactions,
+    ];
+
+    /// The name used in WIT, grants and manifests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::Http => "http",
+            Capability::Email => "email",
+            Capability::Sql => "sql",
+            Capability::Secrets => "secrets",
+            Capability::Interactions => "interactions",
+        }
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What an applet says about itself (its `describe`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppletInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub exits: Vec<String>,
+    /// The JSON Schema of the node configuration, parsed.
+    pub config_schema: serde_json::Value,
+    pub needs_live_party: bool,
+    pub capabilities: Vec<Capability>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// One line an applet logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// The sandbox limits an invocation can hit. Each has a documented default in
+/// `coda_runtime::limits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LimitKind {
+    Fuel,
+    Memory,
+    TableElements,
+    Instances,
+    Deadline,
+    Stack,
+    Output,
+    Data,
+    HostCalls,
+    Log,
+}
+
+impl LimitKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LimitKind::Fuel => "fuel",
+            LimitKind::Memory => "memory",
+            LimitKind::TableElements => "table-elements",
+            LimitKind::Instances => "instances",
+            LimitKind::Deadline => "deadline",
+            LimitKind::Stack => "stack",
+            LimitKind::Output => "output",
+            LimitKind::Data => "data",
+            LimitKind::HostCalls => "host-calls",
+            LimitKind::Log => "log",
+        }
+    }
+
+    /// The unit `limit` and `used` are counted in.
+    pub fn unit(self) -> &'static str {
+        match self {
+            LimitKind::Fuel => "fuel units",
+            LimitKind::Memory | LimitKind::Stack | LimitKind::Output | LimitKind::Data => "bytes",
+            LimitKind::Log => "bytes",
+            LimitKind::TableElements => "elements",
+            LimitKind::Instances => "instances",
+            LimitKind::Deadline => "ms",
+            LimitKind::HostCalls => "calls",
+        }
+    }
+}
+
+impl fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A sandbox limit that ended an invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub struct LimitExceeded {
+    pub kind: LimitKind,
+    pub limit: u64,
+    /// How much the applet used or asked for, where the host knows it.
+    pub used: Option<u64>,
+}
+
+impl fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} limit exceeded: limit {} {}",
+            self.kind,
+            self.limit,
+            self.kind.unit()
+        )?;
+        if let Some(used) = self.used {
+            write!(f, ", used {used}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why an invocation gave no outcome. Three kinds kept apart: the applet's own failure, a
+/// sandbox limit, and a trap.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvokeError {
+    /// The applet returned its own `failure`.
+    #[error("applet failed ({}): {}", .0.code, .0.message)]
+    Failure(Failure),
+    #[error(transparent)]
+    LimitExceeded(LimitExceeded),
+    /// The applet trapped (`unreachable`, out-of-bounds access, a panic, an exit call).
+    #[error("applet trapped: {message}")]
+    Trap { message: String },
+    /// The applet returned something the host refuses (an exit name that is empty, say).
+    #[error("applet returned an invalid result: {message}")]
+    InvalidResult { message: String },
+}
+
+impl InvokeError {
+    /// The stable name of this error's kind, as printed by the CLI and journaled.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InvokeError::Failure(_) => "failure",
+            InvokeError::LimitExceeded(l) => l.kind.name(),
+            InvokeError::Trap { .. } => "trap",
+            InvokeError::InvalidResult { .. } => "invalid-result",
+        }
+    }
+
+    /// The error as a JSON object: `{"kind", "message", ...}` plus `limit`/`used` or the
+    /// failure's fields.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut object = serde_json::json!({ "kind": self.kind(), "message": self.to_string() });
+        match self {
+            InvokeError::Failure(f) => {
+                object["code"] = f.code.clone().into();
+                object["retryable"] = f.retryable.into();
+                if let Some(after) = f.retry_after_millis {
+                    object["retry_after_millis"] = after.into();
+                }
+            }
+            InvokeError::LimitExceeded(l) => {
+                object["limit"] = l.limit.into();
+                object["used"] = l.used.into();
+            }
+            _ => {}
+        }
+        object
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trips_through_values() {
+        for text in [
+            "null",
+            "true",
+            "42",
+            "-7",
+            "1.5",
+            "\"hi\"",
+            "[1,2]",
+            "{\"a\":{\"b\":1}}",
+        ] {
+            let json: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(Value::from_json(&json).to_json(), json, "{text}");
+        }
+        assert_eq!(
+            Value::from_json(&serde_json::json!([1])),
+            Value::Json("[1]".into())
+        );
+    }
+
+    #[test]
+    fn limit_message_names_kind_limit_and_use() {
+        let e = InvokeError::LimitExceeded(LimitExceeded {
+            kind: LimitKind::HostCalls,
+            limit: 10,
+            used: Some(11),
+        });
+        assert_eq!(
+            e.to_string(),
+            "host-calls limit exceeded: limit 10 calls, used 11"
+        );
+        assert_eq!(e.to_json()["kind"], "host-calls");
+        assert_eq!(e.to_json()["used"], 11);
+    }
+}
+
+/// Why the host refused or could not complete a capability call. The applet receives it as a
+/// value (WIT `host-error`) and decides what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "message")]
+pub enum HostError {
+    #[error("not granted: {0}")]
+    NotGranted(String),
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("rejected: {0}")]
+    Rejected(String),
+}

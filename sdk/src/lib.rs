@@ -1,0 +1,103 @@
+//! `coda-sdk`: write a coda applet in Rust.
+//!
+//! An applet implements [`Applet`] and names its type in [`export_applet!`]. The SDK
+//! generates the component's exports, parses the node configuration into the applet's own
+//! typed `Config` (whose JSON Schema it derives and reports in `describe`), and gives typed
+//! access to data sources, per-node state and the log through [`Context`].
+//!
+//! ```ignore
+//! use coda_sdk::{Applet, Context, Failure, Info, Outcome};
+//!
+//! #[derive(serde::Deserialize, schemars::JsonSchema)]
+//! struct Config { greeting: String }
+//!
+//! struct Hello;
+//! impl Applet for Hello {
+//!     type Config = Config;
+//!     fn info() -> Info { Info::new("hello", env!("CARGO_PKG_VERSION")).exits(["next"]) }
+//!     fn run(cx: &mut Context, config: Config) -> Result<Outcome, Failure> {
+//!         cx.set_data("Greeting", &config.greeting)?;
+//!         Ok(Outcome::exit("next"))
+//!     }
+//! }
+//! coda_sdk::export_applet!(Hello);
+//! ```
+
+/// The bindings generated from the `coda:applet@0.1.0` world. Applets rarely need these
+/// directly: the capability modules below wrap them.
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "wit/v0.1.0",
+        world: "applet",
+        pub_export_macro: true,
+        export_macro_name: "__export_world",
+        default_bindings_module: "coda_sdk::bindings",
+        generate_all,
+    });
+}
+
+mod applet;
+mod context;
+mod value;
+
+pub use applet::{Applet, Info};
+pub use bindings::coda::applet::types::{Capability, Failure, HostError, Outcome, Value};
+pub use context::Context;
+pub use schemars;
+pub use serde_json;
+pub use value::{from_json, to_json};
+
+/// The capability interfaces, as generated. `http::send`, `email::send`, `sql::query`,
+/// `secrets::get` and `interactions::clone_interaction` answer `HostError::NotGranted`
+/// unless the tenant granted the capability to this applet.
+pub use bindings::coda::applet::{email, http, interactions, secrets, sql};
+
+/// Writing to the run's log. Every line counts against the invocation's log-byte limit.
+pub mod log {
+    pub use crate::bindings::coda::applet::log::Level;
+    use crate::bindings::coda::applet::log::log;
+
+    pub fn trace(message: impl AsRef<str>) {
+        log(Level::Trace, message.as_ref())
+    }
+    pub fn debug(message: impl AsRef<str>) {
+        log(Level::Debug, message.as_ref())
+    }
+    pub fn info(message: impl AsRef<str>) {
+        log(Level::Info, message.as_ref())
+    }
+    pub fn warn(message: impl AsRef<str>) {
+        log(Level::Warn, message.as_ref())
+    }
+    pub fn error(message: impl AsRef<str>) {
+        log(Level::Error, message.as_ref())
+    }
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::applet::{describe, run};
+}
+
+/// Exports `$applet` (a type implementing [`Applet`]) as this component's
+/// `coda:applet/handler@0.1.0`. Call it once per applet crate.
+#[macro_export]
+macro_rules! export_applet {
+    ($applet:ty) => {
+        const _: () = {
+            struct __CodaHandler;
+            impl $crate::bindings::exports::coda::applet::handler::Guest for __CodaHandler {
+                fn describe() -> $crate::bindings::coda::applet::types::AppletInfo {
+                    $crate::__private::describe::<$applet>()
+                }
+                fn run(
+                    invocation: $crate::bindings::coda::applet::types::Invocation,
+                ) -> ::core::result::Result<$crate::Outcome, $crate::Failure> {
+                    $crate::__private::run::<$applet>(invocation)
+                }
+            }
+    $crate::bindings::__export_world!(__CodaHandler with_types_in $crate::bindings);
+        };
+    };
+}
