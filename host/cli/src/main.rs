@@ -161,7 +161,7 @@ async fn run(cli: Cli) -> Result<Json, Exit> {
     .map_err(|e| Exit::usage("internal", format!("{e:#}")))?;
     match cli.command {
         Command::Applet(AppletCommand::Describe { file, load }) => {
-            let applet = load_applet(&runtime, &file, &load).await?;
+            let applet = load_applet(&runtime, &file, &load, Limits::default()).await?;
             Ok(describe_json(&applet))
         }
         Command::Applet(AppletCommand::Invoke(args)) => invoke(&runtime, args).await,
@@ -172,6 +172,7 @@ async fn load_applet(
     runtime: &Runtime,
     file: &PathBuf,
     load: &LoadArgs,
+    limits: Limits,
 ) -> Result<std::sync::Arc<LoadedApplet>, Exit> {
     let bytes = read_capped(file, load.max_bytes)?;
     runtime
@@ -179,6 +180,7 @@ async fn load_applet(
             &bytes,
             &LoadOptions {
                 max_bytes: load.max_bytes,
+                limits,
             },
         )
         .await
@@ -271,7 +273,9 @@ async fn invoke(runtime: &Runtime, args: InvokeArgs) -> Result<Json, Exit> {
         ..defaults
     };
     limits.validate().map_err(|why| Exit::usage("usage", why))?;
-    let applet = load_applet(runtime, &args.file, &args.load).await?;
+    // `describe` runs at load under the same limits, so a raised memory limit also lets a
+    // component with a large initial memory load.
+    let applet = load_applet(runtime, &args.file, &args.load, limits).await?;
     let mut invocation = Invocation::new(
         InvocationContext {
             tenant: "local".into(),

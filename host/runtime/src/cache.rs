@@ -76,13 +76,4 @@ impl ArtifactCache {
         }
         result
     }
-
-    #[cfg(test)]
-    pub(crate) fn corrupt(&self, digest: &str) {
-        let name = self.entry_name(digest);
-        let mut bytes = self.dir.read(&name).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
-        self.dir.write(&name, bytes).unwrap();
-    }
 }

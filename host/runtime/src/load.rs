@@ -16,12 +16,16 @@ use crate::{InvokeError, LoadedApplet, Runtime, Values, cache, limits};
 pub struct LoadOptions {
     /// Largest component accepted, checked before parsing or compiling.
     pub max_bytes: u64,
+    /// Limits of the `describe` call made at load. A component whose instantiation alone
+    /// exceeds them (a 1 GiB initial memory, say) is refused at load, under the limit's name.
+    pub limits: limits::Limits,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             max_bytes: limits::DEFAULT_UPLOAD_BYTES,
+            limits: limits::Limits::default(),
         }
     }
 }
@@ -40,7 +44,9 @@ pub enum LoadError {
     #[error("compiling the component took longer than {seconds} s")]
     CompileTimeout { seconds: u64 },
     #[error("the component's describe failed: {0}")]
-    Describe(String),
+    Describe(InvokeError),
+    #[error("the component's describe returned an invalid answer: {0}")]
+    InvalidInfo(String),
     #[error("internal error while loading: {0}")]
     Internal(String),
 }
@@ -53,7 +59,8 @@ impl LoadError {
             LoadError::InvalidComponent(_) => "invalid-component",
             LoadError::UnknownImport { .. } => "unknown-import",
             LoadError::CompileTimeout { .. } => "compile-timeout",
-            LoadError::Describe(_) => "invalid-component",
+            LoadError::Describe(e) => e.kind(),
+            LoadError::InvalidInfo(_) => "invalid-component",
             LoadError::Internal(_) => "internal",
         }
     }
@@ -124,7 +131,7 @@ impl Runtime {
         let coda_imports = check_imports(&component, &self.inner.engine)?;
         let pre = Pre::new(world, &self.inner.linker, &component)
             .map_err(|e| link_error(e, &component, &self.inner.engine))?;
-        let info = self.describe(&pre).await?;
+        let info = self.describe(&pre, options.limits).await?;
         let loaded = Arc::new(LoadedApplet {
             digest: digest.clone(),
             world,
@@ -211,9 +218,16 @@ impl Runtime {
             })?
     }
 
-    async fn describe(&self, pre: &Pre) -> Result<coda_types::AppletInfo, LoadError> {
+    async fn describe(
+        &self,
+        pre: &Pre,
+        limits: limits::Limits,
+    ) -> Result<coda_types::AppletInfo, LoadError> {
+        limits
+            .validate()
+            .map_err(|why| LoadError::Internal(format!("invalid limits: {why}")))?;
         let state = HostState::new(
-            limits::Limits::default(),
+            limits,
             Default::default(),
             Values::new(),
             Values::new(),
@@ -224,9 +238,9 @@ impl Runtime {
         let outcome = tokio::time::timeout(crate::budget(&limits), pre.describe(&mut store)).await;
         let info = self
             .settle(outcome, &store)
-            .map_err(|e: InvokeError| LoadError::Describe(e.to_string()))?
-            .map_err(LoadError::Describe)?;
-        check_info(&info).map_err(LoadError::Describe)?;
+            .map_err(LoadError::Describe)?
+            .map_err(LoadError::InvalidInfo)?;
+        check_info(&info).map_err(LoadError::InvalidInfo)?;
         Ok(info)
     }
 }
@@ -341,7 +355,10 @@ mod tests {
 
     #[test]
     fn bytes_are_checked_before_compiling() {
-        let small = LoadOptions { max_bytes: 4 };
+        let small = LoadOptions {
+            max_bytes: 4,
+            ..LoadOptions::default()
+        };
         assert!(matches!(
             check_bytes(b"\0asm\x0d\0\x01\0", &small),
             Err(LoadError::TooLarge { size: 8, limit: 4 })
