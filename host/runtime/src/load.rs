@@ -161,16 +161,14 @@ impl Runtime {
     /// The compiled component: from the artifact cache, or compiled (and then cached).
     async fn component(&self, bytes: &[u8], digest: &str) -> Result<(Component, bool), LoadError> {
         let engine = &self.inner.engine;
-        if let Some(cache) = &self.inner.cache {
-            if let Some(artifact) = cache.get(digest) {
-                // SAFETY: the artifact was produced by `Component::serialize` on an engine
-                // with the same compatibility hash (part of the entry's name), and its
-                // checksum matched, so it is exactly what was written.
-                match unsafe { Component::deserialize(engine, &artifact) } {
-                    Ok(component) => return Ok((component, false)),
-                    Err(e) => {
-                        tracing::warn!(%digest, "cached artifact does not load, recompiling: {e:#}")
-                    }
+        if let Some(artifact) = self.inner.cache.as_ref().and_then(|c| c.get(digest)) {
+            // SAFETY: the artifact was produced by `Component::serialize` on an engine with
+            // the same compatibility hash (part of the entry's name), and its checksum
+            // matched, so it is exactly what was written.
+            match unsafe { Component::deserialize(engine, &artifact) } {
+                Ok(component) => return Ok((component, false)),
+                Err(e) => {
+                    tracing::warn!(%digest, "cached artifact does not load, recompiling: {e:#}")
                 }
             }
         }

@@ -36,7 +36,10 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self.memory_in_use - current as u64 + desired as u64;
+        let total = self
+            .memory_in_use
+            .saturating_sub(current as u64)
+            .saturating_add(desired as u64);
         if total > self.memory_bytes {
             // An error, not `Ok(false)`: a refused grow makes most allocators abort with
             // `unreachable`, which would hide which limit was hit.
@@ -285,11 +288,12 @@ pub(crate) fn new_store(engine: &wasmtime::Engine, state: HostState) -> Store<Ho
     store.limiter(|s| &mut s.limiter);
     // Fuel is always enabled on the engine, so setting it cannot fail.
     let _ = store.set_fuel(limits.fuel);
-    let deadline = Instant::now() + limits.deadline;
+    let started = Instant::now();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |mut store| {
-        if Instant::now() >= deadline {
-            let elapsed = limits.deadline.as_millis() as u64;
+        let elapsed = started.elapsed();
+        if elapsed >= limits.deadline {
+            let elapsed = elapsed.as_millis() as u64;
             let exceeded = LimitExceeded {
                 kind: LimitKind::Deadline,
                 limit: limits.deadline.as_millis() as u64,
@@ -368,4 +372,53 @@ fn trap_message(error: &wasmtime::Error) -> String {
         }
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("CLID").is_ok());
+        assert!(check_name("Custom.Field name").is_ok());
+        assert!(check_name("").unwrap_err().contains("empty"));
+        assert!(
+            check_name(&"x".repeat(limits::MAX_NAME_BYTES + 1))
+                .unwrap_err()
+                .contains("longer")
+        );
+        assert!(check_name("a\nb").unwrap_err().contains("control"));
+    }
+
+    #[test]
+    fn values_are_checked() {
+        assert!(check_value(&Value::Json(r#"{"a":1}"#.into())).is_ok());
+        assert!(check_value(&Value::Json("[1,2]".into())).is_ok());
+        assert!(
+            check_value(&Value::Json("{not json".into()))
+                .unwrap_err()
+                .contains("does not parse")
+        );
+        assert!(
+            check_value(&Value::Json("3".into()))
+                .unwrap_err()
+                .contains("array or an object")
+        );
+        assert!(
+            check_value(&Value::Number(f64::NAN))
+                .unwrap_err()
+                .contains("not finite")
+        );
+        assert!(check_value(&Value::Number(f64::INFINITY)).is_err());
+        assert!(check_value(&Value::Text("anything \u{0} goes".into())).is_ok());
+    }
+
+    #[test]
+    fn clocks_are_coarse() {
+        let t = truncate(Duration::new(5, 123_456_789));
+        assert_eq!(t, Duration::new(5, 123_000_000));
+        let wall = CoarseWallClock.now();
+        assert_eq!(wall.subsec_nanos() % 1_000_000, 0);
+    }
 }

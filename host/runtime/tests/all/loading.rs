@@ -181,3 +181,21 @@ async fn compiled_artifacts_are_cached_on_disk_and_checked() {
         Ok(coda_runtime::Outcome::Exit("anonymous".into()))
     );
 }
+
+#[tokio::test]
+async fn compiling_is_bounded_in_time() {
+    // No real component compiles in a microsecond: the bound answers the caller with a
+    // typed error, and the runtime stays usable.
+    let runtime = Runtime::new(RuntimeConfig {
+        max_concurrent_instances: 4,
+        compile_timeout: std::time::Duration::from_micros(1),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let bytes = applets::read(applets::ECHO);
+    let error = runtime
+        .load(&bytes, &LoadOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), "compile-timeout", "{error}");
+}
