@@ -1,0 +1,520 @@
+//! `coda-store`: what must survive a crash — plan versions, runs, and each run's journal —
+//! in an embedded SQLite database.
+//!
+//! Writes go through one writer thread that owns the only write connection and commits in
+//! groups: it takes every write that is waiting, applies each in its own savepoint, commits
+//! them in one transaction (one fsync), and only then answers each caller. A caller's write
+//! is on disk when its future resolves, so "a step is committed before the next one starts"
+//! holds, while the fsync is shared by every run that stepped in the meantime.
+//!
+//! **Architecture Invariant:** a step commit is fenced by the run's step sequence number:
+//! it applies only if the run is still at the sequence the step started from, so a step can
+//! never be committed twice or over a newer one.
+
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use coda_types::Values;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+pub use writer::WriteStats;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored JSON does not parse: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The run moved on since the step began (another commit won): nothing was written.
+    #[error("run {run} is no longer at step {expected}: the step was not committed")]
+    Conflict { run: String, expected: u64 },
+    #[error("the store's writer has stopped")]
+    WriterGone,
+    /// The transaction holding this write failed (disk full, I/O error): nothing of it is
+    /// stored.
+    #[error("the write was not committed: {0}")]
+    NotCommitted(String),
+    #[error("cannot open the database at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    /// Has a node to run as soon as it is due.
+    Ready,
+    /// Paused until `due_at`.
+    Parked,
+    /// Waiting for an event until `due_at` (the timeout).
+    Waiting,
+    /// Ended through an exit (or an unwired one).
+    Done,
+    /// Ended through an error with no error exit wired.
+    Failed,
+}
+
+impl RunStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Ready => "ready",
+            RunStatus::Parked => "parked",
+            RunStatus::Waiting => "waiting",
+            RunStatus::Done => "done",
+            RunStatus::Failed => "failed",
+        }
+    }
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "ready" => RunStatus::Ready,
+            "parked" => RunStatus::Parked,
+            "waiting" => RunStatus::Waiting,
+            "done" => RunStatus::Done,
+            "failed" => RunStatus::Failed,
+            other => {
+                return Err(StoreError::Json(serde::de::Error::custom(format!(
+                    "unknown run status {other:?}"
+                ))));
+            }
+        })
+    }
+    pub fn is_finished(self) -> bool {
+        matches!(self, RunStatus::Done | RunStatus::Failed)
+    }
+}
+
+/// A wait for an event: where the run goes when it arrives (none: the run ends).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventWait {
+    pub event: String,
+    pub on_event: Option<String>,
+}
+
+/// A run to create.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub tenant: String,
+    pub plan: String,
+    pub plan_version: u32,
+    pub interaction: Option<String>,
+    /// Unique per tenant: the same trigger (interaction + event) starts one run, not two.
+    pub trigger_key: Option<String>,
+    pub start_node: String,
+    pub data: Values,
+    pub now_ms: i64,
+}
+
+/// The result of [`Store::start_run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedRun {
+    pub id: String,
+    /// False when the trigger had already started this run.
+    pub created: bool,
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub tenant: String,
+    pub plan: String,
+    pub plan_version: u32,
+    pub interaction: Option<String>,
+    pub status: RunStatus,
+    /// The node to run next; none once finished.
+    pub node: Option<String>,
+    /// Steps committed so far.
+    pub step_seq: u64,
+    /// The attempt the next step will be (1 unless retrying).
+    pub attempt: u32,
+    pub data: Values,
+    /// Node state, by node id.
+    pub state: std::collections::BTreeMap<String, Values>,
+    pub due_at_ms: Option<i64>,
+    pub wait: Option<EventWait>,
+    /// How many times the run has routed to another plan.
+    pub route_depth: u32,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// One journaled step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub seq: u64,
+    pub plan: String,
+    pub plan_version: u32,
+    pub node: String,
+    /// `name@version`.
+    pub applet: String,
+    pub attempt: u32,
+    /// The outcome (`{"exit": ..}`, `{"pause": ..}`, ...) or `{"error": {"kind", ...}}`.
+    pub result: serde_json::Value,
+    /// Where the run went and why, in words: "exit next → route", "retry in 400 ms", ...
+    pub note: String,
+    pub fuel_used: u64,
+    pub duration_us: u64,
+    pub data_changes: Values,
+    pub at_ms: i64,
+}
+
+/// A step's commit: its journal entry and the run's next position, applied together.
+#[derive(Debug, Clone)]
+pub struct StepCommit {
+    pub run_id: String,
+    /// The run's `step_seq` when the step began: the fence.
+    pub expected_seq: u64,
+    pub step: StepRecord,
+    pub next: RunUpdate,
+}
+
+/// The run's position after a step.
+#[derive(Debug, Clone)]
+pub struct RunUpdate {
+    pub status: RunStatus,
+    pub plan: String,
+    pub plan_version: u32,
+    pub node: Option<String>,
+    pub attempt: u32,
+    pub data: Values,
+    pub state: std::collections::BTreeMap<String, Values>,
+    pub due_at_ms: Option<i64>,
+    pub wait: Option<EventWait>,
+    pub route_depth: u32,
+}
+
+/// The embedded database.
+pub struct Store {
+    writer: writer::Writer,
+    reader: Mutex<Connection>,
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(|source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    // WAL: readers do not block the writer. FULL: a commit survives power loss, not only a
+    // process crash. The busy timeout lets a reader wait out a checkpoint.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        let mut conn = open_connection(path)?;
+        schema::migrate(&mut conn)?;
+        let reader = open_connection(path)?;
+        Ok(Store {
+            writer: writer::Writer::start(conn),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn)
+    }
+
+    /// Group-commit statistics: batches and writes since start.
+    pub fn write_stats(&self) -> WriteStats {
+        self.writer.stats()
+    }
+
+    /// Stores a new immutable version of a plan; returns its number (1, 2, ...).
+    pub async fn publish_plan(
+        &self,
+        tenant: &str,
+        name: &str,
+        body: &serde_json::Value,
+        now_ms: i64,
+    ) -> Result<u32> {
+        let (tenant, name, body) = (tenant.to_owned(), name.to_owned(), body.to_string());
+        self.writer
+            .write(move |tx| {
+                let version: u32 = tx.query_row(
+                    "SELECT COALESCE(MAX(version), 0) + 1 FROM plans WHERE tenant = ?1 AND name = ?2",
+                    params![tenant, name],
+                    |row| row.get(0),
+                )?;
+                tx.execute(
+                    "INSERT INTO plans (tenant, name, version, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![tenant, name, version, body, now_ms],
+                )?;
+                Ok(version)
+            })
+            .await
+    }
+
+    /// A plan version (the latest when `version` is none) and its number.
+    pub fn plan(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<(u32, serde_json::Value)>> {
+        self.read(|conn| {
+            let row: Option<(u32, String)> = match version {
+                Some(v) => conn
+                    .query_row(
+                        "SELECT version, body FROM plans WHERE tenant = ?1 AND name = ?2 AND version = ?3",
+                        params![tenant, name, v],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?,
+                None => conn
+                    .query_row(
+                        "SELECT version, body FROM plans WHERE tenant = ?1 AND name = ?2 ORDER BY version DESC LIMIT 1",
+                        params![tenant, name],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?,
+            };
+            row.map(|(v, body)| Ok((v, serde_json::from_str(&body)?)))
+                .transpose()
+        })
+    }
+
+    /// Creates a run, or finds the one its trigger already created: a unique insert, never
+    /// check-then-insert, so a trigger delivered twice (even at once) starts one run.
+    pub async fn start_run(&self, new: NewRun) -> Result<StartedRun> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let data = serde_json::to_string(&new.data)?;
+        self.writer
+            .write(move |tx| {
+                let inserted = tx.execute(
+                    "INSERT INTO runs (id, tenant, plan, plan_version, interaction, trigger_key,
+                        status, node, step_seq, attempt, data, state, due_at, route_depth,
+                        created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'ready', ?7, 0, 1, ?8, '{}', ?9, 0, ?9, ?9)
+                     ON CONFLICT (tenant, trigger_key) DO NOTHING",
+                    params![
+                        id,
+                        new.tenant,
+                        new.plan,
+                        new.plan_version,
+                        new.interaction,
+                        new.trigger_key,
+                        new.start_node,
+                        data,
+                        new.now_ms
+                    ],
+                )?;
+                if inserted == 1 {
+                    return Ok(StartedRun { id, created: true });
+                }
+                let existing: String = tx.query_row(
+                    "SELECT id FROM runs WHERE tenant = ?1 AND trigger_key = ?2",
+                    params![new.tenant, new.trigger_key],
+                    |r| r.get(0),
+                )?;
+                Ok(StartedRun {
+                    id: existing,
+                    created: false,
+                })
+            })
+            .await
+    }
+
+    /// Commits a step and the run's next position together, fenced by the step sequence.
+    pub async fn commit_step(&self, commit: StepCommit) -> Result<()> {
+        let step = commit.step;
+        let next = commit.next;
+        let result = serde_json::to_string(&step.result)?;
+        let changes = serde_json::to_string(&step.data_changes)?;
+        let data = serde_json::to_string(&next.data)?;
+        let state = serde_json::to_string(&next.state)?;
+        let wait = next.wait.as_ref().map(serde_json::to_string).transpose()?;
+        self.writer
+            .write(move |tx| {
+                let updated = tx.execute(
+                    "UPDATE runs SET status = ?1, plan = ?2, plan_version = ?3, node = ?4,
+                        step_seq = step_seq + 1, attempt = ?5, data = ?6, state = ?7, due_at = ?8,
+                        wait = ?9, route_depth = ?10, updated_at = ?11
+                     WHERE id = ?12 AND step_seq = ?13",
+                    params![
+                        next.status.as_str(),
+                        next.plan,
+                        next.plan_version,
+                        next.node,
+                        next.attempt,
+                        data,
+                        state,
+                        next.due_at_ms,
+                        wait,
+                        next.route_depth,
+                        step.at_ms,
+                        commit.run_id,
+                        commit.expected_seq
+                    ],
+                )?;
+                if updated != 1 {
+                    return Err(StoreError::Conflict {
+                        run: commit.run_id.clone(),
+                        expected: commit.expected_seq,
+                    });
+                }
+                tx.execute(
+                    "INSERT INTO steps (run_id, seq, plan, plan_version, node, applet, attempt,
+                        result, note, fuel_used, duration_us, data_changes, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    params![
+                        commit.run_id,
+                        step.seq,
+                        step.plan,
+                        step.plan_version,
+                        step.node,
+                        step.applet,
+                        step.attempt,
+                        result,
+                        step.note,
+                        step.fuel_used,
+                        step.duration_us,
+                        changes,
+                        step.at_ms
+                    ],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Runs that are due at `now_ms`, oldest due first: ready runs, pauses that ended, and
+    /// waits that timed out. Only what is due is read, never every parked run.
+    pub fn due_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs
+                 WHERE status IN ('ready', 'parked', 'waiting') AND due_at <= ?1
+                 ORDER BY due_at LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![now_ms, limit as i64], run_from_row)?;
+            rows.map(|r| r?).collect()
+        })
+    }
+
+    /// The earliest due time of any unfinished run.
+    pub fn next_due_at(&self) -> Result<Option<i64>> {
+        self.read(|conn| {
+            Ok(conn.query_row(
+                "SELECT MIN(due_at) FROM runs WHERE status IN ('ready', 'parked', 'waiting')",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
+    /// How many runs are not finished.
+    pub fn unfinished_runs(&self) -> Result<u64> {
+        self.read(|conn| {
+            Ok(conn.query_row(
+                "SELECT COUNT(*) FROM runs WHERE status IN ('ready', 'parked', 'waiting')",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
+    /// A run of this tenant; another tenant's run is `None`, exactly as a missing one.
+    pub fn run(&self, tenant: &str, id: &str) -> Result<Option<RunRecord>> {
+        self.read(|conn| {
+            conn.query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE tenant = ?1 AND id = ?2"),
+                params![tenant, id],
+                run_from_row,
+            )
+            .optional()?
+            .transpose()
+        })
+    }
+
+    /// The run's journal, in order; empty for another tenant's run.
+    pub fn journal(&self, tenant: &str, run_id: &str) -> Result<Vec<StepRecord>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT s.seq, s.plan, s.plan_version, s.node, s.applet, s.attempt, s.result,
+                        s.note, s.fuel_used, s.duration_us, s.data_changes, s.at
+                 FROM steps s JOIN runs r ON r.id = s.run_id
+                 WHERE r.tenant = ?1 AND s.run_id = ?2 ORDER BY s.seq",
+            )?;
+            let rows = stmt.query_map(params![tenant, run_id], |r| {
+                let result: String = r.get(6)?;
+                let changes: String = r.get(10)?;
+                Ok((
+                    StepRecord {
+                        seq: r.get(0)?,
+                        plan: r.get(1)?,
+                        plan_version: r.get(2)?,
+                        node: r.get(3)?,
+                        applet: r.get(4)?,
+                        attempt: r.get(5)?,
+                        result: serde_json::Value::Null,
+                        note: r.get(7)?,
+                        fuel_used: r.get(8)?,
+                        duration_us: r.get(9)?,
+                        data_changes: Values::new(),
+                        at_ms: r.get(11)?,
+                    },
+                    result,
+                    changes,
+                ))
+            })?;
+            rows.map(|row| {
+                let (mut step, result, changes) = row?;
+                step.result = serde_json::from_str(&result)?;
+                step.data_changes = serde_json::from_str(&changes)?;
+                Ok(step)
+            })
+            .collect()
+        })
+    }
+
+    /// `PRAGMA integrity_check`: "ok" when the database is sound.
+    pub fn integrity_check(&self) -> Result<String> {
+        self.read(|conn| Ok(conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
+    }
+}
+
+const RUN_COLUMNS: &str = "id, tenant, plan, plan_version, interaction, status, node, step_seq,
+    attempt, data, state, due_at, wait, route_depth, created_at, updated_at";
+
+fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RunRecord>> {
+    let status: String = r.get(5)?;
+    let data: String = r.get(9)?;
+    let state: String = r.get(10)?;
+    let wait: Option<String> = r.get(12)?;
+    let record = (|| -> Result<RunRecord> {
+        Ok(RunRecord {
+            id: r.get(0)?,
+            tenant: r.get(1)?,
+            plan: r.get(2)?,
+            plan_version: r.get(3)?,
+            interaction: r.get(4)?,
+            status: RunStatus::parse(&status)?,
+            node: r.get(6)?,
+            step_seq: r.get(7)?,
+            attempt: r.get(8)?,
+            data: serde_json::from_str(&data)?,
+            state: serde_json::from_str(&state)?,
+            due_at_ms: r.get(11)?,
+            wait: wait.as_deref().map(serde_json::from_str).transpose()?,
+            route_depth: r.get(13)?,
+            created_at_ms: r.get(14)?,
+            updated_at_ms: r.get(15)?,
+        })
+    })();
+    Ok(record)
+}

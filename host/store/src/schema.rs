@@ -1,0 +1,65 @@
+//! The schema, as numbered migrations applied in order inside one transaction each.
+
+use rusqlite::Connection;
+
+use crate::Result;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: plans, runs, steps.
+    "CREATE TABLE plans (
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant, name, version)
+    );
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        plan_version INTEGER NOT NULL,
+        interaction TEXT,
+        trigger_key TEXT,
+        status TEXT NOT NULL,
+        node TEXT,
+        step_seq INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        state TEXT NOT NULL,
+        due_at INTEGER,
+        wait TEXT,
+        route_depth INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (tenant, trigger_key)
+    );
+    CREATE INDEX runs_due ON runs (due_at) WHERE status IN ('ready', 'parked', 'waiting');
+    CREATE TABLE steps (
+        run_id TEXT NOT NULL REFERENCES runs (id),
+        seq INTEGER NOT NULL,
+        plan TEXT NOT NULL,
+        plan_version INTEGER NOT NULL,
+        node TEXT NOT NULL,
+        applet TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        result TEXT NOT NULL,
+        note TEXT NOT NULL,
+        fuel_used INTEGER NOT NULL,
+        duration_us INTEGER NOT NULL,
+        data_changes TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );",
+];
+
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! The store against a real SQLite file.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use coda_store::{
+    EventWait, NewRun, RunStatus, RunUpdate, StepCommit, StepRecord, Store, StoreError,
+};
+use coda_types::{Value, Values};
+use serde_json::json;
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("coda.db")).unwrap();
+    (dir, store)
+}
+
+fn new_run(trigger: Option<&str>) -> NewRun {
+    let mut data = Values::new();
+    data.insert("CLID".into(), Value::Text("+15550100".into()));
+    NewRun {
+        tenant: "acme".into(),
+        plan: "post-call".into(),
+        plan_version: 1,
+        interaction: Some("int-1".into()),
+        trigger_key: trigger.map(str::to_owned),
+        start_node: "greet".into(),
+        data,
+        now_ms: 1_000,
+    }
+}
+
+fn step(seq: u64) -> StepRecord {
+    StepRecord {
+        seq,
+        plan: "post-call".into(),
+        plan_version: 1,
+        node: "greet".into(),
+        applet: "hello@0.1.0".into(),
+        attempt: 1,
+        result: json!({ "exit": "next" }),
+        note: "exit next → route".into(),
+        fuel_used: 100,
+        duration_us: 20,
+        data_changes: Values::new(),
+        at_ms: 2_000,
+    }
+}
+
+fn update(node: Option<&str>, status: RunStatus, due: Option<i64>) -> RunUpdate {
+    RunUpdate {
+        status,
+        plan: "post-call".into(),
+        plan_version: 1,
+        node: node.map(str::to_owned),
+        attempt: 1,
+        data: Values::new(),
+        state: BTreeMap::new(),
+        due_at_ms: due,
+        wait: None,
+        route_depth: 0,
+    }
+}
+
+#[tokio::test]
+async fn plan_versions_are_immutable_and_numbered() {
+    let (_dir, store) = open();
+    let v1 = store
+        .publish_plan("acme", "post-call", &json!({"n": 1}), 1)
+        .await
+        .unwrap();
+    let v2 = store
+        .publish_plan("acme", "post-call", &json!({"n": 2}), 2)
+        .await
+        .unwrap();
+    assert_eq!((v1, v2), (1, 2));
+    assert_eq!(
+        store.plan("acme", "post-call", None).unwrap(),
+        Some((2, json!({"n": 2})))
+    );
+    assert_eq!(
+        store.plan("acme", "post-call", Some(1)).unwrap(),
+        Some((1, json!({"n": 1})))
+    );
+    assert_eq!(store.plan("acme", "post-call", Some(3)).unwrap(), None);
+    // Another tenant's plan of the same name is a different plan.
+    assert_eq!(store.plan("globex", "post-call", None).unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_same_trigger_starts_one_run_even_at_once() {
+    let (_dir, store) = open();
+    let store = Arc::new(store);
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(
+                async move { store.start_run(new_run(Some("int-1/ended"))).await.unwrap() },
+            )
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut created = 0;
+    for start in starts {
+        let started = start.await.unwrap();
+        created += started.created as usize;
+        ids.push(started.id);
+    }
+    assert_eq!(created, 1);
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    // Runs without a trigger key are all distinct.
+    let a = store.start_run(new_run(None)).await.unwrap();
+    let b = store.start_run(new_run(None)).await.unwrap();
+    assert_ne!(a.id, b.id);
+}
+
+#[tokio::test]
+async fn a_step_commits_once_and_fences_the_next() {
+    let (_dir, store) = open();
+    let run = store.start_run(new_run(None)).await.unwrap();
+    let commit = StepCommit {
+        run_id: run.id.clone(),
+        expected_seq: 0,
+        step: step(0),
+        next: update(Some("route"), RunStatus::Ready, Some(2_000)),
+    };
+    store.commit_step(commit.clone()).await.unwrap();
+    // The same step again (a node that lost its claim, a replayed commit): refused, and
+    // nothing about the run changes.
+    let again = store.commit_step(commit).await.unwrap_err();
+    assert!(
+        matches!(again, StoreError::Conflict { expected: 0, .. }),
+        "{again}"
+    );
+    let record = store.run("acme", &run.id).unwrap().unwrap();
+    assert_eq!(record.step_seq, 1);
+    assert_eq!(record.node.as_deref(), Some("route"));
+    assert_eq!(store.journal("acme", &run.id).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn only_due_runs_are_read_and_parked_ones_cost_disk() {
+    let (_dir, store) = open();
+    let parked = store.start_run(new_run(None)).await.unwrap();
+    store
+        .commit_step(StepCommit {
+            run_id: parked.id.clone(),
+            expected_seq: 0,
+            step: step(0),
+            next: update(Some("after"), RunStatus::Parked, Some(60_000)),
+        })
+        .await
+        .unwrap();
+    let waiting = store.start_run(new_run(None)).await.unwrap();
+    let mut next = update(Some("on-timeout"), RunStatus::Waiting, Some(90_000));
+    next.wait = Some(EventWait {
+        event: "disposition".into(),
+        on_event: Some("thank".into()),
+    });
+    store
+        .commit_step(StepCommit {
+            run_id: waiting.id.clone(),
+            expected_seq: 0,
+            step: step(0),
+            next,
+        })
+        .await
+        .unwrap();
+    let ready = store.start_run(new_run(None)).await.unwrap();
+
+    let due: Vec<String> = store
+        .due_runs(2_000, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(due, std::slice::from_ref(&ready.id));
+    assert_eq!(store.next_due_at().unwrap(), Some(1_000));
+    let due: Vec<String> = store
+        .due_runs(100_000, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(due, [ready.id, parked.id, waiting.id.clone()]);
+    let record = store.run("acme", &waiting.id).unwrap().unwrap();
+    assert_eq!(record.wait.unwrap().on_event.as_deref(), Some("thank"));
+}
+
+#[tokio::test]
+async fn another_tenants_run_is_not_found() {
+    let (_dir, store) = open();
+    let run = store.start_run(new_run(None)).await.unwrap();
+    assert!(store.run("acme", &run.id).unwrap().is_some());
+    assert_eq!(store.run("globex", &run.id).unwrap(), None);
+    assert!(store.journal("globex", &run.id).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_steps_share_commits() {
+    let (_dir, store) = open();
+    let store = Arc::new(store);
+    let mut runs = Vec::new();
+    for _ in 0..200 {
+        runs.push(store.start_run(new_run(None)).await.unwrap().id);
+    }
+    let before = store.write_stats();
+    let commits: Vec<_> = runs
+        .iter()
+        .map(|id| {
+            let store = store.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                store
+                    .commit_step(StepCommit {
+                        run_id: id,
+                        expected_seq: 0,
+                        step: step(0),
+                        next: update(None, RunStatus::Done, None),
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for commit in commits {
+        commit.await.unwrap().unwrap();
+    }
+    let after = store.write_stats();
+    assert_eq!(after.writes - before.writes, 200);
+    assert!(
+        after.batches - before.batches < 200,
+        "no batching: {after:?}"
+    );
+    assert_eq!(store.unfinished_runs().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn what_was_committed_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coda.db");
+    let id = {
+        let store = Store::open(&path).unwrap();
+        let run = store.start_run(new_run(Some("t"))).await.unwrap();
+        let mut next = update(Some("route"), RunStatus::Ready, Some(2_000));
+        next.data = store.run("acme", &run.id).unwrap().unwrap().data;
+        next.data
+            .insert("Greeting".into(), Value::Text("Hi".into()));
+        store
+            .commit_step(StepCommit {
+                run_id: run.id.clone(),
+                expected_seq: 0,
+                step: step(0),
+                next,
+            })
+            .await
+            .unwrap();
+        run.id
+    };
+    let store = Store::open(&path).unwrap();
+    let record = store.run("acme", &id).unwrap().unwrap();
+    assert_eq!(
+        (record.step_seq, record.node.as_deref()),
+        (1, Some("route"))
+    );
+    assert_eq!(
+        record.data.get("CLID"),
+        Some(&Value::Text("+15550100".into()))
+    );
+    assert_eq!(
+        store.journal("acme", &id).unwrap()[0].note,
+        "exit next → route"
+    );
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+}
