@@ -57,7 +57,10 @@ fn describe_prints_info_and_imports() {
     assert_eq!(status, 0, "{json}");
     assert_eq!(json["name"], "hello");
     assert_eq!(json["exits"], serde_json::json!(["greeted", "anonymous"]));
-    assert_eq!(json["coda_imports"], serde_json::json!(["data", "log", "state"]));
+    assert_eq!(
+        json["coda_imports"],
+        serde_json::json!(["data", "log", "state"])
+    );
     assert_eq!(json["world"], "0.1.0");
     assert_eq!(json["config_schema"]["type"], "object");
 }
@@ -75,14 +78,23 @@ fn invoke_prints_outcome_data_fuel_and_logs() {
     ]);
     assert_eq!(status, 0, "{json}");
     assert_eq!(json["outcome"], serde_json::json!({ "exit": "greeted" }));
-    assert_eq!(json["data"], serde_json::json!({ "Greeting": "Welcome, Ada!" }));
+    assert_eq!(
+        json["data"],
+        serde_json::json!({ "Greeting": "Welcome, Ada!" })
+    );
     assert!(json["fuel_used"].as_u64().unwrap() > 0);
     assert_eq!(json["logs"][0]["message"], "Welcome, Ada!");
 }
 
 #[test]
 fn limits_from_flags_give_typed_errors_and_status_1() {
-    let (status, json) = coda(&["applet", "invoke", applets::INFINITE_LOOP, "--fuel", "1000000"]);
+    let (status, json) = coda(&[
+        "applet",
+        "invoke",
+        applets::INFINITE_LOOP,
+        "--fuel",
+        "1000000",
+    ]);
     assert_eq!(status, 1, "{json}");
     assert_eq!(json["error"]["kind"], "fuel");
     assert_eq!(json["error"]["limit"], 1_000_000);
@@ -99,7 +111,13 @@ fn limits_from_flags_give_typed_errors_and_status_1() {
     assert_eq!(status, 1, "{json}");
     assert_eq!(json["error"]["kind"], "deadline");
 
-    let (status, json) = coda(&["applet", "invoke", applets::MEMORY_BOMB, "--memory", "8388608"]);
+    let (status, json) = coda(&[
+        "applet",
+        "invoke",
+        applets::MEMORY_BOMB,
+        "--memory",
+        "8388608",
+    ]);
     assert_eq!(status, 1, "{json}");
     assert_eq!(json["error"]["kind"], "memory");
 
@@ -132,13 +150,29 @@ fn refused_components_and_bad_usage_give_status_2() {
     assert_eq!(status, 2, "{json}");
     assert_eq!(json["error"]["kind"], "invalid-component");
 
-    let (status, json) = coda(&["applet", "invoke", applets::HELLO, "--data", "no-equals-sign"]);
+    let (status, json) = coda(&[
+        "applet",
+        "invoke",
+        applets::HELLO,
+        "--data",
+        "no-equals-sign",
+    ]);
     assert_eq!(status, 2, "{json}");
-    assert!(json["error"]["message"].as_str().unwrap().contains("NAME=JSON"));
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("NAME=JSON")
+    );
 
     let (status, json) = coda(&["applet", "invoke", applets::HELLO, "--config", "{not json"]);
     assert_eq!(status, 2, "{json}");
-    assert!(json["error"]["message"].as_str().unwrap().contains("--config"));
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--config")
+    );
 }
 
 #[test]
@@ -152,6 +186,10 @@ fn a_restart_loads_the_cached_artifact() {
     let cached = std::fs::read_dir(cache_dir())
         .unwrap()
         .filter_map(|e| e.ok())
-        .any(|e| e.file_name().to_string_lossy().starts_with(first["digest"].as_str().unwrap()));
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(first["digest"].as_str().unwrap())
+        });
     assert!(cached, "no artifact for {} in the cache", first["digest"]);
 }
