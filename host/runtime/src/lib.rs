@@ -113,20 +113,7 @@ impl Invocation {
 }
 
 /// What an invocation did.
-#[derive(Debug, Clone)]
-pub struct Report {
-    pub result: Result<Outcome, InvokeError>,
-    /// Data sources the applet set. Empty unless `result` is an outcome: a step that did not
-    /// finish leaves the run's data as it was.
-    pub data_changes: Values,
-    /// Node state the applet set; empty unless `result` is an outcome.
-    pub state_changes: Values,
-    /// Lines logged, kept whatever the result, for diagnosis.
-    pub logs: Vec<LogLine>,
-    pub fuel_used: u64,
-    pub host_calls: u64,
-    pub elapsed: Duration,
-}
+pub type Report = coda_types::InvocationReport;
 
 /// The applet host: one engine, its linker, the artifact cache and the loaded components.
 #[derive(Clone)]

@@ -372,6 +372,22 @@ mod tests {
     }
 }
 
+/// What one invocation of an applet's `run` did.
+#[derive(Debug, Clone)]
+pub struct InvocationReport {
+    pub result: Result<Outcome, InvokeError>,
+    /// Data sources the applet set. Empty unless `result` is an outcome: a step that did not
+    /// finish leaves the run's data as it was.
+    pub data_changes: Values,
+    /// Node state the applet set; empty unless `result` is an outcome.
+    pub state_changes: Values,
+    /// Lines logged, kept whatever the result, for diagnosis.
+    pub logs: Vec<LogLine>,
+    pub fuel_used: u64,
+    pub host_calls: u64,
+    pub elapsed: std::time::Duration,
+}
+
 /// Why the host refused or could not complete a capability call. The applet receives it as a
 /// value (WIT `host-error`) and decides what to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
