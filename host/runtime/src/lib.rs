@@ -127,6 +127,9 @@ struct Inner {
     cache: Option<cache::ArtifactCache>,
     config: RuntimeConfig,
     compile_permits: Arc<tokio::sync::Semaphore>,
+    /// One per pooling-allocator slot: an invocation waits for a free slot rather than
+    /// failing because the pool is full.
+    instance_permits: tokio::sync::Semaphore,
     /// Components already loaded in this process, by digest: loaded once, shared after.
     loaded: Mutex<HashMap<String, Arc<LoadedApplet>>>,
     _ticker: engine::EpochTicker,
@@ -147,6 +150,7 @@ impl Runtime {
             None => None,
         };
         let ticker = engine::EpochTicker::start(&engine);
+        let slots = config.max_concurrent_instances as usize;
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
@@ -154,6 +158,7 @@ impl Runtime {
                 cache,
                 config,
                 compile_permits: Arc::new(tokio::sync::Semaphore::new(limits::COMPILE_CONCURRENCY)),
+                instance_permits: tokio::sync::Semaphore::new(slots),
                 loaded: Mutex::new(HashMap::new()),
                 _ticker: ticker,
             }),
@@ -187,6 +192,8 @@ impl Runtime {
             }));
         }
         let config = config.to_string();
+        // The semaphore is never closed, so acquiring only waits.
+        let _slot = self.inner.instance_permits.acquire().await;
         let state = HostState::new(limits, context, data, state, capabilities);
         let mut store = sandbox::new_store(&self.inner.engine, state);
         let outcome =

@@ -231,6 +231,7 @@ impl Runtime {
             Values::new(),
             Arc::new(crate::capabilities::DenyAll),
         );
+        let _slot = self.inner.instance_permits.acquire().await;
         let mut store = sandbox::new_store(&self.inner.engine, state);
         let limits = store.data().limits;
         let outcome = tokio::time::timeout(crate::budget(&limits), pre.describe(&mut store)).await;
