@@ -11,8 +11,13 @@
 //! it applies only if the run is still at the sequence the step started from, so a step can
 //! never be committed twice or over a newer one.
 
+mod interactions;
 mod schema;
 mod writer;
+
+pub use interactions::{
+    Channel, InteractionRecord, InteractionStatus, Party, PostFlowAction, PostFlowTarget,
+};
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -480,6 +485,70 @@ impl Store {
             })
             .collect()
         })
+    }
+
+    /// Wakes the runs of this interaction that wait for `event`: each goes on at its wait's
+    /// event target (or ends), with the payload in the data source `Event`, journaled as a
+    /// step so that a timeout being handled at the same moment cannot also commit.
+    pub async fn wake_waiting(
+        &self,
+        tenant: &str,
+        interaction: &str,
+        event: &str,
+        payload: coda_types::Value,
+        now_ms: i64,
+    ) -> Result<Vec<String>> {
+        let (tenant, interaction, event) = (tenant.to_owned(), interaction.to_owned(), event.to_owned());
+        self.writer
+            .write(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs
+                     WHERE tenant = ?1 AND interaction = ?2 AND status = 'waiting'"
+                ))?;
+                let waiting: Vec<RunRecord> = stmt
+                    .query_map(params![tenant, interaction], run_from_row)?
+                    .map(|r| r?)
+                    .collect::<Result<_>>()?;
+                let mut woken = Vec::new();
+                for run in waiting {
+                    let Some(wait) = run.wait.as_ref().filter(|w| w.event == event) else {
+                        continue;
+                    };
+                    let mut data = run.data.clone();
+                    data.insert("Event".into(), payload.clone());
+                    let (status, node, note) = match &wait.on_event {
+                        Some(node) => ("ready", Some(node.clone()), format!("event `{event}` received → {node}")),
+                        None => ("done", None, format!("event `{event}` received; its exit is not wired: the run ends")),
+                    };
+                    conn.execute(
+                        "UPDATE runs SET status = ?1, node = ?2, step_seq = step_seq + 1, attempt = 1,
+                            data = ?3, due_at = ?4, wait = NULL, updated_at = ?4
+                         WHERE id = ?5 AND step_seq = ?6",
+                        params![status, node, serde_json::to_string(&data)?, now_ms, run.id, run.step_seq],
+                    )?;
+                    let mut changes = Values::new();
+                    changes.insert("Event".into(), payload.clone());
+                    conn.execute(
+                        "INSERT INTO steps (run_id, seq, plan, plan_version, node, applet, attempt,
+                            result, note, fuel_used, duration_us, data_changes, at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, '', 1, ?6, ?7, 0, 0, ?8, ?9)",
+                        params![
+                            run.id,
+                            run.step_seq,
+                            run.plan,
+                            run.plan_version,
+                            run.node.clone().unwrap_or_default(),
+                            serde_json::json!({ "event": event }).to_string(),
+                            note,
+                            serde_json::to_string(&changes)?,
+                            now_ms
+                        ],
+                    )?;
+                    woken.push(run.id);
+                }
+                Ok(woken)
+            })
+            .await
     }
 
     /// `PRAGMA integrity_check`: "ok" when the database is sound.

@@ -51,6 +51,14 @@ const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL,
         PRIMARY KEY (run_id, seq)
     );",
+    // 2: interactions, one JSON body each, changed only inside the writer.
+    "CREATE TABLE interactions (
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant, id)
+    );",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
