@@ -2,6 +2,8 @@
 //! Checks exit statuses (0 done, 1 the applet failed, 2 usage or refused component) and the
 //! JSON printed on stdout.
 
+mod run;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -26,7 +28,7 @@ fn coda_bin() -> &'static PathBuf {
 }
 
 /// Runs `coda ARGS` with a private artifact cache; returns (exit status, stdout as JSON).
-fn coda(args: &[&str]) -> (i32, Value) {
+pub(crate) fn coda(args: &[&str]) -> (i32, Value) {
     let cache = cache_dir();
     let output = Command::new(coda_bin())
         .args(args)

@@ -4,6 +4,9 @@
 //! trapped or hit a limit; 2 for a usage error, an unreadable file or a refused component.
 //! Results and errors are printed as one JSON object on stdout.
 
+mod applets;
+mod flow;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -37,6 +40,17 @@ enum Command {
     /// Work with one applet component file
     #[command(subcommand)]
     Applet(AppletCommand),
+    /// Work with interaction plans
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Run a post-interaction flow locally to its end and print its journal
+    Run(flow::RunArgs),
+}
+
+#[derive(Subcommand)]
+enum PlanCommand {
+    /// Check a plan; exit 0, or exit 2 listing every problem
+    Validate(flow::ValidateArgs),
 }
 
 #[derive(Subcommand)]
@@ -93,13 +107,13 @@ struct InvokeArgs {
 }
 
 /// A command's failure: the JSON error to print and the exit status.
-struct Exit {
+pub(crate) struct Exit {
     status: u8,
     error: Json,
 }
 
 impl Exit {
-    fn usage(kind: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn usage(kind: &str, message: impl Into<String>) -> Self {
         Exit {
             status: 2,
             error: json!({ "kind": kind, "message": message.into() }),
@@ -165,6 +179,8 @@ async fn run(cli: Cli) -> Result<Json, Exit> {
             Ok(describe_json(&applet))
         }
         Command::Applet(AppletCommand::Invoke(args)) => invoke(&runtime, args).await,
+        Command::Plan(PlanCommand::Validate(args)) => flow::validate(runtime, args).await,
+        Command::Run(args) => flow::run(runtime, args).await,
     }
 }
 

@@ -1,0 +1,83 @@
+//! The applets of a directory, loaded into the runtime and served to the flow engine: the
+//! glue between `coda-flow` (which never sees wasmtime) and `coda-runtime`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use coda_flow::{Applets, StepInput};
+use coda_plan::AppletRef;
+use coda_runtime::{AppletInfo, Invocation, LoadOptions, LoadedApplet, Runtime};
+
+pub struct DirApplets {
+    runtime: Runtime,
+    applets: HashMap<String, Arc<LoadedApplet>>,
+}
+
+impl DirApplets {
+    /// Loads every `*.wasm` in `dir`. A component that is refused is reported on stderr and
+    /// left out; two components claiming the same name and version are an error.
+    pub async fn load(runtime: Runtime, dir: Option<&Path>) -> Result<Self, String> {
+        let mut applets = HashMap::new();
+        let mut origin: HashMap<String, std::path::PathBuf> = HashMap::new();
+        if let Some(dir) = dir {
+            let entries = std::fs::read_dir(dir)
+                .map_err(|e| format!("cannot read the applets directory {}: {e}", dir.display()))?;
+            let mut paths: Vec<_> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+                .collect();
+            paths.sort();
+            for path in paths {
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                match runtime.load(&bytes, &LoadOptions::default()).await {
+                    Ok(applet) => {
+                        let key = format!("{}@{}", applet.info.name, applet.info.version);
+                        if let Some(first) = origin.get(&key) {
+                            return Err(format!(
+                                "{} and {} both are applet {key}",
+                                first.display(),
+                                path.display()
+                            ));
+                        }
+                        origin.insert(key.clone(), path);
+                        applets.insert(key, applet);
+                    }
+                    Err(e) => eprintln!("warning: {} is not loaded: {e}", path.display()),
+                }
+            }
+        }
+        Ok(DirApplets { runtime, applets })
+    }
+
+    pub fn infos(&self) -> impl Iterator<Item = &AppletInfo> {
+        self.applets.values().map(|a| &a.info)
+    }
+}
+
+#[async_trait]
+impl Applets for DirApplets {
+    fn info(&self, _tenant: &str, applet: &AppletRef) -> Option<AppletInfo> {
+        self.applets
+            .get(&applet.to_string())
+            .map(|a| a.info.clone())
+    }
+
+    async fn invoke(
+        &self,
+        _tenant: &str,
+        applet: &AppletRef,
+        input: StepInput,
+    ) -> Result<coda_runtime::Report, String> {
+        let loaded = self
+            .applets
+            .get(&applet.to_string())
+            .ok_or_else(|| format!("applet {applet} is not installed"))?;
+        let mut invocation = Invocation::new(input.context, input.config);
+        invocation.data = input.data;
+        invocation.state = input.state;
+        Ok(self.runtime.invoke(loaded, invocation).await)
+    }
+}

@@ -1,0 +1,343 @@
+//! Where a run goes after a step: pure functions of the run, the node and the report, so
+//! every rule is testable without a database or an applet.
+
+use std::sync::Arc;
+
+use coda_plan::{Node, Plan};
+use coda_store::{EventWait, RunRecord, RunStatus, RunUpdate};
+use coda_types::{AppletInfo, InvocationReport, InvokeError, Outcome, Value};
+
+/// The rules of a run, each with its default.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowLimits {
+    /// Tries of a step whose applet failed with a retryable failure (1 = no retry).
+    pub max_attempts: u32,
+    /// First retry delay; doubles with each attempt.
+    pub backoff_base_ms: u64,
+    /// Longest retry delay.
+    pub backoff_max_ms: u64,
+    /// How often a run may route to another plan, so plans routing to each other end.
+    pub max_route_depth: u32,
+    /// Steps per run (Genesys caps a flow at 10,000 actions).
+    pub max_steps: u64,
+    /// Due runs taken at once.
+    pub batch: usize,
+}
+
+impl Default for FlowLimits {
+    fn default() -> Self {
+        FlowLimits {
+            max_attempts: 3,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 5 * 60_000,
+            max_route_depth: 8,
+            max_steps: 10_000,
+            batch: 512,
+        }
+    }
+}
+
+pub(crate) struct Decision {
+    pub update: RunUpdate,
+    pub note: String,
+    pub result: serde_json::Value,
+}
+
+fn position(run: &RunRecord) -> RunUpdate {
+    RunUpdate {
+        status: run.status,
+        plan: run.plan.clone(),
+        plan_version: run.plan_version,
+        node: run.node.clone(),
+        attempt: run.attempt,
+        data: run.data.clone(),
+        state: run.state.clone(),
+        due_at_ms: run.due_at_ms,
+        wait: None,
+        route_depth: run.route_depth,
+    }
+}
+
+pub(crate) fn finish(run: &RunRecord, status: RunStatus) -> RunUpdate {
+    RunUpdate {
+        status,
+        node: None,
+        due_at_ms: None,
+        ..position(run)
+    }
+}
+
+/// Moves the run to `target` (ready at once), or ends it when the exit is unwired.
+fn go_to(update: &mut RunUpdate, target: Option<&String>, now: i64) {
+    update.attempt = 1;
+    update.wait = None;
+    match target {
+        Some(node) => {
+            update.status = RunStatus::Ready;
+            update.node = Some(node.clone());
+            update.due_at_ms = Some(now);
+        }
+        None => {
+            update.status = RunStatus::Done;
+            update.node = None;
+            update.due_at_ms = None;
+        }
+    }
+}
+
+fn describe_target(exit: &str, target: Option<&String>) -> String {
+    match target {
+        Some(node) => format!("exit {exit} → {node}"),
+        None => format!("exit {exit} is not wired: the run ends"),
+    }
+}
+
+pub(crate) fn resume_after_timeout(run: &RunRecord, event: &str) -> (RunUpdate, String) {
+    let mut update = position(run);
+    let now = run.due_at_ms.unwrap_or(run.updated_at_ms);
+    go_to(&mut update, run.node.as_ref(), now);
+    let note = match &run.node {
+        Some(node) => format!("no `{event}` event before the timeout → {node}"),
+        None => format!(
+            "no `{event}` event before the timeout; the timeout exit is not wired: the run ends"
+        ),
+    };
+    (update, note)
+}
+
+/// The retry delay before `attempt + 1`: exponential from the base, capped, and never
+/// sooner than the applet asked.
+pub(crate) fn backoff_ms(limits: &FlowLimits, attempt: u32, retry_after: Option<u64>) -> u64 {
+    let exponential = limits
+        .backoff_base_ms
+        .saturating_mul(1u64 << attempt.saturating_sub(1).min(30))
+        .min(limits.backoff_max_ms);
+    exponential.max(retry_after.unwrap_or(0))
+}
+
+fn error_json(error: &InvokeError) -> serde_json::Value {
+    serde_json::json!({ "error": error.to_json() })
+}
+
+/// Takes the node's error exit with `kind` and `message`, recording them in the `LastError`
+/// data source so the error branch can route on them; without an error exit the run fails.
+fn error_exit(
+    run: &RunRecord,
+    node_id: &str,
+    node: &Node,
+    kind: &str,
+    message: &str,
+    now: i64,
+    result: serde_json::Value,
+) -> Decision {
+    let mut update = position(run);
+    let last_error = serde_json::json!({ "node": node_id, "kind": kind, "message": message });
+    update
+        .data
+        .insert("LastError".into(), Value::Json(last_error.to_string()));
+    let note = match &node.error {
+        Some(target) => {
+            go_to(&mut update, Some(target), now);
+            format!("{kind}: {message} → error exit {target}")
+        }
+        None => {
+            update.status = RunStatus::Failed;
+            update.node = None;
+            update.due_at_ms = None;
+            update.attempt = 1;
+            format!("{kind}: {message}; no error exit is wired: the run fails")
+        }
+    };
+    Decision {
+        update,
+        note,
+        result,
+    }
+}
+
+pub(crate) fn unavailable(run: &RunRecord, node_id: &str, node: &Node, why: &str) -> Decision {
+    let result = serde_json::json!({ "error": { "kind": "unavailable", "message": why } });
+    error_exit(
+        run,
+        node_id,
+        node,
+        "unavailable",
+        why,
+        run.due_at_ms.unwrap_or(0),
+        result,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn after_invocation(
+    run: &RunRecord,
+    node_id: &str,
+    node: &Node,
+    info: Option<&AppletInfo>,
+    report: &InvocationReport,
+    route_target: Option<crate::Result<(String, u32, Arc<Plan>)>>,
+    now: i64,
+    limits: &FlowLimits,
+) -> Decision {
+    let outcome = match &report.result {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            let result = error_json(error);
+            if let InvokeError::Failure(failure) = error
+                && failure.retryable
+                && run.attempt < limits.max_attempts
+            {
+                let delay = backoff_ms(limits, run.attempt, failure.retry_after_millis);
+                let mut update = position(run);
+                update.status = RunStatus::Ready;
+                update.attempt = run.attempt + 1;
+                update.due_at_ms = Some(now + delay as i64);
+                let note = format!(
+                    "retryable failure ({}): retry {} of {} in {delay} ms",
+                    failure.code,
+                    run.attempt + 1,
+                    limits.max_attempts
+                );
+                return Decision {
+                    update,
+                    note,
+                    result,
+                };
+            }
+            return error_exit(
+                run,
+                node_id,
+                node,
+                error.kind(),
+                &error.to_string(),
+                now,
+                result,
+            );
+        }
+    };
+    let result = serde_json::to_value(outcome).unwrap_or(serde_json::Value::Null);
+    let declared = |exit: &str| info.is_none_or(|i| i.exits.iter().any(|e| e == exit));
+    let mut update = position(run);
+    update.data.extend(report.data_changes.clone());
+    if !report.state_changes.is_empty() {
+        update
+            .state
+            .entry(node_id.to_owned())
+            .or_default()
+            .extend(report.state_changes.clone());
+    }
+    let undeclared = |exit: &str| {
+        error_exit(
+            run,
+            node_id,
+            node,
+            "undeclared-exit",
+            &format!("the applet took exit `{exit}`, which it does not declare"),
+            now,
+            result.clone(),
+        )
+    };
+    match outcome {
+        Outcome::Exit(exit) => {
+            if !declared(exit) {
+                return undeclared(exit);
+            }
+            let target = node.exits.get(exit);
+            go_to(&mut update, target, now);
+            Decision {
+                update,
+                note: describe_target(exit, target),
+                result,
+            }
+        }
+        Outcome::Pause { millis, exit } => {
+            if !declared(exit) {
+                return undeclared(exit);
+            }
+            let target = node.exits.get(exit);
+            update.status = RunStatus::Parked;
+            update.node = target.cloned();
+            update.attempt = 1;
+            update.due_at_ms = Some(now.saturating_add(*millis as i64));
+            let note = format!("pause {millis} ms, then {}", describe_target(exit, target));
+            Decision {
+                update,
+                note,
+                result,
+            }
+        }
+        Outcome::Wait {
+            event,
+            timeout_millis,
+            on_event,
+            on_timeout,
+        } => {
+            for exit in [on_event, on_timeout] {
+                if !declared(exit) {
+                    return undeclared(exit);
+                }
+            }
+            update.status = RunStatus::Waiting;
+            update.node = node.exits.get(on_timeout).cloned();
+            update.attempt = 1;
+            update.due_at_ms = Some(now.saturating_add(*timeout_millis as i64));
+            update.wait = Some(EventWait {
+                event: event.clone(),
+                on_event: node.exits.get(on_event).cloned(),
+            });
+            let note = format!("wait up to {timeout_millis} ms for `{event}`");
+            Decision {
+                update,
+                note,
+                result,
+            }
+        }
+        Outcome::Route { plan, .. } => {
+            if run.route_depth >= limits.max_route_depth {
+                let message = format!(
+                    "routing to `{plan}` would exceed the route depth limit of {}",
+                    limits.max_route_depth
+                );
+                return error_exit(run, node_id, node, "route-depth", &message, now, result);
+            }
+            match route_target {
+                Some(Ok((name, version, target))) => {
+                    update.plan = name.clone();
+                    update.plan_version = version;
+                    update.state.clear();
+                    update.route_depth = run.route_depth + 1;
+                    go_to(&mut update, Some(&target.start), now);
+                    Decision {
+                        update,
+                        note: format!("route to plan {name}@{version}"),
+                        result,
+                    }
+                }
+                Some(Err(e)) => {
+                    error_exit(run, node_id, node, "route", &e.to_string(), now, result)
+                }
+                None => error_exit(run, node_id, node, "route", "no route target", now, result),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_honours_retry_after() {
+        let limits = FlowLimits {
+            backoff_base_ms: 100,
+            backoff_max_ms: 1_000,
+            ..FlowLimits::default()
+        };
+        assert_eq!(backoff_ms(&limits, 1, None), 100);
+        assert_eq!(backoff_ms(&limits, 2, None), 200);
+        assert_eq!(backoff_ms(&limits, 3, None), 400);
+        assert_eq!(backoff_ms(&limits, 9, None), 1_000);
+        assert_eq!(backoff_ms(&limits, 60, None), 1_000);
+        assert_eq!(backoff_ms(&limits, 1, Some(5_000)), 5_000);
+    }
+}

@@ -1,0 +1,369 @@
+//! Interaction events and what they start: the post-flow action on the matching
+//! disconnect, and the post-interaction process when the interaction ends.
+//!
+//! A run started by an event is keyed by interaction and trigger (`int-1/ended`,
+//! `int-1/post-flow`), a unique insert in the store: the same event delivered twice, even to
+//! two nodes at once, starts one run.
+
+use coda_store::{
+    Channel, InteractionRecord, InteractionStatus, Party, PostFlowAction, PostFlowTarget,
+    StartedRun,
+};
+use coda_types::{Value, Values};
+use serde::Deserialize;
+
+use crate::{Engine, Result, Start};
+
+/// An event about an interaction, as a contact center sends it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum InteractionEvent {
+    Started {
+        interaction: String,
+        channel: Channel,
+        /// The live plan; its `post_interaction` plan starts when the interaction ends.
+        #[serde(default)]
+        plan: Option<String>,
+        /// Data sources: CLID, DialedNumber, Language and custom ones.
+        #[serde(default)]
+        data: serde_json::Map<String, serde_json::Value>,
+    },
+    PartyJoined {
+        interaction: String,
+        party: Party,
+    },
+    PartyDisconnected {
+        interaction: String,
+        party: Party,
+    },
+    Ended {
+        interaction: String,
+        #[serde(default)]
+        outcome: Option<String>,
+    },
+}
+
+impl InteractionEvent {
+    pub fn interaction(&self) -> &str {
+        match self {
+            InteractionEvent::Started { interaction, .. }
+            | InteractionEvent::PartyJoined { interaction, .. }
+            | InteractionEvent::PartyDisconnected { interaction, .. }
+            | InteractionEvent::Ended { interaction, .. } => interaction,
+        }
+    }
+}
+
+/// What an event did.
+#[derive(Debug, Clone)]
+pub struct EventOutcome {
+    pub interaction: InteractionRecord,
+    /// Runs the event started (or found already started by the same trigger).
+    pub runs: Vec<StartedRun>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("interaction `{0}` was never started")]
+    Unknown(String),
+    #[error("interaction `{0}` has ended; it takes no more party events")]
+    Completed(String),
+    #[error("interaction `{0}` was started already as a {1:?} interaction")]
+    Conflict(String, Channel),
+}
+
+fn json_values(map: &serde_json::Map<String, serde_json::Value>) -> Values {
+    map.iter()
+        .map(|(k, v)| (k.clone(), Value::from_json(v)))
+        .collect()
+}
+
+/// Applies an event to the interaction (none if it does not exist yet).
+fn apply(
+    current: Option<InteractionRecord>,
+    event: &InteractionEvent,
+    now_ms: i64,
+) -> std::result::Result<InteractionRecord, EventError> {
+    let id = event.interaction().to_owned();
+    let mut record = match (current, event) {
+        (
+            None,
+            InteractionEvent::Started {
+                channel,
+                plan,
+                data,
+                ..
+            },
+        ) => {
+            let mut data = json_values(data);
+            data.insert("InteractionId".into(), Value::Text(id.clone()));
+            InteractionRecord {
+                id: id.clone(),
+                channel: *channel,
+                plan: plan.clone(),
+                status: InteractionStatus::Active,
+                present: vec![Party::Caller],
+                agent_reached: false,
+                data,
+                post_flow: None,
+                post_flow_fired: false,
+                updated_at_ms: now_ms,
+            }
+        }
+        // Started twice: the same interaction, unchanged (a redelivery).
+        (Some(existing), InteractionEvent::Started { channel, .. }) => {
+            if existing.channel != *channel {
+                return Err(EventError::Conflict(id, existing.channel));
+            }
+            return Ok(existing);
+        }
+        (None, _) => return Err(EventError::Unknown(id)),
+        (Some(existing), _) => existing,
+    };
+    match event {
+        InteractionEvent::Started { .. } => {}
+        InteractionEvent::PartyJoined { party, .. } => {
+            if record.status == InteractionStatus::Completed {
+                return Err(EventError::Completed(id));
+            }
+            if !record.present.contains(party) {
+                record.present.push(*party);
+                record.present.sort();
+            }
+            if *party == Party::Agent {
+                record.agent_reached = true;
+            }
+        }
+        InteractionEvent::PartyDisconnected { party, .. } => {
+            if let Some(action) = &record.post_flow
+                && fires(action, *party, record.agent_reached)
+            {
+                record.post_flow_fired = true;
+            }
+            record.present.retain(|p| p != party);
+            if record.present.is_empty() {
+                record.status = InteractionStatus::Completed;
+            }
+        }
+        InteractionEvent::Ended { outcome, .. } => {
+            record.present.clear();
+            record.status = InteractionStatus::Completed;
+            if let Some(outcome) = outcome {
+                record
+                    .data
+                    .insert("InteractionOutcome".into(), Value::Text(outcome.clone()));
+            }
+        }
+    }
+    record.updated_at_ms = now_ms;
+    Ok(record)
+}
+
+/// Whether a disconnect of `party` fires the action: an agent target needs an agent who was
+/// reached.
+fn fires(action: &PostFlowAction, party: Party, agent_reached: bool) -> bool {
+    match action.target {
+        PostFlowTarget::Agent => party == Party::Agent && agent_reached,
+        PostFlowTarget::Caller => party == Party::Caller,
+        PostFlowTarget::Any => true,
+    }
+}
+
+impl Engine {
+    /// Applies an interaction event and starts what it triggers. Every run it starts is on
+    /// disk when this returns.
+    pub async fn on_event(
+        &self,
+        tenant: &str,
+        event: InteractionEvent,
+    ) -> Result<std::result::Result<EventOutcome, EventError>> {
+        let now = self.clock.now_ms();
+        let applied = event.clone();
+        let record = match self
+            .store
+            .update_interaction(tenant, event.interaction(), move |current| {
+                apply(current, &applied, now)
+            })
+            .await?
+        {
+            Ok(record) => record,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let mut runs = Vec::new();
+        // Started by its trigger key: a redelivered disconnect finds the run it started.
+        if let (InteractionEvent::PartyDisconnected { party, .. }, Some(action)) =
+            (&event, &record.post_flow)
+            && fires(action, *party, record.agent_reached)
+        {
+            let mut data = record.data.clone();
+            data.insert(
+                "InvocationData".into(),
+                Value::from_json(&action.invocation_data),
+            );
+            runs.push(
+                self.start_triggered(tenant, &record, &action.plan, "post-flow", data)
+                    .await?,
+            );
+        }
+        if record.status == InteractionStatus::Completed
+            && !record.post_flow_fired
+            && let Some(live) = &record.plan
+        {
+            let (_, plan) = self.plan(tenant, live, None)?;
+            if let Some(process) = &plan.post_interaction {
+                runs.push(
+                    self.start_triggered(tenant, &record, process, "ended", record.data.clone())
+                        .await?,
+                );
+            }
+        }
+        Ok(Ok(EventOutcome {
+            interaction: record,
+            runs,
+        }))
+    }
+
+    async fn start_triggered(
+        &self,
+        tenant: &str,
+        record: &InteractionRecord,
+        plan: &str,
+        trigger: &str,
+        data: Values,
+    ) -> Result<StartedRun> {
+        self.start(Start {
+            tenant: tenant.into(),
+            plan: plan.into(),
+            version: None,
+            interaction: Some(record.id.clone()),
+            trigger_key: Some(format!("{}/{trigger}", record.id)),
+            data,
+        })
+        .await
+    }
+
+    /// Sets, replaces (`Some`) or clears (`None`) the post-flow action of a live interaction.
+    pub async fn set_post_flow(
+        &self,
+        tenant: &str,
+        interaction: &str,
+        action: Option<PostFlowAction>,
+    ) -> Result<std::result::Result<InteractionRecord, EventError>> {
+        if let Some(action) = &action {
+            // The plan must exist now, not when the disconnect comes.
+            self.plan(tenant, &action.plan, None)?;
+        }
+        let now = self.clock.now_ms();
+        let id = interaction.to_owned();
+        Ok(self
+            .store
+            .update_interaction(tenant, interaction, move |current| match current {
+                None => Err(EventError::Unknown(id)),
+                Some(record) if record.status == InteractionStatus::Completed => {
+                    Err(EventError::Completed(id))
+                }
+                Some(mut record) => {
+                    record.post_flow = action;
+                    record.updated_at_ms = now;
+                    Ok(record)
+                }
+            })
+            .await?)
+    }
+
+    /// Delivers a named event (an agent's disposition, a survey reply) to the runs of the
+    /// interaction that wait for it.
+    pub async fn deliver(
+        &self,
+        tenant: &str,
+        interaction: &str,
+        event: &str,
+        payload: serde_json::Value,
+    ) -> Result<Vec<String>> {
+        Ok(self
+            .store
+            .wake_waiting(
+                tenant,
+                interaction,
+                event,
+                Value::from_json(&payload),
+                self.clock.now_ms(),
+            )
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started() -> InteractionRecord {
+        let event: InteractionEvent = serde_json::from_value(serde_json::json!({
+            "type": "started", "interaction": "i1", "channel": "voice", "plan": "live",
+            "data": { "CLID": "+15550100" }
+        }))
+        .unwrap();
+        apply(None, &event, 1).unwrap()
+    }
+
+    fn event(json: serde_json::Value) -> InteractionEvent {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn all_parties_gone_completes_the_interaction() {
+        let r = started();
+        let r = apply(
+            Some(r),
+            &event(
+                serde_json::json!({"type": "party-joined", "interaction": "i1", "party": "agent"}),
+            ),
+            2,
+        )
+        .unwrap();
+        assert!(r.agent_reached);
+        let r = apply(Some(r), &event(serde_json::json!({"type": "party-disconnected", "interaction": "i1", "party": "agent"})), 3).unwrap();
+        assert_eq!(r.status, InteractionStatus::Active);
+        let r = apply(Some(r), &event(serde_json::json!({"type": "party-disconnected", "interaction": "i1", "party": "caller"})), 4).unwrap();
+        assert_eq!(r.status, InteractionStatus::Completed);
+        let refused = apply(
+            Some(r),
+            &event(
+                serde_json::json!({"type": "party-joined", "interaction": "i1", "party": "agent"}),
+            ),
+            5,
+        );
+        assert!(matches!(refused, Err(EventError::Completed(_))));
+    }
+
+    #[test]
+    fn an_agent_target_needs_an_agent_reached() {
+        let action = PostFlowAction {
+            target: PostFlowTarget::Agent,
+            action: "voice-survey-flow".into(),
+            plan: "survey".into(),
+            invocation_data: serde_json::json!({}),
+        };
+        assert!(!fires(&action, Party::Agent, false));
+        assert!(fires(&action, Party::Agent, true));
+        assert!(!fires(&action, Party::Caller, true));
+        let any = PostFlowAction {
+            target: PostFlowTarget::Any,
+            ..action
+        };
+        assert!(fires(&any, Party::Caller, false));
+    }
+
+    #[test]
+    fn events_for_unknown_interactions_are_refused() {
+        let refused = apply(
+            None,
+            &event(serde_json::json!({"type": "ended", "interaction": "nope"})),
+            1,
+        );
+        assert!(matches!(refused, Err(EventError::Unknown(id)) if id == "nope"));
+        let bad: std::result::Result<InteractionEvent, _> =
+            serde_json::from_value(serde_json::json!({"type": "exploded", "interaction": "i1"}));
+        assert!(bad.is_err());
+    }
+}

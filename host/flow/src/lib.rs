@@ -1,0 +1,387 @@
+//! `coda-flow`: runs interaction plans durably.
+//!
+//! The engine takes runs that are due from the store, runs each one's next step (one
+//! applet invocation), decides where the run goes (an exit's target, a pause, a wait, another
+//! plan, a retry, the error exit, or the end), and commits the step's journal entry and the
+//! run's new position together before that run's next step can start.
+//!
+//! **Architecture Invariant:** this crate never sees wasmtime. Applets are reached through
+//! the [`Applets`] trait, which the binary implements with `coda-runtime`; everything that
+//! crosses it is a `coda-types` value.
+//!
+//! **Architecture Invariant:** a run's progress lives in the store, never only in memory. A
+//! host killed at any instant resumes every run at its first uncommitted step.
+
+mod clock;
+mod decide;
+mod interactions;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use coda_plan::{AppletRef, Plan};
+use coda_store::{NewRun, RunRecord, RunStatus, StartedRun, StepCommit, StepRecord, Store};
+use coda_types::{AppletInfo, InvocationContext, InvocationReport, Values};
+
+pub use clock::{Clock, VirtualClock, WallClock};
+pub use decide::FlowLimits;
+pub use interactions::{EventError, EventOutcome, InteractionEvent};
+
+/// What the engine needs from the applet host.
+#[async_trait]
+pub trait Applets: Send + Sync {
+    /// What the applet says about itself, if this tenant has it.
+    fn info(&self, tenant: &str, applet: &AppletRef) -> Option<AppletInfo>;
+    /// Runs the applet once. `Err` when the applet cannot be run at all (not installed).
+    async fn invoke(
+        &self,
+        tenant: &str,
+        applet: &AppletRef,
+        input: StepInput,
+    ) -> std::result::Result<InvocationReport, String>;
+}
+
+/// One step's invocation, as the engine prepares it.
+#[derive(Debug, Clone)]
+pub struct StepInput {
+    pub context: InvocationContext,
+    pub config: serde_json::Value,
+    pub data: Values,
+    pub state: Values,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error(transparent)]
+    Store(#[from] coda_store::StoreError),
+    #[error("plan `{plan}` {} not found", .version.map(|v| format!("version {v}")).unwrap_or_else(|| "(any version)".into()))]
+    PlanNotFound { plan: String, version: Option<u32> },
+    #[error("stored plan `{plan}` version {version} does not parse: {why}")]
+    BadStoredPlan {
+        plan: String,
+        version: u32,
+        why: String,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, FlowError>;
+
+/// A run to start.
+#[derive(Debug, Clone)]
+pub struct Start {
+    pub tenant: String,
+    pub plan: String,
+    /// Pinned version, or the latest.
+    pub version: Option<u32>,
+    pub interaction: Option<String>,
+    /// The same key starts one run, however often it is delivered.
+    pub trigger_key: Option<String>,
+    pub data: Values,
+}
+
+pub struct Engine {
+    store: Arc<Store>,
+    applets: Arc<dyn Applets>,
+    clock: Arc<dyn Clock>,
+    limits: FlowLimits,
+    plans: Mutex<HashMap<(String, String, u32), Arc<Plan>>>,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<Store>,
+        applets: Arc<dyn Applets>,
+        clock: Arc<dyn Clock>,
+        limits: FlowLimits,
+    ) -> Self {
+        Engine {
+            store,
+            applets,
+            clock,
+            limits,
+            plans: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A plan version, parsed once and shared; versions are immutable, so this never goes
+    /// stale.
+    pub(crate) fn plan(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<(u32, Arc<Plan>)> {
+        if let Some(v) = version
+            && let Some(plan) = self.cached_plan(tenant, name, v)
+        {
+            return Ok((v, plan));
+        }
+        let Some((v, body)) = self.store.plan(tenant, name, version)? else {
+            return Err(FlowError::PlanNotFound {
+                plan: name.into(),
+                version,
+            });
+        };
+        if let Some(plan) = self.cached_plan(tenant, name, v) {
+            return Ok((v, plan));
+        }
+        let plan: Plan = serde_json::from_value(body).map_err(|e| FlowError::BadStoredPlan {
+            plan: name.into(),
+            version: v,
+            why: e.to_string(),
+        })?;
+        let plan = Arc::new(plan);
+        self.plans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((tenant.into(), name.into(), v), plan.clone());
+        Ok((v, plan))
+    }
+
+    fn cached_plan(&self, tenant: &str, name: &str, version: u32) -> Option<Arc<Plan>> {
+        self.plans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(tenant.to_owned(), name.to_owned(), version))
+            .cloned()
+    }
+
+    /// Starts a run at the plan's start node; it is on disk when this returns.
+    pub async fn start(&self, start: Start) -> Result<StartedRun> {
+        let (version, plan) = self.plan(&start.tenant, &start.plan, start.version)?;
+        Ok(self
+            .store
+            .start_run(NewRun {
+                tenant: start.tenant,
+                plan: start.plan,
+                plan_version: version,
+                interaction: start.interaction,
+                trigger_key: start.trigger_key,
+                start_node: plan.start.clone(),
+                data: start.data,
+                now_ms: self.clock.now_ms(),
+            })
+            .await?)
+    }
+
+    /// Runs every due step, and with a virtual clock every step that becomes due later,
+    /// until no run is left to step. Returns the number of steps committed.
+    pub async fn run_until_idle(self: &Arc<Self>) -> Result<u64> {
+        let mut steps = 0;
+        loop {
+            let due = self
+                .store
+                .due_runs(self.clock.now_ms(), self.limits.batch)?;
+            if due.is_empty() {
+                match self.store.next_due_at()? {
+                    Some(next) if self.clock.advance_to(next) => continue,
+                    Some(next) => {
+                        let wait = (next - self.clock.now_ms()).clamp(1, 1000);
+                        tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
+                        continue;
+                    }
+                    None => return Ok(steps),
+                }
+            }
+            let mut set = tokio::task::JoinSet::new();
+            for run in due {
+                let engine = self.clone();
+                set.spawn(async move { engine.step(run).await });
+            }
+            while let Some(done) = set.join_next().await {
+                match done {
+                    Ok(Ok(true)) => steps += 1,
+                    Ok(Ok(false)) => {}
+                    Ok(Err(e)) => return Err(e),
+                    Err(panic) => {
+                        tracing::error!("a step task failed: {panic}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one step of a due run and commits it. Returns false when another commit got
+    /// there first (the step is then not journaled twice).
+    pub async fn step(&self, run: RunRecord) -> Result<bool> {
+        let commit = self.next_commit(&run).await?;
+        match self.store.commit_step(commit).await {
+            Ok(()) => Ok(true),
+            Err(coda_store::StoreError::Conflict { run, expected }) => {
+                tracing::warn!(%run, expected, "step already committed elsewhere");
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn next_commit(&self, run: &RunRecord) -> Result<StepCommit> {
+        let now = self.clock.now_ms();
+        let (_, plan) = self.plan(&run.tenant, &run.plan, Some(run.plan_version))?;
+        let seq = run.step_seq;
+        let journal = |node: &str,
+                       applet: String,
+                       result,
+                       note: String,
+                       report: Option<&InvocationReport>| StepRecord {
+            seq,
+            plan: run.plan.clone(),
+            plan_version: run.plan_version,
+            node: node.to_owned(),
+            applet,
+            attempt: run.attempt,
+            result,
+            note,
+            fuel_used: report.map_or(0, |r| r.fuel_used),
+            duration_us: report.map_or(0, |r| r.elapsed.as_micros() as u64),
+            data_changes: report.map(|r| r.data_changes.clone()).unwrap_or_default(),
+            at_ms: now,
+        };
+
+        // A wait whose timeout came: the run goes on at the timeout's target, journaled.
+        if run.status == RunStatus::Waiting {
+            let event = run
+                .wait
+                .as_ref()
+                .map(|w| w.event.clone())
+                .unwrap_or_default();
+            let (update, note) = decide::resume_after_timeout(run, &event);
+            let step = journal(
+                run.node.as_deref().unwrap_or(""),
+                String::new(),
+                serde_json::json!({ "timeout": event }),
+                note,
+                None,
+            );
+            return Ok(StepCommit {
+                run_id: run.id.clone(),
+                expected_seq: seq,
+                step,
+                next: update,
+            });
+        }
+
+        let Some(node_id) = run.node.clone() else {
+            // A run parked on its way to the end (a pause whose exit is unwired).
+            let update = decide::finish(run, RunStatus::Done);
+            let step = journal(
+                "",
+                String::new(),
+                serde_json::json!({ "end": true }),
+                "the run ends".into(),
+                None,
+            );
+            return Ok(StepCommit {
+                run_id: run.id.clone(),
+                expected_seq: seq,
+                step,
+                next: update,
+            });
+        };
+        if seq >= self.limits.max_steps {
+            let update = decide::finish(run, RunStatus::Failed);
+            let note = format!(
+                "the run reached {} steps and was stopped",
+                self.limits.max_steps
+            );
+            let step = journal(
+                &node_id,
+                String::new(),
+                serde_json::json!({ "error": { "kind": "max-steps" } }),
+                note,
+                None,
+            );
+            return Ok(StepCommit {
+                run_id: run.id.clone(),
+                expected_seq: seq,
+                step,
+                next: update,
+            });
+        }
+        let Some(node) = plan.nodes.get(&node_id) else {
+            // Validation makes this impossible for published plans; a hand-edited database
+            // fails the run with the reason instead of looping.
+            let update = decide::finish(run, RunStatus::Failed);
+            let note = format!(
+                "node `{node_id}` is not in plan {}@{}",
+                run.plan, run.plan_version
+            );
+            let step = journal(
+                &node_id,
+                String::new(),
+                serde_json::json!({ "error": { "kind": "plan" } }),
+                note,
+                None,
+            );
+            return Ok(StepCommit {
+                run_id: run.id.clone(),
+                expected_seq: seq,
+                step,
+                next: update,
+            });
+        };
+
+        let context = InvocationContext {
+            tenant: run.tenant.clone(),
+            interaction: run.interaction.clone(),
+            run: run.id.clone(),
+            plan: run.plan.clone(),
+            node: node_id.clone(),
+            // Stable across retries and re-execution after a crash: the step's position.
+            idempotency_key: format!("{}/{}", run.id, seq),
+            attempt: run.attempt,
+        };
+        let input = StepInput {
+            context,
+            config: node.config.clone(),
+            data: run.data.clone(),
+            state: run.state.get(&node_id).cloned().unwrap_or_default(),
+        };
+        let info = self.applets.info(&run.tenant, &node.applet);
+        let report = self.applets.invoke(&run.tenant, &node.applet, input).await;
+        let decision = match &report {
+            Ok(report) => {
+                let route_target = match &report.result {
+                    Ok(coda_types::Outcome::Route {
+                        plan: target,
+                        version,
+                    }) => Some(
+                        self.plan(&run.tenant, target, *version)
+                            .map(|(v, p)| (target.clone(), v, p)),
+                    ),
+                    _ => None,
+                };
+                decide::after_invocation(
+                    run,
+                    &node_id,
+                    node,
+                    info.as_ref(),
+                    report,
+                    route_target,
+                    now,
+                    &self.limits,
+                )
+            }
+            Err(why) => decide::unavailable(run, &node_id, node, why),
+        };
+        let result = decision.result;
+        let step = journal(
+            &node_id,
+            node.applet.to_string(),
+            result,
+            decision.note,
+            report.as_ref().ok(),
+        );
+        Ok(StepCommit {
+            run_id: run.id.clone(),
+            expected_seq: seq,
+            step,
+            next: decision.update,
+        })
+    }
+}
