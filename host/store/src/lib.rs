@@ -498,7 +498,8 @@ impl Store {
         payload: coda_types::Value,
         now_ms: i64,
     ) -> Result<Vec<String>> {
-        let (tenant, interaction, event) = (tenant.to_owned(), interaction.to_owned(), event.to_owned());
+        let (tenant, interaction, event) =
+            (tenant.to_owned(), interaction.to_owned(), event.to_owned());
         self.writer
             .write(move |conn| {
                 let mut stmt = conn.prepare_cached(&format!(
