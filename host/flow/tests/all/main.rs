@@ -1,0 +1,391 @@
+//! The engine against a real SQLite store, with applets answered by a small script instead
+//! of WebAssembly (the wasm path is covered end to end in `tests/`): interaction events,
+//! triggers, post-flow actions and event waits.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use coda_flow::{
+    Applets, Engine, EventError, FlowLimits, InteractionEvent, StepInput, VirtualClock,
+};
+use coda_plan::AppletRef;
+use coda_store::{PostFlowAction, PostFlowTarget, RunStatus, Store};
+use coda_types::{AppletInfo, InvocationReport, Outcome, Value, Values};
+use serde_json::json;
+
+/// `next` for every applet, except `waiter`, which waits for a `disposition` for an hour.
+struct Script;
+
+#[async_trait]
+impl Applets for Script {
+    fn info(&self, _tenant: &str, applet: &AppletRef) -> Option<AppletInfo> {
+        Some(AppletInfo {
+            name: applet.name().into(),
+            version: applet.version().into(),
+            description: String::new(),
+            exits: vec!["next".into(), "received".into(), "timeout".into()],
+            config_schema: json!({}),
+            needs_live_party: false,
+            capabilities: vec![],
+        })
+    }
+
+    async fn invoke(
+        &self,
+        _tenant: &str,
+        applet: &AppletRef,
+        _input: StepInput,
+    ) -> Result<InvocationReport, String> {
+        let outcome = if applet.name() == "waiter" {
+            Outcome::Wait {
+                event: "disposition".into(),
+                timeout_millis: 3_600_000,
+                on_event: "received".into(),
+                on_timeout: "timeout".into(),
+            }
+        } else {
+            Outcome::Exit("next".into())
+        };
+        Ok(InvocationReport {
+            result: Ok(outcome),
+            data_changes: Values::new(),
+            state_changes: Values::new(),
+            logs: vec![],
+            fuel_used: 1,
+            host_calls: 0,
+            elapsed: std::time::Duration::from_micros(1),
+        })
+    }
+}
+
+struct Host {
+    _dir: tempfile::TempDir,
+    engine: Arc<Engine>,
+}
+
+async fn host() -> Host {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("coda.db")).unwrap());
+    let plans = [
+        "name: live\ntype: default\nstart: a\npost_interaction: post-call\nnodes:\n  a:\n    applet: step@1.0.0\n",
+        "name: post-call\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: step@1.0.0\n",
+        "name: survey\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: step@1.0.0\n",
+        "name: dispo\ntype: unattended\nstart: w\nnodes:\n  w:\n    applet: waiter@1.0.0\n    exits: { received: thank, timeout: remind }\n  thank:\n    applet: step@1.0.0\n  remind:\n    applet: step@1.0.0\n",
+    ];
+    for text in plans {
+        let plan = coda_plan::parse(text).unwrap();
+        store
+            .publish_plan("acme", &plan.name, &serde_json::to_value(&plan).unwrap(), 0)
+            .await
+            .unwrap();
+    }
+    let engine = Arc::new(Engine::new(
+        store,
+        Arc::new(Script),
+        Arc::new(VirtualClock::new()),
+        FlowLimits::default(),
+    ));
+    Host { _dir: dir, engine }
+}
+
+fn event(value: serde_json::Value) -> InteractionEvent {
+    serde_json::from_value(value).unwrap()
+}
+
+async fn send(host: &Host, value: serde_json::Value) -> coda_flow::EventOutcome {
+    host.engine
+        .on_event("acme", event(value))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn call_with_agent(host: &Host, id: &str) {
+    send(
+        host,
+        json!({"type": "started", "interaction": id, "channel": "voice", "plan": "live",
+        "data": {"CLID": "+15550100", "DialedNumber": "+15550199", "Language": "en-US"}}),
+    )
+    .await;
+    send(
+        host,
+        json!({"type": "party-joined", "interaction": id, "party": "agent"}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_end_of_an_interaction_starts_its_post_interaction_process_once() {
+    let host = host().await;
+    call_with_agent(&host, "i1").await;
+    let out = send(
+        &host,
+        json!({"type": "party-disconnected", "interaction": "i1", "party": "agent"}),
+    )
+    .await;
+    assert!(out.runs.is_empty(), "the caller is still there");
+    let out = send(
+        &host,
+        json!({"type": "party-disconnected", "interaction": "i1", "party": "caller"}),
+    )
+    .await;
+    assert_eq!(out.runs.len(), 1);
+    let run = &out.runs[0];
+    assert!(run.created);
+    // An explicit `ended` afterwards, and the same again: the same run, not a new one.
+    for _ in 0..2 {
+        let again = send(
+            &host,
+            json!({"type": "ended", "interaction": "i1", "outcome": "completed"}),
+        )
+        .await;
+        assert_eq!(again.runs.len(), 1);
+        assert_eq!(again.runs[0].id, run.id);
+        assert!(!again.runs[0].created);
+    }
+    let record = host.engine.store().run("acme", &run.id).unwrap().unwrap();
+    assert_eq!(record.plan, "post-call");
+    assert_eq!(
+        record.data.get("CLID"),
+        Some(&Value::Text("+15550100".into()))
+    );
+    assert_eq!(
+        record.data.get("DialedNumber"),
+        Some(&Value::Text("+15550199".into()))
+    );
+    assert_eq!(
+        record.data.get("InteractionId"),
+        Some(&Value::Text("i1".into()))
+    );
+    host.engine.run_until_idle().await.unwrap();
+    let record = host.engine.store().run("acme", &run.id).unwrap().unwrap();
+    assert_eq!(record.status, RunStatus::Done);
+}
+
+#[tokio::test]
+async fn the_same_ended_event_at_once_starts_one_run() {
+    let host = Arc::new(host().await);
+    call_with_agent(&host, "i2").await;
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(async move {
+                send(
+                    &host,
+                    json!({"type": "ended", "interaction": "i2", "outcome": "completed"}),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.extend(task.await.unwrap().runs.into_iter().map(|r| r.id));
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+}
+
+fn survey(target: PostFlowTarget) -> PostFlowAction {
+    PostFlowAction {
+        target,
+        action: "voice-survey-flow".into(),
+        plan: "survey".into(),
+        invocation_data: json!({ "survey": "nps", "language": "en-US" }),
+    }
+}
+
+#[tokio::test]
+async fn a_post_flow_action_fires_on_its_disconnect_and_replaces_the_post_interaction_process() {
+    let host = host().await;
+    call_with_agent(&host, "i3").await;
+    host.engine
+        .set_post_flow("acme", "i3", Some(survey(PostFlowTarget::Agent)))
+        .await
+        .unwrap()
+        .unwrap();
+    let out = send(
+        &host,
+        json!({"type": "party-disconnected", "interaction": "i3", "party": "agent"}),
+    )
+    .await;
+    assert_eq!(out.runs.len(), 1);
+    let record = host
+        .engine
+        .store()
+        .run("acme", &out.runs[0].id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.plan, "survey");
+    assert_eq!(
+        record.data.get("InvocationData").map(Value::to_json),
+        Some(json!({ "survey": "nps", "language": "en-US" }))
+    );
+    let out = send(
+        &host,
+        json!({"type": "party-disconnected", "interaction": "i3", "party": "caller"}),
+    )
+    .await;
+    assert!(
+        out.runs.is_empty(),
+        "the post-flow action took the place of post-call"
+    );
+}
+
+#[tokio::test]
+async fn an_agent_target_cannot_fire_when_no_agent_was_reached() {
+    let host = host().await;
+    send(
+        &host,
+        json!({"type": "started", "interaction": "i4", "channel": "voice", "plan": "live"}),
+    )
+    .await;
+    host.engine
+        .set_post_flow("acme", "i4", Some(survey(PostFlowTarget::Agent)))
+        .await
+        .unwrap()
+        .unwrap();
+    let out = send(
+        &host,
+        json!({"type": "party-disconnected", "interaction": "i4", "party": "caller"}),
+    )
+    .await;
+    assert_eq!(out.runs.len(), 1);
+    let record = host
+        .engine
+        .store()
+        .run("acme", &out.runs[0].id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        record.plan, "post-call",
+        "the action did not fire, so the process runs"
+    );
+}
+
+#[tokio::test]
+async fn a_cleared_action_does_not_fire_and_unknown_or_foreign_interactions_are_refused() {
+    let host = host().await;
+    call_with_agent(&host, "i5").await;
+    host.engine
+        .set_post_flow("acme", "i5", Some(survey(PostFlowTarget::Any)))
+        .await
+        .unwrap()
+        .unwrap();
+    host.engine
+        .set_post_flow("acme", "i5", None)
+        .await
+        .unwrap()
+        .unwrap();
+    let out = send(
+        &host,
+        json!({"type": "party-disconnected", "interaction": "i5", "party": "agent"}),
+    )
+    .await;
+    assert!(out.runs.is_empty());
+
+    let refused = host
+        .engine
+        .on_event(
+            "globex",
+            event(json!({"type": "ended", "interaction": "i5"})),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(refused, Err(EventError::Unknown(id)) if id == "i5"));
+    let refused = host
+        .engine
+        .set_post_flow("globex", "i5", None)
+        .await
+        .unwrap();
+    assert!(matches!(refused, Err(EventError::Unknown(_))));
+    // A post-flow action naming a plan that does not exist is refused when set.
+    let mut action = survey(PostFlowTarget::Any);
+    action.plan = "no-such-plan".into();
+    assert!(
+        host.engine
+            .set_post_flow("acme", "i5", Some(action))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_wait_goes_on_when_its_event_arrives() {
+    let host = host().await;
+    let started = host
+        .engine
+        .start(coda_flow::Start {
+            tenant: "acme".into(),
+            plan: "dispo".into(),
+            version: None,
+            interaction: Some("i6".into()),
+            trigger_key: None,
+            data: Values::new(),
+        })
+        .await
+        .unwrap();
+    // One step: the run now waits (its timeout is an hour away, so the virtual clock would
+    // jump there if we ran until idle).
+    let due = host.engine.store().due_runs(i64::MAX / 2, 10).unwrap();
+    host.engine
+        .step(due.into_iter().next().unwrap())
+        .await
+        .unwrap();
+    let record = host
+        .engine
+        .store()
+        .run("acme", &started.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, RunStatus::Waiting);
+
+    // Another interaction's event, or another event name, does not wake it.
+    assert!(
+        host.engine
+            .deliver("acme", "other", "disposition", json!({}))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        host.engine
+            .deliver("acme", "i6", "survey-reply", json!({}))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let woken = host
+        .engine
+        .deliver(
+            "acme",
+            "i6",
+            "disposition",
+            json!({"code": "sale", "amount": 120}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(woken, std::slice::from_ref(&started.id));
+    host.engine.run_until_idle().await.unwrap();
+    let journal = host.engine.store().journal("acme", &started.id).unwrap();
+    let nodes: Vec<&str> = journal.iter().map(|s| s.note.as_str()).collect();
+    assert_eq!(
+        nodes,
+        [
+            "wait up to 3600000 ms for `disposition`",
+            "event `disposition` received → thank",
+            "exit next is not wired: the run ends"
+        ]
+    );
+    let record = host
+        .engine
+        .store()
+        .run("acme", &started.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        record.data.get("Event").map(Value::to_json),
+        Some(json!({"code": "sale", "amount": 120}))
+    );
+}
