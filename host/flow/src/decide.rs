@@ -58,6 +58,14 @@ fn position(run: &RunRecord) -> RunUpdate {
     }
 }
 
+/// The idempotency key of a step: the same for every attempt of it and for its re-execution
+/// after a crash. Retries of a node are consecutive steps (attempt n is the step n - 1 after
+/// the first), so the first attempt's sequence number names the step.
+pub(crate) fn idempotency_key(run: &str, seq: u64, attempt: u32) -> String {
+    let first = seq.saturating_sub(u64::from(attempt.saturating_sub(1)));
+    format!("{run}/{first}")
+}
+
 pub(crate) fn finish(run: &RunRecord, status: RunStatus) -> RunUpdate {
     RunUpdate {
         status,
@@ -325,6 +333,16 @@ pub(crate) fn after_invocation(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_of_a_step_share_its_key() {
+        // Steps 0 and 1 went elsewhere; step 2 is the first attempt at this node.
+        assert_eq!(idempotency_key("r", 2, 1), "r/2");
+        assert_eq!(idempotency_key("r", 3, 2), "r/2");
+        assert_eq!(idempotency_key("r", 4, 3), "r/2");
+        // The next node's first attempt is a new step.
+        assert_eq!(idempotency_key("r", 5, 1), "r/5");
+    }
 
     #[test]
     fn backoff_doubles_caps_and_honours_retry_after() {

@@ -332,8 +332,7 @@ impl Engine {
             run: run.id.clone(),
             plan: run.plan.clone(),
             node: node_id.clone(),
-            // Stable across retries and re-execution after a crash: the step's position.
-            idempotency_key: format!("{}/{}", run.id, seq),
+            idempotency_key: decide::idempotency_key(&run.id, seq, run.attempt),
             attempt: run.attempt,
         };
         let input = StepInput {
