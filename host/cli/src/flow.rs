@@ -129,6 +129,17 @@ fn ended() -> String {
     "ended".into()
 }
 
+fn values_json(values: &Values) -> Json {
+    Json::Object(values.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+}
+
+/// A journal entry as users read it: data values as plain JSON.
+fn step_json(step: &coda_store::StepRecord) -> Json {
+    let mut json = serde_json::to_value(step).unwrap_or(Json::Null);
+    json["data_changes"] = values_json(&step.data_changes);
+    json
+}
+
 pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
     let text = std::fs::read_to_string(&args.event)
         .map_err(|e| Exit::usage("io", format!("cannot read {}: {e}", args.event.display())))?;
@@ -214,8 +225,8 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
         "run": started.id,
         "plan": format!("{}@{}", record.plan, record.plan_version),
         "status": record.status,
-        "data": Json::Object(record.data.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
-        "journal": journal,
+        "data": values_json(&record.data),
+        "journal": journal.iter().map(step_json).collect::<Vec<_>>(),
     });
     if record.status == coda_store::RunStatus::Failed {
         return Err(Exit {
