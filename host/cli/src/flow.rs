@@ -130,7 +130,12 @@ fn ended() -> String {
 }
 
 fn values_json(values: &Values) -> Json {
-    Json::Object(values.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+    Json::Object(
+        values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect(),
+    )
 }
 
 /// A journal entry as users read it: data values as plain JSON.
