@@ -18,8 +18,9 @@
 //! a warm-up, so machine noise falls on both alike.
 //!
 //! Environment: `CODA_BENCH_OPS` ops per (mode, threads) cell, summed over rounds and
-//! threads (default 40000); `CODA_BENCH_ROUNDS` alternating rounds (default 10);
-//! `CODA_BENCH_COMPILES` iterations of each compile and load measurement (default 5).
+//! threads (default 200000); `CODA_BENCH_ROUNDS` alternating rounds (default 20);
+//! `CODA_BENCH_COMPILES` iterations of each compile and load measurement (default 5);
+//! `CODA_BENCH_VERBOSE` (any value) also prints every round's figures to stderr.
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -255,9 +256,10 @@ fn median_ms(mut samples: Vec<Duration>) -> f64 {
 }
 
 fn main() {
-    let ops = env_usize("CODA_BENCH_OPS", 40_000).max(2);
-    let rounds = env_usize("CODA_BENCH_ROUNDS", 10).max(1);
+    let ops = env_usize("CODA_BENCH_OPS", 200_000).max(2);
+    let rounds = env_usize("CODA_BENCH_ROUNDS", 20).max(1);
     let compiles = env_usize("CODA_BENCH_COMPILES", 5).max(1);
+    let verbose = std::env::var_os("CODA_BENCH_VERBOSE").is_some();
     let started = Instant::now();
 
     let noop = coda_applet_artifacts::read(coda_applet_artifacts::NOOP);
@@ -285,7 +287,12 @@ fn main() {
     };
 
     // Invocation: alternate raw and coda rounds (and which goes first) so noise hits both.
-    let cells_spec = [(Mode::Raw, 1), (Mode::Coda, 1), (Mode::Raw, 2), (Mode::Coda, 2)];
+    let cells_spec = [
+        (Mode::Raw, 1),
+        (Mode::Coda, 1),
+        (Mode::Raw, 2),
+        (Mode::Coda, 2),
+    ];
     let mut cells: Vec<Cell> = cells_spec.iter().map(|_| Cell::default()).collect();
     for &threads in &[1usize, 2] {
         // Warm-up: pool slots, page tables, allocator caches, branch predictors.
@@ -303,6 +310,17 @@ fn main() {
             };
             for mode in order {
                 let (lat, wall) = round(&fx, mode, threads, per_round / threads);
+                if verbose {
+                    let mut sorted = lat.clone();
+                    sorted.sort_unstable();
+                    eprintln!(
+                        "round {r:>2} {:<12} {threads}t  median {:>6} ns  p99 {:>6} ns  {:>8.0} ops/s",
+                        mode.name(),
+                        percentile(&sorted, 0.5),
+                        percentile(&sorted, 0.99),
+                        lat.len() as f64 / wall.as_secs_f64()
+                    );
+                }
                 let i = cells_spec
                     .iter()
                     .position(|&(m, t)| m == mode && t == threads)
