@@ -2,6 +2,7 @@
 //! Checks exit statuses (0 done, 1 the applet failed, 2 usage or refused component) and the
 //! JSON printed on stdout.
 
+mod crash;
 mod run;
 
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use coda_applet_artifacts as applets;
 use serde_json::Value;
 
 /// The `coda` binary, built once for the suite (a no-op when `cargo test` already built it).
-fn coda_bin() -> &'static PathBuf {
+pub(crate) fn coda_bin() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         escargot::CargoBuild::new()
@@ -47,7 +48,7 @@ pub(crate) fn coda(args: &[&str]) -> (i32, Value) {
 
 /// The artifact cache the suite's `coda` processes share, under the target dir so that
 /// `cargo clean` removes it.
-fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-artifact-cache");
     std::fs::create_dir_all(&dir).expect("cache dir");
     dir

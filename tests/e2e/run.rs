@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::coda;
 
 /// A directory holding the test applets this suite's plans use.
-fn applets_dir() -> PathBuf {
+pub(crate) fn applets_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-applets");
     std::fs::create_dir_all(&dir).unwrap();
     for path in [
@@ -22,13 +22,16 @@ fn applets_dir() -> PathBuf {
     dir
 }
 
-struct Files(tempfile::TempDir);
+pub(crate) struct Files(tempfile::TempDir);
 
 impl Files {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Files(tempfile::tempdir().unwrap())
     }
-    fn write(&self, name: &str, text: &str) -> String {
+    pub(crate) fn path(&self, name: &str) -> String {
+        self.0.path().join(name).to_string_lossy().into_owned()
+    }
+    pub(crate) fn write(&self, name: &str, text: &str) -> String {
         let path = self.0.path().join(name);
         std::fs::write(&path, text).unwrap();
         path.to_string_lossy().into_owned()
@@ -355,4 +358,21 @@ nodes:
     ]);
     assert_eq!(status, 0, "{out:#}");
     assert_eq!(out["valid"], true);
+}
+
+#[test]
+fn the_example_plan_validates_against_the_real_applets() {
+    let plan = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/plans/thank-caller.yaml"
+    );
+    let applets = applets_dir();
+    let (status, out) = coda(&[
+        "plan",
+        "validate",
+        plan,
+        "--applets",
+        applets.to_str().unwrap(),
+    ]);
+    assert_eq!(status, 0, "{out:#}");
 }

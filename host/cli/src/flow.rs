@@ -53,6 +53,22 @@ pub struct RunArgs {
     db: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "wall")]
     clock: ClockKind,
+    /// Start this many runs from the event (interactions ID-1 ... ID-N) and print a summary
+    /// instead of the journal; each run id is written to stderr once it is on disk
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
+}
+
+#[derive(Args)]
+pub struct ResumeArgs {
+    /// The SQLite database whose unfinished runs to take to their end
+    #[arg(long)]
+    db: PathBuf,
+    /// A directory of applet components (.wasm)
+    #[arg(long)]
+    applets: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "wall")]
+    clock: ClockKind,
 }
 
 fn read_plan(path: &Path) -> Result<Plan, Exit> {
@@ -127,6 +143,53 @@ struct Event {
 
 fn ended() -> String {
     "ended".into()
+}
+
+/// How many of the local runs ended in each status.
+fn summary(store: &coda_store::Store) -> Result<Json, Exit> {
+    let internal = |e: coda_store::StoreError| Exit::usage("internal", e.to_string());
+    let mut counts = std::collections::BTreeMap::<String, u64>::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .runs(LOCAL_TENANT, after.as_deref(), 1000)
+            .map_err(internal)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        for run in &page {
+            let status = serde_json::to_value(run.status).unwrap_or_default();
+            *counts
+                .entry(status.as_str().unwrap_or("?").to_owned())
+                .or_default() += 1;
+        }
+    }
+    Ok(json!({ "runs": counts }))
+}
+
+/// Takes every unfinished run of a database to its end: what a host does after a restart.
+pub async fn resume(runtime: Runtime, args: ResumeArgs) -> Result<Json, Exit> {
+    let applets = DirApplets::load(runtime, args.applets.as_deref())
+        .await
+        .map_err(|e| Exit::usage("io", e))?;
+    let store =
+        Arc::new(coda_store::Store::open(&args.db).map_err(|e| Exit::usage("io", e.to_string()))?);
+    let clock: Arc<dyn Clock> = match args.clock {
+        ClockKind::Wall => Arc::new(WallClock),
+        ClockKind::Virtual => Arc::new(VirtualClock::new()),
+    };
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        Arc::new(applets),
+        clock,
+        FlowLimits::default(),
+    ));
+    let steps = engine
+        .run_until_idle()
+        .await
+        .map_err(|e| Exit::usage("internal", e.to_string()))?;
+    let mut out = summary(&store)?;
+    out["steps"] = steps.into();
+    Ok(out)
 }
 
 fn values_json(values: &Values) -> Json {
@@ -204,21 +267,40 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
         clock,
         FlowLimits::default(),
     ));
-    let started = engine
-        .start(Start {
-            tenant: LOCAL_TENANT.into(),
-            plan: plan.name.clone(),
-            version: None,
-            interaction: Some(event.interaction.clone()),
-            trigger_key: Some(format!("{}/ended", event.interaction)),
-            data,
-        })
-        .await
-        .map_err(|e| Exit::usage("internal", e.to_string()))?;
+    let mut started = Vec::new();
+    for i in 1..=args.repeat {
+        let interaction = if args.repeat == 1 {
+            event.interaction.clone()
+        } else {
+            format!("{}-{i}", event.interaction)
+        };
+        let mut data = data.clone();
+        data.insert("InteractionId".into(), Value::Text(interaction.clone()));
+        let run = engine
+            .start(Start {
+                tenant: LOCAL_TENANT.into(),
+                plan: plan.name.clone(),
+                version: None,
+                interaction: Some(interaction.clone()),
+                trigger_key: Some(format!("{interaction}/ended")),
+                data,
+            })
+            .await
+            .map_err(|e| Exit::usage("internal", e.to_string()))?;
+        if args.repeat > 1 {
+            // The acknowledgement: this run is on disk.
+            eprintln!("run started: {}", run.id);
+        }
+        started.push(run);
+    }
     engine
         .run_until_idle()
         .await
         .map_err(|e| Exit::usage("internal", e.to_string()))?;
+    if args.repeat > 1 {
+        return summary(&store);
+    }
+    let started = started.remove(0);
     let record = store
         .run(LOCAL_TENANT, &started.id)
         .map_err(|e| Exit::usage("internal", e.to_string()))?

@@ -45,6 +45,8 @@ enum Command {
     Plan(PlanCommand),
     /// Run a post-interaction flow locally to its end and print its journal
     Run(flow::RunArgs),
+    /// Take every unfinished run in a database to its end (after a crash, say)
+    Resume(flow::ResumeArgs),
 }
 
 #[derive(Subcommand)]
@@ -181,6 +183,7 @@ async fn run(cli: Cli) -> Result<Json, Exit> {
         Command::Applet(AppletCommand::Invoke(args)) => invoke(&runtime, args).await,
         Command::Plan(PlanCommand::Validate(args)) => flow::validate(runtime, args).await,
         Command::Run(args) => flow::run(runtime, args).await,
+        Command::Resume(args) => flow::resume(runtime, args).await,
     }
 }
 

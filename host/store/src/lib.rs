@@ -433,6 +433,21 @@ impl Store {
         })
     }
 
+    /// A page of this tenant's runs, oldest first: those after `after` (a run id), at most
+    /// `limit`.
+    pub fn runs(&self, tenant: &str, after: Option<&str>, limit: usize) -> Result<Vec<RunRecord>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE tenant = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+            ))?;
+            let rows = stmt.query_map(
+                params![tenant, after.unwrap_or(""), limit as i64],
+                run_from_row,
+            )?;
+            rows.map(|r| r?).collect()
+        })
+    }
+
     /// A run of this tenant; another tenant's run is `None`, exactly as a missing one.
     pub fn run(&self, tenant: &str, id: &str) -> Result<Option<RunRecord>> {
         self.read(|conn| {

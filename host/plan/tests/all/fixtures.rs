@@ -36,6 +36,23 @@ fn object(properties: Value, required: &[&str]) -> Value {
 pub fn catalog() -> MemoryCatalog {
     let days = json!({ "type": "integer", "minimum": 1, "maximum": 2_592_000 });
     MemoryCatalog::new()
+        // The applets in applets/ that examples/plans/thank-caller.yaml runs with today
+        // (their schemas are checked for real by the end-to-end tests).
+        .with_applet(applet(
+            "hello",
+            &["greeted", "anonymous"],
+            json!({}),
+            false,
+            &[],
+        ))
+        .with_applet(applet("echo", &["next", "other"], json!({}), false, &[]))
+        .with_applet(applet(
+            "scripted",
+            &["next", "other", "received", "timeout"],
+            json!({}),
+            false,
+            &[],
+        ))
         .with_applet(applet(
             "set-data-source",
             &["next"],
