@@ -267,7 +267,10 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
         clock,
         FlowLimits::default(),
     ));
+    // Started concurrently, so that their commits share fsyncs; each id is acknowledged
+    // once its run is on disk.
     let mut started = Vec::new();
+    let mut pending = tokio::task::JoinSet::new();
     for i in 1..=args.repeat {
         let interaction = if args.repeat == 1 {
             event.interaction.clone()
@@ -276,22 +279,27 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
         };
         let mut data = data.clone();
         data.insert("InteractionId".into(), Value::Text(interaction.clone()));
-        let run = engine
-            .start(Start {
-                tenant: LOCAL_TENANT.into(),
-                plan: plan.name.clone(),
-                version: None,
-                interaction: Some(interaction.clone()),
-                trigger_key: Some(format!("{interaction}/ended")),
-                data,
-            })
-            .await
-            .map_err(|e| Exit::usage("internal", e.to_string()))?;
-        if args.repeat > 1 {
-            // The acknowledgement: this run is on disk.
-            eprintln!("run started: {}", run.id);
+        let start = Start {
+            tenant: LOCAL_TENANT.into(),
+            plan: plan.name.clone(),
+            version: None,
+            interaction: Some(interaction.clone()),
+            trigger_key: Some(format!("{interaction}/ended")),
+            data,
+        };
+        let engine = engine.clone();
+        pending.spawn(async move { engine.start(start).await });
+        if pending.len() >= 256 || i == args.repeat {
+            while let Some(run) = pending.join_next().await {
+                let run = run
+                    .map_err(|e| Exit::usage("internal", e.to_string()))?
+                    .map_err(|e| Exit::usage("internal", e.to_string()))?;
+                if args.repeat > 1 {
+                    eprintln!("run started: {}", run.id);
+                }
+                started.push(run);
+            }
         }
-        started.push(run);
     }
     engine
         .run_until_idle()

@@ -243,6 +243,14 @@ impl Engine {
             at_ms: now,
         };
 
+        // A step the host takes itself (a timeout, the end, a stop): journaled like any other.
+        let without_applet = |node: &str, result, note, next| StepCommit {
+            run_id: run.id.clone(),
+            expected_seq: seq,
+            step: journal(node, String::new(), result, note, None),
+            next,
+        };
+
         // A wait whose timeout came: the run goes on at the timeout's target, journaled.
         if run.status == RunStatus::Waiting {
             let event = run
@@ -251,37 +259,19 @@ impl Engine {
                 .map(|w| w.event.clone())
                 .unwrap_or_default();
             let (update, note) = decide::resume_after_timeout(run, &event);
-            let step = journal(
+            return Ok(without_applet(
                 run.node.as_deref().unwrap_or(""),
-                String::new(),
                 serde_json::json!({ "timeout": event }),
                 note,
-                None,
-            );
-            return Ok(StepCommit {
-                run_id: run.id.clone(),
-                expected_seq: seq,
-                step,
-                next: update,
-            });
+                update,
+            ));
         }
 
         let Some(node_id) = run.node.clone() else {
             // A run parked on its way to the end (a pause whose exit is unwired).
             let update = decide::finish(run, RunStatus::Done);
-            let step = journal(
-                "",
-                String::new(),
-                serde_json::json!({ "end": true }),
-                "the run ends".into(),
-                None,
-            );
-            return Ok(StepCommit {
-                run_id: run.id.clone(),
-                expected_seq: seq,
-                step,
-                next: update,
-            });
+            let result = serde_json::json!({ "end": true });
+            return Ok(without_applet("", result, "the run ends".into(), update));
         };
         if seq >= self.limits.max_steps {
             let update = decide::finish(run, RunStatus::Failed);
@@ -289,19 +279,8 @@ impl Engine {
                 "the run reached {} steps and was stopped",
                 self.limits.max_steps
             );
-            let step = journal(
-                &node_id,
-                String::new(),
-                serde_json::json!({ "error": { "kind": "max-steps" } }),
-                note,
-                None,
-            );
-            return Ok(StepCommit {
-                run_id: run.id.clone(),
-                expected_seq: seq,
-                step,
-                next: update,
-            });
+            let result = serde_json::json!({ "error": { "kind": "max-steps" } });
+            return Ok(without_applet(&node_id, result, note, update));
         }
         let Some(node) = plan.nodes.get(&node_id) else {
             // Validation makes this impossible for published plans; a hand-edited database
@@ -311,19 +290,12 @@ impl Engine {
                 "node `{node_id}` is not in plan {}@{}",
                 run.plan, run.plan_version
             );
-            let step = journal(
+            return Ok(without_applet(
                 &node_id,
-                String::new(),
                 serde_json::json!({ "error": { "kind": "plan" } }),
                 note,
-                None,
-            );
-            return Ok(StepCommit {
-                run_id: run.id.clone(),
-                expected_seq: seq,
-                step,
-                next: update,
-            });
+                update,
+            ));
         };
 
         let context = InvocationContext {
