@@ -57,6 +57,8 @@ pub enum FlowError {
     Store(#[from] coda_store::StoreError),
     #[error("plan `{plan}` {} not found", .version.map(|v| format!("version {v}")).unwrap_or_else(|| "(any version)".into()))]
     PlanNotFound { plan: String, version: Option<u32> },
+    #[error("a step failed unexpectedly, and its run was left as it was: {0}")]
+    StepPanicked(String),
     #[error("stored plan `{plan}` version {version} does not parse: {why}")]
     BadStoredPlan {
         plan: String,
@@ -171,13 +173,37 @@ impl Engine {
 
     /// Runs every due step, and with a virtual clock every step that becomes due later,
     /// until no run is left to step. Returns the number of steps committed.
+    ///
+    /// Up to `batch` steps run at once, and the set is topped up as steps finish rather than
+    /// batch by batch, so that the store's writer always has commits to group. A run is
+    /// never stepped twice at once: a run in flight is skipped until its step is committed.
     pub async fn run_until_idle(self: &Arc<Self>) -> Result<u64> {
+        let batch = self.limits.batch.max(1);
         let mut steps = 0;
+        let mut running = std::collections::HashSet::<String>::new();
+        let mut set = tokio::task::JoinSet::new();
         loop {
-            let due = self
-                .store
-                .due_runs(self.clock.now_ms(), self.limits.batch)?;
-            if due.is_empty() {
+            if set.len() <= batch / 2 {
+                let due = self
+                    .store
+                    .due_runs(self.clock.now_ms(), batch + running.len())?;
+                let free = batch - set.len();
+                let fresh: Vec<RunRecord> = due
+                    .into_iter()
+                    .filter(|r| !running.contains(&r.id))
+                    .take(free)
+                    .collect();
+                for run in fresh {
+                    running.insert(run.id.clone());
+                    let engine = self.clone();
+                    set.spawn(async move {
+                        let id = run.id.clone();
+                        (id, engine.step(run).await)
+                    });
+                }
+            }
+            let Some(done) = set.join_next().await else {
+                // Nothing in flight and nothing due now.
                 match self.store.next_due_at()? {
                     Some(next) if self.clock.advance_to(next) => continue,
                     Some(next) => {
@@ -187,21 +213,17 @@ impl Engine {
                     }
                     None => return Ok(steps),
                 }
-            }
-            let mut set = tokio::task::JoinSet::new();
-            for run in due {
-                let engine = self.clone();
-                set.spawn(async move { engine.step(run).await });
-            }
-            while let Some(done) = set.join_next().await {
-                match done {
-                    Ok(Ok(true)) => steps += 1,
-                    Ok(Ok(false)) => {}
-                    Ok(Err(e)) => return Err(e),
-                    Err(panic) => {
-                        tracing::error!("a step task failed: {panic}");
+            };
+            match done {
+                Ok((id, result)) => {
+                    running.remove(&id);
+                    if result? {
+                        steps += 1;
                     }
                 }
+                // A step that panicked committed nothing: its run stays due in the store, so
+                // nothing is lost, but this loop stops rather than spin on it.
+                Err(failed) => return Err(FlowError::StepPanicked(failed.to_string())),
             }
         }
     }
