@@ -104,10 +104,17 @@ fn runs_survive_sigkill_at_varied_moments() {
         let acknowledged = acknowledged.clone();
         let stderr = first.stderr.take().unwrap();
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(id) = line.strip_prefix("run started: ") {
+            let mut reader = BufReader::new(stderr);
+            let mut line = String::new();
+            // Only whole lines count: a line cut short by the kill acknowledged nothing.
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                if let Some(id) = line
+                    .strip_suffix('\n')
+                    .and_then(|l| l.strip_prefix("run started: "))
+                {
                     acknowledged.lock().unwrap().push(id.to_owned());
                 }
+                line.clear();
             }
         })
     };

@@ -7,25 +7,13 @@ mod run;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use coda_applet_artifacts as applets;
 use serde_json::Value;
 
-/// The `coda` binary, built once for the suite (a no-op when `cargo test` already built it).
-pub(crate) fn coda_bin() -> &'static PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        escargot::CargoBuild::new()
-            .package("coda-cli")
-            .bin("coda")
-            .current_release()
-            .current_target()
-            .run()
-            .expect("building the coda binary")
-            .path()
-            .to_owned()
-    })
+/// The `coda` binary cargo built for this test run.
+pub(crate) fn coda_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_coda"))
 }
 
 /// Runs `coda ARGS` with a private artifact cache; returns (exit status, stdout as JSON).
@@ -148,7 +136,7 @@ fn refused_components_and_bad_usage_give_status_2() {
     let (status, json) = coda(&[
         "applet",
         "describe",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/main.rs"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/e2e/main.rs"),
     ]);
     assert_eq!(status, 2, "{json}");
     assert_eq!(json["error"]["kind"], "invalid-component");

@@ -364,7 +364,7 @@ nodes:
 fn the_example_plan_validates_against_the_real_applets() {
     let plan = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../examples/plans/thank-caller.yaml"
+        "/../../examples/plans/thank-caller.yaml"
     );
     let applets = applets_dir();
     let (status, out) = coda(&[

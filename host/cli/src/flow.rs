@@ -145,6 +145,13 @@ fn ended() -> String {
     "ended".into()
 }
 
+/// Writes `run started: ID` to stderr in one write, so a reader never sees half a line.
+fn acknowledge(id: &str) {
+    use std::io::Write;
+    let line = format!("run started: {id}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
 /// How many of the local runs ended in each status.
 fn summary(store: &coda_store::Store) -> Result<Json, Exit> {
     let internal = |e: coda_store::StoreError| Exit::usage("internal", e.to_string());
@@ -295,7 +302,7 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
                     .map_err(|e| Exit::usage("internal", e.to_string()))?
                     .map_err(|e| Exit::usage("internal", e.to_string()))?;
                 if args.repeat > 1 {
-                    eprintln!("run started: {}", run.id);
+                    acknowledge(&run.id);
                 }
                 started.push(run);
             }
