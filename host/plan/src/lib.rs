@@ -54,10 +54,7 @@ mod validate;
 
 pub use catalog::{Catalog, MemoryCatalog, compare_versions};
 pub use parse::{Format, parse, parse_as};
-pub use plan::{
-    AppletRef, AppletRefError, Node, Plan, PlanType, is_exact_version, is_valid_name,
-    is_valid_node_id,
-};
+pub use plan::{AppletRef, AppletRefError, Node, Plan, PlanType, is_valid_node_id};
 pub use problem::Problem;
 pub use validate::validate;
 
@@ -76,7 +73,7 @@ pub const MAX_PLAN_BYTES: usize = 1024 * 1024;
 pub const MAX_NESTING: usize = 128;
 
 /// The longest plan or applet name, in bytes; see [`is_valid_name`].
-pub const MAX_NAME_LEN: usize = 64;
+pub use coda_types::names::MAX_NAME_LEN;
 
 /// The longest node id, in bytes; see [`is_valid_node_id`].
 pub const MAX_NODE_ID_LEN: usize = 64;
@@ -97,3 +94,5 @@ pub const MAX_CONFIG_PROBLEMS: usize = 32;
 /// applets must keep these names for the built-ins: a tenant's own applet called `pause`
 /// would otherwise pass as a breaker.
 pub const CYCLE_BREAKERS: [&str; 3] = ["loop-counter", "pause", "wait-for-event"];
+
+pub use coda_types::names::{is_exact_version, is_valid_name};

@@ -13,6 +13,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::MAX_NAME_LEN;
+use coda_types::names::{is_exact_version, is_valid_name};
 
 /// What a plan runs alongside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -205,21 +206,6 @@ impl<'de> Deserialize<'de> for AppletRef {
     }
 }
 
-/// Whether `name` is a valid plan or applet name: 1 to [`MAX_NAME_LEN`] characters of
-/// `a-z 0-9 . _ -`, the first a letter or digit.
-///
-/// Lower case only, so that two names never differ by case alone, and no `@` or `/`, so a
-/// name is safe in an applet reference, a URL path and a file name.
-pub fn is_valid_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= MAX_NAME_LEN
-        && matches!(bytes[0], b'a'..=b'z' | b'0'..=b'9')
-        && bytes
-            .iter()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
-}
-
 /// Whether `id` is a valid node id: 1 to [`crate::MAX_NODE_ID_LEN`] characters of
 /// `A-Z a-z 0-9 _ -`.
 pub fn is_valid_node_id(id: &str) -> bool {
@@ -228,37 +214,6 @@ pub fn is_valid_node_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// Whether `version` is an exact semantic version: `MAJOR.MINOR.PATCH` without leading
-/// zeros, optionally followed by `-PRERELEASE` and `+BUILD` (dot-separated identifiers of
-/// `0-9 A-Z a-z -`). Ranges (`^0.1`, `0.1.*`) and partial versions (`0.1`) are refused.
-pub fn is_exact_version(version: &str) -> bool {
-    if version.len() > MAX_NAME_LEN {
-        return false;
-    }
-    let (rest, build) = match version.split_once('+') {
-        Some((rest, build)) => (rest, Some(build)),
-        None => (version, None),
-    };
-    let (core, pre) = match rest.split_once('-') {
-        Some((core, pre)) => (core, Some(pre)),
-        None => (rest, None),
-    };
-    let numeric = |part: &str| {
-        !part.is_empty()
-            && part.bytes().all(|b| b.is_ascii_digit())
-            && (part == "0" || !part.starts_with('0'))
-    };
-    let identifiers = |s: &str| {
-        s.split('.')
-            .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-    };
-    let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3
-        && parts.iter().all(|p| numeric(p))
-        && pre.is_none_or(identifiers)
-        && build.is_none_or(identifiers)
 }
 
 /// `s` in double quotes, escaped, and cut short if long: for user text inside a message.

@@ -8,13 +8,12 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::Bfs;
 
 use crate::catalog::Catalog;
-use crate::plan::{
-    AppletRef, Node, Plan, PlanType, is_valid_name, is_valid_node_id, quote, shorten,
-};
+use crate::plan::{AppletRef, Node, Plan, PlanType, is_valid_node_id, quote, shorten};
 use crate::problem::Problem;
 use crate::{
     CYCLE_BREAKERS, MAX_CONFIG_BYTES, MAX_CONFIG_PROBLEMS, MAX_NAME_LEN, MAX_NODE_ID_LEN, MAX_NODES,
 };
+use coda_types::names::is_valid_name;
 
 /// How much of a schema error's text a problem keeps: jsonschema quotes the offending value,
 /// which may be most of a 64 KiB config.

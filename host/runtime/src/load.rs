@@ -310,11 +310,19 @@ fn link_error(
 }
 
 fn check_info(info: &coda_types::AppletInfo) -> Result<(), String> {
-    if info.name.trim().is_empty() {
-        return Err("describe returned an empty name".into());
+    // The rules plans name applets by: an applet that breaks them could never be used.
+    if !coda_types::names::is_valid_name(&info.name) {
+        return Err(format!(
+            "describe returned the name {:?}: use 1 to {} of a-z 0-9 . _ -, starting with a letter or digit",
+            info.name.chars().take(80).collect::<String>(),
+            coda_types::names::MAX_NAME_LEN
+        ));
     }
-    if info.version.trim().is_empty() {
-        return Err("describe returned an empty version".into());
+    if !coda_types::names::is_exact_version(&info.version) {
+        return Err(format!(
+            "describe returned the version {:?}, which is not an exact semantic version (MAJOR.MINOR.PATCH)",
+            info.version.chars().take(80).collect::<String>()
+        ));
     }
     let mut seen = std::collections::HashSet::new();
     for exit in &info.exits {
@@ -339,6 +347,40 @@ fn check_info(info: &coda_types::AppletInfo) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn info(name: &str, version: &str) -> coda_types::AppletInfo {
+        coda_types::AppletInfo {
+            name: name.into(),
+            version: version.into(),
+            description: String::new(),
+            exits: vec!["next".into()],
+            config_schema: serde_json::json!({}),
+            needs_live_party: false,
+            capabilities: vec![],
+        }
+    }
+
+    #[test]
+    fn describe_answers_follow_the_naming_rules_of_plans() {
+        assert!(check_info(&info("sms", "0.1.0")).is_ok());
+        assert!(
+            check_info(&info("Hello", "0.1.0"))
+                .unwrap_err()
+                .contains("\"Hello\"")
+        );
+        assert!(check_info(&info("sms@2", "0.1.0")).is_err());
+        assert!(
+            check_info(&info("sms", "0.1"))
+                .unwrap_err()
+                .contains("semantic version")
+        );
+        let mut twice = info("sms", "1.0.0");
+        twice.exits = vec!["sent".into(), "sent".into()];
+        assert!(check_info(&twice).unwrap_err().contains("twice"));
+        let mut error_exit = info("sms", "1.0.0");
+        error_exit.exits = vec!["error".into()];
+        assert!(check_info(&error_exit).is_err());
+    }
 
     #[test]
     fn provided_imports_match_by_major_minor() {
