@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use coda_flow::{Clock, Engine, FlowLimits, Start, VirtualClock, WallClock};
 use coda_plan::{MemoryCatalog, Plan};
 use coda_runtime::{Runtime, Value, Values};
+use coda_types::values_json;
 use serde_json::{Value as Json, json};
 
 use crate::Exit;
@@ -197,15 +198,6 @@ pub async fn resume(runtime: Runtime, args: ResumeArgs) -> Result<Json, Exit> {
     let mut out = summary(&store)?;
     out["steps"] = steps.into();
     Ok(out)
-}
-
-fn values_json(values: &Values) -> Json {
-    Json::Object(
-        values
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_json()))
-            .collect(),
-    )
 }
 
 /// A journal entry as users read it: data values as plain JSON.

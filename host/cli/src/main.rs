@@ -16,6 +16,7 @@ use coda_runtime::{
     Invocation, InvocationContext, Limits, LoadOptions, LoadedApplet, Runtime, RuntimeConfig,
     Value, Values,
 };
+use coda_types::values_json;
 use serde_json::{Value as Json, json};
 
 #[derive(Parser)]
@@ -264,15 +265,6 @@ fn parse_values(pairs: &[String], flag: &str) -> Result<Values, Exit> {
         values.insert(name.to_string(), value);
     }
     Ok(values)
-}
-
-fn values_json(values: &Values) -> Json {
-    Json::Object(
-        values
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_json()))
-            .collect(),
-    )
 }
 
 async fn invoke(runtime: &Runtime, args: InvokeArgs) -> Result<Json, Exit> {

@@ -70,19 +70,25 @@ pub struct InteractionRecord {
     pub updated_at_ms: i64,
 }
 
+fn read_interaction(
+    conn: &rusqlite::Connection,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<InteractionRecord>> {
+    let body: Option<String> = conn
+        .query_row(
+            "SELECT body FROM interactions WHERE tenant = ?1 AND id = ?2",
+            params![tenant, id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
+}
+
 impl Store {
     /// An interaction of this tenant; another tenant's is `None`.
     pub fn interaction(&self, tenant: &str, id: &str) -> Result<Option<InteractionRecord>> {
-        self.read(|conn| {
-            let body: Option<String> = conn
-                .query_row(
-                    "SELECT body FROM interactions WHERE tenant = ?1 AND id = ?2",
-                    params![tenant, id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
-        })
+        self.read(|conn| read_interaction(conn, tenant, id))
     }
 
     /// Reads, changes and writes an interaction in one transaction, so two events for the
@@ -99,14 +105,7 @@ impl Store {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.writer
             .write(move |conn| {
-                let body: Option<String> = conn
-                    .query_row(
-                        "SELECT body FROM interactions WHERE tenant = ?1 AND id = ?2",
-                        params![tenant, id],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                let current = body.map(|b| serde_json::from_str(&b)).transpose()?;
+                let current = read_interaction(conn, &tenant, &id)?;
                 let updated = match change(current) {
                     Ok(updated) => updated,
                     Err(refused) => return Ok(Err(refused)),

@@ -72,6 +72,17 @@ impl Value {
 /// Data sources or node state: names to values, ordered for stable output.
 pub type Values = BTreeMap<String, Value>;
 
+/// Values as one plain JSON object (`{"CLID": "+1555…", "Attempts": 2}`), as people read
+/// them; the tagged form `Value` serializes to is for storage.
+pub fn values_json(values: &Values) -> serde_json::Value {
+    serde_json::Value::Object(
+        values
+            .iter()
+            .map(|(name, value)| (name.clone(), value.to_json()))
+            .collect(),
+    )
+}
+
 /// Where an invocation stands in its run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InvocationContext {
