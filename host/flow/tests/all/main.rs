@@ -13,7 +13,9 @@ use coda_store::{PostFlowAction, PostFlowTarget, RunStatus, Store};
 use coda_types::{AppletInfo, InvocationReport, Outcome, Value, Values};
 use serde_json::json;
 
-/// `next` for every applet, except `waiter`, which waits for a `disposition` for an hour.
+/// `next` for every applet, except: `waiter` waits for a `disposition` for an hour,
+/// `router` routes to a plan that does not exist, `rogue` takes an exit it never declared,
+/// and `missing` is not installed.
 struct Script;
 
 #[async_trait]
@@ -36,15 +38,20 @@ impl Applets for Script {
         applet: &AppletRef,
         _input: StepInput,
     ) -> Result<InvocationReport, String> {
-        let outcome = if applet.name() == "waiter" {
-            Outcome::Wait {
+        let outcome = match applet.name() {
+            "waiter" => Outcome::Wait {
                 event: "disposition".into(),
                 timeout_millis: 3_600_000,
                 on_event: "received".into(),
                 on_timeout: "timeout".into(),
-            }
-        } else {
-            Outcome::Exit("next".into())
+            },
+            "router" => Outcome::Route {
+                plan: "no-such-plan".into(),
+                version: None,
+            },
+            "rogue" => Outcome::Exit("sideways".into()),
+            "missing" => return Err(format!("applet {applet} is not installed")),
+            _ => Outcome::Exit("next".into()),
         };
         Ok(InvocationReport {
             result: Ok(outcome),
@@ -70,6 +77,8 @@ async fn host() -> Host {
         "name: live\ntype: default\nstart: a\npost_interaction: post-call\nnodes:\n  a:\n    applet: step@1.0.0\n",
         "name: post-call\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: step@1.0.0\n",
         "name: survey\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: step@1.0.0\n",
+        "name: spin\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: step@1.0.0\n    exits: { next: b }\n  b:\n    applet: step@1.0.0\n    exits: { next: a }\n",
+        "name: broken\ntype: unattended\nstart: route\nnodes:\n  route:\n    applet: router@1.0.0\n    error: rogue\n  rogue:\n    applet: rogue@1.0.0\n    error: gone\n  gone:\n    applet: missing@1.0.0\n",
         "name: dispo\ntype: unattended\nstart: w\nnodes:\n  w:\n    applet: waiter@1.0.0\n    exits: { received: thank, timeout: remind }\n  thank:\n    applet: step@1.0.0\n  remind:\n    applet: step@1.0.0\n",
     ];
     for text in plans {
@@ -83,7 +92,10 @@ async fn host() -> Host {
         store,
         Arc::new(Script),
         Arc::new(VirtualClock::new()),
-        FlowLimits::default(),
+        FlowLimits {
+            max_steps: 50,
+            ..FlowLimits::default()
+        },
     ));
     Host { _dir: dir, engine }
 }
@@ -387,5 +399,69 @@ async fn a_wait_goes_on_when_its_event_arrives() {
     assert_eq!(
         record.data.get("Event").map(Value::to_json),
         Some(json!({"code": "sale", "amount": 120}))
+    );
+}
+
+async fn run_plan(host: &Host, plan: &str) -> coda_store::RunRecord {
+    let started = host
+        .engine
+        .start(coda_flow::Start {
+            tenant: "acme".into(),
+            plan: plan.into(),
+            version: None,
+            interaction: None,
+            trigger_key: None,
+            data: Values::new(),
+        })
+        .await
+        .unwrap();
+    host.engine.run_until_idle().await.unwrap();
+    host.engine
+        .store()
+        .run("acme", &started.id)
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_run_that_never_ends_is_stopped_at_the_step_limit() {
+    // Validation refuses such a cycle; a plan stored without it still cannot spin forever.
+    let host = host().await;
+    let run = run_plan(&host, "spin").await;
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(run.step_seq, 51);
+    let journal = host.engine.store().journal("acme", &run.id).unwrap();
+    assert_eq!(
+        journal.last().unwrap().note,
+        "the run reached 50 steps and was stopped"
+    );
+}
+
+#[tokio::test]
+async fn bad_routes_undeclared_exits_and_missing_applets_take_the_error_exit() {
+    let host = host().await;
+    let run = run_plan(&host, "broken").await;
+    let journal = host.engine.store().journal("acme", &run.id).unwrap();
+    let notes: Vec<&str> = journal.iter().map(|s| s.note.as_str()).collect();
+    assert_eq!(notes.len(), 3, "{notes:?}");
+    assert!(
+        notes[0].starts_with("route: plan `no-such-plan`"),
+        "{notes:?}"
+    );
+    assert!(notes[0].ends_with("→ error exit rogue"), "{notes:?}");
+    assert!(
+        notes[1].starts_with("undeclared-exit: the applet took exit `sideways`"),
+        "{notes:?}"
+    );
+    assert_eq!(
+        notes[2],
+        "unavailable: applet missing@1.0.0 is not installed; no error exit is wired: the run fails"
+    );
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(
+        run.data.get("LastError").map(Value::to_json),
+        Some(
+            json!({"node": "gone", "kind": "unavailable", "message": "applet missing@1.0.0 is not installed"})
+        )
     );
 }
