@@ -255,8 +255,7 @@ impl Store {
                     params![tenant, name],
                     |row| row.get(0),
                 )?;
-                tx.execute(
-                    "INSERT INTO plans (tenant, name, version, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                tx.prepare_cached("INSERT INTO plans (tenant, name, version, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(
                     params![tenant, name, version, body, now_ms],
                 )?;
                 Ok(version)
@@ -300,12 +299,11 @@ impl Store {
         let data = serde_json::to_string(&new.data)?;
         self.writer
             .write(move |tx| {
-                let inserted = tx.execute(
-                    "INSERT INTO runs (id, tenant, plan, plan_version, interaction, trigger_key,
+                let inserted = tx.prepare_cached("INSERT INTO runs (id, tenant, plan, plan_version, interaction, trigger_key,
                         status, node, step_seq, attempt, data, state, due_at, route_depth,
                         created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'ready', ?7, 0, 1, ?8, '{}', ?9, 0, ?9, ?9)
-                     ON CONFLICT (tenant, trigger_key) DO NOTHING",
+                     ON CONFLICT (tenant, trigger_key) DO NOTHING")?.execute(
                     params![
                         id,
                         new.tenant,
@@ -345,12 +343,14 @@ impl Store {
         let wait = next.wait.as_ref().map(serde_json::to_string).transpose()?;
         self.writer
             .write(move |tx| {
-                let updated = tx.execute(
-                    "UPDATE runs SET status = ?1, plan = ?2, plan_version = ?3, node = ?4,
+                let updated = tx
+                    .prepare_cached(
+                        "UPDATE runs SET status = ?1, plan = ?2, plan_version = ?3, node = ?4,
                         step_seq = step_seq + 1, attempt = ?5, data = ?6, state = ?7, due_at = ?8,
                         wait = ?9, route_depth = ?10, updated_at = ?11
                      WHERE id = ?12 AND step_seq = ?13",
-                    params![
+                    )?
+                    .execute(params![
                         next.status.as_str(),
                         next.plan,
                         next.plan_version,
@@ -364,34 +364,33 @@ impl Store {
                         step.at_ms,
                         commit.run_id,
                         commit.expected_seq
-                    ],
-                )?;
+                    ])?;
                 if updated != 1 {
                     return Err(StoreError::Conflict {
                         run: commit.run_id.clone(),
                         expected: commit.expected_seq,
                     });
                 }
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO steps (run_id, seq, plan, plan_version, node, applet, attempt,
                         result, note, fuel_used, duration_us, data_changes, at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                    params![
-                        commit.run_id,
-                        step.seq,
-                        step.plan,
-                        step.plan_version,
-                        step.node,
-                        step.applet,
-                        step.attempt,
-                        result,
-                        step.note,
-                        step.fuel_used,
-                        step.duration_us,
-                        changes,
-                        step.at_ms
-                    ],
-                )?;
+                )?
+                .execute(params![
+                    commit.run_id,
+                    step.seq,
+                    step.plan,
+                    step.plan_version,
+                    step.node,
+                    step.applet,
+                    step.attempt,
+                    result,
+                    step.note,
+                    step.fuel_used,
+                    step.duration_us,
+                    changes,
+                    step.at_ms
+                ])?;
                 Ok(())
             })
             .await
@@ -536,18 +535,16 @@ impl Store {
                         Some(node) => ("ready", Some(node.clone()), format!("event `{event}` received → {node}")),
                         None => ("done", None, format!("event `{event}` received; its exit is not wired: the run ends")),
                     };
-                    conn.execute(
-                        "UPDATE runs SET status = ?1, node = ?2, step_seq = step_seq + 1, attempt = 1,
+                    conn.prepare_cached("UPDATE runs SET status = ?1, node = ?2, step_seq = step_seq + 1, attempt = 1,
                             data = ?3, due_at = ?4, wait = NULL, updated_at = ?4
-                         WHERE id = ?5 AND step_seq = ?6",
+                         WHERE id = ?5 AND step_seq = ?6")?.execute(
                         params![status, node, serde_json::to_string(&data)?, now_ms, run.id, run.step_seq],
                     )?;
                     let mut changes = Values::new();
                     changes.insert("Event".into(), payload.clone());
-                    conn.execute(
-                        "INSERT INTO steps (run_id, seq, plan, plan_version, node, applet, attempt,
+                    conn.prepare_cached("INSERT INTO steps (run_id, seq, plan, plan_version, node, applet, attempt,
                             result, note, fuel_used, duration_us, data_changes, at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, '', 1, ?6, ?7, 0, 0, ?8, ?9)",
+                         VALUES (?1, ?2, ?3, ?4, ?5, '', 1, ?6, ?7, 0, 0, ?8, ?9)")?.execute(
                         params![
                             run.id,
                             run.step_seq,
