@@ -153,6 +153,18 @@ impl Engine {
             .cloned()
     }
 
+    /// Whether the caller or customer of this interaction is still connected. An
+    /// interaction the store does not know is taken as gone: nobody is there to talk to.
+    fn contact_present(&self, tenant: &str, interaction: &str) -> Result<bool> {
+        Ok(self
+            .store
+            .interaction(tenant, interaction)?
+            .is_some_and(|i| {
+                i.status == coda_store::InteractionStatus::Active
+                    && i.present.contains(&coda_store::Party::Caller)
+            }))
+    }
+
     /// Starts a run at the plan's start node; it is on disk when this returns.
     pub async fn start(&self, start: Start) -> Result<StartedRun> {
         let (version, plan) = self.plan(&start.tenant, &start.plan, start.version)?;
@@ -336,6 +348,21 @@ impl Engine {
             state: run.state.get(&node_id).cloned().unwrap_or_default(),
         };
         let info = self.applets.info(&run.tenant, &node.applet);
+        // The "call finished" path: a live plan may go on after the agent leaves, but a step
+        // that needs a live party cannot run once the contact has gone. The run ends there,
+        // and the journal says why.
+        if info.as_ref().is_some_and(|i| i.needs_live_party)
+            && let Some(interaction) = &run.interaction
+            && !self.contact_present(&run.tenant, interaction)?
+        {
+            let note = format!(
+                "{} needs a live party and the contact has disconnected: the run ends",
+                node.applet
+            );
+            let result = serde_json::json!({ "end": "contact-disconnected" });
+            let update = decide::finish(run, RunStatus::Done);
+            return Ok(without_applet(&node_id, result, note, update));
+        }
         let report = self.applets.invoke(&run.tenant, &node.applet, input).await;
         let decision = match &report {
             Ok(report) => {

@@ -27,7 +27,7 @@ impl Applets for Script {
             description: String::new(),
             exits: vec!["next".into(), "received".into(), "timeout".into()],
             config_schema: json!({}),
-            needs_live_party: false,
+            needs_live_party: applet.name() == "prompt",
             capabilities: vec![],
         })
     }
@@ -77,6 +77,7 @@ async fn host() -> Host {
         "name: live\ntype: default\nstart: a\npost_interaction: post-call\nnodes:\n  a:\n    applet: step@1.0.0\n",
         "name: post-call\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: step@1.0.0\n",
         "name: survey\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: step@1.0.0\n",
+        "name: call-finished\ntype: default\nstart: wrap\nnodes:\n  wrap:\n    applet: step@1.0.0\n    exits: { next: survey }\n  survey:\n    applet: prompt@1.0.0\n",
         "name: spin\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: step@1.0.0\n    exits: { next: b }\n  b:\n    applet: step@1.0.0\n    exits: { next: a }\n",
         "name: broken\ntype: unattended\nstart: route\nnodes:\n  route:\n    applet: router@1.0.0\n    error: rogue\n  rogue:\n    applet: rogue@1.0.0\n    error: gone\n  gone:\n    applet: missing@1.0.0\n",
         "name: dispo\ntype: unattended\nstart: w\nnodes:\n  w:\n    applet: waiter@1.0.0\n    exits: { received: thank, timeout: remind }\n  thank:\n    applet: step@1.0.0\n  remind:\n    applet: step@1.0.0\n",
@@ -464,4 +465,66 @@ async fn bad_routes_undeclared_exits_and_missing_applets_take_the_error_exit() {
             json!({"node": "gone", "kind": "unavailable", "message": "applet missing@1.0.0 is not installed"})
         )
     );
+}
+
+async fn start_for(host: &Host, plan: &str, interaction: &str) -> String {
+    host.engine
+        .start(coda_flow::Start {
+            tenant: "acme".into(),
+            plan: plan.into(),
+            version: None,
+            interaction: Some(interaction.into()),
+            trigger_key: None,
+            data: Values::new(),
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+#[tokio::test]
+async fn after_the_contact_leaves_a_live_step_ends_the_run_and_says_why() {
+    let host = host().await;
+    // The agent left, the caller is still on the line: the live step runs.
+    call_with_agent(&host, "i7").await;
+    send(
+        &host,
+        json!({"type": "party-disconnected", "interaction": "i7", "party": "agent"}),
+    )
+    .await;
+    let on_line = start_for(&host, "call-finished", "i7").await;
+    host.engine.run_until_idle().await.unwrap();
+    let notes: Vec<String> = host
+        .engine
+        .store()
+        .journal("acme", &on_line)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.note)
+        .collect();
+    assert_eq!(
+        notes,
+        ["exit next → survey", "exit next is not wired: the run ends"]
+    );
+
+    // The caller has gone too: the wrap-up step runs, the live one does not.
+    send(
+        &host,
+        json!({"type": "party-disconnected", "interaction": "i7", "party": "caller"}),
+    )
+    .await;
+    let gone = start_for(&host, "call-finished", "i7").await;
+    host.engine.run_until_idle().await.unwrap();
+    let journal = host.engine.store().journal("acme", &gone).unwrap();
+    let notes: Vec<&str> = journal.iter().map(|s| s.note.as_str()).collect();
+    assert_eq!(
+        notes,
+        [
+            "exit next → survey",
+            "prompt@1.0.0 needs a live party and the contact has disconnected: the run ends"
+        ]
+    );
+    assert_eq!(journal[1].applet, "");
+    let run = host.engine.store().run("acme", &gone).unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Done);
 }
