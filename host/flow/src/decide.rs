@@ -163,17 +163,15 @@ fn error_exit(
     }
 }
 
-pub(crate) fn unavailable(run: &RunRecord, node_id: &str, node: &Node, why: &str) -> Decision {
+pub(crate) fn unavailable(
+    run: &RunRecord,
+    node_id: &str,
+    node: &Node,
+    why: &str,
+    now: i64,
+) -> Decision {
     let result = serde_json::json!({ "error": { "kind": "unavailable", "message": why } });
-    error_exit(
-        run,
-        node_id,
-        node,
-        "unavailable",
-        why,
-        run.due_at_ms.unwrap_or(0),
-        result,
-    )
+    error_exit(run, node_id, node, "unavailable", why, now, result)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -387,7 +387,7 @@ impl Engine {
                     &self.limits,
                 )
             }
-            Err(why) => decide::unavailable(run, &node_id, node, why),
+            Err(why) => decide::unavailable(run, &node_id, node, why, now),
         };
         let result = decision.result;
         let step = journal(

@@ -129,8 +129,7 @@ impl Runtime {
         let (component, compiled) = self.component(bytes, &digest).await?;
         let world = world_version(&component, &self.inner.engine)?;
         let coda_imports = check_imports(&component, &self.inner.engine)?;
-        let pre = Pre::new(world, &self.inner.linker, &component)
-            .map_err(|e| link_error(e, &component, &self.inner.engine))?;
+        let pre = Pre::new(world, &self.inner.linker, &component).map_err(link_error)?;
         let info = self.describe(&pre, options.limits).await?;
         let loaded = Arc::new(LoadedApplet {
             digest: digest.clone(),
@@ -299,11 +298,7 @@ fn check_imports(
 
 /// A link failure: the linker names what did not match (a missing function or a type that
 /// differs from what this host defines).
-fn link_error(
-    error: wasmtime::Error,
-    _component: &Component,
-    _engine: &wasmtime::Engine,
-) -> LoadError {
+fn link_error(error: wasmtime::Error) -> LoadError {
     LoadError::InvalidComponent(format!(
         "the component does not link against this host: {error:#}"
     ))

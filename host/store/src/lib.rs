@@ -271,22 +271,17 @@ impl Store {
         version: Option<u32>,
     ) -> Result<Option<(u32, serde_json::Value)>> {
         self.read(|conn| {
-            let row: Option<(u32, String)> = match version {
-                Some(v) => conn
-                    .query_row(
-                        "SELECT version, body FROM plans WHERE tenant = ?1 AND name = ?2 AND version = ?3",
-                        params![tenant, name, v],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?,
-                None => conn
-                    .query_row(
-                        "SELECT version, body FROM plans WHERE tenant = ?1 AND name = ?2 ORDER BY version DESC LIMIT 1",
-                        params![tenant, name],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?,
-            };
+            // No version: the latest. A version: that one, or none.
+            let row: Option<(u32, String)> = conn
+                .prepare_cached(
+                    "SELECT version, body FROM plans
+                     WHERE tenant = ?1 AND name = ?2 AND version = COALESCE(?3, version)
+                     ORDER BY version DESC LIMIT 1",
+                )?
+                .query_row(params![tenant, name, version], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
             row.map(|(v, body)| Ok((v, serde_json::from_str(&body)?)))
                 .transpose()
         })

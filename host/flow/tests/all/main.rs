@@ -327,18 +327,7 @@ async fn a_cleared_action_does_not_fire_and_unknown_or_foreign_interactions_are_
 #[tokio::test]
 async fn a_wait_goes_on_when_its_event_arrives() {
     let host = host().await;
-    let started = host
-        .engine
-        .start(coda_flow::Start {
-            tenant: "acme".into(),
-            plan: "dispo".into(),
-            version: None,
-            interaction: Some("i6".into()),
-            trigger_key: None,
-            data: Values::new(),
-        })
-        .await
-        .unwrap();
+    let started = start_run(&host, "dispo", Some("i6")).await;
     // One step: the run now waits (its timeout is an hour away, so the virtual clock would
     // jump there if we ran until idle).
     let due = host.engine.store().due_runs(i64::MAX / 2, 10).unwrap();
@@ -346,12 +335,7 @@ async fn a_wait_goes_on_when_its_event_arrives() {
         .step(due.into_iter().next().unwrap())
         .await
         .unwrap();
-    let record = host
-        .engine
-        .store()
-        .run("acme", &started.id)
-        .unwrap()
-        .unwrap();
+    let record = host.engine.store().run("acme", &started).unwrap().unwrap();
     assert_eq!(record.status, RunStatus::Waiting);
 
     // Another interaction's event, or another event name, does not wake it.
@@ -379,9 +363,9 @@ async fn a_wait_goes_on_when_its_event_arrives() {
         )
         .await
         .unwrap();
-    assert_eq!(woken, std::slice::from_ref(&started.id));
+    assert_eq!(woken, std::slice::from_ref(&started));
     host.engine.run_until_idle().await.unwrap();
-    let journal = host.engine.store().journal("acme", &started.id).unwrap();
+    let journal = host.engine.store().journal("acme", &started).unwrap();
     let nodes: Vec<&str> = journal.iter().map(|s| s.note.as_str()).collect();
     assert_eq!(
         nodes,
@@ -391,37 +375,33 @@ async fn a_wait_goes_on_when_its_event_arrives() {
             "exit next is not wired: the run ends"
         ]
     );
-    let record = host
-        .engine
-        .store()
-        .run("acme", &started.id)
-        .unwrap()
-        .unwrap();
+    let record = host.engine.store().run("acme", &started).unwrap().unwrap();
     assert_eq!(
         record.data.get("Event").map(Value::to_json),
         Some(json!({"code": "sale", "amount": 120}))
     );
 }
 
-async fn run_plan(host: &Host, plan: &str) -> coda_store::RunRecord {
-    let started = host
-        .engine
+/// Starts a run of `plan` (on disk when this returns) and gives its id.
+async fn start_run(host: &Host, plan: &str, interaction: Option<&str>) -> String {
+    host.engine
         .start(coda_flow::Start {
             tenant: "acme".into(),
             plan: plan.into(),
             version: None,
-            interaction: None,
+            interaction: interaction.map(str::to_owned),
             trigger_key: None,
             data: Values::new(),
         })
         .await
-        .unwrap();
+        .unwrap()
+        .id
+}
+
+async fn run_plan(host: &Host, plan: &str) -> coda_store::RunRecord {
+    let id = start_run(host, plan, None).await;
     host.engine.run_until_idle().await.unwrap();
-    host.engine
-        .store()
-        .run("acme", &started.id)
-        .unwrap()
-        .unwrap()
+    host.engine.store().run("acme", &id).unwrap().unwrap()
 }
 
 #[tokio::test]
@@ -467,21 +447,6 @@ async fn bad_routes_undeclared_exits_and_missing_applets_take_the_error_exit() {
     );
 }
 
-async fn start_for(host: &Host, plan: &str, interaction: &str) -> String {
-    host.engine
-        .start(coda_flow::Start {
-            tenant: "acme".into(),
-            plan: plan.into(),
-            version: None,
-            interaction: Some(interaction.into()),
-            trigger_key: None,
-            data: Values::new(),
-        })
-        .await
-        .unwrap()
-        .id
-}
-
 #[tokio::test]
 async fn after_the_contact_leaves_a_live_step_ends_the_run_and_says_why() {
     let host = host().await;
@@ -492,7 +457,7 @@ async fn after_the_contact_leaves_a_live_step_ends_the_run_and_says_why() {
         json!({"type": "party-disconnected", "interaction": "i7", "party": "agent"}),
     )
     .await;
-    let on_line = start_for(&host, "call-finished", "i7").await;
+    let on_line = start_run(&host, "call-finished", Some("i7")).await;
     host.engine.run_until_idle().await.unwrap();
     let notes: Vec<String> = host
         .engine
@@ -513,7 +478,7 @@ async fn after_the_contact_leaves_a_live_step_ends_the_run_and_says_why() {
         json!({"type": "party-disconnected", "interaction": "i7", "party": "caller"}),
     )
     .await;
-    let gone = start_for(&host, "call-finished", "i7").await;
+    let gone = start_run(&host, "call-finished", Some("i7")).await;
     host.engine.run_until_idle().await.unwrap();
     let journal = host.engine.store().journal("acme", &gone).unwrap();
     let notes: Vec<&str> = journal.iter().map(|s| s.note.as_str()).collect();

@@ -143,3 +143,19 @@ async fn limits_the_runtime_cannot_enforce_are_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn an_outcome_naming_an_empty_exit_is_refused() {
+    let scripted = load(applets::SCRIPTED).await;
+    let mut invocation = Invocation::new(context(), json!({ "exit": "", "count_into": "N" }));
+    invocation.data.insert("N".into(), Value::Integer(1));
+    let report = runtime().invoke(&scripted, invocation).await;
+    match &report.result {
+        Err(coda_runtime::InvokeError::InvalidResult { message }) => {
+            assert!(message.contains("empty exit"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Refused like any other failed step: its data change does not survive.
+    assert!(report.data_changes.is_empty(), "{:?}", report.data_changes);
+}
