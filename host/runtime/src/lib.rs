@@ -13,7 +13,6 @@
 //! fresh `Store`, so nothing one invocation leaves in memory reaches the next.
 
 mod cache;
-pub mod capabilities;
 mod engine;
 pub mod limits;
 mod load;
@@ -29,6 +28,7 @@ pub use coda_types::{
     AppletInfo, Capability, Failure, HostError, InvocationContext, InvokeError, LimitExceeded,
     LimitKind, LogLevel, LogLine, Outcome, Value, Values,
 };
+pub use coda_types::capabilities;
 pub use limits::Limits;
 pub use load::{LoadError, LoadOptions};
 pub use world::WorldVersion;

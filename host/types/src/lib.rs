@@ -7,6 +7,7 @@
 //! engine, the store and the server never see a wasmtime type and keep working when a
 //! second world version arrives.
 
+pub mod capabilities;
 pub mod names;
 
 use std::collections::BTreeMap;

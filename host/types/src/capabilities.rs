@@ -1,7 +1,7 @@
 //! The capabilities an applet may be granted (http, email, sql, secrets, interactions), as one
 //! policy trait with deny-all defaults.
 //!
-//! The sandbox forwards every capability import to the invocation's [`Capabilities`]. What is
+//! The sandbox (`coda-runtime`) forwards every capability import to the invocation's [`Capabilities`]. What is
 //! not overridden answers `not-granted`, so an applet reaches nothing unless the embedder
 //! wires a capability and grants it: deny by default is the default implementation, not a
 //! check that could be forgotten.
@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use coda_types::{HostError, InvocationContext, Value};
+use crate::{HostError, InvocationContext, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequest {
