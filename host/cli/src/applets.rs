@@ -78,6 +78,10 @@ impl Applets for DirApplets {
         let mut invocation = Invocation::new(input.context, input.config);
         invocation.data = input.data;
         invocation.state = input.state;
+        invocation.capabilities = input.capabilities;
+        invocation.wall_clock = u64::try_from(input.now_ms)
+            .ok()
+            .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms));
         Ok(self.runtime.invoke(loaded, invocation).await)
     }
 }

@@ -222,7 +222,7 @@ pub(crate) fn after_invocation(
         }
     };
     let result = serde_json::to_value(outcome).unwrap_or(serde_json::Value::Null);
-    let declared = |exit: &str| info.is_none_or(|i| i.exits.iter().any(|e| e == exit));
+    let declared = |exit: &str| info.is_none_or(|i| i.declares_exit(exit));
     let mut update = position(run);
     update.data.extend(report.data_changes.clone());
     if !report.state_changes.is_empty() {

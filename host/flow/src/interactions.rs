@@ -70,6 +70,28 @@ pub enum EventError {
     Completed(String),
     #[error("interaction `{0}` was started already as a {1:?} interaction")]
     Conflict(String, Channel),
+    #[error("the post-flow action's invocation data: {0}")]
+    InvocationData(String),
+}
+
+/// A post-flow action's invocation data: JSON as given, or a CEL expression evaluated over
+/// the interaction's data sources when the action is set (so the run sees the values of
+/// that moment, as the live flow that set it did).
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InvocationData {
+    Json(serde_json::Value),
+    Expression(String),
+}
+
+/// A post-flow action to set on a live interaction.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetPostFlow {
+    pub target: PostFlowTarget,
+    pub action: String,
+    pub plan: String,
+    pub invocation_data: InvocationData,
 }
 
 fn json_values(map: &serde_json::Map<String, serde_json::Value>) -> Values {
@@ -107,6 +129,7 @@ fn apply(
                 data,
                 post_flow: None,
                 post_flow_fired: false,
+                follow_up: None,
                 updated_at_ms: now_ms,
             }
         }
@@ -249,9 +272,31 @@ impl Engine {
         interaction: &str,
         action: Option<PostFlowAction>,
     ) -> Result<std::result::Result<InteractionRecord, EventError>> {
-        if let Some(action) = &action {
+        self.set_post_flow_with(
+            tenant,
+            interaction,
+            action.map(|a| SetPostFlow {
+                target: a.target,
+                action: a.action,
+                plan: a.plan,
+                invocation_data: InvocationData::Json(a.invocation_data),
+            }),
+        )
+        .await
+    }
+
+    /// [`Engine::set_post_flow`], with invocation data that may be an expression: it is
+    /// evaluated against the interaction as it is when the action is set, in the same
+    /// transaction, and a bad expression leaves the interaction untouched.
+    pub async fn set_post_flow_with(
+        &self,
+        tenant: &str,
+        interaction: &str,
+        request: Option<SetPostFlow>,
+    ) -> Result<std::result::Result<InteractionRecord, EventError>> {
+        if let Some(request) = &request {
             // The plan must exist now, not when the disconnect comes.
-            self.plan(tenant, &action.plan, None)?;
+            self.plan(tenant, &request.plan, None)?;
         }
         let now = self.clock.now_ms();
         let id = interaction.to_owned();
@@ -263,7 +308,24 @@ impl Engine {
                     Err(EventError::Completed(id))
                 }
                 Some(mut record) => {
-                    record.post_flow = action;
+                    record.post_flow = match request {
+                        None => None,
+                        Some(request) => {
+                            let invocation_data = match request.invocation_data {
+                                InvocationData::Json(json) => json,
+                                InvocationData::Expression(expression) => {
+                                    crate::expr::evaluate(&expression, &record.data)
+                                        .map_err(EventError::InvocationData)?
+                                }
+                            };
+                            Some(PostFlowAction {
+                                target: request.target,
+                                action: request.action,
+                                plan: request.plan,
+                                invocation_data,
+                            })
+                        }
+                    };
                     record.updated_at_ms = now;
                     Ok(record)
                 }

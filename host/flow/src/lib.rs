@@ -14,6 +14,8 @@
 
 mod clock;
 mod decide;
+mod effects;
+mod expr;
 mod interactions;
 
 use std::collections::HashMap;
@@ -25,8 +27,11 @@ use coda_store::{NewRun, RunRecord, RunStatus, StartedRun, StepCommit, StepRecor
 use coda_types::{AppletInfo, InvocationContext, InvocationReport, Values};
 
 pub use clock::{Clock, VirtualClock, WallClock};
+pub use coda_types::capabilities::{Capabilities, DenyAll};
 pub use decide::FlowLimits;
-pub use interactions::{EventError, EventOutcome, InteractionEvent};
+pub use effects::{JournaledCapabilities, ReplaySummary};
+pub use expr::evaluate as evaluate_expression;
+pub use interactions::{EventError, EventOutcome, InteractionEvent, InvocationData, SetPostFlow};
 
 /// What the engine needs from the applet host.
 #[async_trait]
@@ -43,12 +48,30 @@ pub trait Applets: Send + Sync {
 }
 
 /// One step's invocation, as the engine prepares it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StepInput {
     pub context: InvocationContext,
     pub config: serde_json::Value,
     pub data: Values,
     pub state: Values,
+    /// The step's time on the engine's clock (virtual or wall), in ms since the Unix epoch:
+    /// the applet's wall clock starts there.
+    pub now_ms: i64,
+    /// What the applet may reach, already behind the effect journal.
+    pub capabilities: Arc<dyn Capabilities>,
+}
+
+/// Where the engine gets each applet's capabilities: the grants of its tenant, decided in
+/// one place by the implementation.
+pub trait CapabilitySource: Send + Sync {
+    fn for_applet(&self, tenant: &str, applet: &AppletRef) -> Arc<dyn Capabilities>;
+}
+
+/// Grants nothing to anyone.
+impl CapabilitySource for DenyAll {
+    fn for_applet(&self, _tenant: &str, _applet: &AppletRef) -> Arc<dyn Capabilities> {
+        Arc::new(DenyAll)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +110,7 @@ pub struct Engine {
     applets: Arc<dyn Applets>,
     clock: Arc<dyn Clock>,
     limits: FlowLimits,
+    capabilities: Arc<dyn CapabilitySource>,
     plans: Mutex<HashMap<(String, String, u32), Arc<Plan>>>,
 }
 
@@ -102,8 +126,15 @@ impl Engine {
             applets,
             clock,
             limits,
+            capabilities: Arc::new(DenyAll),
             plans: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Gives applets the capabilities `source` grants (by default none).
+    pub fn with_capabilities(mut self, source: Arc<dyn CapabilitySource>) -> Self {
+        self.capabilities = source;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -341,11 +372,20 @@ impl Engine {
             idempotency_key: decide::idempotency_key(&run.id, seq, run.attempt),
             attempt: run.attempt,
         };
+        let capabilities = Arc::new(JournaledCapabilities::new(
+            self.capabilities.for_applet(&run.tenant, &node.applet),
+            self.store.clone(),
+            &run.id,
+            seq,
+            now,
+        )?);
         let input = StepInput {
             context,
             config: node.config.clone(),
             data: run.data.clone(),
             state: run.state.get(&node_id).cloned().unwrap_or_default(),
+            now_ms: now,
+            capabilities: capabilities.clone(),
         };
         let info = self.applets.info(&run.tenant, &node.applet);
         // The "call finished" path: a live plan may go on after the agent leaves, but a step
@@ -390,11 +430,16 @@ impl Engine {
             Err(why) => decide::unavailable(run, &node_id, node, why, now),
         };
         let result = decision.result;
+        let note = match capabilities.summary().note() {
+            Some(replay) if decision.note.is_empty() => replay,
+            Some(replay) => format!("{}; {replay}", decision.note),
+            None => decision.note,
+        };
         let step = journal(
             &node_id,
             node.applet.to_string(),
             result,
-            decision.note,
+            note,
             report.as_ref().ok(),
         );
         Ok(StepCommit {

@@ -169,7 +169,7 @@ impl<'a> Validation<'a> {
                     "\"error\" is not an exit to wire under exits: set the node's error field instead",
                 ));
             } else if let Some(info) = info
-                && !info.exits.contains(exit)
+                && !info.declares_exit(exit)
             {
                 self.problems.push(Problem::node(
                     id,

@@ -24,11 +24,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use coda_types::capabilities;
 pub use coda_types::{
     AppletInfo, Capability, Failure, HostError, InvocationContext, InvokeError, LimitExceeded,
     LimitKind, LogLevel, LogLine, Outcome, Value, Values,
 };
-pub use coda_types::capabilities;
 pub use limits::Limits;
 pub use load::{LoadError, LoadOptions};
 pub use world::WorldVersion;
@@ -96,6 +96,9 @@ pub struct Invocation {
     pub state: Values,
     pub limits: Limits,
     pub capabilities: Arc<dyn Capabilities>,
+    /// The time the applet's wall clock starts at (the step's time on the flow's clock);
+    /// `None` for the host's real time.
+    pub wall_clock: Option<std::time::SystemTime>,
 }
 
 impl Invocation {
@@ -108,6 +111,7 @@ impl Invocation {
             state: Values::new(),
             limits: Limits::default(),
             capabilities: Arc::new(DenyAll),
+            wall_clock: None,
         }
     }
 }
@@ -176,6 +180,7 @@ impl Runtime {
             state,
             limits,
             capabilities,
+            wall_clock,
         } = invocation;
         let empty = |result| Report {
             result,
@@ -194,7 +199,7 @@ impl Runtime {
         let config = config.to_string();
         // The semaphore is never closed, so acquiring only waits.
         let _slot = self.inner.instance_permits.acquire().await;
-        let state = HostState::new(limits, context, data, state, capabilities);
+        let state = HostState::new(limits, context, data, state, capabilities, wall_clock);
         let mut store = sandbox::new_store(&self.inner.engine, state);
         let outcome =
             tokio::time::timeout(budget(&limits), applet.pre.run(&mut store, &config)).await;

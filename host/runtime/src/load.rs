@@ -229,6 +229,7 @@ impl Runtime {
             Values::new(),
             Values::new(),
             Arc::new(crate::capabilities::DenyAll),
+            None,
         );
         let _slot = self.inner.instance_permits.acquire().await;
         let mut store = sandbox::new_store(&self.inner.engine, state);

@@ -82,17 +82,25 @@ impl ResourceLimiter for Limiter {
     }
 }
 
-/// The wall clock an applet sees, truncated to [`limits::CLOCK_RESOLUTION`].
-struct CoarseWallClock;
+/// The wall clock an applet sees, truncated to [`limits::CLOCK_RESOLUTION`]. When the
+/// embedder gives the invocation a time (the step's time on the flow's clock, which may be
+/// virtual), the applet's clock starts there and moves with real time: a schedule check sees
+/// the flow's "now", and a replayed step sees the same time as the first try.
+struct CoarseWallClock {
+    start: Option<(Duration, Instant)>,
+}
 
 impl HostWallClock for CoarseWallClock {
     fn resolution(&self) -> Duration {
         limits::CLOCK_RESOLUTION
     }
     fn now(&self) -> Duration {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = match self.start {
+            Some((at, started)) => at + started.elapsed(),
+            None => SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default(),
+        };
         truncate(now)
     }
 }
@@ -121,14 +129,17 @@ fn truncate(d: Duration) -> Duration {
 /// Builds the WASI context of one invocation: nothing from the host is visible. No
 /// arguments, environment or preopened directories; stdin empty; stdout and stderr
 /// discarded; every socket address and name lookup refused; clocks coarse; random allowed.
-fn deny_all_wasi() -> WasiCtx {
+fn deny_all_wasi(wall_clock: Option<SystemTime>) -> WasiCtx {
+    let start = wall_clock
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|at| (at, Instant::now()));
     let mut builder = WasiCtx::builder();
     builder
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .socket_addr_check(|_, _| Box::pin(async { false }))
-        .wall_clock(CoarseWallClock)
+        .wall_clock(CoarseWallClock { start })
         .monotonic_clock(CoarseMonotonicClock(Instant::now()));
     builder.build()
 }
@@ -169,9 +180,10 @@ impl HostState {
         data: Values,
         state: Values,
         capabilities: Arc<dyn Capabilities>,
+        wall_clock: Option<SystemTime>,
     ) -> Self {
         HostState {
-            wasi: deny_all_wasi(),
+            wasi: deny_all_wasi(wall_clock),
             table: ResourceTable::new(),
             limiter: Limiter {
                 memory_bytes: limits.memory_bytes,
@@ -418,7 +430,7 @@ mod tests {
     fn clocks_are_coarse() {
         let t = truncate(Duration::new(5, 123_456_789));
         assert_eq!(t, Duration::new(5, 123_000_000));
-        let wall = CoarseWallClock.now();
+        let wall = CoarseWallClock { start: None }.now();
         assert_eq!(wall.subsec_nanos() % 1_000_000, 0);
     }
 }

@@ -14,6 +14,8 @@ pub enum Channel {
     Chat,
     Sms,
     Email,
+    /// Work that is not a conversation (a follow-up task for an agent).
+    Task,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -67,7 +69,42 @@ pub struct InteractionRecord {
     /// start as well.
     #[serde(default)]
     pub post_flow_fired: bool,
+    /// Set on an outbound follow-up created from a completed interaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<FollowUpOf>,
     pub updated_at_ms: i64,
+}
+
+/// Where a follow-up came from and where it waits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUpOf {
+    /// The completed interaction it was cloned from.
+    pub source: String,
+    pub queue: String,
+    pub subject: Option<String>,
+    pub assigned_to: Option<String>,
+}
+
+/// A follow-up to create from a completed interaction.
+#[derive(Debug, Clone)]
+pub struct NewFollowUp {
+    pub source: String,
+    pub channel: Channel,
+    pub queue: String,
+    pub subject: Option<String>,
+    pub assigned_to: Option<String>,
+    /// The same key creates one follow-up, however often the call is repeated.
+    pub idempotency_key: String,
+    pub now_ms: i64,
+}
+
+/// Why a follow-up was not created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FollowUpRefused {
+    #[error("interaction `{0}` does not exist")]
+    UnknownSource(String),
+    #[error("interaction `{0}` is still active: only a completed interaction is cloned")]
+    NotCompleted(String),
 }
 
 fn read_interaction(
@@ -85,7 +122,65 @@ fn read_interaction(
     Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
 }
 
+/// The id of the follow-up a key creates: derived from the key, so a repeated call (a step
+/// re-executed after a crash, a retry) finds the one it created instead of making another.
+fn follow_up_id(tenant: &str, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(tenant.as_bytes());
+    hasher.update([0]);
+    hasher.update(key.as_bytes());
+    format!("fu-{}", &hex::encode(hasher.finalize())[..24])
+}
+
 impl Store {
+    /// Clones a completed interaction into a new active outbound one, with the source's
+    /// customer and data sources, in `queue`. Idempotent on the key.
+    pub async fn clone_interaction(
+        &self,
+        tenant: &str,
+        follow_up: NewFollowUp,
+    ) -> Result<std::result::Result<InteractionRecord, FollowUpRefused>> {
+        let tenant = tenant.to_owned();
+        self.writer
+            .write(move |conn| {
+                let id = follow_up_id(&tenant, &follow_up.idempotency_key);
+                if let Some(existing) = read_interaction(conn, &tenant, &id)? {
+                    return Ok(Ok(existing));
+                }
+                let Some(source) = read_interaction(conn, &tenant, &follow_up.source)? else {
+                    return Ok(Err(FollowUpRefused::UnknownSource(follow_up.source)));
+                };
+                if source.status != InteractionStatus::Completed {
+                    return Ok(Err(FollowUpRefused::NotCompleted(follow_up.source)));
+                }
+                let record = InteractionRecord {
+                    id: id.clone(),
+                    channel: follow_up.channel,
+                    plan: None,
+                    status: InteractionStatus::Active,
+                    present: Vec::new(),
+                    agent_reached: false,
+                    data: source.data,
+                    post_flow: None,
+                    post_flow_fired: false,
+                    follow_up: Some(FollowUpOf {
+                        source: follow_up.source,
+                        queue: follow_up.queue,
+                        subject: follow_up.subject,
+                        assigned_to: follow_up.assigned_to,
+                    }),
+                    updated_at_ms: follow_up.now_ms,
+                };
+                conn.execute(
+                    "INSERT INTO interactions (tenant, id, body, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![tenant, id, serde_json::to_string(&record)?, record.updated_at_ms],
+                )?;
+                Ok(Ok(record))
+            })
+            .await
+    }
+
     /// An interaction of this tenant; another tenant's is `None`.
     pub fn interaction(&self, tenant: &str, id: &str) -> Result<Option<InteractionRecord>> {
         self.read(|conn| read_interaction(conn, tenant, id))

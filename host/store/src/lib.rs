@@ -16,7 +16,8 @@ mod schema;
 mod writer;
 
 pub use interactions::{
-    Channel, InteractionRecord, InteractionStatus, Party, PostFlowAction, PostFlowTarget,
+    Channel, FollowUpOf, FollowUpRefused, InteractionRecord, InteractionStatus, NewFollowUp, Party,
+    PostFlowAction, PostFlowTarget,
 };
 
 use std::path::{Path, PathBuf};
@@ -102,6 +103,23 @@ impl RunStatus {
 pub struct EventWait {
     pub event: String,
     pub on_event: Option<String>,
+}
+
+/// One capability call's journaled result: the effect journal. A re-executed step (after a
+/// crash) finds its calls here by position and request digest, and gets their results back
+/// instead of acting twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EffectRecord {
+    pub step_seq: u64,
+    /// The call's position in the step, from 0.
+    pub call_seq: u32,
+    /// `http`, `email`, `sql-query`, `sql-execute`, `interactions`.
+    pub kind: String,
+    /// SHA-256 of the request, so a replay matches the same call, not only the same position.
+    pub digest: String,
+    /// The call's result as the applet got it (a response, or a host error).
+    pub result: serde_json::Value,
+    pub at_ms: i64,
 }
 
 /// A run to create.
@@ -456,6 +474,75 @@ impl Store {
     }
 
     /// The run's journal, in order; empty for another tenant's run.
+    /// Journals one capability call's result, durably: the call counts as done once this
+    /// returns. Fenced like a step commit: it applies only while the run is still at
+    /// `step_seq` (a step already committed cannot gain effects). A record at the same
+    /// position replaces the old one (a replay that diverged made a different call there).
+    pub async fn record_effect(&self, run_id: &str, effect: EffectRecord) -> Result<()> {
+        let run_id = run_id.to_owned();
+        let result = serde_json::to_string(&effect.result)?;
+        self.writer
+            .write(move |tx| {
+                let current: Option<u64> = tx
+                    .prepare_cached("SELECT step_seq FROM runs WHERE id = ?1")?
+                    .query_row(params![run_id], |r| r.get(0))
+                    .optional()?;
+                if current != Some(effect.step_seq) {
+                    return Err(StoreError::Conflict {
+                        run: run_id.clone(),
+                        expected: effect.step_seq,
+                    });
+                }
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO effects (run_id, step_seq, call_seq, kind, digest,
+                        result, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    run_id,
+                    effect.step_seq,
+                    effect.call_seq,
+                    effect.kind,
+                    effect.digest,
+                    result,
+                    effect.at_ms
+                ])?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// The journaled capability calls of a run, in step and call order; `step_seq` narrows
+    /// them to one step.
+    pub fn effects(&self, run_id: &str, step_seq: Option<u64>) -> Result<Vec<EffectRecord>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT step_seq, call_seq, kind, digest, result, at FROM effects
+                 WHERE run_id = ?1 AND (?2 IS NULL OR step_seq = ?2)
+                 ORDER BY step_seq, call_seq",
+            )?;
+            let rows = stmt.query_map(params![run_id, step_seq], |r| {
+                Ok((
+                    EffectRecord {
+                        step_seq: r.get(0)?,
+                        call_seq: r.get(1)?,
+                        kind: r.get(2)?,
+                        digest: r.get(3)?,
+                        result: serde_json::Value::Null,
+                        at_ms: r.get(5)?,
+                    },
+                    r.get::<_, String>(4)?,
+                ))
+            })?;
+            rows.map(|row| {
+                let (mut effect, result) = row?;
+                effect.result = serde_json::from_str(&result)?;
+                Ok(effect)
+            })
+            .collect()
+        })
+    }
+
     pub fn journal(&self, tenant: &str, run_id: &str) -> Result<Vec<StepRecord>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(

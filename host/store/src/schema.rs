@@ -59,6 +59,17 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL,
         PRIMARY KEY (tenant, id)
     );",
+    // 3: the effect journal: each capability call's result, by run, step and call position.
+    "CREATE TABLE effects (
+        run_id TEXT NOT NULL REFERENCES runs (id),
+        step_seq INTEGER NOT NULL,
+        call_seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        result TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (run_id, step_seq, call_seq)
+    );",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

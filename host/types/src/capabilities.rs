@@ -8,26 +8,29 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use crate::{HostError, InvocationContext, Value};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpRequest {
     pub method: String,
     pub url: String,
     pub headers: Vec<(String, String)>,
+    #[serde(with = "base64_bytes")]
     pub body: Vec<u8>,
     pub timeout: Option<Duration>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    #[serde(with = "base64_bytes")]
     pub body: Vec<u8>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmailMessage {
     pub to: Vec<String>,
     pub cc: Vec<String>,
@@ -37,13 +40,14 @@ pub struct EmailMessage {
     pub reply_to: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SqlRows {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Value>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FollowUpChannel {
     Phone,
     TextMessage,
@@ -51,7 +55,7 @@ pub enum FollowUpChannel {
     Task,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FollowUp {
     pub channel: FollowUpChannel,
     pub queue: String,
@@ -127,3 +131,19 @@ pub trait Capabilities: Send + Sync {
 pub struct DenyAll;
 
 impl Capabilities for DenyAll {}
+
+/// Bodies travel as base64 text in JSON (the effect journal), not as arrays of numbers.
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}

@@ -200,6 +200,21 @@ pub struct AppletInfo {
     pub capabilities: Vec<Capability>,
 }
 
+impl AppletInfo {
+    /// The exit entry that means "this applet also takes exits its node config names" (a
+    /// Data Router's rules): such an applet may take any exit with a valid name.
+    pub const CONFIGURED_EXITS: &'static str = "*";
+
+    /// Whether the applet may take `exit`: declared by name, or named by its node config
+    /// when the applet declares [`Self::CONFIGURED_EXITS`].
+    pub fn declares_exit(&self, exit: &str) -> bool {
+        self.exits.iter().any(|e| {
+            e == exit
+                || (e == Self::CONFIGURED_EXITS && names::is_valid_name(exit) && exit != "error")
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LogLevel {

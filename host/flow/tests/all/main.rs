@@ -493,3 +493,5 @@ async fn after_the_contact_leaves_a_live_step_ends_the_run_and_says_why() {
     let run = host.engine.store().run("acme", &gone).unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Done);
 }
+
+mod effects;

@@ -1,0 +1,260 @@
+//! The effect journal: every capability call a step makes is journaled with its result
+//! before the applet sees that result, so a step re-executed after a crash gets the results
+//! of the calls already made instead of making them again.
+//!
+//! A re-executed call is matched to its journaled result by its position in the step *and*
+//! the digest of its request. If the applet took another path the second time (it read the
+//! clock, or its data changed), the call at that position is a different call: it is made
+//! for real, its record replaces the old one, and the step's journal says the replay
+//! diverged.
+//!
+//! The one call in flight when the host died has no journaled result: it is made again, with
+//! the same idempotency key (`{step key}/{call position}`), so a downstream that honours keys
+//! sees it once. Secret reads are not effects and are never journaled.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use coda_store::{EffectRecord, Store};
+use coda_types::capabilities::{
+    Capabilities, EmailMessage, FollowUp, HttpRequest, HttpResponse, SqlRows,
+};
+use coda_types::{HostError, InvocationContext, Value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+/// What replaying a step's calls came to, for its journal entry.
+#[derive(Debug, Default, Clone)]
+pub struct ReplaySummary {
+    /// Calls answered from the journal.
+    pub replayed: u32,
+    /// Calls made for real.
+    pub performed: u32,
+    /// Positions where the re-executed call differed from the journaled one.
+    pub diverged: Vec<String>,
+    /// Results that could not be journaled (the store failed): those calls may repeat.
+    pub unjournaled: u32,
+}
+
+impl ReplaySummary {
+    /// A sentence for the step's journal note, or nothing when there is nothing to say.
+    pub fn note(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.replayed > 0 {
+            parts.push(format!(
+                "{} capability call(s) replayed from the effect journal",
+                self.replayed
+            ));
+        }
+        if !self.diverged.is_empty() {
+            parts.push(format!("replay diverged: {}", self.diverged.join("; ")));
+        }
+        if self.unjournaled > 0 {
+            parts.push(format!(
+                "{} call result(s) could not be journaled",
+                self.unjournaled
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// Wraps a step's capabilities with the effect journal.
+pub struct JournaledCapabilities {
+    inner: Arc<dyn Capabilities>,
+    store: Arc<Store>,
+    run_id: String,
+    step_seq: u64,
+    now_ms: i64,
+    journaled: Vec<EffectRecord>,
+    progress: Mutex<Progress>,
+}
+
+#[derive(Default)]
+struct Progress {
+    next_call: u32,
+    summary: ReplaySummary,
+}
+
+impl JournaledCapabilities {
+    /// Reads what this step already journaled (nothing on a first execution).
+    pub fn new(
+        inner: Arc<dyn Capabilities>,
+        store: Arc<Store>,
+        run_id: &str,
+        step_seq: u64,
+        now_ms: i64,
+    ) -> coda_store::Result<Self> {
+        let journaled = store.effects(run_id, Some(step_seq))?;
+        Ok(JournaledCapabilities {
+            inner,
+            store,
+            run_id: run_id.to_owned(),
+            step_seq,
+            now_ms,
+            journaled,
+            progress: Mutex::new(Progress::default()),
+        })
+    }
+
+    pub fn summary(&self) -> ReplaySummary {
+        self.lock().summary.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs one effectful call through the journal.
+    async fn effect<Req, T, F>(
+        &self,
+        cx: &InvocationContext,
+        kind: &str,
+        request: &Req,
+        call: F,
+    ) -> Result<T, HostError>
+    where
+        Req: Serialize,
+        T: Serialize + DeserializeOwned,
+        F: AsyncFnOnce(&InvocationContext) -> Result<T, HostError>,
+    {
+        let call_seq = {
+            let mut progress = self.lock();
+            let seq = progress.next_call;
+            progress.next_call += 1;
+            seq
+        };
+        let digest = digest(kind, request);
+        if let Some(done) = self.journaled.iter().find(|e| e.call_seq == call_seq) {
+            if done.kind == kind && done.digest == digest {
+                match serde_json::from_value::<Result<T, HostError>>(done.result.clone()) {
+                    Ok(result) => {
+                        self.lock().summary.replayed += 1;
+                        return result;
+                    }
+                    Err(e) => tracing::warn!(
+                        run = %self.run_id, step = self.step_seq, call = call_seq,
+                        "journaled result does not parse ({e}); making the call again"
+                    ),
+                }
+            } else {
+                self.lock().summary.diverged.push(format!(
+                    "call {call_seq} was {} and is now {kind} with another request",
+                    done.kind
+                ));
+            }
+        }
+
+        // The key a downstream sees: stable for this call position across re-executions
+        // and retries of the step.
+        let mut call_cx = cx.clone();
+        call_cx.idempotency_key = format!("{}/{call_seq}", cx.idempotency_key);
+        let result = call(&call_cx).await;
+
+        let record = EffectRecord {
+            step_seq: self.step_seq,
+            call_seq,
+            kind: kind.to_owned(),
+            digest,
+            result: serde_json::to_value(&result).unwrap_or(serde_json::Value::Null),
+            at_ms: self.now_ms,
+        };
+        let journaled = self.store.record_effect(&self.run_id, record).await;
+        let mut progress = self.lock();
+        progress.summary.performed += 1;
+        if let Err(e) = journaled {
+            // The call happened; only its record is missing. The step goes on (its commit
+            // will most likely fail the same way), and a re-execution repeats this call
+            // with the same key: the at-least-once window, widened to this call.
+            tracing::error!(run = %self.run_id, step = self.step_seq, call = call_seq, "effect not journaled: {e}");
+            progress.summary.unjournaled += 1;
+        }
+        result
+    }
+}
+
+fn digest(kind: &str, request: &impl Serialize) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(kind.as_bytes());
+    hasher.update([0]);
+    // Serializing our own request types cannot fail (no maps with non-string keys).
+    hasher.update(serde_json::to_vec(request).unwrap_or_default());
+    hex::encode(hasher.finalize())
+}
+
+#[async_trait]
+impl Capabilities for JournaledCapabilities {
+    async fn http_send(
+        &self,
+        cx: &InvocationContext,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, HostError> {
+        let inner = self.inner.clone();
+        self.effect(cx, "http", &request.clone(), async move |cx| {
+            inner.http_send(cx, request).await
+        })
+        .await
+    }
+
+    async fn email_send(
+        &self,
+        cx: &InvocationContext,
+        message: EmailMessage,
+    ) -> Result<String, HostError> {
+        let inner = self.inner.clone();
+        self.effect(cx, "email", &message.clone(), async move |cx| {
+            inner.email_send(cx, message).await
+        })
+        .await
+    }
+
+    async fn sql_query(
+        &self,
+        cx: &InvocationContext,
+        database: String,
+        statement: String,
+        params: Vec<Value>,
+    ) -> Result<SqlRows, HostError> {
+        let inner = self.inner.clone();
+        let request = (&database, &statement, &params);
+        let request = serde_json::to_value(request).unwrap_or_default();
+        self.effect(cx, "sql-query", &request, async move |cx| {
+            inner.sql_query(cx, database, statement, params).await
+        })
+        .await
+    }
+
+    async fn sql_execute(
+        &self,
+        cx: &InvocationContext,
+        database: String,
+        statement: String,
+        params: Vec<Value>,
+    ) -> Result<u64, HostError> {
+        let inner = self.inner.clone();
+        let request = (&database, &statement, &params);
+        let request = serde_json::to_value(request).unwrap_or_default();
+        self.effect(cx, "sql-execute", &request, async move |cx| {
+            inner.sql_execute(cx, database, statement, params).await
+        })
+        .await
+    }
+
+    /// Secrets are read, not acted on, and their values must never reach the journal.
+    async fn secret_get(&self, cx: &InvocationContext, name: String) -> Result<String, HostError> {
+        self.inner.secret_get(cx, name).await
+    }
+
+    async fn clone_interaction(
+        &self,
+        cx: &InvocationContext,
+        follow_up: FollowUp,
+    ) -> Result<String, HostError> {
+        let inner = self.inner.clone();
+        self.effect(cx, "interactions", &follow_up.clone(), async move |cx| {
+            inner.clone_interaction(cx, follow_up).await
+        })
+        .await
+    }
+}
