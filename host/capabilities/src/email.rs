@@ -1,0 +1,130 @@
+//! Email through the tenant's SMTP server (lettre). The From is the tenant's, never the
+//! applet's; credentials come from the tenant's secrets by name; every message gets a fresh
+//! Message-ID, which is what the applet gets back.
+
+use std::time::Duration;
+
+use coda_types::HostError;
+use coda_types::capabilities::EmailMessage;
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::settings::{SmtpSettings, SmtpTls, TenantSettings};
+
+pub(crate) async fn send(
+    tenant: &TenantSettings,
+    message: EmailMessage,
+) -> Result<String, HostError> {
+    let smtp = tenant.smtp.as_ref().ok_or_else(|| {
+        HostError::Unavailable("no SMTP server is configured for this tenant".into())
+    })?;
+    let recipients = message.to.len() + message.cc.len();
+    if message.to.is_empty() {
+        return Err(HostError::Invalid(
+            "the message has no recipient in 'to'".into(),
+        ));
+    }
+    let max = tenant.ceiling.max_recipients as usize;
+    if recipients > max {
+        return Err(HostError::LimitExceeded(format!(
+            "the message has {recipients} recipients, more than the limit of {max}"
+        )));
+    }
+    // Validated when the settings were loaded; a failure here is the host's, not the applet's.
+    let from: Mailbox = smtp.from.parse().map_err(|e| {
+        HostError::Unavailable(format!("the tenant's From address is not valid: {e}"))
+    })?;
+    let domain = from.email.domain().to_string();
+    let message_id = format!("<{}@{}>", uuid::Uuid::new_v4().simple(), domain);
+
+    let mut builder = Message::builder()
+        .from(from)
+        .subject(message.subject)
+        .message_id(Some(message_id.clone()));
+    for to in &message.to {
+        builder = builder.to(mailbox(to)?);
+    }
+    for cc in &message.cc {
+        builder = builder.cc(mailbox(cc)?);
+    }
+    if let Some(reply_to) = &message.reply_to {
+        builder = builder.reply_to(mailbox(reply_to)?);
+    }
+    let email = match message.html {
+        Some(html) => builder.multipart(MultiPart::alternative_plain_html(message.text, html)),
+        None => builder.header(ContentType::TEXT_PLAIN).body(message.text),
+    }
+    .map_err(|e| HostError::Invalid(format!("cannot build the message: {e}")))?;
+
+    let transport = transport(tenant, smtp, domain)?;
+    // lettre's timeout is per SMTP command; this one bounds the whole conversation.
+    let limit = Duration::from_millis(smtp.timeout_ms);
+    match tokio::time::timeout(limit, transport.send(email)).await {
+        Ok(Ok(_)) => Ok(message_id),
+        Ok(Err(e)) if e.is_permanent() => Err(HostError::Rejected(format!(
+            "the SMTP server refused the message: {e}"
+        ))),
+        Ok(Err(e)) => Err(HostError::Unavailable(format!(
+            "cannot send through {}:{}: {e}",
+            smtp.host,
+            smtp.port()
+        ))),
+        Err(_) => Err(HostError::Unavailable(format!(
+            "the SMTP server {}:{} did not answer within {} ms",
+            smtp.host,
+            smtp.port(),
+            smtp.timeout_ms
+        ))),
+    }
+}
+
+fn mailbox(address: &str) -> Result<Mailbox, HostError> {
+    address
+        .parse()
+        .map_err(|e| HostError::Invalid(format!("'{address}' is not a valid email address: {e}")))
+}
+
+fn transport(
+    tenant: &TenantSettings,
+    smtp: &SmtpSettings,
+    domain: String,
+) -> Result<AsyncSmtpTransport<Tokio1Executor>, HostError> {
+    let tls = match smtp.tls {
+        SmtpTls::None => Tls::None,
+        SmtpTls::Starttls | SmtpTls::Tls => {
+            let params = TlsParameters::new(smtp.host.clone()).map_err(|e| {
+                HostError::Unavailable(format!("cannot set up TLS for {}: {e}", smtp.host))
+            })?;
+            if smtp.tls == SmtpTls::Starttls {
+                Tls::Required(params)
+            } else {
+                Tls::Wrapper(params)
+            }
+        }
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+        .port(smtp.port())
+        .tls(tls)
+        .timeout(Some(Duration::from_millis(smtp.timeout_ms)))
+        // EHLO with the sender's domain rather than the host's name, which may be private.
+        .hello_name(ClientId::Domain(domain));
+    if let (Some(user), Some(password)) = (&smtp.username_secret, &smtp.password_secret) {
+        let secret = |name: &str| {
+            tenant
+                .secrets
+                .get(name)
+                .map(|s| s.expose().to_string())
+                .ok_or_else(|| {
+                    HostError::Unavailable(format!(
+                        "the SMTP credentials name secret '{name}', which the tenant does not have"
+                    ))
+                })
+        };
+        builder = builder.credentials(Credentials::new(secret(user)?, secret(password)?));
+    }
+    Ok(builder.build())
+}

@@ -1,0 +1,460 @@
+//! Outbound HTTP for applets, defended against SSRF:
+//!
+//! - only `http` and `https`; the host and port must be granted ([`crate::grants::check`]);
+//! - addresses are checked after DNS resolution by [`GuardedResolver`], the only resolver
+//!   the client has, so a granted name resolving to a private address is refused at connect
+//!   time (no gap between a check and the connect); IP-literal URLs, which never reach a
+//!   resolver, are checked here directly;
+//! - redirects are followed here, not by reqwest, so every hop is checked like the first;
+//! - no proxy: one would connect on our behalf and bypass the address rules;
+//! - one deadline covers the whole call, redirects and body included; the body is capped
+//!   while it streams, so a large response never sits in memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::error::Error as StdError;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
+
+use coda_types::HostError;
+use coda_types::capabilities::{HttpRequest, HttpResponse};
+use ipnet::IpNet;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode};
+use url::Url;
+
+use crate::grants::{Access, Scheme};
+use crate::net::check_address;
+use crate::settings::HttpSettings;
+
+/// Headers an applet may not set: the host computes them, and a forged `Host` or framing
+/// header would let a request say something other than what was checked.
+const RESERVED_HEADERS: [&str; 7] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "proxy-authorization",
+];
+
+/// Headers dropped when a redirect leaves the origin, as browsers and curl do: credentials
+/// for one host must not be replayed to another.
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
+pub(crate) struct Http {
+    settings: HttpSettings,
+    /// One client per tenant: the resolver carries the tenant's allowed private ranges.
+    clients: Mutex<HashMap<String, reqwest::Client>>,
+}
+
+/// The check the caller makes for each URL (the first and every redirect).
+pub(crate) type Check<'a> = dyn Fn(&Access<'_>) -> Result<(), HostError> + Sync + 'a;
+
+impl Http {
+    pub(crate) fn new(settings: &HttpSettings) -> Self {
+        Http {
+            settings: settings.clone(),
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client(&self, tenant: &str, allowed: &[IpNet]) -> Result<reqwest::Client, HostError> {
+        // A poisoned lock only means another call panicked while inserting; the map is fine.
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(tenant) {
+            return Ok(client.clone());
+        }
+        install_crypto_provider();
+        let resolver = GuardedResolver {
+            allowed: Arc::new(allowed.to_vec()),
+            overrides: Arc::new(
+                self.settings
+                    .resolve
+                    .iter()
+                    .map(|(host, ip)| (host.to_ascii_lowercase(), *ip))
+                    .collect(),
+            ),
+        };
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(resolver)
+            .connect_timeout(Duration::from_millis(self.settings.max_timeout_ms))
+            .build()
+            .map_err(|e| {
+                HostError::Unavailable(format!("cannot start the HTTP client: {}", chain(&e)))
+            })?;
+        clients.insert(tenant.to_string(), client.clone());
+        Ok(client)
+    }
+
+    pub(crate) async fn send(
+        &self,
+        check: &Check<'_>,
+        tenant: &str,
+        allowed: &[IpNet],
+        idempotency_key: &str,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, HostError> {
+        let max = Duration::from_millis(self.settings.max_timeout_ms);
+        let timeout = request.timeout.map_or(max, |t| t.min(max));
+        let url = request.url.clone();
+        match tokio::time::timeout(
+            timeout,
+            self.send_within(check, tenant, allowed, idempotency_key, request),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(HostError::Unavailable(format!(
+                "the request to {} did not complete within {} ms",
+                url_for_message(&url),
+                timeout.as_millis()
+            ))),
+        }
+    }
+
+    async fn send_within(
+        &self,
+        check: &Check<'_>,
+        tenant: &str,
+        allowed: &[IpNet],
+        idempotency_key: &str,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, HostError> {
+        let mut method = Method::from_bytes(request.method.as_bytes()).map_err(|_| {
+            HostError::Invalid(format!("'{}' is not an HTTP method", request.method))
+        })?;
+        if request.body.len() as u64 > self.settings.max_request_bytes {
+            return Err(HostError::LimitExceeded(format!(
+                "the request body is {} bytes, more than the limit of {} bytes",
+                request.body.len(),
+                self.settings.max_request_bytes
+            )));
+        }
+        let mut headers = request_headers(&request.headers, idempotency_key)?;
+        let mut body = Some(request.body);
+        let mut url = Url::parse(&request.url)
+            .map_err(|e| HostError::Invalid(format!("'{}' is not a URL: {e}", request.url)))?;
+        let client = self.client(tenant, allowed)?;
+        let mut redirects = 0;
+        loop {
+            check_url(check, allowed, &url)?;
+            let mut builder = client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
+            if let Some(body) = &body {
+                builder = builder.body(body.clone());
+            }
+            let mut response = builder.send().await.map_err(|e| send_error(&url, &e))?;
+            let status = response.status();
+            let location = response.headers().get(reqwest::header::LOCATION);
+            let next = match (status.is_redirection(), location) {
+                (true, Some(location)) if status != StatusCode::NOT_MODIFIED => {
+                    Some(redirect_target(&url, location)?)
+                }
+                _ => None,
+            };
+            let Some(next) = next else {
+                let headers = response_headers(response.headers());
+                let body = self.read_body(&url, &mut response).await?;
+                return Ok(HttpResponse {
+                    status: status.as_u16(),
+                    headers,
+                    body,
+                });
+            };
+            redirects += 1;
+            if redirects > self.settings.max_redirects {
+                return Err(HostError::LimitExceeded(format!(
+                    "more than {} redirects, the last to {}",
+                    self.settings.max_redirects,
+                    url_for_message(next.as_str())
+                )));
+            }
+            // 303 always, and 301/302 after a POST, turn into a GET without a body (what
+            // every client does); 307 and 308 repeat the request as it was.
+            let to_get = status == StatusCode::SEE_OTHER && method != Method::HEAD
+                || (status == StatusCode::MOVED_PERMANENTLY || status == StatusCode::FOUND)
+                    && method == Method::POST;
+            if to_get {
+                method = Method::GET;
+                body = None;
+                headers.remove(reqwest::header::CONTENT_TYPE);
+            }
+            if next.origin() != url.origin() {
+                for name in CREDENTIAL_HEADERS {
+                    headers.remove(name);
+                }
+            }
+            url = next;
+        }
+    }
+
+    async fn read_body(
+        &self,
+        url: &Url,
+        response: &mut reqwest::Response,
+    ) -> Result<Vec<u8>, HostError> {
+        let cap = self.settings.max_response_bytes;
+        let too_large = || {
+            HostError::LimitExceeded(format!(
+                "the response from {} is larger than the limit of {cap} bytes",
+                url_for_message(url.as_str())
+            ))
+        };
+        if response.content_length().is_some_and(|len| len > cap) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| send_error(url, &e))? {
+            if (body.len() + chunk.len()) as u64 > cap {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+/// Checks a URL before any connection: scheme, grant, and the address rules for IP literals
+/// (which reqwest connects to without asking the resolver).
+fn check_url(check: &Check<'_>, allowed: &[IpNet], url: &Url) -> Result<(), HostError> {
+    let scheme = match url.scheme() {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => {
+            return Err(HostError::Invalid(format!(
+                "'{other}' URLs are not allowed: only http and https"
+            )));
+        }
+    };
+    let (host, literal) = match url.host() {
+        Some(url::Host::Domain(name)) => (name.to_ascii_lowercase(), None),
+        Some(url::Host::Ipv4(ip)) => (ip.to_string(), Some(IpAddr::V4(ip))),
+        Some(url::Host::Ipv6(ip)) => (ip.to_string(), Some(IpAddr::V6(ip))),
+        None => {
+            return Err(HostError::Invalid(format!(
+                "'{}' has no host",
+                url_for_message(url.as_str())
+            )));
+        }
+    };
+    let port = url.port_or_known_default().unwrap_or(scheme.default_port());
+    check(&Access::Http {
+        scheme,
+        host: &host,
+        port,
+    })?;
+    if let Some(ip) = literal {
+        check_address(ip, allowed).map_err(HostError::NotGranted)?;
+    }
+    Ok(())
+}
+
+fn request_headers(
+    headers: &[(String, String)],
+    idempotency_key: &str,
+) -> Result<HeaderMap, HostError> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| HostError::Invalid(format!("'{name}' is not a valid header name")))?;
+        if RESERVED_HEADERS.contains(&header.as_str()) {
+            return Err(HostError::Invalid(format!(
+                "the {name} header is set by the host, not by the applet"
+            )));
+        }
+        // The value may be a credential: name the header, never echo the value.
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            HostError::Invalid(format!(
+                "the value of header '{name}' has characters a header cannot carry"
+            ))
+        })?;
+        map.append(header, value);
+    }
+    // The step's key, stable across retries, lets a downstream that honours it do the work
+    // once; an applet that set its own keeps it.
+    if !idempotency_key.is_empty()
+        && !map.contains_key("idempotency-key")
+        && let Ok(value) = HeaderValue::from_str(idempotency_key)
+    {
+        map.insert(HeaderName::from_static("idempotency-key"), value);
+    }
+    Ok(map)
+}
+
+fn response_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn redirect_target(from: &Url, location: &HeaderValue) -> Result<Url, HostError> {
+    let text = String::from_utf8_lossy(location.as_bytes());
+    from.join(&text).map_err(|e| {
+        HostError::Unavailable(format!(
+            "{} redirected to '{}', which is not a URL: {e}",
+            url_for_message(from.as_str()),
+            text
+        ))
+    })
+}
+
+/// Maps a failed send: a refused address is a grant matter, the rest are the network's.
+fn send_error(url: &Url, error: &reqwest::Error) -> HostError {
+    let target = url_for_message(url.as_str());
+    let mut source: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(refused) = e.downcast_ref::<AddressRefused>() {
+            return HostError::NotGranted(refused.to_string());
+        }
+        source = e.source();
+    }
+    if error.is_timeout() {
+        HostError::Unavailable(format!("the request to {target} timed out"))
+    } else if error.is_builder() {
+        HostError::Invalid(format!(
+            "cannot make a request to {target}: {}",
+            chain(error)
+        ))
+    } else if error.is_connect() {
+        HostError::Unavailable(format!("cannot connect to {target}: {}", chain(error)))
+    } else {
+        HostError::Unavailable(format!("the request to {target} failed: {}", chain(error)))
+    }
+}
+
+/// An error and its causes on one line: reqwest's own message alone ("error sending
+/// request") does not say what went wrong.
+fn chain(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = e.source();
+    }
+    text
+}
+
+/// A URL for a message: without its query (which may carry a token) or user info.
+fn url_for_message(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => url.chars().take(200).collect(),
+    }
+}
+
+/// rustls needs a process-wide crypto provider when reqwest is built without one; ring is
+/// ours (no aws-lc to build). Installing fails only if one is already installed, which is
+/// as good.
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// The resolver of every applet HTTP client: resolves (or takes the operator's static
+/// override) and drops every address the rules refuse; none left is an error naming why.
+#[derive(Clone)]
+struct GuardedResolver {
+    allowed: Arc<Vec<IpNet>>,
+    overrides: Arc<BTreeMap<String, IpAddr>>,
+}
+
+#[derive(Debug)]
+struct AddressRefused(String);
+
+impl fmt::Display for AddressRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for AddressRefused {}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
+        let this = self.clone();
+        Box::pin(async move {
+            let candidates: Vec<IpAddr> = match this.overrides.get(&host) {
+                Some(ip) => vec![*ip],
+                None => tokio::net::lookup_host((host.as_str(), 0))
+                    .await?
+                    .map(|addr| addr.ip())
+                    .collect(),
+            };
+            let mut refusal = None;
+            let mut usable = Vec::new();
+            for ip in candidates {
+                match check_address(ip, &this.allowed) {
+                    Ok(()) => usable.push(SocketAddr::new(ip, 0)),
+                    Err(why) => refusal = Some(why),
+                }
+            }
+            if usable.is_empty() {
+                let why = refusal.unwrap_or_else(|| "no address".to_string());
+                return Err(
+                    Box::new(AddressRefused(format!("{host} resolves to {why}")))
+                        as Box<dyn StdError + Send + Sync>,
+                );
+            }
+            Ok(Box::new(usable.into_iter()) as Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_leave_out_queries_and_credentials() {
+        assert_eq!(
+            url_for_message("https://user:pw@api.example.com/send?token=abc#x"),
+            "https://api.example.com/send"
+        );
+    }
+
+    #[test]
+    fn idempotency_key_is_added_unless_set() {
+        let map = request_headers(&[], "run-1/3").unwrap();
+        assert_eq!(map["idempotency-key"], "run-1/3");
+        let own = vec![("Idempotency-Key".to_string(), "mine".to_string())];
+        let map = request_headers(&own, "run-1/3").unwrap();
+        assert_eq!(map.get_all("idempotency-key").iter().count(), 1);
+        assert_eq!(map["idempotency-key"], "mine");
+    }
+
+    #[test]
+    fn reserved_and_malformed_headers_are_invalid() {
+        for (name, value) in [("Host", "x"), ("bad name", "x"), ("x-token", "a\nb")] {
+            let e = request_headers(&[(name.into(), value.into())], "").unwrap_err();
+            assert!(matches!(e, HostError::Invalid(_)), "{name}: {e:?}");
+        }
+        let e = request_headers(&[("x-token".into(), "sec\nret".into())], "").unwrap_err();
+        assert!(!e.to_string().contains("sec"), "{e}");
+    }
+}

@@ -1,0 +1,284 @@
+//! The host side of coda's capabilities: outbound HTTP, email over SMTP, SQL on the tenant's
+//! databases, secrets and follow-up interactions, each behind one grant check.
+//!
+//! ```text
+//! Settings::from_file("capabilities.yaml")?          // ceiling, grants, SMTP, databases, secrets
+//!   → HostCapabilities::new(settings)?                // clients and connections, shared
+//!       .with_follow_ups(Arc::new(store_follow_ups))  // optional: clone-interaction
+//!   → .for_applet(tenant, name, version)              // Arc<dyn Capabilities> for one invocation
+//! ```
+//!
+//! **Invariant:** every capability method calls [`grants::check`] first; no other code reads
+//! a grant or a ceiling to allow something. Deny by default holds at every level: an unknown
+//! tenant, an applet without grants, a field left out of the file all grant nothing.
+//!
+//! This crate depends on no wasmtime crate and not on `coda-runtime`: it sees only
+//! `coda-types`.
+
+mod email;
+pub mod grants;
+mod http;
+pub mod net;
+pub mod pattern;
+pub mod settings;
+mod sql;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use coda_types::capabilities::{
+    Capabilities, EmailMessage, FollowUp, HttpRequest, HttpResponse, SqlRows,
+};
+use coda_types::{HostError, InvocationContext, Value};
+
+pub use grants::{Access, Scheme};
+pub use settings::{Secret, Settings, SettingsError};
+
+/// Creates follow-up interactions (the `interactions` capability). The lead implementation
+/// lives over the store; this crate only checks the grant and passes the call on.
+#[async_trait]
+pub trait FollowUps: Send + Sync {
+    /// Clones `interaction` (the run's own, if it has one) of `tenant` into a new active
+    /// outbound interaction; returns its id. `key` is the call's idempotency key: the same key
+    /// must give the same interaction, not a second one.
+    async fn clone_interaction(
+        &self,
+        tenant: &str,
+        interaction: Option<&str>,
+        follow_up: FollowUp,
+        key: &str,
+    ) -> Result<String, HostError>;
+}
+
+/// The capabilities of every tenant, built once from [`Settings`] and shared: it holds the
+/// HTTP clients and the database connections, so views made by [`Self::for_applet`] are
+/// cheap.
+#[derive(Clone)]
+pub struct HostCapabilities {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    http: http::Http,
+    sql: sql::Databases,
+    follow_ups: Option<Arc<dyn FollowUps>>,
+}
+
+impl HostCapabilities {
+    /// Builds the capabilities. Fails only if the settings do not validate.
+    pub fn new(settings: Settings) -> Result<Self, SettingsError> {
+        settings.validate()?;
+        Ok(HostCapabilities {
+            inner: Arc::new(Inner {
+                http: http::Http::new(&settings.http),
+                sql: sql::Databases::default(),
+                settings,
+                follow_ups: None,
+            }),
+        })
+    }
+
+    /// Sets what answers `clone-interaction`. Call before handing out views.
+    pub fn with_follow_ups(self, follow_ups: Arc<dyn FollowUps>) -> Self {
+        let inner = match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.follow_ups = Some(follow_ups);
+                inner
+            }
+            // Views already share this one: build a new one (clients are cheap to remake).
+            Err(shared) => Inner {
+                settings: shared.settings.clone(),
+                http: http::Http::new(&shared.settings.http),
+                sql: sql::Databases::default(),
+                follow_ups: Some(follow_ups),
+            },
+        };
+        HostCapabilities {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The one grant decision, as the capabilities make it (for the server to explain a
+    /// grant, or a test).
+    pub fn check(
+        &self,
+        tenant: &str,
+        applet_name: &str,
+        applet_version: &str,
+        access: &Access<'_>,
+    ) -> Result<(), HostError> {
+        grants::check(
+            &self.inner.settings,
+            tenant,
+            applet_name,
+            applet_version,
+            access,
+        )
+    }
+
+    /// The capabilities of one applet of one tenant, for the sandbox to forward its imports
+    /// to. The context's tenant is not trusted for grants: the view's own tenant is.
+    pub fn for_applet(
+        &self,
+        tenant: &str,
+        applet_name: &str,
+        applet_version: &str,
+    ) -> Arc<dyn Capabilities> {
+        Arc::new(AppletCapabilities {
+            host: self.inner.clone(),
+            tenant: tenant.to_string(),
+            name: applet_name.to_string(),
+            version: applet_version.to_string(),
+        })
+    }
+}
+
+/// One applet's view: every method asks the grant check first.
+struct AppletCapabilities {
+    host: Arc<Inner>,
+    tenant: String,
+    name: String,
+    version: String,
+}
+
+impl AppletCapabilities {
+    fn check(&self, access: &Access<'_>) -> Result<(), HostError> {
+        grants::check(
+            &self.host.settings,
+            &self.tenant,
+            &self.name,
+            &self.version,
+            access,
+        )
+    }
+
+    fn tenant(&self) -> Result<&settings::TenantSettings, HostError> {
+        // check() passed, so the tenant exists; answer rather than panic all the same.
+        self.host
+            .settings
+            .tenants
+            .get(&self.tenant)
+            .ok_or_else(|| HostError::NotGranted(format!("unknown tenant '{}'", self.tenant)))
+    }
+}
+
+#[async_trait]
+impl Capabilities for AppletCapabilities {
+    async fn http_send(
+        &self,
+        cx: &InvocationContext,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, HostError> {
+        // The HTTP module calls back into the grant check for the first URL and each redirect.
+        // An unknown tenant allows no private range; the grant check then refuses the call.
+        let allowed = self
+            .host
+            .settings
+            .tenants
+            .get(&self.tenant)
+            .map(|t| t.ceiling.allow_private.as_slice())
+            .unwrap_or(&[]);
+        self.host
+            .http
+            .send(
+                &|access| self.check(access),
+                &self.tenant,
+                allowed,
+                &cx.idempotency_key,
+                request,
+            )
+            .await
+    }
+
+    async fn email_send(
+        &self,
+        _cx: &InvocationContext,
+        message: EmailMessage,
+    ) -> Result<String, HostError> {
+        self.check(&Access::Email)?;
+        email::send(self.tenant()?, message).await
+    }
+
+    async fn sql_query(
+        &self,
+        _cx: &InvocationContext,
+        database: String,
+        statement: String,
+        params: Vec<Value>,
+    ) -> Result<SqlRows, HostError> {
+        self.check(&Access::Sql {
+            database: &database,
+        })?;
+        self.host
+            .sql
+            .query(
+                &self.tenant,
+                self.tenant()?,
+                &self.host.settings.sql,
+                &database,
+                statement,
+                params,
+            )
+            .await
+    }
+
+    async fn sql_execute(
+        &self,
+        _cx: &InvocationContext,
+        database: String,
+        statement: String,
+        params: Vec<Value>,
+    ) -> Result<u64, HostError> {
+        self.check(&Access::Sql {
+            database: &database,
+        })?;
+        self.host
+            .sql
+            .execute(
+                &self.tenant,
+                self.tenant()?,
+                &self.host.settings.sql,
+                &database,
+                statement,
+                params,
+            )
+            .await
+    }
+
+    async fn secret_get(&self, _cx: &InvocationContext, name: String) -> Result<String, HostError> {
+        self.check(&Access::Secret { name: &name })?;
+        match self.tenant()?.secrets.get(&name) {
+            Some(secret) => Ok(secret.expose().to_string()),
+            None => Err(HostError::Unavailable(format!(
+                "secret '{name}' is granted but has no value for tenant '{}'",
+                self.tenant
+            ))),
+        }
+    }
+
+    async fn clone_interaction(
+        &self,
+        cx: &InvocationContext,
+        follow_up: FollowUp,
+    ) -> Result<String, HostError> {
+        self.check(&Access::Interactions)?;
+        let follow_ups = self.host.follow_ups.as_ref().ok_or_else(|| {
+            HostError::Unavailable(
+                "this host has no interaction store configured to create follow-ups".into(),
+            )
+        })?;
+        follow_ups
+            .clone_interaction(
+                &self.tenant,
+                cx.interaction.as_deref(),
+                follow_up,
+                &cx.idempotency_key,
+            )
+            .await
+    }
+}

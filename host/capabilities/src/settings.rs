@@ -1,0 +1,514 @@
+//! Grants and settings as data: what the operator allows each tenant (the ceiling), what each
+//! tenant grants each applet, and the tenant's SMTP server, databases and secrets.
+//!
+//! Loaded from YAML or JSON. Unknown fields are refused (a misspelt `alow_private` must not
+//! silently grant nothing, or worse, be ignored while the operator believes it applies), and
+//! every error names the path of the field it is about.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::pattern::HostPattern;
+
+/// The default and maximum per-call HTTP timeout: an applet may ask for less, never more.
+pub const DEFAULT_HTTP_MAX_TIMEOUT_MS: u64 = 10_000;
+/// The default cap on an HTTP response body, enforced while it streams in.
+pub const DEFAULT_HTTP_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
+/// The default cap on an HTTP request body.
+pub const DEFAULT_HTTP_MAX_REQUEST_BYTES: u64 = 1024 * 1024;
+/// Redirects followed at most, each re-checked against the grant.
+pub const DEFAULT_HTTP_MAX_REDIRECTS: u32 = 5;
+/// The default time one SQL statement may run.
+pub const DEFAULT_SQL_STATEMENT_TIMEOUT_MS: u64 = 5_000;
+/// The default cap on rows a query returns; more is an error, not a silent truncation.
+pub const DEFAULT_SQL_MAX_ROWS: usize = 1000;
+/// The default cap on recipients (to + cc) of one message.
+pub const DEFAULT_MAX_RECIPIENTS: u32 = 50;
+/// The default SMTP timeout.
+pub const DEFAULT_SMTP_TIMEOUT_MS: u64 = 10_000;
+
+/// Everything this crate needs: operator-wide limits and, per tenant, ceiling, grants and
+/// settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub http: HttpSettings,
+    #[serde(default)]
+    pub sql: SqlSettings,
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantSettings>,
+}
+
+/// Operator-wide HTTP limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// The longest a call may take, redirects and body included; also the default.
+    #[serde(default = "default_http_max_timeout_ms")]
+    pub max_timeout_ms: u64,
+    #[serde(default = "default_http_max_response_bytes")]
+    pub max_response_bytes: u64,
+    #[serde(default = "default_http_max_request_bytes")]
+    pub max_request_bytes: u64,
+    #[serde(default = "default_http_max_redirects")]
+    pub max_redirects: u32,
+    /// Static name → address overrides, like curl's `--resolve`. The address rules still
+    /// apply to the address given here.
+    #[serde(default)]
+    pub resolve: BTreeMap<String, IpAddr>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            max_timeout_ms: DEFAULT_HTTP_MAX_TIMEOUT_MS,
+            max_response_bytes: DEFAULT_HTTP_MAX_RESPONSE_BYTES,
+            max_request_bytes: DEFAULT_HTTP_MAX_REQUEST_BYTES,
+            max_redirects: DEFAULT_HTTP_MAX_REDIRECTS,
+            resolve: BTreeMap::new(),
+        }
+    }
+}
+
+/// Operator-wide SQL limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSettings {
+    #[serde(default = "default_sql_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+    #[serde(default = "default_sql_max_rows")]
+    pub max_rows: usize,
+}
+
+impl Default for SqlSettings {
+    fn default() -> Self {
+        SqlSettings {
+            statement_timeout_ms: DEFAULT_SQL_STATEMENT_TIMEOUT_MS,
+            max_rows: DEFAULT_SQL_MAX_ROWS,
+        }
+    }
+}
+
+/// One tenant: the operator's ceiling, the tenant's grants per applet, and its settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettings {
+    #[serde(default)]
+    pub ceiling: Ceiling,
+    /// Keyed by applet name (`send-sms`), or name and version (`send-sms@1.2.0`); a pinned
+    /// entry wins over the unpinned one for that version.
+    #[serde(default)]
+    pub grants: BTreeMap<String, AppletGrant>,
+    #[serde(default)]
+    pub smtp: Option<SmtpSettings>,
+    #[serde(default)]
+    pub databases: BTreeMap<String, DatabaseUrl>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+/// What the operator allows a tenant at most. Everything defaults to nothing: deny by
+/// default applies to the operator's file too.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ceiling {
+    #[serde(default)]
+    pub http_hosts: Vec<HostPattern>,
+    /// Address ranges otherwise refused (loopback, private, link-local…) that this tenant's
+    /// HTTP calls may reach, e.g. `10.20.0.0/16` for a gateway on the operator's network.
+    #[serde(default)]
+    pub allow_private: Vec<IpNet>,
+    #[serde(default)]
+    pub email: bool,
+    #[serde(default = "default_max_recipients")]
+    pub max_recipients: u32,
+    #[serde(default)]
+    pub databases: Vec<String>,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default)]
+    pub interactions: bool,
+}
+
+impl Default for Ceiling {
+    fn default() -> Self {
+        Ceiling {
+            http_hosts: Vec::new(),
+            allow_private: Vec::new(),
+            email: false,
+            max_recipients: DEFAULT_MAX_RECIPIENTS,
+            databases: Vec::new(),
+            secrets: Vec::new(),
+            interactions: false,
+        }
+    }
+}
+
+/// What a tenant grants one applet; the effective grant is this intersected with the
+/// tenant's [`Ceiling`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppletGrant {
+    #[serde(default)]
+    pub http: Vec<HostPattern>,
+    #[serde(default)]
+    pub email: bool,
+    #[serde(default)]
+    pub sql: Vec<String>,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default)]
+    pub interactions: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    /// Defaults by `tls`: 25 (none), 587 (starttls), 465 (tls).
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// The NAMES of the tenant secrets holding the credentials, never the values.
+    #[serde(default)]
+    pub username_secret: Option<String>,
+    #[serde(default)]
+    pub password_secret: Option<String>,
+    /// The From of every message, e.g. `Acme Support <support@acme.example>`.
+    pub from: String,
+    #[serde(default = "default_smtp_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+impl SmtpSettings {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            SmtpTls::None => 25,
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    #[default]
+    Starttls,
+    Tls,
+}
+
+/// Where a named database lives: `sqlite:/path/to/file.db` or `postgres://user@host/db`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl TryFrom<String> for DatabaseUrl {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        if let Some(path) = text.strip_prefix("sqlite:") {
+            // `sqlite:///abs` and `sqlite:/abs` both name /abs; `sqlite:rel` is relative.
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err(
+                    "a sqlite: database needs a path, e.g. sqlite:/var/lib/coda/acme.db".into(),
+                );
+            }
+            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+        } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            text.parse::<tokio_postgres::Config>()
+                .map_err(|e| format!("not a valid PostgreSQL URL: {e}"))?;
+            Ok(DatabaseUrl::Postgres(text))
+        } else {
+            Err("a database is `sqlite:PATH` or `postgres://…`".into())
+        }
+    }
+}
+
+// The URL may carry a password: print only the kind and, for SQLite, the path.
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            DatabaseUrl::Postgres(_) => f.write_str("postgres://<redacted>"),
+        }
+    }
+}
+
+/// A secret value. Debug and Display print `<redacted>`, so a secret cannot reach a log or
+/// an error message by accident; [`Secret::expose`] is the one way to read it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A settings file that could not be used, with the path of the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}: {message}", source_prefix(.source_name), if .path.is_empty() { "(settings)" } else { .path.as_str() })]
+pub struct SettingsError {
+    /// The file, when loaded from one.
+    pub source_name: Option<String>,
+    /// The field, e.g. `tenants.acme.ceiling.http_hosts[0]`; empty for the whole file.
+    pub path: String,
+    pub message: String,
+}
+
+fn source_prefix(name: &Option<String>) -> String {
+    name.as_ref().map(|n| format!("{n}: ")).unwrap_or_default()
+}
+
+impl SettingsError {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        SettingsError {
+            source_name: None,
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads a settings file: JSON when its name ends in `.json`, YAML otherwise.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Settings, SettingsError> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| SettingsError {
+            source_name: Some(name.clone()),
+            path: String::new(),
+            message: format!("cannot read the settings file: {e}"),
+        })?;
+        let parsed = if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        {
+            Settings::from_json_str(&text)
+        } else {
+            Settings::from_yaml_str(&text)
+        };
+        parsed.map_err(|e| SettingsError {
+            source_name: Some(name),
+            ..e
+        })
+    }
+
+    pub fn from_yaml_str(text: &str) -> Result<Settings, SettingsError> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let settings: Settings = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = field_path(&e);
+            let inner = e.into_inner();
+            let location = inner
+                .location()
+                .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
+                .unwrap_or_default();
+            SettingsError::new(path, format!("{inner}{location}"))
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn from_json_str(text: &str) -> Result<Settings, SettingsError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let settings: Settings = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = field_path(&e);
+            SettingsError::new(path, e.into_inner().to_string())
+        })?;
+        de.end()
+            .map_err(|e| SettingsError::new("", format!("text after the settings: {e}")))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what one field cannot check alone: grant keys, that names in the ceiling exist,
+    /// that SMTP credentials name secrets the tenant has.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.http.max_redirects > 20 {
+            return Err(SettingsError::new(
+                "http.max_redirects",
+                "at most 20 redirects may be followed",
+            ));
+        }
+        if self.sql.max_rows == 0 {
+            return Err(SettingsError::new("sql.max_rows", "must be at least 1"));
+        }
+        for host in self.http.resolve.keys() {
+            if host.is_empty() || host.contains(['/', ':', ' ']) {
+                return Err(SettingsError::new(
+                    format!("http.resolve.{host}"),
+                    "a resolve entry maps a host name (no port or scheme) to an address",
+                ));
+            }
+        }
+        for (name, tenant) in &self.tenants {
+            let at = |rest: &str| format!("tenants.{name}.{rest}");
+            for key in tenant.grants.keys() {
+                let (applet, version) = match key.split_once('@') {
+                    Some((applet, version)) => (applet, Some(version)),
+                    None => (key.as_str(), None),
+                };
+                if !coda_types::names::is_valid_name(applet)
+                    || version.is_some_and(|v| v.is_empty() || v.contains(char::is_whitespace))
+                {
+                    return Err(SettingsError::new(
+                        at(&format!("grants.{key}")),
+                        "a grant is keyed by an applet name, optionally with @version",
+                    ));
+                }
+            }
+            for (i, db) in tenant.ceiling.databases.iter().enumerate() {
+                if !tenant.databases.contains_key(db) {
+                    return Err(SettingsError::new(
+                        at(&format!("ceiling.databases[{i}]")),
+                        format!("database '{db}' is not configured under tenants.{name}.databases"),
+                    ));
+                }
+            }
+            if let Some(smtp) = &tenant.smtp {
+                let from: Result<lettre::message::Mailbox, _> = smtp.from.parse();
+                if let Err(e) = from {
+                    return Err(SettingsError::new(
+                        at("smtp.from"),
+                        format!("'{}' is not a valid address: {e}", smtp.from),
+                    ));
+                }
+                if smtp.username_secret.is_some() != smtp.password_secret.is_some() {
+                    return Err(SettingsError::new(
+                        at("smtp"),
+                        "username_secret and password_secret go together",
+                    ));
+                }
+                for (field, secret) in [
+                    ("smtp.username_secret", &smtp.username_secret),
+                    ("smtp.password_secret", &smtp.password_secret),
+                ] {
+                    if let Some(secret) = secret
+                        && !tenant.secrets.contains_key(secret)
+                    {
+                        return Err(SettingsError::new(
+                            at(field),
+                            format!("secret '{secret}' is not set under tenants.{name}.secrets"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// serde_path_to_error writes the root as "."; an empty path reads better.
+fn field_path<E>(e: &serde_path_to_error::Error<E>) -> String {
+    let path = e.path().to_string();
+    if path == "." { String::new() } else { path }
+}
+
+fn default_http_max_timeout_ms() -> u64 {
+    DEFAULT_HTTP_MAX_TIMEOUT_MS
+}
+fn default_http_max_response_bytes() -> u64 {
+    DEFAULT_HTTP_MAX_RESPONSE_BYTES
+}
+fn default_http_max_request_bytes() -> u64 {
+    DEFAULT_HTTP_MAX_REQUEST_BYTES
+}
+fn default_http_max_redirects() -> u32 {
+    DEFAULT_HTTP_MAX_REDIRECTS
+}
+fn default_sql_statement_timeout_ms() -> u64 {
+    DEFAULT_SQL_STATEMENT_TIMEOUT_MS
+}
+fn default_sql_max_rows() -> usize {
+    DEFAULT_SQL_MAX_ROWS
+}
+fn default_max_recipients() -> u32 {
+    DEFAULT_MAX_RECIPIENTS
+}
+fn default_smtp_timeout_ms() -> u64 {
+    DEFAULT_SMTP_TIMEOUT_MS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_is_refused_with_its_path() {
+        let e =
+            Settings::from_yaml_str("tenants:\n  acme:\n    ceiling:\n      alow_private: []\n")
+                .unwrap_err();
+        assert_eq!(e.path, "tenants.acme.ceiling.alow_private");
+        assert!(e.message.contains("alow_private"), "{e}");
+    }
+
+    #[test]
+    fn bad_pattern_names_its_field() {
+        let e = Settings::from_yaml_str(
+            "tenants:\n  acme:\n    grants:\n      sms:\n        http: ['a.*.com']\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "tenants.acme.grants.sms.http[0]", "{e}");
+    }
+
+    #[test]
+    fn smtp_credentials_must_name_existing_secrets() {
+        let e = Settings::from_yaml_str(
+            "tenants:\n  acme:\n    smtp: { host: mail, from: a@b.example, username_secret: u, password_secret: p }\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "tenants.acme.smtp.username_secret", "{e}");
+    }
+
+    #[test]
+    fn json_loads_and_secrets_are_redacted() {
+        let s = Settings::from_json_str(
+            r#"{"tenants":{"acme":{"secrets":{"token":"hunter2"},"databases":{"db":"sqlite:/tmp/x.db","pg":"postgres://u:pw@h/db"}}}}"#,
+        )
+        .unwrap();
+        let printed = format!("{s:?}");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("pw@"),
+            "{printed}"
+        );
+        assert_eq!(s.tenants["acme"].secrets["token"].expose(), "hunter2");
+        assert_eq!(s.http.max_timeout_ms, DEFAULT_HTTP_MAX_TIMEOUT_MS);
+    }
+
+    #[test]
+    fn bad_database_url_is_refused() {
+        let e = Settings::from_yaml_str("tenants:\n  acme:\n    databases:\n      d: mysql://x\n")
+            .unwrap_err();
+        assert_eq!(e.path, "tenants.acme.databases.d", "{e}");
+    }
+}

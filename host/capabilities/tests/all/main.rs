@@ -1,0 +1,1 @@
+//! Integration tests of coda-capabilities against real servers on loopback.
