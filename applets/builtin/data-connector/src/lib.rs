@@ -27,7 +27,7 @@ const HEADER_NAME: &str = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$";
 /// An RFC 6901 JSON pointer: empty (the whole body) or `/`-separated reference tokens.
 const JSON_POINTER: &str = r"^(/.*)?$";
 
-#[derive(serde::Deserialize, schemars::JsonSchema, Default, Clone, Copy)]
+#[derive(serde::Deserialize, serde::Serialize, schemars::JsonSchema, Default, Clone, Copy)]
 #[serde(rename_all = "UPPERCASE")]
 enum Method {
     #[default]

@@ -93,16 +93,46 @@ impl Templates {
             Mode::Text => field.to_string(),
             Mode::Html => format!("{field}{HTML_SUFFIX}"),
         };
-        self.env
-            .render_named_str(&name, source, self.context.clone())
-            .map_err(|e| template_failure(field, &e))
+        let template = self
+            .env
+            .template_from_named_str(&name, source)
+            .map_err(|e| template_failure(field, &e, &[]))?;
+        template.render(self.context.clone()).map_err(|e| {
+            // MiniJinja's error says a value was undefined, not which: find the names the
+            // template uses that the context lacks (names only, never values).
+            let missing = if e.kind() == ErrorKind::UndefinedError {
+                let mut names = template
+                    .undeclared_variables(true)
+                    .into_iter()
+                    .filter(|path| !self.resolves(path))
+                    .collect::<Vec<_>>();
+                names.sort();
+                names
+            } else {
+                Vec::new()
+            };
+            template_failure(field, &e, &missing)
+        })
+    }
+
+    /// Whether a dotted path the template uses (`CLID`, `data.OrderId`, `Customer.name`)
+    /// names something in the context.
+    fn resolves(&self, path: &str) -> bool {
+        let mut value = self.context.clone();
+        for segment in path.split('.') {
+            match value.get_attr(segment) {
+                Ok(next) if !next.is_undefined() => value = next,
+                _ => return false,
+            }
+        }
+        true
     }
 }
 
 /// A template that does not render: never retryable (the same data renders the same way).
 /// The message names the field and the line, not the template's values, which may hold
 /// secrets.
-fn template_failure(field: &str, error: &Error) -> Failure {
+fn template_failure(field: &str, error: &Error, missing: &[String]) -> Failure {
     let what = match error.detail() {
         Some(detail) => format!("{}: {detail}", error.kind()),
         None => error.kind().to_string(),
@@ -111,7 +141,15 @@ fn template_failure(field: &str, error: &Error) -> Failure {
         .line()
         .map(|l| format!(" (line {l})"))
         .unwrap_or_default();
-    Failure::new("template", format!("template `{field}`: {what}{line}"))
+    let missing = if missing.is_empty() {
+        String::new()
+    } else {
+        format!("; not set: {}", missing.join(", "))
+    };
+    Failure::new(
+        "template",
+        format!("template `{field}`: {what}{line}{missing}"),
+    )
 }
 
 /// `value | urlencode`: one URL component (a map becomes `k=v&k=v`, for a query string).
@@ -236,6 +274,24 @@ mod tests {
         assert!(!failure.retryable);
         assert!(failure.message.contains("`subject`"), "{}", failure.message);
         assert!(failure.message.contains("undefined"), "{}", failure.message);
+        assert!(
+            failure.message.ends_with("not set: Name"),
+            "{}",
+            failure.message
+        );
+        let failure = t
+            .render(
+                "body",
+                "{{ data.OrderId }} {{ secrets.token }} {{ secrets.other }}",
+            )
+            .unwrap_err();
+        assert!(
+            failure
+                .message
+                .ends_with("not set: data.OrderId, secrets.other"),
+            "{}",
+            failure.message
+        );
         assert!(t.render("url", "{{ Id | urlencode }}").is_err());
         // … but optional ones can be handled.
         assert_eq!(
