@@ -506,6 +506,26 @@ mod tests {
     }
 
     #[test]
+    fn files_load_by_extension_and_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = dir.path().join("caps.yaml");
+        std::fs::write(&yaml, "tenants:\n  acme:\n    ceiling: { email: true }\n").unwrap();
+        assert!(
+            Settings::from_file(&yaml).unwrap().tenants["acme"]
+                .ceiling
+                .email
+        );
+        let json = dir.path().join("caps.json");
+        std::fs::write(&json, r#"{"sql": {"max_rows": 0}}"#).unwrap();
+        let e = Settings::from_file(&json).unwrap_err();
+        assert_eq!(e.path, "sql.max_rows");
+        assert!(
+            e.to_string().starts_with(&json.display().to_string()),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn bad_database_url_is_refused() {
         let e = Settings::from_yaml_str("tenants:\n  acme:\n    databases:\n      d: mysql://x\n")
             .unwrap_err();

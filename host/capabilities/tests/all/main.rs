@@ -6,5 +6,6 @@
 mod email;
 mod http;
 mod postgres;
+mod secrets;
 mod sqlite;
 mod support;
