@@ -21,6 +21,8 @@ struct Applet {
     /// The absolute path of the built component.
     wasm: PathBuf,
     hostile: bool,
+    /// Under `applets/builtin`: shipped inside the `coda` binary.
+    builtin: bool,
 }
 
 fn main() {
@@ -89,6 +91,7 @@ fn build(root: &Path, applets_dir: &Path, target_dir: &Path) -> Vec<Applet> {
     }
 
     let hostile_dir = applets_dir.join("hostile");
+    let builtin_dir = applets_dir.join("builtin");
     let mut applets = Vec::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
@@ -122,6 +125,7 @@ fn build(root: &Path, applets_dir: &Path, target_dir: &Path) -> Vec<Applet> {
                 .display()
                 .to_string(),
             hostile: package_dir.starts_with(&hostile_dir),
+            builtin: package_dir.starts_with(&builtin_dir),
             wasm: PathBuf::from(wasm),
             package,
         });
@@ -179,6 +183,22 @@ fn generate(applets: &[Applet]) -> String {
     for applet in applets {
         let constant = applet.package.replace('-', "_").to_uppercase();
         writeln!(src, "    ({:?}, {constant}),", applet.package).unwrap();
+    }
+    src.push_str("];\n\n");
+
+    src.push_str(
+        "/// The built-in applets (`applets/builtin/*`): (package name, the component's bytes),\n\
+         /// embedded so that a binary using them carries them.\n",
+    );
+    src.push_str("pub const BUILTIN: &[(&str, &[u8])] = &[\n");
+    for applet in applets.iter().filter(|a| a.builtin) {
+        writeln!(
+            src,
+            "    ({:?}, include_bytes!({:?})),",
+            applet.package,
+            applet.wasm.display().to_string()
+        )
+        .unwrap();
     }
     src.push_str("];\n\n");
 

@@ -2,6 +2,8 @@
 //! Checks exit statuses (0 done, 1 the applet failed, 2 usage or refused component) and the
 //! JSON printed on stdout.
 
+mod builtins;
+mod capabilities;
 mod crash;
 mod run;
 

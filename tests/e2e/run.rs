@@ -2,12 +2,14 @@
 //! SQLite database, with a virtual clock so pauses of days pass at once.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
 use crate::coda;
 
-/// A directory holding the test applets this suite's plans use.
+/// A directory holding the test applets this suite's plans use, the built-in unattended
+/// ones included (a `coda` that embeds them loads the same component once).
 pub(crate) fn applets_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-applets");
     std::fs::create_dir_all(&dir).unwrap();
@@ -15,9 +17,24 @@ pub(crate) fn applets_dir() -> PathBuf {
         coda_applet_artifacts::HELLO,
         coda_applet_artifacts::ECHO,
         coda_applet_artifacts::SCRIPTED,
+        coda_applet_artifacts::SET_DATA,
+        coda_applet_artifacts::DATA_ROUTER,
+        coda_applet_artifacts::LOOP_COUNTER,
+        coda_applet_artifacts::PAUSE,
+        coda_applet_artifacts::ROUTE_TO_PLAN,
+        coda_applet_artifacts::WAIT_FOR_EVENT,
+        coda_applet_artifacts::SCHEDULE_ROUTER,
+        coda_applet_artifacts::SMS,
+        coda_applet_artifacts::DB_LOG,
     ] {
         let name = Path::new(path).file_name().unwrap();
-        std::fs::copy(path, dir.join(name)).unwrap();
+        // Copied aside, then renamed into place: tests run in parallel, and a `coda` listing
+        // the directory must never read a component another test is halfway through copying.
+        static COPIES: AtomicU64 = AtomicU64::new(0);
+        let n = COPIES.fetch_add(1, Ordering::Relaxed);
+        let aside = dir.join(format!("{}.{}.{n}.tmp", name.display(), std::process::id()));
+        std::fs::copy(path, &aside).unwrap();
+        std::fs::rename(&aside, dir.join(name)).unwrap();
     }
     dir
 }
@@ -45,7 +62,7 @@ const EVENT: &str = r#"{
   "data": { "CLID": "+15550100", "CustomerName": "Ada" }
 }"#;
 
-fn run_plan(files: &Files, plan: &str, extra: &[&str]) -> (i32, Value) {
+pub(crate) fn run_plan(files: &Files, plan: &str, extra: &[&str]) -> (i32, Value) {
     let plan = files.write("plan.yaml", plan);
     let event = files.write("event.json", EVENT);
     let applets = applets_dir();
@@ -63,7 +80,7 @@ fn run_plan(files: &Files, plan: &str, extra: &[&str]) -> (i32, Value) {
     coda(&args)
 }
 
-fn notes(run: &Value) -> Vec<String> {
+pub(crate) fn notes(run: &Value) -> Vec<String> {
     run["journal"]
         .as_array()
         .unwrap()

@@ -10,11 +10,13 @@
 //!   `INFINITE_LOOP`), holding the absolute path of its `.wasm` component in that target
 //!   directory;
 //! - [`ALL`]: every applet as (package name, path);
+//! - [`BUILTIN`]: the built-in applets (`applets/builtin/*`) as (package name, bytes), the
+//!   components embedded: this is how the `coda` binary ships them;
 //! - [`foreach_hostile!`]: calls a macro once per hostile applet (`applets/hostile/*`), so a
 //!   test suite can make sure each one has a test.
 //!
 //! The paths point into the build tree: they are for tests and benches on the machine that
-//! built them, not for shipping.
+//! built them, not for shipping; [`BUILTIN`] carries bytes, not paths.
 
 include!(concat!(env!("OUT_DIR"), "/applets.rs"));
 

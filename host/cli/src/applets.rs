@@ -16,11 +16,21 @@ pub struct DirApplets {
 }
 
 impl DirApplets {
-    /// Loads every `*.wasm` in `dir`. A component that is refused is reported on stderr and
-    /// left out; two components claiming the same name and version are an error.
+    /// Loads the built-in applets, then every `*.wasm` in `dir`. A component that is refused
+    /// is reported on stderr and left out; two different components claiming the same name
+    /// and version are an error (the same component twice is loaded once).
     pub async fn load(runtime: Runtime, dir: Option<&Path>) -> Result<Self, String> {
-        let mut applets = HashMap::new();
+        let mut applets: HashMap<String, Arc<LoadedApplet>> = HashMap::new();
         let mut origin: HashMap<String, std::path::PathBuf> = HashMap::new();
+        for (package, bytes) in coda_applet_artifacts::BUILTIN {
+            let applet = runtime
+                .load(bytes, &LoadOptions::default())
+                .await
+                .map_err(|e| format!("the built-in applet {package} does not load: {e}"))?;
+            let key = format!("{}@{}", applet.info.name, applet.info.version);
+            origin.insert(key.clone(), format!("(built in: {package})").into());
+            applets.insert(key, applet);
+        }
         if let Some(dir) = dir {
             let entries = std::fs::read_dir(dir)
                 .map_err(|e| format!("cannot read the applets directory {}: {e}", dir.display()))?;
@@ -35,6 +45,9 @@ impl DirApplets {
                 match runtime.load(&bytes, &LoadOptions::default()).await {
                     Ok(applet) => {
                         let key = format!("{}@{}", applet.info.name, applet.info.version);
+                        if applets.get(&key).is_some_and(|a| a.digest == applet.digest) {
+                            continue;
+                        }
                         if let Some(first) = origin.get(&key) {
                             return Err(format!(
                                 "{} and {} both are applet {key}",

@@ -54,6 +54,14 @@ pub struct RunArgs {
     db: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "wall")]
     clock: ClockKind,
+    /// With `--clock virtual`: the time the virtual clock starts at instead of now (RFC 3339,
+    /// e.g. 2026-03-27T07:30:00Z), which is also the applets' wall clock at the first step
+    #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
+    at: Option<i64>,
+    /// Grants, SMTP servers, databases and secrets for the applets (YAML or JSON; the
+    /// local tenant is `local`). Without it every capability call answers not-granted
+    #[arg(long)]
+    grants: Option<PathBuf>,
     /// Start this many runs from the event (interactions ID-1 ... ID-N) and print a summary
     /// instead of the journal; each run id is written to stderr once it is on disk
     #[arg(long, default_value_t = 1)]
@@ -70,6 +78,9 @@ pub struct ResumeArgs {
     applets: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "wall")]
     clock: ClockKind,
+    /// Grants, SMTP servers, databases and secrets for the applets (as for `coda run`)
+    #[arg(long)]
+    grants: Option<PathBuf>,
 }
 
 fn read_plan(path: &Path) -> Result<Plan, Exit> {
@@ -140,10 +151,44 @@ struct Event {
     outcome: Option<String>,
     #[serde(default)]
     data: serde_json::Map<String, Json>,
+    /// Named events for the interaction delivered while the run goes on (an agent's
+    /// disposition, a survey reply), each `after_ms` after the run starts.
+    #[serde(default)]
+    then: Vec<LaterEvent>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LaterEvent {
+    after_ms: u64,
+    event: String,
+    #[serde(default)]
+    data: Json,
 }
 
 fn ended() -> String {
     "ended".into()
+}
+
+fn completed_interaction(
+    id: &str,
+    channel: coda_store::Channel,
+    data: &Values,
+    now_ms: i64,
+) -> coda_store::InteractionRecord {
+    coda_store::InteractionRecord {
+        id: id.to_owned(),
+        channel,
+        plan: None,
+        status: coda_store::InteractionStatus::Completed,
+        present: Vec::new(),
+        agent_reached: true,
+        data: data.clone(),
+        post_flow: None,
+        post_flow_fired: false,
+        follow_up: None,
+        updated_at_ms: now_ms,
+    }
 }
 
 /// Writes `run started: ID` to stderr in one write, so a reader never sees half a line.
@@ -185,12 +230,16 @@ pub async fn resume(runtime: Runtime, args: ResumeArgs) -> Result<Json, Exit> {
         ClockKind::Wall => Arc::new(WallClock),
         ClockKind::Virtual => Arc::new(VirtualClock::new()),
     };
-    let engine = Arc::new(Engine::new(
-        store.clone(),
-        Arc::new(applets),
-        clock,
-        FlowLimits::default(),
-    ));
+    let capabilities = crate::grants::source(args.grants.as_deref(), store.clone())?;
+    let engine = Arc::new(
+        Engine::new(
+            store.clone(),
+            Arc::new(applets),
+            clock,
+            FlowLimits::default(),
+        )
+        .with_capabilities(capabilities),
+    );
     let steps = engine
         .run_until_idle()
         .await
@@ -198,6 +247,76 @@ pub async fn resume(runtime: Runtime, args: ResumeArgs) -> Result<Json, Exit> {
     let mut out = summary(&store)?;
     out["steps"] = steps.into();
     Ok(out)
+}
+
+/// Milliseconds since the Unix epoch of an RFC 3339 time: `2026-03-29T07:30:00Z`,
+/// `2026-03-29T09:30:00.250+02:00`. Hand-rolled because it is the CLI's only date.
+fn parse_rfc3339(text: &str) -> Result<i64, String> {
+    let bad = || format!("`{text}` is not an RFC 3339 time like 2026-03-29T07:30:00Z");
+    let b = text.as_bytes();
+    let num = |from: usize, len: usize| -> Result<i64, String> {
+        let digits = b.get(from..from + len).ok_or_else(bad)?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return Err(bad());
+        }
+        Ok(digits.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
+    if b.len() < 20
+        || !separators.iter().all(|&(i, c)| b[i] == c)
+        || !matches!(b[10], b'T' | b't' | b' ')
+    {
+        return Err(bad());
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    let mut at = 19;
+    let mut millis = 0;
+    if b[at] == b'.' {
+        let digits = b[at + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        millis = (0..3).try_fold(0, |ms, i| {
+            Ok::<_, String>(ms * 10 + if i < digits { num(at + 1 + i, 1)? } else { 0 })
+        })?;
+        at += 1 + digits;
+    }
+    let offset_minutes = match &b[at..] {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let minutes = num(at + 1, 2)? * 60 + num(at + 4, 2)?;
+            if *sign == b'-' { -minutes } else { minutes }
+        }
+        _ => return Err(bad()),
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    let valid = (1..=12).contains(&month)
+        && (1..=month_days).contains(&day)
+        && hour < 24
+        && minute < 60
+        && second < 60;
+    if !valid {
+        return Err(bad());
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+    Ok(seconds * 1_000 + millis)
 }
 
 /// A journal entry as users read it: data values as plain JSON.
@@ -235,9 +354,16 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
     };
     let store =
         Arc::new(coda_store::Store::open(&db).map_err(|e| Exit::usage("io", e.to_string()))?);
-    let clock: Arc<dyn Clock> = match args.clock {
-        ClockKind::Wall => Arc::new(WallClock),
-        ClockKind::Virtual => Arc::new(VirtualClock::new()),
+    let clock: Arc<dyn Clock> = match (args.clock, args.at) {
+        (ClockKind::Wall, None) => Arc::new(WallClock),
+        (ClockKind::Wall, Some(_)) => {
+            return Err(Exit::usage(
+                "usage",
+                "--at sets the virtual clock: use it with --clock virtual",
+            ));
+        }
+        (ClockKind::Virtual, None) => Arc::new(VirtualClock::new()),
+        (ClockKind::Virtual, Some(ms)) => Arc::new(VirtualClock::starting_at(ms)),
     };
     for p in others.iter().chain(std::iter::once(&plan)) {
         let body = serde_json::to_value(p).map_err(|e| Exit::usage("internal", e.to_string()))?;
@@ -260,15 +386,33 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
     if let Some(outcome) = &event.outcome {
         data.insert("InteractionOutcome".into(), Value::Text(outcome.clone()));
     }
-    let engine = Arc::new(Engine::new(
-        store.clone(),
-        Arc::new(applets),
-        clock,
-        FlowLimits::default(),
-    ));
+    let channel = match &event.channel {
+        None => coda_store::Channel::Voice,
+        Some(name) => serde_json::from_value(Json::String(name.clone())).map_err(|_| {
+            Exit::usage(
+                "invalid-event",
+                format!(
+                    "{}: unknown channel `{name}` (voice, chat, sms, email, task)",
+                    args.event.display()
+                ),
+            )
+        })?,
+    };
+    let capabilities = crate::grants::source(args.grants.as_deref(), store.clone())?;
+    let engine = Arc::new(
+        Engine::new(
+            store.clone(),
+            Arc::new(applets),
+            clock.clone(),
+            FlowLimits::default(),
+        )
+        .with_capabilities(capabilities),
+    );
+    let started_at = clock.now_ms();
     // Started concurrently, so that their commits share fsyncs; each id is acknowledged
     // once its run is on disk.
     let mut started = Vec::new();
+    let mut interactions = Vec::new();
     let mut pending = tokio::task::JoinSet::new();
     for i in 1..=args.repeat {
         let interaction = if args.repeat == 1 {
@@ -278,6 +422,8 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
         };
         let mut data = data.clone();
         data.insert("InteractionId".into(), Value::Text(interaction.clone()));
+        interactions.push(interaction.clone());
+        let record = completed_interaction(&interaction, channel, &data, started_at);
         let start = Start {
             tenant: LOCAL_TENANT.into(),
             plan: plan.name.clone(),
@@ -287,7 +433,17 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
             data,
         };
         let engine = engine.clone();
-        pending.spawn(async move { engine.start(start).await });
+        pending.spawn(async move {
+            // The interaction as it ended, so a follow-up can be cloned from it.
+            let id = record.id.clone();
+            let _unchanged_or_new = engine
+                .store()
+                .update_interaction(LOCAL_TENANT, &id, move |_| {
+                    Ok::<_, std::convert::Infallible>(record)
+                })
+                .await?;
+            engine.start(start).await
+        });
         if pending.len() >= 256 || i == args.repeat {
             while let Some(run) = pending.join_next().await {
                 let run = run
@@ -300,10 +456,20 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
             }
         }
     }
-    engine
-        .run_until_idle()
-        .await
-        .map_err(|e| Exit::usage("internal", e.to_string()))?;
+    let internal = |e: coda_flow::FlowError| Exit::usage("internal", e.to_string());
+    let mut later: Vec<&LaterEvent> = event.then.iter().collect();
+    later.sort_by_key(|e| e.after_ms);
+    for later in later {
+        let at = started_at.saturating_add(i64::try_from(later.after_ms).unwrap_or(i64::MAX));
+        engine.run_until(Some(at)).await.map_err(internal)?;
+        for interaction in &interactions {
+            engine
+                .deliver(LOCAL_TENANT, interaction, &later.event, later.data.clone())
+                .await
+                .map_err(internal)?;
+        }
+    }
+    engine.run_until_idle().await.map_err(internal)?;
     if args.repeat > 1 {
         return summary(&store);
     }
@@ -315,12 +481,16 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
     let journal = store
         .journal(LOCAL_TENANT, &started.id)
         .map_err(|e| Exit::usage("internal", e.to_string()))?;
+    let effects = store
+        .effects(&started.id, None)
+        .map_err(|e| Exit::usage("internal", e.to_string()))?;
     let output = json!({
         "run": started.id,
         "plan": format!("{}@{}", record.plan, record.plan_version),
         "status": record.status,
         "data": values_json(&record.data),
         "journal": journal.iter().map(step_json).collect::<Vec<_>>(),
+        "effects": effects,
     });
     if record.status == coda_store::RunStatus::Failed {
         return Err(Exit {

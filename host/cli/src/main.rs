@@ -6,6 +6,7 @@
 
 mod applets;
 mod flow;
+mod grants;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

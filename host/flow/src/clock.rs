@@ -33,6 +33,11 @@ impl VirtualClock {
     pub fn new() -> Self {
         VirtualClock(AtomicI64::new(WallClock.now_ms()))
     }
+
+    /// Starts at `ms` (since the Unix epoch), in the past or the future.
+    pub fn starting_at(ms: i64) -> Self {
+        VirtualClock(AtomicI64::new(ms))
+    }
 }
 
 impl Default for VirtualClock {

@@ -221,6 +221,13 @@ impl Engine {
     /// batch by batch, so that the store's writer always has commits to group. A run is
     /// never stepped twice at once: a run in flight is skipped until its step is committed.
     pub async fn run_until_idle(self: &Arc<Self>) -> Result<u64> {
+        self.run_until(None).await
+    }
+
+    /// [`Engine::run_until_idle`], stopping at `until_ms` on the engine's clock: steps due
+    /// later are left for later (a virtual clock is advanced to `until_ms`, no further; a
+    /// wall clock is waited on until then). For delivering events at set times.
+    pub async fn run_until(self: &Arc<Self>, until_ms: Option<i64>) -> Result<u64> {
         let batch = self.limits.batch.max(1);
         let mut steps = 0;
         let mut running = std::collections::HashSet::<String>::new();
@@ -247,7 +254,19 @@ impl Engine {
             }
             let Some(done) = set.join_next().await else {
                 // Nothing in flight and nothing due now.
-                match self.store.next_due_at()? {
+                let next = self.store.next_due_at()?;
+                if let Some(until) = until_ms
+                    && next.is_none_or(|next| next > until)
+                {
+                    if !self.clock.advance_to(until) {
+                        let wait = until - self.clock.now_ms();
+                        if wait > 0 {
+                            tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
+                        }
+                    }
+                    return Ok(steps);
+                }
+                match next {
                     Some(next) if self.clock.advance_to(next) => continue,
                     Some(next) => {
                         let wait = (next - self.clock.now_ms()).clamp(1, 1000);
