@@ -526,6 +526,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_loads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/capabilities.example.yaml");
+        let s = Settings::from_file(path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.tenants["acme"].grants.len(), 5);
+    }
+
+    #[test]
     fn bad_database_url_is_refused() {
         let e = Settings::from_yaml_str("tenants:\n  acme:\n    databases:\n      d: mysql://x\n")
             .unwrap_err();

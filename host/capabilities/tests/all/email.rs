@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use coda_types::capabilities::EmailMessage;
-use mailin::response::{AUTH_OK, INVALID_CREDENTIALS, NO_MAILBOX, OK};
+use mailin::response::{AUTH_OK, INTERNAL_ERROR, INVALID_CREDENTIALS, NO_MAILBOX, OK};
 use mailin::{Action, AuthMechanism, Handler, Response, SessionBuilder};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -25,8 +25,8 @@ struct Received {
 struct Recorder {
     inbox: Arc<Mutex<Vec<Received>>>,
     current: Received,
-    /// Answer every RCPT with a 550.
-    refuse_recipients: bool,
+    /// What to answer every RCPT with instead of OK (a 550, a 451).
+    refuse_recipients: Option<Response>,
 }
 
 impl Handler for Recorder {
@@ -36,8 +36,8 @@ impl Handler for Recorder {
     }
 
     fn rcpt(&mut self, to: &str) -> Response {
-        if self.refuse_recipients {
-            return NO_MAILBOX;
+        if let Some(refusal) = &self.refuse_recipients {
+            return refusal.clone();
         }
         self.current.to.push(to.to_string());
         OK
@@ -77,7 +77,7 @@ impl Drop for SmtpServer {
     }
 }
 
-async fn start(refuse_recipients: bool) -> SmtpServer {
+async fn start(refuse_recipients: Option<Response>) -> SmtpServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let inbox = Arc::new(Mutex::new(Vec::new()));
@@ -173,7 +173,7 @@ fn message() -> EmailMessage {
 
 #[tokio::test]
 async fn message_arrives_with_headers_body_and_the_returned_message_id() {
-    let server = start(false).await;
+    let server = start(None).await;
     let host = host(&settings(server.addr.port(), 10));
     let mailer = applet(&host, "acme", "mailer");
     let id = mailer.email_send(&cx(), message()).await.unwrap();
@@ -206,7 +206,7 @@ async fn message_arrives_with_headers_body_and_the_returned_message_id() {
 
 #[tokio::test]
 async fn html_goes_as_an_alternative_part() {
-    let server = start(false).await;
+    let server = start(None).await;
     let host = host(&settings(server.addr.port(), 10));
     let mailer = applet(&host, "acme", "mailer");
     let mut m = message();
@@ -219,7 +219,7 @@ async fn html_goes_as_an_alternative_part() {
 
 #[tokio::test]
 async fn permanent_refusal_is_rejected() {
-    let server = start(true).await;
+    let server = start(Some(NO_MAILBOX)).await;
     let host = host(&settings(server.addr.port(), 10));
     let mailer = applet(&host, "acme", "mailer");
     let m = expect_err(
@@ -229,6 +229,19 @@ async fn permanent_refusal_is_rejected() {
     );
     assert!(m.contains("550"), "{m}");
     assert!(server.inbox.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn transient_refusal_is_unavailable() {
+    let server = start(Some(INTERNAL_ERROR)).await;
+    let host = host(&settings(server.addr.port(), 10));
+    let mailer = applet(&host, "acme", "mailer");
+    let m = expect_err(
+        mailer.email_send(&cx(), message()).await,
+        unavailable,
+        "unavailable",
+    );
+    assert!(m.contains("451"), "{m}");
 }
 
 #[tokio::test]
@@ -249,7 +262,7 @@ async fn server_down_is_unavailable() {
 
 #[tokio::test]
 async fn bad_addresses_limits_and_grants() {
-    let server = start(false).await;
+    let server = start(None).await;
     let host = host(&settings(server.addr.port(), 2));
     let mailer = applet(&host, "acme", "mailer");
     let mut m = message();
