@@ -98,7 +98,10 @@ impl Scope {
     pub fn eval_bool(&self, program: &Program) -> Result<bool, String> {
         match self.eval(program)? {
             Cel::Bool(b) => Ok(b),
-            other => Err(format!("gave a {}, not a bool", type_name(&other))),
+            other => Err(format!(
+                "gave a value of type {}, not a bool",
+                type_name(&other)
+            )),
         }
     }
 
