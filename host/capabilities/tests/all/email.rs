@@ -287,3 +287,19 @@ async fn bad_addresses_limits_and_grants() {
     assert!(text.contains("email"), "{text}");
     assert!(server.inbox.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn starttls_required_but_not_offered_is_unavailable() {
+    // Builds lettre's rustls parameters (ring, platform verifier) for real; the test server
+    // offers no STARTTLS, so nothing is sent in clear.
+    let server = start(None).await;
+    let yaml = settings(server.addr.port(), 10).replace("tls: none", "tls: starttls");
+    let host = host(&yaml);
+    let mailer = applet(&host, "acme", "mailer");
+    expect_err(
+        mailer.email_send(&cx(), message()).await,
+        unavailable,
+        "unavailable",
+    );
+    assert!(server.inbox.lock().unwrap().is_empty());
+}

@@ -436,3 +436,17 @@ async fn malformed_requests_are_invalid() {
     request.body = vec![0; 2 * 1024 * 1024];
     expect_err(send(&*sms, request).await, limit, "limit-exceeded");
 }
+
+#[tokio::test]
+async fn https_to_a_plain_server_fails_the_handshake_as_unavailable() {
+    // Exercises the rustls client (ring provider) for real: the server speaks plain HTTP.
+    let server = start().await;
+    let port = server.addr.port();
+    let host = host(&settings(port));
+    let sms = applet(&host, "acme", "sms");
+    expect_err(
+        send(&*sms, get(format!("https://127.0.0.1:{port}/ok"))).await,
+        unavailable,
+        "unavailable",
+    );
+}
