@@ -217,6 +217,42 @@ nodes:
         .collect();
     assert_eq!(counts, ["next", "next", "next", "exhausted"]);
     assert_eq!(notes(&run)[6], "exit exhausted → done");
+
+    // Exhausting resets the count: an inner loop entered again by an outer one counts its
+    // passes afresh.
+    let run = run_done(
+        &files,
+        r#"
+name: nested-loops
+type: unattended
+start: outer
+nodes:
+  outer:
+    applet: loop-counter@0.1.0
+    config: { times: 2 }
+    exits: { next: inner, exhausted: done }
+  inner:
+    applet: loop-counter@0.1.0
+    config: { times: 2 }
+    exits: { next: tick, exhausted: outer }
+  tick:
+    applet: set-data@0.1.0
+    config:
+      set: [{ name: Ticks, expression: 'has(data.Ticks) ? Ticks + 1 : 1' }]
+    exits: { next: inner }
+  done:
+    applet: echo@0.1.0
+"#,
+        &[],
+    );
+    let once = ["inner", "tick", "inner", "tick", "inner", "outer"];
+    let expected: Vec<&str> = std::iter::once("outer")
+        .chain(once)
+        .chain(once)
+        .chain(["done"])
+        .collect();
+    assert_eq!(nodes(&run), expected);
+    assert_eq!(run["data"]["Ticks"], 4);
 }
 
 #[test]
