@@ -3,7 +3,8 @@
 
 use serde_json::{Value, json};
 
-use crate::run::{Files, notes, run_plan};
+use crate::coda;
+use crate::run::{Files, applets_dir, notes, run_plan};
 
 /// The nodes the run stepped through, in order.
 fn nodes(run: &Value) -> Vec<String> {
@@ -11,6 +12,18 @@ fn nodes(run: &Value) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
+        .map(|s| s["node"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The nodes whose applets ran, in order: the journal without the steps the host journals
+/// itself (a wait's event or timeout).
+fn applet_nodes(run: &Value) -> Vec<String> {
+    run["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["applet"] != "")
         .map(|s| s["node"].as_str().unwrap().to_owned())
         .collect()
 }
@@ -347,8 +360,8 @@ nodes:
 "#,
         &[],
     );
-    // The timeout is a step the host journals itself, at the node it moves the run to.
-    assert_eq!(nodes(&run), ["wait", "late", "late"]);
+    assert_eq!(applet_nodes(&run), ["wait", "late"]);
+    assert_eq!(nodes(&run).len(), 3);
     assert_eq!(
         notes(&run)[..2],
         [
@@ -357,6 +370,71 @@ nodes:
         ]
     );
     assert_eq!(run["data"]["Path"], "timeout");
+}
+
+#[test]
+fn wait_for_event_wakes_on_its_event_with_the_payload() {
+    let files = Files::new();
+    let plan = files.write(
+        "plan.yaml",
+        r#"
+name: wait-survey
+type: unattended
+start: wait
+nodes:
+  wait:
+    applet: wait-for-event@0.1.0
+    config: { event: survey, timeout_seconds: 86400 }
+    exits: { received: got, timeout: late }
+  got:
+    applet: set-data@0.1.0
+    config: { set: [{ name: Score, expression: 'Event.score * 2' }] }
+  late:
+    applet: set-data@0.1.0
+    config: { set: [{ name: Path, value: timeout }] }
+"#,
+    );
+    // The survey reply arrives an hour into the day-long wait.
+    let event = files.write(
+        "event.json",
+        r#"{
+  "interaction": "int-7",
+  "outcome": "completed",
+  "data": {},
+  "then": [{ "after_ms": 3600000, "event": "survey", "data": { "score": 4 } }]
+}"#,
+    );
+    let applets = applets_dir();
+    let (status, run) = coda(&[
+        "run",
+        &plan,
+        "--event",
+        &event,
+        "--applets",
+        applets.to_str().unwrap(),
+        "--clock",
+        "virtual",
+    ]);
+    assert_eq!(status, 0, "{run:#}");
+    assert_eq!(run["status"], "done", "{run:#}");
+    assert_eq!(applet_nodes(&run), ["wait", "got"]);
+    assert_eq!(
+        notes(&run)[..2],
+        [
+            "wait up to 86400000 ms for `survey`",
+            "event `survey` received → got"
+        ]
+    );
+    let at: Vec<i64> = run["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["at_ms"].as_i64().unwrap())
+        .collect();
+    assert_eq!(at[1] - at[0], 3_600_000, "{at:?}");
+    assert_eq!(run["data"]["Event"], json!({ "score": 4 }));
+    assert_eq!(run["data"]["Score"], 8);
+    assert!(run["data"].get("Path").is_none(), "{run:#}");
 }
 
 /// Weekdays 09:00–17:00 in Berlin, Christmas off; each exit sets `Path` to its name.
