@@ -34,8 +34,8 @@ struct Inline {
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct FromData {
-    /// The data source holding the schedule (an object shaped like `schedule`), e.g. a
-    /// tenant's named schedule that an earlier step put there.
+    /// The data source holding the schedule (an object shaped like `schedule`, or that object
+    /// as JSON text), e.g. a tenant's named schedule that an earlier step put there.
     #[schemars(length(min = 1, max = 256))]
     schedule_source: String,
 }
@@ -266,9 +266,14 @@ impl Applet for ScheduleRouter {
             Config::FromData(from) => {
                 let name = &from.schedule_source;
                 let at = format!("schedule_source (data source `{name}`): ");
-                let json: coda_sdk::serde_json::Value = cx
+                let mut json: coda_sdk::serde_json::Value = cx
                     .data(name)?
                     .ok_or_else(|| bad_config(&at, "the data source is not set"))?;
+                // A schedule fetched as a response body may have been stored as JSON text.
+                if let Some(text) = json.as_str() {
+                    json = coda_sdk::serde_json::from_str(text)
+                        .map_err(|e| bad_config(&at, format!("text that is not JSON: {e}")))?;
+                }
                 let schedule: Schedule = coda_sdk::serde_json::from_value(json)
                     .map_err(|e| bad_config(&at, format!("not a schedule: {e}")))?;
                 check(&schedule, &at)?

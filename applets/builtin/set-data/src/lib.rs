@@ -72,7 +72,12 @@ impl Applet for SetData {
                     (&entry.name, coda_expr::to_value(&result).map_err(bad)?)
                 }
             };
-            cx.set_data(name, &coda_sdk::to_json(&value))?;
+            // The host refuses some names (control characters, over 256 bytes): say which entry.
+            cx.set_data(name, &coda_sdk::to_json(&value))
+                .map_err(|f| Failure {
+                    message: format!("set[{i}] (`{name}`): {}", f.message),
+                    ..f
+                })?;
             scope.set(name, &value);
         }
         Ok(Outcome::exit("next"))
