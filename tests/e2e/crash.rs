@@ -1,7 +1,10 @@
 //! The crash test: the host killed with SIGKILL at varied moments while many runs are in
 //! flight, restarted each time, until every run is done. Counted in the database the host
 //! wrote, opened afresh: no acknowledged run lost, every step committed once, no data change
-//! applied twice, and the database sound.
+//! applied twice, and the database sound. Each run also texts the caller through a Twilio-
+//! speaking gateway on loopback (slow enough that kills land during outbound calls), which
+//! counts by idempotency key: one message per run, and no delivery after one whose answer
+//! the host had journaled.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -15,9 +18,35 @@ use crate::coda_bin;
 use crate::run::{Files, applets_dir};
 
 const RUNS: u32 = 300;
-/// How long each host lives before it is killed, in milliseconds: early (loading applets),
-/// mid-batch, and late.
-const LIVES_MS: [u64; 8] = [40, 150, 90, 250, 15, 300, 60, 200];
+
+/// When each restarted host is killed. Fixed times alone would mostly land while a host
+/// loads its applets; these wait for what they name.
+#[derive(Clone, Copy, Debug)]
+enum Moment {
+    /// While the gateway holds at least one of its calls unanswered.
+    DuringCall,
+    /// Once this many more steps are committed: mid-batch.
+    AfterSteps(u64),
+    /// This many milliseconds after start: while loading, or wherever it is.
+    After(u64),
+}
+
+const MOMENTS: [Moment; 8] = [
+    Moment::DuringCall,
+    Moment::AfterSteps(40),
+    Moment::After(30),
+    Moment::DuringCall,
+    Moment::AfterSteps(400),
+    Moment::After(700),
+    Moment::AfterSteps(900),
+    Moment::DuringCall,
+];
+
+fn committed_steps(db: &str) -> u64 {
+    rusqlite::Connection::open(db)
+        .and_then(|c| c.query_row("SELECT count(*) FROM steps", [], |r| r.get(0)))
+        .unwrap_or(0)
+}
 
 const PLAN: &str = r#"
 name: crashy
@@ -30,7 +59,16 @@ nodes:
   first:
     applet: scripted@0.1.0
     config: { count_into: Visits }
-    exits: { next: nap }
+    exits: { next: text }
+  text:
+    applet: sms@0.1.0
+    config:
+      base_url: "GATEWAY"
+      from: "+15550123"
+      body: "Thanks {{ CustomerName }}, we got your call."
+      account_sid_secret: sid
+      auth_token_secret: token
+    exits: { sent: nap }
   nap:
     applet: scripted@0.1.0
     config: { pause_ms: 400 }
@@ -54,9 +92,10 @@ nodes:
 /// Kills to land while runs are unfinished.
 const MIN_KILLS: u32 = 6;
 
-const NODES: [&str; 7] = [
+const NODES: [&str; 8] = [
     "greet",
     "first",
+    "text",
     "nap",
     "nap-again",
     "once-more",
@@ -76,11 +115,28 @@ fn spawn(args: &[&str]) -> Child {
 
 #[test]
 fn runs_survive_sigkill_at_varied_moments() {
+    let servers = tokio::runtime::Runtime::new().unwrap();
+    let gateway = servers
+        .block_on(coda_testkit::SmsGateway::start(
+            coda_testkit::SmsGatewayConfig {
+                delay_ms: 200,
+                ..Default::default()
+            },
+        ))
+        .unwrap();
     let files = Files::new();
-    let plan = files.write("crashy.yaml", PLAN);
+    let plan = files.write("crashy.yaml", &PLAN.replace("GATEWAY", &gateway.url()));
+    let grants = files.write(
+        "grants.yaml",
+        &format!(
+            "tenants:\n  local:\n    ceiling: {{ http_hosts: [\"127.0.0.1:*\"], allow_private: [127.0.0.0/8], secrets: [sid, token] }}\n    grants:\n      sms: {{ http: [\"127.0.0.1:*\"], secrets: [sid, token] }}\n    secrets: {{ sid: {}, token: {} }}\n",
+            gateway.config().account_sid,
+            gateway.config().auth_token
+        ),
+    );
     let event = files.write(
         "event.json",
-        r#"{ "interaction": "crash", "data": { "CustomerName": "Ada" } }"#,
+        r#"{ "interaction": "crash", "data": { "CustomerName": "Ada", "CLID": "+15550100" } }"#,
     );
     let db = files.path("coda.db");
     let applets = applets_dir();
@@ -98,6 +154,8 @@ fn runs_survive_sigkill_at_varied_moments() {
         &db,
         "--repeat",
         &RUNS.to_string(),
+        "--grants",
+        &grants,
     ]);
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let reader = {
@@ -133,21 +191,53 @@ fn runs_survive_sigkill_at_varied_moments() {
     let mut kills: u32 = 1;
 
     // Restart and kill again, at varied moments, while work remains.
-    for life in LIVES_MS.iter().cycle() {
+    let mut landed = Vec::new();
+    for moment in MOMENTS.iter().cycle() {
         if kills >= MIN_KILLS || Store::open(db.as_ref()).unwrap().unfinished_runs().unwrap() == 0 {
             break;
         }
-        let mut host = spawn(&["resume", "--db", &db, "--applets", applets]);
-        std::thread::sleep(Duration::from_millis(*life));
+        let before = committed_steps(&db);
+        let started = std::time::Instant::now();
+        let mut host = spawn(&[
+            "resume",
+            "--db",
+            &db,
+            "--applets",
+            applets,
+            "--grants",
+            &grants,
+        ]);
+        // Wait for the moment, but never for long: a host that has nothing left of that kind
+        // (no call to make) is killed wherever it is after a few seconds.
+        while host.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(5) {
+            let now = match moment {
+                Moment::DuringCall => gateway.in_flight() > 0,
+                Moment::AfterSteps(n) => committed_steps(&db) >= before + n,
+                Moment::After(ms) => started.elapsed() >= Duration::from_millis(*ms),
+            };
+            if now {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
         if host.try_wait().unwrap().is_none() {
             host.kill().unwrap();
             kills += 1;
+            landed.push(format!("{moment:?}"));
         }
         host.wait().unwrap();
     }
     // The last restart takes everything to its end.
     let out = Command::new(coda_bin())
-        .args(["resume", "--db", &db, "--applets", applets])
+        .args([
+            "resume",
+            "--db",
+            &db,
+            "--applets",
+            applets,
+            "--grants",
+            &grants,
+        ])
         .env("CODA_CACHE_DIR", crate::cache_dir())
         .output()
         .unwrap();
@@ -168,6 +258,7 @@ fn runs_survive_sigkill_at_varied_moments() {
         );
     }
     let mut steps = 0;
+    let mut journaled = std::collections::BTreeMap::<String, u32>::new();
     for run in &runs {
         assert_eq!(
             run.status,
@@ -189,11 +280,56 @@ fn runs_survive_sigkill_at_varied_moments() {
             run.id
         );
         steps += journal.len();
+
+        // The text step's call, as journaled: the gateway's answer the host kept.
+        let text = journal.iter().find(|s| s.node == "text").unwrap();
+        let effects = store.effects(&run.id, Some(text.seq)).unwrap();
+        assert_eq!(effects.len(), 1, "run {}: one call journaled", run.id);
+        let kept = effects[0].result["Ok"]["headers"]
+            .as_array()
+            .and_then(|h| h.iter().find(|h| h[0] == "x-delivery"))
+            .and_then(|h| h[1].as_str()?.parse::<u32>().ok())
+            .unwrap_or_else(|| panic!("run {}: no delivery number in {:?}", run.id, effects[0]));
+        journaled.insert(format!("{}/{}", run.id, text.seq), kept);
     }
-    eprintln!(
-        "crash test: {kills} kills, {} runs ({} acknowledged before the first kill), {steps} steps",
+
+    // At the gateway: every run's message created once, under the step's key.
+    let deliveries = gateway.deliveries();
+    let mut by_token = std::collections::BTreeMap::<String, Vec<u32>>::new();
+    for d in &deliveries {
+        by_token
+            .entry(d.token.clone().expect("every delivery carries a key"))
+            .or_default()
+            .push(d.number);
+    }
+    assert_eq!(
+        gateway.messages_created() as usize,
         runs.len(),
-        acknowledged.len()
+        "one message per run"
+    );
+    assert_eq!(by_token.len(), runs.len(), "one key per run");
+    for (token, numbers) in &by_token {
+        let kept = journaled
+            .get(token)
+            .unwrap_or_else(|| panic!("key {token} is no run's text step"));
+        // A delivery after the one whose answer was journaled would be a completed effect
+        // made again; a repeat before it is the in-flight call retried with its key.
+        assert_eq!(
+            numbers.last(),
+            Some(kept),
+            "key {token}: deliveries {numbers:?}, journaled {kept}"
+        );
+    }
+    let repeats = deliveries.len() - by_token.len();
+    eprintln!("crash test: kills landed at {landed:?}");
+    eprintln!(
+        "crash test: {kills} kills, {} runs ({} acknowledged before the first kill), {steps} steps, \
+         {} gateway deliveries for {} messages ({repeats} in-flight calls retried with their key, \
+         0 journaled effects repeated)",
+        runs.len(),
+        acknowledged.len(),
+        deliveries.len(),
+        gateway.messages_created()
     );
     assert!(
         kills >= MIN_KILLS,

@@ -477,7 +477,8 @@ impl Store {
     /// Journals one capability call's result, durably: the call counts as done once this
     /// returns. Fenced like a step commit: it applies only while the run is still at
     /// `step_seq` (a step already committed cannot gain effects). A record at the same
-    /// position replaces the old one (a replay that diverged made a different call there).
+    /// position with another digest replaces the old one (a replay that diverged made a
+    /// different call there); one with the same digest leaves the first result in place.
     pub async fn record_effect(&self, run_id: &str, effect: EffectRecord) -> Result<()> {
         let run_id = run_id.to_owned();
         let result = serde_json::to_string(&effect.result)?;
@@ -493,10 +494,15 @@ impl Store {
                         expected: effect.step_seq,
                     });
                 }
+                // A different call at this position (a diverged replay) replaces the record;
+                // the same call never does: its first journaled result is the truth.
                 tx.prepare_cached(
-                    "INSERT OR REPLACE INTO effects (run_id, step_seq, call_seq, kind, digest,
-                        result, at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO effects (run_id, step_seq, call_seq, kind, digest, result, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (run_id, step_seq, call_seq) DO UPDATE SET
+                        kind = excluded.kind, digest = excluded.digest,
+                        result = excluded.result, at = excluded.at
+                     WHERE effects.digest <> excluded.digest",
                 )?
                 .execute(params![
                     run_id,

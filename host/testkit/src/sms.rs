@@ -47,6 +47,8 @@ impl Default for SmsGatewayConfig {
 /// One request that reached the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
+    /// Its number among all requests, from 1; also sent back as the `X-Delivery` header.
+    pub number: u32,
     /// The idempotency token it carried, if any.
     pub token: Option<String>,
     pub to: String,
@@ -73,12 +75,30 @@ struct Log {
 struct Shared {
     config: Arc<SmsGatewayConfig>,
     log: Arc<Mutex<Log>>,
+    in_flight: Arc<std::sync::atomic::AtomicU32>,
+}
+
+/// Counts a request as in flight from its arrival until its answer is written.
+struct InFlight(Arc<std::sync::atomic::AtomicU32>);
+
+impl InFlight {
+    fn enter(count: &Arc<std::sync::atomic::AtomicU32>) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 pub struct SmsGateway {
     pub server: Running,
     log: Arc<Mutex<Log>>,
     config: Arc<SmsGatewayConfig>,
+    in_flight: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl SmsGateway {
@@ -93,6 +113,7 @@ impl SmsGateway {
     ) -> anyhow::Result<SmsGateway> {
         let config = Arc::new(config);
         let log = Arc::new(Mutex::new(Log::default()));
+        let in_flight = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let router = axum::Router::new()
             .route(
                 "/2010-04-01/Accounts/{sid}/Messages.json",
@@ -101,11 +122,13 @@ impl SmsGateway {
             .with_state(Shared {
                 config: config.clone(),
                 log: log.clone(),
+                in_flight: in_flight.clone(),
             });
         Ok(SmsGateway {
             server: Running::serve_on(listener, router)?,
             log,
             config,
+            in_flight,
         })
     }
 
@@ -121,6 +144,11 @@ impl SmsGateway {
     /// Every request that reached it, in order.
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.lock().deliveries.clone()
+    }
+
+    /// Requests received and not yet answered.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Messages created (a replayed token creates none).
@@ -166,6 +194,23 @@ async fn create_message(
     headers: HeaderMap,
     axum::Form(form): axum::Form<HashMap<String, String>>,
 ) -> Response {
+    // Processed to the end even if the client goes away mid-request (a host killed during
+    // the call), as a real gateway would: the message goes out, the answer is lost.
+    let in_flight = InFlight::enter(&shared.in_flight);
+    let work = tokio::spawn(async move {
+        let _in_flight = in_flight;
+        process(shared, sid, headers, form).await
+    });
+    work.await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn process(
+    shared: Shared,
+    sid: String,
+    headers: HeaderMap,
+    form: HashMap<String, String>,
+) -> Response {
     if shared.config.delay_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(shared.config.delay_ms)).await;
     }
@@ -181,6 +226,7 @@ async fn create_message(
     let nth = log.requests;
     let record = |log: &mut Log, status: u16, sid: Option<String>, replayed: bool| {
         log.deliveries.push(Delivery {
+            number: nth,
             token: token.clone(),
             to: to.clone(),
             from: from.clone(),
@@ -191,11 +237,14 @@ async fn create_message(
         });
     };
 
+    // Which delivery this is, overall: a test reads it back from the effect journal to tell
+    // which delivery's answer the host kept.
+    let delivery = [("x-delivery", nth.to_string())];
     if let Some((status, answer)) = token.as_ref().and_then(|t| log.answered.get(t)).cloned() {
         let sid = answer["sid"].as_str().map(str::to_owned);
         record(&mut log, status, sid, true);
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-        return (status, axum::Json(answer)).into_response();
+        return (status, delivery, axum::Json(answer)).into_response();
     }
     if nth <= shared.config.fail_first {
         record(&mut log, 500, None, false);
@@ -204,13 +253,19 @@ async fn create_message(
             20500,
             "Internal Server Error",
         );
-        return (status, axum::Json(body)).into_response();
+        return (status, delivery, axum::Json(body)).into_response();
     }
     if nth <= shared.config.fail_first + shared.config.throttle_first {
         record(&mut log, 429, None, false);
         let (status, body) =
             twilio_error(StatusCode::TOO_MANY_REQUESTS, 20429, "Too Many Requests");
-        return (status, [("retry-after", "1")], axum::Json(body)).into_response();
+        return (
+            status,
+            [("retry-after", "1".to_owned())],
+            delivery,
+            axum::Json(body),
+        )
+            .into_response();
     }
     let (status, answer) =
         if sid != shared.config.account_sid || !authorized(&headers, &shared.config) {
@@ -257,5 +312,5 @@ async fn create_message(
         log.answered
             .insert(token.clone(), (status.as_u16(), answer.clone()));
     }
-    (status, axum::Json(answer)).into_response()
+    (status, delivery, axum::Json(answer)).into_response()
 }
