@@ -583,3 +583,72 @@ nodes:
         "{note}"
     );
 }
+
+#[test]
+fn plan_validate_names_the_wrong_field_of_a_builtin_config() {
+    let files = Files::new();
+    let plan = files.write(
+        "bad.yaml",
+        r#"
+name: bad-builtins
+type: unattended
+start: route
+nodes:
+  route:
+    applet: data-router@0.1.0
+    config: { rules: [{ when: 'true', exit: Big Spender }] }
+    exits: { default: count }
+  count:
+    applet: loop-counter@0.1.0
+    config: { times: 0 }
+    exits: { next: nap }
+  nap:
+    applet: pause@0.1.0
+    config: { duration: 2 weeks }
+    exits: { next: both }
+  both:
+    applet: pause@0.1.0
+    config: { seconds: 5, duration: 5s }
+    exits: { next: wait }
+  wait:
+    applet: wait-for-event@0.1.0
+    config: { event: x, timeout_seconds: 9999999 }
+    exits: { timeout: hours }
+  hours:
+    applet: schedule-router@0.1.0
+    config: { schedule: { time_zone: UTC, weekly: { monday: [{ open: "9:00", close: "17:00" }] } } }
+    exits: { open: go }
+  go:
+    applet: route-to-plan@0.1.0
+    config: { plan: Other Plan }
+"#,
+    );
+    let applets = applets_dir();
+    let (status, out) = coda(&[
+        "plan",
+        "validate",
+        &plan,
+        "--applets",
+        applets.to_str().unwrap(),
+    ]);
+    assert_eq!(status, 2, "{out:#}");
+    let mut fields: Vec<&str> = out["error"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["field"].as_str().unwrap())
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "nodes.both.config",
+            "nodes.count.config/times",
+            "nodes.go.config/plan",
+            "nodes.hours.config/schedule/weekly/monday/0/open",
+            "nodes.nap.config/duration",
+            "nodes.route.config/rules/0/exit",
+            "nodes.wait.config/timeout_seconds",
+        ]
+    );
+}

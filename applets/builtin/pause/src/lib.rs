@@ -8,29 +8,26 @@ use coda_sdk::{Applet, Context, Failure, Info, Outcome};
 /// 30 days: the longest pause.
 const MAX_SECONDS: u64 = 2_592_000;
 
-/// How long to pause: a number of seconds, or a duration like `90s`, `10m`, `2h`, `3d`.
-#[derive(serde::Deserialize, schemars::JsonSchema)]
-#[serde(untagged)]
-enum Config {
-    Seconds(Seconds),
-    Duration(Written),
-}
-
+/// How long to pause: `seconds`, or a `duration` like `90s`, `10m`, `2h`, `3d`. One struct
+/// with a `oneOf` rather than an untagged enum, so that a plan's validation names the field
+/// that is wrong instead of "matches no variant".
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Seconds {
+#[schemars(extend("oneOf" = [{ "required": ["seconds"] }, { "required": ["duration"] }]))]
+struct Config {
     /// 1 second to 30 days.
-    #[schemars(range(min = 1, max = 2_592_000))]
-    seconds: u64,
-}
-
-#[derive(serde::Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct Written {
+    #[serde(default)]
+    #[schemars(with = "u64", range(min = 1, max = 2_592_000))]
+    seconds: Option<u64>,
     /// Numbers each followed by a unit, `s`, `m`, `h` or `d`: `90s`, `10m`, `1h30m`, `3d`;
     /// 1 second to 30 days in all.
-    #[schemars(length(min = 2, max = 32), pattern(r"^([0-9]+[smhd])+$"))]
-    duration: String,
+    #[serde(default)]
+    #[schemars(
+        with = "String",
+        length(min = 2, max = 32),
+        pattern(r"^([0-9]+[smhd])+$")
+    )]
+    duration: Option<String>,
 }
 
 /// Parses `1h30m`-style durations into seconds; `None` when malformed or beyond any bound
@@ -79,16 +76,27 @@ impl Applet for Pause {
     }
 
     fn run(_cx: &mut Context, config: Config) -> Result<Outcome, Failure> {
-        let (field, seconds) = match &config {
-            Config::Seconds(s) => ("seconds", Some(s.seconds)),
-            Config::Duration(d) => ("duration", parse_duration(&d.duration)),
+        let (field, seconds) = match (config.seconds, &config.duration) {
+            (Some(seconds), None) => ("seconds", seconds),
+            (None, Some(duration)) => (
+                "duration",
+                parse_duration(duration).ok_or_else(|| {
+                    Failure::new(
+                        "bad-config",
+                        format!(
+                            "duration: `{duration}` is not a duration like `90s`, `10m`, `2h`, \
+                             `3d` or `1h30m`"
+                        ),
+                    )
+                })?,
+            ),
+            _ => {
+                return Err(Failure::new(
+                    "bad-config",
+                    "give either `seconds` or `duration`, not both or neither",
+                ));
+            }
         };
-        let seconds = seconds.ok_or_else(|| {
-            Failure::new(
-                "bad-config",
-                "duration: not a duration like `90s`, `10m`, `2h`, `3d` or `1h30m`",
-            )
-        })?;
         if !(1..=MAX_SECONDS).contains(&seconds) {
             return Err(Failure::new(
                 "bad-config",

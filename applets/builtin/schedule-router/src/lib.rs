@@ -17,27 +17,21 @@ use coda_sdk::{Applet, Context, Failure, Info, Outcome, log};
 use jiff::civil::{Date, Time, Weekday};
 use jiff::tz::TimeZone;
 
-/// The schedule inline, or the name of a data source holding one.
-#[derive(serde::Deserialize, schemars::JsonSchema)]
-#[serde(untagged)]
-enum Config {
-    Inline(Inline),
-    FromData(FromData),
-}
-
+/// The schedule inline, or the name of a data source holding one. One struct with a `oneOf`
+/// rather than an untagged enum, so that a plan's validation names the field that is wrong
+/// (`schedule/weekly/monday/0/open`) instead of "matches no variant".
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Inline {
-    schedule: Schedule,
-}
-
-#[derive(serde::Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct FromData {
+#[schemars(extend("oneOf" = [{ "required": ["schedule"] }, { "required": ["schedule_source"] }]))]
+struct Config {
+    #[serde(default)]
+    #[schemars(with = "Schedule")]
+    schedule: Option<Schedule>,
     /// The data source holding the schedule (an object shaped like `schedule`, or that object
     /// as JSON text), e.g. a tenant's named schedule that an earlier step put there.
-    #[schemars(length(min = 1, max = 256))]
-    schedule_source: String,
+    #[serde(default)]
+    #[schemars(with = "String", length(min = 1, max = 256))]
+    schedule_source: Option<String>,
 }
 
 /// Weekly open hours and holidays, in one time zone.
@@ -261,10 +255,9 @@ impl Applet for ScheduleRouter {
     }
 
     fn run(cx: &mut Context, config: Config) -> Result<Outcome, Failure> {
-        let checked = match &config {
-            Config::Inline(inline) => check(&inline.schedule, "schedule.")?,
-            Config::FromData(from) => {
-                let name = &from.schedule_source;
+        let checked = match (&config.schedule, &config.schedule_source) {
+            (Some(schedule), None) => check(schedule, "schedule.")?,
+            (None, Some(name)) => {
                 let at = format!("schedule_source (data source `{name}`): ");
                 let mut json: coda_sdk::serde_json::Value = cx
                     .data(name)?
@@ -277,6 +270,12 @@ impl Applet for ScheduleRouter {
                 let schedule: Schedule = coda_sdk::serde_json::from_value(json)
                     .map_err(|e| bad_config(&at, format!("not a schedule: {e}")))?;
                 check(&schedule, &at)?
+            }
+            _ => {
+                return Err(bad_config(
+                    "config",
+                    "give either `schedule` or `schedule_source`, not both or neither",
+                ));
             }
         };
         let now = jiff::Timestamp::try_from(SystemTime::now())
