@@ -15,8 +15,13 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::settings::{SmtpSettings, SmtpTls, TenantSettings};
 
+/// Sends one message. Its Message-ID is derived from the call's idempotency key, so the one
+/// send that may be repeated (in flight when the host died) carries the same Message-ID
+/// both times, and receivers that deduplicate on it show one message.
 pub(crate) async fn send(
     tenant: &TenantSettings,
+    tenant_id: &str,
+    key: &str,
     message: EmailMessage,
 ) -> Result<String, HostError> {
     let smtp = tenant.smtp.as_ref().ok_or_else(|| {
@@ -39,7 +44,7 @@ pub(crate) async fn send(
         HostError::Unavailable(format!("the tenant's From address is not valid: {e}"))
     })?;
     let domain = from.email.domain().to_string();
-    let message_id = format!("<{}@{}>", uuid::Uuid::new_v4().simple(), domain);
+    let message_id = format!("<{}@{}>", message_id_for(tenant_id, key), domain);
 
     let mut builder = Message::builder()
         .from(from)
@@ -127,4 +132,18 @@ fn transport(
         builder = builder.credentials(Credentials::new(secret(user)?, secret(password)?));
     }
     Ok(builder.build())
+}
+
+/// 32 hex digits from the tenant and the key: stable for one call, unguessable from outside
+/// without the key, and a fresh random one when the caller has no key.
+fn message_id_for(tenant: &str, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    if key.is_empty() {
+        return uuid::Uuid::new_v4().simple().to_string();
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(tenant.as_bytes());
+    hasher.update([0]);
+    hasher.update(key.as_bytes());
+    hex::encode(&hasher.finalize()[..16])
 }

@@ -197,11 +197,11 @@ impl Capabilities for AppletCapabilities {
 
     async fn email_send(
         &self,
-        _cx: &InvocationContext,
+        cx: &InvocationContext,
         message: EmailMessage,
     ) -> Result<String, HostError> {
         self.check(&Access::Email)?;
-        email::send(self.tenant()?, message).await
+        email::send(self.tenant()?, &self.tenant, &cx.idempotency_key, message).await
     }
 
     async fn sql_query(

@@ -314,18 +314,57 @@ fn sqlite_run(connection: &mut rusqlite::Connection, job: &Job) -> Result<Output
     result
 }
 
+/// Binds the call's parameters. Statements are written for both databases with PostgreSQL's
+/// `$1, $2 …`; SQLite takes `$1` as a *named* parameter numbered by first appearance, so
+/// `$2 … $1` would bind in the wrong order by position. Each `$N` (or `?N`) is bound to the
+/// N-th value by its number; a bare `?` takes the next position.
+fn bind_sqlite(statement: &mut rusqlite::Statement<'_>, job: &Job) -> Result<(), HostError> {
+    let count = statement.parameter_count();
+    let mut numbers = Vec::with_capacity(count);
+    for index in 1..=count {
+        let number = match statement.parameter_name(index) {
+            None => index,
+            Some(name) => name
+                .strip_prefix('$')
+                .or_else(|| name.strip_prefix('?'))
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    HostError::Invalid(format!(
+                        "parameter {name} is not numbered: write $1, $2 … (bound in that order)"
+                    ))
+                })?,
+        };
+        numbers.push(number);
+    }
+    let wanted = numbers.iter().copied().max().unwrap_or(0);
+    if wanted != job.params.len() {
+        return Err(HostError::Invalid(format!(
+            "the statement takes {wanted} parameter(s) and {} were given",
+            job.params.len()
+        )));
+    }
+    for (index, number) in numbers.into_iter().enumerate() {
+        let value = to_sqlite(&job.params[number - 1]);
+        statement
+            .raw_bind_parameter(index + 1, value)
+            .map_err(|e| sqlite_error(e, job))?;
+    }
+    Ok(())
+}
+
 fn sqlite_statement(connection: &rusqlite::Connection, job: &Job) -> Result<Output, HostError> {
     let map = |e| sqlite_error(e, job);
     let mut statement = connection.prepare(&job.statement).map_err(map)?;
-    let params = rusqlite::params_from_iter(job.params.iter().map(to_sqlite));
+    bind_sqlite(&mut statement, job)?;
     match job.kind {
         Kind::Execute => {
-            let changed = statement.execute(params).map_err(map)?;
+            let changed = statement.raw_execute().map_err(map)?;
             Ok(Output::Count(changed as u64))
         }
         Kind::Query => {
             let columns: Vec<String> = statement.column_names().map(String::from).collect();
-            let mut rows = statement.query(params).map_err(map)?;
+            let mut rows = statement.raw_query();
             let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(map)? {
                 if out.len() == job.max_rows {

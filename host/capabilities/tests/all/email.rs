@@ -202,6 +202,15 @@ async fn message_arrives_with_headers_body_and_the_returned_message_id() {
     }
     // Bcc-less: the message says nothing the applet did not give.
     assert!(!data.contains("s3cret"), "{data}");
+
+    // The Message-ID comes from the call's key: a repeated call (in flight at a crash) sends
+    // the same Message-ID, another call another one.
+    let again = mailer.email_send(&cx(), message()).await.unwrap();
+    assert_eq!(again, id);
+    let mut other = cx();
+    other.idempotency_key.push_str("/1");
+    let different = mailer.email_send(&other, message()).await.unwrap();
+    assert_ne!(different, id);
 }
 
 #[tokio::test]

@@ -107,6 +107,19 @@ pub async fn exercise(caps: &dyn Capabilities, dialect: &Dialect) {
     .unwrap();
     assert_eq!(updated, 3);
 
+    // `$N` binds the N-th value whatever order the placeholders appear in (SQLite alone
+    // would number them by first appearance).
+    let rows = caps
+        .sql_query(
+            &cx,
+            db(),
+            "SELECT id FROM calls WHERE caller = $2 AND id = $1".into(),
+            vec![Value::Integer(4), text("+15550004")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.rows, [vec![Value::Integer(4)]]);
+
     // JSON both ways.
     let rows = caps
         .sql_query(
