@@ -53,6 +53,7 @@ nodes:
         - { name: Tier, value: gold }
         - { name: Order, value: { total: 120, items: [a, b] } }
         - { name: Order-Total, value: 120.5 }
+        - { name: Nothing, value: null }
     exits: { next: computed }
   computed:
     applet: set-data@0.1.0
@@ -82,6 +83,7 @@ nodes:
     assert_eq!(nodes(&run), ["literal", "computed", "broken", "recover"]);
     let data = &run["data"];
     assert_eq!(data["Tier"], "gold");
+    assert_eq!(data.get("Nothing"), Some(&Value::Null), "{data:#}");
     assert_eq!(data["Order"], json!({ "total": 120, "items": ["a", "b"] }));
     assert_eq!(data["Greeting"], "Ada (+15550100)");
     assert_eq!(data["Doubled"], 240);
@@ -621,6 +623,11 @@ nodes:
   go:
     applet: route-to-plan@0.1.0
     config: { plan: Other Plan }
+    exits: {}
+    error: set
+  set:
+    applet: set-data@0.1.0
+    config: { set: [{ name: A, value: 1 }, { name: B, expression: "" }, { name: C }] }
 "#,
     );
     let applets = applets_dir();
@@ -648,6 +655,8 @@ nodes:
             "nodes.hours.config/schedule/weekly/monday/0/open",
             "nodes.nap.config/duration",
             "nodes.route.config/rules/0/exit",
+            "nodes.set.config/set/1/expression",
+            "nodes.set.config/set/2",
             "nodes.wait.config/timeout_seconds",
         ]
     );

@@ -8,9 +8,9 @@ use coda_sdk::{Applet, Context, Failure, Info, Outcome};
 /// 30 days: the longest pause.
 const MAX_SECONDS: u64 = 2_592_000;
 
-/// How long to pause: `seconds`, or a `duration` like `90s`, `10m`, `2h`, `3d`. One struct
-/// with a `oneOf` rather than an untagged enum, so that a plan's validation names the field
-/// that is wrong instead of "matches no variant".
+// One struct with a `oneOf` rather than an untagged enum, so that a plan's validation names
+// the field that is wrong instead of "matches no variant".
+/// How long to pause: `seconds`, or a `duration` like `90s`, `10m`, `2h`, `3d`.
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(extend("oneOf" = [{ "required": ["seconds"] }, { "required": ["duration"] }]))]

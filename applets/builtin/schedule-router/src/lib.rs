@@ -17,9 +17,9 @@ use coda_sdk::{Applet, Context, Failure, Info, Outcome, log};
 use jiff::civil::{Date, Time, Weekday};
 use jiff::tz::TimeZone;
 
-/// The schedule inline, or the name of a data source holding one. One struct with a `oneOf`
-/// rather than an untagged enum, so that a plan's validation names the field that is wrong
-/// (`schedule/weekly/monday/0/open`) instead of "matches no variant".
+// One struct with a `oneOf` rather than an untagged enum, so that a plan's validation names
+// the field that is wrong (`schedule/weekly/monday/0/open`) instead of "matches no variant".
+/// The schedule inline, or the name of a data source holding one.
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(extend("oneOf" = [{ "required": ["schedule"] }, { "required": ["schedule_source"] }]))]
