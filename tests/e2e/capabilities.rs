@@ -237,6 +237,16 @@ fn sms_retries_a_gateway_error_with_the_same_key() {
     assert_eq!(attempts, [1, 2, 3], "{out:#}");
 }
 
+/// interaction_id, clid, dialed_number, outcome, duration, custom
+type CallLogRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    String,
+);
+
 const DB_LOG_PLAN: &str = r#"
 name: call-figures
 type: unattended
@@ -270,14 +280,7 @@ fn db_log_writes_one_row_per_interaction_to_sqlite() {
     );
 
     let conn = rusqlite::Connection::open(&database).unwrap();
-    let rows: Vec<(
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-        String,
-    )> = conn
+    let rows: Vec<CallLogRow> = conn
         .prepare(
             "SELECT interaction_id, clid, dialed_number, outcome, duration, custom FROM call_log",
         )

@@ -10,6 +10,21 @@ use coda_flow::{Applets, StepInput};
 use coda_plan::AppletRef;
 use coda_runtime::{AppletInfo, Invocation, LoadOptions, LoadedApplet, Runtime};
 
+/// Where a component came from, for messages.
+enum Origin {
+    BuiltIn(&'static str),
+    File(std::path::PathBuf),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::BuiltIn(package) => write!(f, "the built-in {package}"),
+            Origin::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
 pub struct DirApplets {
     runtime: Runtime,
     applets: HashMap<String, Arc<LoadedApplet>>,
@@ -18,19 +33,14 @@ pub struct DirApplets {
 impl DirApplets {
     /// Loads the built-in applets, then every `*.wasm` in `dir`. A component that is refused
     /// is reported on stderr and left out; two different components claiming the same name
-    /// and version are an error (the same component twice is loaded once).
+    /// and version are an error (the same component twice is loaded once). Components are
+    /// loaded concurrently (most come from the artifact cache), then taken in order.
     pub async fn load(runtime: Runtime, dir: Option<&Path>) -> Result<Self, String> {
-        let mut applets: HashMap<String, Arc<LoadedApplet>> = HashMap::new();
-        let mut origin: HashMap<String, std::path::PathBuf> = HashMap::new();
-        for (package, bytes) in coda_applet_artifacts::BUILTIN {
-            let applet = runtime
-                .load(bytes, &LoadOptions::default())
-                .await
-                .map_err(|e| format!("the built-in applet {package} does not load: {e}"))?;
-            let key = format!("{}@{}", applet.info.name, applet.info.version);
-            origin.insert(key.clone(), format!("(built in: {package})").into());
-            applets.insert(key, applet);
-        }
+        let mut sources: Vec<(Origin, std::borrow::Cow<'static, [u8]>)> =
+            coda_applet_artifacts::BUILTIN
+                .iter()
+                .map(|(package, bytes)| (Origin::BuiltIn(package), (*bytes).into()))
+                .collect();
         if let Some(dir) = dir {
             let entries = std::fs::read_dir(dir)
                 .map_err(|e| format!("cannot read the applets directory {}: {e}", dir.display()))?;
@@ -42,25 +52,44 @@ impl DirApplets {
             for path in paths {
                 let bytes = std::fs::read(&path)
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                match runtime.load(&bytes, &LoadOptions::default()).await {
-                    Ok(applet) => {
-                        let key = format!("{}@{}", applet.info.name, applet.info.version);
-                        if applets.get(&key).is_some_and(|a| a.digest == applet.digest) {
-                            continue;
-                        }
-                        if let Some(first) = origin.get(&key) {
-                            return Err(format!(
-                                "{} and {} both are applet {key}",
-                                first.display(),
-                                path.display()
-                            ));
-                        }
-                        origin.insert(key.clone(), path);
-                        applets.insert(key, applet);
-                    }
-                    Err(e) => eprintln!("warning: {} is not loaded: {e}", path.display()),
-                }
+                sources.push((Origin::File(path), bytes.into()));
             }
+        }
+
+        let mut loading = tokio::task::JoinSet::new();
+        for (index, (_, bytes)) in sources.iter().enumerate() {
+            let (runtime, bytes) = (runtime.clone(), bytes.clone().into_owned());
+            loading
+                .spawn(async move { (index, runtime.load(&bytes, &LoadOptions::default()).await) });
+        }
+        let mut loaded: Vec<_> = loading.join_all().await.into_iter().collect();
+        loaded.sort_by_key(|(index, _)| *index);
+
+        let mut applets: HashMap<String, Arc<LoadedApplet>> = HashMap::new();
+        let mut origin: HashMap<String, &Origin> = HashMap::new();
+        for ((source, _), (_, result)) in sources.iter().zip(loaded) {
+            let applet = match (source, result) {
+                (_, Ok(applet)) => applet,
+                (Origin::BuiltIn(package), Err(e)) => {
+                    return Err(format!("the built-in applet {package} does not load: {e}"));
+                }
+                (Origin::File(path), Err(e)) => {
+                    eprintln!("warning: {} is not loaded: {e}", path.display());
+                    continue;
+                }
+            };
+            let key = format!("{}@{}", applet.info.name, applet.info.version);
+            if applets.get(&key).is_some_and(|a| a.digest == applet.digest) {
+                continue;
+            }
+            if let Some(first) = origin.get(&key) {
+                return Err(format!(
+                    "{source} and {first} both are applet {key}, with different contents: \
+                     give one of them another version"
+                ));
+            }
+            origin.insert(key.clone(), source);
+            applets.insert(key, applet);
         }
         Ok(DirApplets { runtime, applets })
     }

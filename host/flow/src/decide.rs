@@ -290,6 +290,7 @@ pub(crate) fn after_invocation(
             update.wait = Some(EventWait {
                 event: event.clone(),
                 on_event: node.exits.get(on_event).cloned(),
+                node: Some(node_id.to_owned()),
             });
             let note = format!("wait up to {timeout_millis} ms for `{event}`");
             Decision {

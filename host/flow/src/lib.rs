@@ -342,9 +342,15 @@ impl Engine {
                 .as_ref()
                 .map(|w| w.event.clone())
                 .unwrap_or_default();
+            let waiting_node = run
+                .wait
+                .as_ref()
+                .and_then(|w| w.node.as_deref())
+                .or(run.node.as_deref())
+                .unwrap_or("");
             let (update, note) = decide::resume_after_timeout(run, &event);
             return Ok(without_applet(
-                run.node.as_deref().unwrap_or(""),
+                waiting_node,
                 serde_json::json!({ "timeout": event }),
                 note,
                 update,

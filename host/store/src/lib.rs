@@ -103,6 +103,9 @@ impl RunStatus {
 pub struct EventWait {
     pub event: String,
     pub on_event: Option<String>,
+    /// The node that waits: the event's or the timeout's step is journaled there.
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 /// One capability call's journaled result: the effect journal. A re-executed step (after a
@@ -638,7 +641,7 @@ impl Store {
                             run.step_seq,
                             run.plan,
                             run.plan_version,
-                            run.node.clone().unwrap_or_default(),
+                            wait.node.clone().or_else(|| run.node.clone()).unwrap_or_default(),
                             serde_json::json!({ "event": event }).to_string(),
                             note,
                             serde_json::to_string(&changes)?,

@@ -375,6 +375,9 @@ async fn a_wait_goes_on_when_its_event_arrives() {
             "exit next is not wired: the run ends"
         ]
     );
+    // The event's step is journaled at the node that waited, not where it leads.
+    let at: Vec<&str> = journal.iter().map(|s| s.node.as_str()).collect();
+    assert_eq!(at, ["w", "w", "thank"]);
     let record = host.engine.store().run("acme", &started).unwrap().unwrap();
     assert_eq!(
         record.data.get("Event").map(Value::to_json),

@@ -157,6 +157,7 @@ async fn only_due_runs_are_read_and_parked_ones_cost_disk() {
     next.wait = Some(EventWait {
         event: "disposition".into(),
         on_event: Some("thank".into()),
+        node: Some("wait".into()),
     });
     store
         .commit_step(StepCommit {
