@@ -13,7 +13,8 @@ use std::sync::Arc;
 use cel::IdedExpr;
 use cel::common::ast::{EntryExpr, Expr, IdedEntryExpr};
 use cel::objects::{Key, Map};
-use cel::{Context as CelContext, Env, Program, Value as Cel};
+use cel::parser::PrattParser;
+use cel::{Context as CelContext, Env, Value as Cel};
 use coda_sdk::{Context, Failure, Value, serde_json};
 
 /// The failure code of an expression that does not parse or does not evaluate.
@@ -30,7 +31,10 @@ pub fn bad_expression(what: impl Display, source: &str, error: impl Display) -> 
 
 /// The data sources of one run, as an expression sees them.
 pub struct Scope {
-    env: Arc<Env>,
+    /// CEL's standard library, registered on first evaluation: registering it costs about
+    /// 250 000 instructions in every fresh instance, which a step setting only literals
+    /// should not pay.
+    env: std::cell::OnceCell<Arc<Env>>,
     sources: BTreeMap<String, Cel>,
 }
 
@@ -43,7 +47,7 @@ impl Scope {
             .map(|(name, json)| (name, from_json(&json)))
             .collect();
         Scope {
-            env: Arc::new(Env::stdlib()),
+            env: std::cell::OnceCell::new(),
             sources,
         }
     }
@@ -56,22 +60,31 @@ impl Scope {
 
     /// Parses an expression (CEL's standard library and macros: `has`, `all`, `exists`,
     /// `map`, `filter`, `size`, string functions…).
+    ///
+    /// With the `cel` crate's hand-written Pratt parser, not its ANTLR one: the ANTLR
+    /// runtime rebuilds its tables in every fresh instance — about 3.5 M fuel (~1 ms) for
+    /// the first expression of each step, against tens of thousands here. Both parsers are
+    /// the crate's, tested by it against each other.
     pub fn compile(&self, source: &str) -> Result<Program, String> {
-        let program = self.env.compile(source).map_err(|e| e.to_string())?;
-        // CEL's parser bounds nesting but not a chain like `1 + 1 + … + 1`, whose evaluation
+        let expression = PrattParser::new()
+            .max_expression_node_count(MAX_NODES)
+            .parse(source)
+            .map_err(|e| e.to_string())?;
+        // The parser bounds nesting but not a chain like `1 + 1 + … + 1`, whose evaluation
         // recurses once per operator: deep enough, it would trap the applet on the stack.
-        let depth = depth(program.expression());
+        let depth = depth(&expression);
         if depth > MAX_DEPTH {
             return Err(format!(
                 "nested {depth} levels deep, more than the {MAX_DEPTH} allowed"
             ));
         }
-        Ok(program)
+        Ok(Program(expression))
     }
 
     /// Evaluates `program` over the data sources as they are now.
     pub fn eval(&self, program: &Program) -> Result<Cel, String> {
-        let mut cx = CelContext::with_env(self.env.clone());
+        let env = self.env.get_or_init(|| Arc::new(Env::stdlib()));
+        let mut cx = CelContext::with_env(env.clone());
         let data: HashMap<Key, Cel> = self
             .sources
             .iter()
@@ -91,7 +104,7 @@ impl Scope {
                 bind(&mut cx, name, value.clone())?;
             }
         }
-        program.execute(&cx).map_err(|e| e.to_string())
+        Cel::resolve(&program.0, &cx).map_err(|e| e.to_string())
     }
 
     /// Evaluates a condition: anything but a bool is an error.
@@ -113,6 +126,12 @@ impl Scope {
 
 /// The deepest expression tree evaluated; measured: about 1000 levels trap on the 1 MiB stack.
 const MAX_DEPTH: usize = 250;
+
+/// The most nodes one expression may have after macro expansion.
+const MAX_NODES: usize = 10_000;
+
+/// A parsed expression, ready to evaluate any number of times.
+pub struct Program(IdedExpr);
 
 /// The depth of an expression tree, walked without recursion.
 fn depth(root: &IdedExpr) -> usize {
