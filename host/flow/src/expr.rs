@@ -7,7 +7,11 @@ use coda_types::Values;
 /// Evaluates `expression` with every data source visible as `data.NAME` (and, when its
 /// name is a CEL identifier, as `NAME`), returning the result as JSON.
 pub fn evaluate(expression: &str, data: &Values) -> Result<serde_json::Value, String> {
-    let program = cel::Program::compile(expression)
+    // The same parser as the built-in applets' (the cel crate's Pratt parser), so an
+    // expression means the same on both sides.
+    let program = cel::parser::PrattParser::new()
+        .max_expression_node_count(10_000)
+        .parse(expression)
         .map_err(|e| format!("the expression does not parse: {e}"))?;
     let mut context = cel::Context::default();
     let mut all = serde_json::Map::new();
@@ -23,8 +27,7 @@ pub fn evaluate(expression: &str, data: &Values) -> Result<serde_json::Value, St
     let all = cel::to_value(serde_json::Value::Object(all))
         .map_err(|e| format!("the data sources cannot be used in CEL: {e}"))?;
     context.add_variable_from_value("data", all);
-    let result = program
-        .execute(&context)
+    let result = cel::Value::resolve(&program, &context)
         .map_err(|e| format!("the expression failed: {e}"))?;
     result
         .json()

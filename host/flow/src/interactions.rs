@@ -342,7 +342,7 @@ impl Engine {
         event: &str,
         payload: serde_json::Value,
     ) -> Result<Vec<String>> {
-        Ok(self
+        let woken = self
             .store
             .wake_waiting(
                 tenant,
@@ -351,7 +351,11 @@ impl Engine {
                 Value::from_json(&payload),
                 self.clock.now_ms(),
             )
-            .await?)
+            .await?;
+        if !woken.is_empty() {
+            self.wake();
+        }
+        Ok(woken)
     }
 }
 

@@ -112,6 +112,9 @@ pub struct Engine {
     limits: FlowLimits,
     capabilities: Arc<dyn CapabilitySource>,
     plans: Mutex<HashMap<(String, String, u32), Arc<Plan>>>,
+    /// Signalled when a run becomes due now (started, or woken by an event), so an idle
+    /// scheduler picks it up at once instead of at its next poll.
+    wake: tokio::sync::Notify,
 }
 
 impl Engine {
@@ -128,6 +131,7 @@ impl Engine {
             limits,
             capabilities: Arc::new(DenyAll),
             plans: Mutex::new(HashMap::new()),
+            wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -196,8 +200,42 @@ impl Engine {
             }))
     }
 
+    /// Wakes an idle scheduler ([`Engine::run_until`], [`Engine::serve`]).
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Steps runs as they become due until `stop` resolves: the scheduler of a long-running
+    /// host. A started run or a delivered event wakes it at once; otherwise it sleeps until
+    /// the next due time. Returns the number of steps committed.
+    pub async fn serve(
+        self: &Arc<Self>,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<u64> {
+        tokio::pin!(stop);
+        let mut steps = 0;
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stop => return Ok(steps),
+                done = self.run_until(None) => steps += done?,
+            }
+            tokio::select! {
+                biased;
+                _ = &mut stop => return Ok(steps),
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+
     /// Starts a run at the plan's start node; it is on disk when this returns.
     pub async fn start(&self, start: Start) -> Result<StartedRun> {
+        let started = self.start_quietly(start).await?;
+        self.wake();
+        Ok(started)
+    }
+
+    async fn start_quietly(&self, start: Start) -> Result<StartedRun> {
         let (version, plan) = self.plan(&start.tenant, &start.plan, start.version)?;
         Ok(self
             .store
@@ -261,7 +299,7 @@ impl Engine {
                     if !self.clock.advance_to(until) {
                         let wait = until - self.clock.now_ms();
                         if wait > 0 {
-                            tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
+                            self.idle(wait).await;
                         }
                     }
                     return Ok(steps);
@@ -269,8 +307,7 @@ impl Engine {
                 match next {
                     Some(next) if self.clock.advance_to(next) => continue,
                     Some(next) => {
-                        let wait = (next - self.clock.now_ms()).clamp(1, 1000);
-                        tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
+                        self.idle((next - self.clock.now_ms()).clamp(1, 1000)).await;
                         continue;
                     }
                     None => return Ok(steps),
@@ -287,6 +324,15 @@ impl Engine {
                 // nothing is lost, but this loop stops rather than spin on it.
                 Err(failed) => return Err(FlowError::StepPanicked(failed.to_string())),
             }
+        }
+    }
+
+    /// Waits `ms`, or less if a run becomes due meanwhile.
+    async fn idle(&self, ms: i64) {
+        let wait = std::time::Duration::from_millis(ms.max(0) as u64);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = self.wake.notified() => {}
         }
     }
 

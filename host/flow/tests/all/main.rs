@@ -498,3 +498,39 @@ async fn after_the_contact_leaves_a_live_step_ends_the_run_and_says_why() {
 }
 
 mod effects;
+
+#[tokio::test]
+async fn a_serving_engine_steps_a_run_started_while_it_is_idle_and_stops_when_told() {
+    let host = host().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let engine = host.engine.clone();
+    let serving = tokio::spawn(async move {
+        engine
+            .serve(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    // Idle first: nothing to do yet.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let run = start_run(&host, "post-call", None).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let record = host.engine.store().run("acme", &run).unwrap().unwrap();
+        if record.status == RunStatus::Done {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the serving engine never stepped the run: {record:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    stop.send(()).unwrap();
+    let steps = tokio::time::timeout(std::time::Duration::from_secs(5), serving)
+        .await
+        .expect("serve stops when told")
+        .unwrap()
+        .unwrap();
+    assert_eq!(steps, 1);
+}
