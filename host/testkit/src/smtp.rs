@@ -143,7 +143,16 @@ impl SmtpServer {
         mode: SmtpMode,
         credentials: Option<(&str, &str)>,
     ) -> anyhow::Result<SmtpServer> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        SmtpServer::start_on(0, mode, credentials).await
+    }
+
+    /// [`SmtpServer::start`] on a given loopback port (0: any free one).
+    pub async fn start_on(
+        port: u16,
+        mode: SmtpMode,
+        credentials: Option<(&str, &str)>,
+    ) -> anyhow::Result<SmtpServer> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let mails = Arc::new(Mutex::new(Vec::new()));
         let recorder = Recorder {

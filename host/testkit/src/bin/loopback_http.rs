@@ -4,7 +4,9 @@
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8026".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8026".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = count.clone();
