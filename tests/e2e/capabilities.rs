@@ -572,3 +572,19 @@ nodes:
     // Another tenant does not see it.
     assert!(store.interaction("other", &id).unwrap().is_none());
 }
+
+#[test]
+fn a_bad_grants_file_is_refused_naming_the_field() {
+    let files = Files::new();
+    let grants = files.write(
+        "grants.yaml",
+        "tenants:\n  local:\n    ceiling: { http_hosts: [\"127.0.0.1:*\"], alow_private: [127.0.0.0/8] }\n",
+    );
+    let event = event(&files, "int-grants", "sale");
+    let (status, out) = run(&files, DB_LOG_PLAN, &event, Some(&grants), &[]);
+    assert_eq!(status, 2, "{out:#}");
+    assert_eq!(out["error"]["kind"], "invalid-grants", "{out:#}");
+    let message = out["error"]["message"].as_str().unwrap();
+    assert!(message.contains("alow_private"), "{message}");
+    assert!(message.contains("tenants.local.ceiling"), "{message}");
+}

@@ -422,7 +422,11 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
         };
         let mut data = data.clone();
         data.insert("InteractionId".into(), Value::Text(interaction.clone()));
-        interactions.push(interaction.clone());
+        // Kept only to deliver later events to: a million runs must not cost a million
+        // strings here when there are none.
+        if !event.then.is_empty() {
+            interactions.push(interaction.clone());
+        }
         let record = completed_interaction(&interaction, channel, &data, started_at);
         let start = Start {
             tenant: LOCAL_TENANT.into(),
@@ -452,7 +456,9 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
                 if args.repeat > 1 {
                     acknowledge(&run.id);
                 }
-                started.push(run);
+                if args.repeat == 1 {
+                    started.push(run);
+                }
             }
         }
     }

@@ -1,4 +1,6 @@
-//! The example plans in `examples/plans/` parse and validate against the applets they use.
+//! The example plans in `examples/plans/` parse, in both formats. That they validate against
+//! the real applets they use is the end-to-end suite's to check (`tests/e2e/run.rs`): this
+//! crate's fixtures are stand-ins, not the built-in applets.
 
 use std::path::PathBuf;
 
@@ -24,8 +26,10 @@ pub fn texts() -> Vec<(String, String)> {
     texts
 }
 
+const LIVE_EXAMPLES: [&str; 2] = ["live-call.yaml", "chat-support.json"];
+
 #[test]
-fn every_example_parses_and_validates() {
+fn every_example_parses_and_the_live_ones_validate() {
     let texts = texts();
     assert!(texts.len() >= 3, "{texts:?}");
     let catalog = catalog();
@@ -37,6 +41,11 @@ fn every_example_parses_and_validates() {
             format!("{}.{}", plan.name, name.rsplit('.').next().unwrap()),
             *name
         );
+        // The live plans name live-channel applets only this crate's fixtures have; the
+        // unattended examples are validated against the real applets end to end.
+        if !LIVE_EXAMPLES.contains(&name.as_str()) {
+            continue;
+        }
         validate(&plan, &catalog).unwrap_or_else(|p| {
             panic!(
                 "{name}:\n{}",
