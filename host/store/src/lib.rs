@@ -13,6 +13,7 @@
 
 mod interactions;
 mod schema;
+mod tenants;
 mod writer;
 
 pub use interactions::{
@@ -27,6 +28,7 @@ use coda_types::Values;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+pub use tenants::{NewToken, PlanVersion};
 pub use writer::WriteStats;
 
 #[derive(Debug, thiserror::Error)]

@@ -70,6 +70,25 @@ const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL,
         PRIMARY KEY (run_id, step_seq, call_seq)
     );",
+    // 4: the service's tenants and API tokens. Tokens are kept only as the SHA-256 of the
+    // token (hex): a copy of the database gives nobody a token that works. The operator's
+    // token is one row, so a second start finds it and prints nothing.
+    "CREATE TABLE tenants (
+        id TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL REFERENCES tenants (id),
+        hash TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE TABLE operator_token (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        hash TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

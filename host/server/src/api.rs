@@ -1,0 +1,416 @@
+//! The handlers. Each tenant handler takes [`Tenant`] (from the token) and passes it to
+//! every store read; nothing here reads a tenant from the path or the body.
+
+use axum::Json as Reply;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use coda_flow::{EventError, FlowError, InteractionEvent};
+use coda_plan::{Format, MemoryCatalog, Plan, Problem};
+use coda_store::{NewToken, RunRecord};
+use coda_types::names::is_valid_name;
+use coda_types::values_json;
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+
+use crate::error::{JsonBody, PathArgs, QueryArgs, body_bytes};
+use crate::{ApiError, AppState, Operator, Tenant, hash_token, new_token};
+
+/// The default and the largest page of `GET /v1/runs`.
+const DEFAULT_RUNS_PAGE: usize = 100;
+const MAX_RUNS_PAGE: usize = 1000;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+pub async fn healthz() -> Reply<Json> {
+    Reply(json!({ "status": "ok" }))
+}
+
+/// Ready when the database answers a read.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store().operator_token_hash() {
+        Ok(_) => Reply(json!({ "status": "ready" })).into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("the database does not answer: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+pub async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found("no-route", format!("no endpoint {method} {}", uri.path()))
+}
+
+pub async fn no_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!("{} does not take {method}", uri.path()),
+    )
+}
+
+/// A new token: the secret (shown once) and its id (for revoking it).
+fn fresh_token() -> Result<(String, NewToken), ApiError> {
+    let secret = new_token("coda_").map_err(ApiError::internal)?;
+    let id = new_token("tok_").map_err(ApiError::internal)?;
+    // An id need not be secret, only unique: 16 hex digits of randomness are plenty.
+    let id: String = id.chars().take(4 + 16).collect();
+    let hash = hash_token(&secret);
+    Ok((secret, NewToken { id, hash }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    id: String,
+}
+
+pub async fn create_tenant(
+    _: Operator,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CreateTenant>,
+) -> Result<Response, ApiError> {
+    if !is_valid_name(&body.id) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-tenant",
+            format!(
+                "`{}` is not a valid tenant id: 1 to 64 characters of a-z 0-9 . _ -, the first a letter or digit",
+                body.id
+            ),
+        ));
+    }
+    let (secret, token) = fresh_token()?;
+    let token_id = token.id.clone();
+    if !state
+        .store()
+        .create_tenant(&body.id, token, now_ms())
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "tenant-exists",
+            format!("tenant `{}` exists already", body.id),
+        ));
+    }
+    Ok((
+        StatusCode::CREATED,
+        Reply(json!({ "tenant": body.id, "token_id": token_id, "token": secret })),
+    )
+        .into_response())
+}
+
+pub async fn create_token(
+    _: Operator,
+    State(state): State<AppState>,
+    PathArgs(tenant): PathArgs<String>,
+) -> Result<Response, ApiError> {
+    let (secret, token) = fresh_token()?;
+    let token_id = token.id.clone();
+    if !state.store().add_token(&tenant, token, now_ms()).await? {
+        return Err(unknown_tenant(&tenant));
+    }
+    Ok((
+        StatusCode::CREATED,
+        Reply(json!({ "tenant": tenant, "token_id": token_id, "token": secret })),
+    )
+        .into_response())
+}
+
+fn unknown_tenant(tenant: &str) -> ApiError {
+    ApiError::not_found("unknown-tenant", format!("tenant `{tenant}` not found"))
+}
+
+pub async fn revoke_token(
+    _: Operator,
+    State(state): State<AppState>,
+    PathArgs((tenant, token_id)): PathArgs<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if !state
+        .store()
+        .revoke_token(&tenant, &token_id, now_ms())
+        .await?
+    {
+        return Err(ApiError::not_found(
+            "unknown-token",
+            format!("tenant `{tenant}` has no token `{token_id}`"),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The format a plan body is in: from its Content-Type, else sniffed from its first
+/// character.
+fn plan_format(headers: &HeaderMap, text: &str) -> Format {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.contains("yaml") {
+        Format::Yaml
+    } else if content_type.contains("json") {
+        Format::Json
+    } else {
+        Format::detect(text)
+    }
+}
+
+/// The catalog a tenant's plan is validated against: the applets the server has and the
+/// tenant's own plans (never another tenant's).
+fn catalog(state: &AppState, tenant: &str) -> Result<MemoryCatalog, ApiError> {
+    let mut catalog = MemoryCatalog::new();
+    for info in &state.inner.applets {
+        catalog.insert_applet(info.clone());
+    }
+    for plan in state.store().latest_plans(tenant)? {
+        // A stored plan was valid when published; one that no longer deserializes is
+        // simply not offered as a target.
+        if let Ok(stored) = serde_json::from_value::<Plan>(plan.body) {
+            catalog.insert_plan(plan.name, stored.plan_type);
+        }
+    }
+    Ok(catalog)
+}
+
+pub async fn put_plan(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(name): PathArgs<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let headers = request.headers().clone();
+    let bytes = body_bytes(request, &state).await?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        ApiError::bad_request("invalid-body", format!("the plan is not UTF-8: {e}"))
+    })?;
+    let plan =
+        coda_plan::parse_as(text, plan_format(&headers, text)).map_err(ApiError::invalid_plan)?;
+    if plan.name != name {
+        return Err(ApiError::invalid_plan(vec![Problem {
+            node: None,
+            field: "name".into(),
+            message: format!(
+                "the plan is named `{}` but is published as `{name}`",
+                plan.name
+            ),
+        }]));
+    }
+    let mut catalog = catalog(&state, &tenant)?;
+    // The plan may name itself (a loop through a route, its own type for the checks).
+    catalog.insert_plan(&plan.name, plan.plan_type);
+    coda_plan::validate(&plan, &catalog).map_err(ApiError::invalid_plan)?;
+    let body = serde_json::to_value(&plan).map_err(ApiError::internal)?;
+    let version = state
+        .store()
+        .publish_plan(&tenant, &plan.name, &body, now_ms())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Reply(json!({ "plan": plan.name, "version": version })),
+    )
+        .into_response())
+}
+
+pub async fn list_plans(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+) -> Result<Reply<Json>, ApiError> {
+    let plans: Vec<Json> = state
+        .store()
+        .latest_plans(&tenant)?
+        .into_iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "version": p.version,
+                "type": p.body.get("type"),
+                "created_at_ms": p.created_at_ms,
+            })
+        })
+        .collect();
+    Ok(Reply(json!({ "plans": plans })))
+}
+
+fn plan_answer(
+    state: &AppState,
+    tenant: &str,
+    name: &str,
+    version: Option<u32>,
+    asked: Option<&str>,
+) -> Result<Reply<Json>, ApiError> {
+    match state.store().plan(tenant, name, version)? {
+        Some((version, body)) => Ok(Reply(
+            json!({ "plan": name, "version": version, "body": body }),
+        )),
+        None => Err(ApiError::not_found(
+            "unknown-plan",
+            match asked {
+                Some(v) => format!("plan `{name}` version `{v}` not found"),
+                None => format!("plan `{name}` not found"),
+            },
+        )),
+    }
+}
+
+pub async fn get_plan(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(name): PathArgs<String>,
+) -> Result<Reply<Json>, ApiError> {
+    plan_answer(&state, &tenant, &name, None, None)
+}
+
+pub async fn get_plan_version(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs((name, version)): PathArgs<(String, String)>,
+) -> Result<Reply<Json>, ApiError> {
+    // A version that is not a number is a version that does not exist: the same 404.
+    match version.parse::<u32>() {
+        Ok(v) if v > 0 => plan_answer(&state, &tenant, &name, Some(v), Some(&version)),
+        _ => Err(ApiError::not_found(
+            "unknown-plan",
+            format!("plan `{name}` version `{version}` not found"),
+        )),
+    }
+}
+
+pub async fn post_event(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    JsonBody(event): JsonBody<InteractionEvent>,
+) -> Result<Reply<Json>, ApiError> {
+    // The live plan must exist when the interaction starts: found missing only at its end,
+    // the interaction would be stored and its post-interaction process silently lost.
+    if let InteractionEvent::Started {
+        plan: Some(plan), ..
+    } = &event
+        && state.store().plan(&tenant, plan, None)?.is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-plan",
+            format!("plan `{plan}` not found"),
+        ));
+    }
+    let outcome = match state.engine().on_event(&tenant, event).await {
+        Ok(outcome) => outcome,
+        Err(FlowError::PlanNotFound { plan, version }) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-plan",
+                FlowError::PlanNotFound { plan, version }.to_string(),
+            ));
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    match outcome {
+        Ok(outcome) => Ok(Reply(json!({
+            "interaction": outcome.interaction.id,
+            "status": outcome.interaction.status,
+            "runs": outcome.runs.iter().map(|r| &r.id).collect::<Vec<_>>(),
+        }))),
+        Err(refused) => Err(match &refused {
+            EventError::Unknown(_) => {
+                ApiError::not_found("unknown-interaction", refused.to_string())
+            }
+            EventError::Completed(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "interaction-completed",
+                refused.to_string(),
+            ),
+            EventError::Conflict(..) => ApiError::new(
+                StatusCode::CONFLICT,
+                "interaction-conflict",
+                refused.to_string(),
+            ),
+            EventError::InvocationData(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-invocation-data",
+                refused.to_string(),
+            ),
+        }),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunsQuery {
+    /// The last run id of the previous page.
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+fn run_json(run: &RunRecord) -> Json {
+    json!({
+        "id": run.id,
+        "plan": run.plan,
+        "plan_version": run.plan_version,
+        "interaction": run.interaction,
+        "status": run.status,
+        "node": run.node,
+        "attempt": run.attempt,
+        "due_at_ms": run.due_at_ms,
+        "wait": run.wait,
+        "created_at_ms": run.created_at_ms,
+        "updated_at_ms": run.updated_at_ms,
+    })
+}
+
+pub async fn list_runs(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    QueryArgs(query): QueryArgs<RunsQuery>,
+) -> Result<Reply<Json>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_RUNS_PAGE);
+    if !(1..=MAX_RUNS_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid-query",
+            format!("limit must be 1 to {MAX_RUNS_PAGE}, not {limit}"),
+        ));
+    }
+    let runs = state.store().runs(&tenant, query.after.as_deref(), limit)?;
+    // A full page may have a next one; the client passes this as `after`.
+    let next = (runs.len() == limit).then(|| runs.last().map(|r| r.id.clone()));
+    Ok(Reply(json!({
+        "runs": runs.iter().map(run_json).collect::<Vec<_>>(),
+        "next": next.flatten(),
+    })))
+}
+
+pub async fn get_run(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+) -> Result<Reply<Json>, ApiError> {
+    let store = state.store();
+    let Some(run) = store.run(&tenant, &id)? else {
+        return Err(ApiError::not_found(
+            "unknown-run",
+            format!("run `{id}` not found"),
+        ));
+    };
+    let journal = store.journal(&tenant, &id)?;
+    // `effects` takes no tenant: the run was found under this tenant just above.
+    let effects = store.effects(&id, None)?;
+    let mut answer = run_json(&run);
+    answer["data"] = values_json(&run.data);
+    answer["journal"] = journal
+        .iter()
+        .map(|step| {
+            let mut json = serde_json::to_value(step).unwrap_or(Json::Null);
+            json["data_changes"] = values_json(&step.data_changes);
+            json
+        })
+        .collect();
+    answer["effects"] = serde_json::to_value(&effects).unwrap_or(Json::Null);
+    Ok(Reply(answer))
+}

@@ -1,0 +1,178 @@
+//! The one error shape of the API, `{"error": {"kind", "message"}}`, and the extractors that
+//! turn every way a request can be malformed into it: axum's own rejections answer in plain
+//! text, and a client should not have to parse two kinds of error.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use coda_plan::Problem;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+/// A refused or failed request: its status, a stable `kind` for programs and a message for
+/// people.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+    /// Every problem of a plan that does not validate.
+    pub problems: Vec<Problem>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            problems: Vec::new(),
+        }
+    }
+
+    pub fn bad_request(kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, kind, message)
+    }
+
+    pub fn not_found(kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, kind, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// A plan that does not parse or validate: 422 with every problem.
+    pub fn invalid_plan(problems: Vec<Problem>) -> Self {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            kind: "invalid-plan",
+            message: format!("{} problem(s)", problems.len()),
+            problems,
+        }
+    }
+
+    /// The host's own failure (the database), never the request's: logged with its cause,
+    /// answered without it.
+    pub fn internal(why: impl std::fmt::Display) -> Self {
+        tracing::error!("internal error: {why}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server could not complete the request",
+        )
+    }
+}
+
+impl From<coda_store::StoreError> for ApiError {
+    fn from(e: coda_store::StoreError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "kind": self.kind, "message": self.message });
+        if !self.problems.is_empty() {
+            error["problems"] = self
+                .problems
+                .iter()
+                .map(|p| json!({ "node": p.node, "field": p.field, "message": p.message }))
+                .collect();
+        }
+        let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+/// The body as bytes, refused with 413 past the router's body limit.
+pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                format!(
+                    "the body is larger than the limit of {} bytes",
+                    crate::MAX_BODY_BYTES
+                ),
+            )
+        } else {
+            ApiError::bad_request("invalid-body", rejection.body_text())
+        }
+    })
+}
+
+/// A JSON body deserialized into `T`; a syntax error, an unknown field or a wrong type is a
+/// 400 naming the field path and what was wrong.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = body_bytes(req, state).await?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        json_error(&inner, &path)
+    })?;
+    // Trailing bytes after the value are malformed too, not ignored.
+    de.end().map_err(|e| json_error(&e, "."))?;
+    Ok(value)
+}
+
+fn json_error(e: &serde_json::Error, path: &str) -> ApiError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::bad_request("malformed-json", format!("the body is not JSON: {e}"))
+        }
+        Category::Data if path == "." || path.is_empty() => {
+            ApiError::bad_request("invalid-body", e.to_string())
+        }
+        Category::Data => ApiError::bad_request("invalid-body", format!("at `{path}`: {e}")),
+    }
+}
+
+/// Path parameters, refused as a 400 in the API's error shape.
+pub struct PathArgs<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathArgs<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| PathArgs(t))
+            .map_err(|e| ApiError::bad_request("invalid-path", e.body_text()))
+    }
+}
+
+/// Query parameters, refused as a 400 in the API's error shape.
+pub struct QueryArgs<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryArgs<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(t)| QueryArgs(t))
+            .map_err(|e| ApiError::bad_request("invalid-query", e.body_text()))
+    }
+}

@@ -1,0 +1,119 @@
+//! `coda-server`: the HTTP API of `coda serve`.
+//!
+//! Two APIs on one router. The operator API (`/v1/operator/…`, the operator's token)
+//! creates tenants and their tokens. The tenant API (`/v1/…`, a tenant's token) publishes
+//! plans, takes interaction events and shows runs.
+//!
+//! **Architecture Invariant:** the tenant of a request comes from its token only, never from
+//! the path or the body; every store read takes that tenant, so another tenant's id answers
+//! 404 exactly as an id that does not exist.
+//!
+//! **Architecture Invariant:** a token is stored only as its SHA-256 and looked up by it;
+//! the token itself is shown once, when it is created.
+//!
+//! **Architecture Invariant:** whatever a request holds, the answer is a 4xx in the one
+//! error shape (`{"error": {"kind", "message"}}`), never a panic; a 5xx means the host
+//! itself failed (its database).
+
+mod api;
+mod auth;
+mod error;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post, put};
+use coda_flow::Engine;
+use coda_types::AppletInfo;
+
+pub use auth::{Operator, Tenant};
+pub use error::ApiError;
+
+/// The largest request body accepted, in bytes (a plan may be up to this size too:
+/// `coda_plan::MAX_PLAN_BYTES`).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Arc<Engine>,
+    /// What the installed applets describe, for validating plans.
+    applets: Vec<AppletInfo>,
+    /// The SHA-256 of the operator's token.
+    operator_hash: [u8; 32],
+}
+
+impl AppState {
+    /// `operator_token_hash` is [`hash_token`] of the operator's token (hex).
+    pub fn new(
+        engine: Arc<Engine>,
+        applets: Vec<AppletInfo>,
+        operator_token_hash: &str,
+    ) -> Result<AppState, String> {
+        let mut operator_hash = [0u8; 32];
+        hex::decode_to_slice(operator_token_hash, &mut operator_hash)
+            .map_err(|e| format!("the operator token's hash is not 64 hex digits: {e}"))?;
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                engine,
+                applets,
+                operator_hash,
+            }),
+        })
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.inner.engine
+    }
+
+    pub(crate) fn store(&self) -> &coda_store::Store {
+        self.inner.engine.store()
+    }
+}
+
+/// A new secret token: `prefix` and 32 random bytes as hex.
+pub fn new_token(prefix: &str) -> Result<String, String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a token: {e}"))?;
+    Ok(format!("{prefix}{}", hex::encode(bytes)))
+}
+
+/// How a token is stored and looked up: its SHA-256, as hex.
+pub fn hash_token(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// The API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/v1/operator/tenants", post(api::create_tenant))
+        .route(
+            "/v1/operator/tenants/{tenant}/tokens",
+            post(api::create_token),
+        )
+        .route(
+            "/v1/operator/tenants/{tenant}/tokens/{token_id}",
+            delete(api::revoke_token),
+        )
+        .route("/v1/plans", get(api::list_plans))
+        .route("/v1/plans/{name}", put(api::put_plan).get(api::get_plan))
+        .route(
+            "/v1/plans/{name}/versions/{version}",
+            get(api::get_plan_version),
+        )
+        .route("/v1/interactions/events", post(api::post_event))
+        .route("/v1/runs", get(api::list_runs))
+        .route("/v1/runs/{id}", get(api::get_run))
+        .fallback(api::no_route)
+        .method_not_allowed_fallback(api::no_method)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
