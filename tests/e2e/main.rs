@@ -6,6 +6,7 @@ mod builtins;
 mod capabilities;
 mod crash;
 mod run;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::Command;

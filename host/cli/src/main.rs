@@ -7,6 +7,7 @@
 mod applets;
 mod flow;
 mod grants;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,8 @@ enum Command {
     Run(flow::RunArgs),
     /// Take every unfinished run in a database to its end (after a crash, say)
     Resume(flow::ResumeArgs),
+    /// Run the service: the HTTP API for tenants and operators, and the scheduler
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -172,8 +175,13 @@ async fn run(cli: Cli) -> Result<Json, Exit> {
     };
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir,
-        // The CLI runs one applet at a time: a small pool keeps start-up cheap.
-        max_concurrent_instances: 8,
+        // The CLI runs one applet at a time: a small pool keeps start-up cheap. The service
+        // steps many runs at once.
+        max_concurrent_instances: if matches!(cli.command, Command::Serve(_)) {
+            64
+        } else {
+            8
+        },
         ..RuntimeConfig::default()
     })
     .map_err(|e| Exit::usage("internal", format!("{e:#}")))?;
@@ -186,6 +194,7 @@ async fn run(cli: Cli) -> Result<Json, Exit> {
         Command::Plan(PlanCommand::Validate(args)) => flow::validate(runtime, args).await,
         Command::Run(args) => flow::run(runtime, args).await,
         Command::Resume(args) => flow::resume(runtime, args).await,
+        Command::Serve(args) => serve::serve(runtime, args).await,
     }
 }
 

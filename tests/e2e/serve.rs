@@ -1,0 +1,294 @@
+//! `coda serve` as an operator runs it: a real process on a free loopback port with its own
+//! data directory, driven over HTTP (by hand, over a TCP stream: the suite needs no HTTP
+//! client for a handful of requests), then stopped with SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{cache_dir, coda_bin};
+
+const OPERATOR: &str = "coda_op_e2e_0123456789abcdef";
+
+struct Server {
+    child: Child,
+    address: String,
+    /// What it wrote to stderr up to and including the `listening on` line.
+    banner: Vec<String>,
+}
+
+/// Starts `coda serve` on a free port with `data` as its data directory; waits until it
+/// says where it listens.
+fn start(data: &std::path::Path, operator: Option<&str>) -> Server {
+    let mut command = Command::new(coda_bin());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CODA_CACHE_DIR", cache_dir())
+        .env("CODA_DATA_DIR", data)
+        .env_remove("CODA_OPERATOR_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(token) = operator {
+        command.env("CODA_OPERATOR_TOKEN", token);
+    }
+    let mut child = command.spawn().expect("starting coda serve");
+    let stderr = child.stderr.take().unwrap();
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match received.recv_timeout(left) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("coda serve never said where it listens; stderr: {banner:#?}");
+            }
+        };
+        banner.push(line.clone());
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            let address = rest.split_whitespace().next().unwrap().to_owned();
+            return Server {
+                child,
+                address,
+                banner,
+            };
+        }
+    }
+}
+
+impl Server {
+    /// One request; (status, body as JSON or Null).
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let mut stream = TcpStream::connect(&self.address).expect("connecting to coda serve");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.address
+        );
+        if let Some(token) = token {
+            request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        let body = body.unwrap_or("");
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+        let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let json = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(body)
+                .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {body}"))
+        };
+        (status, json)
+    }
+
+    /// SIGTERM; the process must exit 0 and print its summary.
+    fn stop(mut self) -> Value {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let exit = loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                break exit;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("coda serve did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        assert!(exit.success(), "coda serve exited with {exit}: {stdout}");
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("no JSON summary ({e}): {stdout}"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // A test that failed midway must not leave a server running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const LIVE: &str = r#"{"name": "live", "type": "default", "start": "greet", "post_interaction": "after",
+  "nodes": {"greet": {"applet": "set-data@0.1.0", "config": {"set": [{"name": "Greeted", "value": "yes"}]}}}}"#;
+
+const AFTER: &str = "name: after
+type: unattended
+start: stamp
+nodes:
+  stamp:
+    applet: set-data@0.1.0
+    config:
+      set:
+        - { name: ProcessedBy, value: coda-serve }
+    exits: { next: outcome }
+  outcome:
+    applet: data-router@0.1.0
+    config:
+      rules:
+        - { when: 'InteractionOutcome == \"resolved\"', exit: resolved }
+    exits: { resolved: thank }
+  thank:
+    applet: set-data@0.1.0
+    config:
+      set:
+        - { name: Thanked, value: yes }
+";
+
+#[test]
+fn serve_takes_a_tenant_from_events_to_a_finished_run_and_stops_on_sigterm() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path(), Some(OPERATOR));
+    assert!(
+        !server.banner.iter().any(|l| l.contains("operator token")),
+        "a token from the environment is not printed: {:#?}",
+        server.banner
+    );
+    assert_eq!(server.call("GET", "/readyz", None, None).0, 200);
+
+    let (status, tenant) = server.call(
+        "POST",
+        "/v1/operator/tenants",
+        Some(OPERATOR),
+        Some(r#"{"id": "acme"}"#),
+    );
+    assert_eq!(status, 201, "{tenant}");
+    let token = tenant["token"].as_str().unwrap().to_owned();
+
+    // Plans publish through the tenant API: the process's post-interaction plan first.
+    let put = |name: &str, text: &str| {
+        let mut stream = TcpStream::connect(&server.address).unwrap();
+        let request = format!(
+            "PUT /v1/plans/{name} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/yaml\r\nContent-Length: {}\r\n\r\n{text}",
+            text.len()
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    let published = put("after", AFTER);
+    assert!(published.starts_with("HTTP/1.1 201"), "{published}");
+    let published = put("live", LIVE);
+    assert!(published.starts_with("HTTP/1.1 201"), "{published}");
+
+    let started = json!({"type": "started", "interaction": "call-1", "channel": "voice", "plan": "live",
+        "data": {"CLID": "+15550100"}});
+    let (status, body) = server.call(
+        "POST",
+        "/v1/interactions/events",
+        Some(&token),
+        Some(&started.to_string()),
+    );
+    assert_eq!(status, 200, "{body}");
+    let ended = json!({"type": "ended", "interaction": "call-1", "outcome": "resolved"});
+    let (status, body) = server.call(
+        "POST",
+        "/v1/interactions/events",
+        Some(&token),
+        Some(&ended.to_string()),
+    );
+    assert_eq!(status, 200, "{body}");
+    let run_id = body["runs"][0]
+        .as_str()
+        .expect("the end started a run")
+        .to_owned();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        let (status, run) = server.call("GET", &format!("/v1/runs/{run_id}"), Some(&token), None);
+        assert_eq!(status, 200, "{run}");
+        if run["status"] == "done" {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "the run did not finish: {run}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(run["data"]["ProcessedBy"], "coda-serve");
+    assert_eq!(run["data"]["Thanked"], "yes");
+    assert_eq!(run["data"]["CLID"], "+15550100");
+    let nodes: Vec<&str> = run["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["stamp", "outcome", "thank"]);
+
+    let summary = server.stop();
+    assert_eq!(summary["stopped"], true, "{summary}");
+    assert_eq!(summary["steps"], 3, "{summary}");
+
+    // Without the environment's token: the first start makes one and prints it once...
+    let server = start(data.path(), None);
+    let line = server
+        .banner
+        .iter()
+        .find(|l| l.contains("operator token"))
+        .unwrap_or_else(|| panic!("no operator token printed: {:#?}", server.banner));
+    let generated = line.rsplit(' ').next().unwrap().to_owned();
+    assert!(generated.starts_with("coda_op_"), "{line}");
+    let (status, body) = server.call(
+        "POST",
+        "/v1/operator/tenants",
+        Some(&generated),
+        Some(r#"{"id": "beta"}"#),
+    );
+    assert_eq!(status, 201, "{body}");
+    // ... the data of the earlier start is all there ...
+    let (status, _) = server.call("GET", &format!("/v1/runs/{run_id}"), Some(&token), None);
+    assert_eq!(status, 200);
+    server.stop();
+    // ... and a later start prints none, and takes the same token.
+    let server = start(data.path(), None);
+    assert!(
+        !server.banner.iter().any(|l| l.contains("operator token")),
+        "{:#?}",
+        server.banner
+    );
+    let (status, body) = server.call(
+        "POST",
+        "/v1/operator/tenants/beta/tokens",
+        Some(&generated),
+        None,
+    );
+    assert_eq!(status, 201, "{body}");
+    server.stop();
+}
