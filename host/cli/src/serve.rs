@@ -185,8 +185,9 @@ pub async fn serve(runtime: Runtime, args: ServeArgs) -> Result<Json, Exit> {
     let served = axum::serve(listener, coda_server::router(state))
         .with_graceful_shutdown(shutdown)
         .await;
-    // Stopping the scheduler drops the steps in flight before they commit: nothing of them
-    // is stored, so each of their runs is taken again at that step by the next start.
+    // The scheduler starts no step once told, and waits for those in flight to commit
+    // (`FlowLimits::drain_ms`); one still running after that is dropped uncommitted, and the
+    // next start runs it again.
     let _ = stop.send(());
     let steps = scheduler
         .await

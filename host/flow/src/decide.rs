@@ -22,6 +22,10 @@ pub struct FlowLimits {
     pub max_steps: u64,
     /// Due runs taken at once.
     pub batch: usize,
+    /// When [`crate::Engine::serve`] is stopped: how long it waits for the steps in flight to
+    /// commit. A step still running then is dropped uncommitted and runs again at the next
+    /// start (its capability calls replayed from the effect journal).
+    pub drain_ms: u64,
 }
 
 impl Default for FlowLimits {
@@ -33,6 +37,8 @@ impl Default for FlowLimits {
             max_route_depth: 8,
             max_steps: 10_000,
             batch: 512,
+            // Above a step's own deadline (15 s), so a step that ends at all commits.
+            drain_ms: 30_000,
         }
     }
 }

@@ -115,6 +115,9 @@ pub struct Engine {
     /// Signalled when a run becomes due now (started, or woken by an event), so an idle
     /// scheduler picks it up at once instead of at its next poll.
     wake: tokio::sync::Notify,
+    /// Set while [`Engine::serve`] stops: the scheduler takes no new steps and returns once
+    /// the steps in flight have committed.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -132,6 +135,7 @@ impl Engine {
             capabilities: Arc::new(DenyAll),
             plans: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -208,6 +212,10 @@ impl Engine {
     /// Steps runs as they become due until `stop` resolves: the scheduler of a long-running
     /// host. A started run or a delivered event wakes it at once; otherwise it sleeps until
     /// the next due time. Returns the number of steps committed.
+    ///
+    /// Once `stop` resolves no step starts, and the steps in flight are given
+    /// [`FlowLimits::drain_ms`] to commit; a step still running then is dropped before its
+    /// commit, so its run stays where it was in the store and the next start runs it again.
     pub async fn serve(
         self: &Arc<Self>,
         stop: impl std::future::Future<Output = ()>,
@@ -215,10 +223,12 @@ impl Engine {
         tokio::pin!(stop);
         let mut steps = 0;
         loop {
+            let pass = self.run_until(None);
+            tokio::pin!(pass);
             tokio::select! {
                 biased;
-                _ = &mut stop => return Ok(steps),
-                done = self.run_until(None) => steps += done?,
+                _ = &mut stop => return self.drain(pass, steps).await,
+                done = &mut pass => steps += done?,
             }
             tokio::select! {
                 biased;
@@ -226,6 +236,35 @@ impl Engine {
                 _ = self.wake.notified() => {}
             }
         }
+    }
+
+    /// Lets a pass of the scheduler finish the steps it has in flight, starting none.
+    async fn drain(
+        &self,
+        pass: std::pin::Pin<&mut impl std::future::Future<Output = Result<u64>>>,
+        steps: u64,
+    ) -> Result<u64> {
+        use std::sync::atomic::Ordering;
+        self.draining.store(true, Ordering::SeqCst);
+        // An idle pass is asleep until its next due time: wake it to see that it may stop.
+        self.wake();
+        let bound = std::time::Duration::from_millis(self.limits.drain_ms);
+        let drained = tokio::time::timeout(bound, pass).await;
+        self.draining.store(false, Ordering::SeqCst);
+        match drained {
+            Ok(done) => Ok(steps + done?),
+            Err(_elapsed) => {
+                tracing::warn!(
+                    "steps still running {} ms after the stop were dropped uncommitted; they run again at the next start",
+                    self.limits.drain_ms
+                );
+                Ok(steps)
+            }
+        }
+    }
+
+    fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Starts a run at the plan's start node; it is on disk when this returns.
@@ -271,7 +310,7 @@ impl Engine {
         let mut running = std::collections::HashSet::<String>::new();
         let mut set = tokio::task::JoinSet::new();
         loop {
-            if set.len() <= batch / 2 {
+            if set.len() <= batch / 2 && !self.draining() {
                 let due = self
                     .store
                     .due_runs(self.clock.now_ms(), batch + running.len())?;
@@ -291,6 +330,9 @@ impl Engine {
                 }
             }
             let Some(done) = set.join_next().await else {
+                if self.draining() {
+                    return Ok(steps);
+                }
                 // Nothing in flight and nothing due now.
                 let next = self.store.next_due_at()?;
                 if let Some(until) = until_ms

@@ -15,7 +15,7 @@ use serde_json::json;
 
 /// `next` for every applet, except: `waiter` waits for a `disposition` for an hour,
 /// `router` routes to a plan that does not exist, `rogue` takes an exit it never declared,
-/// and `missing` is not installed.
+/// `missing` is not installed, and `slow` takes `next` after 300 ms of wall time.
 struct Script;
 
 #[async_trait]
@@ -51,6 +51,10 @@ impl Applets for Script {
             },
             "rogue" => Outcome::Exit("sideways".into()),
             "missing" => return Err(format!("applet {applet} is not installed")),
+            "slow" => {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                Outcome::Exit("next".into())
+            }
             _ => Outcome::Exit("next".into()),
         };
         Ok(InvocationReport {
@@ -80,6 +84,7 @@ async fn host() -> Host {
         "name: call-finished\ntype: default\nstart: wrap\nnodes:\n  wrap:\n    applet: step@1.0.0\n    exits: { next: survey }\n  survey:\n    applet: prompt@1.0.0\n",
         "name: spin\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: step@1.0.0\n    exits: { next: b }\n  b:\n    applet: step@1.0.0\n    exits: { next: a }\n",
         "name: broken\ntype: unattended\nstart: route\nnodes:\n  route:\n    applet: router@1.0.0\n    error: rogue\n  rogue:\n    applet: rogue@1.0.0\n    error: gone\n  gone:\n    applet: missing@1.0.0\n",
+        "name: slow\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: slow@1.0.0\n    exits: { next: b }\n  b:\n    applet: step@1.0.0\n",
         "name: dispo\ntype: unattended\nstart: w\nnodes:\n  w:\n    applet: waiter@1.0.0\n    exits: { received: thank, timeout: remind }\n  thank:\n    applet: step@1.0.0\n  remind:\n    applet: step@1.0.0\n",
     ];
     for text in plans {
@@ -533,4 +538,64 @@ async fn a_serving_engine_steps_a_run_started_while_it_is_idle_and_stops_when_to
         .unwrap()
         .unwrap();
     assert_eq!(steps, 1);
+}
+
+#[tokio::test]
+async fn a_stopped_engine_lets_its_step_in_flight_commit_and_starts_no_other() {
+    let host = host().await;
+    let run = start_run(&host, "slow", None).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let engine = host.engine.clone();
+    let serving = tokio::spawn(async move {
+        engine
+            .serve(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    // The slow step is in flight when the stop comes.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stop.send(()).unwrap();
+    let steps = tokio::time::timeout(std::time::Duration::from_secs(5), serving)
+        .await
+        .expect("serve stops once the step in flight commits")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        steps, 1,
+        "the step in flight committed, and no other started"
+    );
+    let record = host.engine.store().run("acme", &run).unwrap().unwrap();
+    assert_eq!(record.status, RunStatus::Ready);
+    assert_eq!(record.node.as_deref(), Some("b"));
+    assert_eq!(host.engine.store().journal("acme", &run).unwrap().len(), 1);
+
+    // Served again, the run goes on where it stopped.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let engine = host.engine.clone();
+    let serving = tokio::spawn(async move {
+        engine
+            .serve(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while host
+        .engine
+        .store()
+        .run("acme", &run)
+        .unwrap()
+        .unwrap()
+        .status
+        != RunStatus::Done
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not go on"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    stop.send(()).unwrap();
+    assert_eq!(serving.await.unwrap().unwrap(), 1);
 }
