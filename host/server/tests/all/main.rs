@@ -446,6 +446,11 @@ async fn malformed_requests_get_a_4xx_that_names_the_problem() {
     let h = harness();
     let acme = tenant(&h, "acme").await;
     let raw = |s: &str| Some(("application/json", s.as_bytes().to_vec()));
+    // Nesting far past serde_json's recursion limit: refused, not a stack overflow.
+    let deep = format!(
+        "{{\"type\": \"started\", \"interaction\": \"i\", \"channel\": \"voice\", \"data\": {{\"a\": {}",
+        "[".repeat(100_000)
+    );
     // method, path, token, body, status, kind, what the message says
     type Case<'a> = (
         &'a str,
@@ -566,6 +571,24 @@ async fn malformed_requests_get_a_4xx_that_names_the_problem() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown-plan",
             "nope",
+        ),
+        (
+            "POST",
+            "/v1/interactions/events",
+            Some(&acme),
+            raw("{\"type\": \"ended\", \"interaction\": \"i\", \"tenant\": \"other\"}"),
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
+            "unknown field `tenant`",
+        ),
+        (
+            "POST",
+            "/v1/interactions/events",
+            Some(&acme),
+            raw(&deep),
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            "recursion limit",
         ),
         (
             "GET",
