@@ -9,7 +9,9 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or(2525);
-    let server = SmtpServer::start_on(port, SmtpMode::Accept, None).await?;
+    let server = SmtpServer::start_on(port, SmtpMode::Accept, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;
     eprintln!("fake SMTP server on {}", server.addr);
     let mut printed = 0;
     loop {

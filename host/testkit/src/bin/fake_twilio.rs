@@ -18,7 +18,9 @@ async fn main() -> anyhow::Result<()> {
     if let Ok(token) = std::env::var("CODA_FAKE_TWILIO_TOKEN") {
         config.auth_token = token;
     }
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let gateway = SmsGateway::start_on(listener, config)?;
     eprintln!("fake Twilio gateway on {}", gateway.url());
     let mut printed = 0;

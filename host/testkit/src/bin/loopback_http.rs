@@ -7,7 +7,9 @@ async fn main() -> anyhow::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8026".into());
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = count.clone();
     let router = axum::Router::new().fallback(move || {
