@@ -5,9 +5,9 @@ use axum::Json as Reply;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use coda_flow::{EventError, FlowError, InteractionEvent};
+use coda_flow::{EventError, FlowError, InteractionEvent, SetPostFlow};
 use coda_plan::{Format, MemoryCatalog, Plan, Problem};
-use coda_store::{NewToken, RunRecord};
+use coda_store::{InteractionRecord, NewToken, RunRecord};
 use coda_types::names::is_valid_name;
 use coda_types::values_json;
 use serde::Deserialize;
@@ -301,44 +301,147 @@ pub async fn post_event(
             format!("plan `{plan}` not found"),
         ));
     }
-    let outcome = match state.engine().on_event(&tenant, event).await {
-        Ok(outcome) => outcome,
-        Err(FlowError::PlanNotFound { plan, version }) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown-plan",
-                FlowError::PlanNotFound { plan, version }.to_string(),
-            ));
-        }
-        Err(e) => return Err(ApiError::internal(e)),
-    };
+    let outcome = state
+        .engine()
+        .on_event(&tenant, event)
+        .await
+        .map_err(flow_failed)?;
     match outcome {
         Ok(outcome) => Ok(Reply(json!({
             "interaction": outcome.interaction.id,
             "status": outcome.interaction.status,
             "runs": outcome.runs.iter().map(|r| &r.id).collect::<Vec<_>>(),
         }))),
-        Err(refused) => Err(match &refused {
-            EventError::Unknown(_) => {
-                ApiError::not_found("unknown-interaction", refused.to_string())
-            }
-            EventError::Completed(_) => ApiError::new(
-                StatusCode::CONFLICT,
-                "interaction-completed",
-                refused.to_string(),
-            ),
-            EventError::Conflict(..) => ApiError::new(
-                StatusCode::CONFLICT,
-                "interaction-conflict",
-                refused.to_string(),
-            ),
-            EventError::InvocationData(_) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-invocation-data",
-                refused.to_string(),
-            ),
-        }),
+        Err(refused) => Err(event_refused(refused)),
     }
+}
+
+/// An event or a change the interaction's state refuses.
+fn event_refused(refused: EventError) -> ApiError {
+    match &refused {
+        EventError::Unknown(_) => ApiError::not_found("unknown-interaction", refused.to_string()),
+        EventError::Completed(_) => ApiError::new(
+            StatusCode::CONFLICT,
+            "interaction-completed",
+            refused.to_string(),
+        ),
+        EventError::Conflict(..) => ApiError::new(
+            StatusCode::CONFLICT,
+            "interaction-conflict",
+            refused.to_string(),
+        ),
+        EventError::InvocationData(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-invocation-data",
+            refused.to_string(),
+        ),
+    }
+}
+
+/// The engine's failure: a plan that is not there is the request's (422), anything else
+/// the host's.
+fn flow_failed(e: FlowError) -> ApiError {
+    match e {
+        FlowError::PlanNotFound { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-plan",
+            e.to_string(),
+        ),
+        e => ApiError::internal(e),
+    }
+}
+
+fn unknown_interaction(id: &str) -> ApiError {
+    event_refused(EventError::Unknown(id.to_owned()))
+}
+
+fn interaction_json(record: &InteractionRecord) -> Json {
+    json!({
+        "id": record.id,
+        "channel": record.channel,
+        "plan": record.plan,
+        "status": record.status,
+        "present": record.present,
+        "agent_reached": record.agent_reached,
+        "data": values_json(&record.data),
+        "post_flow": record.post_flow,
+        "post_flow_fired": record.post_flow_fired,
+        "updated_at_ms": record.updated_at_ms,
+    })
+}
+
+pub async fn get_interaction(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+) -> Result<Reply<Json>, ApiError> {
+    match state.store().interaction(&tenant, &id)? {
+        Some(record) => Ok(Reply(interaction_json(&record))),
+        None => Err(unknown_interaction(&id)),
+    }
+}
+
+/// Sets or replaces the post-flow action of a live interaction.
+pub async fn put_post_flow(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+    JsonBody(action): JsonBody<SetPostFlow>,
+) -> Result<Reply<Json>, ApiError> {
+    // The interaction first: another tenant's is a 404 whatever plan the action names.
+    if state.store().interaction(&tenant, &id)?.is_none() {
+        return Err(unknown_interaction(&id));
+    }
+    let record = state
+        .engine()
+        .set_post_flow_with(&tenant, &id, Some(action))
+        .await
+        .map_err(flow_failed)?
+        .map_err(event_refused)?;
+    Ok(Reply(interaction_json(&record)))
+}
+
+pub async fn delete_post_flow(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .engine()
+        .set_post_flow_with(&tenant, &id, None)
+        .await
+        .map_err(flow_failed)?
+        .map_err(event_refused)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Delivers a named event (an agent's disposition, a survey reply) to the interaction's
+/// runs waiting for it; the body, any JSON, is their data source `Event`.
+pub async fn deliver_event(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs((id, event)): PathArgs<(String, String)>,
+    request: Request,
+) -> Result<Reply<Json>, ApiError> {
+    let bytes = body_bytes(request, &state).await?;
+    let payload: Json = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Json::Null
+    } else {
+        crate::error::parse_json(&bytes)?
+    };
+    // Woken runs are found by tenant already; this makes an interaction that is another
+    // tenant's (or nobody's) a 404 rather than a quiet "nothing woken".
+    if state.store().interaction(&tenant, &id)?.is_none() {
+        return Err(unknown_interaction(&id));
+    }
+    let woken = state
+        .engine()
+        .deliver(&tenant, &id, &event, payload)
+        .await
+        .map_err(flow_failed)?;
+    Ok(Reply(
+        json!({ "interaction": id, "event": event, "woken": woken }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -2,7 +2,8 @@
 //!
 //! Two APIs on one router. The operator API (`/v1/operator/…`, the operator's token)
 //! creates tenants and their tokens. The tenant API (`/v1/…`, a tenant's token) publishes
-//! plans, takes interaction events and shows runs.
+//! plans, takes interaction events, post-flow actions and named events for waiting runs, and
+//! shows interactions and runs.
 //!
 //! **Architecture Invariant:** the tenant of a request comes from its token only, never from
 //! the path or the body; every store read takes that tenant, so another tenant's id answers
@@ -110,6 +111,15 @@ pub fn router(state: AppState) -> Router {
             get(api::get_plan_version),
         )
         .route("/v1/interactions/events", post(api::post_event))
+        .route("/v1/interactions/{id}", get(api::get_interaction))
+        .route(
+            "/v1/interactions/{id}/post-flow",
+            put(api::put_post_flow).delete(api::delete_post_flow),
+        )
+        .route(
+            "/v1/interactions/{id}/events/{event}",
+            post(api::deliver_event),
+        )
         .route("/v1/runs", get(api::list_runs))
         .route("/v1/runs/{id}", get(api::get_run))
         .fallback(api::no_route)

@@ -19,7 +19,8 @@ use tower::ServiceExt;
 
 const OPERATOR: &str = "coda_op_test_token";
 
-/// `step@1.0.0` takes `next` and records that it ran in the data source `Stepped`.
+/// `step@1.0.0` takes `next` and records that it ran in the data source `Stepped`;
+/// `wait@1.0.0` waits an hour for the event `disposition`.
 struct Script;
 
 fn step_info() -> AppletInfo {
@@ -34,10 +35,22 @@ fn step_info() -> AppletInfo {
     }
 }
 
+fn wait_info() -> AppletInfo {
+    AppletInfo {
+        name: "wait".into(),
+        exits: vec!["received".into(), "timeout".into()],
+        ..step_info()
+    }
+}
+
 #[async_trait]
 impl Applets for Script {
     fn info(&self, _tenant: &str, applet: &AppletRef) -> Option<AppletInfo> {
-        (applet.to_string() == "step@1.0.0").then(step_info)
+        match applet.to_string().as_str() {
+            "step@1.0.0" => Some(step_info()),
+            "wait@1.0.0" => Some(wait_info()),
+            _ => None,
+        }
     }
 
     async fn invoke(
@@ -46,6 +59,22 @@ impl Applets for Script {
         applet: &AppletRef,
         _input: StepInput,
     ) -> Result<InvocationReport, String> {
+        if applet.to_string() == "wait@1.0.0" {
+            return Ok(InvocationReport {
+                result: Ok(Outcome::Wait {
+                    event: "disposition".into(),
+                    timeout_millis: 3_600_000,
+                    on_event: "received".into(),
+                    on_timeout: "timeout".into(),
+                }),
+                data_changes: Values::new(),
+                state_changes: Values::new(),
+                logs: vec![],
+                fuel_used: 1,
+                host_calls: 0,
+                elapsed: std::time::Duration::from_micros(1),
+            });
+        }
         if applet.to_string() != "step@1.0.0" {
             return Err(format!("applet {applet} is not installed"));
         }
@@ -78,7 +107,12 @@ fn harness() -> Harness {
         Arc::new(WallClock),
         FlowLimits::default(),
     ));
-    let state = AppState::new(engine.clone(), vec![step_info()], &hash_token(OPERATOR)).unwrap();
+    let state = AppState::new(
+        engine.clone(),
+        vec![step_info(), wait_info()],
+        &hash_token(OPERATOR),
+    )
+    .unwrap();
     Harness {
         _dir: dir,
         engine,
@@ -374,6 +408,19 @@ async fn another_tenants_ids_answer_404_exactly_as_missing_ones() {
 
     let cases: Vec<(&str, String, Payload)> = vec![
         ("GET", format!("/v1/runs/{run}"), None),
+        ("GET", "/v1/interactions/call-2".into(), None),
+        (
+            "PUT",
+            "/v1/interactions/call-2/post-flow".into(),
+            json_body(json!({ "target": "caller", "action": "voice-survey-flow",
+                "plan": "post-call", "invocation_data": { "json": { "survey": 1 } } })),
+        ),
+        ("DELETE", "/v1/interactions/call-2/post-flow".into(), None),
+        (
+            "POST",
+            "/v1/interactions/call-2/events/disposition".into(),
+            json_body(json!({ "outcome": "resolved" })),
+        ),
         ("GET", "/v1/plans/post-call".into(), None),
         ("GET", "/v1/plans/live".into(), None),
         ("GET", "/v1/plans/post-call/versions/1".into(), None),
@@ -842,4 +889,140 @@ async fn an_ended_interaction_runs_its_post_interaction_plan_to_the_end() {
 
     let _ = stop_tx.send(());
     scheduler.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn post_flow_actions_fire_on_their_disconnect_and_named_events_wake_waiting_runs() {
+    let h = harness();
+    // The scheduler, as `coda serve` runs it (the wait's timeout is an hour of wall time:
+    // `run_until_idle` would sleep until then).
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let engine = h.engine.clone();
+    tokio::spawn(async move {
+        engine
+            .serve(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let acme = tenant(&h, "acme").await;
+    publish(&h, &acme, "post-call", POST_CALL).await;
+    publish(&h, &acme, "live", LIVE).await;
+    publish(
+        &h,
+        &acme,
+        "dispo",
+        "name: dispo\ntype: unattended\nstart: w\nnodes:\n  w:\n    applet: wait@1.0.0\n    exits: { received: thank }\n  thank:\n    applet: step@1.0.0\n",
+    )
+    .await;
+    let event = |value: Json| json_body(value);
+    let (status, _) = call(
+        &h,
+        "POST",
+        "/v1/interactions/events",
+        Some(&acme),
+        event(
+            json!({ "type": "started", "interaction": "c1", "channel": "voice", "plan": "live" }),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // An action naming a plan that does not exist is refused, and leaves none set.
+    let action = |plan: &str| {
+        event(json!({ "target": "caller", "action": "voice-survey-flow",
+        "plan": plan, "invocation_data": { "expression": "1 + 1" } }))
+    };
+    let (status, body) = call(
+        &h,
+        "PUT",
+        "/v1/interactions/c1/post-flow",
+        Some(&acme),
+        action("nope"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["kind"], "unknown-plan");
+    let (status, body) = call(
+        &h,
+        "PUT",
+        "/v1/interactions/c1/post-flow",
+        Some(&acme),
+        action("dispo"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["post_flow"]["invocation_data"], 2);
+    let (_, body) = call(&h, "GET", "/v1/interactions/c1", Some(&acme), None).await;
+    assert_eq!(body["post_flow"]["plan"], "dispo");
+    assert_eq!(body["data"]["InteractionId"], "c1");
+
+    // The caller hangs up: the action's run starts instead of the post-interaction process.
+    let (status, body) = call(
+        &h,
+        "POST",
+        "/v1/interactions/events",
+        Some(&acme),
+        event(json!({ "type": "party-disconnected", "interaction": "c1", "party": "caller" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let runs = body["runs"].as_array().unwrap().clone();
+    assert_eq!(runs.len(), 1, "{body}");
+    let run = runs[0].as_str().unwrap();
+    let body = run_reaches(&h, &acme, run, "waiting").await;
+    assert_eq!(body["plan"], "dispo");
+
+    // The disposition wakes it; the run ends through `thank`.
+    let (status, body) = call(
+        &h,
+        "POST",
+        "/v1/interactions/c1/events/disposition",
+        Some(&acme),
+        event(json!({ "outcome": "resolved" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["woken"], json!([run]));
+    let body = run_reaches(&h, &acme, run, "done").await;
+    assert_eq!(body["data"]["Event"], json!({ "outcome": "resolved" }));
+
+    // The interaction has ended: its action can no longer change, and a missing one is 404.
+    let (status, body) = call(
+        &h,
+        "DELETE",
+        "/v1/interactions/c1/post-flow",
+        Some(&acme),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["kind"], "interaction-completed");
+    let (status, body) = call(
+        &h,
+        "POST",
+        "/v1/interactions/nope/events/disposition",
+        Some(&acme),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["kind"], "unknown-interaction");
+}
+
+/// Polls a run until it has `status` (at most 10 s); returns it.
+async fn run_reaches(h: &Harness, token: &str, run: &str, status: &str) -> Json {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (code, body) = call(h, "GET", &format!("/v1/runs/{run}"), Some(token), None).await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        if body["status"] == status {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never became {status}: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
