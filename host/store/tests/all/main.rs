@@ -274,3 +274,87 @@ async fn what_was_committed_survives_reopening() {
     );
     assert_eq!(store.integrity_check().unwrap(), "ok");
 }
+
+fn token(id: &str, hash: &str) -> coda_store::NewToken {
+    coda_store::NewToken {
+        id: id.into(),
+        hash: hash.into(),
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_found_by_hash_until_revoked_and_only_under_their_tenant() {
+    let (_dir, store) = open();
+    assert!(
+        store
+            .create_tenant("acme", token("t1", "h1"), 1)
+            .await
+            .unwrap()
+    );
+    // The same tenant again: nothing written, its first token not replaced.
+    assert!(
+        !store
+            .create_tenant("acme", token("t2", "h2"), 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.token_tenant("h2").unwrap(), None);
+    assert!(
+        store
+            .create_tenant("beta", token("t3", "h3"), 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .add_token("nobody", token("t4", "h4"), 4)
+            .await
+            .unwrap()
+    );
+    assert!(store.add_token("acme", token("t5", "h5"), 5).await.unwrap());
+    assert_eq!(store.token_tenant("h1").unwrap().as_deref(), Some("acme"));
+    assert_eq!(store.token_tenant("h5").unwrap().as_deref(), Some("acme"));
+    assert_eq!(store.token_tenant("h3").unwrap().as_deref(), Some("beta"));
+    // Another tenant's token id is not found under this tenant, and stays live.
+    assert!(!store.revoke_token("acme", "t3", 6).await.unwrap());
+    assert_eq!(store.token_tenant("h3").unwrap().as_deref(), Some("beta"));
+    assert!(store.revoke_token("acme", "t1", 7).await.unwrap());
+    assert!(store.revoke_token("acme", "t1", 8).await.unwrap());
+    assert_eq!(store.token_tenant("h1").unwrap(), None);
+    assert_eq!(store.token_tenant("h5").unwrap().as_deref(), Some("acme"));
+}
+
+#[tokio::test]
+async fn the_operator_token_is_stored_once() {
+    let (_dir, store) = open();
+    assert_eq!(store.operator_token_hash().unwrap(), None);
+    assert!(store.init_operator_token("first", 1).await.unwrap());
+    assert!(!store.init_operator_token("second", 2).await.unwrap());
+    assert_eq!(
+        store.operator_token_hash().unwrap().as_deref(),
+        Some("first")
+    );
+}
+
+#[tokio::test]
+async fn latest_plans_lists_each_of_the_tenants_plans_once() {
+    let (_dir, store) = open();
+    for (tenant, name, n) in [
+        ("acme", "b", 1),
+        ("acme", "a", 1),
+        ("acme", "b", 2),
+        ("beta", "c", 1),
+    ] {
+        store
+            .publish_plan(tenant, name, &json!({ "n": n }), n)
+            .await
+            .unwrap();
+    }
+    let plans = store.latest_plans("acme").unwrap();
+    let listed: Vec<(&str, u32, i64)> = plans
+        .iter()
+        .map(|p| (p.name.as_str(), p.version, p.body["n"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(listed, [("a", 1, 1), ("b", 2, 2)]);
+    assert!(store.latest_plans("nobody").unwrap().is_empty());
+}
