@@ -70,7 +70,7 @@ pub enum SmtpMode {
     Accept,
     /// Refuses every recipient for good (550).
     RejectRecipients,
-    /// Fails every message for now (451 at the end of DATA).
+    /// Fails every message for now (451 to every recipient).
     TemporaryFailure,
 }
 
@@ -91,8 +91,10 @@ impl Handler for Recorder {
     }
 
     fn rcpt(&mut self, to: &str) -> Response {
-        if self.mode == SmtpMode::RejectRecipients {
-            return response::NO_MAILBOX;
+        match self.mode {
+            SmtpMode::RejectRecipients => return response::NO_MAILBOX,
+            SmtpMode::TemporaryFailure => return response::INTERNAL_ERROR,
+            SmtpMode::Accept => {}
         }
         self.current.to.push(to.to_owned());
         response::OK
@@ -104,9 +106,6 @@ impl Handler for Recorder {
     }
 
     fn data_end(&mut self) -> Response {
-        if self.mode == SmtpMode::TemporaryFailure {
-            return response::INTERNAL_ERROR;
-        }
         self.mails
             .lock()
             .unwrap_or_else(|p| p.into_inner())

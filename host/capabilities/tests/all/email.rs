@@ -1,136 +1,17 @@
-//! Email through a real SMTP server on 127.0.0.1: mailin's protocol engine behind a tokio
-//! listener that the test starts and stops.
+//! Email through a real SMTP server on 127.0.0.1 (coda-testkit's: mailin's protocol engine
+//! behind a tokio listener) that each test starts and stops.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-
+use coda_testkit::{SmtpMode, SmtpServer};
 use coda_types::capabilities::EmailMessage;
-use mailin::response::{AUTH_OK, INTERNAL_ERROR, INVALID_CREDENTIALS, NO_MAILBOX, OK};
-use mailin::{Action, AuthMechanism, Handler, Response, SessionBuilder};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
 
 use crate::support::*;
 
-/// What the server received.
-#[derive(Debug, Default, Clone)]
-struct Received {
-    from: String,
-    to: Vec<String>,
-    data: String,
-    user: String,
-}
-
-#[derive(Clone)]
-struct Recorder {
-    inbox: Arc<Mutex<Vec<Received>>>,
-    current: Received,
-    /// What to answer every RCPT with instead of OK (a 550, a 451).
-    refuse_recipients: Option<Response>,
-}
-
-impl Handler for Recorder {
-    fn mail(&mut self, _ip: IpAddr, _domain: &str, from: &str) -> Response {
-        self.current.from = from.to_string();
-        OK
-    }
-
-    fn rcpt(&mut self, to: &str) -> Response {
-        if let Some(refusal) = &self.refuse_recipients {
-            return refusal.clone();
-        }
-        self.current.to.push(to.to_string());
-        OK
-    }
-
-    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.current.data.push_str(&String::from_utf8_lossy(buf));
-        Ok(())
-    }
-
-    fn data_end(&mut self) -> Response {
-        let done = std::mem::take(&mut self.current);
-        self.current.user = done.user.clone();
-        self.inbox.lock().unwrap().push(done);
-        OK
-    }
-
-    fn auth_plain(&mut self, _authz: &str, user: &str, password: &str) -> Response {
-        if user == "mailer" && password == "s3cret-pw" {
-            self.current.user = user.to_string();
-            AUTH_OK
-        } else {
-            INVALID_CREDENTIALS
-        }
-    }
-}
-
-struct SmtpServer {
-    addr: SocketAddr,
-    inbox: Arc<Mutex<Vec<Received>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn start(refuse_recipients: Option<Response>) -> SmtpServer {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let inbox = Arc::new(Mutex::new(Vec::new()));
-    let recorder = Recorder {
-        inbox: inbox.clone(),
-        current: Received::default(),
-        refuse_recipients,
-    };
-    let task = tokio::spawn(async move {
-        let mut builder = SessionBuilder::new("smtp.test");
-        builder
-            .enable_auth(AuthMechanism::Plain)
-            .insecure_enable_plaintext_auth();
-        let builder = Arc::new(builder);
-        loop {
-            let Ok((stream, peer)) = listener.accept().await else {
-                return;
-            };
-            let builder = builder.clone();
-            let recorder = recorder.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
-                let mut read = BufReader::new(read);
-                let mut session = builder.build(peer.ip(), recorder);
-                let greeting = session.greeting().buffer().unwrap();
-                if write.write_all(&greeting).await.is_err() {
-                    return;
-                }
-                let mut line = Vec::new();
-                loop {
-                    line.clear();
-                    match read.read_until(b'\n', &mut line).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {}
-                    }
-                    let response = session.process(&line);
-                    match response.action {
-                        Action::NoReply => continue,
-                        Action::Reply => {
-                            if write.write_all(&response.buffer().unwrap()).await.is_err() {
-                                return;
-                            }
-                        }
-                        Action::Close | Action::UpgradeTls => {
-                            let _ = write.write_all(&response.buffer().unwrap()).await;
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    SmtpServer { addr, inbox, task }
+/// The SMTP server of coda-testkit, offering AUTH with the credentials the settings' secrets
+/// hold.
+async fn start(mode: SmtpMode) -> SmtpServer {
+    SmtpServer::start(mode, Some(("mailer", "s3cret-pw")))
+        .await
+        .unwrap()
 }
 
 fn settings(port: u16, max_recipients: u32) -> String {
@@ -173,7 +54,7 @@ fn message() -> EmailMessage {
 
 #[tokio::test]
 async fn message_arrives_with_headers_body_and_the_returned_message_id() {
-    let server = start(None).await;
+    let server = start(SmtpMode::Accept).await;
     let host = host(&settings(server.addr.port(), 10));
     let mailer = applet(&host, "acme", "mailer");
     let id = mailer.email_send(&cx(), message()).await.unwrap();
@@ -182,10 +63,14 @@ async fn message_arrives_with_headers_body_and_the_returned_message_id() {
         "{id}"
     );
 
-    let inbox = server.inbox.lock().unwrap().clone();
+    let inbox = server.mails();
     assert_eq!(inbox.len(), 1);
     let got = &inbox[0];
-    assert_eq!(got.user, "mailer", "authenticated with the secrets");
+    assert_eq!(
+        got.user.as_deref(),
+        Some("mailer"),
+        "authenticated with the secrets"
+    );
     assert_eq!(got.from, "support@acme.example");
     assert_eq!(got.to, ["ada@customer.example", "boss@customer.example"]);
     let data = &got.data;
@@ -215,20 +100,20 @@ async fn message_arrives_with_headers_body_and_the_returned_message_id() {
 
 #[tokio::test]
 async fn html_goes_as_an_alternative_part() {
-    let server = start(None).await;
+    let server = start(SmtpMode::Accept).await;
     let host = host(&settings(server.addr.port(), 10));
     let mailer = applet(&host, "acme", "mailer");
     let mut m = message();
     m.html = Some("<p>Thank you</p>".into());
     mailer.email_send(&cx(), m).await.unwrap();
-    let data = server.inbox.lock().unwrap()[0].data.clone();
+    let data = server.mails()[0].data.clone();
     assert!(data.contains("multipart/alternative"), "{data}");
     assert!(data.contains("<p>Thank you</p>"), "{data}");
 }
 
 #[tokio::test]
 async fn permanent_refusal_is_rejected() {
-    let server = start(Some(NO_MAILBOX)).await;
+    let server = start(SmtpMode::RejectRecipients).await;
     let host = host(&settings(server.addr.port(), 10));
     let mailer = applet(&host, "acme", "mailer");
     let m = expect_err(
@@ -237,12 +122,12 @@ async fn permanent_refusal_is_rejected() {
         "rejected",
     );
     assert!(m.contains("550"), "{m}");
-    assert!(server.inbox.lock().unwrap().is_empty());
+    assert!(server.mails().is_empty());
 }
 
 #[tokio::test]
 async fn transient_refusal_is_unavailable() {
-    let server = start(Some(INTERNAL_ERROR)).await;
+    let server = start(SmtpMode::TemporaryFailure).await;
     let host = host(&settings(server.addr.port(), 10));
     let mailer = applet(&host, "acme", "mailer");
     let m = expect_err(
@@ -271,7 +156,7 @@ async fn server_down_is_unavailable() {
 
 #[tokio::test]
 async fn bad_addresses_limits_and_grants() {
-    let server = start(None).await;
+    let server = start(SmtpMode::Accept).await;
     let host = host(&settings(server.addr.port(), 2));
     let mailer = applet(&host, "acme", "mailer");
     let mut m = message();
@@ -294,14 +179,14 @@ async fn bad_addresses_limits_and_grants() {
         "not-granted",
     );
     assert!(text.contains("email"), "{text}");
-    assert!(server.inbox.lock().unwrap().is_empty());
+    assert!(server.mails().is_empty());
 }
 
 #[tokio::test]
 async fn starttls_required_but_not_offered_is_unavailable() {
     // Builds lettre's rustls parameters (ring, platform verifier) for real; the test server
     // offers no STARTTLS, so nothing is sent in clear.
-    let server = start(None).await;
+    let server = start(SmtpMode::Accept).await;
     let yaml = settings(server.addr.port(), 10).replace("tls: none", "tls: starttls");
     let host = host(&yaml);
     let mailer = applet(&host, "acme", "mailer");
@@ -310,5 +195,5 @@ async fn starttls_required_but_not_offered_is_unavailable() {
         unavailable,
         "unavailable",
     );
-    assert!(server.inbox.lock().unwrap().is_empty());
+    assert!(server.mails().is_empty());
 }
