@@ -630,14 +630,7 @@ nodes:
     config: { set: [{ name: A, value: 1 }, { name: B, expression: "" }, { name: C }] }
 "#,
     );
-    let applets = applets_dir();
-    let (status, out) = coda(&[
-        "plan",
-        "validate",
-        &plan,
-        "--applets",
-        applets.to_str().unwrap(),
-    ]);
+    let (status, out) = crate::run::validate(&plan);
     assert_eq!(status, 2, "{out:#}");
     let mut fields: Vec<&str> = out["error"]["problems"]
         .as_array()

@@ -80,6 +80,18 @@ pub(crate) fn run_plan(files: &Files, plan: &str, extra: &[&str]) -> (i32, Value
     coda(&args)
 }
 
+/// `coda plan validate PLAN` against the suite's applets.
+pub(crate) fn validate(plan: &str) -> (i32, Value) {
+    let applets = applets_dir();
+    coda(&[
+        "plan",
+        "validate",
+        plan,
+        "--applets",
+        applets.to_str().unwrap(),
+    ])
+}
+
 pub(crate) fn notes(run: &Value) -> Vec<String> {
     run["journal"]
         .as_array()
@@ -333,14 +345,7 @@ nodes:
     applet: echo@9.9.9
 "#,
     );
-    let applets = applets_dir();
-    let (status, out) = coda(&[
-        "plan",
-        "validate",
-        &plan,
-        "--applets",
-        applets.to_str().unwrap(),
-    ]);
+    let (status, out) = validate(&plan);
     assert_eq!(status, 2, "{out:#}");
     let problems = out["error"]["problems"].as_array().unwrap();
     let fields: Vec<&str> = problems
@@ -366,13 +371,7 @@ nodes:
         "good.yaml",
         "name: good\ntype: unattended\nstart: greet\nnodes:\n  greet:\n    applet: hello@0.1.0\n",
     );
-    let (status, out) = coda(&[
-        "plan",
-        "validate",
-        &good,
-        "--applets",
-        applets.to_str().unwrap(),
-    ]);
+    let (status, out) = validate(&good);
     assert_eq!(status, 0, "{out:#}");
     assert_eq!(out["valid"], true);
 }

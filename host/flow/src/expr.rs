@@ -34,7 +34,10 @@ pub fn evaluate(expression: &str, data: &Values) -> Result<serde_json::Value, St
         .map_err(|e| format!("the expression's result is not JSON: {e:?}"))
 }
 
-/// What CEL accepts as a bare variable name (and is not one of its reserved words).
+/// What CEL accepts as a bare variable name (and is not one of its reserved words). The
+/// built-in applets apply the same rule in `applets/builtin/expr` (another workspace, built
+/// for wasm): keep the two in step, or an expression would see a data source on one side
+/// and not on the other.
 fn is_identifier(name: &str) -> bool {
     const RESERVED: &[&str] = &[
         "true",

@@ -187,6 +187,8 @@ fn bind(cx: &mut CelContext<'_, '_>, name: &str, value: Cel) -> Result<(), Strin
 }
 
 /// CEL's reserved words: a data source named like one is reachable only as `data.NAME`.
+/// The host applies the same rule to post-flow expressions (`host/flow/src/expr.rs`): keep
+/// the two in step.
 const RESERVED: &[&str] = &[
     "true",
     "false",
