@@ -73,7 +73,7 @@ pub struct PlanVersionInfo {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Control {
     /// Done: the run as it is now.
-    Applied(RunRecord),
+    Applied(Box<RunRecord>),
     /// The tenant has no such run (another tenant's included).
     NotFound,
     /// The run's status does not allow it; `why` says so in words.
@@ -200,7 +200,7 @@ impl Store {
                     &format!("{note} (it was {was})"),
                     now_ms,
                 )?;
-                Ok(Control::Applied(reread(tx, &run.id)?))
+                Ok(Control::Applied(Box::new(reread(tx, &run.id)?)))
             })
             .await?;
         if let Control::Applied(run) = &control {
@@ -283,7 +283,7 @@ impl Store {
                     ),
                     now_ms,
                 )?;
-                Ok(Control::Applied(reread(tx, &run.id)?))
+                Ok(Control::Applied(Box::new(reread(tx, &run.id)?)))
             })
             .await?;
         if let Control::Applied(run) = &control {

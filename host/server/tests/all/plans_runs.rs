@@ -483,39 +483,39 @@ async fn runs_are_filtered_by_plan_status_interaction_and_time() {
     };
     assert_eq!(
         ids(&list(String::new()).await),
-        [a1.clone(), b2.clone(), w1.clone()]
+        [a1.as_str(), b2.as_str(), w1.as_str()]
     );
-    assert_eq!(ids(&list("plan=alpha".into()).await), [a1.clone()]);
-    assert_eq!(ids(&list("status=waiting".into()).await), [w1.clone()]);
+    assert_eq!(ids(&list("plan=alpha".into()).await), [a1.as_str()]);
+    assert_eq!(ids(&list("status=waiting".into()).await), [w1.as_str()]);
     assert_eq!(
         ids(&list("status=done".into()).await),
-        [a1.clone(), b2.clone()]
+        [a1.as_str(), b2.as_str()]
     );
     assert_eq!(
         ids(&list("interaction=i1".into()).await),
-        [a1.clone(), w1.clone()]
+        [a1.as_str(), w1.as_str()]
     );
     assert_eq!(
         ids(&list("interaction=i1&status=done".into()).await),
-        [a1.clone()]
+        [a1.as_str()]
     );
-    assert_eq!(ids(&list(format!("since={cut}")).await), [w1.clone()]);
+    assert_eq!(ids(&list(format!("since={cut}")).await), [w1.as_str()]);
     assert_eq!(
         ids(&list(format!("until={cut}")).await),
-        [a1.clone(), b2.clone()]
+        [a1.as_str(), b2.as_str()]
     );
     assert_eq!(
         ids(&list("since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z".into()).await),
-        [a1.clone(), b2.clone(), w1.clone()]
+        [a1.as_str(), b2.as_str(), w1.as_str()]
     );
     assert!(ids(&list("until=2000-01-01T00:00:00Z".into()).await).is_empty());
     assert!(ids(&list("plan=nope".into()).await).is_empty());
     // Pages within a filter.
     let first = list("interaction=i1&limit=1".into()).await;
-    assert_eq!(ids(&first), [a1.clone()]);
+    assert_eq!(ids(&first), [a1.as_str()]);
     let after = first["next"].as_str().unwrap();
     let second = list(format!("interaction=i1&limit=1&after={after}")).await;
-    assert_eq!(ids(&second), [w1.clone()]);
+    assert_eq!(ids(&second), [w1.as_str()]);
 
     // Bad values are 400s naming the parameter.
     for (query, names) in [
@@ -602,7 +602,7 @@ async fn a_cancelled_parked_run_never_runs_and_a_finished_one_cannot_be_cancelle
     );
     assert_eq!(journal[1]["result"], json!({ "cancelled": true }));
     let (_, cancelled) = call(h, "GET", "/v1/runs?status=cancelled", Some(&acme), None).await;
-    assert_eq!(ids(&cancelled), [nap.clone()]);
+    assert_eq!(ids(&cancelled), [nap.as_str()]);
 
     // Cancelled, or finished otherwise: 409 naming the status.
     let (status, body) = call(
@@ -808,7 +808,7 @@ async fn a_tail_replays_the_steps_then_streams_new_ones_and_ends() {
         .deliver("acme", "i-tail", "disposition", json!({ "score": 9 }))
         .await
         .unwrap();
-    assert_eq!(woken, [run.clone()]);
+    assert_eq!(woken, [run.as_str()]);
     let (events, ended) = read_events(&mut body, &mut buffer, 10).await;
     assert!(ended, "the stream closes after the end event: {events:?}");
     let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();

@@ -102,27 +102,27 @@ async fn runs_are_found_by_filter_within_their_tenant() {
             .map(|r| r.id)
             .collect()
     };
-    assert_eq!(find(RunFilter::default()), [a.id.clone(), b.id.clone()]);
+    assert_eq!(find(RunFilter::default()), [a.id.as_str(), b.id.as_str()]);
     let by_plan = RunFilter {
         plan: Some("survey".into()),
         ..RunFilter::default()
     };
-    assert_eq!(find(by_plan.clone()), [b.id.clone()]);
+    assert_eq!(find(by_plan.clone()), [b.id.as_str()]);
     let by_interaction = RunFilter {
         interaction: Some("int-1".into()),
         ..RunFilter::default()
     };
-    assert_eq!(find(by_interaction), [a.id.clone()]);
+    assert_eq!(find(by_interaction), [a.id.as_str()]);
     let since = RunFilter {
         since_ms: Some(5_000),
         ..RunFilter::default()
     };
-    assert_eq!(find(since), [b.id.clone()]);
+    assert_eq!(find(since), [b.id.as_str()]);
     let until = RunFilter {
         until_ms: Some(5_000),
         ..RunFilter::default()
     };
-    assert_eq!(find(until), [a.id.clone()]);
+    assert_eq!(find(until), [a.id.as_str()]);
     let ready = RunFilter {
         status: Some(RunStatus::Ready),
         ..RunFilter::default()
