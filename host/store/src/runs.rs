@@ -234,16 +234,28 @@ impl Store {
                     });
                 }
                 // The failed step is the last one journaled: the failure is its commit.
-                let last: Option<(String, u32, String, u32)> = tx
+                let last: Option<(String, u32, String, u32, String)> = tx
                     .prepare_cached(
-                        "SELECT node, attempt, plan, plan_version FROM steps
+                        "SELECT node, attempt, plan, plan_version, result FROM steps
                          WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1",
                     )?
                     .query_row(params![run.id], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                     })
                     .optional()?;
-                let Some((node, attempt, plan, plan_version)) =
+                // A run stopped at the step limit would only be stopped again.
+                if let Some((.., result)) = &last
+                    && serde_json::from_str::<serde_json::Value>(result)
+                        .is_ok_and(|r| r["error"]["kind"] == "max-steps")
+                {
+                    return Ok(Control::Refused {
+                        status: run.status,
+                        why: format!(
+                            "run `{run_id}` was stopped at the step limit: a retry would stop again"
+                        ),
+                    });
+                }
+                let Some((node, attempt, plan, plan_version, _)) =
                     last.filter(|(node, ..)| !node.is_empty())
                 else {
                     return Ok(Control::Refused {

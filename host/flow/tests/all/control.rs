@@ -108,6 +108,7 @@ async fn host() -> Host {
         "name: napper\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: nap@1.0.0\n    exits: { next: b }\n  b:\n    applet: step@1.0.0\n",
         "name: gated\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: gated@1.0.0\n    exits: { next: b }\n  b:\n    applet: step@1.0.0\n",
         "name: shaky\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: step@1.0.0\n    exits: { next: b }\n  b:\n    applet: flaky@1.0.0\n    exits: { next: c }\n  c:\n    applet: step@1.0.0\n",
+        "name: spin\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: step@1.0.0\n    exits: { next: b }\n  b:\n    applet: step@1.0.0\n    exits: { next: a }\n",
     ] {
         let plan = coda_plan::parse(text).unwrap();
         store
@@ -120,7 +121,10 @@ async fn host() -> Host {
         store,
         script.clone(),
         Arc::new(VirtualClock::new()),
-        FlowLimits::default(),
+        FlowLimits {
+            max_steps: 20,
+            ..FlowLimits::default()
+        },
     ));
     Host {
         _dir: dir,
@@ -253,4 +257,16 @@ async fn a_failed_run_retried_goes_on_from_its_failed_node_with_the_same_key() {
             ..
         }
     ));
+}
+
+#[tokio::test]
+async fn a_run_stopped_at_the_step_limit_is_not_retried() {
+    let host = host().await;
+    let run = start(&host, "spin").await;
+    host.engine.run_until_idle().await.unwrap();
+    assert_eq!(status(&host, &run), RunStatus::Failed);
+    let Control::Refused { why, .. } = host.engine.retry("acme", &run).await.unwrap() else {
+        panic!("a run at the step limit was retried");
+    };
+    assert!(why.contains("step limit"), "{why}");
 }
