@@ -11,11 +11,13 @@
 //! it applies only if the run is still at the sequence the step started from, so a step can
 //! never be committed twice or over a newer one.
 
+mod applets;
 mod interactions;
 mod schema;
 mod tenants;
 mod writer;
 
+pub use applets::{AppletRecord, NewApplet, PutApplet};
 pub use interactions::{
     Channel, FollowUpOf, FollowUpRefused, InteractionRecord, InteractionStatus, NewFollowUp, Party,
     PostFlowAction, PostFlowTarget,
