@@ -163,12 +163,12 @@ fn plan_format(headers: &HeaderMap, text: &str) -> Format {
     }
 }
 
-/// The catalog a tenant's plan is validated against: the applets the server has and the
-/// tenant's own plans (never another tenant's).
+/// The catalog a tenant's plan is validated against: the built-in applets, the tenant's
+/// uploaded ones that are not retired, and the tenant's own plans (never another tenant's).
 fn catalog(state: &AppState, tenant: &str) -> Result<MemoryCatalog, ApiError> {
     let mut catalog = MemoryCatalog::new();
-    for info in &state.inner.applets {
-        catalog.insert_applet(info.clone());
+    for info in crate::applets::usable_applets(state, tenant)? {
+        catalog.insert_applet(info);
     }
     for plan in state.store().latest_plans(tenant)? {
         // A stored plan was valid when published; one that no longer deserializes is
@@ -206,7 +206,10 @@ pub async fn put_plan(
     let mut catalog = catalog(&state, &tenant)?;
     // The plan may name itself (a loop through a route, its own type for the checks).
     catalog.insert_plan(&plan.name, plan.plan_type);
-    coda_plan::validate(&plan, &catalog).map_err(ApiError::invalid_plan)?;
+    if let Err(problems) = coda_plan::validate(&plan, &catalog) {
+        let problems = crate::applets::naming_retired(&state, &tenant, &plan, problems)?;
+        return Err(ApiError::invalid_plan(problems));
+    }
     let body = serde_json::to_value(&plan).map_err(ApiError::internal)?;
     let version = state
         .store()
