@@ -2,12 +2,12 @@
 //! Checks exit statuses (0 done, 1 the applet failed, 2 usage or refused component) and the
 //! JSON printed on stdout.
 
-mod applets;
 mod builtins;
 mod capabilities;
 mod crash;
 mod run;
 mod serve;
+mod uploads;
 
 use std::path::PathBuf;
 use std::process::Command;
