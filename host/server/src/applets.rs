@@ -235,7 +235,7 @@ pub async fn upload(
 }
 
 /// One applet name's versions, built-in and uploaded, in version order.
-fn version_entries(builtins: &[&AppletInfo], uploaded: &[&AppletRecord]) -> Vec<(String, Json)> {
+fn version_entries(builtins: &[&AppletInfo], uploaded: &[&AppletRecord]) -> Vec<Json> {
     let mut entries: Vec<(String, Json)> = builtins
         .iter()
         .map(|i| {
@@ -258,14 +258,12 @@ fn version_entries(builtins: &[&AppletInfo], uploaded: &[&AppletRecord]) -> Vec<
         }))
         .collect();
     entries.sort_by(|a, b| compare_versions(&a.0, &b.0));
-    entries
+    entries.into_iter().map(|(_, entry)| entry).collect()
 }
 
-/// The tenant's view of the applets, by name: built-ins and its own uploads.
-fn by_name(
-    state: &AppState,
-    tenant: &str,
-) -> Result<BTreeMap<String, (Vec<&'static str>, Vec<(String, Json)>)>, ApiError> {
+/// The tenant's view of the applets, by name (`{name, origins, versions}` each): built-ins
+/// and its own uploads.
+fn by_name(state: &AppState, tenant: &str) -> Result<BTreeMap<String, Json>, ApiError> {
     let records = state.store().tenant_applets(tenant)?;
     let mut names: BTreeSet<&str> = state
         .inner
@@ -290,9 +288,10 @@ fn by_name(
         if !uploaded.is_empty() {
             origins.push("uploaded");
         }
+        let versions = version_entries(&builtins, &uploaded);
         answer.insert(
             name.to_owned(),
-            (origins, version_entries(&builtins, &uploaded)),
+            json!({ "name": name, "origins": origins, "versions": versions }),
         );
     }
     Ok(answer)
@@ -303,16 +302,7 @@ pub async fn list(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
 ) -> Result<Reply<Json>, ApiError> {
-    let applets: Vec<Json> = by_name(&state, &tenant)?
-        .into_iter()
-        .map(|(name, (origins, versions))| {
-            json!({
-                "name": name,
-                "origins": origins,
-                "versions": versions.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
+    let applets: Vec<Json> = by_name(&state, &tenant)?.into_values().collect();
     Ok(Reply(json!({ "applets": applets })))
 }
 
@@ -332,15 +322,10 @@ pub async fn versions(
     State(state): State<AppState>,
     PathArgs(name): PathArgs<String>,
 ) -> Result<Reply<Json>, ApiError> {
-    let mut all = by_name(&state, &tenant)?;
-    let Some((origins, versions)) = all.remove(&name) else {
-        return Err(unknown_applet(&name, None));
-    };
-    Ok(Reply(json!({
-        "name": name,
-        "origins": origins,
-        "versions": versions.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
-    })))
+    match by_name(&state, &tenant)?.remove(&name) {
+        Some(entry) => Ok(Reply(entry)),
+        None => Err(unknown_applet(&name, None)),
+    }
 }
 
 /// `GET /v1/applets/{name}/versions/{version}`.

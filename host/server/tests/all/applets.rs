@@ -359,7 +359,7 @@ async fn versions_are_immutable_and_built_in_versions_are_taken() {
 async fn what_is_not_a_valid_component_is_refused_naming_why() {
     let h = harness();
     let acme = tenant(&h, "acme").await;
-    let cases: [(&str, Vec<u8>, &str); 4] = [
+    let cases: [(&str, Vec<u8>, &str); 5] = [
         (
             "garbage",
             b"#!/bin/sh\necho hi\n".to_vec(),
@@ -376,6 +376,12 @@ async fn what_is_not_a_valid_component_is_refused_naming_why() {
             artifacts::read(artifacts::UNKNOWN_IMPORT),
             "does not provide",
         ),
+        (
+            // Instantiating it for its describe passes the memory limit.
+            "describe fails",
+            artifacts::read(artifacts::HUGE_MEMORY),
+            "describe failed",
+        ),
     ];
     for (what, bytes, why) in cases {
         let (status, body) = upload(&h, &acme, bytes).await;
@@ -387,6 +393,13 @@ async fn what_is_not_a_valid_component_is_refused_naming_why() {
     // Nothing was stored.
     let (_, list) = call(&h, "GET", "/v1/applets", Some(&acme), None).await;
     assert_eq!(list["applets"].as_array().unwrap().len(), 2, "{list}");
+
+    // A server given no installer takes no uploads, and says so.
+    let h = crate::harness();
+    let acme = tenant(&h, "acme").await;
+    let (status, body) = upload(&h, &acme, artifacts::read(artifacts::HELLO)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["kind"], "uploads-disabled");
 }
 
 #[tokio::test]
