@@ -108,7 +108,8 @@ async fn read_limited(request: Request, limit: usize) -> Result<Vec<u8>, ApiErro
         return Err(too_large(limit));
     }
     let mut body: Body = request.into_body();
-    let mut bytes = Vec::with_capacity(declared.map_or(0, |l| l as usize));
+    // Reserved up to 1 MiB only: a Content-Length is a claim, not bytes sent.
+    let mut bytes = Vec::with_capacity(declared.map_or(0, |l| l as usize).min(1 << 20));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             ApiError::bad_request("invalid-body", format!("the body could not be read: {e}"))
@@ -214,6 +215,7 @@ pub async fn upload(
         .await?;
     match put {
         PutApplet::Created(record) => {
+            tracing::info!(tenant, applet = %format!("{name}@{version}"), digest = %record.digest, size = record.size, "applet uploaded");
             Ok((StatusCode::CREATED, Reply(uploaded_json(&record))).into_response())
         }
         PutApplet::Unchanged(record) => Ok(Reply(uploaded_json(&record)).into_response()),

@@ -1,9 +1,9 @@
 //! `coda-server`: the HTTP API of `coda serve`.
 //!
 //! Two APIs on one router. The operator API (`/v1/operator/…`, the operator's token)
-//! creates tenants and their tokens. The tenant API (`/v1/…`, a tenant's token) publishes
-//! plans, takes interaction events, post-flow actions and named events for waiting runs, and
-//! shows interactions and runs.
+//! creates tenants and their tokens. The tenant API (`/v1/…`, a tenant's token) uploads
+//! and retires applets, publishes plans, takes interaction events, post-flow actions and
+//! named events for waiting runs, and shows interactions and runs.
 //!
 //! **Architecture Invariant:** the tenant of a request comes from its token only, never from
 //! the path or the body; every store read takes that tenant, so another tenant's id answers
