@@ -7,6 +7,7 @@ mod capabilities;
 mod crash;
 mod run;
 mod serve;
+mod uploads;
 
 use std::path::PathBuf;
 use std::process::Command;

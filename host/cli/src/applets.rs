@@ -117,6 +117,13 @@ impl Applets for DirApplets {
             .applets
             .get(&applet.to_string())
             .ok_or_else(|| format!("applet {applet} is not installed"))?;
+        Ok(self.run(loaded, input).await)
+    }
+}
+
+impl DirApplets {
+    /// One step of a loaded applet.
+    async fn run(&self, loaded: &LoadedApplet, input: StepInput) -> coda_runtime::Report {
         let mut invocation = Invocation::new(input.context, input.config);
         invocation.data = input.data;
         invocation.state = input.state;
@@ -124,6 +131,144 @@ impl Applets for DirApplets {
         invocation.wall_clock = u64::try_from(input.now_ms)
             .ok()
             .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms));
-        Ok(self.runtime.invoke(loaded, invocation).await)
+        self.runtime.invoke(loaded, invocation).await
+    }
+}
+
+/// The applets of `coda serve`: the built-in and directory applets for every tenant, and
+/// each tenant's own uploads, read from the store (the bytes are in the database, so every
+/// node sharing it sees every upload) and loaded on first use. One tenant never reaches
+/// another's: uploads are kept and looked up by tenant.
+pub struct ServiceApplets {
+    global: DirApplets,
+    store: Arc<coda_store::Store>,
+    /// `(tenant, name@version)` to the loaded component. Kept for the life of the process:
+    /// a version is immutable, and a retired one still runs for the plans that use it.
+    tenants: std::sync::RwLock<HashMap<(String, String), Arc<LoadedApplet>>>,
+}
+
+impl ServiceApplets {
+    pub fn new(global: DirApplets, store: Arc<coda_store::Store>) -> Self {
+        ServiceApplets {
+            global,
+            store,
+            tenants: Default::default(),
+        }
+    }
+
+    pub fn infos(&self) -> impl Iterator<Item = &AppletInfo> {
+        self.global.infos()
+    }
+
+    fn cached(&self, tenant: &str, key: &str) -> Option<Arc<LoadedApplet>> {
+        self.tenants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(tenant.to_owned(), key.to_owned()))
+            .cloned()
+    }
+
+    /// The tenant's uploaded applet, loaded: from memory, else from the store (the runtime
+    /// finds the compiled artifact in its cache by digest, so this does not compile again).
+    async fn uploaded(
+        &self,
+        tenant: &str,
+        applet: &AppletRef,
+    ) -> Result<Arc<LoadedApplet>, String> {
+        let key = applet.to_string();
+        if let Some(loaded) = self.cached(tenant, &key) {
+            return Ok(loaded);
+        }
+        let (digest, bytes) = self
+            .store
+            .applet_component(tenant, applet.name(), applet.version())
+            .map_err(|e| format!("cannot read applet {applet} from the store: {e}"))?
+            .ok_or_else(|| format!("applet {applet} is not installed"))?;
+        // The bytes were within the tenant's limit when uploaded; a later, lower limit does
+        // not stop what plans already use.
+        let options = LoadOptions {
+            max_bytes: (bytes.len() as u64).max(LoadOptions::default().max_bytes),
+            ..LoadOptions::default()
+        };
+        let loaded = self
+            .global
+            .runtime
+            .load(&bytes, &options)
+            .await
+            .map_err(|e| format!("applet {applet} does not load: {e}"))?;
+        if loaded.digest != digest {
+            return Err(format!(
+                "applet {applet}'s stored bytes do not match their digest {digest}: not run"
+            ));
+        }
+        self.tenants
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((tenant.to_owned(), key), loaded.clone());
+        Ok(loaded)
+    }
+}
+
+#[async_trait]
+impl Applets for ServiceApplets {
+    fn info(&self, tenant: &str, applet: &AppletRef) -> Option<AppletInfo> {
+        if let Some(info) = self.global.info(tenant, applet) {
+            return Some(info);
+        }
+        if let Some(loaded) = self.cached(tenant, &applet.to_string()) {
+            return Some(loaded.info.clone());
+        }
+        // Not loaded on this node yet: what it described at upload (retired or not).
+        match self
+            .store
+            .tenant_applet(tenant, applet.name(), applet.version())
+        {
+            Ok(record) => record.and_then(|r| serde_json::from_value(r.info).ok()),
+            Err(e) => {
+                tracing::warn!(tenant, %applet, "cannot read an applet's info from the store: {e}");
+                None
+            }
+        }
+    }
+
+    async fn invoke(
+        &self,
+        tenant: &str,
+        applet: &AppletRef,
+        input: StepInput,
+    ) -> Result<coda_runtime::Report, String> {
+        if self.global.applets.contains_key(&applet.to_string()) {
+            return self.global.invoke(tenant, applet, input).await;
+        }
+        let loaded = self.uploaded(tenant, applet).await?;
+        Ok(self.global.run(&loaded, input).await)
+    }
+}
+
+/// Uploads are checked by loading them: validated, compiled (once per digest: the artifact
+/// cache) and described, with the tenant's upload limit as the size limit.
+#[async_trait]
+impl coda_server::AppletInstaller for ServiceApplets {
+    async fn inspect(
+        &self,
+        bytes: &[u8],
+        max_bytes: usize,
+    ) -> Result<coda_server::InspectedApplet, coda_server::Refused> {
+        let options = LoadOptions {
+            max_bytes: max_bytes as u64,
+            ..LoadOptions::default()
+        };
+        match self.global.runtime.load(bytes, &options).await {
+            Ok(loaded) => Ok(coda_server::InspectedApplet {
+                info: loaded.info.clone(),
+                coda_imports: loaded.coda_imports.clone(),
+                digest: loaded.digest.clone(),
+            }),
+            Err(e) => Err(coda_server::Refused {
+                kind: e.kind().to_owned(),
+                message: e.to_string(),
+                internal: matches!(e, coda_runtime::LoadError::Internal(_)),
+            }),
+        }
     }
 }

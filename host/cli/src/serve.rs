@@ -12,7 +12,7 @@ use coda_store::Store;
 use serde_json::{Value as Json, json};
 
 use crate::Exit;
-use crate::applets::DirApplets;
+use crate::applets::{DirApplets, ServiceApplets};
 
 /// The shortest operator token taken from the environment: a short one could be guessed.
 const MIN_OPERATOR_TOKEN_LEN: usize = 16;
@@ -128,21 +128,25 @@ pub async fn serve(runtime: Runtime, args: ServeArgs) -> Result<Json, Exit> {
     let applets = DirApplets::load(runtime, args.applets.as_deref())
         .await
         .map_err(|e| Exit::usage("io", e))?;
-    let infos = applets.infos().cloned().collect();
     let store = Arc::new(Store::open(&db).map_err(|e| Exit::usage("io", e.to_string()))?);
+    // Tenants' uploads run beside the built-in and directory applets; the same object
+    // checks and compiles uploads, so an upload runs on this node without compiling again.
+    let applets = Arc::new(ServiceApplets::new(applets, store.clone()));
+    let infos = applets.infos().cloned().collect();
     let operator_hash = operator_token_hash(&store).await?;
     let capabilities = crate::grants::source(args.grants.as_deref(), store.clone())?;
     let engine = Arc::new(
         Engine::new(
             store,
-            Arc::new(applets),
+            applets.clone(),
             Arc::new(WallClock),
             FlowLimits::default(),
         )
         .with_capabilities(capabilities),
     );
     let state = coda_server::AppState::new(engine.clone(), infos, &operator_hash)
-        .map_err(|e| Exit::usage("internal", e))?;
+        .map_err(|e| Exit::usage("internal", e))?
+        .with_installer(applets);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| Exit::usage("io", format!("cannot listen on {}: {e}", args.listen)))?;

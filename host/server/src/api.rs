@@ -159,12 +159,12 @@ fn plan_format(headers: &HeaderMap, text: &str) -> Format {
     }
 }
 
-/// The catalog a tenant's plan is validated against: the applets the server has and the
-/// tenant's own plans (never another tenant's).
+/// The catalog a tenant's plan is validated against: the built-in applets, the tenant's
+/// uploaded ones that are not retired, and the tenant's own plans (never another tenant's).
 fn catalog(state: &AppState, tenant: &str) -> Result<MemoryCatalog, ApiError> {
     let mut catalog = MemoryCatalog::new();
-    for info in &state.inner.applets {
-        catalog.insert_applet(info.clone());
+    for info in crate::applets::usable_applets(state, tenant)? {
+        catalog.insert_applet(info);
     }
     for plan in state.store().latest_plans(tenant)? {
         // A stored plan was valid when published; one that no longer deserializes is
@@ -207,7 +207,10 @@ pub(crate) async fn checked_plan(
     let mut catalog = catalog(state, tenant)?;
     // The plan may name itself (a loop through a route, its own type for the checks).
     catalog.insert_plan(&plan.name, plan.plan_type);
-    coda_plan::validate(&plan, &catalog).map_err(ApiError::invalid_plan)?;
+    if let Err(problems) = coda_plan::validate(&plan, &catalog) {
+        let problems = crate::applets::naming_retired(state, tenant, &plan, problems)?;
+        return Err(ApiError::invalid_plan(problems));
+    }
     Ok(plan)
 }
 

@@ -1,9 +1,9 @@
 //! `coda-server`: the HTTP API of `coda serve`.
 //!
 //! Two APIs on one router. The operator API (`/v1/operator/…`, the operator's token)
-//! creates tenants and their tokens. The tenant API (`/v1/…`, a tenant's token) publishes
-//! plans, takes interaction events, post-flow actions and named events for waiting runs, and
-//! shows interactions and runs.
+//! creates tenants and their tokens. The tenant API (`/v1/…`, a tenant's token) uploads
+//! and retires applets, publishes plans, takes interaction events, post-flow actions and
+//! named events for waiting runs, and shows interactions and runs.
 //!
 //! **Architecture Invariant:** the tenant of a request comes from its token only, never from
 //! the path or the body; every store read takes that tenant, so another tenant's id answers
@@ -17,6 +17,7 @@
 //! itself failed (its database).
 
 mod api;
+mod applets;
 mod auth;
 mod error;
 mod plans;
@@ -30,6 +31,7 @@ use axum::routing::{delete, get, post, put};
 use coda_flow::Engine;
 use coda_types::AppletInfo;
 
+pub use applets::{AppletInstaller, DEFAULT_UPLOAD_LIMIT, InspectedApplet, Refused};
 pub use auth::{Operator, Tenant};
 pub use error::ApiError;
 
@@ -45,8 +47,12 @@ pub struct AppState {
 
 struct Inner {
     engine: Arc<Engine>,
-    /// What the installed applets describe, for validating plans.
+    /// What the built-in (and operator-installed) applets describe, for every tenant.
     applets: Vec<AppletInfo>,
+    /// Validates and compiles uploaded applets; none: uploads are refused.
+    installer: Option<Arc<dyn AppletInstaller>>,
+    /// The largest upload, unless a tenant's own limit says otherwise (`upload_limit`).
+    upload_limit: usize,
     /// The SHA-256 of the operator's token.
     operator_hash: [u8; 32],
 }
@@ -65,9 +71,35 @@ impl AppState {
             inner: Arc::new(Inner {
                 engine,
                 applets,
+                installer: None,
+                upload_limit: DEFAULT_UPLOAD_LIMIT,
                 operator_hash,
             }),
         })
+    }
+
+    /// The state while it is being built: builder methods are called before it is shared.
+    fn building(&mut self) -> &mut Inner {
+        Arc::get_mut(&mut self.inner)
+            .expect("AppState's builder methods are called before the state is cloned")
+    }
+
+    /// Takes applet uploads, checked and compiled by `installer`.
+    pub fn with_installer(mut self, installer: Arc<dyn AppletInstaller>) -> AppState {
+        self.building().installer = Some(installer);
+        self
+    }
+
+    /// The default largest upload, in bytes ([`DEFAULT_UPLOAD_LIMIT`] unless set).
+    pub fn with_upload_limit(mut self, bytes: usize) -> AppState {
+        self.building().upload_limit = bytes;
+        self
+    }
+
+    /// The largest component `tenant` may upload, in bytes. The one place an upload's size
+    /// is decided: a tenant's own cap (from its ceiling) belongs here.
+    pub fn upload_limit(&self, _tenant: &str) -> usize {
+        self.inner.upload_limit
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -125,6 +157,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}", get(api::get_run))
         .merge(plans::routes())
         .merge(runs::routes())
+        .merge(applets::routes())
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -11,12 +11,14 @@
 //! it applies only if the run is still at the sequence the step started from, so a step can
 //! never be committed twice or over a newer one.
 
+mod applets;
 mod interactions;
 mod runs;
 mod schema;
 mod tenants;
 mod writer;
 
+pub use applets::{AppletRecord, NewApplet, PutApplet};
 pub use interactions::{
     Channel, FollowUpOf, FollowUpRefused, InteractionRecord, InteractionStatus, NewFollowUp, Party,
     PostFlowAction, PostFlowTarget,

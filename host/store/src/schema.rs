@@ -89,6 +89,27 @@ const MIGRATIONS: &[&str] = &[
         hash TEXT NOT NULL,
         created_at INTEGER NOT NULL
     );",
+    // 5: tenants' uploaded applets. The component bytes live in the database, not in a
+    // local file, so every node sharing the database can load every applet; they are kept
+    // once per digest (two tenants uploading the same component share it) and never
+    // deleted: a retired version still runs for the plan versions and runs that use it.
+    "CREATE TABLE applet_components (
+        digest TEXT PRIMARY KEY,
+        bytes BLOB NOT NULL,
+        size INTEGER NOT NULL
+    );
+    CREATE TABLE applets (
+        tenant TEXT NOT NULL REFERENCES tenants (id),
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        digest TEXT NOT NULL REFERENCES applet_components (digest),
+        size INTEGER NOT NULL,
+        info TEXT NOT NULL,
+        imports TEXT NOT NULL,
+        uploaded_at INTEGER NOT NULL,
+        retired_at INTEGER,
+        PRIMARY KEY (tenant, name, version)
+    );",
     // 8: listing a tenant's runs (`GET /v1/runs`) by page, and by interaction, without a
     // scan of every tenant's runs. Neither column is ever updated, so a step commit pays
     // nothing for these; plan and status (updated by step commits) are filtered within the

@@ -1,7 +1,10 @@
 //! The API driven in-process (`tower::ServiceExt::oneshot`) against a real SQLite store,
 //! with applets answered by a small script instead of WebAssembly (the wasm path is the
 //! end-to-end test's): tenants and tokens, isolation between tenants, malformed requests,
-//! and a post-interaction run from publish to done.
+//! and a post-interaction run from publish to done. `applets.rs` uploads real components,
+//! checked by the runtime as `coda serve` checks them.
+
+mod applets;
 
 use std::sync::Arc;
 

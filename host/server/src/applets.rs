@@ -1,0 +1,430 @@
+//! Tenants' own applets: upload (validated, compiled and described once), list, describe,
+//! versions and retire; and the applets a tenant's plans may name.
+//!
+//! The server never sees wasmtime: an [`AppletInstaller`] (the `coda` binary's, over the
+//! runtime) turns bytes into what the component describes. The bytes themselves go into the
+//! store, so every node sharing the database can run them.
+//!
+//! **Architecture Invariant:** an upload is refused past the tenant's upload limit while
+//! its body streams, before it is held whole; a version, once stored, never changes
+//! (other bytes under the same name and version are a 409), and a name and version that a
+//! built-in applet has cannot be uploaded.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use axum::Json as Reply;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use coda_plan::{Plan, Problem, compare_versions};
+use coda_store::{AppletRecord, NewApplet, PutApplet};
+use coda_types::AppletInfo;
+use http_body_util::BodyExt;
+use serde_json::{Value as Json, json};
+
+use crate::error::PathArgs;
+use crate::{ApiError, AppState, Tenant};
+
+/// The largest component a tenant may upload unless the state says otherwise
+/// ([`AppState::with_upload_limit`]).
+pub const DEFAULT_UPLOAD_LIMIT: usize = 32 * 1024 * 1024;
+
+/// What an installer found in a component it accepted.
+#[derive(Debug, Clone)]
+pub struct InspectedApplet {
+    /// What its `describe` answered.
+    pub info: AppletInfo,
+    /// The coda interfaces it imports (`data`, `http`, ...): information for the tenant,
+    /// not proof of need.
+    pub coda_imports: Vec<String>,
+    /// SHA-256 of the bytes, hex.
+    pub digest: String,
+}
+
+/// Why an installer refused a component.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    /// Stable, for programs: `invalid-component`, `unknown-import`, `too-large`, `trap`...
+    pub kind: String,
+    /// For people: what was wrong.
+    pub message: String,
+    /// The host failed, not the component: answered as a 500, with the message logged only.
+    pub internal: bool,
+}
+
+/// Validates, compiles and describes uploaded components. The `coda` binary implements it
+/// with the runtime (compiling once: the artifact cache is keyed by the digest); a server
+/// with none refuses uploads.
+#[async_trait]
+pub trait AppletInstaller: Send + Sync {
+    /// Checks `bytes` (at most `max_bytes`), compiles them and calls `describe`.
+    async fn inspect(&self, bytes: &[u8], max_bytes: usize) -> Result<InspectedApplet, Refused>;
+}
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/applets",
+            // The router's 1 MiB body limit is for JSON; an upload's limit is the tenant's,
+            // counted as the body streams in `read_limited`.
+            post(upload).layer(DefaultBodyLimit::disable()).get(list),
+        )
+        .route("/v1/applets/{name}", get(versions))
+        .route(
+            "/v1/applets/{name}/versions/{version}",
+            get(describe).delete(retire),
+        )
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body-too-large",
+        format!("the component is larger than this tenant's upload limit of {limit} bytes"),
+    )
+}
+
+/// The body, refused with 413 as soon as it is known to pass `limit`: from its
+/// Content-Length before reading anything, else when the bytes read so far pass it. What
+/// is past the limit is never read.
+async fn read_limited(request: Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large(limit));
+    }
+    let mut body: Body = request.into_body();
+    // Reserved up to 1 MiB only: a Content-Length is a claim, not bytes sent.
+    let mut bytes = Vec::with_capacity(declared.map_or(0, |l| l as usize).min(1 << 20));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::bad_request("invalid-body", format!("the body could not be read: {e}"))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(too_large(limit));
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
+fn refused(refusal: Refused) -> ApiError {
+    if refusal.internal {
+        return ApiError::internal(format!("installing a component: {}", refusal.message));
+    }
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-component",
+        format!(
+            "the component is refused ({}): {}",
+            refusal.kind, refusal.message
+        ),
+    )
+}
+
+/// A built-in (or operator-installed) applet: the same for every tenant.
+fn builtin_json(info: &AppletInfo) -> Json {
+    let mut json = serde_json::to_value(info).unwrap_or(Json::Null);
+    json["origin"] = json!("built-in");
+    json["retired"] = json!(false);
+    json
+}
+
+/// One of the tenant's uploaded versions: what it describes, what it imports, and its
+/// record.
+fn uploaded_json(record: &AppletRecord) -> Json {
+    let mut json = match &record.info {
+        Json::Object(_) => record.info.clone(),
+        _ => json!({}),
+    };
+    json["name"] = json!(record.name);
+    json["version"] = json!(record.version);
+    json["origin"] = json!("uploaded");
+    json["digest"] = json!(record.digest);
+    json["size"] = json!(record.size);
+    json["coda_imports"] = json!(record.imports);
+    json["uploaded_at_ms"] = json!(record.uploaded_at_ms);
+    json["retired"] = json!(record.retired_at_ms.is_some());
+    json["retired_at_ms"] = json!(record.retired_at_ms);
+    json
+}
+
+fn builtin<'a>(state: &'a AppState, name: &str, version: &str) -> Option<&'a AppletInfo> {
+    state
+        .inner
+        .applets
+        .iter()
+        .find(|i| i.name == name && i.version == version)
+}
+
+/// `POST /v1/applets`: the body is the component.
+pub async fn upload(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let limit = state.upload_limit(&tenant);
+    let bytes = read_limited(request, limit).await?;
+    let Some(installer) = state.inner.installer.clone() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "uploads-disabled",
+            "this server takes no applet uploads",
+        ));
+    };
+    let inspected = installer.inspect(&bytes, limit).await.map_err(refused)?;
+    let (name, version) = (&inspected.info.name, &inspected.info.version);
+    if builtin(&state, name, version).is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "applet-built-in",
+            format!("{name}@{version} is a built-in applet: give yours another name or version"),
+        ));
+    }
+    let info = serde_json::to_value(&inspected.info).map_err(ApiError::internal)?;
+    let put = state
+        .store()
+        .put_applet(
+            NewApplet {
+                tenant: tenant.clone(),
+                name: name.clone(),
+                version: version.clone(),
+                digest: inspected.digest.clone(),
+                info,
+                imports: inspected.coda_imports.clone(),
+                bytes,
+            },
+            now_ms(),
+        )
+        .await?;
+    match put {
+        PutApplet::Created(record) => {
+            tracing::info!(tenant, applet = %format!("{name}@{version}"), digest = %record.digest, size = record.size, "applet uploaded");
+            Ok((StatusCode::CREATED, Reply(uploaded_json(&record))).into_response())
+        }
+        PutApplet::Unchanged(record) => Ok(Reply(uploaded_json(&record)).into_response()),
+        PutApplet::Conflict(record) if record.retired_at_ms.is_some() => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "applet-retired",
+            format!("{name}@{version} was retired and stays retired: upload it as a new version"),
+        )),
+        PutApplet::Conflict(record) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "applet-version-exists",
+            format!(
+                "{name}@{version} exists with other contents (digest {}); versions are immutable: \
+                 upload it as a new version",
+                record.digest
+            ),
+        )),
+    }
+}
+
+/// One applet name's versions, built-in and uploaded, in version order.
+fn version_entries(builtins: &[&AppletInfo], uploaded: &[&AppletRecord]) -> Vec<Json> {
+    let mut entries: Vec<(String, Json)> = builtins
+        .iter()
+        .map(|i| {
+            (
+                i.version.clone(),
+                json!({ "version": i.version, "origin": "built-in", "retired": false }),
+            )
+        })
+        .chain(uploaded.iter().map(|r| {
+            (
+                r.version.clone(),
+                json!({
+                    "version": r.version,
+                    "origin": "uploaded",
+                    "digest": r.digest,
+                    "uploaded_at_ms": r.uploaded_at_ms,
+                    "retired": r.retired_at_ms.is_some(),
+                }),
+            )
+        }))
+        .collect();
+    entries.sort_by(|a, b| compare_versions(&a.0, &b.0));
+    entries.into_iter().map(|(_, entry)| entry).collect()
+}
+
+/// The tenant's view of the applets, by name (`{name, origins, versions}` each): built-ins
+/// and its own uploads.
+fn by_name(state: &AppState, tenant: &str) -> Result<BTreeMap<String, Json>, ApiError> {
+    let records = state.store().tenant_applets(tenant)?;
+    let mut names: BTreeSet<&str> = state
+        .inner
+        .applets
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
+    names.extend(records.iter().map(|r| r.name.as_str()));
+    let mut answer = BTreeMap::new();
+    for name in names {
+        let builtins: Vec<&AppletInfo> = state
+            .inner
+            .applets
+            .iter()
+            .filter(|i| i.name == name)
+            .collect();
+        let uploaded: Vec<&AppletRecord> = records.iter().filter(|r| r.name == name).collect();
+        let mut origins = Vec::new();
+        if !builtins.is_empty() {
+            origins.push("built-in");
+        }
+        if !uploaded.is_empty() {
+            origins.push("uploaded");
+        }
+        let versions = version_entries(&builtins, &uploaded);
+        answer.insert(
+            name.to_owned(),
+            json!({ "name": name, "origins": origins, "versions": versions }),
+        );
+    }
+    Ok(answer)
+}
+
+/// `GET /v1/applets`.
+pub async fn list(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+) -> Result<Reply<Json>, ApiError> {
+    let applets: Vec<Json> = by_name(&state, &tenant)?.into_values().collect();
+    Ok(Reply(json!({ "applets": applets })))
+}
+
+fn unknown_applet(name: &str, version: Option<&str>) -> ApiError {
+    ApiError::not_found(
+        "unknown-applet",
+        match version {
+            Some(version) => format!("applet `{name}` version `{version}` not found"),
+            None => format!("applet `{name}` not found"),
+        },
+    )
+}
+
+/// `GET /v1/applets/{name}`.
+pub async fn versions(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(name): PathArgs<String>,
+) -> Result<Reply<Json>, ApiError> {
+    match by_name(&state, &tenant)?.remove(&name) {
+        Some(entry) => Ok(Reply(entry)),
+        None => Err(unknown_applet(&name, None)),
+    }
+}
+
+/// `GET /v1/applets/{name}/versions/{version}`.
+pub async fn describe(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs((name, version)): PathArgs<(String, String)>,
+) -> Result<Reply<Json>, ApiError> {
+    if let Some(info) = builtin(&state, &name, &version) {
+        return Ok(Reply(builtin_json(info)));
+    }
+    match state.store().tenant_applet(&tenant, &name, &version)? {
+        Some(record) => Ok(Reply(uploaded_json(&record))),
+        None => Err(unknown_applet(&name, Some(&version))),
+    }
+}
+
+/// `DELETE /v1/applets/{name}/versions/{version}`: retires the version. Plan versions
+/// published before and runs in flight keep running it; publishing a plan that names it
+/// is refused from now on.
+pub async fn retire(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs((name, version)): PathArgs<(String, String)>,
+) -> Result<Reply<Json>, ApiError> {
+    if builtin(&state, &name, &version).is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "applet-built-in",
+            format!("{name}@{version} is a built-in applet: built-in applets cannot be retired"),
+        ));
+    }
+    match state
+        .store()
+        .retire_applet(&tenant, &name, &version, now_ms())
+        .await?
+    {
+        Some(record) => Ok(Reply(uploaded_json(&record))),
+        None => Err(unknown_applet(&name, Some(&version))),
+    }
+}
+
+/// What a tenant's plan may name: the built-in applets and the tenant's uploaded versions
+/// that are not retired (never another tenant's).
+pub(crate) fn usable_applets(state: &AppState, tenant: &str) -> Result<Vec<AppletInfo>, ApiError> {
+    let mut infos = state.inner.applets.clone();
+    for record in state.store().tenant_applets(tenant)? {
+        if record.retired_at_ms.is_some() {
+            continue;
+        }
+        // Stored from a describe that parsed; one that no longer does is not offered.
+        match serde_json::from_value::<AppletInfo>(record.info) {
+            Ok(info) => infos.push(info),
+            Err(e) => tracing::warn!(
+                tenant,
+                applet = %format!("{}@{}", record.name, record.version),
+                "a stored applet's describe does not parse: {e}"
+            ),
+        }
+    }
+    Ok(infos)
+}
+
+/// A plan's validation problems, with "not installed" said as "retired" for each node that
+/// names one of the tenant's retired versions.
+pub(crate) fn naming_retired(
+    state: &AppState,
+    tenant: &str,
+    plan: &Plan,
+    mut problems: Vec<Problem>,
+) -> Result<Vec<Problem>, ApiError> {
+    let retired: BTreeSet<String> = state
+        .store()
+        .tenant_applets(tenant)?
+        .into_iter()
+        .filter(|r| r.retired_at_ms.is_some())
+        .map(|r| format!("{}@{}", r.name, r.version))
+        .collect();
+    if retired.is_empty() {
+        return Ok(problems);
+    }
+    for problem in &mut problems {
+        let Some(node_id) = &problem.node else {
+            continue;
+        };
+        let Some(node) = plan.nodes.get(node_id) else {
+            continue;
+        };
+        let applet = node.applet.to_string();
+        // The only `.applet` problem of a node whose applet is not in the catalog is the
+        // unknown-applet one (the others need what the applet describes).
+        if problem.field == format!("nodes.{node_id}.applet") && retired.contains(&applet) {
+            problem.message = format!(
+                "the applet {applet} is retired: plans published from now on cannot use it \
+                 (runs and plan versions published before keep it)"
+            );
+        }
+    }
+    Ok(problems)
+}
