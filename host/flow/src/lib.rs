@@ -13,6 +13,7 @@
 //! host killed at any instant resumes every run at its first uncommitted step.
 
 mod clock;
+mod completed;
 mod decide;
 mod effects;
 mod expr;
@@ -27,6 +28,10 @@ use coda_store::{NewRun, RunRecord, RunStatus, StartedRun, StepCommit, StepRecor
 use coda_types::{AppletInfo, InvocationContext, InvocationReport, Values};
 
 pub use clock::{Clock, VirtualClock, WallClock};
+pub use completed::{
+    AgentView, CloneRequest, CustomerFields, DISPOSITION_PENDING, DetailsPatch,
+    DispositionSubmission, NOT_EDITABLE, WorkError,
+};
 pub use coda_types::capabilities::{Capabilities, DenyAll};
 pub use decide::FlowLimits;
 pub use effects::{JournaledCapabilities, ReplaySummary};

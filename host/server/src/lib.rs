@@ -19,6 +19,7 @@
 mod api;
 mod auth;
 mod error;
+mod interactions;
 
 use std::sync::Arc;
 
@@ -28,7 +29,7 @@ use axum::routing::{delete, get, post, put};
 use coda_flow::Engine;
 use coda_types::AppletInfo;
 
-pub use auth::{Operator, Tenant};
+pub use auth::{Caller, Operator, Tenant};
 pub use error::ApiError;
 
 /// The largest request body accepted, in bytes (a plan may be up to this size too:
@@ -122,6 +123,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/runs", get(api::list_runs))
         .route("/v1/runs/{id}", get(api::get_run))
+        .merge(interactions::routes())
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
