@@ -108,16 +108,21 @@ impl CustomerFields {
             {
                 return Err(WorkError::invalid(
                     format!("{prefix}phone"),
-                    format!("`{phone}` is not a phone number (digits, spaces and + - ( ) ., at most 32)"),
+                    format!(
+                        "`{phone}` is not a phone number (digits, spaces and + - ( ) ., at most 32)"
+                    ),
                 ));
             }
         }
         if let Some(Some(email)) = &self.email {
             let valid = email.len() <= 254
                 && !email.chars().any(char::is_whitespace)
-                && email
-                    .split_once('@')
-                    .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.'));
+                && email.split_once('@').is_some_and(|(local, domain)| {
+                    !local.is_empty()
+                        && domain.contains('.')
+                        && !domain.starts_with('.')
+                        && !domain.ends_with('.')
+                });
             if !valid {
                 return Err(WorkError::invalid(
                     format!("{prefix}email"),
@@ -125,7 +130,11 @@ impl CustomerFields {
                 ));
             }
         }
-        for (field, value) in [("name", &self.name), ("phone", &self.phone), ("email", &self.email)] {
+        for (field, value) in [
+            ("name", &self.name),
+            ("phone", &self.phone),
+            ("email", &self.email),
+        ] {
             if let Some(Some(value)) = value
                 && value.trim().is_empty()
             {
@@ -157,7 +166,9 @@ impl DetailsPatch {
                 {
                     return Err(WorkError::invalid(
                         format!("custom_fields.{name}"),
-                        format!("a custom field's name is 1 to {MAX_CUSTOM_FIELD_NAME} characters, with no `.` or control characters"),
+                        format!(
+                            "a custom field's name is 1 to {MAX_CUSTOM_FIELD_NAME} characters, with no `.` or control characters"
+                        ),
                     ));
                 }
                 if value.is_array() || value.is_object() {
@@ -216,8 +227,16 @@ fn diff(before: &InteractionDetails, after: &InteractionDetails) -> Vec<FieldCha
         ("result", &before.result, &after.result),
         ("notes", &before.notes, &after.notes),
         ("customer.name", &before.customer.name, &after.customer.name),
-        ("customer.phone", &before.customer.phone, &after.customer.phone),
-        ("customer.email", &before.customer.email, &after.customer.email),
+        (
+            "customer.phone",
+            &before.customer.phone,
+            &after.customer.phone,
+        ),
+        (
+            "customer.email",
+            &before.customer.email,
+            &after.customer.email,
+        ),
     ] {
         if b != a {
             changes.push(FieldChange {
@@ -233,7 +252,10 @@ fn diff(before: &InteractionDetails, after: &InteractionDetails) -> Vec<FieldCha
         .chain(after.custom_fields.keys())
         .collect();
     for name in names {
-        let (b, a) = (before.custom_fields.get(name), after.custom_fields.get(name));
+        let (b, a) = (
+            before.custom_fields.get(name),
+            after.custom_fields.get(name),
+        );
         if b != a {
             changes.push(FieldChange {
                 field: format!("custom_fields.{name}"),
@@ -264,7 +286,9 @@ pub enum WorkError {
         skill: String,
         valid: Vec<String>,
     },
-    #[error("interaction `{interaction}` has its disposition already (`{code}`); its result stays editable")]
+    #[error(
+        "interaction `{interaction}` has its disposition already (`{code}`); its result stays editable"
+    )]
     AlreadyDispositioned { interaction: String, code: String },
 }
 
@@ -304,7 +328,11 @@ pub struct DispositionSubmission {
 /// Starts the post-contact work of an interaction that has just completed: recorded on the
 /// interaction, and its agent (if one completed it) made unavailable — for the wrap-up's
 /// time, or until a disposition is submitted.
-pub(crate) fn begin_post_contact(change: &mut InteractionChange, config: &PostContact, now_ms: i64) {
+pub(crate) fn begin_post_contact(
+    change: &mut InteractionChange,
+    config: &PostContact,
+    now_ms: i64,
+) {
     let record = &mut change.record;
     let agent = record.completed_by.clone();
     let (work, state) = match config {
@@ -617,10 +645,13 @@ impl Engine {
     /// interactions never made the agent unavailable.
     pub fn agent(&self, tenant: &str, agent: &str) -> Result<Option<AgentView>> {
         let now = self.clock.now_ms();
-        Ok(self.store.agent_state(tenant, agent)?.map(|state| AgentView {
-            unavailable: state.unavailable_at(now),
-            state,
-        }))
+        Ok(self
+            .store
+            .agent_state(tenant, agent)?
+            .map(|state| AgentView {
+                unavailable: state.unavailable_at(now),
+                state,
+            }))
     }
 }
 
@@ -665,12 +696,20 @@ mod tests {
     #[test]
     fn contact_values_are_checked_by_field() {
         let bad = patch(serde_json::json!({ "customer": { "email": "not-an-address" } }));
-        assert!(matches!(bad.validate(), Err(WorkError::Invalid { field, .. }) if field == "customer.email"));
+        assert!(
+            matches!(bad.validate(), Err(WorkError::Invalid { field, .. }) if field == "customer.email")
+        );
         let bad = patch(serde_json::json!({ "customer": { "phone": "call me" } }));
-        assert!(matches!(bad.validate(), Err(WorkError::Invalid { field, .. }) if field == "customer.phone"));
+        assert!(
+            matches!(bad.validate(), Err(WorkError::Invalid { field, .. }) if field == "customer.phone")
+        );
         let bad = patch(serde_json::json!({ "custom_fields": { "x": [1] } }));
-        assert!(matches!(bad.validate(), Err(WorkError::Invalid { field, .. }) if field == "custom_fields.x"));
-        let ok = patch(serde_json::json!({ "customer": { "phone": "+1 (555) 010-0100", "email": null } }));
+        assert!(
+            matches!(bad.validate(), Err(WorkError::Invalid { field, .. }) if field == "custom_fields.x")
+        );
+        let ok = patch(
+            serde_json::json!({ "customer": { "phone": "+1 (555) 010-0100", "email": null } }),
+        );
         ok.validate().unwrap();
     }
 }

@@ -248,19 +248,19 @@ impl Engine {
                 tenant,
                 event.interaction(),
                 move |current| -> std::result::Result<InteractionChange, EventError> {
-                let was_active = current
-                    .as_ref()
-                    .is_some_and(|r| r.status == InteractionStatus::Active);
-                let record = apply(current, &applied, now)?;
-                let mut change = InteractionChange::record(record);
-                if was_active
-                    && change.record.status == InteractionStatus::Completed
-                    && let Some(config) = &post_contact
-                {
-                    crate::completed::begin_post_contact(&mut change, config, now);
-                }
-                Ok(change)
-            },
+                    let was_active = current
+                        .as_ref()
+                        .is_some_and(|r| r.status == InteractionStatus::Active);
+                    let record = apply(current, &applied, now)?;
+                    let mut change = InteractionChange::record(record);
+                    if was_active
+                        && change.record.status == InteractionStatus::Completed
+                        && let Some(config) = &post_contact
+                    {
+                        crate::completed::begin_post_contact(&mut change, config, now);
+                    }
+                    Ok(change)
+                },
             )
             .await?
         {

@@ -28,11 +28,11 @@ use coda_store::{NewRun, RunRecord, RunStatus, StartedRun, StepCommit, StepRecor
 use coda_types::{AppletInfo, InvocationContext, InvocationReport, Values};
 
 pub use clock::{Clock, VirtualClock, WallClock};
+pub use coda_types::capabilities::{Capabilities, DenyAll};
 pub use completed::{
     AgentView, CloneRequest, CustomerFields, DISPOSITION_PENDING, DetailsPatch,
     DispositionSubmission, NOT_EDITABLE, WorkError,
 };
-pub use coda_types::capabilities::{Capabilities, DenyAll};
 pub use decide::FlowLimits;
 pub use effects::{JournaledCapabilities, ReplaySummary};
 pub use expr::evaluate as evaluate_expression;

@@ -251,8 +251,7 @@ fn invalid(field: &str, message: impl std::fmt::Display) -> ApiError {
 /// A name (skill, code) the API takes: 1 to 128 characters, no control characters, not
 /// only spaces.
 fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.trim().is_empty() || value.len() > MAX_NAME || value.chars().any(char::is_control)
-    {
+    if value.trim().is_empty() || value.len() > MAX_NAME || value.chars().any(char::is_control) {
         return Err(invalid(
             field,
             format!("`{value}` is not a name: 1 to {MAX_NAME} characters, no control characters"),

@@ -16,10 +16,16 @@ use coda_store::Store;
 use coda_types::{AppletInfo, InvocationReport};
 use serde_json::{Value as Json, json};
 
-use super::{Harness, OPERATOR, Script, call, harness, json_body, run_reaches, step_info, wait_info};
+use super::{
+    Harness, OPERATOR, Script, call, harness, json_body, run_reaches, step_info, wait_info,
+};
 
 /// A harness on a clock of the test's choosing.
-fn harness_with(applets: Arc<dyn Applets>, infos: Vec<AppletInfo>, clock: Arc<dyn Clock>) -> Harness {
+fn harness_with(
+    applets: Arc<dyn Applets>,
+    infos: Vec<AppletInfo>,
+    clock: Arc<dyn Clock>,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("coda.db")).unwrap());
     let engine = Arc::new(Engine::new(store, applets, clock, FlowLimits::default()));
@@ -49,14 +55,28 @@ async fn tenant(h: &Harness, id: &str) -> (String, String) {
 }
 
 async fn event(h: &Harness, token: &str, event: Json) -> Json {
-    let (status, body) = call(h, "POST", "/v1/interactions/events", Some(token), json_body(event)).await;
+    let (status, body) = call(
+        h,
+        "POST",
+        "/v1/interactions/events",
+        Some(token),
+        json_body(event),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
 }
 
 /// A voice call routed by `skill`, answered by `agent`, then ended: completed. Answers the
 /// end's answer (the runs it started).
-async fn completed_call(h: &Harness, token: &str, id: &str, skill: &str, agent: &str, plan: Option<&str>) -> Json {
+async fn completed_call(
+    h: &Harness,
+    token: &str,
+    id: &str,
+    skill: &str,
+    agent: &str,
+    plan: Option<&str>,
+) -> Json {
     let mut started = json!({ "type": "started", "interaction": id, "channel": "voice",
         "skill": skill, "data": { "CLID": "+15550100" } });
     if let Some(plan) = plan {
@@ -69,7 +89,12 @@ async fn completed_call(h: &Harness, token: &str, id: &str, skill: &str, agent: 
         json!({ "type": "party-joined", "interaction": id, "party": "agent", "agent": agent }),
     )
     .await;
-    event(h, token, json!({ "type": "ended", "interaction": id, "outcome": "resolved" })).await
+    event(
+        h,
+        token,
+        json!({ "type": "ended", "interaction": id, "outcome": "resolved" }),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -115,7 +140,10 @@ async fn edits_to_a_completed_interaction_are_audited_and_its_activity_is_not_ed
     let (status, audit) = call(&h, "GET", "/v1/interactions/c1/audit", Some(&acme), None).await;
     assert_eq!(status, StatusCode::OK, "{audit}");
     let entries = audit["audit"].as_array().unwrap();
-    let fields: Vec<&str> = entries.iter().map(|e| e["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> = entries
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
     assert_eq!(
         fields,
         [
@@ -134,12 +162,19 @@ async fn edits_to_a_completed_interaction_are_audited_and_its_activity_is_not_ed
     );
     for (n, entry) in entries.iter().enumerate() {
         assert_eq!(entry["seq"], n as u64 + 1);
-        assert_eq!(entry["by"], acme_token.as_str(), "who: the caller's token id");
+        assert_eq!(
+            entry["by"],
+            acme_token.as_str(),
+            "who: the caller's token id"
+        );
         assert!(entry["at_ms"].as_i64().unwrap() > 0);
     }
     assert_eq!(entries[0]["before"], Json::Null);
     assert_eq!(entries[0]["after"], "Billing dispute");
-    assert_eq!(entries[8]["before"], "Customer was double charged in March.");
+    assert_eq!(
+        entries[8]["before"],
+        "Customer was double charged in March."
+    );
     assert_eq!(entries[8]["after"], Json::Null);
     assert_eq!(entries[9]["before"], "gold");
     assert_eq!(entries[9]["after"], "platinum");
@@ -158,11 +193,25 @@ async fn edits_to_a_completed_interaction_are_audited_and_its_activity_is_not_ed
     assert_eq!(again["audit"].as_array().unwrap().len(), entries.len());
 
     // Who completed it and its activity: 422, naming the field.
-    for field in ["agent", "completed_by", "channel", "present", "data", "completed_at_ms", "status"] {
+    for field in [
+        "agent",
+        "completed_by",
+        "channel",
+        "present",
+        "data",
+        "completed_at_ms",
+        "status",
+    ] {
         let mut patch = json!({ "subject": "x" });
         patch[field] = json!("changed");
-        let (status, body) =
-            call(&h, "PATCH", "/v1/interactions/c1", Some(&acme), json_body(patch)).await;
+        let (status, body) = call(
+            &h,
+            "PATCH",
+            "/v1/interactions/c1",
+            Some(&acme),
+            json_body(patch),
+        )
+        .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {body}");
         assert_eq!(body["error"]["kind"], "not-editable");
         let message = body["error"]["message"].as_str().unwrap();
@@ -174,26 +223,68 @@ async fn edits_to_a_completed_interaction_are_audited_and_its_activity_is_not_ed
     // Wrong types and unknown fields: 400 naming the field; bad values: 422 naming it.
     let cases = [
         (json!({ "subject": 5 }), StatusCode::BAD_REQUEST, "subject"),
-        (json!({ "customer": { "phone": true } }), StatusCode::BAD_REQUEST, "customer.phone"),
-        (json!({ "customer": { "fax": "1" } }), StatusCode::BAD_REQUEST, "fax"),
-        (json!({ "colour": "red" }), StatusCode::BAD_REQUEST, "colour"),
+        (
+            json!({ "customer": { "phone": true } }),
+            StatusCode::BAD_REQUEST,
+            "customer.phone",
+        ),
+        (
+            json!({ "customer": { "fax": "1" } }),
+            StatusCode::BAD_REQUEST,
+            "fax",
+        ),
+        (
+            json!({ "colour": "red" }),
+            StatusCode::BAD_REQUEST,
+            "colour",
+        ),
         (json!(["subject"]), StatusCode::BAD_REQUEST, "map"),
-        (json!({ "customer": { "email": "nowhere" } }), StatusCode::UNPROCESSABLE_ENTITY, "customer.email"),
-        (json!({ "customer": { "phone": "call me" } }), StatusCode::UNPROCESSABLE_ENTITY, "customer.phone"),
-        (json!({ "custom_fields": { "x": { "nested": 1 } } }), StatusCode::UNPROCESSABLE_ENTITY, "custom_fields.x"),
+        (
+            json!({ "customer": { "email": "nowhere" } }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "customer.email",
+        ),
+        (
+            json!({ "customer": { "phone": "call me" } }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "customer.phone",
+        ),
+        (
+            json!({ "custom_fields": { "x": { "nested": 1 } } }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "custom_fields.x",
+        ),
     ];
     for (patch, want, names) in cases {
-        let (status, body) =
-            call(&h, "PATCH", "/v1/interactions/c1", Some(&acme), json_body(patch.clone())).await;
+        let (status, body) = call(
+            &h,
+            "PATCH",
+            "/v1/interactions/c1",
+            Some(&acme),
+            json_body(patch.clone()),
+        )
+        .await;
         assert_eq!(status, want, "{patch}: {body}");
         let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.contains(names), "{patch}: `{message}` does not name `{names}`");
+        assert!(
+            message.contains(names),
+            "{patch}: `{message}` does not name `{names}`"
+        );
     }
     let (_, again) = call(&h, "GET", "/v1/interactions/c1/audit", Some(&acme), None).await;
-    assert_eq!(again["audit"].as_array().unwrap().len(), entries.len(), "refused edits changed nothing");
+    assert_eq!(
+        again["audit"].as_array().unwrap().len(),
+        entries.len(),
+        "refused edits changed nothing"
+    );
 
     // An active interaction is still being worked: 409.
-    event(&h, &acme, json!({ "type": "started", "interaction": "live-1", "channel": "chat" })).await;
+    event(
+        &h,
+        &acme,
+        json!({ "type": "started", "interaction": "live-1", "channel": "chat" }),
+    )
+    .await;
     let (status, body) = call(
         &h,
         "PATCH",
@@ -204,17 +295,35 @@ async fn edits_to_a_completed_interaction_are_audited_and_its_activity_is_not_ed
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["kind"], "interaction-active");
-    assert!(body["error"]["message"].as_str().unwrap().contains("still active"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("still active")
+    );
 
     // Another tenant's interaction is missing, exactly.
     for path in ["/v1/interactions/c1", "/v1/interactions/nope"] {
-        let (status, body) =
-            call(&h, "PATCH", path, Some(&other), json_body(json!({ "notes": "mine now" }))).await;
+        let (status, body) = call(
+            &h,
+            "PATCH",
+            path,
+            Some(&other),
+            json_body(json!({ "notes": "mine now" })),
+        )
+        .await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
         assert_eq!(body["error"]["kind"], "unknown-interaction");
     }
     let (status, theirs) = call(&h, "GET", "/v1/interactions/c1/audit", Some(&other), None).await;
-    let (_, missing) = call(&h, "GET", "/v1/interactions/c1/audit", Some(&tenant(&h, "empty").await.0), None).await;
+    let (_, missing) = call(
+        &h,
+        "GET",
+        "/v1/interactions/c1/audit",
+        Some(&tenant(&h, "empty").await.0),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(theirs, missing);
     let (_, unchanged) = call(&h, "GET", "/v1/interactions/c1", Some(&acme), None).await;
@@ -263,7 +372,14 @@ async fn a_clone_is_a_new_outbound_interaction_assigned_to_the_caller() {
     );
     assert_eq!(clone["data"]["InteractionId"], id.as_str());
     assert_eq!(clone["completed_by"], Json::Null);
-    let (status, fetched) = call(&h, "GET", &format!("/v1/interactions/{id}"), Some(&acme), None).await;
+    let (status, fetched) = call(
+        &h,
+        "GET",
+        &format!("/v1/interactions/{id}"),
+        Some(&acme),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(fetched, clone);
     // The original is unchanged.
@@ -281,12 +397,18 @@ async fn a_clone_is_a_new_outbound_interaction_assigned_to_the_caller() {
             .header("content-type", "application/json")
             .header("idempotency-key", key)
             .body(axum::body::Body::from(
-                json!({ "channel": "task", "queue": "review", "subject": "Check the refund" }).to_string(),
+                json!({ "channel": "task", "queue": "review", "subject": "Check the refund" })
+                    .to_string(),
             ))
             .unwrap();
-        let response = tower::ServiceExt::oneshot(h.app.clone(), request).await.unwrap();
+        let response = tower::ServiceExt::oneshot(h.app.clone(), request)
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::CREATED);
-        let bytes = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+        let bytes = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
         let body: Json = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(body["details"]["subject"], "Check the refund");
         ids.push(body["id"].as_str().unwrap().to_owned());
@@ -306,19 +428,52 @@ async fn a_clone_is_a_new_outbound_interaction_assigned_to_the_caller() {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["kind"], "interaction-active");
     let cases = [
-        (json!({ "channel": "chat", "queue": "q" }), StatusCode::UNPROCESSABLE_ENTITY, "channel"),
-        (json!({ "channel": "voice", "queue": " " }), StatusCode::UNPROCESSABLE_ENTITY, "queue"),
-        (json!({ "channel": "pigeon", "queue": "q" }), StatusCode::BAD_REQUEST, "pigeon"),
-        (json!({ "channel": "voice" }), StatusCode::BAD_REQUEST, "queue"),
-        (json!({ "channel": "voice", "queue": "q", "agent": "me" }), StatusCode::BAD_REQUEST, "agent"),
-        (json!({ "channel": "email", "queue": "q", "customer": { "email": "x" } }), StatusCode::UNPROCESSABLE_ENTITY, "customer.email"),
+        (
+            json!({ "channel": "chat", "queue": "q" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "channel",
+        ),
+        (
+            json!({ "channel": "voice", "queue": " " }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "queue",
+        ),
+        (
+            json!({ "channel": "pigeon", "queue": "q" }),
+            StatusCode::BAD_REQUEST,
+            "pigeon",
+        ),
+        (
+            json!({ "channel": "voice" }),
+            StatusCode::BAD_REQUEST,
+            "queue",
+        ),
+        (
+            json!({ "channel": "voice", "queue": "q", "agent": "me" }),
+            StatusCode::BAD_REQUEST,
+            "agent",
+        ),
+        (
+            json!({ "channel": "email", "queue": "q", "customer": { "email": "x" } }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "customer.email",
+        ),
     ];
     for (form, want, names) in cases {
-        let (status, body) =
-            call(&h, "POST", "/v1/interactions/c1/clone", Some(&acme), json_body(form.clone())).await;
+        let (status, body) = call(
+            &h,
+            "POST",
+            "/v1/interactions/c1/clone",
+            Some(&acme),
+            json_body(form.clone()),
+        )
+        .await;
         assert_eq!(status, want, "{form}: {body}");
         let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.contains(names), "{form}: `{message}` does not name `{names}`");
+        assert!(
+            message.contains(names),
+            "{form}: `{message}` does not name `{names}`"
+        );
     }
     let (status, body) = call(
         &h,
@@ -349,7 +504,14 @@ async fn post_contact_work_is_set_per_skill_and_checked_by_field() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, got) = call(&h, "GET", "/v1/skills/Sales%20EN/post-contact", Some(&acme), None).await;
+    let (status, got) = call(
+        &h,
+        "GET",
+        "/v1/skills/Sales%20EN/post-contact",
+        Some(&acme),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         got,
@@ -367,36 +529,122 @@ async fn post_contact_work_is_set_per_skill_and_checked_by_field() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body, json!({ "skill": "Sales EN", "mode": "wrap-up", "seconds": 120, "unavailable_code": "after-call" }));
+    assert_eq!(
+        body,
+        json!({ "skill": "Sales EN", "mode": "wrap-up", "seconds": 120, "unavailable_code": "after-call" })
+    );
 
     let cases = [
-        (json!({ "mode": "wrap-up", "seconds": 0, "unavailable_code": "x" }), StatusCode::UNPROCESSABLE_ENTITY, "`seconds`"),
-        (json!({ "mode": "wrap-up", "seconds": 3601, "unavailable_code": "x" }), StatusCode::UNPROCESSABLE_ENTITY, "`seconds`"),
-        (json!({ "mode": "wrap-up", "seconds": -5, "unavailable_code": "x" }), StatusCode::BAD_REQUEST, "seconds"),
-        (json!({ "mode": "wrap-up", "seconds": "60", "unavailable_code": "x" }), StatusCode::BAD_REQUEST, "seconds"),
-        (json!({ "mode": "wrap-up", "unavailable_code": "x" }), StatusCode::UNPROCESSABLE_ENTITY, "`seconds`"),
-        (json!({ "mode": "wrap-up", "seconds": 60 }), StatusCode::UNPROCESSABLE_ENTITY, "`unavailable_code`"),
-        (json!({ "mode": "wrap-up", "seconds": 60, "unavailable_code": " " }), StatusCode::UNPROCESSABLE_ENTITY, "`unavailable_code`"),
-        (json!({ "mode": "dispositions", "dispositions": [] }), StatusCode::UNPROCESSABLE_ENTITY, "`dispositions`"),
-        (json!({ "mode": "dispositions" }), StatusCode::UNPROCESSABLE_ENTITY, "`dispositions`"),
-        (json!({ "mode": "dispositions", "seconds": 5, "dispositions": [{ "code": "a", "label": "A" }] }), StatusCode::UNPROCESSABLE_ENTITY, "`seconds`"),
-        (json!({ "mode": "dispositions", "dispositions": [{ "code": "a", "label": "A" }, { "code": "a", "label": "Again" }] }), StatusCode::UNPROCESSABLE_ENTITY, "`dispositions[1].code`: `a` is listed twice"),
-        (json!({ "mode": "dispositions", "dispositions": [{ "code": "a", "label": "" }] }), StatusCode::UNPROCESSABLE_ENTITY, "`dispositions[0].label`"),
-        (json!({ "mode": "dispositions", "dispositions": [{ "code": "a", "label": "A", "amount": "yes" }] }), StatusCode::BAD_REQUEST, "dispositions[0].amount"),
-        (json!({ "mode": "dispositions", "dispositions": [{ "code": "a", "label": "A", "colour": 1 }] }), StatusCode::BAD_REQUEST, "colour"),
-        (json!({ "mode": "thank-you" }), StatusCode::BAD_REQUEST, "thank-you"),
+        (
+            json!({ "mode": "wrap-up", "seconds": 0, "unavailable_code": "x" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`seconds`",
+        ),
+        (
+            json!({ "mode": "wrap-up", "seconds": 3601, "unavailable_code": "x" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`seconds`",
+        ),
+        (
+            json!({ "mode": "wrap-up", "seconds": -5, "unavailable_code": "x" }),
+            StatusCode::BAD_REQUEST,
+            "seconds",
+        ),
+        (
+            json!({ "mode": "wrap-up", "seconds": "60", "unavailable_code": "x" }),
+            StatusCode::BAD_REQUEST,
+            "seconds",
+        ),
+        (
+            json!({ "mode": "wrap-up", "unavailable_code": "x" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`seconds`",
+        ),
+        (
+            json!({ "mode": "wrap-up", "seconds": 60 }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`unavailable_code`",
+        ),
+        (
+            json!({ "mode": "wrap-up", "seconds": 60, "unavailable_code": " " }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`unavailable_code`",
+        ),
+        (
+            json!({ "mode": "dispositions", "dispositions": [] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`dispositions`",
+        ),
+        (
+            json!({ "mode": "dispositions" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`dispositions`",
+        ),
+        (
+            json!({ "mode": "dispositions", "seconds": 5, "dispositions": [{ "code": "a", "label": "A" }] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`seconds`",
+        ),
+        (
+            json!({ "mode": "dispositions", "dispositions": [{ "code": "a", "label": "A" }, { "code": "a", "label": "Again" }] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`dispositions[1].code`: `a` is listed twice",
+        ),
+        (
+            json!({ "mode": "dispositions", "dispositions": [{ "code": "a", "label": "" }] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`dispositions[0].label`",
+        ),
+        (
+            json!({ "mode": "dispositions", "dispositions": [{ "code": "a", "label": "A", "amount": "yes" }] }),
+            StatusCode::BAD_REQUEST,
+            "dispositions[0].amount",
+        ),
+        (
+            json!({ "mode": "dispositions", "dispositions": [{ "code": "a", "label": "A", "colour": 1 }] }),
+            StatusCode::BAD_REQUEST,
+            "colour",
+        ),
+        (
+            json!({ "mode": "thank-you" }),
+            StatusCode::BAD_REQUEST,
+            "thank-you",
+        ),
     ];
     for (config, want, names) in cases {
-        let (status, body) =
-            call(&h, "PUT", "/v1/skills/support/post-contact", Some(&acme), put(config.clone())).await;
+        let (status, body) = call(
+            &h,
+            "PUT",
+            "/v1/skills/support/post-contact",
+            Some(&acme),
+            put(config.clone()),
+        )
+        .await;
         assert_eq!(status, want, "{config}: {body}");
         let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.contains(names), "{config}: `{message}` does not name `{names}`");
+        assert!(
+            message.contains(names),
+            "{config}: `{message}` does not name `{names}`"
+        );
     }
     // Nothing refused was stored; another tenant's skill is missing, exactly.
-    let (status, missing) = call(&h, "GET", "/v1/skills/support/post-contact", Some(&acme), None).await;
+    let (status, missing) = call(
+        &h,
+        "GET",
+        "/v1/skills/support/post-contact",
+        Some(&acme),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, theirs) = call(&h, "GET", "/v1/skills/Sales%20EN/post-contact", Some(&other), None).await;
+    let (status, theirs) = call(
+        &h,
+        "GET",
+        "/v1/skills/Sales%20EN/post-contact",
+        Some(&other),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(theirs["error"]["kind"], "unknown-skill");
     assert_eq!(missing["error"]["kind"], theirs["error"]["kind"]);
@@ -405,7 +653,11 @@ async fn post_contact_work_is_set_per_skill_and_checked_by_field() {
 #[tokio::test]
 async fn wrap_up_keeps_the_agent_unavailable_under_its_code_until_its_time() {
     let clock = Arc::new(VirtualClock::new());
-    let h = harness_with(Arc::new(Script), vec![step_info(), wait_info()], clock.clone());
+    let h = harness_with(
+        Arc::new(Script),
+        vec![step_info(), wait_info()],
+        clock.clone(),
+    );
     let (acme, _) = tenant(&h, "acme").await;
     let (other, _) = tenant(&h, "other").await;
     let (status, body) = call(
@@ -413,7 +665,9 @@ async fn wrap_up_keeps_the_agent_unavailable_under_its_code_until_its_time() {
         "PUT",
         "/v1/skills/support/post-contact",
         Some(&acme),
-        json_body(json!({ "mode": "wrap-up", "seconds": 90, "unavailable_code": "after-call-notes" })),
+        json_body(
+            json!({ "mode": "wrap-up", "seconds": 90, "unavailable_code": "after-call-notes" }),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -463,7 +717,12 @@ async fn wrap_up_keeps_the_agent_unavailable_under_its_code_until_its_time() {
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["kind"], "no-dispositions");
-    assert!(body["error"]["message"].as_str().unwrap().contains("wrap-up"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("wrap-up")
+    );
 }
 
 /// The built-in applets a plan here uses, run by the real runtime.
@@ -479,7 +738,10 @@ impl Builtins {
         for (package, bytes) in coda_applet_artifacts::BUILTIN {
             if packages.contains(package) {
                 let loaded = runtime.load(bytes, &LoadOptions::default()).await.unwrap();
-                applets.insert(format!("{}@{}", loaded.info.name, loaded.info.version), loaded);
+                applets.insert(
+                    format!("{}@{}", loaded.info.name, loaded.info.version),
+                    loaded,
+                );
             }
         }
         assert_eq!(applets.len(), packages.len(), "built-ins: {packages:?}");
@@ -494,7 +756,9 @@ impl Builtins {
 #[async_trait]
 impl Applets for Builtins {
     fn info(&self, _tenant: &str, applet: &AppletRef) -> Option<AppletInfo> {
-        self.applets.get(&applet.to_string()).map(|a| a.info.clone())
+        self.applets
+            .get(&applet.to_string())
+            .map(|a| a.info.clone())
     }
 
     async fn invoke(
@@ -577,18 +841,61 @@ async fn a_submitted_disposition_becomes_data_and_wakes_the_run_waiting_for_it()
     // Refused: a code not offered (listing those that are), an amount where none is taken,
     // another tenant's interaction.
     let submit = |body: Json| json_body(body);
-    let (status, body) = call(&h, "POST", "/v1/interactions/c1/disposition", Some(&acme), submit(json!({ "code": "maybe" }))).await;
+    let (status, body) = call(
+        &h,
+        "POST",
+        "/v1/interactions/c1/disposition",
+        Some(&acme),
+        submit(json!({ "code": "maybe" })),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["kind"], "unknown-disposition");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("`maybe`") && message.contains("sale, no-sale, callback"), "{message}");
-    let (status, body) = call(&h, "POST", "/v1/interactions/c1/disposition", Some(&acme), submit(json!({ "code": "no-sale", "amount": 3 }))).await;
+    assert!(
+        message.contains("`maybe`") && message.contains("sale, no-sale, callback"),
+        "{message}"
+    );
+    let (status, body) = call(
+        &h,
+        "POST",
+        "/v1/interactions/c1/disposition",
+        Some(&acme),
+        submit(json!({ "code": "no-sale", "amount": 3 })),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("`amount`"), "{body}");
-    let (status, body) = call(&h, "POST", "/v1/interactions/c1/disposition", Some(&acme), submit(json!({ "code": "sale", "amount": "lots" }))).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`amount`"),
+        "{body}"
+    );
+    let (status, body) = call(
+        &h,
+        "POST",
+        "/v1/interactions/c1/disposition",
+        Some(&acme),
+        submit(json!({ "code": "sale", "amount": "lots" })),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("amount"), "{body}");
-    let (status, body) = call(&h, "POST", "/v1/interactions/c1/disposition", Some(&other), submit(json!({ "code": "sale" }))).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("amount"),
+        "{body}"
+    );
+    let (status, body) = call(
+        &h,
+        "POST",
+        "/v1/interactions/c1/disposition",
+        Some(&other),
+        submit(json!({ "code": "sale" })),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["error"]["kind"], "unknown-interaction");
     let still = run_reaches(&h, &acme, &run, "waiting").await;
@@ -609,7 +916,12 @@ async fn a_submitted_disposition_becomes_data_and_wakes_the_run_waiting_for_it()
 
     // The run went on through `received`, with the disposition as data sources.
     let done = run_reaches(&h, &acme, &run, "done").await;
-    let nodes: Vec<&str> = done["journal"].as_array().unwrap().iter().map(|s| s["node"].as_str().unwrap()).collect();
+    let nodes: Vec<&str> = done["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["node"].as_str().unwrap())
+        .collect();
     assert_eq!(nodes, ["wait", "wait", "got"], "{done}");
     assert_eq!(done["data"]["Disposition"], "sale");
     assert_eq!(done["data"]["DispositionAmount"], 12.5);
@@ -631,7 +943,14 @@ async fn a_submitted_disposition_becomes_data_and_wakes_the_run_waiting_for_it()
     assert_eq!(audit["audit"][0]["after"]["code"], "sale");
 
     // One disposition per interaction: the run has gone on with the first.
-    let (status, body) = call(&h, "POST", "/v1/interactions/c1/disposition", Some(&acme), submit(json!({ "code": "no-sale" }))).await;
+    let (status, body) = call(
+        &h,
+        "POST",
+        "/v1/interactions/c1/disposition",
+        Some(&acme),
+        submit(json!({ "code": "no-sale" })),
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["kind"], "disposition-exists");
     let (_, interaction) = call(&h, "GET", "/v1/interactions/c1", Some(&acme), None).await;
@@ -656,17 +975,48 @@ async fn another_tenants_interactions_skills_and_agents_answer_404_exactly_as_mi
     completed_call(&h, &owner, "c1", "sales", "a1", None).await;
 
     let cases: Vec<(&str, &str, Option<Json>)> = vec![
-        ("PATCH", "/v1/interactions/c1", Some(json!({ "notes": "mine" }))),
+        (
+            "PATCH",
+            "/v1/interactions/c1",
+            Some(json!({ "notes": "mine" })),
+        ),
         ("GET", "/v1/interactions/c1/audit", None),
-        ("POST", "/v1/interactions/c1/clone", Some(json!({ "channel": "voice", "queue": "q" }))),
-        ("POST", "/v1/interactions/c1/disposition", Some(json!({ "code": "sale" }))),
+        (
+            "POST",
+            "/v1/interactions/c1/clone",
+            Some(json!({ "channel": "voice", "queue": "q" })),
+        ),
+        (
+            "POST",
+            "/v1/interactions/c1/disposition",
+            Some(json!({ "code": "sale" })),
+        ),
         ("GET", "/v1/skills/sales/post-contact", None),
         ("GET", "/v1/agents/a1", None),
     ];
     for (method, path, body) in cases {
-        let foreign = call(&h, method, path, Some(&other), body.clone().and_then(json_body)).await;
-        let missing = call(&h, method, path, Some(&empty), body.clone().and_then(json_body)).await;
-        assert_eq!(foreign.0, StatusCode::NOT_FOUND, "{method} {path}: {}", foreign.1);
+        let foreign = call(
+            &h,
+            method,
+            path,
+            Some(&other),
+            body.clone().and_then(json_body),
+        )
+        .await;
+        let missing = call(
+            &h,
+            method,
+            path,
+            Some(&empty),
+            body.clone().and_then(json_body),
+        )
+        .await;
+        assert_eq!(
+            foreign.0,
+            StatusCode::NOT_FOUND,
+            "{method} {path}: {}",
+            foreign.1
+        );
         assert_eq!(foreign, missing, "{method} {path}");
         let own = call(&h, method, path, Some(&owner), body.and_then(json_body)).await;
         assert!(own.0.is_success(), "{method} {path}: {}", own.1);
