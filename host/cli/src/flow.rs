@@ -188,6 +188,13 @@ fn completed_interaction(
         post_flow_fired: false,
         follow_up: None,
         updated_at_ms: now_ms,
+        skill: None,
+        agent: None,
+        completed_by: None,
+        completed_at_ms: Some(now_ms),
+        details: Default::default(),
+        post_contact: None,
+        disposition: None,
     }
 }
 

@@ -6,8 +6,8 @@
 //! two nodes at once, starts one run.
 
 use coda_store::{
-    Channel, InteractionRecord, InteractionStatus, Party, PostFlowAction, PostFlowTarget,
-    StartedRun,
+    Channel, InteractionChange, InteractionRecord, InteractionStatus, Party, PostFlowAction,
+    PostFlowTarget, StartedRun,
 };
 use coda_types::{Value, Values};
 use serde::Deserialize;
@@ -27,10 +27,17 @@ pub enum InteractionEvent {
         /// Data sources: CLID, DialedNumber, Language and custom ones.
         #[serde(default)]
         data: serde_json::Map<String, serde_json::Value>,
+        /// The skill it was routed by: its post-contact work follows the interaction.
+        #[serde(default)]
+        skill: Option<String>,
     },
     PartyJoined {
         interaction: String,
         party: Party,
+        /// Which agent joined (an agent party): who completes it, whose post-contact work
+        /// follows.
+        #[serde(default)]
+        agent: Option<String>,
     },
     PartyDisconnected {
         interaction: String,
@@ -114,6 +121,7 @@ fn apply(
                 channel,
                 plan,
                 data,
+                skill,
                 ..
             },
         ) => {
@@ -131,6 +139,13 @@ fn apply(
                 post_flow_fired: false,
                 follow_up: None,
                 updated_at_ms: now_ms,
+                skill: skill.clone(),
+                agent: None,
+                completed_by: None,
+                completed_at_ms: None,
+                details: Default::default(),
+                post_contact: None,
+                disposition: None,
             }
         }
         // Started twice: the same interaction, unchanged (a redelivery).
@@ -143,9 +158,10 @@ fn apply(
         (None, _) => return Err(EventError::Unknown(id)),
         (Some(existing), _) => existing,
     };
+    let was_active = record.status == InteractionStatus::Active;
     match event {
         InteractionEvent::Started { .. } => {}
-        InteractionEvent::PartyJoined { party, .. } => {
+        InteractionEvent::PartyJoined { party, agent, .. } => {
             if record.status == InteractionStatus::Completed {
                 return Err(EventError::Completed(id));
             }
@@ -155,6 +171,9 @@ fn apply(
             }
             if *party == Party::Agent {
                 record.agent_reached = true;
+                if let Some(agent) = agent {
+                    record.agent = Some(agent.clone());
+                }
             }
         }
         InteractionEvent::PartyDisconnected { party, .. } => {
@@ -177,6 +196,11 @@ fn apply(
                     .insert("InteractionOutcome".into(), Value::Text(outcome.clone()));
             }
         }
+    }
+    if was_active && record.status == InteractionStatus::Completed {
+        // Who completed it is fixed now: edits never change it.
+        record.completed_by = record.agent.clone();
+        record.completed_at_ms = Some(now_ms);
     }
     record.updated_at_ms = now_ms;
     Ok(record)
@@ -201,15 +225,46 @@ impl Engine {
         event: InteractionEvent,
     ) -> Result<std::result::Result<EventOutcome, EventError>> {
         let now = self.clock.now_ms();
+        // An event that may complete the interaction brings its skill's post-contact work,
+        // read first (a skill is set when the interaction starts and never changes).
+        let post_contact = match &event {
+            InteractionEvent::PartyDisconnected { interaction, .. }
+            | InteractionEvent::Ended { interaction, .. } => {
+                match self.store.interaction(tenant, interaction)? {
+                    Some(InteractionRecord {
+                        skill: Some(skill),
+                        status: InteractionStatus::Active,
+                        ..
+                    }) => self.store.post_contact(tenant, &skill)?,
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
         let applied = event.clone();
         let record = match self
             .store
-            .update_interaction(tenant, event.interaction(), move |current| {
-                apply(current, &applied, now)
-            })
+            .change_interaction(
+                tenant,
+                event.interaction(),
+                move |current| -> std::result::Result<InteractionChange, EventError> {
+                    let was_active = current
+                        .as_ref()
+                        .is_some_and(|r| r.status == InteractionStatus::Active);
+                    let record = apply(current, &applied, now)?;
+                    let mut change = InteractionChange::record(record);
+                    if was_active
+                        && change.record.status == InteractionStatus::Completed
+                        && let Some(config) = &post_contact
+                    {
+                        crate::completed::begin_post_contact(&mut change, config, now);
+                    }
+                    Ok(change)
+                },
+            )
             .await?
         {
-            Ok(record) => record,
+            Ok((change, _)) => change.record,
             Err(refused) => return Ok(Err(refused)),
         };
         let mut runs = Vec::new();
@@ -342,13 +397,27 @@ impl Engine {
         event: &str,
         payload: serde_json::Value,
     ) -> Result<Vec<String>> {
+        self.deliver_with(tenant, interaction, event, payload, Values::new())
+            .await
+    }
+
+    /// [`Engine::deliver`], also setting the data sources `data` on each woken run.
+    pub async fn deliver_with(
+        &self,
+        tenant: &str,
+        interaction: &str,
+        event: &str,
+        payload: serde_json::Value,
+        data: Values,
+    ) -> Result<Vec<String>> {
         let woken = self
             .store
-            .wake_waiting(
+            .wake_waiting_with(
                 tenant,
                 interaction,
                 event,
                 Value::from_json(&payload),
+                data,
                 self.clock.now_ms(),
             )
             .await?;

@@ -14,6 +14,7 @@
 
 mod clock;
 mod control;
+mod completed;
 mod decide;
 mod effects;
 mod expr;
@@ -30,6 +31,10 @@ use coda_types::{AppletInfo, InvocationContext, InvocationReport, Values};
 pub use clock::{Clock, VirtualClock, WallClock};
 pub use coda_types::capabilities::{Capabilities, DenyAll};
 pub use control::CANCELLED_BY_API;
+pub use completed::{
+    AgentView, CloneRequest, CustomerFields, DISPOSITION_PENDING, DetailsPatch,
+    DispositionSubmission, NOT_EDITABLE, WorkError,
+};
 pub use decide::FlowLimits;
 pub use effects::{JournaledCapabilities, ReplaySummary};
 pub use expr::evaluate as evaluate_expression;

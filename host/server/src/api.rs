@@ -365,11 +365,11 @@ fn flow_failed(e: FlowError) -> ApiError {
     }
 }
 
-fn unknown_interaction(id: &str) -> ApiError {
+pub(crate) fn unknown_interaction(id: &str) -> ApiError {
     event_refused(EventError::Unknown(id.to_owned()))
 }
 
-fn interaction_json(record: &InteractionRecord) -> Json {
+pub(crate) fn interaction_json(record: &InteractionRecord) -> Json {
     json!({
         "id": record.id,
         "channel": record.channel,
@@ -381,6 +381,14 @@ fn interaction_json(record: &InteractionRecord) -> Json {
         "post_flow": record.post_flow,
         "post_flow_fired": record.post_flow_fired,
         "updated_at_ms": record.updated_at_ms,
+        "skill": record.skill,
+        "agent": record.agent,
+        "completed_by": record.completed_by,
+        "completed_at_ms": record.completed_at_ms,
+        "details": record.details,
+        "follow_up": record.follow_up,
+        "post_contact": record.post_contact,
+        "disposition": record.disposition,
     })
 }
 

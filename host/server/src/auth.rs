@@ -14,6 +14,15 @@ pub struct Operator;
 /// A request made with a live token of this tenant.
 pub struct Tenant(pub String);
 
+/// A request made with a live token of this tenant, and which token it was: the "who" of
+/// an edit's audit entry, whom a clone is assigned to. (A sibling of [`Tenant`] rather than
+/// a field of it, so that every `Tenant(tenant)` handler stays as it is.)
+pub struct Caller {
+    pub tenant: String,
+    /// The token's public id (`tok_…`), never its secret.
+    pub token_id: String,
+}
+
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let value = parts
         .headers
@@ -62,6 +71,20 @@ impl FromRequestParts<AppState> for Tenant {
         let token = bearer(parts)?;
         match state.store().token_tenant(&hash_token(token))? {
             Some(tenant) => Ok(Tenant(tenant)),
+            None => Err(ApiError::unauthorized(
+                "the token is not a live tenant token (unknown, revoked, or the operator's)",
+            )),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        match state.store().token_caller(&hash_token(token))? {
+            Some((tenant, token_id)) => Ok(Caller { tenant, token_id }),
             None => Err(ApiError::unauthorized(
                 "the token is not a live tenant token (unknown, revoked, or the operator's)",
             )),

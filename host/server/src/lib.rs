@@ -22,6 +22,7 @@ mod auth;
 mod error;
 mod plans;
 mod runs;
+mod interactions;
 
 use std::sync::Arc;
 
@@ -32,7 +33,7 @@ use coda_flow::Engine;
 use coda_types::AppletInfo;
 
 pub use applets::{AppletInstaller, DEFAULT_UPLOAD_LIMIT, InspectedApplet, Refused};
-pub use auth::{Operator, Tenant};
+pub use auth::{Caller, Operator, Tenant};
 pub use error::ApiError;
 
 /// The largest request body accepted, in bytes (a plan may be up to this size too:
@@ -158,6 +159,7 @@ pub fn router(state: AppState) -> Router {
         .merge(plans::routes())
         .merge(runs::routes())
         .merge(applets::routes())
+        .merge(interactions::routes())
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

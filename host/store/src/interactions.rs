@@ -73,6 +73,81 @@ pub struct InteractionRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follow_up: Option<FollowUpOf>,
     pub updated_at_ms: i64,
+    /// The skill it was routed by (the started event's): which post-contact work follows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skill: Option<String>,
+    /// The agent who last joined it (a party-joined event naming one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The agent it was with when it completed: never edited afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at_ms: Option<i64>,
+    /// What people may edit once it is completed (with an audit trail).
+    #[serde(default, skip_serializing_if = "InteractionDetails::is_empty")]
+    pub details: InteractionDetails,
+    /// The post-contact work its skill asked for when it completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_contact: Option<PostContactWork>,
+    /// The disposition submitted for it, at most one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disposition: Option<SubmittedDisposition>,
+}
+
+/// How to reach the customer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+/// The editable details of an interaction: subject, type, result, notes, the customer's
+/// contact and custom fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InteractionDetails {
+    pub subject: Option<String>,
+    #[serde(rename = "type")]
+    pub interaction_type: Option<String>,
+    pub result: Option<String>,
+    pub notes: Option<String>,
+    #[serde(default)]
+    pub customer: Customer,
+    #[serde(default)]
+    pub custom_fields: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl InteractionDetails {
+    pub fn is_empty(&self) -> bool {
+        *self == InteractionDetails::default()
+    }
+}
+
+/// The post-contact work that followed an interaction (its skill's, when it completed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case")]
+pub enum PostContactWork {
+    /// Its agent was unavailable under `unavailable_code` until `until_ms`.
+    WrapUp {
+        agent: Option<String>,
+        unavailable_code: String,
+        until_ms: i64,
+    },
+    /// Its agent owes a disposition (unavailable until one is submitted).
+    Dispositions { agent: Option<String> },
+}
+
+/// A disposition an agent submitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmittedDisposition {
+    pub code: String,
+    pub label: String,
+    pub amount: Option<f64>,
+    pub notes: Option<String>,
+    /// The API token that submitted it.
+    pub by: String,
+    pub at_ms: i64,
 }
 
 /// Where a follow-up came from and where it waits.
@@ -107,7 +182,7 @@ pub enum FollowUpRefused {
     NotCompleted(String),
 }
 
-fn read_interaction(
+pub(crate) fn read_interaction(
     conn: &rusqlite::Connection,
     tenant: &str,
     id: &str,
@@ -133,6 +208,42 @@ fn follow_up_id(tenant: &str, key: &str) -> String {
     format!("fu-{}", &hex::encode(hasher.finalize())[..24])
 }
 
+/// Changes to a customer's contact, as a JSON merge patch: `None` keeps a field,
+/// `Some(None)` clears it, `Some(Some(v))` sets it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CustomerPatch {
+    pub name: Option<Option<String>>,
+    pub phone: Option<Option<String>>,
+    pub email: Option<Option<String>>,
+}
+
+impl CustomerPatch {
+    pub fn apply(&self, customer: &mut Customer) {
+        for (field, change) in [
+            (&mut customer.name, &self.name),
+            (&mut customer.phone, &self.phone),
+            (&mut customer.email, &self.email),
+        ] {
+            if let Some(value) = change {
+                *field = value.clone();
+            }
+        }
+    }
+}
+
+/// The customer a follow-up starts with: the original's contact as saved, its phone
+/// falling back to the caller's number (`CLID`) on a call or a text.
+fn prefilled_customer(source: &InteractionRecord) -> Customer {
+    let mut customer = source.details.customer.clone();
+    if customer.phone.is_none()
+        && matches!(source.channel, Channel::Voice | Channel::Sms)
+        && let Some(coda_types::Value::Text(clid)) = source.data.get("CLID")
+    {
+        customer.phone = Some(clid.clone());
+    }
+    customer
+}
+
 impl Store {
     /// Clones a completed interaction into a new active outbound one, with the source's
     /// customer and data sources, in `queue`. Idempotent on the key.
@@ -140,6 +251,19 @@ impl Store {
         &self,
         tenant: &str,
         follow_up: NewFollowUp,
+    ) -> Result<std::result::Result<InteractionRecord, FollowUpRefused>> {
+        self.clone_interaction_with(tenant, follow_up, CustomerPatch::default())
+            .await
+    }
+
+    /// [`Store::clone_interaction`], with changes to the prefilled customer (the Clone
+    /// Interaction form's name, phone and email). The one way a follow-up is made, for the
+    /// create-follow-up applet and the API alike.
+    pub async fn clone_interaction_with(
+        &self,
+        tenant: &str,
+        follow_up: NewFollowUp,
+        customer: CustomerPatch,
     ) -> Result<std::result::Result<InteractionRecord, FollowUpRefused>> {
         let tenant = tenant.to_owned();
         self.writer
@@ -154,6 +278,15 @@ impl Store {
                 if source.status != InteractionStatus::Completed {
                     return Ok(Err(FollowUpRefused::NotCompleted(follow_up.source)));
                 }
+                let mut details = InteractionDetails {
+                    // The form's subject starts as the original's.
+                    subject: follow_up.subject.clone().or(source.details.subject.clone()),
+                    customer: prefilled_customer(&source),
+                    ..InteractionDetails::default()
+                };
+                customer.apply(&mut details.customer);
+                let mut data = source.data;
+                data.insert("InteractionId".into(), coda_types::Value::Text(id.clone()));
                 let record = InteractionRecord {
                     id: id.clone(),
                     channel: follow_up.channel,
@@ -161,7 +294,7 @@ impl Store {
                     status: InteractionStatus::Active,
                     present: Vec::new(),
                     agent_reached: false,
-                    data: source.data,
+                    data,
                     post_flow: None,
                     post_flow_fired: false,
                     follow_up: Some(FollowUpOf {
@@ -171,6 +304,13 @@ impl Store {
                         assigned_to: follow_up.assigned_to,
                     }),
                     updated_at_ms: follow_up.now_ms,
+                    skill: None,
+                    agent: None,
+                    completed_by: None,
+                    completed_at_ms: None,
+                    details,
+                    post_contact: None,
+                    disposition: None,
                 };
                 conn.execute(
                     "INSERT INTO interactions (tenant, id, body, updated_at) VALUES (?1, ?2, ?3, ?4)",

@@ -12,17 +12,22 @@
 //! never be committed twice or over a newer one.
 
 mod applets;
+mod audit;
 mod interactions;
+mod post_contact;
 mod runs;
 mod schema;
 mod tenants;
 mod writer;
 
 pub use applets::{AppletRecord, NewApplet, PutApplet};
+pub use audit::{AuditEntry, FieldChange, InteractionChange};
 pub use interactions::{
-    Channel, FollowUpOf, FollowUpRefused, InteractionRecord, InteractionStatus, NewFollowUp, Party,
-    PostFlowAction, PostFlowTarget,
+    Channel, Customer, CustomerPatch, FollowUpOf, FollowUpRefused, InteractionDetails,
+    InteractionRecord, InteractionStatus, NewFollowUp, Party, PostContactWork, PostFlowAction,
+    PostFlowTarget, SubmittedDisposition,
 };
+pub use post_contact::{AgentState, DispositionOption, PostContact};
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -632,6 +637,21 @@ impl Store {
         payload: coda_types::Value,
         now_ms: i64,
     ) -> Result<Vec<String>> {
+        self.wake_waiting_with(tenant, interaction, event, payload, Values::new(), now_ms)
+            .await
+    }
+
+    /// [`Store::wake_waiting`], also setting the data sources `data` on each woken run (a
+    /// submitted disposition's `Disposition`, `DispositionAmount`).
+    pub async fn wake_waiting_with(
+        &self,
+        tenant: &str,
+        interaction: &str,
+        event: &str,
+        payload: coda_types::Value,
+        extra: Values,
+        now_ms: i64,
+    ) -> Result<Vec<String>> {
         let (tenant, interaction, event) =
             (tenant.to_owned(), interaction.to_owned(), event.to_owned());
         let woken = self.writer
@@ -650,6 +670,7 @@ impl Store {
                         continue;
                     };
                     let mut data = run.data.clone();
+                    data.extend(extra.clone());
                     data.insert("Event".into(), payload.clone());
                     let (status, node, note) = match &wait.on_event {
                         Some(node) => ("ready", Some(node.clone()), format!("event `{event}` received → {node}")),
@@ -660,7 +681,7 @@ impl Store {
                          WHERE id = ?5 AND step_seq = ?6")?.execute(
                         params![status, node, serde_json::to_string(&data)?, now_ms, run.id, run.step_seq],
                     )?;
-                    let mut changes = Values::new();
+                    let mut changes = extra.clone();
                     changes.insert("Event".into(), payload.clone());
                     conn.prepare_cached("INSERT INTO steps (run_id, seq, plan, plan_version, node, applet, attempt,
                             result, note, fuel_used, duration_us, data_changes, at)

@@ -116,6 +116,35 @@ const MIGRATIONS: &[&str] = &[
     // tenant's index instead of getting indexes of their own.
     "CREATE INDEX runs_tenant ON runs (tenant, id);
     CREATE INDEX runs_interaction ON runs (tenant, interaction, id);",
+    // 7: completed interactions and post-contact work. The audit trail of edits, one row
+    // per field changed (who: the API token's id; before and after as JSON); each skill's
+    // post-contact work (wrap-up or dispositions) as JSON; each agent's latest
+    // unavailability (wrap-up or a disposition owed), written with the interaction.
+    "CREATE TABLE interaction_audit (
+        tenant TEXT NOT NULL,
+        interaction TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        by TEXT NOT NULL,
+        field TEXT NOT NULL,
+        before TEXT NOT NULL,
+        after TEXT NOT NULL,
+        PRIMARY KEY (tenant, interaction, seq)
+    );
+    CREATE TABLE skill_post_contact (
+        tenant TEXT NOT NULL,
+        skill TEXT NOT NULL,
+        config TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant, skill)
+    );
+    CREATE TABLE agent_states (
+        tenant TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        state TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant, agent)
+    );",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -21,6 +21,7 @@ use serde_json::{Value as Json, json};
 use tower::ServiceExt;
 
 mod plans_runs;
+mod interactions;
 
 const OPERATOR: &str = "coda_op_test_token";
 

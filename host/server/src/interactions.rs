@@ -1,0 +1,396 @@
+//! Completed interactions and post-contact work: editing an interaction's details (with
+//! its audit trail), cloning it into a new outbound one, each skill's post-contact work,
+//! a submitted disposition, and an agent's unavailability.
+//!
+//! Every handler takes the tenant from the token ([`Caller`] also names the token, the
+//! "who" of an audit entry and the assignee of a clone); another tenant's interaction,
+//! skill or agent answers 404 exactly as a missing one.
+
+use axum::Json as Reply;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use coda_flow::{
+    CloneRequest, CustomerFields, DetailsPatch, DispositionSubmission, NOT_EDITABLE, WorkError,
+};
+use coda_store::{Channel, DispositionOption, PostContact};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value as Json, json};
+
+use crate::api::{interaction_json, unknown_interaction};
+use crate::auth::Caller;
+use crate::error::{JsonBody, PathArgs, body_bytes, parse_json};
+use crate::{ApiError, AppState, Tenant};
+
+/// The longest wrap-up: an hour.
+const MAX_WRAP_UP_SECONDS: u32 = 3600;
+/// The most dispositions a skill offers.
+const MAX_DISPOSITIONS: usize = 100;
+/// The longest skill name, disposition or unavailable code, and label.
+const MAX_NAME: usize = 128;
+const MAX_LABEL: usize = 256;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/interactions/{id}",
+            axum::routing::patch(patch_interaction),
+        )
+        .route("/v1/interactions/{id}/audit", get(get_audit))
+        .route("/v1/interactions/{id}/clone", post(clone_interaction))
+        .route(
+            "/v1/interactions/{id}/disposition",
+            post(submit_disposition),
+        )
+        .route(
+            "/v1/skills/{skill}/post-contact",
+            put(put_post_contact).get(get_post_contact),
+        )
+        .route("/v1/agents/{agent}", get(get_agent))
+}
+
+fn refused(refused: WorkError) -> ApiError {
+    let message = refused.to_string();
+    match refused {
+        WorkError::Unknown(id) => unknown_interaction(&id),
+        WorkError::Active(_) => ApiError::new(StatusCode::CONFLICT, "interaction-active", message),
+        WorkError::Invalid { .. } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", message)
+        }
+        WorkError::NoDispositions { .. } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no-dispositions", message)
+        }
+        WorkError::UnknownDisposition { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-disposition",
+            message,
+        ),
+        WorkError::AlreadyDispositioned { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "disposition-exists", message)
+        }
+    }
+}
+
+fn internal(e: coda_flow::FlowError) -> ApiError {
+    ApiError::internal(e)
+}
+
+/// A JSON value into `T`, a wrong type or an unknown field refused as a 400 naming the
+/// field's path.
+fn from_json<T: DeserializeOwned>(value: Json) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::bad_request("invalid-body", inner.to_string())
+        } else {
+            ApiError::bad_request("invalid-body", format!("at `{path}`: {inner}"))
+        }
+    })
+}
+
+/// `PATCH /v1/interactions/{id}`: a JSON merge patch of the editable details of a completed
+/// interaction (subject, type, result, notes, customer, custom_fields).
+async fn patch_interaction(
+    caller: Caller,
+    State(state): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+    request: Request,
+) -> Result<Reply<Json>, ApiError> {
+    let bytes = body_bytes(request, &state).await?;
+    let body: serde_json::Map<String, Json> = parse_json(&bytes)?;
+    // Who completed it and its activity are refused by name, not as merely unknown.
+    if let Some(field) = body.keys().find(|k| NOT_EDITABLE.contains(&k.as_str())) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not-editable",
+            format!(
+                "`{field}` is not editable: who completed an interaction and its activity \
+                 (channel, parties, events, timestamps, data sources) stay as they happened; \
+                 the editable details are subject, type, result, notes, customer \
+                 (name, phone, email) and custom_fields"
+            ),
+        ));
+    }
+    let patch: DetailsPatch = from_json(Json::Object(body))?;
+    let (record, _) = state
+        .engine()
+        .edit_interaction(&caller.tenant, &id, &caller.token_id, patch)
+        .await
+        .map_err(internal)?
+        .map_err(refused)?;
+    Ok(Reply(interaction_json(&record)))
+}
+
+/// `GET /v1/interactions/{id}/audit`: every change to its details, oldest first.
+async fn get_audit(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+) -> Result<Reply<Json>, ApiError> {
+    if state.store().interaction(&tenant, &id)?.is_none() {
+        return Err(unknown_interaction(&id));
+    }
+    let audit = state.store().interaction_audit(&tenant, &id)?;
+    Ok(Reply(json!({ "interaction": id, "audit": audit })))
+}
+
+/// The Clone Interaction form.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CloneBody {
+    /// voice, sms, email or task.
+    channel: Channel,
+    queue: String,
+    /// The original's when left out.
+    #[serde(default)]
+    subject: Option<String>,
+    /// Changes to the customer prefilled from the original (`null` clears a field).
+    #[serde(default)]
+    customer: Option<CustomerFields>,
+}
+
+/// `POST /v1/interactions/{id}/clone`: a new active outbound interaction, assigned to the
+/// caller. An `Idempotency-Key` header makes a repeated request answer the same clone.
+async fn clone_interaction(
+    caller: Caller,
+    State(state): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<CloneBody>,
+) -> Result<Response, ApiError> {
+    let key = match headers.get("idempotency-key") {
+        Some(value) => match value.to_str() {
+            Ok(key) if !key.is_empty() && key.len() <= 255 => key.to_owned(),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid-header",
+                    "Idempotency-Key: 1 to 255 characters of visible ASCII",
+                ));
+            }
+        },
+        None => crate::new_token("").map_err(ApiError::internal)?,
+    };
+    let request = CloneRequest {
+        channel: body.channel,
+        queue: body.queue,
+        subject: body.subject,
+        customer: body.customer,
+        // Per token: one caller's key never finds another's clone.
+        idempotency_key: format!("api/{}/{key}", caller.token_id),
+    };
+    let record = state
+        .engine()
+        .clone_interaction(&caller.tenant, &id, &caller.token_id, request)
+        .await
+        .map_err(internal)?
+        .map_err(refused)?;
+    Ok((StatusCode::CREATED, Reply(interaction_json(&record))).into_response())
+}
+
+/// `POST /v1/interactions/{id}/disposition`.
+async fn submit_disposition(
+    caller: Caller,
+    State(state): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+    JsonBody(body): JsonBody<DispositionSubmission>,
+) -> Result<Reply<Json>, ApiError> {
+    let (record, woken) = state
+        .engine()
+        .submit_disposition(&caller.tenant, &id, &caller.token_id, body)
+        .await
+        .map_err(internal)?
+        .map_err(refused)?;
+    Ok(Reply(json!({
+        "interaction": record.id,
+        "disposition": record.disposition,
+        "woken": woken,
+    })))
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum Mode {
+    WrapUp,
+    Dispositions,
+}
+
+/// A skill's post-contact work, flat so that every field's error names it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostContactBody {
+    mode: Mode,
+    #[serde(default)]
+    seconds: Option<u32>,
+    #[serde(default)]
+    unavailable_code: Option<String>,
+    #[serde(default)]
+    dispositions: Option<Vec<DispositionBody>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DispositionBody {
+    code: String,
+    label: String,
+    #[serde(default)]
+    amount: bool,
+}
+
+fn invalid(field: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-post-contact",
+        format!("`{field}`: {message}"),
+    )
+}
+
+/// A name (skill, code) the API takes: 1 to 128 characters, no control characters, not
+/// only spaces.
+fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.trim().is_empty() || value.len() > MAX_NAME || value.chars().any(char::is_control) {
+        return Err(invalid(
+            field,
+            format!("`{value}` is not a name: 1 to {MAX_NAME} characters, no control characters"),
+        ));
+    }
+    Ok(())
+}
+
+impl PostContactBody {
+    fn validate(self) -> Result<PostContact, ApiError> {
+        match self.mode {
+            Mode::WrapUp => {
+                if self.dispositions.is_some() {
+                    return Err(invalid("dispositions", "only with mode `dispositions`"));
+                }
+                let seconds = self
+                    .seconds
+                    .ok_or_else(|| invalid("seconds", "wrap-up needs its length in seconds"))?;
+                if !(1..=MAX_WRAP_UP_SECONDS).contains(&seconds) {
+                    return Err(invalid(
+                        "seconds",
+                        format!("{seconds} is not between 1 and {MAX_WRAP_UP_SECONDS}"),
+                    ));
+                }
+                let code = self.unavailable_code.ok_or_else(|| {
+                    invalid(
+                        "unavailable_code",
+                        "wrap-up needs the unavailable code the agent is under",
+                    )
+                })?;
+                check_name("unavailable_code", &code)?;
+                Ok(PostContact::WrapUp {
+                    seconds,
+                    unavailable_code: code,
+                })
+            }
+            Mode::Dispositions => {
+                if self.seconds.is_some() {
+                    return Err(invalid("seconds", "only with mode `wrap-up`"));
+                }
+                if self.unavailable_code.is_some() {
+                    return Err(invalid("unavailable_code", "only with mode `wrap-up`"));
+                }
+                let list = self.dispositions.ok_or_else(|| {
+                    invalid("dispositions", "dispositions mode needs the list to offer")
+                })?;
+                if list.is_empty() || list.len() > MAX_DISPOSITIONS {
+                    return Err(invalid(
+                        "dispositions",
+                        format!(
+                            "offers 1 to {MAX_DISPOSITIONS} dispositions, not {}",
+                            list.len()
+                        ),
+                    ));
+                }
+                let mut seen = std::collections::HashSet::new();
+                let mut dispositions = Vec::with_capacity(list.len());
+                for (i, d) in list.into_iter().enumerate() {
+                    check_name(&format!("dispositions[{i}].code"), &d.code)?;
+                    if d.label.trim().is_empty() || d.label.len() > MAX_LABEL {
+                        return Err(invalid(
+                            &format!("dispositions[{i}].label"),
+                            format!("1 to {MAX_LABEL} characters"),
+                        ));
+                    }
+                    if !seen.insert(d.code.clone()) {
+                        return Err(invalid(
+                            &format!("dispositions[{i}].code"),
+                            format!("`{}` is listed twice", d.code),
+                        ));
+                    }
+                    dispositions.push(DispositionOption {
+                        code: d.code,
+                        label: d.label,
+                        amount: d.amount,
+                    });
+                }
+                Ok(PostContact::Dispositions { dispositions })
+            }
+        }
+    }
+}
+
+fn post_contact_json(skill: &str, config: &PostContact) -> Json {
+    let mut answer = serde_json::to_value(config).unwrap_or(Json::Null);
+    answer["skill"] = json!(skill);
+    answer
+}
+
+/// `PUT /v1/skills/{skill}/post-contact`: automatic wrap-up or dispositions.
+async fn put_post_contact(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(skill): PathArgs<String>,
+    JsonBody(body): JsonBody<PostContactBody>,
+) -> Result<Reply<Json>, ApiError> {
+    check_name("skill", &skill)?;
+    let config = body.validate()?;
+    state
+        .store()
+        .set_post_contact(&tenant, &skill, &config, state.engine().now_ms())
+        .await?;
+    Ok(Reply(post_contact_json(&skill, &config)))
+}
+
+/// `GET /v1/skills/{skill}/post-contact`.
+async fn get_post_contact(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(skill): PathArgs<String>,
+) -> Result<Reply<Json>, ApiError> {
+    match state.store().post_contact(&tenant, &skill)? {
+        Some(config) => Ok(Reply(post_contact_json(&skill, &config))),
+        None => Err(ApiError::not_found(
+            "unknown-skill",
+            format!("skill `{skill}` has no post-contact work set"),
+        )),
+    }
+}
+
+/// `GET /v1/agents/{agent}`: whether post-contact work keeps the agent unavailable, under
+/// which code and until when (`until_ms` null: until a disposition is submitted).
+async fn get_agent(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(agent): PathArgs<String>,
+) -> Result<Reply<Json>, ApiError> {
+    let Some(view) = state.engine().agent(&tenant, &agent).map_err(internal)? else {
+        return Err(ApiError::not_found(
+            "unknown-agent",
+            format!("agent `{agent}` has no post-contact state"),
+        ));
+    };
+    Ok(Reply(json!({
+        "agent": agent,
+        "state": if view.unavailable { "unavailable" } else { "available" },
+        "unavailable_code": view.state.unavailable_code,
+        "interaction": view.state.interaction,
+        "since_ms": view.state.since_ms,
+        "until_ms": view.state.until_ms,
+    })))
+}

@@ -1,0 +1,178 @@
+//! Changes to an interaction that are kept: an edit's field changes go to its audit trail,
+//! and an agent's unavailability (post-contact work) to `agent_states`, in the same
+//! transaction as the interaction itself, so neither can be stored without the other.
+
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+
+use crate::interactions::read_interaction;
+use crate::post_contact::{AgentState, write_agent_state};
+use crate::{InteractionRecord, Result, Store};
+
+/// One field's change, as the trail keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Its place in the interaction's trail, from 1.
+    pub seq: u64,
+    pub at_ms: i64,
+    /// Who made it: the id of the API token.
+    pub by: String,
+    /// The field's path: `subject`, `customer.email`, `custom_fields.tier`, `disposition`.
+    pub field: String,
+    /// `null` when the field had no value.
+    pub before: serde_json::Value,
+    /// `null` when the change cleared it.
+    pub after: serde_json::Value,
+}
+
+/// A field change to record (the store numbers it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldChange {
+    pub field: String,
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+}
+
+/// What a change writes: the interaction, the audited field changes made by `by` at
+/// `at_ms`, and an agent's new state.
+#[derive(Debug, Clone)]
+pub struct InteractionChange {
+    pub record: InteractionRecord,
+    pub by: String,
+    pub at_ms: i64,
+    pub audit: Vec<FieldChange>,
+    /// The agent and their new state.
+    pub agent_state: Option<(String, AgentState)>,
+}
+
+impl InteractionChange {
+    /// A change with nothing audited and no agent touched.
+    pub fn record(record: InteractionRecord) -> Self {
+        InteractionChange {
+            at_ms: record.updated_at_ms,
+            record,
+            by: String::new(),
+            audit: Vec::new(),
+            agent_state: None,
+        }
+    }
+}
+
+impl Store {
+    /// Reads, changes and writes an interaction with its audit entries and agent state, in
+    /// one transaction. `change` gets the current record (none if there is none) and returns
+    /// the change, or an error that leaves everything untouched. Answers the change and the
+    /// audit entries it added.
+    pub async fn change_interaction<E: Send + 'static>(
+        &self,
+        tenant: &str,
+        id: &str,
+        change: impl FnOnce(Option<InteractionRecord>) -> std::result::Result<InteractionChange, E>
+        + Send
+        + 'static,
+    ) -> Result<std::result::Result<(InteractionChange, Vec<AuditEntry>), E>> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.writer
+            .write(move |conn| {
+                let current = read_interaction(conn, &tenant, &id)?;
+                let change = match change(current) {
+                    Ok(change) => change,
+                    Err(refused) => return Ok(Err(refused)),
+                };
+                let record = &change.record;
+                conn.prepare_cached(
+                    "INSERT INTO interactions (tenant, id, body, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (tenant, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+                )?
+                .execute(params![tenant, id, serde_json::to_string(record)?, record.updated_at_ms])?;
+                let mut entries = Vec::with_capacity(change.audit.len());
+                if !change.audit.is_empty() {
+                    // The writer is the only writer: the next number cannot be taken meanwhile.
+                    let last: u64 = conn
+                        .prepare_cached(
+                            "SELECT COALESCE(MAX(seq), 0) FROM interaction_audit
+                             WHERE tenant = ?1 AND interaction = ?2",
+                        )?
+                        .query_row(params![tenant, id], |r| r.get(0))?;
+                    for (n, field) in change.audit.iter().enumerate() {
+                        let entry = AuditEntry {
+                            seq: last + 1 + n as u64,
+                            at_ms: change.at_ms,
+                            by: change.by.clone(),
+                            field: field.field.clone(),
+                            before: field.before.clone(),
+                            after: field.after.clone(),
+                        };
+                        conn.prepare_cached(
+                            "INSERT INTO interaction_audit (tenant, interaction, seq, at, by, field, before, after)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        )?
+                        .execute(params![
+                            tenant,
+                            id,
+                            entry.seq,
+                            entry.at_ms,
+                            entry.by,
+                            entry.field,
+                            entry.before.to_string(),
+                            entry.after.to_string()
+                        ])?;
+                        entries.push(entry);
+                    }
+                }
+                if let Some((agent, state)) = &change.agent_state {
+                    write_agent_state(conn, &tenant, agent, state, change.at_ms)?;
+                }
+                Ok(Ok((change, entries)))
+            })
+            .await
+    }
+
+    /// The audit trail of an interaction of this tenant, oldest first (another tenant's
+    /// interaction has none).
+    pub fn interaction_audit(&self, tenant: &str, id: &str) -> Result<Vec<AuditEntry>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, at, by, field, before, after FROM interaction_audit
+                 WHERE tenant = ?1 AND interaction = ?2 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map(params![tenant, id], |r| {
+                Ok((
+                    r.get::<_, u64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })?;
+            rows.map(|row| {
+                let (seq, at_ms, by, field, before, after) = row?;
+                Ok(AuditEntry {
+                    seq,
+                    at_ms,
+                    by,
+                    field,
+                    before: serde_json::from_str(&before)?,
+                    after: serde_json::from_str(&after)?,
+                })
+            })
+            .collect()
+        })
+    }
+}
+
+impl Store {
+    /// The tenant and id of the live (unrevoked) token with this hash: who made a change.
+    pub fn token_caller(&self, hash: &str) -> Result<Option<(String, String)>> {
+        use rusqlite::OptionalExtension;
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT tenant, id FROM tokens WHERE hash = ?1 AND revoked_at IS NULL",
+                )?
+                .query_row(params![hash], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?)
+        })
+    }
+}
