@@ -13,39 +13,122 @@ use serde_json::{Value as Json, json};
 
 use crate::Exit;
 use crate::applets::DirApplets;
+use crate::config::{LogFormat, ServeConfig};
 
 /// The shortest operator token taken from the environment: a short one could be guessed.
 const MIN_OPERATOR_TOKEN_LEN: usize = 16;
 
-#[derive(Args)]
+/// Where `coda serve` listens unless told.
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Each setting from its flag, else the config file, else its default.
+#[derive(Args, Default)]
 pub struct ServeArgs {
+    /// Settings in a file (YAML or JSON; examples/serve.yaml); flags given here win over it
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// The address to listen on (port 0: any free port; the address is printed on stderr)
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: String,
-    /// The SQLite database [default: coda.db in $CODA_DATA_DIR, else the user's data dir]
+    /// [default: 127.0.0.1:8080]
+    #[arg(long)]
+    listen: Option<String>,
+    /// The SQLite database [default: coda.db in the data directory]
     #[arg(long)]
     db: Option<PathBuf>,
+    /// Where the service keeps its files [default: the user's data dir]
+    #[arg(long, env = "CODA_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// A directory of applet components (.wasm), besides the built-in ones
     #[arg(long)]
     applets: Option<PathBuf>,
     /// Grants, SMTP servers, databases and secrets for the tenants' applets (YAML or JSON)
     #[arg(long)]
     grants: Option<PathBuf>,
+    /// How logs are written to stderr [default: text]
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// The key that encrypts the tenants' secrets at rest
+    #[arg(long, value_name = "FILE")]
+    secrets_key_file: Option<PathBuf>,
 }
 
-fn default_db() -> Result<PathBuf, Exit> {
-    let dir = match std::env::var_os("CODA_DATA_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => directories::ProjectDirs::from("", "", "coda")
-            .map(|d| d.data_dir().to_owned())
-            .ok_or_else(|| {
+/// The service's settings once flags, the config file and defaults are merged.
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: String,
+    pub db: PathBuf,
+    /// The data directory (the database's, unless `db` says otherwise).
+    pub data_dir: PathBuf,
+    pub applets: Option<PathBuf>,
+    pub grants: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// For the secrets' encryption at rest: checked readable at start.
+    pub secrets_key_file: Option<PathBuf>,
+    pub limits: FlowLimits,
+    /// Per-tenant concurrency and the queue's bound, for the fair scheduler.
+    pub tenant_concurrency: Option<u32>,
+    pub queue_capacity: Option<u32>,
+}
+
+impl ServeArgs {
+    /// Flags over the file over the defaults.
+    pub fn settings(self) -> Result<Settings, Exit> {
+        let file = match &self.config {
+            Some(path) => {
+                ServeConfig::from_file(path).map_err(|e| Exit::usage("invalid-config", e))?
+            }
+            None => ServeConfig::default(),
+        };
+        let data_dir = match self.data_dir.filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => dir,
+            None => match file.data_dir {
+                Some(dir) => dir,
+                None => directories::ProjectDirs::from("", "", "coda")
+                    .map(|d| d.data_dir().to_owned())
+                    .ok_or_else(|| {
+                        Exit::usage(
+                            "usage",
+                            "no data directory: set $CODA_DATA_DIR, pass --data-dir or --db PATH",
+                        )
+                    })?,
+            },
+        };
+        let db = self
+            .db
+            .or(file.db)
+            .unwrap_or_else(|| data_dir.join("coda.db"));
+        let defaults = FlowLimits::default();
+        let scheduler = file.scheduler;
+        let secrets_key_file = self.secrets_key_file.or(file.secrets_key_file);
+        if let Some(key) = &secrets_key_file {
+            // Found unreadable now rather than at the first secret a tenant writes.
+            std::fs::File::open(key).map_err(|e| {
                 Exit::usage(
-                    "usage",
-                    "no data directory: set $CODA_DATA_DIR or pass --db PATH",
+                    "io",
+                    format!("cannot read the secrets key file {}: {e}", key.display()),
                 )
-            })?,
-    };
-    Ok(dir.join("coda.db"))
+            })?;
+        }
+        Ok(Settings {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+            db,
+            data_dir,
+            applets: self.applets.or(file.applets),
+            grants: self.grants.or(file.grants),
+            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+            secrets_key_file,
+            limits: FlowLimits {
+                batch: scheduler.batch.unwrap_or(defaults.batch),
+                max_attempts: scheduler.max_attempts.unwrap_or(defaults.max_attempts),
+                drain_ms: scheduler.drain_ms.unwrap_or(defaults.drain_ms),
+                ..defaults
+            },
+            tenant_concurrency: scheduler.tenant_concurrency,
+            queue_capacity: scheduler.queue_capacity,
+        })
+    }
 }
 
 fn now_ms() -> i64 {
@@ -116,11 +199,9 @@ async fn signalled() {
     }
 }
 
-pub async fn serve(runtime: Runtime, args: ServeArgs) -> Result<Json, Exit> {
-    let db = match args.db {
-        Some(db) => db,
-        None => default_db()?,
-    };
+pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
+    let args = settings;
+    let db = args.db;
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| Exit::usage("io", format!("cannot create {}: {e}", dir.display())))?;
@@ -137,7 +218,7 @@ pub async fn serve(runtime: Runtime, args: ServeArgs) -> Result<Json, Exit> {
             store,
             Arc::new(applets),
             Arc::new(WallClock),
-            FlowLimits::default(),
+            args.limits,
         )
         .with_capabilities(capabilities),
     );
