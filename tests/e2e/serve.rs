@@ -12,23 +12,30 @@ use serde_json::{Value, json};
 
 use crate::{cache_dir, coda_bin};
 
-const OPERATOR: &str = "coda_op_e2e_0123456789abcdef";
+pub(crate) const OPERATOR: &str = "coda_op_e2e_0123456789abcdef";
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    address: String,
+    pub(crate) address: String,
     /// What it wrote to stderr up to and including the `listening on` line.
-    banner: Vec<String>,
+    pub(crate) banner: Vec<String>,
 }
 
 /// Starts `coda serve` on a free port with `data` as its data directory; waits until it
 /// says where it listens.
-fn start(data: &std::path::Path, operator: Option<&str>) -> Server {
+pub(crate) fn start(data: &std::path::Path, operator: Option<&str>) -> Server {
     let mut command = Command::new(coda_bin());
     command
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CODA_DATA_DIR", data);
+    start_command(command, operator)
+}
+
+/// Starts `command` (a `coda serve` with its arguments) and waits until it says where it
+/// listens.
+pub(crate) fn start_command(mut command: Command, operator: Option<&str>) -> Server {
+    command
         .env("CODA_CACHE_DIR", cache_dir())
-        .env("CODA_DATA_DIR", data)
         .env_remove("CODA_OPERATOR_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -71,7 +78,7 @@ fn start(data: &std::path::Path, operator: Option<&str>) -> Server {
 
 impl Server {
     /// One request; (status, body as JSON or Null).
-    fn call(
+    pub(crate) fn call(
         &self,
         method: &str,
         path: &str,
@@ -109,7 +116,7 @@ impl Server {
     }
 
     /// SIGTERM; the process must exit 0 and print its summary.
-    fn stop(mut self) -> Value {
+    pub(crate) fn stop(mut self) -> Value {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
