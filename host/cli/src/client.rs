@@ -263,7 +263,7 @@ impl Client {
                 format!(
                     "cannot reach the coda service at {} ({}); set --server or $CODA_SERVER",
                     self.server(),
-                    chain(&e)
+                    root_cause(&e)
                 ),
             )
         } else if e.is_timeout() {
@@ -331,6 +331,16 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// The innermost cause ("Connection refused (os error 111)"): for a connection that failed,
+/// the rest repeats the URL and reqwest's layers.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
+}
+
 /// rustls needs a process-wide crypto provider when reqwest is built without one: ring, as
 /// in `coda-capabilities`. Installing fails only when one is installed already: as good.
 fn install_crypto_provider() {
@@ -347,7 +357,7 @@ pub fn print_json(json: &Json) {
 /// A table without borders, aligned columns under a header (as `kubectl get` prints).
 pub fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
-    table.load_preset(presets::NOTHING);
+    table.load_style(presets::NOTHING);
     table.set_header(header.iter().map(|h| h.to_ascii_uppercase()));
     table
 }
@@ -412,7 +422,7 @@ fn header_name(key: &str) -> &str {
 /// An object as two columns, field and value, in the order given, then the rest.
 pub fn record_table(record: &Json, order: &[&str], skip: &[&str]) -> Table {
     let mut table = Table::new();
-    table.load_preset(presets::NOTHING);
+    table.load_style(presets::NOTHING);
     let Some(object) = record.as_object() else {
         table.add_row(vec![cell("", Some(record))]);
         return table;

@@ -156,7 +156,7 @@ mod tests {
         let e = ServeConfig::parse("listen: 0.0.0.0:80\nlistne: x\n", false).unwrap_err();
         assert!(e.contains("unknown field `listne`"), "{e}");
         let e = ServeConfig::parse("scheduler:\n  batchh: 3\n", false).unwrap_err();
-        assert!(e.contains("at `scheduler`") && e.contains("`batchh`"), "{e}");
+        assert!(e.contains("at `scheduler.batchh`") && e.contains("unknown field"), "{e}");
         let e = ServeConfig::parse(r#"{"log_format": "xml"}"#, true).unwrap_err();
         assert!(e.contains("at `log_format`") && e.contains("xml"), "{e}");
         let e = ServeConfig::parse("scheduler: {batch: many}", false).unwrap_err();

@@ -76,7 +76,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PlanCommand {
-    /// Check a plan; exit 0, or exit 2 listing every problem. With a service (--server,
+    /// Check a plan; exit 0, or exit 2 listing every problem
+    ///
+    /// With a service (--server,
     /// --token, $CODA_SERVER or $CODA_TOKEN) and no --applets or --with, the service checks
     /// it against the tenant's applets and plans; otherwise it is checked here
     Validate(PlanValidateArgs),

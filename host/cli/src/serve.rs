@@ -52,6 +52,9 @@ pub struct ServeArgs {
 }
 
 /// The service's settings once flags, the config file and defaults are merged.
+// The data directory, the secrets key and the scheduler's bounds are here for the parts of
+// the service that take them (uploaded applets, secrets at rest, fair scheduling).
+#[allow(dead_code)]
 #[derive(Debug)]
 pub struct Settings {
     pub listen: String,

@@ -6,9 +6,9 @@
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Map, Value as Json, json};
