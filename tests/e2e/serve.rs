@@ -61,7 +61,14 @@ pub(crate) fn start_command(mut command: Command, operator: Option<&str>) -> Ser
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("coda serve never said where it listens; stderr: {banner:#?}");
+                // A start that failed says why on stdout (a JSON error).
+                let mut stdout = String::new();
+                if let Some(mut out) = child.stdout.take() {
+                    let _ = out.read_to_string(&mut stdout);
+                }
+                panic!(
+                    "coda serve never said where it listens; stderr: {banner:#?}; stdout: {stdout}"
+                );
             }
         };
         banner.push(line.clone());
