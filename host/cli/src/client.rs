@@ -354,10 +354,45 @@ pub fn print_json(json: &Json) {
     println!("{json:#}");
 }
 
-/// A table without borders, aligned columns under a header (as `kubectl get` prints).
-pub fn table(header: &[&str]) -> Table {
-    let mut table = Table::new();
-    table.load_style(presets::NOTHING);
+/// A table without borders: columns two spaces apart, no space at either end of a line
+/// (as `kubectl get` prints), so it reads well and `grep`s and `awk`s as well.
+pub struct Grid(Table);
+
+impl Grid {
+    fn new() -> Self {
+        let mut table = Table::new();
+        table.load_style(presets::NOTHING);
+        Grid(table)
+    }
+}
+
+impl std::ops::Deref for Grid {
+    type Target = Table;
+    fn deref(&self) -> &Table {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Grid {
+    fn deref_mut(&mut self) -> &mut Table {
+        &mut self.0
+    }
+}
+
+impl std::fmt::Display for Grid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Padding applies to the columns that exist, which appear with the rows.
+        let mut table = self.0.clone();
+        for column in table.column_iter_mut() {
+            column.set_padding((0, 2));
+        }
+        f.write_str(&table.trim_fmt())
+    }
+}
+
+/// A table with a header.
+pub fn table(header: &[&str]) -> Grid {
+    let mut table = Grid::new();
     table.set_header(header.iter().map(|h| h.to_ascii_uppercase()));
     table
 }
@@ -395,7 +430,7 @@ pub fn format_ms(ms: i64) -> String {
 /// A list of objects as a table: the `preferred` columns that any item has, in that order,
 /// else every key of the first item. The API's lists grow fields; the table shows the ones
 /// a person scans for, and `--json` has them all.
-pub fn list_table(items: &[Json], preferred: &[&str]) -> Table {
+pub fn list_table(items: &[Json], preferred: &[&str]) -> Grid {
     let mut columns: Vec<String> = preferred
         .iter()
         .filter(|c| items.iter().any(|i| i.get(**c).is_some()))
@@ -420,9 +455,8 @@ fn header_name(key: &str) -> &str {
 }
 
 /// An object as two columns, field and value, in the order given, then the rest.
-pub fn record_table(record: &Json, order: &[&str], skip: &[&str]) -> Table {
-    let mut table = Table::new();
-    table.load_style(presets::NOTHING);
+pub fn record_table(record: &Json, order: &[&str], skip: &[&str]) -> Grid {
+    let mut table = Grid::new();
     let Some(object) = record.as_object() else {
         table.add_row(vec![cell("", Some(record))]);
         return table;

@@ -1285,6 +1285,80 @@ mod tests {
         );
     }
 
+    /// A loopback server whose tail sends `events` (name, JSON) and whose run answers
+    /// `status`; the client pointed at it.
+    async fn tail_server(
+        events: Vec<(&'static str, Json)>,
+        status: &'static str,
+    ) -> (Client, tokio::task::JoinHandle<()>) {
+        use axum::response::sse::{Event, Sse};
+        use axum::routing::get;
+        let router = axum::Router::new()
+            .route(
+                "/v1/runs/{id}/tail",
+                get(move || {
+                    let events = events.clone();
+                    async move {
+                        Sse::new(futures_util::stream::iter(events.into_iter().map(
+                            |(name, data)| {
+                                Ok::<_, std::convert::Infallible>(
+                                    Event::default().event(name).data(data.to_string()),
+                                )
+                            },
+                        )))
+                    }
+                }),
+            )
+            .route(
+                "/v1/runs/{id}",
+                get(move || async move { axum::Json(json!({ "status": status })) }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        let client = Client::new(&ClientArgs {
+            server: Some(format!("http://{address}")),
+            token: Some("t".into()),
+            json: false,
+        })
+        .unwrap();
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn tail_prints_steps_until_the_run_ends() {
+        let step = |seq: u64, node: &str| {
+            json!({"seq": seq, "node": node, "applet": "set-data@0.1.0", "attempt": 1,
+                   "result": {"exit": "next"}, "note": "", "fuel_used": 1, "duration_us": 10})
+        };
+        // Ended by an event that says so.
+        let (client, server) = tail_server(
+            vec![
+                ("step", step(0, "a")),
+                ("step", step(1, "b")),
+                ("end", json!({"status": "done"})),
+            ],
+            "running",
+        )
+        .await;
+        tail(&client, "r1").await.unwrap();
+        server.abort();
+        // A failed run: exit 1.
+        let (client, server) =
+            tail_server(vec![("end", json!({"status": "failed"}))], "failed").await;
+        assert_eq!(tail(&client, "r1").await.unwrap_err().kind, "run-failed");
+        server.abort();
+        // The stream closes without a word: the run says it ended, or that it did not.
+        let (client, server) = tail_server(vec![("step", step(0, "a"))], "done").await;
+        tail(&client, "r1").await.unwrap();
+        server.abort();
+        let (client, server) = tail_server(vec![("step", step(0, "a"))], "waiting").await;
+        assert_eq!(tail(&client, "r1").await.unwrap_err().kind, "stream-ended");
+        server.abort();
+    }
+
     #[test]
     fn step_results_read_in_a_word() {
         assert_eq!(result_summary(Some(&json!({"exit": "next"}))), "exit next");
