@@ -51,12 +51,17 @@ struct Ran {
 
 impl Ran {
     fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr)
+        })
     }
 
     fn ok(self) -> Self {
-        assert_eq!(self.status, 0, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.status, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -125,7 +130,14 @@ fn the_tenant_cli_publishes_plans_sends_events_and_shows_runs() {
     let live = files.path().join("live-plan.json");
     std::fs::write(&live, LIVE).unwrap();
     let ran = tenant_coda(
-        &["plan", "push", live.to_str().unwrap(), "--name", "live", "--json"],
+        &[
+            "plan",
+            "push",
+            live.to_str().unwrap(),
+            "--name",
+            "live",
+            "--json",
+        ],
         "",
     )
     .ok();
@@ -138,7 +150,11 @@ fn the_tenant_cli_publishes_plans_sends_events_and_shows_runs() {
     let plans = tenant_coda(&["plan", "list", "--json"], "").ok().json();
     assert_eq!(plans["plans"].as_array().unwrap().len(), 3, "{plans}");
     let ran = tenant_coda(&["plan", "show", "after", "--version", "1"], "").ok();
-    assert!(ran.stdout.contains("# plan after version 1"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("# plan after version 1"),
+        "{}",
+        ran.stdout
+    );
     assert!(ran.stdout.contains("ProcessedBy"), "{}", ran.stdout);
 
     // A plan the server refuses: every problem on a line of its own, exit 2.
@@ -165,7 +181,11 @@ fn the_tenant_cli_publishes_plans_sends_events_and_shows_runs() {
     )
     .unwrap();
     let ran = tenant_coda(&["interaction", "event", started.to_str().unwrap()], "").ok();
-    assert!(ran.stdout.contains("interaction call-1: active"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("interaction call-1: active"),
+        "{}",
+        ran.stdout
+    );
     let ended = json!({"type": "ended", "interaction": "call-1", "outcome": "resolved"});
     let answer = tenant_coda(&["interaction", "event", "-", "--json"], &ended.to_string())
         .ok()
@@ -177,7 +197,9 @@ fn the_tenant_cli_publishes_plans_sends_events_and_shows_runs() {
 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let run = tenant_coda(&["runs", "show", &run_id, "--json"], "").ok().json();
+        let run = tenant_coda(&["runs", "show", &run_id, "--json"], "")
+            .ok()
+            .json();
         if run["status"] == "done" {
             break;
         }
@@ -191,7 +213,10 @@ fn the_tenant_cli_publishes_plans_sends_events_and_shows_runs() {
         .lines()
         .find(|l| l.contains(&run_id))
         .unwrap_or_else(|| panic!("no row for {run_id}:\n{}", ran.stdout));
-    assert!(row.contains("after") && row.contains("done") && row.contains("call-1"), "{row}");
+    assert!(
+        row.contains("after") && row.contains("done") && row.contains("call-1"),
+        "{row}"
+    );
     let runs = tenant_coda(&["runs", "list", "--json", "--limit", "10"], "")
         .ok()
         .json();
@@ -208,9 +233,16 @@ fn the_tenant_cli_publishes_plans_sends_events_and_shows_runs() {
             .find(&format!(" {node} "))
             .unwrap_or_else(|| panic!("no step {node}:\n{journal}"))
     };
-    assert!(at("stamp") < at("outcome") && at("outcome") < at("thank"), "{journal}");
+    assert!(
+        at("stamp") < at("outcome") && at("outcome") < at("thank"),
+        "{journal}"
+    );
     assert!(journal.contains("exit resolved"), "{journal}");
-    assert!(ran.stdout.contains("coda-cli"), "the run's data: {}", ran.stdout);
+    assert!(
+        ran.stdout.contains("coda-cli"),
+        "the run's data: {}",
+        ran.stdout
+    );
 
     let ran = tenant_coda(&["interaction", "show", "call-1"], "").ok();
     assert!(ran.stdout.contains("completed"), "{}", ran.stdout);
@@ -231,7 +263,12 @@ fn the_tenant_cli_publishes_plans_sends_events_and_shows_runs() {
         ran.stderr
     );
     assert!(!ran.stderr.contains("coda_not_a_token"), "{}", ran.stderr);
-    let ran = coda(&url, Some("coda_not_a_token"), &["runs", "list", "--json"], "");
+    let ran = coda(
+        &url,
+        Some("coda_not_a_token"),
+        &["runs", "list", "--json"],
+        "",
+    );
     assert_eq!(ran.status, 1);
     assert_eq!(ran.json()["error"]["kind"], "unauthorized");
 
@@ -302,7 +339,11 @@ fn serve_takes_its_settings_from_a_config_file_and_refuses_unknown_fields() {
     assert!(dir.path().join("other.db").exists());
     server.stop();
 
-    std::fs::write(&config, "listen: 127.0.0.1:0\nscheduler: {tenant_concurency: 4}\n").unwrap();
+    std::fs::write(
+        &config,
+        "listen: 127.0.0.1:0\nscheduler: {tenant_concurency: 4}\n",
+    )
+    .unwrap();
     let output = Command::new(coda_bin())
         .args(["serve", "--config", config.to_str().unwrap()])
         .env("CODA_CACHE_DIR", cache_dir())

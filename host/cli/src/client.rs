@@ -81,9 +81,9 @@ pub fn report(json_mode: bool, result: Result<(), Failure>) -> ExitCode {
         return ExitCode::SUCCESS;
     };
     if json_mode {
-        let body = failure.body.clone().unwrap_or_else(|| {
-            json!({ "error": { "kind": failure.kind, "message": failure.message } })
-        });
+        let body = failure.body.clone().unwrap_or_else(
+            || json!({ "error": { "kind": failure.kind, "message": failure.message } }),
+        );
         println!("{body:#}");
     } else {
         eprintln!("error: {}: {}", failure.kind, failure.message);
@@ -149,11 +149,15 @@ impl Client {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
-                Failure::usage("no API token: set $CODA_TOKEN to the tenant's token (or pass --token)")
+                Failure::usage(
+                    "no API token: set $CODA_TOKEN to the tenant's token (or pass --token)",
+                )
             })?;
         // Never echoed, even in an error: the token is a secret.
         let mut token = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-            Failure::usage("the API token ($CODA_TOKEN or --token) holds characters a header cannot carry")
+            Failure::usage(
+                "the API token ($CODA_TOKEN or --token) holds characters a header cannot carry",
+            )
         })?;
         token.set_sensitive(true);
         install_crypto_provider();
@@ -161,7 +165,13 @@ impl Client {
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("coda/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| Failure::new(1, "internal", format!("cannot start the HTTP client: {}", chain(&e))))?;
+            .map_err(|e| {
+                Failure::new(
+                    1,
+                    "internal",
+                    format!("cannot start the HTTP client: {}", chain(&e)),
+                )
+            })?;
         Ok(Client {
             http,
             base,
@@ -194,7 +204,12 @@ impl Client {
         url
     }
 
-    fn request(&self, method: Method, segments: &[&str], query: &[(&str, String)]) -> reqwest::RequestBuilder {
+    fn request(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> reqwest::RequestBuilder {
         self.http
             .request(method, self.url(segments, query))
             .header(AUTHORIZATION, self.token.clone())
@@ -208,13 +223,17 @@ impl Client {
         query: &[(&str, String)],
         body: Body,
     ) -> Result<Json, Failure> {
-        let mut request = self.request(method, segments, query).timeout(REQUEST_TIMEOUT);
+        let mut request = self
+            .request(method, segments, query)
+            .timeout(REQUEST_TIMEOUT);
         request = match body {
             Body::None => request,
             Body::Json(json) => request
                 .header(CONTENT_TYPE, "application/json")
                 .body(json.to_string()),
-            Body::Bytes(bytes, content_type) => request.header(CONTENT_TYPE, content_type).body(bytes),
+            Body::Bytes(bytes, content_type) => {
+                request.header(CONTENT_TYPE, content_type).body(bytes)
+            }
         };
         let response = request.send().await.map_err(|e| self.transport(e))?;
         let status = response.status();
@@ -229,7 +248,10 @@ impl Client {
             Failure::new(
                 1,
                 "invalid-response",
-                format!("{} answered {status} with a body that is not JSON: {e}", self.server()),
+                format!(
+                    "{} answered {status} with a body that is not JSON: {e}",
+                    self.server()
+                ),
             )
         })
     }
@@ -270,13 +292,20 @@ impl Client {
             Failure::new(
                 1,
                 "timeout",
-                format!("the coda service at {} did not answer in time", self.server()),
+                format!(
+                    "the coda service at {} did not answer in time",
+                    self.server()
+                ),
             )
         } else {
             Failure::new(
                 1,
                 "http",
-                format!("talking to the coda service at {}: {}", self.server(), chain(&e)),
+                format!(
+                    "talking to the coda service at {}: {}",
+                    self.server(),
+                    chain(&e)
+                ),
             )
         }
     }
@@ -286,18 +315,33 @@ impl Client {
 /// answered (a proxy's page, say) by its status.
 fn api_error(status: StatusCode, bytes: &[u8]) -> Failure {
     let body: Option<Json> = serde_json::from_slice(bytes).ok();
-    let error = body.as_ref().and_then(|b| b.get("error")).filter(|e| e.is_object());
+    let error = body
+        .as_ref()
+        .and_then(|b| b.get("error"))
+        .filter(|e| e.is_object());
     let Some(error) = error else {
         let text = String::from_utf8_lossy(bytes);
         let text: String = text.trim().chars().take(200).collect();
         return Failure::new(
             1,
             &format!("http-{}", status.as_u16()),
-            if text.is_empty() { status.to_string() } else { format!("{status}: {text}") },
+            if text.is_empty() {
+                status.to_string()
+            } else {
+                format!("{status}: {text}")
+            },
         );
     };
-    let kind = error.get("kind").and_then(Json::as_str).unwrap_or("error").to_owned();
-    let mut message = error.get("message").and_then(Json::as_str).unwrap_or("").to_owned();
+    let kind = error
+        .get("kind")
+        .and_then(Json::as_str)
+        .unwrap_or("error")
+        .to_owned();
+    let mut message = error
+        .get("message")
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_owned();
     if kind == "no-route" {
         // Endpoints arrive with server versions; say so rather than leave a bare 404.
         message.push_str(" (the server does not have this endpoint: is it an older coda?)");
@@ -403,15 +447,18 @@ pub fn cell(key: &str, value: Option<&Json>) -> String {
     match value {
         None | Some(Json::Null) => "-".into(),
         Some(Json::String(s)) => s.clone(),
-        Some(Json::Number(n)) if key.ends_with("_at_ms") || key == "at_ms" => n
-            .as_i64()
-            .map(format_ms)
-            .unwrap_or_else(|| n.to_string()),
+        Some(Json::Number(n)) if key.ends_with("_at_ms") || key == "at_ms" => {
+            n.as_i64().map(format_ms).unwrap_or_else(|| n.to_string())
+        }
         Some(Json::Array(items)) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
             if items.is_empty() {
                 "-".into()
             } else {
-                items.iter().map(|i| cell("", Some(i))).collect::<Vec<_>>().join(", ")
+                items
+                    .iter()
+                    .map(|i| cell("", Some(i)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         }
         Some(other) => other.to_string(),
@@ -421,8 +468,10 @@ pub fn cell(key: &str, value: Option<&Json>) -> String {
 /// Milliseconds since the epoch as an RFC 3339 time in UTC, to the second.
 pub fn format_ms(ms: i64) -> String {
     match u64::try_from(ms) {
-        Ok(ms) => humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
-            .to_string(),
+        Ok(ms) => {
+            humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+                .to_string()
+        }
         Err(_) => ms.to_string(),
     }
 }
@@ -465,10 +514,18 @@ pub fn record_table(record: &Json, order: &[&str], skip: &[&str]) -> Grid {
         .iter()
         .map(|k| (*k).to_owned())
         .filter(|k| object.contains_key(k))
-        .chain(object.keys().filter(|k| !order.contains(&k.as_str())).cloned())
+        .chain(
+            object
+                .keys()
+                .filter(|k| !order.contains(&k.as_str()))
+                .cloned(),
+        )
         .filter(|k| !skip.contains(&k.as_str()));
     for key in keys {
-        table.add_row(vec![format!("{}:", header_name(&key)), cell(&key, object.get(&key))]);
+        table.add_row(vec![
+            format!("{}:", header_name(&key)),
+            cell(&key, object.get(&key)),
+        ]);
     }
     table
 }
@@ -506,7 +563,9 @@ mod tests {
 
     #[test]
     fn a_bad_server_is_a_usage_error_and_the_token_is_never_shown() {
-        let e = Client::new(&args(Some("ftp://x"), Some("coda_secret"))).err().unwrap();
+        let e = Client::new(&args(Some("ftp://x"), Some("coda_secret")))
+            .err()
+            .unwrap();
         assert_eq!(e.status, 2);
         assert!(e.message.contains("ftp://x"));
         assert!(!e.message.contains("coda_secret"));
@@ -530,7 +589,10 @@ mod tests {
                          {"node": null, "field": "start", "message": "dangling"}]}}"#;
         let e = api_error(StatusCode::UNPROCESSABLE_ENTITY, body);
         assert_eq!((e.status, e.kind.as_str()), (2, "invalid-plan"));
-        assert_eq!(problem_line(&e.problems[0]), "node `a`, field `applet`: unknown");
+        assert_eq!(
+            problem_line(&e.problems[0]),
+            "node `a`, field `applet`: unknown"
+        );
         assert_eq!(problem_line(&e.problems[1]), "field `start`: dangling");
         let e = api_error(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>");
         assert_eq!((e.status, e.kind.as_str()), (1, "http-502"));
@@ -539,7 +601,10 @@ mod tests {
 
     #[test]
     fn cells_format_times_lists_and_nothing() {
-        assert_eq!(cell("created_at_ms", Some(&json!(0))), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            cell("created_at_ms", Some(&json!(0))),
+            "1970-01-01T00:00:00Z"
+        );
         assert_eq!(cell("x", Some(&json!(["a", 1]))), "a, 1");
         assert_eq!(cell("x", None), "-");
         assert_eq!(cell("x", Some(&json!({"a": 1}))), r#"{"a":1}"#);

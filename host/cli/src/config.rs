@@ -75,7 +75,8 @@ impl ServeConfig {
         let config: ServeConfig = if json {
             let mut de = serde_json::Deserializer::from_str(text);
             let config = serde_path_to_error::deserialize(&mut de).map_err(field_error)?;
-            de.end().map_err(|e| format!("text after the settings: {e}"))?;
+            de.end()
+                .map_err(|e| format!("text after the settings: {e}"))?;
             config
         } else if text.trim().is_empty() {
             // An empty YAML file is no settings, not an error.
@@ -142,7 +143,10 @@ mod tests {
 
     #[test]
     fn the_example_config_parses() {
-        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/serve.yaml"));
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/serve.yaml"
+        ));
         let config = ServeConfig::from_file(path).unwrap();
         assert_eq!(config.listen.as_deref(), Some("127.0.0.1:8080"));
         assert_eq!(config.log_format, Some(LogFormat::Json));
@@ -156,7 +160,10 @@ mod tests {
         let e = ServeConfig::parse("listen: 0.0.0.0:80\nlistne: x\n", false).unwrap_err();
         assert!(e.contains("unknown field `listne`"), "{e}");
         let e = ServeConfig::parse("scheduler:\n  batchh: 3\n", false).unwrap_err();
-        assert!(e.contains("at `scheduler.batchh`") && e.contains("unknown field"), "{e}");
+        assert!(
+            e.contains("at `scheduler.batchh`") && e.contains("unknown field"),
+            "{e}"
+        );
         let e = ServeConfig::parse(r#"{"log_format": "xml"}"#, true).unwrap_err();
         assert!(e.contains("at `log_format`") && e.contains("xml"), "{e}");
         let e = ServeConfig::parse("scheduler: {batch: many}", false).unwrap_err();

@@ -206,8 +206,8 @@ fn main() -> ExitCode {
             .map(|s| s.log_format)
             .unwrap_or_default(),
     );
-    let command = match tenant_command(cli.command) {
-        Ok(tenant) => {
+    let command = match place(cli.command) {
+        Place::Service(tenant) => {
             // A tenant command needs no wasm runtime: only a client on a small runtime.
             return match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -220,7 +220,7 @@ fn main() -> ExitCode {
                 ))),
             };
         }
-        Err(local) => local,
+        Place::Local(local) => local,
     };
     let cli = Cli { command, ..cli };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -238,22 +238,30 @@ fn main() -> ExitCode {
     report(runtime.block_on(run(cli, serve_settings)))
 }
 
+/// Where a command runs.
+enum Place {
+    /// On a service, over HTTP.
+    Service(tenant::TenantCommand),
+    /// Here, with the wasm runtime.
+    Local(Command),
+}
+
 /// The command if it talks to a service; otherwise it back, to run here.
-fn tenant_command(command: Command) -> Result<tenant::TenantCommand, Command> {
+fn place(command: Command) -> Place {
     use tenant::TenantCommand as T;
-    match command {
-        Command::Applet(AppletCommand::Service(c)) => Ok(T::Applet(c)),
-        Command::Plan(PlanCommand::Service(c)) => Ok(T::Plan(c)),
-        Command::Plan(PlanCommand::Validate(args)) if args.remote() => Ok(T::Validate {
+    Place::Service(match command {
+        Command::Applet(AppletCommand::Service(c)) => T::Applet(c),
+        Command::Plan(PlanCommand::Service(c)) => T::Plan(c),
+        Command::Plan(PlanCommand::Validate(args)) if args.remote() => T::Validate {
             file: args.local.file,
             client: args.client,
-        }),
-        Command::Runs(c) => Ok(T::Runs(c)),
-        Command::Interaction(c) => Ok(T::Interaction(c)),
-        Command::Grant(c) => Ok(T::Grant(c)),
-        Command::Secret(c) => Ok(T::Secret(c)),
-        local => Err(local),
-    }
+        },
+        Command::Runs(c) => T::Runs(c),
+        Command::Interaction(c) => T::Interaction(c),
+        Command::Grant(c) => T::Grant(c),
+        Command::Secret(c) => T::Secret(c),
+        local => return Place::Local(local),
+    })
 }
 
 fn report(result: Result<Json, Exit>) -> ExitCode {
@@ -302,7 +310,7 @@ async fn run(cli: Cli, serve_settings: Option<serve::Settings>) -> Result<Json, 
             Some(settings) => serve::serve(runtime, settings).await,
             None => Err(Exit::usage("internal", "coda serve without its settings")),
         },
-        // Taken by `tenant_command` before a runtime is made.
+        // Taken by `place` before a runtime is made.
         Command::Applet(AppletCommand::Service(_))
         | Command::Plan(PlanCommand::Service(_))
         | Command::Runs(_)

@@ -217,13 +217,8 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
     let operator_hash = operator_token_hash(&store).await?;
     let capabilities = crate::grants::source(args.grants.as_deref(), store.clone())?;
     let engine = Arc::new(
-        Engine::new(
-            store,
-            Arc::new(applets),
-            Arc::new(WallClock),
-            args.limits,
-        )
-        .with_capabilities(capabilities),
+        Engine::new(store, Arc::new(applets), Arc::new(WallClock), args.limits)
+            .with_capabilities(capabilities),
     );
     let state = coda_server::AppState::new(engine.clone(), infos, &operator_hash)
         .map_err(|e| Exit::usage("internal", e))?;

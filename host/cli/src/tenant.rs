@@ -263,7 +263,10 @@ pub enum TenantCommand {
     Applet(AppletCommand),
     Plan(PlanCommand),
     /// `coda plan validate FILE` against the service.
-    Validate { file: PathBuf, client: ClientArgs },
+    Validate {
+        file: PathBuf,
+        client: ClientArgs,
+    },
     Runs(RunsCommand),
     Interaction(InteractionCommand),
     Grant(GrantCommand),
@@ -388,13 +391,7 @@ async fn applet(client: &Client, command: AppletCommand) -> Result<(), Failure> 
                     "{}",
                     record_table(
                         a,
-                        &[
-                            "name",
-                            "version",
-                            "digest",
-                            "capabilities",
-                            "coda_imports"
-                        ],
+                        &["name", "version", "digest", "capabilities", "coda_imports"],
                         &["config_schema"]
                     )
                 );
@@ -486,10 +483,7 @@ fn print_list(items: &[Json], columns: &[&str], none: &str) {
 fn plan_file(path: &Path) -> Result<(String, &'static str, Option<String>), Failure> {
     let text = read_text(path)?;
     let (content_type, parsed) = match coda_plan::Format::detect(&text) {
-        coda_plan::Format::Json => (
-            "application/json",
-            serde_json::from_str::<Json>(&text).ok(),
-        ),
+        coda_plan::Format::Json => ("application/json", serde_json::from_str::<Json>(&text).ok()),
         coda_plan::Format::Yaml => (
             "application/yaml",
             serde_yaml_ng::from_str::<Json>(&text).ok(),
@@ -596,7 +590,7 @@ async fn plan(client: &Client, command: PlanCommand) -> Result<(), Failure> {
                     &[("from", from.to_string()), ("to", to.to_string())],
                 )
                 .await?;
-            show(client, &answer, |a| print_diff(a));
+            show(client, &answer, print_diff);
         }
     }
     Ok(())
@@ -707,7 +701,12 @@ async fn runs(client: &Client, command: RunsCommand) -> Result<(), Failure> {
         RunsCommand::Tail { id, .. } => tail(client, &id).await?,
         RunsCommand::Cancel { id, .. } => {
             let answer = client
-                .call(Method::POST, &["v1", "runs", &id, "cancel"], &[], Body::None)
+                .call(
+                    Method::POST,
+                    &["v1", "runs", &id, "cancel"],
+                    &[],
+                    Body::None,
+                )
                 .await?;
             done(client, &answer, &format!("cancelled {id}"));
         }
@@ -800,11 +799,7 @@ fn result_summary(result: Option<&Json>) -> String {
         let kind = error.get("kind").and_then(Json::as_str).unwrap_or("?");
         return format!("error {kind}");
     }
-    result
-        .keys()
-        .next()
-        .cloned()
-        .unwrap_or_else(|| "-".into())
+    result.keys().next().cloned().unwrap_or_else(|| "-".into())
 }
 
 /// Follows `GET /v1/runs/{id}/tail` (server-sent events): each step as it commits; ends when
@@ -842,7 +837,10 @@ async fn tail(client: &Client, id: &str) -> Result<(), Failure> {
         let data: Json =
             serde_json::from_str(&event.data).unwrap_or_else(|_| Json::String(event.data.clone()));
         if client.json {
-            println!("{}", json!({ "event": event.event, "id": event.id, "data": data }));
+            println!(
+                "{}",
+                json!({ "event": event.event, "id": event.id, "data": data })
+            );
         } else if data.get("node").is_some() && data.get("seq").is_some() {
             let cells = step_cells(&data);
             println!(
@@ -920,9 +918,9 @@ fn set_path(object: &mut Map<String, Json>, path: &str, value: Json) -> Result<(
         let next = at
             .entry(part.to_owned())
             .or_insert_with(|| Json::Object(Map::new()));
-        at = next
-            .as_object_mut()
-            .ok_or_else(|| Failure::usage(format!("`{path}`: `{part}` is set to a value already")))?;
+        at = next.as_object_mut().ok_or_else(|| {
+            Failure::usage(format!("`{path}`: `{part}` is set to a value already"))
+        })?;
     }
     Ok(())
 }
@@ -1052,9 +1050,10 @@ async fn interaction(client: &Client, command: InteractionCommand) -> Result<(),
             let mut body = json!({ "code": code });
             if let Some(amount) = amount {
                 // A number as written (19.99), so no float formatting changes it on the way.
-                let number: serde_json::Number = amount.trim().parse().map_err(|_| {
-                    Failure::usage(format!("--amount `{amount}` is not a number"))
-                })?;
+                let number: serde_json::Number = amount
+                    .trim()
+                    .parse()
+                    .map_err(|_| Failure::usage(format!("--amount `{amount}` is not a number")))?;
                 body["amount"] = Json::Number(number);
             }
             let answer = client
@@ -1065,7 +1064,11 @@ async fn interaction(client: &Client, command: InteractionCommand) -> Result<(),
                     Body::Json(body),
                 )
                 .await?;
-            done(client, &answer, &format!("disposition {code} submitted for {id}"));
+            done(
+                client,
+                &answer,
+                &format!("disposition {code} submitted for {id}"),
+            );
         }
     }
     Ok(())
@@ -1149,14 +1152,7 @@ async fn grant(client: &Client, command: GrantCommand) -> Result<(), Failure> {
 
 /// Grants as a table, whether the server lists them or maps applets to them.
 fn print_grants(answer: &Json) {
-    let columns = [
-        "applet",
-        "http",
-        "email",
-        "sql",
-        "secrets",
-        "interactions",
-    ];
+    let columns = ["applet", "http", "email", "sql", "secrets", "interactions"];
     let grants = answer.get("grants").unwrap_or(answer);
     match grants {
         Json::Object(by_applet) => {
@@ -1234,7 +1230,11 @@ async fn secret(client: &Client, command: SecretCommand) -> Result<(), Failure> 
                         println!("{}", cell("", Some(name)));
                     }
                 } else {
-                    print_list(secrets, &["name", "created_at_ms", "updated_at_ms"], "no secrets");
+                    print_list(
+                        secrets,
+                        &["name", "created_at_ms", "updated_at_ms"],
+                        "no secrets",
+                    );
                 }
             });
         }
@@ -1255,7 +1255,10 @@ mod tests {
     #[test]
     fn edit_sets_text_json_and_dotted_fields() {
         let body = edit_body(
-            &["subject=Refund =ok".into(), "custom_fields.tier=gold".into()],
+            &[
+                "subject=Refund =ok".into(),
+                "custom_fields.tier=gold".into(),
+            ],
             &["custom_fields.score=3".into(), "notes=null".into()],
         )
         .unwrap();
@@ -1280,7 +1283,13 @@ mod tests {
     #[test]
     fn grants_from_flags_carry_only_what_was_given() {
         assert_eq!(
-            grant_from_flags(vec!["api.twilio.com".into()], false, vec![], vec!["t".into()], true),
+            grant_from_flags(
+                vec!["api.twilio.com".into()],
+                false,
+                vec![],
+                vec!["t".into()],
+                true
+            ),
             json!({"http": ["api.twilio.com"], "secrets": ["t"], "interactions": true})
         );
     }
