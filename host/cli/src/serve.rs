@@ -179,26 +179,30 @@ async fn operator_token_hash(store: &Store) -> Result<String, Exit> {
         .ok_or_else(|| Exit::usage("internal", "the operator token was not stored"))
 }
 
-/// SIGINT or SIGTERM.
-async fn signalled() {
-    let interrupt = tokio::signal::ctrl_c();
+/// SIGINT or SIGTERM. The handlers are installed when this is called, not when the future
+/// is first polled: a signal that arrives once the address is printed (a supervisor that
+/// stops the service at once) must stop it gracefully, not kill it.
+fn signalled() -> Result<impl std::future::Future<Output = ()>, Exit> {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = |kind: SignalKind| {
+            signal(kind).map_err(|e| Exit::usage("io", format!("cannot handle signals: {e}")))
+        };
+        let mut interrupt = install(SignalKind::interrupt())?;
+        let mut terminate = install(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
@@ -222,6 +226,7 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
     );
     let state = coda_server::AppState::new(engine.clone(), infos, &operator_hash)
         .map_err(|e| Exit::usage("internal", e))?;
+    let signalled = signalled()?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| Exit::usage("io", format!("cannot listen on {}: {e}", args.listen)))?;
@@ -256,7 +261,7 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
     });
     let shutdown = async {
         tokio::select! {
-            _ = signalled() => {}
+            _ = signalled => {}
             _ = scheduler_ended => {}
         }
     };
