@@ -13,6 +13,7 @@
 //! host killed at any instant resumes every run at its first uncommitted step.
 
 mod clock;
+mod control;
 mod decide;
 mod effects;
 mod expr;
@@ -28,6 +29,7 @@ use coda_types::{AppletInfo, InvocationContext, InvocationReport, Values};
 
 pub use clock::{Clock, VirtualClock, WallClock};
 pub use coda_types::capabilities::{Capabilities, DenyAll};
+pub use control::CANCELLED_BY_API;
 pub use decide::FlowLimits;
 pub use effects::{JournaledCapabilities, ReplaySummary};
 pub use expr::evaluate as evaluate_expression;
@@ -385,7 +387,8 @@ impl Engine {
         match self.store.commit_step(commit).await {
             Ok(()) => Ok(true),
             Err(coda_store::StoreError::Conflict { run, expected }) => {
-                tracing::warn!(%run, expected, "step already committed elsewhere");
+                // Committed elsewhere, or the run was cancelled while the step ran.
+                tracing::warn!(%run, expected, "the run moved on: the step was not committed");
                 Ok(false)
             }
             Err(e) => Err(e.into()),

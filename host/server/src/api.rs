@@ -7,18 +7,14 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use coda_flow::{EventError, FlowError, InteractionEvent, SetPostFlow};
 use coda_plan::{Format, MemoryCatalog, Plan, Problem};
-use coda_store::{InteractionRecord, NewToken, RunRecord};
+use coda_store::{InteractionRecord, NewToken, RunRecord, StepRecord};
 use coda_types::names::is_valid_name;
 use coda_types::values_json;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
-use crate::error::{JsonBody, PathArgs, QueryArgs, body_bytes};
+use crate::error::{JsonBody, PathArgs, body_bytes};
 use crate::{ApiError, AppState, Operator, Tenant, hash_token, new_token};
-
-/// The default and the largest page of `GET /v1/runs`.
-const DEFAULT_RUNS_PAGE: usize = 100;
-const MAX_RUNS_PAGE: usize = 1000;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -180,20 +176,25 @@ fn catalog(state: &AppState, tenant: &str) -> Result<MemoryCatalog, ApiError> {
     Ok(catalog)
 }
 
-pub async fn put_plan(
-    Tenant(tenant): Tenant,
-    State(state): State<AppState>,
-    PathArgs(name): PathArgs<String>,
+/// The plan a request's body holds, parsed and validated for `tenant` exactly as publishing
+/// it would (`POST /v1/plans/validate` and `PUT /v1/plans/{name}` share this, so that a plan
+/// that validates publishes). `published_as` is the name in the path of a publish.
+pub(crate) async fn checked_plan(
+    state: &AppState,
+    tenant: &str,
+    published_as: Option<&str>,
     request: Request,
-) -> Result<Response, ApiError> {
+) -> Result<Plan, ApiError> {
     let headers = request.headers().clone();
-    let bytes = body_bytes(request, &state).await?;
+    let bytes = body_bytes(request, state).await?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         ApiError::bad_request("invalid-body", format!("the plan is not UTF-8: {e}"))
     })?;
     let plan =
         coda_plan::parse_as(text, plan_format(&headers, text)).map_err(ApiError::invalid_plan)?;
-    if plan.name != name {
+    if let Some(name) = published_as
+        && plan.name != name
+    {
         return Err(ApiError::invalid_plan(vec![Problem {
             node: None,
             field: "name".into(),
@@ -203,10 +204,20 @@ pub async fn put_plan(
             ),
         }]));
     }
-    let mut catalog = catalog(&state, &tenant)?;
+    let mut catalog = catalog(state, tenant)?;
     // The plan may name itself (a loop through a route, its own type for the checks).
     catalog.insert_plan(&plan.name, plan.plan_type);
     coda_plan::validate(&plan, &catalog).map_err(ApiError::invalid_plan)?;
+    Ok(plan)
+}
+
+pub async fn put_plan(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(name): PathArgs<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let plan = checked_plan(&state, &tenant, Some(&name), request).await?;
     let body = serde_json::to_value(&plan).map_err(ApiError::internal)?;
     let version = state
         .store()
@@ -444,15 +455,7 @@ pub async fn deliver_event(
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunsQuery {
-    /// The last run id of the previous page.
-    after: Option<String>,
-    limit: Option<usize>,
-}
-
-fn run_json(run: &RunRecord) -> Json {
+pub(crate) fn run_json(run: &RunRecord) -> Json {
     json!({
         "id": run.id,
         "plan": run.plan,
@@ -468,27 +471,6 @@ fn run_json(run: &RunRecord) -> Json {
     })
 }
 
-pub async fn list_runs(
-    Tenant(tenant): Tenant,
-    State(state): State<AppState>,
-    QueryArgs(query): QueryArgs<RunsQuery>,
-) -> Result<Reply<Json>, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_RUNS_PAGE);
-    if !(1..=MAX_RUNS_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid-query",
-            format!("limit must be 1 to {MAX_RUNS_PAGE}, not {limit}"),
-        ));
-    }
-    let runs = state.store().runs(&tenant, query.after.as_deref(), limit)?;
-    // A full page may have a next one; the client passes this as `after`.
-    let next = (runs.len() == limit).then(|| runs.last().map(|r| r.id.clone()));
-    Ok(Reply(json!({
-        "runs": runs.iter().map(run_json).collect::<Vec<_>>(),
-        "next": next.flatten(),
-    })))
-}
-
 pub async fn get_run(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -496,24 +478,25 @@ pub async fn get_run(
 ) -> Result<Reply<Json>, ApiError> {
     let store = state.store();
     let Some(run) = store.run(&tenant, &id)? else {
-        return Err(ApiError::not_found(
-            "unknown-run",
-            format!("run `{id}` not found"),
-        ));
+        return Err(unknown_run(&id));
     };
     let journal = store.journal(&tenant, &id)?;
     // `effects` takes no tenant: the run was found under this tenant just above.
     let effects = store.effects(&id, None)?;
     let mut answer = run_json(&run);
     answer["data"] = values_json(&run.data);
-    answer["journal"] = journal
-        .iter()
-        .map(|step| {
-            let mut json = serde_json::to_value(step).unwrap_or(Json::Null);
-            json["data_changes"] = values_json(&step.data_changes);
-            json
-        })
-        .collect();
+    answer["journal"] = journal.iter().map(step_json).collect();
     answer["effects"] = serde_json::to_value(&effects).unwrap_or(Json::Null);
     Ok(Reply(answer))
+}
+
+pub(crate) fn unknown_run(id: &str) -> ApiError {
+    ApiError::not_found("unknown-run", format!("run `{id}` not found"))
+}
+
+/// A journal step as the API shows it (in a run, and in its live tail).
+pub(crate) fn step_json(step: &StepRecord) -> Json {
+    let mut json = serde_json::to_value(step).unwrap_or(Json::Null);
+    json["data_changes"] = values_json(&step.data_changes);
+    json
 }

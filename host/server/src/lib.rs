@@ -19,6 +19,8 @@
 mod api;
 mod auth;
 mod error;
+mod plans;
+mod runs;
 
 use std::sync::Arc;
 
@@ -120,8 +122,9 @@ pub fn router(state: AppState) -> Router {
             "/v1/interactions/{id}/events/{event}",
             post(api::deliver_event),
         )
-        .route("/v1/runs", get(api::list_runs))
         .route("/v1/runs/{id}", get(api::get_run))
+        .merge(plans::routes())
+        .merge(runs::routes())
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

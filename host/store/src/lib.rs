@@ -12,6 +12,7 @@
 //! never be committed twice or over a newer one.
 
 mod interactions;
+mod runs;
 mod schema;
 mod tenants;
 mod writer;
@@ -28,6 +29,7 @@ use coda_types::Values;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+pub use runs::{Control, PlanVersionInfo, RunCommitted, RunFilter};
 pub use tenants::{NewToken, PlanVersion};
 pub use writer::WriteStats;
 
@@ -69,25 +71,29 @@ pub enum RunStatus {
     Done,
     /// Ended through an error with no error exit wired.
     Failed,
+    /// Stopped through the API before it finished.
+    Cancelled,
 }
 
 impl RunStatus {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Ready => "ready",
             RunStatus::Parked => "parked",
             RunStatus::Waiting => "waiting",
             RunStatus::Done => "done",
             RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
         }
     }
-    fn parse(s: &str) -> Result<Self> {
+    pub fn parse(s: &str) -> Result<Self> {
         Ok(match s {
             "ready" => RunStatus::Ready,
             "parked" => RunStatus::Parked,
             "waiting" => RunStatus::Waiting,
             "done" => RunStatus::Done,
             "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
             other => {
                 return Err(StoreError::Json(serde::de::Error::custom(format!(
                     "unknown run status {other:?}"
@@ -96,7 +102,10 @@ impl RunStatus {
         })
     }
     pub fn is_finished(self) -> bool {
-        matches!(self, RunStatus::Done | RunStatus::Failed)
+        matches!(
+            self,
+            RunStatus::Done | RunStatus::Failed | RunStatus::Cancelled
+        )
     }
 }
 
@@ -224,6 +233,8 @@ pub struct RunUpdate {
 pub struct Store {
     writer: writer::Writer,
     reader: Mutex<Connection>,
+    /// Told of every journal commit, after it is on disk (live tails wait on it).
+    commits: runs::Commits,
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
@@ -249,6 +260,7 @@ impl Store {
         Ok(Store {
             writer: writer::Writer::start(conn),
             reader: Mutex::new(reader),
+            commits: runs::Commits::new(),
         })
     }
 
@@ -359,6 +371,7 @@ impl Store {
         let data = serde_json::to_string(&next.data)?;
         let state = serde_json::to_string(&next.state)?;
         let wait = next.wait.as_ref().map(serde_json::to_string).transpose()?;
+        let (run_id, seq, status) = (commit.run_id.clone(), step.seq, next.status);
         self.writer
             .write(move |tx| {
                 let updated = tx
@@ -411,7 +424,9 @@ impl Store {
                 ])?;
                 Ok(())
             })
-            .await
+            .await?;
+        self.commits.send(&run_id, seq, status);
+        Ok(())
     }
 
     /// Runs that are due at `now_ms`, oldest due first: ready runs, pauses that ended, and
@@ -478,7 +493,6 @@ impl Store {
         })
     }
 
-    /// The run's journal, in order; empty for another tenant's run.
     /// Journals one capability call's result, durably: the call counts as done once this
     /// returns. Fenced like a step commit: it applies only while the run is still at
     /// `step_seq` (a step already committed cannot gain effects). A record at the same
@@ -554,15 +568,26 @@ impl Store {
         })
     }
 
+    /// The run's journal, in order; empty for another tenant's run.
     pub fn journal(&self, tenant: &str, run_id: &str) -> Result<Vec<StepRecord>> {
+        self.journal_from(tenant, run_id, 0)
+    }
+
+    /// The run's journal from step `from_seq` on (a live tail reads only what is new).
+    pub fn journal_from(
+        &self,
+        tenant: &str,
+        run_id: &str,
+        from_seq: u64,
+    ) -> Result<Vec<StepRecord>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT s.seq, s.plan, s.plan_version, s.node, s.applet, s.attempt, s.result,
                         s.note, s.fuel_used, s.duration_us, s.data_changes, s.at
                  FROM steps s JOIN runs r ON r.id = s.run_id
-                 WHERE r.tenant = ?1 AND s.run_id = ?2 ORDER BY s.seq",
+                 WHERE r.tenant = ?1 AND s.run_id = ?2 AND s.seq >= ?3 ORDER BY s.seq",
             )?;
-            let rows = stmt.query_map(params![tenant, run_id], |r| {
+            let rows = stmt.query_map(params![tenant, run_id, from_seq], |r| {
                 let result: String = r.get(6)?;
                 let changes: String = r.get(10)?;
                 Ok((
@@ -607,7 +632,7 @@ impl Store {
     ) -> Result<Vec<String>> {
         let (tenant, interaction, event) =
             (tenant.to_owned(), interaction.to_owned(), event.to_owned());
-        self.writer
+        let woken = self.writer
             .write(move |conn| {
                 let mut stmt = conn.prepare_cached(&format!(
                     "SELECT {RUN_COLUMNS} FROM runs
@@ -650,11 +675,15 @@ impl Store {
                             now_ms
                         ],
                     )?;
-                    woken.push(run.id);
+                    woken.push((run.id, run.step_seq, RunStatus::parse(status)?));
                 }
                 Ok(woken)
             })
-            .await
+            .await?;
+        for (run_id, seq, status) in &woken {
+            self.commits.send(run_id, *seq, *status);
+        }
+        Ok(woken.into_iter().map(|(id, ..)| id).collect())
     }
 
     /// `PRAGMA integrity_check`: "ok" when the database is sound.

@@ -89,6 +89,12 @@ const MIGRATIONS: &[&str] = &[
         hash TEXT NOT NULL,
         created_at INTEGER NOT NULL
     );",
+    // 8: listing a tenant's runs (`GET /v1/runs`) by page, and by interaction, without a
+    // scan of every tenant's runs. Neither column is ever updated, so a step commit pays
+    // nothing for these; plan and status (updated by step commits) are filtered within the
+    // tenant's index instead of getting indexes of their own.
+    "CREATE INDEX runs_tenant ON runs (tenant, id);
+    CREATE INDEX runs_interaction ON runs (tenant, interaction, id);",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -358,3 +358,5 @@ async fn latest_plans_lists_each_of_the_tenants_plans_once() {
     assert_eq!(listed, [("a", 1, 1), ("b", 2, 2)]);
     assert!(store.latest_plans("nobody").unwrap().is_empty());
 }
+
+mod runs;

@@ -1,0 +1,303 @@
+//! Runs as a tenant manages them: a filtered list, cancel, retry from the failed step, and a
+//! live tail of a run's journal as server-sent events.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json as Reply;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::{get, post};
+use coda_store::{Control, RunFilter, RunStatus};
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+use tokio::sync::broadcast::{Receiver, error::RecvError};
+
+use crate::api::{run_json, step_json, unknown_run};
+use crate::error::{PathArgs, QueryArgs};
+use crate::{ApiError, AppState, Tenant};
+
+/// The default and the largest page of `GET /v1/runs`.
+const DEFAULT_RUNS_PAGE: usize = 100;
+const MAX_RUNS_PAGE: usize = 1000;
+
+/// How often a tail looks at the store when no commit notice came. Notices come from this
+/// process's own commits; this catches those made by another process on the same database
+/// (`coda resume`, a second host), at the cost of one indexed read per open tail.
+const TAIL_POLL: Duration = Duration::from_secs(5);
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/runs", get(list_runs))
+        .route("/v1/runs/{id}/cancel", post(cancel))
+        .route("/v1/runs/{id}/retry", post(retry))
+        .route("/v1/runs/{id}/tail", get(tail))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunsQuery {
+    /// The last run id of the previous page.
+    after: Option<String>,
+    limit: Option<usize>,
+    plan: Option<String>,
+    status: Option<String>,
+    interaction: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+fn bad_query(message: String) -> ApiError {
+    ApiError::bad_request("invalid-query", message)
+}
+
+/// A filter value that may not be empty (an empty one matches nothing and is a mistake).
+fn non_empty(param: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.is_empty() => Err(bad_query(format!("`{param}` is empty"))),
+        v => Ok(v),
+    }
+}
+
+const STATUSES: &str = "ready, parked, waiting, done, failed, cancelled";
+
+fn status_param(value: Option<&str>) -> Result<Option<RunStatus>, ApiError> {
+    value
+        .map(|v| {
+            RunStatus::parse(v)
+                .map_err(|_| bad_query(format!("`status` must be one of {STATUSES}, not `{v}`")))
+        })
+        .transpose()
+}
+
+/// A time given as RFC 3339 (`2026-01-31T09:00:00Z`, with an offset) or as milliseconds
+/// since the Unix epoch; in ms.
+fn time_param(param: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let refuse = |why: String| {
+        bad_query(format!(
+            "`{param}` must be an RFC 3339 time (2026-01-31T09:00:00Z) or milliseconds since the Unix epoch, not `{value}`: {why}"
+        ))
+    };
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return value
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|e| refuse(e.to_string()));
+    }
+    value
+        .parse::<jiff::Timestamp>()
+        .map(|t| Some(t.as_millisecond()))
+        .map_err(|e| refuse(e.to_string()))
+}
+
+async fn list_runs(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    QueryArgs(query): QueryArgs<RunsQuery>,
+) -> Result<Reply<Json>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_RUNS_PAGE);
+    if !(1..=MAX_RUNS_PAGE).contains(&limit) {
+        return Err(bad_query(format!(
+            "`limit` must be 1 to {MAX_RUNS_PAGE}, not {limit}"
+        )));
+    }
+    let filter = RunFilter {
+        plan: non_empty("plan", query.plan)?,
+        status: status_param(query.status.as_deref())?,
+        interaction: non_empty("interaction", query.interaction)?,
+        since_ms: time_param("since", query.since.as_deref())?,
+        until_ms: time_param("until", query.until.as_deref())?,
+    };
+    if let (Some(since), Some(until)) = (filter.since_ms, filter.until_ms)
+        && until <= since
+    {
+        return Err(bad_query("`until` must be later than `since`".into()));
+    }
+    let runs = state
+        .store()
+        .find_runs(&tenant, &filter, query.after.as_deref(), limit)?;
+    // A full page may have a next one; the client passes this as `after`.
+    let next = (runs.len() == limit).then(|| runs.last().map(|r| r.id.clone()));
+    Ok(Reply(json!({
+        "runs": runs.iter().map(run_json).collect::<Vec<_>>(),
+        "next": next.flatten(),
+    })))
+}
+
+/// Cancels a run that has not finished (ready, parked or waiting; a step in flight then
+/// commits nothing). A finished run: 409 naming its status.
+async fn cancel(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+) -> Result<Reply<Json>, ApiError> {
+    let control = state
+        .engine()
+        .cancel(&tenant, &id)
+        .await
+        .map_err(ApiError::internal)?;
+    control_answer(control, &id, "run-finished")
+}
+
+/// Retries a failed run from its failed node, as a new attempt. A run that is not failed:
+/// 409 naming its status.
+async fn retry(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+) -> Result<Reply<Json>, ApiError> {
+    let control = state
+        .engine()
+        .retry(&tenant, &id)
+        .await
+        .map_err(ApiError::internal)?;
+    control_answer(control, &id, "run-not-failed")
+}
+
+fn control_answer(
+    control: Control,
+    id: &str,
+    refused: &'static str,
+) -> Result<Reply<Json>, ApiError> {
+    match control {
+        Control::Applied(run) => Ok(Reply(run_json(&run))),
+        Control::NotFound => Err(unknown_run(id)),
+        Control::Refused { why, .. } => Err(ApiError::new(StatusCode::CONFLICT, refused, why)),
+    }
+}
+
+/// A run's journal as server-sent events: the steps so far (after `Last-Event-ID`, when a
+/// reconnecting client sends one), then each step as it commits (event `step`, id its
+/// sequence number, data the step as in `GET /v1/runs/{id}`), and `end` with the run's
+/// final status once it finishes; then the stream closes.
+async fn tail(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+    headers: HeaderMap,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // Subscribed before the first read, so that no commit falls between the two.
+    let commits = state.engine().subscribe_commits();
+    if state.store().run(&tenant, &id)?.is_none() {
+        return Err(unknown_run(&id));
+    }
+    let next_seq = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(0, |seen| seen.saturating_add(1));
+    let tail = Tail {
+        state,
+        tenant,
+        id,
+        next_seq,
+        commits,
+        queue: VecDeque::new(),
+        read: false,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(tail, |mut tail| async move {
+        let event = tail.next().await?;
+        Some((Ok(event), tail))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// A tail's state between events. Dropped with the response when the client goes: a
+/// broadcast receiver and nothing else is held for it.
+struct Tail {
+    state: AppState,
+    tenant: String,
+    id: String,
+    /// The first step not yet sent.
+    next_seq: u64,
+    commits: Receiver<coda_store::RunCommitted>,
+    queue: VecDeque<Event>,
+    /// Whether the journal has been read once (the replay).
+    read: bool,
+    done: bool,
+}
+
+impl Tail {
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.queue.pop_front() {
+                return Some(event);
+            }
+            if self.done {
+                return None;
+            }
+            if self.read {
+                self.changed().await;
+            }
+            self.read = true;
+            self.catch_up();
+        }
+    }
+
+    /// Waits until this run may have a new commit: a notice for it, a lag (notices were
+    /// missed: look), the store gone (look once more, then end), or the poll interval.
+    async fn changed(&mut self) {
+        loop {
+            match tokio::time::timeout(TAIL_POLL, self.commits.recv()).await {
+                Ok(Ok(commit)) if *commit.run_id == *self.id => return,
+                Ok(Ok(_)) => continue,
+                Ok(Err(RecvError::Lagged(_))) | Err(_) => return,
+                Ok(Err(RecvError::Closed)) => {
+                    self.done = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Queues the steps committed since the last read, and `end` if the run has finished.
+    fn catch_up(&mut self) {
+        let store = self.state.store();
+        // The run first, its journal second: a run seen finished has all its steps
+        // committed, so the journal read after it holds them all.
+        let run = match store.run(&self.tenant, &self.id) {
+            Ok(run) => run,
+            Err(e) => return self.fail(e),
+        };
+        let steps = match store.journal_from(&self.tenant, &self.id, self.next_seq) {
+            Ok(steps) => steps,
+            Err(e) => return self.fail(e),
+        };
+        for step in steps {
+            self.next_seq = step.seq + 1;
+            let event = Event::default()
+                .event("step")
+                .id(step.seq.to_string())
+                .json_data(step_json(&step));
+            match event {
+                Ok(event) => self.queue.push_back(event),
+                Err(e) => return self.fail(e),
+            }
+        }
+        let finished = run.as_ref().is_none_or(|r| r.status.is_finished());
+        if finished {
+            let status = run.map(|r| r.status);
+            let data = json!({ "run": self.id, "status": status, "steps": self.next_seq });
+            self.queue
+                .push_back(Event::default().event("end").data(data.to_string()));
+            self.done = true;
+        }
+    }
+
+    /// The host failed mid-tail: say so in the stream (the status line is long gone) and
+    /// end it; the cause is logged, not sent.
+    fn fail(&mut self, why: impl std::fmt::Display) {
+        tracing::error!(run = %self.id, "a live tail failed: {why}");
+        let data = json!({ "kind": "internal", "message": "the server could not read the run" });
+        self.queue
+            .push_back(Event::default().event("error").data(data.to_string()));
+        self.done = true;
+    }
+}

@@ -1,0 +1,165 @@
+//! Runs as the API manages them: a cancel fences out a step begun before it, every journal
+//! commit is announced once on disk, filters narrow within the tenant, versions carry digests.
+
+use coda_store::{Control, RunFilter, RunStatus, StepCommit, StoreError};
+use serde_json::json;
+
+use super::{new_run, open, step, update};
+
+#[tokio::test]
+async fn a_cancel_fences_out_the_step_in_flight_and_is_announced() {
+    let (_dir, store) = open();
+    let mut commits = store.subscribe_commits();
+    let run = store.start_run(new_run(None)).await.unwrap();
+    // A step begins at sequence 0; the run is cancelled before it commits.
+    let in_flight = StepCommit {
+        run_id: run.id.clone(),
+        expected_seq: 0,
+        step: step(0),
+        next: update(Some("route"), RunStatus::Ready, Some(2_000)),
+    };
+    let Control::Applied(cancelled) = store
+        .cancel_run("acme", &run.id, "cancelled by API", 1_500)
+        .await
+        .unwrap()
+    else {
+        panic!("refused");
+    };
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    assert_eq!(cancelled.step_seq, 1);
+    let notice = commits.recv().await.unwrap();
+    assert_eq!((&*notice.run_id, notice.seq), (run.id.as_str(), 0));
+    assert_eq!(notice.status, RunStatus::Cancelled);
+    // The step's commit loses: the run stays cancelled, its journal holds only the cancel.
+    let lost = store.commit_step(in_flight).await.unwrap_err();
+    assert!(
+        matches!(lost, StoreError::Conflict { expected: 0, .. }),
+        "{lost}"
+    );
+    let record = store.run("acme", &run.id).unwrap().unwrap();
+    assert_eq!(record.status, RunStatus::Cancelled);
+    assert_eq!(record.due_at_ms, None);
+    let journal = store.journal("acme", &run.id).unwrap();
+    assert_eq!(journal.len(), 1);
+    assert!(journal[0].note.starts_with("cancelled by API"));
+    assert!(store.due_runs(i64::MAX, 10).unwrap().is_empty());
+    // Refused once finished; another tenant's run is not found.
+    assert!(matches!(
+        store
+            .cancel_run("acme", &run.id, "again", 1_600)
+            .await
+            .unwrap(),
+        Control::Refused {
+            status: RunStatus::Cancelled,
+            ..
+        }
+    ));
+    assert_eq!(
+        store
+            .cancel_run("globex", &run.id, "x", 1_600)
+            .await
+            .unwrap(),
+        Control::NotFound
+    );
+}
+
+#[tokio::test]
+async fn a_step_commit_is_announced_after_it_is_on_disk() {
+    let (_dir, store) = open();
+    let run = store.start_run(new_run(None)).await.unwrap();
+    let mut commits = store.subscribe_commits();
+    store
+        .commit_step(StepCommit {
+            run_id: run.id.clone(),
+            expected_seq: 0,
+            step: step(0),
+            next: update(None, RunStatus::Done, None),
+        })
+        .await
+        .unwrap();
+    let notice = commits.try_recv().unwrap();
+    assert_eq!(notice.seq, 0);
+    assert_eq!(notice.status, RunStatus::Done);
+    // What the notice announces is readable.
+    assert_eq!(store.journal_from("acme", &run.id, 0).unwrap().len(), 1);
+    assert!(store.journal_from("acme", &run.id, 1).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn runs_are_found_by_filter_within_their_tenant() {
+    let (_dir, store) = open();
+    let a = store.start_run(new_run(None)).await.unwrap();
+    let mut other = new_run(None);
+    other.plan = "survey".into();
+    other.interaction = Some("int-2".into());
+    other.now_ms = 5_000;
+    let b = store.start_run(other).await.unwrap();
+    let find = |filter: RunFilter| -> Vec<String> {
+        store
+            .find_runs("acme", &filter, None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    assert_eq!(find(RunFilter::default()), [a.id.as_str(), b.id.as_str()]);
+    let by_plan = RunFilter {
+        plan: Some("survey".into()),
+        ..RunFilter::default()
+    };
+    assert_eq!(find(by_plan.clone()), [b.id.as_str()]);
+    let by_interaction = RunFilter {
+        interaction: Some("int-1".into()),
+        ..RunFilter::default()
+    };
+    assert_eq!(find(by_interaction), [a.id.as_str()]);
+    let since = RunFilter {
+        since_ms: Some(5_000),
+        ..RunFilter::default()
+    };
+    assert_eq!(find(since), [b.id.as_str()]);
+    let until = RunFilter {
+        until_ms: Some(5_000),
+        ..RunFilter::default()
+    };
+    assert_eq!(find(until), [a.id.as_str()]);
+    let ready = RunFilter {
+        status: Some(RunStatus::Ready),
+        ..RunFilter::default()
+    };
+    assert_eq!(find(ready).len(), 2);
+    assert!(
+        store
+            .find_runs("globex", &by_plan, None, 10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn plan_versions_carry_their_time_and_digest() {
+    let (_dir, store) = open();
+    store
+        .publish_plan("acme", "p", &json!({"n": 1}), 10)
+        .await
+        .unwrap();
+    store
+        .publish_plan("acme", "p", &json!({"n": 2}), 20)
+        .await
+        .unwrap();
+    store
+        .publish_plan("acme", "q", &json!({"n": 1}), 30)
+        .await
+        .unwrap();
+    let versions = store.plan_versions("acme", "p").unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!((versions[0].version, versions[0].created_at_ms), (1, 10));
+    assert_eq!((versions[1].version, versions[1].created_at_ms), (2, 20));
+    assert_ne!(versions[0].digest, versions[1].digest);
+    // The same body has the same digest, whatever plan it is.
+    assert_eq!(
+        versions[0].digest,
+        store.plan_versions("acme", "q").unwrap()[0].digest
+    );
+    assert!(store.plan_versions("globex", "p").unwrap().is_empty());
+}
