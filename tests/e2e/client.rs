@@ -247,6 +247,70 @@ fn the_tenant_cli_publishes_plans_sends_events_and_shows_runs() {
     let ran = tenant_coda(&["interaction", "show", "call-1"], "").ok();
     assert!(ran.stdout.contains("completed"), "{}", ran.stdout);
 
+    // Filters: each one that matches finds the run, one that does not finds nothing.
+    for filter in [
+        &["--plan", "after"][..],
+        &["--status", "done"],
+        &["--interaction", "call-1"],
+        &["--since", "1h"],
+    ] {
+        let mut args = vec!["runs", "list", "--json"];
+        args.extend_from_slice(filter);
+        let runs = tenant_coda(&args, "").ok().json();
+        assert_eq!(runs["runs"][0]["id"], run_id.as_str(), "{filter:?}: {runs}");
+    }
+    let ran = tenant_coda(&["runs", "list", "--status", "failed"], "").ok();
+    assert!(ran.stdout.contains("no runs"), "{}", ran.stdout);
+    let ran = tenant_coda(&["runs", "list", "--status", "sideways"], "");
+    assert_eq!(ran.status, 1);
+    assert!(ran.stderr.contains("invalid-query"), "{}", ran.stderr);
+
+    // The tail of a finished run: its steps, then its end.
+    let ran = tenant_coda(&["runs", "tail", &run_id], "").ok();
+    for node in ["stamp", "outcome", "thank", &format!("run {run_id}: done")] {
+        assert!(ran.stdout.contains(node), "{node}: {}", ran.stdout);
+    }
+    // Cancel and retry of a run that is done: the server's refusals.
+    let ran = tenant_coda(&["runs", "cancel", &run_id], "");
+    assert_eq!(ran.status, 1);
+    assert!(ran.stderr.contains("run-finished"), "{}", ran.stderr);
+    let ran = tenant_coda(&["runs", "retry", &run_id], "");
+    assert_eq!(ran.status, 1);
+    assert!(ran.stderr.contains("run-not-failed"), "{}", ran.stderr);
+
+    // Validation on the server, with a token at hand: nothing stored.
+    let ran = tenant_coda(&["plan", "validate", after.to_str().unwrap()], "").ok();
+    assert!(ran.stdout.contains("valid"), "{}", ran.stdout);
+    let ran = tenant_coda(&["plan", "validate", broken.to_str().unwrap()], "");
+    assert_eq!(ran.status, 2, "{}{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr.lines().filter(|l| l.starts_with("  ")).count() >= 2,
+        "{}",
+        ran.stderr
+    );
+    let ran = tenant_coda(&["plan", "show", "broken"], "");
+    assert_eq!(ran.status, 1, "validate stored nothing: {}", ran.stdout);
+
+    // A second version of `after`, its versions and the diff.
+    std::fs::write(&after, AFTER.replace("value: yes", "value: very")).unwrap();
+    let ran = tenant_coda(&["plan", "push", after.to_str().unwrap()], "").ok();
+    assert!(ran.stdout.contains("version 2"), "{}", ran.stdout);
+    let versions = tenant_coda(&["plan", "versions", "after", "--json"], "")
+        .ok()
+        .json();
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        2,
+        "{versions}"
+    );
+    let ran = tenant_coda(&["plan", "diff", "after", "1", "2"], "").ok();
+    assert!(
+        ran.stdout.contains("~ node thank: config"),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.stdout.contains("very"), "{}", ran.stdout);
+
     // The server's refusals: its kind and message, exit 1.
     let ran = tenant_coda(&["runs", "show", "run-that-is-not"], "");
     assert_eq!(ran.status, 1);

@@ -75,6 +75,12 @@ pub enum PlanCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// A plan's versions
+    Versions {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// What changed between two versions of a plan
     Diff {
         name: String,
@@ -100,10 +106,10 @@ pub enum RunsCommand {
         interaction: Option<String>,
         /// Only runs created since: an RFC 3339 time or a duration ago (30m, 2h, 7d)
         #[arg(long, value_parser = parse_time)]
-        since: Option<i64>,
+        since: Option<String>,
         /// Only runs created before: an RFC 3339 time or a duration ago
         #[arg(long, value_parser = parse_time)]
-        until: Option<i64>,
+        until: Option<String>,
         /// The page after this run id (the `next` of the previous page)
         #[arg(long)]
         after: Option<String>,
@@ -292,6 +298,7 @@ impl TenantCommand {
                 P::Push { client, .. }
                 | P::List { client }
                 | P::Show { client, .. }
+                | P::Versions { client, .. }
                 | P::Diff { client, .. },
             )
             | TenantCommand::Validate { client, .. }
@@ -583,6 +590,16 @@ async fn plan(client: &Client, command: PlanCommand) -> Result<(), Failure> {
                 }
             });
         }
+        PlanCommand::Versions { name, .. } => {
+            let answer = client.get(&["v1", "plans", &name, "versions"], &[]).await?;
+            show(client, &answer, |a| {
+                print_list(
+                    items(a, "versions"),
+                    &["version", "created_at_ms", "digest"],
+                    "no versions",
+                )
+            });
+        }
         PlanCommand::Diff { name, from, to, .. } => {
             let answer = client
                 .get(
@@ -596,54 +613,67 @@ async fn plan(client: &Client, command: PlanCommand) -> Result<(), Failure> {
     Ok(())
 }
 
-/// A diff as text if the server sent text, as a table of changes if it sent a list.
+/// A diff: what changed, node by node, then the unified diff of the two versions.
 fn print_diff(answer: &Json) {
-    if let Some(text) = answer.get("diff").and_then(Json::as_str) {
-        print!("{text}");
-        if !text.ends_with('\n') {
-            println!();
-        }
+    let (from, to) = (cell("", answer.get("from")), cell("", answer.get("to")));
+    if answer.get("identical") == Some(&Json::Bool(true)) {
+        println!("versions {from} and {to} are identical");
         return;
     }
-    let changes = items(answer, "changes");
-    if changes.is_empty() && answer.get("changes").is_some() {
-        println!("no changes");
-    } else if !changes.is_empty() {
+    let summary = answer.get("summary").unwrap_or(&Json::Null);
+    let names = |key: &str| {
+        items(summary, key)
+            .iter()
+            .map(|n| cell("", Some(n)))
+            .collect::<Vec<_>>()
+    };
+    for node in names("nodes_added") {
+        println!("+ node {node}");
+    }
+    for node in names("nodes_removed") {
+        println!("- node {node}");
+    }
+    for node in items(summary, "nodes_changed") {
         println!(
-            "{}",
-            list_table(
-                changes,
-                &[
-                    "op", "change", "kind", "node", "path", "field", "from", "to", "before",
-                    "after"
-                ]
-            )
+            "~ node {}: {}",
+            cell("", node.get("node")),
+            cell("", node.get("changed"))
         );
-    } else {
-        print_json(answer);
+    }
+    for field in ["start", "type", "post_interaction", "description"] {
+        if let Some(change) = summary.get(field).filter(|c| c.is_object()) {
+            println!(
+                "~ {field}: {} -> {}",
+                cell("", change.get("from")),
+                cell("", change.get("to"))
+            );
+        }
+    }
+    match answer.get("unified").and_then(Json::as_str) {
+        Some(text) => {
+            println!();
+            print!("{text}");
+        }
+        None if summary.is_null() => print_json(answer),
+        None => {}
     }
 }
 
 // ---- runs ----
 
-/// An RFC 3339 time, or a duration ago (`30m`, `2h`, `7d`), as milliseconds since the epoch.
-fn parse_time(text: &str) -> Result<i64, String> {
-    let at = match humantime::parse_rfc3339_weak(text) {
-        Ok(at) => at,
-        Err(_) => {
-            let ago = humantime::parse_duration(text).map_err(|_| {
-                format!("`{text}` is neither an RFC 3339 time (2026-03-27T07:30:00Z) nor a duration ago (30m, 2h, 7d)")
-            })?;
-            SystemTime::now()
-                .checked_sub(ago)
-                .ok_or_else(|| format!("`{text}` ago is before the epoch"))?
-        }
+/// A time for the API: a duration ago (`30m`, `2h`, `7d`) as milliseconds since the epoch;
+/// anything else (an RFC 3339 time, with any offset) as written, for the server to read and,
+/// if need be, refuse by name.
+fn parse_time(text: &str) -> Result<String, String> {
+    let Ok(ago) = humantime::parse_duration(text) else {
+        return Ok(text.to_owned());
     };
-    let ms = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_err(|_| format!("`{text}` is before 1970"))?
+    let ms = SystemTime::now()
+        .checked_sub(ago)
+        .and_then(|at| at.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .ok_or_else(|| format!("`{text}` ago is before 1970"))?
         .as_millis();
-    i64::try_from(ms).map_err(|_| format!("`{text}` is too far ahead"))
+    Ok(ms.to_string())
 }
 
 const RUN_COLUMNS: &[&str] = &[
@@ -678,8 +708,8 @@ async fn runs(client: &Client, command: RunsCommand) -> Result<(), Failure> {
                 ("plan", plan),
                 ("status", status),
                 ("interaction", interaction),
-                ("since", since.map(|t| t.to_string())),
-                ("until", until.map(|t| t.to_string())),
+                ("since", since),
+                ("until", until),
                 ("after", after),
                 ("limit", limit.map(|n| n.to_string())),
             ]
@@ -847,6 +877,14 @@ async fn tail(client: &Client, id: &str) -> Result<(), Failure> {
                 "{:>4}  {:<16} {:<24} {:<8} {:<16} {}",
                 cells[0], cells[1], cells[2], cells[3], cells[4], cells[5]
             );
+        }
+        if event.event == "error" {
+            // The server failed mid-tail and said so in the stream.
+            return Err(Failure::new(
+                1,
+                data.get("kind").and_then(Json::as_str).unwrap_or("error"),
+                cell("", data.get("message").or(Some(&data))),
+            ));
         }
         let status = data.get("status").and_then(Json::as_str);
         let final_event = matches!(
@@ -1272,12 +1310,13 @@ mod tests {
     }
 
     #[test]
-    fn times_are_rfc3339_or_a_duration_ago() {
-        assert_eq!(parse_time("1970-01-01T00:00:01Z"), Ok(1000));
-        let ago = parse_time("1h").unwrap();
-        let now = parse_time("0s").unwrap();
-        assert!((now - ago - 3_600_000).abs() < 5_000);
-        assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
+    fn times_are_a_duration_ago_or_passed_on() {
+        assert_eq!(
+            parse_time("2026-01-31T09:00:00+01:00").unwrap(),
+            "2026-01-31T09:00:00+01:00"
+        );
+        let ms = |t: &str| parse_time(t).unwrap().parse::<i64>().unwrap();
+        assert!((ms("0s") - ms("1h") - 3_600_000).abs() < 5_000);
     }
 
     #[test]
