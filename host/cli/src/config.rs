@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// How the service writes its logs (stderr).
+/// How the service writes its logs (stderr); `--log-format` (global, once merged) wins.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum LogFormat {
@@ -51,8 +51,8 @@ pub struct SchedulerConfig {
     pub drain_ms: Option<u64>,
     /// Steps of one tenant running at once, unless its ceiling says otherwise.
     pub tenant_concurrency: Option<u32>,
-    /// Runs waiting to start, all tenants together, before the API answers 429.
-    pub queue_capacity: Option<u32>,
+    /// Due runs one tenant may have waiting before the API answers 429.
+    pub tenant_queue: Option<u64>,
 }
 
 impl ServeConfig {
@@ -98,7 +98,7 @@ impl ServeConfig {
             ("batch", s.batch.map(|n| n as u64)),
             ("max_attempts", s.max_attempts.map(u64::from)),
             ("tenant_concurrency", s.tenant_concurrency.map(u64::from)),
-            ("queue_capacity", s.queue_capacity.map(u64::from)),
+            ("tenant_queue", s.tenant_queue),
         ] {
             if value == Some(0) {
                 return Err(format!("at `scheduler.{field}`: must be at least 1"));
@@ -168,8 +168,8 @@ mod tests {
         assert!(e.contains("at `log_format`") && e.contains("xml"), "{e}");
         let e = ServeConfig::parse("scheduler: {batch: many}", false).unwrap_err();
         assert!(e.contains("at `scheduler.batch`"), "{e}");
-        let e = ServeConfig::parse("scheduler: {queue_capacity: 0}", false).unwrap_err();
-        assert!(e.contains("scheduler.queue_capacity"), "{e}");
+        let e = ServeConfig::parse("scheduler: {tenant_queue: 0}", false).unwrap_err();
+        assert!(e.contains("scheduler.tenant_queue"), "{e}");
         assert!(ServeConfig::parse("", false).is_ok());
         assert!(ServeConfig::parse(r#"{"listen": "a:1"} x"#, true).is_err());
     }

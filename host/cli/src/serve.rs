@@ -43,9 +43,6 @@ pub struct ServeArgs {
     /// Grants, SMTP servers, databases and secrets for the tenants' applets (YAML or JSON)
     #[arg(long)]
     grants: Option<PathBuf>,
-    /// How logs are written to stderr [default: text]
-    #[arg(long, value_enum)]
-    log_format: Option<LogFormat>,
     /// The key that encrypts the tenants' secrets at rest
     #[arg(long, value_name = "FILE")]
     secrets_key_file: Option<PathBuf>,
@@ -67,9 +64,10 @@ pub struct Settings {
     /// For the secrets' encryption at rest: checked readable at start.
     pub secrets_key_file: Option<PathBuf>,
     pub limits: FlowLimits,
-    /// Per-tenant concurrency and the queue's bound, for the fair scheduler.
+    /// Per-tenant concurrency and queue bound, for the fair scheduler
+    /// (`FlowLimits::tenant_concurrency` and `tenant_queue` once it is merged).
     pub tenant_concurrency: Option<u32>,
-    pub queue_capacity: Option<u32>,
+    pub tenant_queue: Option<u64>,
 }
 
 impl ServeArgs {
@@ -120,7 +118,7 @@ impl ServeArgs {
             data_dir,
             applets: self.applets.or(file.applets),
             grants: self.grants.or(file.grants),
-            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+            log_format: file.log_format.unwrap_or_default(),
             secrets_key_file,
             limits: FlowLimits {
                 batch: scheduler.batch.unwrap_or(defaults.batch),
@@ -129,7 +127,7 @@ impl ServeArgs {
                 ..defaults
             },
             tenant_concurrency: scheduler.tenant_concurrency,
-            queue_capacity: scheduler.queue_capacity,
+            tenant_queue: scheduler.tenant_queue,
         })
     }
 }
