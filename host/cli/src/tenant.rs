@@ -182,10 +182,14 @@ pub enum InteractionCommand {
     /// Clone a completed interaction into a new active outbound one, assigned to you
     Clone {
         id: String,
+        /// voice, chat, sms, email or task
         #[arg(long)]
         channel: String,
         #[arg(long)]
         queue: String,
+        /// The new interaction's subject [default: the original's]
+        #[arg(long)]
+        subject: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -196,6 +200,9 @@ pub enum InteractionCommand {
         /// An amount with the disposition (a sale's value, say)
         #[arg(long)]
         amount: Option<String>,
+        /// The agent's notes with it
+        #[arg(long)]
+        notes: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -407,17 +414,10 @@ async fn applet(client: &Client, command: AppletCommand) -> Result<(), Failure> 
         AppletCommand::List { .. } => {
             let answer = client.get(&["v1", "applets"], &[]).await?;
             show(client, &answer, |a| {
+                let rows: Vec<Json> = items(a, "applets").iter().map(applet_row).collect();
                 print_list(
-                    items(a, "applets"),
-                    &[
-                        "name",
-                        "version",
-                        "latest",
-                        "versions",
-                        "status",
-                        "capabilities",
-                        "description",
-                    ],
+                    &rows,
+                    &["name", "versions", "origins", "description"],
                     "no applets",
                 )
             });
@@ -450,10 +450,11 @@ async fn applet(client: &Client, command: AppletCommand) -> Result<(), Failure> 
                             versions,
                             &[
                                 "version",
-                                "status",
+                                "origin",
                                 "retired",
                                 "digest",
                                 "capabilities",
+                                "uploaded_at_ms",
                                 "created_at_ms"
                             ]
                         )
@@ -474,6 +475,25 @@ async fn applet(client: &Client, command: AppletCommand) -> Result<(), Failure> 
         }
     }
     Ok(())
+}
+
+/// An applet of the list as a row: its versions on one line, a retired one marked.
+fn applet_row(applet: &Json) -> Json {
+    let mut row = applet.clone();
+    if let Some(versions) = applet.get("versions").and_then(Json::as_array) {
+        let versions: Vec<String> = versions
+            .iter()
+            .map(|v| match v.get("version") {
+                Some(version) if v.get("retired") == Some(&Json::Bool(true)) => {
+                    format!("{} (retired)", cell("", Some(version)))
+                }
+                Some(version) => cell("", Some(version)),
+                None => cell("", Some(v)),
+            })
+            .collect();
+        row["versions"] = json!(versions);
+    }
+    row
 }
 
 fn print_list(items: &[Json], columns: &[&str], none: &str) {
@@ -1064,28 +1084,43 @@ async fn interaction(client: &Client, command: InteractionCommand) -> Result<(),
             show(client, &answer, |a| {
                 print_list(
                     items(a, "audit"),
-                    &["at_ms", "who", "by", "field", "before", "after"],
+                    &["seq", "at_ms", "by", "field", "before", "after"],
                     "no edits",
                 )
             });
         }
         InteractionCommand::Clone {
-            id, channel, queue, ..
+            id,
+            channel,
+            queue,
+            subject,
+            ..
         } => {
+            let mut body = json!({ "channel": channel, "queue": queue });
+            if let Some(subject) = subject {
+                body["subject"] = json!(subject);
+            }
             let answer = client
                 .call(
                     Method::POST,
                     &["v1", "interactions", &id, "clone"],
                     &[],
-                    Body::Json(json!({ "channel": channel, "queue": queue })),
+                    Body::Json(body),
                 )
                 .await?;
             done(client, &answer, &format!("cloned {id}"));
         }
         InteractionCommand::Disposition {
-            id, code, amount, ..
+            id,
+            code,
+            amount,
+            notes,
+            ..
         } => {
             let mut body = json!({ "code": code });
+            if let Some(notes) = notes {
+                body["notes"] = json!(notes);
+            }
             if let Some(amount) = amount {
                 // A number as written (19.99), so no float formatting changes it on the way.
                 let number: serde_json::Number = amount
@@ -1206,7 +1241,24 @@ fn print_grants(answer: &Json) {
                 .collect();
             print_list(&rows, &columns, "no grants");
         }
-        _ => print_list(items(answer, "grants"), &columns, "no grants"),
+        // `[{applet, grant: {...}, updated_at_ms}]`: the grant's fields as columns.
+        _ => {
+            let rows: Vec<Json> = items(answer, "grants")
+                .iter()
+                .map(|item| {
+                    let mut row = item.clone();
+                    if let (Some(row), Some(grant)) = (
+                        row.as_object_mut(),
+                        item.get("grant").and_then(Json::as_object),
+                    ) {
+                        row.remove("grant");
+                        row.extend(grant.clone());
+                    }
+                    row
+                })
+                .collect();
+            print_list(&rows, &columns, "no grants")
+        }
     }
 }
 
@@ -1405,6 +1457,18 @@ mod tests {
         let (client, server) = tail_server(vec![("step", step(0, "a"))], "waiting").await;
         assert_eq!(tail(&client, "r1").await.unwrap_err().kind, "stream-ended");
         server.abort();
+    }
+
+    #[test]
+    fn an_applet_row_lists_its_versions_and_marks_the_retired() {
+        let row = applet_row(
+            &json!({"name": "sms", "origins": ["uploaded"], "versions": [
+            {"version": "0.1.0", "retired": true}, {"version": "0.2.0", "retired": false}]}),
+        );
+        assert_eq!(
+            cell("versions", row.get("versions")),
+            "0.1.0 (retired), 0.2.0"
+        );
     }
 
     #[test]
