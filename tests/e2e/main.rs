@@ -4,6 +4,7 @@
 
 mod builtins;
 mod capabilities;
+mod client;
 mod crash;
 mod run;
 mod serve;

@@ -18,7 +18,7 @@ pub(crate) struct Server {
     child: Child,
     pub(crate) address: String,
     /// What it wrote to stderr up to and including the `listening on` line.
-    banner: Vec<String>,
+    pub(crate) banner: Vec<String>,
 }
 
 /// Starts `coda serve` on a free port with `data` as its data directory; waits until it
@@ -27,8 +27,15 @@ pub(crate) fn start(data: &std::path::Path, operator: Option<&str>) -> Server {
     let mut command = Command::new(coda_bin());
     command
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CODA_DATA_DIR", data);
+    start_command(command, operator)
+}
+
+/// Starts `command` (a `coda serve` with its arguments) and waits until it says where it
+/// listens.
+pub(crate) fn start_command(mut command: Command, operator: Option<&str>) -> Server {
+    command
         .env("CODA_CACHE_DIR", cache_dir())
-        .env("CODA_DATA_DIR", data)
         .env_remove("CODA_OPERATOR_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -54,7 +61,14 @@ pub(crate) fn start(data: &std::path::Path, operator: Option<&str>) -> Server {
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("coda serve never said where it listens; stderr: {banner:#?}");
+                // A start that failed says why on stdout (a JSON error).
+                let mut stdout = String::new();
+                if let Some(mut out) = child.stdout.take() {
+                    let _ = out.read_to_string(&mut stdout);
+                }
+                panic!(
+                    "coda serve never said where it listens; stderr: {banner:#?}; stdout: {stdout}"
+                );
             }
         };
         banner.push(line.clone());

@@ -19,13 +19,13 @@ const LOCAL_TENANT: &str = "local";
 #[derive(Args)]
 pub struct ValidateArgs {
     /// The plan (.yaml, .yml or .json)
-    file: PathBuf,
-    /// A directory of applet components (.wasm) the plan may use
+    pub(crate) file: PathBuf,
+    /// A directory of applet components (.wasm) the plan may use (checks it locally)
     #[arg(long)]
-    applets: Option<PathBuf>,
-    /// Other plans this one may name (post-interaction process, routes)
+    pub(crate) applets: Option<PathBuf>,
+    /// Other plans this one may name (post-interaction process, routes; checks it locally)
     #[arg(long = "with", value_name = "PLAN")]
-    with: Vec<PathBuf>,
+    pub(crate) with: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -3,11 +3,18 @@
 //! Exit status: 0 when the command did what was asked; 1 when an invoked applet failed,
 //! trapped or hit a limit; 2 for a usage error, an unreadable file or a refused component.
 //! Results and errors are printed as one JSON object on stdout.
+//!
+//! The tenant commands (`tenant.rs`: `coda applet push`, `coda plan push`, `coda runs …`)
+//! talk to a running service instead; they print tables, or the API's JSON with `--json`,
+//! and exit 1 when the service refuses or cannot be reached.
 
 mod applets;
+mod client;
+mod config;
 mod flow;
 mod grants;
 mod serve;
+mod tenant;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +26,7 @@ use coda_runtime::{
     Value, Values,
 };
 use coda_types::values_json;
+use config::LogFormat;
 use serde_json::{Value as Json, json};
 
 #[derive(Parser)]
@@ -40,12 +48,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Work with one applet component file
+    /// Work with one applet component file, or with the applets of a service
     #[command(subcommand)]
     Applet(AppletCommand),
-    /// Work with interaction plans
+    /// Work with interaction plans, locally or on a service
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// The runs of a service: list, show, tail, cancel, retry
+    #[command(subcommand)]
+    Runs(tenant::RunsCommand),
+    /// The interactions of a service: events, details, edits, clones, dispositions
+    #[command(subcommand)]
+    Interaction(tenant::InteractionCommand),
+    /// What each applet is granted on a service
+    #[command(subcommand)]
+    Grant(tenant::GrantCommand),
+    /// The tenant's secrets on a service (values go in, never come out)
+    #[command(subcommand)]
+    Secret(tenant::SecretCommand),
     /// Run a post-interaction flow locally to its end and print its journal
     Run(flow::RunArgs),
     /// Take every unfinished run in a database to its end (after a crash, say)
@@ -57,7 +77,33 @@ enum Command {
 #[derive(Subcommand)]
 enum PlanCommand {
     /// Check a plan; exit 0, or exit 2 listing every problem
-    Validate(flow::ValidateArgs),
+    ///
+    /// With a service (--server,
+    /// --token, $CODA_SERVER or $CODA_TOKEN) and no --applets or --with, the service checks
+    /// it against the tenant's applets and plans; otherwise it is checked here
+    Validate(PlanValidateArgs),
+    #[command(flatten)]
+    Service(tenant::PlanCommand),
+}
+
+#[derive(Args)]
+struct PlanValidateArgs {
+    #[command(flatten)]
+    local: flow::ValidateArgs,
+    /// Check on this machine even when a service is configured
+    #[arg(long = "local")]
+    local_only: bool,
+    #[command(flatten)]
+    client: client::ClientArgs,
+}
+
+impl PlanValidateArgs {
+    fn remote(&self) -> bool {
+        !self.local_only
+            && self.local.applets.is_none()
+            && self.local.with.is_empty()
+            && (self.client.server.is_some() || self.client.token.is_some())
+    }
 }
 
 #[derive(Subcommand)]
@@ -71,6 +117,8 @@ enum AppletCommand {
     },
     /// Run the applet's `run` once and print its outcome, data changes, fuel and logs
     Invoke(InvokeArgs),
+    #[command(flatten)]
+    Service(tenant::AppletCommand),
 }
 
 #[derive(Args)]
@@ -128,15 +176,53 @@ impl Exit {
     }
 }
 
+/// Logs on stderr, filtered by `$CODA_LOG` (default: warnings), as text or JSON lines.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CODA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CODA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // `coda serve`'s settings first: its config file says how to log.
+    let mut serve_settings = None;
+    if let Command::Serve(args) = &mut cli.command {
+        let args = std::mem::take(args);
+        match args.settings() {
+            Ok(settings) => serve_settings = Some(settings),
+            Err(exit) => return report(Err(exit)),
+        }
+    }
+    init_logging(
+        serve_settings
+            .as_ref()
+            .map(|s| s.log_format)
+            .unwrap_or_default(),
+    );
+    let command = match place(cli.command) {
+        Place::Service(tenant) => {
+            // A tenant command needs no wasm runtime: only a client on a small runtime.
+            return match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(tenant::run(tenant)),
+                Err(e) => report(Err(Exit::usage(
+                    "internal",
+                    format!("cannot start tokio: {e}"),
+                ))),
+            };
+        }
+        Place::Local(local) => local,
+    };
+    let cli = Cli { command, ..cli };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -149,7 +235,33 @@ fn main() -> ExitCode {
             )));
         }
     };
-    report(runtime.block_on(run(cli)))
+    report(runtime.block_on(run(cli, serve_settings)))
+}
+
+/// Where a command runs.
+enum Place {
+    /// On a service, over HTTP.
+    Service(tenant::TenantCommand),
+    /// Here, with the wasm runtime.
+    Local(Command),
+}
+
+/// The command if it talks to a service; otherwise it back, to run here.
+fn place(command: Command) -> Place {
+    use tenant::TenantCommand as T;
+    Place::Service(match command {
+        Command::Applet(AppletCommand::Service(c)) => T::Applet(c),
+        Command::Plan(PlanCommand::Service(c)) => T::Plan(c),
+        Command::Plan(PlanCommand::Validate(args)) if args.remote() => T::Validate {
+            file: args.local.file,
+            client: args.client,
+        },
+        Command::Runs(c) => T::Runs(c),
+        Command::Interaction(c) => T::Interaction(c),
+        Command::Grant(c) => T::Grant(c),
+        Command::Secret(c) => T::Secret(c),
+        local => return Place::Local(local),
+    })
 }
 
 fn report(result: Result<Json, Exit>) -> ExitCode {
@@ -165,7 +277,7 @@ fn report(result: Result<Json, Exit>) -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<Json, Exit> {
+async fn run(cli: Cli, serve_settings: Option<serve::Settings>) -> Result<Json, Exit> {
     let cache_dir = if cli.no_cache {
         None
     } else {
@@ -191,10 +303,20 @@ async fn run(cli: Cli) -> Result<Json, Exit> {
             Ok(describe_json(&applet))
         }
         Command::Applet(AppletCommand::Invoke(args)) => invoke(&runtime, args).await,
-        Command::Plan(PlanCommand::Validate(args)) => flow::validate(runtime, args).await,
+        Command::Plan(PlanCommand::Validate(args)) => flow::validate(runtime, args.local).await,
         Command::Run(args) => flow::run(runtime, args).await,
         Command::Resume(args) => flow::resume(runtime, args).await,
-        Command::Serve(args) => serve::serve(runtime, args).await,
+        Command::Serve(_) => match serve_settings {
+            Some(settings) => serve::serve(runtime, settings).await,
+            None => Err(Exit::usage("internal", "coda serve without its settings")),
+        },
+        // Taken by `place` before a runtime is made.
+        Command::Applet(AppletCommand::Service(_))
+        | Command::Plan(PlanCommand::Service(_))
+        | Command::Runs(_)
+        | Command::Interaction(_)
+        | Command::Grant(_)
+        | Command::Secret(_) => Err(Exit::usage("internal", "a tenant command ran locally")),
     }
 }
 

@@ -13,39 +13,123 @@ use serde_json::{Value as Json, json};
 
 use crate::Exit;
 use crate::applets::{DirApplets, ServiceApplets};
+use crate::config::{LogFormat, ServeConfig};
 
 /// The shortest operator token taken from the environment: a short one could be guessed.
 const MIN_OPERATOR_TOKEN_LEN: usize = 16;
 
-#[derive(Args)]
+/// Where `coda serve` listens unless told.
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Each setting from its flag, else the config file, else its default.
+#[derive(Args, Default)]
 pub struct ServeArgs {
+    /// Settings in a file (YAML or JSON; examples/serve.yaml); flags given here win over it
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// The address to listen on (port 0: any free port; the address is printed on stderr)
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: String,
-    /// The SQLite database [default: coda.db in $CODA_DATA_DIR, else the user's data dir]
+    /// [default: 127.0.0.1:8080]
+    #[arg(long)]
+    listen: Option<String>,
+    /// The SQLite database [default: coda.db in the data directory]
     #[arg(long)]
     db: Option<PathBuf>,
+    /// Where the service keeps its files [default: the user's data dir]
+    #[arg(long, env = "CODA_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// A directory of applet components (.wasm), besides the built-in ones
     #[arg(long)]
     applets: Option<PathBuf>,
     /// Grants, SMTP servers, databases and secrets for the tenants' applets (YAML or JSON)
     #[arg(long)]
     grants: Option<PathBuf>,
+    /// The key that encrypts the tenants' secrets at rest
+    #[arg(long, value_name = "FILE")]
+    secrets_key_file: Option<PathBuf>,
 }
 
-fn default_db() -> Result<PathBuf, Exit> {
-    let dir = match std::env::var_os("CODA_DATA_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => directories::ProjectDirs::from("", "", "coda")
-            .map(|d| d.data_dir().to_owned())
-            .ok_or_else(|| {
+/// The service's settings once flags, the config file and defaults are merged.
+// The data directory, the secrets key and the scheduler's bounds are here for the parts of
+// the service that take them (uploaded applets, secrets at rest, fair scheduling).
+#[allow(dead_code)]
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: String,
+    pub db: PathBuf,
+    /// The data directory (the database's, unless `db` says otherwise).
+    pub data_dir: PathBuf,
+    pub applets: Option<PathBuf>,
+    pub grants: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// For the secrets' encryption at rest: checked readable at start.
+    pub secrets_key_file: Option<PathBuf>,
+    pub limits: FlowLimits,
+    /// Per-tenant concurrency and queue bound, for the fair scheduler
+    /// (`FlowLimits::tenant_concurrency` and `tenant_queue` once it is merged).
+    pub tenant_concurrency: Option<u32>,
+    pub tenant_queue: Option<u64>,
+}
+
+impl ServeArgs {
+    /// Flags over the file over the defaults.
+    pub fn settings(self) -> Result<Settings, Exit> {
+        let file = match &self.config {
+            Some(path) => {
+                ServeConfig::from_file(path).map_err(|e| Exit::usage("invalid-config", e))?
+            }
+            None => ServeConfig::default(),
+        };
+        let data_dir = match self.data_dir.filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => dir,
+            None => match file.data_dir {
+                Some(dir) => dir,
+                None => directories::ProjectDirs::from("", "", "coda")
+                    .map(|d| d.data_dir().to_owned())
+                    .ok_or_else(|| {
+                        Exit::usage(
+                            "usage",
+                            "no data directory: set $CODA_DATA_DIR, pass --data-dir or --db PATH",
+                        )
+                    })?,
+            },
+        };
+        let db = self
+            .db
+            .or(file.db)
+            .unwrap_or_else(|| data_dir.join("coda.db"));
+        let defaults = FlowLimits::default();
+        let scheduler = file.scheduler;
+        let secrets_key_file = self.secrets_key_file.or(file.secrets_key_file);
+        if let Some(key) = &secrets_key_file {
+            // Found unreadable now rather than at the first secret a tenant writes.
+            std::fs::File::open(key).map_err(|e| {
                 Exit::usage(
-                    "usage",
-                    "no data directory: set $CODA_DATA_DIR or pass --db PATH",
+                    "io",
+                    format!("cannot read the secrets key file {}: {e}", key.display()),
                 )
-            })?,
-    };
-    Ok(dir.join("coda.db"))
+            })?;
+        }
+        Ok(Settings {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+            db,
+            data_dir,
+            applets: self.applets.or(file.applets),
+            grants: self.grants.or(file.grants),
+            log_format: file.log_format.unwrap_or_default(),
+            secrets_key_file,
+            limits: FlowLimits {
+                batch: scheduler.batch.unwrap_or(defaults.batch),
+                max_attempts: scheduler.max_attempts.unwrap_or(defaults.max_attempts),
+                drain_ms: scheduler.drain_ms.unwrap_or(defaults.drain_ms),
+                ..defaults
+            },
+            tenant_concurrency: scheduler.tenant_concurrency,
+            tenant_queue: scheduler.tenant_queue,
+        })
+    }
 }
 
 fn now_ms() -> i64 {
@@ -93,34 +177,36 @@ async fn operator_token_hash(store: &Store) -> Result<String, Exit> {
         .ok_or_else(|| Exit::usage("internal", "the operator token was not stored"))
 }
 
-/// SIGINT or SIGTERM.
-async fn signalled() {
-    let interrupt = tokio::signal::ctrl_c();
+/// SIGINT or SIGTERM. The handlers are installed when this is called, not when the future
+/// is first polled: a signal that arrives once the address is printed (a supervisor that
+/// stops the service at once) must stop it gracefully, not kill it.
+fn signalled() -> Result<impl std::future::Future<Output = ()>, Exit> {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = |kind: SignalKind| {
+            signal(kind).map_err(|e| Exit::usage("io", format!("cannot handle signals: {e}")))
+        };
+        let mut interrupt = install(SignalKind::interrupt())?;
+        let mut terminate = install(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
-pub async fn serve(runtime: Runtime, args: ServeArgs) -> Result<Json, Exit> {
-    let db = match args.db {
-        Some(db) => db,
-        None => default_db()?,
-    };
+pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
+    let args = settings;
+    let db = args.db;
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| Exit::usage("io", format!("cannot create {}: {e}", dir.display())))?;
@@ -136,17 +222,13 @@ pub async fn serve(runtime: Runtime, args: ServeArgs) -> Result<Json, Exit> {
     let operator_hash = operator_token_hash(&store).await?;
     let capabilities = crate::grants::source(args.grants.as_deref(), store.clone())?;
     let engine = Arc::new(
-        Engine::new(
-            store,
-            applets.clone(),
-            Arc::new(WallClock),
-            FlowLimits::default(),
-        )
-        .with_capabilities(capabilities),
+        Engine::new(store, applets.clone(), Arc::new(WallClock), args.limits)
+            .with_capabilities(capabilities),
     );
     let state = coda_server::AppState::new(engine.clone(), infos, &operator_hash)
         .map_err(|e| Exit::usage("internal", e))?
         .with_installer(applets);
+    let signalled = signalled()?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| Exit::usage("io", format!("cannot listen on {}: {e}", args.listen)))?;
@@ -181,7 +263,7 @@ pub async fn serve(runtime: Runtime, args: ServeArgs) -> Result<Json, Exit> {
     });
     let shutdown = async {
         tokio::select! {
-            _ = signalled() => {}
+            _ = signalled => {}
             _ = scheduler_ended => {}
         }
     };

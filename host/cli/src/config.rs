@@ -1,0 +1,176 @@
+//! `coda serve --config FILE`: the service's settings in a file (YAML or JSON), so an
+//! operator's unit file holds one flag. Every field is optional; a flag given on the
+//! command line wins over the file. Unknown fields are refused, naming the field, so a
+//! misspelt setting is an error rather than a default silently kept.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// How the service writes its logs (stderr); `--log-format` (global, once merged) wins.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Lines for people
+    #[default]
+    Text,
+    /// One JSON object per line, for a log collector
+    Json,
+}
+
+/// The file, as written. Relative paths in it are relative to the file's directory.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// The address to listen on.
+    pub listen: Option<String>,
+    /// The SQLite database [default: coda.db in `data_dir`].
+    pub db: Option<PathBuf>,
+    /// Where the service keeps its files.
+    pub data_dir: Option<PathBuf>,
+    /// A directory of applet components (.wasm), besides the built-in ones.
+    pub applets: Option<PathBuf>,
+    /// Grants, SMTP servers, databases and secrets (YAML or JSON; `--grants`).
+    pub grants: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+    /// The key that encrypts tenants' secrets at rest.
+    pub secrets_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
+}
+
+/// The scheduler's defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Due runs taken at once.
+    pub batch: Option<usize>,
+    /// Tries of a step whose applet failed with a retryable failure (1 = no retry).
+    pub max_attempts: Option<u32>,
+    /// On shutdown, how long the steps in flight get to commit.
+    pub drain_ms: Option<u64>,
+    /// Steps of one tenant running at once, unless its ceiling says otherwise.
+    pub tenant_concurrency: Option<u32>,
+    /// Due runs one tenant may have waiting before the API answers 429.
+    pub tenant_queue: Option<u64>,
+}
+
+impl ServeConfig {
+    /// Reads the file: JSON when its name ends in `.json`, YAML otherwise. An error names the
+    /// file and the field.
+    pub fn from_file(path: &Path) -> Result<ServeConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+        let json = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        let mut config = ServeConfig::parse(&text, json)
+            .map_err(|e| format!("config file {}: {e}", path.display()))?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new("")));
+        Ok(config)
+    }
+
+    /// Parses and checks the text; relative paths are left as written.
+    pub fn parse(text: &str, json: bool) -> Result<ServeConfig, String> {
+        let config: ServeConfig = if json {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let config = serde_path_to_error::deserialize(&mut de).map_err(field_error)?;
+            de.end()
+                .map_err(|e| format!("text after the settings: {e}"))?;
+            config
+        } else if text.trim().is_empty() {
+            // An empty YAML file is no settings, not an error.
+            ServeConfig::default()
+        } else {
+            let de = serde_yaml_ng::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(de).map_err(field_error)?
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.listen.as_deref().is_some_and(|l| l.trim().is_empty()) {
+            return Err("at `listen`: the address is empty".into());
+        }
+        let s = &self.scheduler;
+        for (field, value) in [
+            ("batch", s.batch.map(|n| n as u64)),
+            ("max_attempts", s.max_attempts.map(u64::from)),
+            ("tenant_concurrency", s.tenant_concurrency.map(u64::from)),
+            ("tenant_queue", s.tenant_queue),
+        ] {
+            if value == Some(0) {
+                return Err(format!("at `scheduler.{field}`: must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        for path in [
+            &mut self.db,
+            &mut self.data_dir,
+            &mut self.applets,
+            &mut self.grants,
+            &mut self.secrets_key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+    }
+}
+
+/// `at `scheduler.batch`: invalid type: …` (the field's path, then serde's message, which
+/// names an unknown field and the ones expected).
+fn field_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> String {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if path == "." || path.is_empty() {
+        inner.to_string()
+    } else {
+        format!("at `{path}`: {inner}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/serve.yaml"
+        ));
+        let config = ServeConfig::from_file(path).unwrap();
+        assert_eq!(config.listen.as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(config.log_format, Some(LogFormat::Json));
+        assert!(config.scheduler.tenant_concurrency.is_some());
+        // Relative to the file's directory, not to wherever `coda serve` was started.
+        assert!(config.grants.unwrap().starts_with(path.parent().unwrap()));
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused_by_name() {
+        let e = ServeConfig::parse("listen: 0.0.0.0:80\nlistne: x\n", false).unwrap_err();
+        assert!(e.contains("unknown field `listne`"), "{e}");
+        let e = ServeConfig::parse("scheduler:\n  batchh: 3\n", false).unwrap_err();
+        assert!(
+            e.contains("at `scheduler.batchh`") && e.contains("unknown field"),
+            "{e}"
+        );
+        let e = ServeConfig::parse(r#"{"log_format": "xml"}"#, true).unwrap_err();
+        assert!(e.contains("at `log_format`") && e.contains("xml"), "{e}");
+        let e = ServeConfig::parse("scheduler: {batch: many}", false).unwrap_err();
+        assert!(e.contains("at `scheduler.batch`"), "{e}");
+        let e = ServeConfig::parse("scheduler: {tenant_queue: 0}", false).unwrap_err();
+        assert!(e.contains("scheduler.tenant_queue"), "{e}");
+        assert!(ServeConfig::parse("", false).is_ok());
+        assert!(ServeConfig::parse(r#"{"listen": "a:1"} x"#, true).is_err());
+    }
+}
