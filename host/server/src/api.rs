@@ -20,7 +20,7 @@ use crate::{ApiError, AppState, Operator, Tenant, hash_token, new_token};
 const DEFAULT_RUNS_PAGE: usize = 100;
 const MAX_RUNS_PAGE: usize = 1000;
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -335,6 +335,7 @@ fn event_refused(refused: EventError) -> ApiError {
             "invalid-invocation-data",
             refused.to_string(),
         ),
+        EventError::QueueFull(full) => ApiError::queue_full(full),
     }
 }
 

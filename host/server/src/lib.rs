@@ -19,6 +19,8 @@
 mod api;
 mod auth;
 mod error;
+mod metrics;
+mod usage;
 
 use std::sync::Arc;
 
@@ -47,6 +49,8 @@ struct Inner {
     applets: Vec<AppletInfo>,
     /// The SHA-256 of the operator's token.
     operator_hash: [u8; 32],
+    /// Requests answered, by status class, for `/metrics`.
+    http: metrics::HttpCounts,
 }
 
 impl AppState {
@@ -64,6 +68,7 @@ impl AppState {
                 engine,
                 applets,
                 operator_hash,
+                http: metrics::HttpCounts::default(),
             }),
         })
     }
@@ -93,6 +98,8 @@ pub fn hash_token(token: &str) -> String {
 /// The API.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(metrics::routes())
+        .merge(usage::routes())
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/v1/operator/tenants", post(api::create_tenant))
@@ -125,6 +132,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_request,
+        ))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }

@@ -12,8 +12,10 @@
 //! never be committed twice or over a newer one.
 
 mod interactions;
+mod queue;
 mod schema;
 mod tenants;
+mod usage;
 mod writer;
 
 pub use interactions::{
@@ -28,7 +30,9 @@ use coda_types::Values;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+pub use queue::DueRun;
 pub use tenants::{NewToken, PlanVersion};
+pub use usage::{EffectCount, Usage};
 pub use writer::WriteStats;
 
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,8 @@ use http_body_util::BodyExt;
 use serde_json::{Value as Json, json};
 use tower::ServiceExt;
 
+mod ops;
+
 const OPERATOR: &str = "coda_op_test_token";
 
 /// `step@1.0.0` takes `next` and records that it ran in the data source `Stepped`;
