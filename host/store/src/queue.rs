@@ -1,9 +1,9 @@
 //! The run queue as the scheduler and the operator see it: due runs taken fairly across
 //! tenants, each tenant's backlog (for backpressure and metrics), and runs by state.
 //!
-//! The SQL is standard (a window function, `COUNT`, `GROUP BY`), so the same queries run on
-//! PostgreSQL. Every query reads only due or unfinished runs through the partial index
-//! `runs_due_by_tenant (tenant, due_at, id)`, never the finished ones.
+//! The SQL is standard (a recursive common table expression, `COUNT`, `GROUP BY`), so the
+//! same queries run on PostgreSQL. The scheduler's queries read only unfinished runs, through
+//! the partial index `runs_due_by_tenant (tenant, due_at, id)`, never the finished ones.
 
 use rusqlite::{OptionalExtension, params};
 
@@ -11,10 +11,6 @@ use crate::{RUN_COLUMNS, Result, RunRecord, Store, run_from_row};
 
 /// The states a run can be in that are not finished: they are the queue.
 const UNFINISHED: &str = "status IN ('ready', 'parked', 'waiting')";
-
-/// The most due runs listed at once, whatever the number of tenants: a bound on one pick's
-/// memory (the scheduler takes at most its free slots from them anyway).
-const MAX_DUE_ROWS: usize = 100_000;
 
 /// A due run as the scheduler first sees it: which run, whose.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,28 +23,59 @@ impl Store {
     /// Due runs, at most `per_tenant` of each tenant (each tenant's oldest due first),
     /// ordered by their turn within their tenant: every tenant's first due run, then every
     /// tenant's second, and so on. A tenant with ten thousand due runs and a tenant with one
-    /// are both in the first turn. Only ids and tenants, read from the index (tenant,
-    /// due_at, id): the scheduler picks from these, then reads the runs it took
-    /// ([`Store::due_runs_by_id`]).
+    /// are both in the first turn. Only ids and tenants: the scheduler picks from these,
+    /// then reads the runs it took ([`Store::due_runs_by_id`]).
+    ///
+    /// Two index seeks per tenant with unfinished runs, whatever their backlogs or parked
+    /// runs: the tenants are found by a loose index scan (a recursive query stepping from
+    /// one tenant to the next in `runs_due_by_tenant`), then each tenant's oldest due runs
+    /// by a range of the same index. A window function over all due runs would read every
+    /// one of them at every pick, and, without statistics, every parked run too.
     pub fn due_runs_fair(&self, now_ms: i64, per_tenant: usize) -> Result<Vec<DueRun>> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT id, tenant FROM (
-                     SELECT id, tenant, due_at, ROW_NUMBER() OVER (
-                         PARTITION BY tenant ORDER BY due_at, id) AS turn
-                     FROM runs WHERE {UNFINISHED} AND due_at <= ?1
-                 ) AS due
-                 WHERE turn <= ?2
-                 ORDER BY turn, due_at, id
-                 LIMIT {MAX_DUE_ROWS}"
+            let mut tenants = conn.prepare_cached(&format!(
+                "WITH RECURSIVE queued (tenant) AS (
+                     SELECT MIN(tenant) FROM runs WHERE {UNFINISHED}
+                     UNION ALL
+                     SELECT (SELECT MIN(tenant) FROM runs
+                             WHERE {UNFINISHED} AND tenant > queued.tenant)
+                     FROM queued WHERE queued.tenant IS NOT NULL
+                 )
+                 SELECT tenant FROM queued WHERE tenant IS NOT NULL"
             ))?;
-            let rows = stmt.query_map(params![now_ms, per_tenant as i64], |r| {
-                Ok(DueRun {
-                    id: r.get(0)?,
-                    tenant: r.get(1)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            let tenants: Vec<String> = tenants
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut oldest = conn.prepare_cached(&format!(
+                "SELECT id FROM runs WHERE tenant = ?1 AND {UNFINISHED} AND due_at <= ?2
+                 ORDER BY due_at, id LIMIT ?3"
+            ))?;
+            let mut queues = Vec::with_capacity(tenants.len());
+            for tenant in tenants {
+                let ids: Vec<String> = oldest
+                    .query_map(params![tenant, now_ms, per_tenant as i64], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                if !ids.is_empty() {
+                    queues.push((tenant, ids));
+                }
+            }
+            // Turn by turn: each tenant's first, then each tenant's second, ...
+            let mut due = Vec::new();
+            for turn in 0..per_tenant {
+                let before = due.len();
+                for (tenant, ids) in &queues {
+                    if let Some(id) = ids.get(turn) {
+                        due.push(DueRun {
+                            id: id.clone(),
+                            tenant: tenant.clone(),
+                        });
+                    }
+                }
+                if due.len() == before {
+                    break;
+                }
+            }
+            Ok(due)
         })
     }
 
