@@ -277,8 +277,10 @@ impl Engine {
         // A tenant's in-flight runs are still due in the store (until their commit), among
         // its oldest: list enough of each tenant's to see past them. A tenant whose own
         // concurrency is higher than the busiest's reaches it over a few picks.
-        let per_tenant = self.limits.tenant_concurrency.max(self.fair.busiest()) * 2;
-        let per_tenant = per_tenant.clamp(1, self.limits.batch.max(1) * 2);
+        let batch = self.limits.batch.max(1);
+        let per_tenant = (self.limits.tenant_concurrency.max(self.fair.busiest()))
+            .clamp(1, batch)
+            .saturating_mul(2);
         let now = self.clock.now_ms();
         let due = self.store.due_runs_fair(now, per_tenant)?;
         let taken = self

@@ -297,3 +297,24 @@ async fn a_full_queue_refuses_an_ending_interaction_before_applying_it() {
         .unwrap();
     assert_eq!(ended.runs.len(), 1);
 }
+
+/// A local command's limits (`coda run`, `coda resume`): no per-tenant bound at all.
+#[tokio::test]
+async fn an_unbounded_tenant_concurrency_is_the_global_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, work) = engine(
+        &dir,
+        &["a"],
+        FlowLimits {
+            batch: 16,
+            tenant_concurrency: usize::MAX,
+            ..FlowLimits::default()
+        },
+    )
+    .await;
+    for _ in 0..40 {
+        engine.start(start("a")).await.unwrap();
+    }
+    assert_eq!(engine.run_until_idle().await.unwrap(), 40);
+    assert_eq!(work.most_in_flight("a"), 16);
+}
