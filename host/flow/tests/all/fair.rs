@@ -134,7 +134,8 @@ fn done(engine: &Engine, tenant: &str) -> usize {
 /// start wakes the scheduler, plus one read of the queue), runs its 20 ms step and commits
 /// in the next group commit: about 30 ms on an idle machine. The bound leaves room for a
 /// debug build on a loaded 2-core machine. A scheduler that took due runs in due order
-/// would have B wait for A's whole backlog, about 5 s here.
+/// would have B wait for every A run ahead of it (2 000 / 512 rounds of A's steps); with
+/// A's steps bounded to 8 in flight, that would be A's whole backlog, about 5 s here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_tenant_does_not_hold_back_another_tenants_run() {
     const BOUND: Duration = Duration::from_secs(2);
