@@ -185,6 +185,11 @@ impl Fair {
                 queues.entry(run.tenant.clone()).or_default().push_back(run);
             }
         }
+        // Asked before the lock: the tenant-limits hook is someone else's code.
+        let limits: HashMap<String, usize> = queues
+            .keys()
+            .map(|t| (t.clone(), concurrency(t).max(1)))
+            .collect();
         let mut state = self.lock();
         // Tenants in name order, rotated to start after the one served last.
         let mut order: Vec<String> = queues.keys().cloned().collect();
@@ -192,10 +197,6 @@ impl Fair {
             let first = order.partition_point(|t| t <= last);
             order.rotate_left(first);
         }
-        let limits: HashMap<String, usize> = order
-            .iter()
-            .map(|t| (t.clone(), concurrency(t).max(1)))
-            .collect();
         let mut taken = Vec::new();
         while taken.len() < free {
             let mut progressed = false;
