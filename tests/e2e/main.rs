@@ -5,6 +5,7 @@
 mod builtins;
 mod capabilities;
 mod crash;
+mod ops;
 mod run;
 mod serve;
 
