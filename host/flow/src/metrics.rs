@@ -125,3 +125,63 @@ impl FlowMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(applet: &str, result: serde_json::Value, duration_us: u64) -> StepRecord {
+        StepRecord {
+            seq: 0,
+            plan: "p".into(),
+            plan_version: 1,
+            node: "a".into(),
+            applet: applet.into(),
+            attempt: 1,
+            result,
+            note: String::new(),
+            fuel_used: 7,
+            duration_us,
+            data_changes: Default::default(),
+            at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn limits_are_counted_by_kind_and_durations_by_bucket() {
+        let metrics = FlowMetrics::default();
+        let error = |kind: &str| serde_json::json!({ "error": { "kind": kind } });
+        metrics.record(StepSample::of(&step("x@1.0.0", error("fuel"), 50)));
+        metrics.record(StepSample::of(&step(
+            "x@1.0.0",
+            error("deadline"),
+            15_000_000,
+        )));
+        metrics.record(StepSample::of(&step("x@1.0.0", error("trap"), 2_000)));
+        metrics.record(StepSample::of(&step(
+            "x@1.0.0",
+            serde_json::json!({"exit": "next"}),
+            20_000_000,
+        )));
+        // A step the host took itself (a timeout): counted as a step, not an invocation.
+        metrics.record(StepSample::of(&step(
+            "",
+            serde_json::json!({"timeout": "e"}),
+            0,
+        )));
+        let m = metrics.snapshot();
+        assert_eq!((m.steps, m.invocations, m.fuel_used), (5, 4, 28));
+        assert_eq!(
+            m.limit_hits,
+            [("deadline".to_string(), 1), ("fuel".to_string(), 1)].into()
+        );
+        assert_eq!(m.errors.len(), 3);
+        assert_eq!(m.errors["trap"], 1);
+        // 50 µs in the first bucket, 2 ms in `0.0025`, 15 s in the last bound, 20 s above.
+        assert_eq!(m.duration_buckets[0], 1);
+        assert_eq!(m.duration_buckets[4], 1);
+        assert_eq!(m.duration_buckets[STEP_DURATION_BUCKETS.len() - 1], 1);
+        assert_eq!(m.duration_buckets[STEP_DURATION_BUCKETS.len()], 1);
+        assert_eq!(m.duration_buckets.iter().sum::<u64>(), 4);
+    }
+}
