@@ -239,13 +239,8 @@ pub async fn resume(runtime: Runtime, args: ResumeArgs) -> Result<Json, Exit> {
     };
     let capabilities = crate::grants::source(args.grants.as_deref(), store.clone())?;
     let engine = Arc::new(
-        Engine::new(
-            store.clone(),
-            Arc::new(applets),
-            clock,
-            FlowLimits::default(),
-        )
-        .with_capabilities(capabilities),
+        Engine::new(store.clone(), Arc::new(applets), clock, local_limits())
+            .with_capabilities(capabilities),
     );
     let steps = engine
         .run_until_idle()
@@ -411,7 +406,7 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
             store.clone(),
             Arc::new(applets),
             clock.clone(),
-            FlowLimits::default(),
+            local_limits(),
         )
         .with_capabilities(capabilities),
     );
@@ -512,4 +507,13 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
         });
     }
     Ok(output)
+}
+
+/// A local command (`coda run`, `coda resume`) has the machine to itself: its runs are not
+/// held to a service tenant's share of the scheduler.
+fn local_limits() -> FlowLimits {
+    FlowLimits {
+        tenant_concurrency: usize::MAX,
+        ..FlowLimits::default()
+    }
 }

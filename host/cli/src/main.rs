@@ -42,6 +42,9 @@ struct Cli {
     /// Compile every time instead of using the artifact cache
     #[arg(long, global = true)]
     no_cache: bool,
+    /// How log lines on stderr are written (the level is $CODA_LOG's, default warn)
+    #[arg(long, global = true, env = "CODA_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -176,7 +179,9 @@ impl Exit {
     }
 }
 
-/// Logs on stderr, filtered by `$CODA_LOG` (default: warnings), as text or JSON lines.
+/// Logs go to stderr (stdout is the command's one answer), filtered by `$CODA_LOG` (default:
+/// warnings), as text or JSON lines. Nothing logged carries a token or a secret (the
+/// request log has method, path, status and time, never headers).
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CODA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -200,10 +205,10 @@ fn main() -> ExitCode {
             Err(exit) => return report(Err(exit)),
         }
     }
+    // `--log-format` (or `$CODA_LOG_FORMAT`) wins over the config file's.
     init_logging(
-        serve_settings
-            .as_ref()
-            .map(|s| s.log_format)
+        cli.log_format
+            .or(serve_settings.as_ref().map(|s| s.log_format))
             .unwrap_or_default(),
     );
     let command = match place(cli.command) {

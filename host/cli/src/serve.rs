@@ -63,11 +63,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// For the secrets' encryption at rest: checked readable at start.
     pub secrets_key_file: Option<PathBuf>,
+    /// The scheduler's bounds, per-tenant concurrency and queue bound included.
     pub limits: FlowLimits,
-    /// Per-tenant concurrency and queue bound, for the fair scheduler
-    /// (`FlowLimits::tenant_concurrency` and `tenant_queue` once it is merged).
-    pub tenant_concurrency: Option<u32>,
-    pub tenant_queue: Option<u64>,
 }
 
 impl ServeArgs {
@@ -124,10 +121,12 @@ impl ServeArgs {
                 batch: scheduler.batch.unwrap_or(defaults.batch),
                 max_attempts: scheduler.max_attempts.unwrap_or(defaults.max_attempts),
                 drain_ms: scheduler.drain_ms.unwrap_or(defaults.drain_ms),
+                tenant_concurrency: scheduler
+                    .tenant_concurrency
+                    .map_or(defaults.tenant_concurrency, |n| n as usize),
+                tenant_queue: scheduler.tenant_queue.unwrap_or(defaults.tenant_queue),
                 ..defaults
             },
-            tenant_concurrency: scheduler.tenant_concurrency,
-            tenant_queue: scheduler.tenant_queue,
         })
     }
 }

@@ -20,8 +20,14 @@ pub struct FlowLimits {
     pub max_route_depth: u32,
     /// Steps per run (Genesys caps a flow at 10,000 actions).
     pub max_steps: u64,
-    /// Due runs taken at once.
+    /// Steps in flight at once, all tenants together: the global bound.
     pub batch: usize,
+    /// Steps in flight at once for one tenant, unless its own limit says otherwise
+    /// ([`crate::TenantLimits`]): a tenant's burst leaves room for the others.
+    pub tenant_concurrency: usize,
+    /// Due runs one tenant may have waiting before new ones are refused
+    /// ([`crate::QueueFull`], the API's 429), unless its own limit says otherwise.
+    pub tenant_queue: u64,
     /// When [`crate::Engine::serve`] is stopped: how long it waits for the steps in flight to
     /// commit. A step still running then is dropped uncommitted and runs again at the next
     /// start (its capability calls replayed from the effect journal).
@@ -37,6 +43,8 @@ impl Default for FlowLimits {
             max_route_depth: 8,
             max_steps: 10_000,
             batch: 512,
+            tenant_concurrency: 8,
+            tenant_queue: 10_000,
             // Above a step's own deadline (15 s), so a step that ends at all commits.
             drain_ms: 30_000,
         }

@@ -79,6 +79,9 @@ pub enum EventError {
     Conflict(String, Channel),
     #[error("the post-flow action's invocation data: {0}")]
     InvocationData(String),
+    /// The event would start a run and the tenant's queue is full: nothing was applied.
+    #[error(transparent)]
+    QueueFull(#[from] crate::QueueFull),
 }
 
 /// A post-flow action's invocation data: JSON as given, or a CEL expression evaluated over
@@ -225,6 +228,13 @@ impl Engine {
         event: InteractionEvent,
     ) -> Result<std::result::Result<EventOutcome, EventError>> {
         let now = self.clock.now_ms();
+        // Backpressure, checked before anything is written: an event that would start a
+        // run while the tenant's queue is full is refused whole, to be sent again later.
+        if self.would_start_run(tenant, &event, now)?
+            && let Err(full) = self.admit(tenant)?
+        {
+            return Ok(Err(full.into()));
+        }
         // An event that may complete the interaction brings its skill's post-contact work,
         // read first (a skill is set when the interaction starts and never changes).
         let post_contact = match &event {
@@ -299,6 +309,39 @@ impl Engine {
             interaction: record,
             runs,
         }))
+    }
+
+    /// Whether `event` would start a run that does not exist yet: it fires the post-flow
+    /// action, or completes an interaction whose live plan has a post-interaction process.
+    /// A redelivered event, which finds its run started, starts nothing.
+    fn would_start_run(&self, tenant: &str, event: &InteractionEvent, now: i64) -> Result<bool> {
+        if matches!(
+            event,
+            InteractionEvent::Started { .. } | InteractionEvent::PartyJoined { .. }
+        ) {
+            return Ok(false);
+        }
+        let before = self.store.interaction(tenant, event.interaction())?;
+        let Ok(after) = apply(before.clone(), event, now) else {
+            // Refused anyway, without starting anything.
+            return Ok(false);
+        };
+        let Some(before) = before else {
+            return Ok(false);
+        };
+        if after.post_flow_fired && !before.post_flow_fired {
+            return Ok(true);
+        }
+        let completes = after.status == InteractionStatus::Completed
+            && before.status != InteractionStatus::Completed
+            && !after.post_flow_fired;
+        match (&after.plan, completes) {
+            (Some(live), true) => Ok(self
+                .plan(tenant, live, None)
+                .map(|(_, plan)| plan.post_interaction.is_some())
+                .unwrap_or(false)),
+            _ => Ok(false),
+        }
     }
 
     async fn start_triggered(

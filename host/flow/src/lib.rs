@@ -18,7 +18,9 @@ mod completed;
 mod decide;
 mod effects;
 mod expr;
+mod fair;
 mod interactions;
+mod metrics;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,7 +40,9 @@ pub use completed::{
 pub use decide::FlowLimits;
 pub use effects::{JournaledCapabilities, ReplaySummary};
 pub use expr::evaluate as evaluate_expression;
+pub use fair::{DefaultLimits, QueueFull, TenantLimit, TenantLimits};
 pub use interactions::{EventError, EventOutcome, InteractionEvent, InvocationData, SetPostFlow};
+pub use metrics::{MetricsSnapshot, STEP_DURATION_BUCKETS};
 
 /// What the engine needs from the applet host.
 #[async_trait]
@@ -125,6 +129,11 @@ pub struct Engine {
     /// Set while [`Engine::serve`] stops: the scheduler takes no new steps and returns once
     /// the steps in flight have committed.
     draining: std::sync::atomic::AtomicBool,
+    /// Each tenant's concurrency and queue bound, where its operator set them.
+    tenant_limits: Arc<dyn TenantLimits>,
+    /// Steps in flight per tenant, and whose turn it is.
+    fair: Arc<fair::Fair>,
+    metrics: metrics::FlowMetrics,
 }
 
 impl Engine {
@@ -143,7 +152,16 @@ impl Engine {
             plans: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            tenant_limits: Arc::new(DefaultLimits),
+            fair: Arc::default(),
+            metrics: metrics::FlowMetrics::default(),
         }
+    }
+
+    /// What the engine has counted since it started (steps, their durations, fuel, errors
+    /// and limit hits).
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.metrics.snapshot()
     }
 
     /// Gives applets the capabilities `source` grants (by default none).
@@ -311,35 +329,42 @@ impl Engine {
     /// [`Engine::run_until_idle`], stopping at `until_ms` on the engine's clock: steps due
     /// later are left for later (a virtual clock is advanced to `until_ms`, no further; a
     /// wall clock is waited on until then). For delivering events at set times.
+    ///
+    /// Due runs are taken fairly across tenants (`fair.rs`): in turns, at most a tenant's
+    /// concurrency of its steps in flight, at most `batch` in all.
     pub async fn run_until(self: &Arc<Self>, until_ms: Option<i64>) -> Result<u64> {
         let batch = self.limits.batch.max(1);
         let mut steps = 0;
         let mut running = std::collections::HashSet::<String>::new();
         let mut set = tokio::task::JoinSet::new();
+        // Whether something happened (a step finished, a run was started or woken) that may
+        // have made a run takeable, and when the queue was last read.
+        let mut want_pick = true;
+        let mut last_pick: Option<std::time::Instant> = None;
         loop {
-            if set.len() <= batch / 2 && !self.draining() {
-                let due = self
-                    .store
-                    .due_runs(self.clock.now_ms(), batch + running.len())?;
-                let free = batch - set.len();
-                let fresh: Vec<RunRecord> = due
-                    .into_iter()
-                    .filter(|r| !running.contains(&r.id))
-                    .take(free)
-                    .collect();
-                for run in fresh {
+            let gap_left = last_pick.map_or(std::time::Duration::ZERO, |at| {
+                fair::PICK_GAP.saturating_sub(at.elapsed())
+            });
+            let may_pick = want_pick && set.len() < batch && !self.draining();
+            if may_pick && (gap_left.is_zero() || set.is_empty()) {
+                want_pick = false;
+                last_pick = Some(std::time::Instant::now());
+                for (run, slot) in self.pick_due(batch - set.len(), &running)? {
                     running.insert(run.id.clone());
                     let engine = self.clone();
                     set.spawn(async move {
+                        // The tenant's slot is held until the step is over, however it ends.
+                        let _slot = slot;
                         let id = run.id.clone();
                         (id, engine.step(run).await)
                     });
                 }
             }
-            let Some(done) = set.join_next().await else {
+            if set.is_empty() {
                 if self.draining() {
                     return Ok(steps);
                 }
+                want_pick = true;
                 // Nothing in flight and nothing due now.
                 let next = self.store.next_due_at()?;
                 if let Some(until) = until_ms
@@ -361,9 +386,21 @@ impl Engine {
                     }
                     None => return Ok(steps),
                 }
+            }
+            let gated = want_pick && set.len() < batch && !self.draining();
+            let done = tokio::select! {
+                done = set.join_next() => done,
+                // A run started or woken: another tenant's may be waiting for a slot.
+                _ = self.wake.notified() => {
+                    want_pick = true;
+                    continue;
+                }
+                // A step finished inside the gap: read the queue once the gap is over.
+                _ = tokio::time::sleep(gap_left), if gated => continue,
             };
+            want_pick = true;
             match done {
-                Ok((id, result)) => {
+                Some(Ok((id, result))) => {
                     running.remove(&id);
                     if result? {
                         steps += 1;
@@ -371,7 +408,8 @@ impl Engine {
                 }
                 // A step that panicked committed nothing: its run stays due in the store, so
                 // nothing is lost, but this loop stops rather than spin on it.
-                Err(failed) => return Err(FlowError::StepPanicked(failed.to_string())),
+                Some(Err(failed)) => return Err(FlowError::StepPanicked(failed.to_string())),
+                None => {}
             }
         }
     }
@@ -389,8 +427,12 @@ impl Engine {
     /// there first (the step is then not journaled twice).
     pub async fn step(&self, run: RunRecord) -> Result<bool> {
         let commit = self.next_commit(&run).await?;
+        let sample = metrics::StepSample::of(&commit.step);
         match self.store.commit_step(commit).await {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                self.metrics.record(sample);
+                Ok(true)
+            }
             Err(coda_store::StoreError::Conflict { run, expected }) => {
                 // Committed elsewhere, or the run was cancelled while the step ran.
                 tracing::warn!(%run, expected, "the run moved on: the step was not committed");

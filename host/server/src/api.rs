@@ -16,7 +16,7 @@ use serde_json::{Value as Json, json};
 use crate::error::{JsonBody, PathArgs, body_bytes};
 use crate::{ApiError, AppState, Operator, Tenant, hash_token, new_token};
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -349,6 +349,7 @@ fn event_refused(refused: EventError) -> ApiError {
             "invalid-invocation-data",
             refused.to_string(),
         ),
+        EventError::QueueFull(full) => ApiError::queue_full(full),
     }
 }
 

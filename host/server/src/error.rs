@@ -20,6 +20,8 @@ pub struct ApiError {
     pub message: String,
     /// Every problem of a plan that does not validate.
     pub problems: Vec<Problem>,
+    /// Sent as `Retry-After` (a 429 or 503): when the request may succeed.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -29,6 +31,20 @@ impl ApiError {
             kind,
             message: message.into(),
             problems: Vec::new(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// 429: the tenant's queue is full; the message names the limit, `Retry-After` says
+    /// when to send again.
+    pub fn queue_full(full: &coda_flow::QueueFull) -> Self {
+        ApiError {
+            retry_after_secs: Some(full.retry_after_secs),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "queue-full",
+                full.to_string(),
+            )
         }
     }
 
@@ -51,6 +67,7 @@ impl ApiError {
             kind: "invalid-plan",
             message: format!("{} problem(s)", problems.len()),
             problems,
+            retry_after_secs: None,
         }
     }
 
@@ -83,6 +100,11 @@ impl IntoResponse for ApiError {
                 .collect();
         }
         let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -23,6 +23,8 @@ mod error;
 mod plans;
 mod runs;
 mod interactions;
+mod metrics;
+mod usage;
 
 use std::sync::Arc;
 
@@ -56,6 +58,8 @@ struct Inner {
     upload_limit: usize,
     /// The SHA-256 of the operator's token.
     operator_hash: [u8; 32],
+    /// Requests answered, by status class, for `/metrics`.
+    http: metrics::HttpCounts,
 }
 
 impl AppState {
@@ -75,6 +79,7 @@ impl AppState {
                 installer: None,
                 upload_limit: DEFAULT_UPLOAD_LIMIT,
                 operator_hash,
+                http: metrics::HttpCounts::default(),
             }),
         })
     }
@@ -128,6 +133,8 @@ pub fn hash_token(token: &str) -> String {
 /// The API.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(metrics::routes())
+        .merge(usage::routes())
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/v1/operator/tenants", post(api::create_tenant))
@@ -163,6 +170,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_request,
+        ))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }

@@ -16,8 +16,10 @@ mod audit;
 mod interactions;
 mod post_contact;
 mod runs;
+mod queue;
 mod schema;
 mod tenants;
+mod usage;
 mod writer;
 
 pub use applets::{AppletRecord, NewApplet, PutApplet};
@@ -37,7 +39,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 pub use runs::{Control, PlanVersionInfo, RunCommitted, RunFilter};
+pub use queue::DueRun;
 pub use tenants::{NewToken, PlanVersion};
+pub use usage::{EffectCount, Usage};
 pub use writer::WriteStats;
 
 #[derive(Debug, thiserror::Error)]

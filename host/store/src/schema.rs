@@ -145,6 +145,12 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL,
         PRIMARY KEY (tenant, agent)
     );",
+    // 9: the fair scheduler's index (each tenant's due runs in due order, read without
+    // touching the rows) and the usage windows' indexes (steps and effects by time).
+    "CREATE INDEX runs_due_by_tenant ON runs (tenant, due_at, id)
+        WHERE status IN ('ready', 'parked', 'waiting');
+    CREATE INDEX steps_at ON steps (at);
+    CREATE INDEX effects_at ON effects (at);",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

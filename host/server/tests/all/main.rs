@@ -22,6 +22,7 @@ use tower::ServiceExt;
 
 mod plans_runs;
 mod interactions;
+mod ops;
 
 const OPERATOR: &str = "coda_op_test_token";
 

@@ -360,3 +360,112 @@ async fn latest_plans_lists_each_of_the_tenants_plans_once() {
 }
 
 mod runs;
+/// The fair listing: every tenant's first due run, then every tenant's second, each tenant
+/// at most `per_tenant`; backlogs counted per tenant, up to a cap.
+#[tokio::test]
+async fn due_runs_are_listed_in_turns_across_tenants() {
+    let (_dir, store) = open();
+    for (tenant, runs) in [("big", 50), ("small", 1), ("mid", 3)] {
+        for i in 0..runs {
+            store
+                .start_run(NewRun {
+                    tenant: tenant.into(),
+                    trigger_key: None,
+                    now_ms: 1_000 + i,
+                    ..new_run(None)
+                })
+                .await
+                .unwrap();
+        }
+    }
+    let due = store.due_runs_fair(5_000, 2).unwrap();
+    let tenants: Vec<&str> = due.iter().map(|d| d.tenant.as_str()).collect();
+    // Turn 1 (tenants by name), then turn 2.
+    assert_eq!(tenants, ["big", "mid", "small", "big", "mid"]);
+    // Nothing is due before it is due.
+    assert!(store.due_runs_fair(999, 2).unwrap().is_empty());
+    let ids: Vec<String> = due.iter().map(|d| d.id.clone()).collect();
+    let runs = store.due_runs_by_id(&ids, 5_000).unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ids.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+
+    assert_eq!(store.queued_runs("big", 5_000, 10).unwrap(), 10);
+    assert_eq!(store.queued_runs("big", 5_000, 1_000).unwrap(), 50);
+    assert_eq!(store.queued_runs("big", 1_010, 1_000).unwrap(), 11);
+    assert_eq!(store.queued_runs("nobody", 5_000, 10).unwrap(), 0);
+    assert_eq!(
+        store.queue_depths(5_000).unwrap(),
+        [("big".into(), 50), ("mid".into(), 3), ("small".into(), 1)]
+    );
+    assert!(
+        store
+            .runs_by_state()
+            .unwrap()
+            .contains(&("mid".into(), "ready".into(), 3))
+    );
+}
+
+/// Usage: a tenant's invocations, fuel and capability calls in a window, nobody else's.
+#[tokio::test]
+async fn usage_counts_steps_and_effects_in_a_window() {
+    let (_dir, store) = open();
+    let run = store.start_run(new_run(None)).await.unwrap().id;
+    let other = store
+        .start_run(NewRun {
+            tenant: "other".into(),
+            ..new_run(None)
+        })
+        .await
+        .unwrap()
+        .id;
+    for (id, result) in [
+        (&run, json!({ "Ok": "message-id" })),
+        (&run, json!({ "Err": { "unavailable": "451" } })),
+        (&other, json!({ "Ok": "message-id" })),
+    ] {
+        let call_seq = store.effects(id, None).unwrap().len() as u32;
+        store
+            .record_effect(
+                id,
+                coda_store::EffectRecord {
+                    step_seq: 0,
+                    call_seq,
+                    kind: "email".into(),
+                    digest: format!("d{call_seq}"),
+                    result,
+                    at_ms: 2_000,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .commit_step(StepCommit {
+            run_id: run.clone(),
+            expected_seq: 0,
+            step: step(0),
+            next: update(None, RunStatus::Done, None),
+        })
+        .await
+        .unwrap();
+    let usage = store.usage("acme", 0, 10_000).unwrap();
+    assert_eq!((usage.invocations, usage.fuel_used), (1, 100));
+    assert_eq!(
+        usage.effects["email"],
+        coda_store::EffectCount {
+            calls: 2,
+            succeeded: 1
+        }
+    );
+    // The window is half-open, and another tenant's calls are not counted.
+    assert_eq!(
+        store.usage("acme", 0, 2_000).unwrap(),
+        coda_store::Usage::default()
+    );
+    assert_eq!(
+        store.usage("other", 0, 10_000).unwrap().effects["email"].calls,
+        1
+    );
+}
