@@ -11,6 +11,7 @@
 //! it applies only if the run is still at the sequence the step started from, so a step can
 //! never be committed twice or over a newer one.
 
+mod grants;
 mod interactions;
 mod schema;
 mod tenants;
@@ -28,6 +29,7 @@ use coda_types::Values;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+pub use grants::{GrantRecord, SecretInfo, SecretWrite, SecretsKey};
 pub use tenants::{NewToken, PlanVersion};
 pub use writer::WriteStats;
 
@@ -46,6 +48,9 @@ pub enum StoreError {
     /// stored.
     #[error("the write was not committed: {0}")]
     NotCommitted(String),
+    /// A secret that could not be sealed or opened (the message names it, never its value).
+    #[error("secret: {0}")]
+    Secret(String),
     #[error("cannot open the database at {path}: {source}")]
     Open {
         path: PathBuf,
