@@ -207,6 +207,7 @@ pub async fn put_plan(
     // The plan may name itself (a loop through a route, its own type for the checks).
     catalog.insert_plan(&plan.name, plan.plan_type);
     coda_plan::validate(&plan, &catalog).map_err(ApiError::invalid_plan)?;
+    crate::grants::check_plan_grants(&state, &tenant, &plan, &catalog)?;
     let body = serde_json::to_value(&plan).map_err(ApiError::internal)?;
     let version = state
         .store()

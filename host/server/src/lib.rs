@@ -19,6 +19,7 @@
 mod api;
 mod auth;
 mod error;
+mod grants;
 
 use std::sync::Arc;
 
@@ -47,6 +48,8 @@ struct Inner {
     applets: Vec<AppletInfo>,
     /// The SHA-256 of the operator's token.
     operator_hash: [u8; 32],
+    /// The key tenants' secrets are sealed with; without one, secrets cannot be written.
+    secrets_key: std::sync::OnceLock<coda_store::SecretsKey>,
 }
 
 impl AppState {
@@ -64,8 +67,20 @@ impl AppState {
                 engine,
                 applets,
                 operator_hash,
+                secrets_key: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Seals tenants' secrets with `key` (the operator's: see `coda serve`).
+    pub fn with_secrets_key(self, key: coda_store::SecretsKey) -> Self {
+        // Set once, at start; a second key would make the first one's secrets unreadable.
+        let _ = self.inner.secrets_key.set(key);
+        self
+    }
+
+    pub(crate) fn secrets_key(&self) -> Option<&coda_store::SecretsKey> {
+        self.inner.secrets_key.get()
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -122,6 +137,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/runs", get(api::list_runs))
         .route("/v1/runs/{id}", get(api::get_run))
+        .merge(grants::routes())
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -3,6 +3,8 @@
 //! end-to-end test's): tenants and tokens, isolation between tenants, malformed requests,
 //! and a post-interaction run from publish to done.
 
+mod grants;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
