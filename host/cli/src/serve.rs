@@ -1,6 +1,6 @@
 //! `coda serve`: the service. One process: the HTTP API (`coda-server`) and the flow
 //! engine's scheduler over one SQLite database, with the built-in applets and a directory
-//! of others, and the capabilities of a settings file.
+//! of others; each tenant's capabilities come from the store (`grants::StoreGrants`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,7 +28,9 @@ pub struct ServeArgs {
     /// A directory of applet components (.wasm), besides the built-in ones
     #[arg(long)]
     applets: Option<PathBuf>,
-    /// Grants, SMTP servers, databases and secrets for the tenants' applets (YAML or JSON)
+    /// Seeds tenants' ceilings, grants and secrets from a settings file (YAML or JSON) at
+    /// start, replacing what the store has for those tenants; without it, the operator and
+    /// tenant APIs set them
     #[arg(long)]
     grants: Option<PathBuf>,
 }
@@ -131,7 +133,18 @@ pub async fn serve(runtime: Runtime, args: ServeArgs) -> Result<Json, Exit> {
     let infos = applets.infos().cloned().collect();
     let store = Arc::new(Store::open(&db).map_err(|e| Exit::usage("io", e.to_string()))?);
     let operator_hash = operator_token_hash(&store).await?;
-    let capabilities = crate::grants::source(args.grants.as_deref(), store.clone())?;
+    let data_dir = match db.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let secrets_key = crate::grants::secrets_key(None, &data_dir)?;
+    if let Some(file) = &args.grants {
+        crate::grants::seed(&store, &secrets_key, file).await?;
+    }
+    let capabilities = Arc::new(crate::grants::StoreGrants::new(
+        store.clone(),
+        secrets_key.clone(),
+    ));
     let engine = Arc::new(
         Engine::new(
             store,
@@ -142,7 +155,8 @@ pub async fn serve(runtime: Runtime, args: ServeArgs) -> Result<Json, Exit> {
         .with_capabilities(capabilities),
     );
     let state = coda_server::AppState::new(engine.clone(), infos, &operator_hash)
-        .map_err(|e| Exit::usage("internal", e))?;
+        .map_err(|e| Exit::usage("internal", e))?
+        .with_secrets_key(secrets_key);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| Exit::usage("io", format!("cannot listen on {}: {e}", args.listen)))?;
