@@ -24,9 +24,15 @@ pub(crate) struct Server {
 /// Starts `coda serve` on a free port with `data` as its data directory; waits until it
 /// says where it listens.
 pub(crate) fn start(data: &std::path::Path, operator: Option<&str>) -> Server {
+    start_with(data, operator, &[])
+}
+
+/// [`start`] with more arguments for `coda serve`.
+pub(crate) fn start_with(data: &std::path::Path, operator: Option<&str>, extra: &[&str]) -> Server {
     let mut command = Command::new(coda_bin());
     command
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .env("CODA_DATA_DIR", data);
     start_command(command, operator)
 }
@@ -35,6 +41,7 @@ pub(crate) fn start(data: &std::path::Path, operator: Option<&str>) -> Server {
 /// listens.
 pub(crate) fn start_command(mut command: Command, operator: Option<&str>) -> Server {
     command
+        .env_remove("CODA_SECRETS_KEY")
         .env("CODA_CACHE_DIR", cache_dir())
         .env_remove("CODA_OPERATOR_TOKEN")
         .stdout(Stdio::piped())
@@ -305,4 +312,171 @@ fn serve_takes_a_tenant_from_events_to_a_finished_run_and_stops_on_sigterm() {
     );
     assert_eq!(status, 201, "{body}");
     server.stop();
+}
+
+/// The service's grants and secrets, end to end: a tenant's plan using the `sms` applet is
+/// refused until the tenant grants it what it declares it needs, within the ceiling the
+/// operator set; then a run texts through a Twilio-speaking gateway with the credentials the
+/// tenant stored as secrets, which the database holds only sealed.
+#[test]
+fn grants_and_secrets_set_through_the_api_let_the_sms_applet_reach_its_gateway() {
+    const SID: &str = "AC00000000000000000000000000000001";
+    const AUTH: &str = "test-auth-token";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let gateway = rt
+        .block_on(coda_testkit::SmsGateway::start(Default::default()))
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let applets = crate::run::applets_dir();
+    let server = start_with(
+        data.path(),
+        Some(OPERATOR),
+        &["--applets", applets.to_str().unwrap()],
+    );
+    assert!(
+        server.banner.iter().any(|l| l.contains("secrets.key")),
+        "a generated key is announced: {:#?}",
+        server.banner
+    );
+    let (status, tenant) = server.call(
+        "POST",
+        "/v1/operator/tenants",
+        Some(OPERATOR),
+        Some(r#"{"id": "acme"}"#),
+    );
+    assert_eq!(status, 201, "{tenant}");
+    let token = tenant["token"].as_str().unwrap().to_owned();
+    let call = |method: &str, path: &str, body: Value| {
+        let body = (!body.is_null()).then(|| body.to_string());
+        server.call(method, path, Some(&token), body.as_deref())
+    };
+
+    let sms = json!({
+        "name": "texts", "type": "unattended", "start": "text",
+        "nodes": {"text": {"applet": "sms@0.1.0", "config": {
+            "base_url": gateway.url(), "from": "+15550123", "to": "{{ CLID }}",
+            "body": "Thanks {{ CustomerName }}, order {{ OrderId }} is confirmed.",
+            "account_sid_secret": "twilio-sid", "auth_token_secret": "twilio-token"}}}
+    });
+    let live = json!({
+        "name": "live", "type": "default", "start": "greet", "post_interaction": "texts",
+        "nodes": {"greet": {"applet": "set-data@0.1.0",
+            "config": {"set": [{"name": "Greeted", "value": "yes"}]}}}
+    });
+    let (status, body) = call("PUT", "/v1/plans/texts", sms.clone());
+    assert_eq!(status, 422, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("node `text` uses sms@0.1.0, which needs http, secrets")
+            && message.contains("PUT /v1/grants/sms"),
+        "{message}"
+    );
+
+    // The operator's ceiling, then the tenant's secrets and grant within it.
+    let (status, body) = server.call(
+        "PUT",
+        "/v1/operator/tenants/acme/ceiling",
+        Some(OPERATOR),
+        Some(
+            &json!({"ceiling": {"http_hosts": ["127.0.0.1:*"], "allow_private": ["127.0.0.0/8"],
+                "max_secrets": 2}})
+            .to_string(),
+        ),
+    );
+    assert_eq!(status, 200, "{body}");
+    for (name, value) in [("twilio-sid", SID), ("twilio-token", AUTH)] {
+        let (status, body) = call(
+            "PUT",
+            &format!("/v1/secrets/{name}"),
+            json!({"value": value}),
+        );
+        assert_eq!(status, 204, "{body}");
+    }
+    let (status, body) = call(
+        "PUT",
+        "/v1/grants/sms",
+        json!({"http": ["127.0.0.1:*"], "secrets": ["twilio-sid", "twilio-token"]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call("PUT", "/v1/plans/texts", sms);
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call("PUT", "/v1/plans/live", live);
+    assert_eq!(status, 201, "{body}");
+
+    let started = json!({"type": "started", "interaction": "call-1", "channel": "voice",
+        "plan": "live", "data": {"CLID": "+15550100", "CustomerName": "Ada", "OrderId": "A-17"}});
+    let (status, body) = call("POST", "/v1/interactions/events", started);
+    assert_eq!(status, 200, "{body}");
+    let ended = json!({"type": "ended", "interaction": "call-1", "outcome": "sale"});
+    let (status, body) = call("POST", "/v1/interactions/events", ended);
+    assert_eq!(status, 200, "{body}");
+    let run_id = body["runs"][0].as_str().expect("a run").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        let (_, run) = call("GET", &format!("/v1/runs/{run_id}"), Value::Null);
+        if run["status"] == "done" || run["status"] == "failed" {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "the run did not finish: {run}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        run["journal"][0]["result"],
+        json!({"exit": "sent"}),
+        "{run:#}"
+    );
+    let deliveries = gateway.deliveries();
+    assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+    assert_eq!(deliveries[0].to, "+15550100");
+    assert_eq!(deliveries[0].body, "Thanks Ada, order A-17 is confirmed.");
+    assert!(!run.to_string().contains(AUTH), "{run}");
+
+    // Revoking the grant: the next run's call is refused at run time, `not-granted`.
+    let (status, _) = call("DELETE", "/v1/grants/sms", Value::Null);
+    assert_eq!(status, 204);
+    let (status, body) = call(
+        "POST",
+        "/v1/interactions/events",
+        json!({"type": "started", "interaction": "call-2", "channel": "voice", "plan": "live",
+            "data": {"CLID": "+15550111", "CustomerName": "Grace", "OrderId": "B-2"}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = call(
+        "POST",
+        "/v1/interactions/events",
+        json!({"type": "ended", "interaction": "call-2", "outcome": "sale"}),
+    );
+    let run_id = body["runs"][0].as_str().expect("a run").to_owned();
+    let run = loop {
+        let (_, run) = call("GET", &format!("/v1/runs/{run_id}"), Value::Null);
+        if run["status"] == "done" || run["status"] == "failed" {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "the run did not finish: {run}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        run["journal"][0]["result"]
+            .to_string()
+            .contains("not-granted")
+            || run["journal"][0]["result"]
+                .to_string()
+                .contains("not granted"),
+        "{run:#}"
+    );
+    assert_eq!(gateway.deliveries().len(), 1);
+
+    server.stop();
+    for file in ["coda.db", "coda.db-wal"] {
+        if let Ok(bytes) = std::fs::read(data.path().join(file)) {
+            assert!(
+                !bytes.windows(AUTH.len()).any(|w| w == AUTH.as_bytes()),
+                "{file} holds the auth token in plaintext"
+            );
+        }
+    }
 }

@@ -130,6 +130,11 @@ fn transport(
                 })
         };
         builder = builder.credentials(Credentials::new(secret(user)?, secret(password)?));
+    } else if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
+        builder = builder.credentials(Credentials::new(
+            user.clone(),
+            password.expose().to_string(),
+        ));
     }
     Ok(builder.build())
 }

@@ -1,11 +1,12 @@
 //! The one place a grant is decided. Every capability call asks [`check`] before doing
 //! anything; no other code in this crate reads a grant or a ceiling to allow something.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-use coda_types::HostError;
+use coda_types::{Capability, HostError};
 
-use crate::settings::{AppletGrant, Settings, TenantSettings};
+use crate::settings::{AppletGrant, Ceiling, Settings, TenantSettings};
 
 /// The scheme of an HTTP request; a host pattern without a port matches its default port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,10 +124,114 @@ fn applet_grant<'a>(
     name: &str,
     version: &str,
 ) -> Option<&'a AppletGrant> {
-    tenant
-        .grants
+    grant_for(&tenant.grants, name, version)
+}
+
+/// The grant that applies to `name@version`: its version-pinned entry, else the unpinned one.
+pub fn grant_for<'a>(
+    grants: &'a BTreeMap<String, AppletGrant>,
+    name: &str,
+    version: &str,
+) -> Option<&'a AppletGrant> {
+    grants
         .get(&format!("{name}@{version}"))
-        .or_else(|| tenant.grants.get(name))
+        .or_else(|| grants.get(name))
+}
+
+/// Whether `key` can key a grant: an applet name, optionally with `@version`.
+pub fn is_valid_grant_key(key: &str) -> bool {
+    let (applet, version) = match key.split_once('@') {
+        Some((applet, version)) => (applet, Some(version)),
+        None => (key, None),
+    };
+    coda_types::names::is_valid_name(applet)
+        && version.is_none_or(|v| {
+            !v.is_empty() && v.len() <= 64 && !v.contains(char::is_whitespace) && !v.contains('@')
+        })
+}
+
+/// One part of a grant the ceiling does not allow: the grant's field and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exceeds {
+    /// `http[0]`, `email`, `sql[1]`, `interactions`.
+    pub field: String,
+    pub message: String,
+}
+
+/// Everything in `grant` that lies outside `ceiling` (empty: the grant is within it). A
+/// grant is checked here when the tenant writes it, so that what it was told it granted is
+/// what runs; [`check`] still intersects both at every call, since the operator may narrow
+/// the ceiling later. Secrets are the tenant's own (the service caps their number when they
+/// are written), so naming one is always within the ceiling.
+pub fn exceeds(ceiling: &Ceiling, grant: &AppletGrant) -> Vec<Exceeds> {
+    let mut found = Vec::new();
+    for (i, pattern) in grant.http.iter().enumerate() {
+        if !ceiling.http_hosts.iter().any(|outer| pattern.within(outer)) {
+            found.push(Exceeds {
+                field: format!("http[{i}]"),
+                message: format!(
+                    "http to `{pattern}` is outside the operator's ceiling (allowed: {})",
+                    listed(ceiling.http_hosts.iter().map(|p| p.to_string()))
+                ),
+            });
+        }
+    }
+    if grant.email && !ceiling.email {
+        found.push(Exceeds {
+            field: "email".into(),
+            message: "email is outside the operator's ceiling".into(),
+        });
+    }
+    for (i, database) in grant.sql.iter().enumerate() {
+        if !ceiling.databases.contains(database) {
+            found.push(Exceeds {
+                field: format!("sql[{i}]"),
+                message: format!(
+                    "database `{database}` is outside the operator's ceiling (allowed: {})",
+                    listed(ceiling.databases.iter().cloned())
+                ),
+            });
+        }
+    }
+    if grant.interactions && !ceiling.interactions {
+        found.push(Exceeds {
+            field: "interactions".into(),
+            message: "interactions are outside the operator's ceiling".into(),
+        });
+    }
+    found
+}
+
+fn listed(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.map(|i| format!("`{i}`")).collect();
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// The capabilities an applet declares it needs (its `describe`) that `grant` gives it
+/// nothing of. Declared needs only: a component's imports are no proof of need, since some
+/// toolchains import every interface of the world. A need is covered by any grant of its
+/// kind; which hosts, databases or secrets is the tenant's choice.
+pub fn missing_needs(grant: Option<&AppletGrant>, needs: &[Capability]) -> Vec<Capability> {
+    let mut missing: Vec<Capability> = needs
+        .iter()
+        .copied()
+        .filter(|need| {
+            let Some(grant) = grant else { return true };
+            match need {
+                Capability::Http => grant.http.is_empty(),
+                Capability::Email => !grant.email,
+                Capability::Sql => grant.sql.is_empty(),
+                Capability::Secrets => grant.secrets.is_empty(),
+                Capability::Interactions => !grant.interactions,
+            }
+        })
+        .collect();
+    missing.dedup();
+    missing
 }
 
 #[cfg(test)]
@@ -264,6 +369,47 @@ tenants:
         assert!(m.contains("tenant 'initech'"), "{m}");
         let m = not_granted(check(&s, "acme", "stranger", "1.0.0", &Access::Email));
         assert!(m.contains("stranger@1.0.0"), "{m}");
+    }
+
+    fn grant(yaml: &str) -> AppletGrant {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_grant_outside_the_ceiling_names_each_excess() {
+        let s = settings();
+        let ceiling = &s.tenants["acme"].ceiling;
+        assert!(exceeds(ceiling, &grant("{http: ['a.example.com'], email: true}")).is_empty());
+        let found = exceeds(
+            ceiling,
+            &grant("{http: ['a.example.com', 'evil.test'], sql: [reports, crm]}"),
+        );
+        let fields: Vec<&str> = found.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["http[1]", "sql[1]"], "{found:?}");
+        assert!(found[0].message.contains("`evil.test`"), "{found:?}");
+        let none = Ceiling::default();
+        let found = exceeds(&none, &grant("{email: true, interactions: true}"));
+        assert_eq!(found.len(), 2, "{found:?}");
+    }
+
+    #[test]
+    fn declared_needs_are_covered_by_a_grant_of_their_kind() {
+        let needs = [Capability::Http, Capability::Secrets];
+        assert_eq!(missing_needs(None, &needs), needs);
+        let g = grant("{http: ['api.twilio.com']}");
+        assert_eq!(missing_needs(Some(&g), &needs), [Capability::Secrets]);
+        let g = grant("{http: ['api.twilio.com'], secrets: [token]}");
+        assert!(missing_needs(Some(&g), &needs).is_empty());
+        assert!(missing_needs(None, &[]).is_empty());
+    }
+
+    #[test]
+    fn grant_keys() {
+        assert!(is_valid_grant_key("sms"));
+        assert!(is_valid_grant_key("sms@0.1.0"));
+        assert!(!is_valid_grant_key("sms@"));
+        assert!(!is_valid_grant_key("Bad Name"));
+        assert!(!is_valid_grant_key("sms@1@2"));
     }
 
     #[test]

@@ -34,6 +34,40 @@ use coda_types::{HostError, InvocationContext, Value};
 pub use grants::{Access, Scheme};
 pub use settings::{Secret, Settings, SettingsError};
 
+/// Messages sent per tenant in the last hour, for the ceiling's `email_per_hour`. Shared
+/// by every [`HostCapabilities`] of a process (the service rebuilds a tenant's when its
+/// grants change; the count must survive that).
+#[derive(Default)]
+pub struct EmailCounter {
+    sent: std::sync::Mutex<
+        std::collections::HashMap<String, std::collections::VecDeque<std::time::Instant>>,
+    >,
+}
+
+impl EmailCounter {
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+
+    /// Takes one message of `tenant`'s hourly allowance, or says it is spent.
+    fn take(&self, tenant: &str, per_hour: u32) -> Result<(), HostError> {
+        let now = std::time::Instant::now();
+        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        let times = sent.entry(tenant.to_owned()).or_default();
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Self::WINDOW)
+        {
+            times.pop_front();
+        }
+        if times.len() >= per_hour as usize {
+            return Err(HostError::LimitExceeded(format!(
+                "tenant '{tenant}' has sent {per_hour} messages in the last hour, its limit"
+            )));
+        }
+        times.push_back(now);
+        Ok(())
+    }
+}
+
 /// Creates follow-up interactions (the `interactions` capability). The lead implementation
 /// lives over the store; this crate only checks the grant and passes the call on.
 #[async_trait]
@@ -63,6 +97,7 @@ struct Inner {
     http: http::Http,
     sql: sql::Databases,
     follow_ups: Option<Arc<dyn FollowUps>>,
+    emails: Arc<EmailCounter>,
 }
 
 impl HostCapabilities {
@@ -75,25 +110,35 @@ impl HostCapabilities {
                 sql: sql::Databases::default(),
                 settings,
                 follow_ups: None,
+                emails: Arc::default(),
             }),
         })
     }
 
     /// Sets what answers `clone-interaction`. Call before handing out views.
     pub fn with_follow_ups(self, follow_ups: Arc<dyn FollowUps>) -> Self {
-        let inner = match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.follow_ups = Some(follow_ups);
-                inner
-            }
+        self.changed(|inner| inner.follow_ups = Some(follow_ups))
+    }
+
+    /// Counts sent messages in `emails` (shared with other instances) rather than in a
+    /// counter of this one's own. Call before handing out views.
+    pub fn with_email_counter(self, emails: Arc<EmailCounter>) -> Self {
+        self.changed(|inner| inner.emails = emails)
+    }
+
+    fn changed(self, change: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
             // Views already share this one: build a new one (clients are cheap to remake).
             Err(shared) => Inner {
                 settings: shared.settings.clone(),
                 http: http::Http::new(&shared.settings.http),
                 sql: sql::Databases::default(),
-                follow_ups: Some(follow_ups),
+                follow_ups: shared.follow_ups.clone(),
+                emails: shared.emails.clone(),
             },
         };
+        change(&mut inner);
         HostCapabilities {
             inner: Arc::new(inner),
         }
@@ -201,7 +246,12 @@ impl Capabilities for AppletCapabilities {
         message: EmailMessage,
     ) -> Result<String, HostError> {
         self.check(&Access::Email)?;
-        email::send(self.tenant()?, &self.tenant, &cx.idempotency_key, message).await
+        let tenant = self.tenant()?;
+        // A quota, not a grant: counted after the grant check, before the message is built.
+        if let Some(per_hour) = tenant.ceiling.email_per_hour {
+            self.host.emails.take(&self.tenant, per_hour)?;
+        }
+        email::send(tenant, &self.tenant, &cx.idempotency_key, message).await
     }
 
     async fn sql_query(

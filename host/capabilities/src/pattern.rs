@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
@@ -50,6 +50,36 @@ impl HostPattern {
             }
         };
         port_ok && host_ok
+    }
+
+    /// Whether every host and port this pattern matches, `outer` matches too, for either
+    /// scheme: a grant must lie within the ceiling as a pattern, not only for one request.
+    pub fn within(&self, outer: &HostPattern) -> bool {
+        let port_ok = match (outer.port, self.port) {
+            (PortMatch::Any, _) => true,
+            (PortMatch::Exact(o), PortMatch::Exact(p)) => o == p,
+            (PortMatch::SchemeDefault, PortMatch::SchemeDefault) => true,
+            _ => false,
+        };
+        let host_ok = match (&outer.host, &self.host) {
+            (HostMatch::Any, _) => true,
+            (HostMatch::Exact(o), HostMatch::Exact(h)) => o == h,
+            (HostMatch::Subdomains(suffix), HostMatch::Exact(h)) => {
+                h.len() > suffix.len() && h.ends_with(suffix.as_str())
+            }
+            (HostMatch::Subdomains(suffix), HostMatch::Subdomains(inner)) => {
+                inner.ends_with(suffix.as_str())
+            }
+            _ => false,
+        };
+        port_ok && host_ok
+    }
+}
+
+/// As written, so a stored grant reads back as the tenant wrote it.
+impl Serialize for HostPattern {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
     }
 }
 
@@ -201,6 +231,22 @@ mod tests {
         assert!(p("127.0.0.1:*").matches("127.0.0.1", 5000, 80));
         assert!(p("*").matches("anything.test", 443, 443));
         assert!(!p("*").matches("anything.test", 444, 443));
+    }
+
+    #[test]
+    fn within() {
+        assert!(p("api.example.com").within(&p("*.example.com")));
+        assert!(p("a.b.example.com:*").within(&p("*.example.com:*")));
+        assert!(p("*.b.example.com").within(&p("*.example.com")));
+        assert!(p("*.example.com").within(&p("*.example.com")));
+        assert!(p("anything.test:8080").within(&p("*:*")));
+        assert!(p("h.test:8080").within(&p("h.test:*")));
+        assert!(!p("example.com").within(&p("*.example.com")));
+        assert!(!p("*.example.com").within(&p("api.example.com")));
+        assert!(!p("h.test:*").within(&p("h.test:8080")));
+        assert!(!p("h.test:443").within(&p("h.test")));
+        assert!(!p("*").within(&p("*.example.com")));
+        assert!(!p("badexample.com").within(&p("*.example.com")));
     }
 
     #[test]

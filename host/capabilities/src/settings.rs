@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::pattern::HostPattern;
 
@@ -115,7 +115,7 @@ pub struct TenantSettings {
 
 /// What the operator allows a tenant at most. Everything defaults to nothing: deny by
 /// default applies to the operator's file too.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ceiling {
     #[serde(default)]
@@ -134,6 +134,26 @@ pub struct Ceiling {
     pub secrets: Vec<String>,
     #[serde(default)]
     pub interactions: bool,
+    /// Messages the tenant may send per hour (a rolling hour), counted at the email
+    /// capability; none: no limit beyond `email`.
+    #[serde(default)]
+    pub email_per_hour: Option<u32>,
+    /// How many secrets the tenant may store (the service's cap: its tenants name their own
+    /// secrets, so `secrets` above stays empty there). None: none at all in the service.
+    #[serde(default)]
+    pub max_secrets: Option<u32>,
+    /// Fuel per invocation, at most the runtime's default.
+    #[serde(default)]
+    pub fuel: Option<u64>,
+    /// Linear memory per invocation, in bytes.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// The largest applet component the tenant may upload, in bytes.
+    #[serde(default)]
+    pub upload_bytes: Option<u64>,
+    /// Runs of the tenant stepping at once.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
 }
 
 impl Default for Ceiling {
@@ -146,13 +166,19 @@ impl Default for Ceiling {
             databases: Vec::new(),
             secrets: Vec::new(),
             interactions: false,
+            email_per_hour: None,
+            max_secrets: None,
+            fuel: None,
+            memory_bytes: None,
+            upload_bytes: None,
+            concurrency: None,
         }
     }
 }
 
 /// What a tenant grants one applet; the effective grant is this intersected with the
 /// tenant's [`Ceiling`].
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppletGrant {
     #[serde(default)]
@@ -181,6 +207,13 @@ pub struct SmtpSettings {
     pub username_secret: Option<String>,
     #[serde(default)]
     pub password_secret: Option<String>,
+    /// Credentials given directly (the service's operator sets the SMTP server for the
+    /// tenant, so they are the operator's, not the tenant's secrets). The password is never
+    /// shown to the tenant.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
     /// The From of every message, e.g. `Acme Support <support@acme.example>`.
     pub from: String,
     #[serde(default = "default_smtp_timeout_ms")]
@@ -197,7 +230,7 @@ impl SmtpSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     None,
@@ -233,6 +266,23 @@ impl TryFrom<String> for DatabaseUrl {
             Ok(DatabaseUrl::Postgres(text))
         } else {
             Err("a database is `sqlite:PATH` or `postgres://…`".into())
+        }
+    }
+}
+
+impl DatabaseUrl {
+    /// The URL without its credentials (user and password), for showing to a tenant.
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(path) => format!("sqlite:{}", path.display()),
+            DatabaseUrl::Postgres(text) => match url::Url::parse(text) {
+                Ok(mut url) => {
+                    let _ = url.set_password(None);
+                    let _ = url.set_username("");
+                    url.to_string()
+                }
+                Err(_) => "postgres://<redacted>".into(),
+            },
         }
     }
 }
@@ -374,16 +424,26 @@ impl Settings {
         for (name, tenant) in &self.tenants {
             let at = |rest: &str| format!("tenants.{name}.{rest}");
             for key in tenant.grants.keys() {
-                let (applet, version) = match key.split_once('@') {
-                    Some((applet, version)) => (applet, Some(version)),
-                    None => (key.as_str(), None),
-                };
-                if !coda_types::names::is_valid_name(applet)
-                    || version.is_some_and(|v| v.is_empty() || v.contains(char::is_whitespace))
-                {
+                if !crate::grants::is_valid_grant_key(key) {
                     return Err(SettingsError::new(
                         at(&format!("grants.{key}")),
                         "a grant is keyed by an applet name, optionally with @version",
+                    ));
+                }
+            }
+            for (field, value) in [
+                ("ceiling.fuel", tenant.ceiling.fuel),
+                ("ceiling.memory_bytes", tenant.ceiling.memory_bytes),
+                ("ceiling.upload_bytes", tenant.ceiling.upload_bytes),
+                (
+                    "ceiling.concurrency",
+                    tenant.ceiling.concurrency.map(u64::from),
+                ),
+            ] {
+                if value == Some(0) {
+                    return Err(SettingsError::new(
+                        at(field),
+                        "must be at least 1 (leave it out for the host's default)",
                     ));
                 }
             }
@@ -409,6 +469,18 @@ impl Settings {
                         "username_secret and password_secret go together",
                     ));
                 }
+                if smtp.username.is_some() != smtp.password.is_some() {
+                    return Err(SettingsError::new(
+                        at("smtp"),
+                        "username and password go together",
+                    ));
+                }
+                if smtp.username.is_some() && smtp.username_secret.is_some() {
+                    return Err(SettingsError::new(
+                        at("smtp"),
+                        "give the credentials either directly (username, password) or as secrets (username_secret, password_secret), not both",
+                    ));
+                }
                 for (field, secret) in [
                     ("smtp.username_secret", &smtp.username_secret),
                     ("smtp.password_secret", &smtp.password_secret),
@@ -425,6 +497,83 @@ impl Settings {
             }
         }
         Ok(())
+    }
+}
+
+impl TenantSettings {
+    /// The operator's ceiling document for one tenant of the service (`coda serve`):
+    /// `ceiling`, `smtp` and `databases`, as JSON. Grants and secrets are the tenant's to
+    /// write (through its own API), so they are refused here, as are SMTP credentials kept
+    /// in the tenant's secrets: the operator gives its own. Errors name the field.
+    pub fn from_ceiling_json(
+        tenant: &str,
+        json: &serde_json::Value,
+    ) -> Result<TenantSettings, SettingsError> {
+        let settings: TenantSettings = serde_path_to_error::deserialize(json).map_err(|e| {
+            let path = field_path(&e);
+            SettingsError::new(path, e.into_inner().to_string())
+        })?;
+        if !settings.grants.is_empty() {
+            return Err(SettingsError::new(
+                "grants",
+                "grants are the tenant's to set (PUT /v1/grants/{applet}), not part of the ceiling",
+            ));
+        }
+        if !settings.secrets.is_empty() {
+            return Err(SettingsError::new(
+                "secrets",
+                "secrets are the tenant's to set (PUT /v1/secrets/{name}), not part of the ceiling",
+            ));
+        }
+        if !settings.ceiling.secrets.is_empty() {
+            return Err(SettingsError::new(
+                "ceiling.secrets",
+                "the service's tenants name their own secrets: cap how many with ceiling.max_secrets",
+            ));
+        }
+        if let Some(smtp) = &settings.smtp
+            && smtp.username_secret.is_some()
+        {
+            return Err(SettingsError::new(
+                "smtp.username_secret",
+                "give the SMTP server's credentials as smtp.username and smtp.password",
+            ));
+        }
+        let mut all = Settings::default();
+        all.tenants.insert(tenant.to_owned(), settings);
+        all.validate().map_err(|e| {
+            let prefix = format!("tenants.{tenant}.");
+            SettingsError {
+                path: e.path.strip_prefix(&prefix).unwrap_or(&e.path).to_owned(),
+                ..e
+            }
+        })?;
+        Ok(all.tenants.remove(tenant).unwrap_or_default())
+    }
+
+    /// What the tenant may see of its ceiling document: no SMTP password, no credentials in
+    /// database URLs.
+    pub fn ceiling_view(&self) -> serde_json::Value {
+        let smtp = self.smtp.as_ref().map(|smtp| {
+            serde_json::json!({
+                "host": smtp.host,
+                "port": smtp.port(),
+                "tls": smtp.tls,
+                "from": smtp.from,
+                "timeout_ms": smtp.timeout_ms,
+                "authenticated": smtp.username.is_some() || smtp.username_secret.is_some(),
+            })
+        });
+        let databases: serde_json::Map<String, serde_json::Value> = self
+            .databases
+            .iter()
+            .map(|(name, url)| (name.clone(), url.redacted().into()))
+            .collect();
+        serde_json::json!({
+            "ceiling": self.ceiling,
+            "smtp": smtp,
+            "databases": databases,
+        })
     }
 }
 
@@ -530,6 +679,51 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/capabilities.example.yaml");
         let s = Settings::from_file(path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.tenants["acme"].grants.len(), 5);
+    }
+
+    #[test]
+    fn the_services_ceiling_document_is_checked_and_shown_without_credentials() {
+        let doc = serde_json::json!({
+            "ceiling": { "http_hosts": ["*.example.com"], "email": true, "email_per_hour": 10,
+                         "databases": ["crm"], "max_secrets": 3, "fuel": 1000 },
+            "smtp": { "host": "mail.test", "from": "a@b.example", "username": "u",
+                      "password": "hunter2" },
+            "databases": { "crm": "postgres://app:pw@db.test/crm" },
+        });
+        let t = TenantSettings::from_ceiling_json("acme", &doc).unwrap();
+        assert_eq!(t.ceiling.email_per_hour, Some(10));
+        let view = t.ceiling_view().to_string();
+        assert!(
+            !view.contains("hunter2") && !view.contains("pw") && !view.contains("app"),
+            "{view}"
+        );
+        assert!(view.contains("db.test/crm"), "{view}");
+
+        let refused = |doc: serde_json::Value| {
+            TenantSettings::from_ceiling_json("acme", &doc)
+                .unwrap_err()
+                .path
+        };
+        assert_eq!(
+            refused(serde_json::json!({ "ceiling": { "fuel": 0 } })),
+            "ceiling.fuel"
+        );
+        assert_eq!(
+            refused(serde_json::json!({ "ceiling": { "databases": ["x"] } })),
+            "ceiling.databases[0]"
+        );
+        assert_eq!(
+            refused(serde_json::json!({ "ceiling": { "email": "yes" } })),
+            "ceiling.email"
+        );
+        assert_eq!(
+            refused(serde_json::json!({ "ceiling": { "secrets": ["a"] } })),
+            "ceiling.secrets"
+        );
+        assert_eq!(
+            refused(serde_json::json!({ "grants": { "sms": {} } })),
+            "grants"
+        );
     }
 
     #[test]

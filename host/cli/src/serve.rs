@@ -1,6 +1,6 @@
 //! `coda serve`: the service. One process: the HTTP API (`coda-server`) and the flow
 //! engine's scheduler over one SQLite database, with the built-in applets and a directory
-//! of others, and the capabilities of a settings file.
+//! of others; each tenant's capabilities come from the store (`grants::StoreGrants`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,7 +40,9 @@ pub struct ServeArgs {
     /// A directory of applet components (.wasm), besides the built-in ones
     #[arg(long)]
     applets: Option<PathBuf>,
-    /// Grants, SMTP servers, databases and secrets for the tenants' applets (YAML or JSON)
+    /// Seeds tenants' ceilings, grants and secrets from a settings file (YAML or JSON) at
+    /// start, replacing what the store has for those tenants; without it, the operator and
+    /// tenant APIs set them
     #[arg(long)]
     grants: Option<PathBuf>,
     /// The key that encrypts the tenants' secrets at rest
@@ -51,7 +53,6 @@ pub struct ServeArgs {
 /// The service's settings once flags, the config file and defaults are merged.
 // The data directory, the secrets key and the scheduler's bounds are here for the parts of
 // the service that take them (uploaded applets, secrets at rest, fair scheduling).
-#[allow(dead_code)]
 #[derive(Debug)]
 pub struct Settings {
     pub listen: String,
@@ -219,14 +220,39 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
     let applets = Arc::new(ServiceApplets::new(applets, store.clone()));
     let infos = applets.infos().cloned().collect();
     let operator_hash = operator_token_hash(&store).await?;
-    let capabilities = crate::grants::source(args.grants.as_deref(), store.clone())?;
+    // The key's file from the configuration, else $CODA_SECRETS_KEY, else the data
+    // directory's (generated on the first start).
+    let configured = match &args.secrets_key_file {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+            Exit::usage(
+                "io",
+                format!("cannot read the secrets key file {}: {e}", path.display()),
+            )
+        })?),
+        None => None,
+    };
+    std::fs::create_dir_all(&args.data_dir).map_err(|e| {
+        Exit::usage(
+            "io",
+            format!("cannot create {}: {e}", args.data_dir.display()),
+        )
+    })?;
+    let secrets_key = crate::grants::secrets_key(configured.as_deref(), &args.data_dir)?;
+    if let Some(file) = &args.grants {
+        crate::grants::seed(&store, &secrets_key, file).await?;
+    }
+    let capabilities = Arc::new(crate::grants::StoreGrants::new(
+        store.clone(),
+        secrets_key.clone(),
+    ));
     let engine = Arc::new(
         Engine::new(store, applets.clone(), Arc::new(WallClock), args.limits)
             .with_capabilities(capabilities),
     );
     let state = coda_server::AppState::new(engine.clone(), infos, &operator_hash)
         .map_err(|e| Exit::usage("internal", e))?
-        .with_installer(applets);
+        .with_installer(applets)
+        .with_secrets_key(secrets_key);
     let signalled = signalled()?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

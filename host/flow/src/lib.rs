@@ -13,8 +13,8 @@
 //! host killed at any instant resumes every run at its first uncommitted step.
 
 mod clock;
-mod control;
 mod completed;
+mod control;
 mod decide;
 mod effects;
 mod expr;
@@ -32,11 +32,11 @@ use coda_types::{AppletInfo, InvocationContext, InvocationReport, Values};
 
 pub use clock::{Clock, VirtualClock, WallClock};
 pub use coda_types::capabilities::{Capabilities, DenyAll};
-pub use control::CANCELLED_BY_API;
 pub use completed::{
     AgentView, CloneRequest, CustomerFields, DISPOSITION_PENDING, DetailsPatch,
     DispositionSubmission, NOT_EDITABLE, WorkError,
 };
+pub use control::CANCELLED_BY_API;
 pub use decide::FlowLimits;
 pub use effects::{JournaledCapabilities, ReplaySummary};
 pub use expr::evaluate as evaluate_expression;

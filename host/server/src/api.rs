@@ -211,6 +211,7 @@ pub(crate) async fn checked_plan(
         let problems = crate::applets::naming_retired(state, tenant, &plan, problems)?;
         return Err(ApiError::invalid_plan(problems));
     }
+    crate::grants::check_plan_grants(state, tenant, &plan, &catalog)?;
     Ok(plan)
 }
 

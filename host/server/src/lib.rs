@@ -20,10 +20,11 @@ mod api;
 mod applets;
 mod auth;
 mod error;
-mod plans;
-mod runs;
+mod grants;
 mod interactions;
 mod metrics;
+mod plans;
+mod runs;
 mod usage;
 
 use std::sync::Arc;
@@ -60,6 +61,8 @@ struct Inner {
     operator_hash: [u8; 32],
     /// Requests answered, by status class, for `/metrics`.
     http: metrics::HttpCounts,
+    /// The key tenants' secrets are sealed with; without one, secrets cannot be written.
+    secrets_key: std::sync::OnceLock<coda_store::SecretsKey>,
 }
 
 impl AppState {
@@ -80,6 +83,7 @@ impl AppState {
                 upload_limit: DEFAULT_UPLOAD_LIMIT,
                 operator_hash,
                 http: metrics::HttpCounts::default(),
+                secrets_key: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -106,6 +110,17 @@ impl AppState {
     /// is decided: a tenant's own cap (from its ceiling) belongs here.
     pub fn upload_limit(&self, _tenant: &str) -> usize {
         self.inner.upload_limit
+    }
+
+    /// Seals tenants' secrets with `key` (the operator's: see `coda serve`).
+    pub fn with_secrets_key(self, key: coda_store::SecretsKey) -> Self {
+        // Set once, at start; a second key would make the first one's secrets unreadable.
+        let _ = self.inner.secrets_key.set(key);
+        self
+    }
+
+    pub(crate) fn secrets_key(&self) -> Option<&coda_store::SecretsKey> {
+        self.inner.secrets_key.get()
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -167,6 +182,7 @@ pub fn router(state: AppState) -> Router {
         .merge(runs::routes())
         .merge(applets::routes())
         .merge(interactions::routes())
+        .merge(grants::routes())
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

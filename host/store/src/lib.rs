@@ -13,10 +13,11 @@
 
 mod applets;
 mod audit;
+mod grants;
 mod interactions;
 mod post_contact;
-mod runs;
 mod queue;
+mod runs;
 mod schema;
 mod tenants;
 mod usage;
@@ -38,8 +39,9 @@ use coda_types::Values;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-pub use runs::{Control, PlanVersionInfo, RunCommitted, RunFilter};
+pub use grants::{GrantRecord, SecretInfo, SecretWrite, SecretsKey};
 pub use queue::DueRun;
+pub use runs::{Control, PlanVersionInfo, RunCommitted, RunFilter};
 pub use tenants::{NewToken, PlanVersion};
 pub use usage::{EffectCount, Usage};
 pub use writer::WriteStats;
@@ -59,6 +61,9 @@ pub enum StoreError {
     /// stored.
     #[error("the write was not committed: {0}")]
     NotCommitted(String),
+    /// A secret that could not be sealed or opened (the message names it, never its value).
+    #[error("secret: {0}")]
+    Secret(String),
     #[error("cannot open the database at {path}: {source}")]
     Open {
         path: PathBuf,

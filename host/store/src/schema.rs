@@ -151,6 +151,34 @@ const MIGRATIONS: &[&str] = &[
         WHERE status IN ('ready', 'parked', 'waiting');
     CREATE INDEX steps_at ON steps (at);
     CREATE INDEX effects_at ON effects (at);",
+    // 6: what the service lets each tenant's applets do: the operator's ceiling per tenant,
+    // the tenant's grants per applet (`name` or `name@version`), its secrets sealed with the
+    // operator's key (nonce and ciphertext only), and a generation per tenant bumped by every
+    // change of these, which hosts caching a tenant's capabilities compare.
+    "CREATE TABLE ceilings (
+        tenant TEXT PRIMARY KEY REFERENCES tenants (id),
+        body TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE grants (
+        tenant TEXT NOT NULL REFERENCES tenants (id),
+        applet TEXT NOT NULL,
+        body TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant, applet)
+    );
+    CREATE TABLE secrets (
+        tenant TEXT NOT NULL REFERENCES tenants (id),
+        name TEXT NOT NULL,
+        nonce BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant, name)
+    );
+    CREATE TABLE grant_generations (
+        tenant TEXT PRIMARY KEY,
+        generation INTEGER NOT NULL
+    );",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -6,6 +6,8 @@
 
 mod applets;
 
+mod grants;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -20,9 +22,9 @@ use http_body_util::BodyExt;
 use serde_json::{Value as Json, json};
 use tower::ServiceExt;
 
-mod plans_runs;
 mod interactions;
 mod ops;
+mod plans_runs;
 
 const OPERATOR: &str = "coda_op_test_token";
 

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+mod grants;
+
 use coda_store::{
     EventWait, NewRun, RunStatus, RunUpdate, StepCommit, StepRecord, Store, StoreError,
 };

@@ -1,0 +1,351 @@
+//! Grants, the operator's ceilings and the tenant's secrets.
+//!
+//! - Operator: `GET|PUT /v1/operator/tenants/{tenant}/ceiling` — the tenant's ceiling
+//!   document (`ceiling`, `smtp`, `databases`; see `coda_capabilities::settings`).
+//! - Tenant: `GET /v1/ceiling` (without credentials), `GET /v1/grants`,
+//!   `PUT|DELETE /v1/grants/{applet}`, `GET /v1/secrets` (names only),
+//!   `PUT|DELETE /v1/secrets/{name}`.
+//!
+//! Every decision (is a grant within the ceiling, does a grant cover what an applet
+//! declares it needs) is `coda_capabilities::grants`'; this module only reads, writes and
+//! answers. A secret's value is in one request body and then only in the store, sealed:
+//! no answer, log line or error carries it.
+
+use axum::Json as Reply;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, put};
+use coda_capabilities::grants::{self, Exceeds};
+use coda_capabilities::settings::{AppletGrant, TenantSettings};
+use coda_plan::{Catalog, Plan, Problem};
+use coda_store::SecretWrite;
+use coda_types::names::is_valid_name;
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+
+use crate::error::{JsonBody, PathArgs};
+use crate::{ApiError, AppState, Operator, Tenant};
+
+/// The largest secret value, in bytes: credentials and keys, not documents.
+pub const MAX_SECRET_BYTES: usize = 64 * 1024;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/operator/tenants/{tenant}/ceiling",
+            get(get_tenant_ceiling).put(put_tenant_ceiling),
+        )
+        .route("/v1/ceiling", get(get_ceiling))
+        .route("/v1/grants", get(list_grants))
+        .route("/v1/grants/{applet}", put(put_grant).delete(delete_grant))
+        .route("/v1/secrets", get(list_secrets))
+        .route("/v1/secrets/{name}", put(put_secret).delete(delete_secret))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The tenant's ceiling document as stored (checked when the operator wrote it), or the
+/// default that allows nothing.
+pub(crate) fn tenant_ceiling(state: &AppState, tenant: &str) -> Result<TenantSettings, ApiError> {
+    match state.store().ceiling(tenant)? {
+        None => Ok(TenantSettings::default()),
+        Some(body) => TenantSettings::from_ceiling_json(tenant, &body).map_err(|e| {
+            ApiError::internal(format!("the stored ceiling of tenant `{tenant}`: {e}"))
+        }),
+    }
+}
+
+fn ceiling_answer(tenant: &str, settings: &TenantSettings, set: bool) -> Reply<Json> {
+    let mut view = settings.ceiling_view();
+    view["tenant"] = tenant.into();
+    view["set"] = set.into();
+    Reply(view)
+}
+
+fn unknown_tenant(tenant: &str) -> ApiError {
+    ApiError::not_found("unknown-tenant", format!("tenant `{tenant}` not found"))
+}
+
+async fn get_tenant_ceiling(
+    _: Operator,
+    State(state): State<AppState>,
+    PathArgs(tenant): PathArgs<String>,
+) -> Result<Reply<Json>, ApiError> {
+    // A tenant that was never created answers 404, one without a ceiling the default.
+    let Some(set) = state.store().ceiling_state(&tenant)? else {
+        return Err(unknown_tenant(&tenant));
+    };
+    Ok(ceiling_answer(
+        &tenant,
+        &tenant_ceiling(&state, &tenant)?,
+        set,
+    ))
+}
+
+async fn put_tenant_ceiling(
+    _: Operator,
+    State(state): State<AppState>,
+    PathArgs(tenant): PathArgs<String>,
+    JsonBody(body): JsonBody<Json>,
+) -> Result<Reply<Json>, ApiError> {
+    let settings = TenantSettings::from_ceiling_json(&tenant, &body).map_err(|e| {
+        let at = if e.path.is_empty() {
+            String::new()
+        } else {
+            format!("at `{}`: ", e.path)
+        };
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-ceiling",
+            format!("{at}{}", e.message),
+        )
+    })?;
+    if !state.store().set_ceiling(&tenant, &body, now_ms()).await? {
+        return Err(unknown_tenant(&tenant));
+    }
+    Ok(ceiling_answer(&tenant, &settings, true))
+}
+
+async fn get_ceiling(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+) -> Result<Reply<Json>, ApiError> {
+    let set = state.store().ceiling(&tenant)?.is_some();
+    Ok(ceiling_answer(
+        &tenant,
+        &tenant_ceiling(&state, &tenant)?,
+        set,
+    ))
+}
+
+async fn list_grants(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+) -> Result<Reply<Json>, ApiError> {
+    let grants: Vec<Json> = state
+        .store()
+        .grants(&tenant)?
+        .into_iter()
+        .map(|g| json!({ "applet": g.applet, "grant": g.body, "updated_at_ms": g.updated_at_ms }))
+        .collect();
+    Ok(Reply(json!({ "grants": grants })))
+}
+
+fn check_grant_key(applet: &str) -> Result<(), ApiError> {
+    if grants::is_valid_grant_key(applet) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid-applet",
+            format!("`{applet}` is not an applet name, optionally with @version"),
+        ))
+    }
+}
+
+async fn put_grant(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(applet): PathArgs<String>,
+    JsonBody(grant): JsonBody<AppletGrant>,
+) -> Result<Reply<Json>, ApiError> {
+    check_grant_key(&applet)?;
+    let ceiling = tenant_ceiling(&state, &tenant)?;
+    let exceeds = grants::exceeds(&ceiling.ceiling, &grant);
+    if !exceeds.is_empty() {
+        return Err(exceeds_ceiling(&applet, exceeds));
+    }
+    let body = serde_json::to_value(&grant).map_err(ApiError::internal)?;
+    state
+        .store()
+        .put_grant(&tenant, &applet, &body, now_ms())
+        .await?;
+    Ok(Reply(json!({ "applet": applet, "grant": body })))
+}
+
+fn exceeds_ceiling(applet: &str, exceeds: Vec<Exceeds>) -> ApiError {
+    let mut error = ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "exceeds-ceiling",
+        format!(
+            "the grant for `{applet}` exceeds the operator's ceiling: {}",
+            exceeds
+                .iter()
+                .map(|e| format!("{} ({})", e.message, e.field))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    );
+    error.problems = exceeds
+        .into_iter()
+        .map(|e| Problem {
+            node: None,
+            field: e.field,
+            message: e.message,
+        })
+        .collect();
+    error
+}
+
+async fn delete_grant(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(applet): PathArgs<String>,
+) -> Result<StatusCode, ApiError> {
+    if !state.store().delete_grant(&tenant, &applet).await? {
+        return Err(ApiError::not_found(
+            "unknown-grant",
+            format!("no grant for `{applet}`"),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretBody {
+    value: String,
+}
+
+fn check_secret_name(name: &str) -> Result<(), ApiError> {
+    if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid-secret-name",
+            format!(
+                "`{name}` is not a valid secret name: 1 to 64 characters of a-z 0-9 . _ -, the first a letter or digit"
+            ),
+        ))
+    }
+}
+
+async fn put_secret(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(name): PathArgs<String>,
+    JsonBody(body): JsonBody<SecretBody>,
+) -> Result<StatusCode, ApiError> {
+    check_secret_name(&name)?;
+    if body.value.len() > MAX_SECRET_BYTES {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "secret-too-large",
+            format!("`value` is longer than {MAX_SECRET_BYTES} bytes"),
+        ));
+    }
+    let key = state.secrets_key().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no-secrets-key",
+            "this server has no key to seal secrets with",
+        )
+    })?;
+    // Deny by default: a tenant whose ceiling says nothing may store no secret.
+    let max = tenant_ceiling(&state, &tenant)?
+        .ceiling
+        .max_secrets
+        .unwrap_or(0);
+    match state
+        .store()
+        .put_secret(&tenant, &name, &body.value, key, max, now_ms())
+        .await?
+    {
+        SecretWrite::Created | SecretWrite::Replaced => Ok(StatusCode::NO_CONTENT),
+        SecretWrite::TooMany { max } => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too-many-secrets",
+            format!(
+                "the operator's ceiling allows this tenant {max} secret(s) (ceiling.max_secrets), and it has them: delete one or ask for more"
+            ),
+        )),
+        SecretWrite::UnknownTenant => Err(unknown_tenant(&tenant)),
+    }
+}
+
+async fn list_secrets(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+) -> Result<Reply<Json>, ApiError> {
+    let secrets: Vec<Json> = state
+        .store()
+        .secret_names(&tenant)?
+        .into_iter()
+        .map(|s| json!({ "name": s.name, "updated_at_ms": s.updated_at_ms }))
+        .collect();
+    Ok(Reply(json!({ "secrets": secrets })))
+}
+
+async fn delete_secret(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(name): PathArgs<String>,
+) -> Result<StatusCode, ApiError> {
+    if !state.store().delete_secret(&tenant, &name).await? {
+        return Err(ApiError::not_found(
+            "unknown-secret",
+            format!("secret `{name}` not found"),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Refuses a plan that uses an applet whose declared needs (its `describe`) the tenant has
+/// not granted it, naming each node, applet and missing grant. An applet the catalog does
+/// not know is the plan validator's to report, not this check's.
+pub(crate) fn check_plan_grants(
+    state: &AppState,
+    tenant: &str,
+    plan: &Plan,
+    catalog: &impl Catalog,
+) -> Result<(), ApiError> {
+    let stored = state.store().grants(tenant)?;
+    let mut granted = std::collections::BTreeMap::new();
+    for record in stored {
+        // Stored grants were checked when written; one that no longer parses grants nothing.
+        if let Ok(grant) = serde_json::from_value::<AppletGrant>(record.body) {
+            granted.insert(record.applet, grant);
+        }
+    }
+    let mut problems = Vec::new();
+    for (id, node) in &plan.nodes {
+        let Some(info) = catalog.applet(&node.applet) else {
+            continue;
+        };
+        let grant = grants::grant_for(&granted, node.applet.name(), node.applet.version());
+        let missing = grants::missing_needs(grant, &info.capabilities);
+        if missing.is_empty() {
+            continue;
+        }
+        let needs: Vec<&str> = missing.iter().map(|c| c.name()).collect();
+        problems.push(Problem {
+            node: Some(id.clone()),
+            field: "applet".into(),
+            message: format!(
+                "node `{id}` uses {}, which needs {} and is not granted it: grant it with PUT /v1/grants/{}",
+                node.applet,
+                needs.join(", "),
+                node.applet.name()
+            ),
+        });
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let mut error = ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not-granted",
+        problems
+            .iter()
+            .map(|p| p.message.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    error.problems = problems;
+    Err(error)
+}
