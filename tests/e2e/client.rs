@@ -117,6 +117,43 @@ fn the_tenant_cli_publishes_plans_sends_events_and_shows_runs() {
     let token = tenant(&server, "acme");
     let tenant_coda = |args: &[&str], stdin: &str| coda(&url, Some(&token), args, stdin);
 
+    // The example plan's applets declare needs: refused until granted, within the ceiling
+    // the operator sets.
+    let ran = tenant_coda(&["plan", "push", EXAMPLE_PLAN], "");
+    assert_ne!(ran.status, 0, "{}", ran.stdout);
+    assert!(
+        ran.stderr.contains("PUT /v1/grants/send-email"),
+        "{}",
+        ran.stderr
+    );
+    let (status, body) = server.call(
+        "PUT",
+        "/v1/operator/tenants/acme/ceiling",
+        Some(OPERATOR),
+        Some(r#"{"ceiling": {"email": true, "interactions": true, "max_secrets": 1}}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    tenant_coda(&["grant", "set", "send-email", "--email"], "").ok();
+    tenant_coda(&["grant", "set", "create-follow-up", "--interactions"], "").ok();
+    let ran = tenant_coda(&["grant", "list"], "").ok();
+    assert!(
+        ran.stdout.contains("send-email") && ran.stdout.contains("create-follow-up"),
+        "{}",
+        ran.stdout
+    );
+    // A grant beyond the ceiling is refused, naming it.
+    let ran = tenant_coda(&["grant", "set", "sms", "--http", "api.twilio.com"], "");
+    assert_ne!(ran.status, 0, "{}", ran.stdout);
+    assert!(ran.stderr.contains("api.twilio.com"), "{}", ran.stderr);
+    // A secret from stdin; listed by name, its value never shown.
+    tenant_coda(&["secret", "set", "survey-key"], "s3cret-value\n").ok();
+    let ran = tenant_coda(&["secret", "list", "--json"], "").ok();
+    assert!(
+        ran.stdout.contains("survey-key") && !ran.stdout.contains("s3cret-value"),
+        "{}",
+        ran.stdout
+    );
+
     // Plans: an example plan by its own name; the test's two, one under --name.
     let ran = tenant_coda(&["plan", "push", EXAMPLE_PLAN], "").ok();
     assert!(

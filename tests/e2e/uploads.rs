@@ -192,3 +192,174 @@ fn an_uploaded_applet_runs_in_a_published_plan_and_after_a_restart() {
     assert_eq!(list["versions"][0]["retired"], true, "{list}");
     server.stop();
 }
+
+/// The service's whole path, as a tenant lives it: the operator creates the tenant and sets
+/// its ceiling (an SMTP server and the gateway's host); the tenant uploads its own `sms`
+/// applet, is refused publishing until it grants what the applet declares it needs, stores
+/// the gateway's credentials as secrets, grants them, publishes, and sends a call's events;
+/// the run texts the caller through a gateway speaking the Twilio API and emails them
+/// through a real SMTP server, both on loopback.
+#[test]
+fn a_tenant_uploads_grants_publishes_and_its_run_texts_and_emails_the_caller() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let gateway = rt
+        .block_on(coda_testkit::SmsGateway::start(Default::default()))
+        .unwrap();
+    let smtp = rt
+        .block_on(coda_testkit::SmtpServer::start(
+            coda_testkit::SmtpMode::Accept,
+            None,
+        ))
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path(), Some(OPERATOR));
+    let (status, tenant) = server.call(
+        "POST",
+        "/v1/operator/tenants",
+        Some(OPERATOR),
+        Some(r#"{"id": "acme"}"#),
+    );
+    assert_eq!(status, 201, "{tenant}");
+    let token = tenant["token"].as_str().unwrap().to_owned();
+    let call = |method: &str, path: &str, body: Value| {
+        let body = (!body.is_null()).then(|| body.to_string());
+        server.call(method, path, Some(&token), body.as_deref())
+    };
+
+    let (status, uploaded) = send(
+        &server,
+        "POST",
+        "/v1/applets",
+        &token,
+        "application/wasm",
+        &artifacts::read(artifacts::SMS),
+    );
+    assert_eq!(status, 201, "{uploaded}");
+    let declared = uploaded["capabilities"].to_string();
+    assert!(
+        declared.contains("http") && declared.contains("secret"),
+        "the upload answers what it asks to be granted: {uploaded:#}"
+    );
+    let sms = format!("sms@{}", uploaded["version"].as_str().unwrap());
+
+    let after = json!({
+        "name": "after", "type": "unattended", "start": "text",
+        "nodes": {
+            "text": {"applet": sms, "config": {
+                "base_url": gateway.url(), "from": "+15550123", "to": "{{ CLID }}",
+                "body": "Thanks {{ CustomerName }}, order {{ OrderId }} is confirmed.",
+                "account_sid_secret": "twilio-sid", "auth_token_secret": "twilio-token"},
+                "exits": {"sent": "mail"}},
+            "mail": {"applet": "send-email@0.1.0", "config": {
+                "to": ["ada@example.com"],
+                "subject": "Your order {{ OrderId }}",
+                "text": "Thanks {{ CustomerName }}: order {{ OrderId }} is confirmed."}}
+        }
+    });
+    let live = json!({
+        "name": "live", "type": "default", "start": "greet", "post_interaction": "after",
+        "nodes": {"greet": {"applet": "set-data@0.1.0",
+            "config": {"set": [{"name": "Greeted", "value": "yes"}]}}}
+    });
+    // Nothing granted yet: refused, naming the node, the applet and what to grant.
+    let (status, body) = call("PUT", "/v1/plans/after", after.clone());
+    assert_eq!(status, 422, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("node `text`") && message.contains("PUT /v1/grants/sms"),
+        "{body}"
+    );
+
+    let (status, body) = server.call(
+        "PUT",
+        "/v1/operator/tenants/acme/ceiling",
+        Some(OPERATOR),
+        Some(
+            &json!({
+                "ceiling": {"http_hosts": ["127.0.0.1:*"], "allow_private": ["127.0.0.0/8"],
+                    "email": true, "max_secrets": 5},
+                "smtp": {"host": "127.0.0.1", "port": smtp.port(), "tls": "none",
+                    "from": "Acme <support@acme.example>"}
+            })
+            .to_string(),
+        ),
+    );
+    assert_eq!(status, 200, "{body}");
+    for (name, value) in [
+        ("twilio-sid", "AC00000000000000000000000000000001"),
+        ("twilio-token", "test-auth-token"),
+    ] {
+        let (status, body) = call(
+            "PUT",
+            &format!("/v1/secrets/{name}"),
+            json!({ "value": value }),
+        );
+        assert_eq!(status, 204, "{body}");
+    }
+    let (status, body) = call(
+        "PUT",
+        "/v1/grants/sms",
+        json!({"http": ["127.0.0.1:*"], "secrets": ["twilio-sid", "twilio-token"]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call("PUT", "/v1/grants/send-email", json!({"email": true}));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call("PUT", "/v1/plans/after", after);
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call("PUT", "/v1/plans/live", live);
+    assert_eq!(status, 201, "{body}");
+
+    let (status, body) = call(
+        "POST",
+        "/v1/interactions/events",
+        json!({"type": "started", "interaction": "call-1", "channel": "voice", "plan": "live",
+            "data": {"CLID": "+15550100", "CustomerName": "Ada", "OrderId": "A-17"}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(
+        "POST",
+        "/v1/interactions/events",
+        json!({"type": "ended", "interaction": "call-1", "outcome": "sale"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let run_id = body["runs"][0].as_str().expect("a run").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        let (_, run) = call("GET", &format!("/v1/runs/{run_id}"), Value::Null);
+        if run["status"] == "done" || run["status"] == "failed" {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "the run did not finish: {run}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(run["status"], "done", "{run:#}");
+    let deliveries = gateway.deliveries();
+    assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+    assert_eq!(deliveries[0].to, "+15550100");
+    assert_eq!(deliveries[0].body, "Thanks Ada, order A-17 is confirmed.");
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "{run:#}");
+    assert_eq!(mails[0].to, ["ada@example.com"]);
+    assert_eq!(
+        mails[0].header("Subject").as_deref(),
+        Some("Your order A-17")
+    );
+    assert!(
+        mails[0]
+            .body()
+            .contains("Thanks Ada: order A-17 is confirmed."),
+        "{}",
+        mails[0].data
+    );
+    // The secrets went to the gateway, never into the run's record.
+    assert!(!run.to_string().contains("test-auth-token"), "{run}");
+    server.stop();
+    rt.block_on(async move {
+        gateway.server.stop().await;
+        drop(smtp);
+    });
+}

@@ -392,3 +392,60 @@ impl FollowUps for StoreFollowUps {
         }
     }
 }
+
+/// Each tenant's scheduler bounds (`concurrency` in its ceiling) for the fair scheduler,
+/// which asks at every pick: read from the store at most once a second per tenant, so a
+/// ceiling the operator changes applies within a second, on every node.
+pub struct CeilingLimits {
+    store: Arc<Store>,
+    cache: Mutex<HashMap<String, (std::time::Instant, coda_flow::TenantLimit)>>,
+}
+
+impl CeilingLimits {
+    const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+    pub fn new(store: Arc<Store>) -> Self {
+        CeilingLimits {
+            store,
+            cache: Mutex::default(),
+        }
+    }
+
+    fn read(&self, tenant: &str) -> coda_flow::TenantLimit {
+        let ceiling = match self.store.ceiling(tenant) {
+            Ok(Some(body)) => TenantSettings::from_ceiling_json(tenant, &body).ok(),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(tenant, "cannot read the tenant's ceiling: {e}");
+                None
+            }
+        };
+        coda_flow::TenantLimit {
+            concurrency: ceiling
+                .and_then(|s| s.ceiling.concurrency)
+                .map(|n| n as usize),
+            queue: None,
+        }
+    }
+}
+
+impl coda_flow::TenantLimits for CeilingLimits {
+    fn limits(&self, tenant: &str) -> coda_flow::TenantLimit {
+        let now = std::time::Instant::now();
+        if let Some((at, limit)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant)
+            && now.duration_since(*at) < Self::FRESH_FOR
+        {
+            return *limit;
+        }
+        let limit = self.read(tenant);
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_owned(), (now, limit));
+        limit
+    }
+}

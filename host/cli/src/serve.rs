@@ -245,9 +245,11 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
         store.clone(),
         secrets_key.clone(),
     ));
+    let tenant_limits = Arc::new(crate::grants::CeilingLimits::new(store.clone()));
     let engine = Arc::new(
         Engine::new(store, applets.clone(), Arc::new(WallClock), args.limits)
-            .with_capabilities(capabilities),
+            .with_capabilities(capabilities)
+            .with_tenant_limits(tenant_limits),
     );
     let state = coda_server::AppState::new(engine.clone(), infos, &operator_hash)
         .map_err(|e| Exit::usage("internal", e))?

@@ -108,8 +108,18 @@ impl AppState {
 
     /// The largest component `tenant` may upload, in bytes. The one place an upload's size
     /// is decided: a tenant's own cap (from its ceiling) belongs here.
-    pub fn upload_limit(&self, _tenant: &str) -> usize {
-        self.inner.upload_limit
+    pub fn upload_limit(&self, tenant: &str) -> usize {
+        // The operator's cap for this tenant (its ceiling's `upload_bytes`), which may be
+        // above the default (a Python applet carries its interpreter) or below it.
+        match grants::tenant_ceiling(self, tenant) {
+            Ok(settings) => settings
+                .ceiling
+                .upload_bytes
+                .map_or(self.inner.upload_limit, |b| {
+                    usize::try_from(b).unwrap_or(usize::MAX)
+                }),
+            Err(_) => self.inner.upload_limit,
+        }
     }
 
     /// Seals tenants' secrets with `key` (the operator's: see `coda serve`).
