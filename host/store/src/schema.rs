@@ -110,7 +110,7 @@ const MIGRATIONS: &[&str] = &[
         retired_at INTEGER,
         PRIMARY KEY (tenant, name, version)
     );",
-    // 8: listing a tenant's runs (`GET /v1/runs`) by page, and by interaction, without a
+    // 6: listing a tenant's runs (`GET /v1/runs`) by page, and by interaction, without a
     // scan of every tenant's runs. Neither column is ever updated, so a step commit pays
     // nothing for these; plan and status (updated by step commits) are filtered within the
     // tenant's index instead of getting indexes of their own.
@@ -145,13 +145,13 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL,
         PRIMARY KEY (tenant, agent)
     );",
-    // 9: the fair scheduler's index (each tenant's due runs in due order, read without
+    // 8: the fair scheduler's index (each tenant's due runs in due order, read without
     // touching the rows) and the usage windows' indexes (steps and effects by time).
     "CREATE INDEX runs_due_by_tenant ON runs (tenant, due_at, id)
         WHERE status IN ('ready', 'parked', 'waiting');
     CREATE INDEX steps_at ON steps (at);
     CREATE INDEX effects_at ON effects (at);",
-    // 6: what the service lets each tenant's applets do: the operator's ceiling per tenant,
+    // 9: what the service lets each tenant's applets do: the operator's ceiling per tenant,
     // the tenant's grants per applet (`name` or `name@version`), its secrets sealed with the
     // operator's key (nonce and ciphertext only), and a generation per tenant bumped by every
     // change of these, which hosts caching a tenant's capabilities compare.
