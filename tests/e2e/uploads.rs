@@ -363,3 +363,55 @@ fn a_tenant_uploads_grants_publishes_and_its_run_texts_and_emails_the_caller() {
         drop(smtp);
     });
 }
+
+/// The operator's ceiling bounds each invocation of the tenant's applets: with a fuel cap
+/// far below what a step needs, the step is stopped by the fuel limit and the journal says
+/// so; another tenant, without that cap, runs the same plan to the end.
+#[test]
+fn a_tenants_fuel_cap_from_its_ceiling_stops_its_steps_and_only_its_own() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path(), Some(OPERATOR));
+    let mut tokens = Vec::new();
+    for id in ["capped", "free"] {
+        let (status, tenant) = server.call(
+            "POST",
+            "/v1/operator/tenants",
+            Some(OPERATOR),
+            Some(&json!({ "id": id }).to_string()),
+        );
+        assert_eq!(status, 201, "{tenant}");
+        tokens.push(tenant["token"].as_str().unwrap().to_owned());
+    }
+    let (status, body) = server.call(
+        "PUT",
+        "/v1/operator/tenants/capped/ceiling",
+        Some(OPERATOR),
+        Some(r#"{"ceiling": {"fuel": 1000}}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let after = r#"{"name": "after", "type": "unattended", "start": "mark",
+        "nodes": {"mark": {"applet": "set-data@0.1.0",
+            "config": {"set": [{"name": "Marked", "value": "yes"}]}}}}"#;
+    let mut runs = Vec::new();
+    for token in &tokens {
+        for (name, plan) in [("after", after.to_owned()), ("live", live())] {
+            let (status, body) = server.call(
+                "PUT",
+                &format!("/v1/plans/{name}"),
+                Some(token),
+                Some(&plan),
+            );
+            assert_eq!(status, 201, "{body}");
+        }
+        runs.push(interaction_runs(&server, token, "call-1"));
+    }
+    let capped = &runs[0];
+    let step = capped["journal"][0].to_string();
+    assert!(
+        capped["status"] == "failed" && step.contains("fuel"),
+        "the capped tenant's step stops at its fuel cap: {capped:#}"
+    );
+    assert_eq!(runs[1]["status"], "done", "{:#}", runs[1]);
+    assert_eq!(runs[1]["data"]["Marked"], "yes", "{:#}", runs[1]);
+    server.stop();
+}

@@ -117,14 +117,33 @@ impl Applets for DirApplets {
             .applets
             .get(&applet.to_string())
             .ok_or_else(|| format!("applet {applet} is not installed"))?;
-        Ok(self.run(loaded, input).await)
+        Ok(self.run(loaded, input, Caps::default()).await)
     }
+}
+
+/// A tenant's own bounds on one invocation (its ceiling's `fuel` and `memory_bytes`), in
+/// place of the runtime's defaults where the operator set them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Caps {
+    pub fuel: Option<u64>,
+    pub memory_bytes: Option<u64>,
 }
 
 impl DirApplets {
     /// One step of a loaded applet.
-    async fn run(&self, loaded: &LoadedApplet, input: StepInput) -> coda_runtime::Report {
+    async fn run(
+        &self,
+        loaded: &LoadedApplet,
+        input: StepInput,
+        caps: Caps,
+    ) -> coda_runtime::Report {
         let mut invocation = Invocation::new(input.context, input.config);
+        if let Some(fuel) = caps.fuel {
+            invocation.limits.fuel = fuel;
+        }
+        if let Some(memory) = caps.memory_bytes {
+            invocation.limits.memory_bytes = memory;
+        }
         invocation.data = input.data;
         invocation.state = input.state;
         invocation.capabilities = input.capabilities;
@@ -145,14 +164,21 @@ pub struct ServiceApplets {
     /// `(tenant, name@version)` to the loaded component. Kept for the life of the process:
     /// a version is immutable, and a retired one still runs for the plans that use it.
     tenants: std::sync::RwLock<HashMap<(String, String), Arc<LoadedApplet>>>,
+    /// Each tenant's invocation caps, from its ceiling.
+    ceilings: Arc<crate::grants::CeilingLimits>,
 }
 
 impl ServiceApplets {
-    pub fn new(global: DirApplets, store: Arc<coda_store::Store>) -> Self {
+    pub fn new(
+        global: DirApplets,
+        store: Arc<coda_store::Store>,
+        ceilings: Arc<crate::grants::CeilingLimits>,
+    ) -> Self {
         ServiceApplets {
             global,
             store,
             tenants: Default::default(),
+            ceilings,
         }
     }
 
@@ -237,11 +263,12 @@ impl Applets for ServiceApplets {
         applet: &AppletRef,
         input: StepInput,
     ) -> Result<coda_runtime::Report, String> {
-        if self.global.applets.contains_key(&applet.to_string()) {
-            return self.global.invoke(tenant, applet, input).await;
+        let caps = self.ceilings.caps(tenant);
+        if let Some(loaded) = self.global.applets.get(&applet.to_string()) {
+            return Ok(self.global.run(loaded, input, caps).await);
         }
         let loaded = self.uploaded(tenant, applet).await?;
-        Ok(self.global.run(&loaded, input).await)
+        Ok(self.global.run(&loaded, input, caps).await)
     }
 }
 

@@ -393,12 +393,19 @@ impl FollowUps for StoreFollowUps {
     }
 }
 
-/// Each tenant's scheduler bounds (`concurrency` in its ceiling) for the fair scheduler,
-/// which asks at every pick: read from the store at most once a second per tenant, so a
-/// ceiling the operator changes applies within a second, on every node.
+/// Each tenant's bounds from its ceiling: its scheduler concurrency (for the fair
+/// scheduler, which asks at every pick) and its invocation caps (fuel, memory). Read from
+/// the store at most once a second per tenant, so a ceiling the operator changes applies
+/// within a second, on every node.
 pub struct CeilingLimits {
     store: Arc<Store>,
-    cache: Mutex<HashMap<String, (std::time::Instant, coda_flow::TenantLimit)>>,
+    cache: Mutex<HashMap<String, (std::time::Instant, Bounds)>>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Bounds {
+    limit: coda_flow::TenantLimit,
+    caps: crate::applets::Caps,
 }
 
 impl CeilingLimits {
@@ -411,41 +418,59 @@ impl CeilingLimits {
         }
     }
 
-    fn read(&self, tenant: &str) -> coda_flow::TenantLimit {
+    /// The tenant's invocation caps; none where its ceiling sets none.
+    pub fn caps(&self, tenant: &str) -> crate::applets::Caps {
+        self.bounds(tenant).caps
+    }
+
+    fn read(&self, tenant: &str) -> Bounds {
         let ceiling = match self.store.ceiling(tenant) {
-            Ok(Some(body)) => TenantSettings::from_ceiling_json(tenant, &body).ok(),
+            Ok(Some(body)) => TenantSettings::from_ceiling_json(tenant, &body)
+                .ok()
+                .map(|s| s.ceiling),
             Ok(None) => None,
             Err(e) => {
                 tracing::warn!(tenant, "cannot read the tenant's ceiling: {e}");
                 None
             }
         };
-        coda_flow::TenantLimit {
-            concurrency: ceiling
-                .and_then(|s| s.ceiling.concurrency)
-                .map(|n| n as usize),
-            queue: None,
+        let Some(ceiling) = ceiling else {
+            return Bounds::default();
+        };
+        Bounds {
+            limit: coda_flow::TenantLimit {
+                concurrency: ceiling.concurrency.map(|n| n as usize),
+                queue: None,
+            },
+            caps: crate::applets::Caps {
+                fuel: ceiling.fuel,
+                memory_bytes: ceiling.memory_bytes,
+            },
         }
     }
-}
 
-impl coda_flow::TenantLimits for CeilingLimits {
-    fn limits(&self, tenant: &str) -> coda_flow::TenantLimit {
+    fn bounds(&self, tenant: &str) -> Bounds {
         let now = std::time::Instant::now();
-        if let Some((at, limit)) = self
+        if let Some((at, bounds)) = self
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(tenant)
             && now.duration_since(*at) < Self::FRESH_FOR
         {
-            return *limit;
+            return *bounds;
         }
-        let limit = self.read(tenant);
+        let bounds = self.read(tenant);
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(tenant.to_owned(), (now, limit));
-        limit
+            .insert(tenant.to_owned(), (now, bounds));
+        bounds
+    }
+}
+
+impl coda_flow::TenantLimits for CeilingLimits {
+    fn limits(&self, tenant: &str) -> coda_flow::TenantLimit {
+        self.bounds(tenant).limit
     }
 }

@@ -217,7 +217,13 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
     let store = Arc::new(Store::open(&db).map_err(|e| Exit::usage("io", e.to_string()))?);
     // Tenants' uploads run beside the built-in and directory applets; the same object
     // checks and compiles uploads, so an upload runs on this node without compiling again.
-    let applets = Arc::new(ServiceApplets::new(applets, store.clone()));
+    // Each tenant's ceiling bounds its steps in flight and each invocation's fuel and memory.
+    let ceilings = Arc::new(crate::grants::CeilingLimits::new(store.clone()));
+    let applets = Arc::new(ServiceApplets::new(
+        applets,
+        store.clone(),
+        ceilings.clone(),
+    ));
     let infos = applets.infos().cloned().collect();
     let operator_hash = operator_token_hash(&store).await?;
     // The key's file from the configuration, else $CODA_SECRETS_KEY, else the data
@@ -245,11 +251,10 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
         store.clone(),
         secrets_key.clone(),
     ));
-    let tenant_limits = Arc::new(crate::grants::CeilingLimits::new(store.clone()));
     let engine = Arc::new(
         Engine::new(store, applets.clone(), Arc::new(WallClock), args.limits)
             .with_capabilities(capabilities)
-            .with_tenant_limits(tenant_limits),
+            .with_tenant_limits(ceilings),
     );
     let state = coda_server::AppState::new(engine.clone(), infos, &operator_hash)
         .map_err(|e| Exit::usage("internal", e))?
