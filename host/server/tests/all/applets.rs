@@ -70,7 +70,7 @@ fn harness_with(runtime: Runtime, builtins: Vec<AppletInfo>, limit: usize) -> Ha
     }
 }
 
-fn harness() -> Harness {
+pub(super) fn harness() -> Harness {
     harness_with(
         runtime(),
         vec![step_info(), wait_info()],
