@@ -210,7 +210,16 @@ async fn tenant_a(h: &Harness, acme: &str) -> Ids {
         "PUT",
         "/v1/skills/acme-skill/post-contact",
         Some(acme),
-        json_body(json!({ "mode": "wrap-up" })),
+        json_body(json!({ "mode": "wrap-up", "seconds": 30, "unavailable_code": "acw" })),
+    )
+    .await;
+    assert!(status.is_success(), "{body}");
+    let (status, body) = call(
+        h,
+        "PUT",
+        "/v1/operator/tenants/acme/ceiling",
+        Some(OPERATOR),
+        json_body(json!({ "ceiling": { "max_secrets": 5 } })),
     )
     .await;
     assert!(status.is_success(), "{body}");
@@ -276,7 +285,15 @@ async fn every_tenant_operation_answers_404_for_another_tenants_ids() {
         } else {
             path
         };
-        let body = op.json_body.then(|| ("application/json", b"{}".to_vec()));
+        // A well-formed body, so that only the id can be what is refused.
+        let body = match template {
+            "/v1/interactions/{id}/clone" => json!({ "channel": "voice", "queue": "q" }),
+            "/v1/interactions/{id}/disposition" => json!({ "code": "sale" }),
+            _ => json!({}),
+        };
+        let body = op
+            .json_body
+            .then(|| ("application/json", body.to_string().into_bytes()));
         let (status, bytes) = raw(&h, method, &path, Some(&globex), body).await;
         let text = String::from_utf8_lossy(&bytes);
         if template.contains('{') {
