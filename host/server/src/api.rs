@@ -23,11 +23,13 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "Alive", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)))]
 pub async fn healthz() -> Reply<Json> {
     Reply(json!({ "status": "ok" }))
 }
 
 /// Ready when the database answers a read.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "Ready (503 when its database is not)", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.store().operator_token_hash() {
         Ok(_) => Reply(json!({ "status": "ready" })).into_response(),
@@ -68,6 +70,7 @@ pub struct CreateTenant {
     id: String,
 }
 
+#[utoipa::path(post, path = "/v1/operator/tenants", request_body(content = Object, content_type = "application/json", description = "The new tenant: `{\"id\"}`"), responses((status = 200, description = "Created", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
 pub async fn create_tenant(
     _: Operator,
     State(state): State<AppState>,
@@ -103,6 +106,7 @@ pub async fn create_tenant(
         .into_response())
 }
 
+#[utoipa::path(post, path = "/v1/operator/tenants/{tenant}/tokens", params(("tenant" = String, Path, description = "tenant")), responses((status = 200, description = "A new token, shown once", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
 pub async fn create_token(
     _: Operator,
     State(state): State<AppState>,
@@ -124,6 +128,7 @@ fn unknown_tenant(tenant: &str) -> ApiError {
     ApiError::not_found("unknown-tenant", format!("tenant `{tenant}` not found"))
 }
 
+#[utoipa::path(delete, path = "/v1/operator/tenants/{tenant}/tokens/{token_id}", params(("tenant" = String, Path, description = "tenant"), ("token_id" = String, Path, description = "token_id")), responses((status = 200, description = "Revoked", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
 pub async fn revoke_token(
     _: Operator,
     State(state): State<AppState>,
@@ -215,6 +220,7 @@ pub(crate) async fn checked_plan(
     Ok(plan)
 }
 
+#[utoipa::path(put, path = "/v1/plans/{name}", params(("name" = String, Path, description = "name")), request_body(content = String, content_type = "application/yaml", description = "A plan, YAML or JSON text"), responses((status = 200, description = "Published", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 pub async fn put_plan(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -234,6 +240,7 @@ pub async fn put_plan(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/v1/plans", responses((status = 200, description = "The tenant's plans", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 pub async fn list_plans(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -275,6 +282,7 @@ fn plan_answer(
     }
 }
 
+#[utoipa::path(get, path = "/v1/plans/{name}", params(("name" = String, Path, description = "name")), responses((status = 200, description = "The plan's current version", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 pub async fn get_plan(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -283,6 +291,7 @@ pub async fn get_plan(
     plan_answer(&state, &tenant, &name, None, None)
 }
 
+#[utoipa::path(get, path = "/v1/plans/{name}/versions/{version}", params(("name" = String, Path, description = "name"), ("version" = u32, Path, description = "version")), responses((status = 200, description = "One version of a plan", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 pub async fn get_plan_version(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -298,6 +307,7 @@ pub async fn get_plan_version(
     }
 }
 
+#[utoipa::path(post, path = "/v1/interactions/events", request_body(content = Object, content_type = "application/json", description = "An interaction event"), responses((status = 200, description = "Recorded; the runs it started", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 pub async fn post_event(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -394,6 +404,7 @@ pub(crate) fn interaction_json(record: &InteractionRecord) -> Json {
     })
 }
 
+#[utoipa::path(get, path = "/v1/interactions/{id}", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The interaction", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 pub async fn get_interaction(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -406,6 +417,7 @@ pub async fn get_interaction(
 }
 
 /// Sets or replaces the post-flow action of a live interaction.
+#[utoipa::path(put, path = "/v1/interactions/{id}/post-flow", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The post-flow action"), responses((status = 200, description = "Set", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 pub async fn put_post_flow(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -425,6 +437,7 @@ pub async fn put_post_flow(
     Ok(Reply(interaction_json(&record)))
 }
 
+#[utoipa::path(delete, path = "/v1/interactions/{id}/post-flow", params(("id" = String, Path, description = "id")), responses((status = 200, description = "Cleared", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 pub async fn delete_post_flow(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -441,6 +454,7 @@ pub async fn delete_post_flow(
 
 /// Delivers a named event (an agent's disposition, a survey reply) to the interaction's
 /// runs waiting for it; the body, any JSON, is their data source `Event`.
+#[utoipa::path(post, path = "/v1/interactions/{id}/events/{event}", params(("id" = String, Path, description = "id"), ("event" = String, Path, description = "event")), request_body(content = Object, content_type = "application/json", description = "Any JSON: the waiting runs' data source `Event` (may be empty)"), responses((status = 200, description = "The runs woken", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 pub async fn deliver_event(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -484,6 +498,7 @@ pub(crate) fn run_json(run: &RunRecord) -> Json {
     })
 }
 
+#[utoipa::path(get, path = "/v1/runs/{id}", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The run with its journal", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 pub async fn get_run(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

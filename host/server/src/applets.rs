@@ -14,17 +14,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use axum::Json as Reply;
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use coda_plan::{Plan, Problem, compare_versions};
 use coda_store::{AppletRecord, NewApplet, PutApplet};
 use coda_types::AppletInfo;
 use http_body_util::BodyExt;
 use serde_json::{Value as Json, json};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::PathArgs;
 use crate::{ApiError, AppState, Tenant};
@@ -65,19 +64,15 @@ pub trait AppletInstaller: Send + Sync {
     async fn inspect(&self, bytes: &[u8], max_bytes: usize) -> Result<InspectedApplet, Refused>;
 }
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/applets",
-            // The router's 1 MiB body limit is for JSON; an upload's limit is the tenant's,
-            // counted as the body streams in `read_limited`.
-            post(upload).layer(DefaultBodyLimit::disable()).get(list),
-        )
-        .route("/v1/applets/{name}", get(versions))
-        .route(
-            "/v1/applets/{name}/versions/{version}",
-            get(describe).delete(retire),
-        )
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    let (schemas, paths, upload) = routes!(upload);
+    OpenApiRouter::new()
+        // The router's 1 MiB body limit is for JSON; an upload's limit is the tenant's,
+        // counted as the body streams in `read_limited`.
+        .routes((schemas, paths, upload.layer(DefaultBodyLimit::disable())))
+        .routes(routes!(list))
+        .routes(routes!(versions))
+        .routes(routes!(describe, retire))
 }
 
 fn now_ms() -> i64 {
@@ -174,6 +169,7 @@ fn builtin<'a>(state: &'a AppState, name: &str, version: &str) -> Option<&'a App
 }
 
 /// `POST /v1/applets`: the body is the component.
+#[utoipa::path(post, path = "/v1/applets", request_body(content = Vec<u8>, content_type = "application/wasm", description = "A WebAssembly component"), responses((status = 200, description = "Installed", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 pub async fn upload(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -300,6 +296,7 @@ fn by_name(state: &AppState, tenant: &str) -> Result<BTreeMap<String, Json>, Api
 }
 
 /// `GET /v1/applets`.
+#[utoipa::path(get, path = "/v1/applets", responses((status = 200, description = "The tenant's applets", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 pub async fn list(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -319,6 +316,7 @@ fn unknown_applet(name: &str, version: Option<&str>) -> ApiError {
 }
 
 /// `GET /v1/applets/{name}`.
+#[utoipa::path(get, path = "/v1/applets/{name}", params(("name" = String, Path, description = "name")), responses((status = 200, description = "An applet's versions", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 pub async fn versions(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -331,6 +329,7 @@ pub async fn versions(
 }
 
 /// `GET /v1/applets/{name}/versions/{version}`.
+#[utoipa::path(get, path = "/v1/applets/{name}/versions/{version}", params(("name" = String, Path, description = "name"), ("version" = String, Path, description = "version")), responses((status = 200, description = "One version described", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 pub async fn describe(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -348,6 +347,7 @@ pub async fn describe(
 /// `DELETE /v1/applets/{name}/versions/{version}`: retires the version. Plan versions
 /// published before and runs in flight keep running it; publishing a plan that names it
 /// is refused from now on.
+#[utoipa::path(delete, path = "/v1/applets/{name}/versions/{version}", params(("name" = String, Path, description = "name"), ("version" = String, Path, description = "version")), responses((status = 200, description = "Retired", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 pub async fn retire(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

@@ -12,10 +12,8 @@
 //! no answer, log line or error carries it.
 
 use axum::Json as Reply;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, put};
 use coda_capabilities::grants::{self, Exceeds};
 use coda_capabilities::settings::{AppletGrant, TenantSettings};
 use coda_plan::{Catalog, Plan, Problem};
@@ -23,6 +21,7 @@ use coda_store::SecretWrite;
 use coda_types::names::is_valid_name;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{JsonBody, PathArgs};
 use crate::{ApiError, AppState, Operator, Tenant};
@@ -30,17 +29,14 @@ use crate::{ApiError, AppState, Operator, Tenant};
 /// The largest secret value, in bytes: credentials and keys, not documents.
 pub const MAX_SECRET_BYTES: usize = 64 * 1024;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/operator/tenants/{tenant}/ceiling",
-            get(get_tenant_ceiling).put(put_tenant_ceiling),
-        )
-        .route("/v1/ceiling", get(get_ceiling))
-        .route("/v1/grants", get(list_grants))
-        .route("/v1/grants/{applet}", put(put_grant).delete(delete_grant))
-        .route("/v1/secrets", get(list_secrets))
-        .route("/v1/secrets/{name}", put(put_secret).delete(delete_secret))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_tenant_ceiling, put_tenant_ceiling))
+        .routes(routes!(get_ceiling))
+        .routes(routes!(list_grants))
+        .routes(routes!(put_grant, delete_grant))
+        .routes(routes!(list_secrets))
+        .routes(routes!(put_secret, delete_secret))
 }
 
 fn now_ms() -> i64 {
@@ -72,6 +68,7 @@ fn unknown_tenant(tenant: &str) -> ApiError {
     ApiError::not_found("unknown-tenant", format!("tenant `{tenant}` not found"))
 }
 
+#[utoipa::path(get, path = "/v1/operator/tenants/{tenant}/ceiling", params(("tenant" = String, Path, description = "tenant")), responses((status = 200, description = "The tenant's ceiling", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
 async fn get_tenant_ceiling(
     _: Operator,
     State(state): State<AppState>,
@@ -88,6 +85,7 @@ async fn get_tenant_ceiling(
     ))
 }
 
+#[utoipa::path(put, path = "/v1/operator/tenants/{tenant}/ceiling", params(("tenant" = String, Path, description = "tenant")), request_body(content = Object, content_type = "application/json", description = "The ceiling"), responses((status = 200, description = "Set", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
 async fn put_tenant_ceiling(
     _: Operator,
     State(state): State<AppState>,
@@ -112,6 +110,7 @@ async fn put_tenant_ceiling(
     Ok(ceiling_answer(&tenant, &settings, true))
 }
 
+#[utoipa::path(get, path = "/v1/ceiling", responses((status = 200, description = "The tenant's own ceiling", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn get_ceiling(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -124,6 +123,7 @@ async fn get_ceiling(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/grants", responses((status = 200, description = "Grants per applet", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn list_grants(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -148,6 +148,7 @@ fn check_grant_key(applet: &str) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(put, path = "/v1/grants/{applet}", params(("applet" = String, Path, description = "applet")), request_body(content = Object, content_type = "application/json", description = "The grant"), responses((status = 200, description = "Granted", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn put_grant(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -192,6 +193,7 @@ fn exceeds_ceiling(applet: &str, exceeds: Vec<Exceeds>) -> ApiError {
     error
 }
 
+#[utoipa::path(delete, path = "/v1/grants/{applet}", params(("applet" = String, Path, description = "applet")), responses((status = 200, description = "Revoked", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn delete_grant(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -225,6 +227,7 @@ fn check_secret_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(put, path = "/v1/secrets/{name}", params(("name" = String, Path, description = "name")), request_body(content = Object, content_type = "application/json", description = "`{\"value\": \"...\"}`"), responses((status = 200, description = "Stored", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn put_secret(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -268,6 +271,7 @@ async fn put_secret(
     }
 }
 
+#[utoipa::path(get, path = "/v1/secrets", responses((status = 200, description = "Secret names only", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn list_secrets(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -281,6 +285,7 @@ async fn list_secrets(
     Ok(Reply(json!({ "secrets": secrets })))
 }
 
+#[utoipa::path(delete, path = "/v1/secrets/{name}", params(("name" = String, Path, description = "name")), responses((status = 200, description = "Deleted", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn delete_secret(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

@@ -7,11 +7,9 @@
 //! skill or agent answers 404 exactly as a missing one.
 
 use axum::Json as Reply;
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use coda_flow::{
     CloneRequest, CustomerFields, DetailsPatch, DispositionSubmission, NOT_EDITABLE, WorkError,
 };
@@ -19,6 +17,7 @@ use coda_store::{Channel, DispositionOption, PostContact};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value as Json, json};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::api::{interaction_json, unknown_interaction};
 use crate::auth::Caller;
@@ -33,23 +32,14 @@ const MAX_DISPOSITIONS: usize = 100;
 const MAX_NAME: usize = 128;
 const MAX_LABEL: usize = 256;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/interactions/{id}",
-            axum::routing::patch(patch_interaction),
-        )
-        .route("/v1/interactions/{id}/audit", get(get_audit))
-        .route("/v1/interactions/{id}/clone", post(clone_interaction))
-        .route(
-            "/v1/interactions/{id}/disposition",
-            post(submit_disposition),
-        )
-        .route(
-            "/v1/skills/{skill}/post-contact",
-            put(put_post_contact).get(get_post_contact),
-        )
-        .route("/v1/agents/{agent}", get(get_agent))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(patch_interaction))
+        .routes(routes!(get_audit))
+        .routes(routes!(clone_interaction))
+        .routes(routes!(submit_disposition))
+        .routes(routes!(put_post_contact, get_post_contact))
+        .routes(routes!(get_agent))
 }
 
 fn refused(refused: WorkError) -> ApiError {
@@ -94,6 +84,7 @@ fn from_json<T: DeserializeOwned>(value: Json) -> Result<T, ApiError> {
 
 /// `PATCH /v1/interactions/{id}`: a JSON merge patch of the editable details of a completed
 /// interaction (subject, type, result, notes, customer, custom_fields).
+#[utoipa::path(patch, path = "/v1/interactions/{id}", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The details to change"), responses((status = 200, description = "Edited", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn patch_interaction(
     caller: Caller,
     State(state): State<AppState>,
@@ -126,6 +117,7 @@ async fn patch_interaction(
 }
 
 /// `GET /v1/interactions/{id}/audit`: every change to its details, oldest first.
+#[utoipa::path(get, path = "/v1/interactions/{id}/audit", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The audit trail", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn get_audit(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -155,6 +147,7 @@ struct CloneBody {
 
 /// `POST /v1/interactions/{id}/clone`: a new active outbound interaction, assigned to the
 /// caller. An `Idempotency-Key` header makes a repeated request answer the same clone.
+#[utoipa::path(post, path = "/v1/interactions/{id}/clone", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The clone's changes"), responses((status = 200, description = "Cloned", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn clone_interaction(
     caller: Caller,
     State(state): State<AppState>,
@@ -192,6 +185,7 @@ async fn clone_interaction(
 }
 
 /// `POST /v1/interactions/{id}/disposition`.
+#[utoipa::path(post, path = "/v1/interactions/{id}/disposition", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The disposition"), responses((status = 200, description = "Submitted", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn submit_disposition(
     caller: Caller,
     State(state): State<AppState>,
@@ -342,6 +336,7 @@ fn post_contact_json(skill: &str, config: &PostContact) -> Json {
 }
 
 /// `PUT /v1/skills/{skill}/post-contact`: automatic wrap-up or dispositions.
+#[utoipa::path(put, path = "/v1/skills/{skill}/post-contact", params(("skill" = String, Path, description = "skill")), request_body(content = Object, content_type = "application/json", description = "Wrap-up and dispositions for the skill"), responses((status = 200, description = "Set", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn put_post_contact(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -358,6 +353,7 @@ async fn put_post_contact(
 }
 
 /// `GET /v1/skills/{skill}/post-contact`.
+#[utoipa::path(get, path = "/v1/skills/{skill}/post-contact", params(("skill" = String, Path, description = "skill")), responses((status = 200, description = "The skill's post-contact work", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn get_post_contact(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -374,6 +370,7 @@ async fn get_post_contact(
 
 /// `GET /v1/agents/{agent}`: whether post-contact work keeps the agent unavailable, under
 /// which code and until when (`until_ms` null: until a disposition is submitted).
+#[utoipa::path(get, path = "/v1/agents/{agent}", params(("agent" = String, Path, description = "agent")), responses((status = 200, description = "The agent", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn get_agent(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

@@ -23,6 +23,7 @@ mod error;
 mod grants;
 mod interactions;
 mod metrics;
+mod openapi;
 mod plans;
 mod runs;
 mod usage;
@@ -31,9 +32,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post, put};
 use coda_flow::Engine;
 use coda_types::AppletInfo;
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use applets::{AppletInstaller, DEFAULT_UPLOAD_LIMIT, InspectedApplet, Refused};
 pub use auth::{Caller, Operator, Tenant};
@@ -157,42 +159,14 @@ pub fn hash_token(token: &str) -> String {
 
 /// The API.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(metrics::routes())
-        .merge(usage::routes())
-        .route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::readyz))
-        .route("/v1/operator/tenants", post(api::create_tenant))
+    let (router, doc) = api_router().split_for_parts();
+    let doc = Arc::new(serde_json::to_value(&doc).unwrap_or_default());
+    router
+        // Unauthenticated and outside the document it describes.
         .route(
-            "/v1/operator/tenants/{tenant}/tokens",
-            post(api::create_token),
+            "/openapi.json",
+            axum::routing::get(openapi::document).with_state(doc),
         )
-        .route(
-            "/v1/operator/tenants/{tenant}/tokens/{token_id}",
-            delete(api::revoke_token),
-        )
-        .route("/v1/plans", get(api::list_plans))
-        .route("/v1/plans/{name}", put(api::put_plan).get(api::get_plan))
-        .route(
-            "/v1/plans/{name}/versions/{version}",
-            get(api::get_plan_version),
-        )
-        .route("/v1/interactions/events", post(api::post_event))
-        .route("/v1/interactions/{id}", get(api::get_interaction))
-        .route(
-            "/v1/interactions/{id}/post-flow",
-            put(api::put_post_flow).delete(api::delete_post_flow),
-        )
-        .route(
-            "/v1/interactions/{id}/events/{event}",
-            post(api::deliver_event),
-        )
-        .route("/v1/runs/{id}", get(api::get_run))
-        .merge(plans::routes())
-        .merge(runs::routes())
-        .merge(applets::routes())
-        .merge(interactions::routes())
-        .merge(grants::routes())
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -202,6 +176,37 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// Every route, each registered with its OpenAPI entry: `routes!` takes the handlers'
+/// `#[utoipa::path]`, so a route cannot be served without being documented.
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(api::healthz))
+        .routes(routes!(api::readyz))
+        .routes(routes!(api::create_tenant))
+        .routes(routes!(api::create_token))
+        .routes(routes!(api::revoke_token))
+        .routes(routes!(api::list_plans))
+        .routes(routes!(api::put_plan, api::get_plan))
+        .routes(routes!(api::get_plan_version))
+        .routes(routes!(api::post_event))
+        .routes(routes!(api::get_interaction))
+        .routes(routes!(api::put_post_flow, api::delete_post_flow))
+        .routes(routes!(api::deliver_event))
+        .routes(routes!(api::get_run))
+        .merge(metrics::routes())
+        .merge(usage::routes())
+        .merge(plans::routes())
+        .merge(runs::routes())
+        .merge(applets::routes())
+        .merge(interactions::routes())
+        .merge(grants::routes())
+}
+
+/// The OpenAPI document of the whole API, as `GET /openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().into_openapi()
 }
 
 /// One log line per request (`CODA_LOG=info`): method, path, status and time. Headers are

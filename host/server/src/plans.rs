@@ -4,35 +4,34 @@
 use std::collections::BTreeSet;
 
 use axum::Json as Reply;
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use axum::routing::{get, post};
 use coda_plan::Plan;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::api::{self, checked_plan};
 use crate::error::{PathArgs, QueryArgs};
 use crate::{ApiError, AppState, Tenant};
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         // `validate` is a fixed segment where a plan's name would be, and fixed segments
         // win: GET and PUT of a plan named `validate` are answered here as they would be on
         // `/v1/plans/{name}`, so that the name stays usable.
-        .route(
-            "/v1/plans/validate",
-            post(validate)
-                .get(get_plan_named_validate)
-                .put(put_plan_named_validate),
-        )
-        .route("/v1/plans/{name}/versions", get(versions))
-        .route("/v1/plans/{name}/diff", get(diff))
+        .routes(routes!(
+            validate,
+            get_plan_named_validate,
+            put_plan_named_validate
+        ))
+        .routes(routes!(versions))
+        .routes(routes!(diff))
 }
 
 /// Validates a plan exactly as publishing it would, storing nothing: 200 when it is valid,
 /// 422 with every problem (node and field) when it is not.
+#[utoipa::path(post, path = "/v1/plans/validate", request_body(content = String, content_type = "application/yaml", description = "A plan, YAML or JSON text; nothing is stored"), responses((status = 200, description = "The plan's problems", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn validate(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -44,6 +43,7 @@ async fn validate(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/plans/validate", responses((status = 200, description = "The plan named `validate`", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn get_plan_named_validate(
     tenant: Tenant,
     state: State<AppState>,
@@ -51,6 +51,7 @@ async fn get_plan_named_validate(
     api::get_plan(tenant, state, PathArgs("validate".into())).await
 }
 
+#[utoipa::path(put, path = "/v1/plans/validate", request_body(content = String, content_type = "application/yaml", description = "A plan named `validate`, YAML or JSON text"), responses((status = 200, description = "Published", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn put_plan_named_validate(
     tenant: Tenant,
     state: State<AppState>,
@@ -64,6 +65,7 @@ fn unknown_plan(name: &str) -> ApiError {
 }
 
 /// Every version of a plan: its number, when it was published and the digest of its body.
+#[utoipa::path(get, path = "/v1/plans/{name}/versions", params(("name" = String, Path, description = "name")), responses((status = 200, description = "A plan's versions", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn versions(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -106,6 +108,7 @@ fn version_param(param: &str, value: Option<&str>) -> Result<u32, ApiError> {
 
 /// The difference between two versions of a plan: a unified diff of their stored bodies
 /// (pretty-printed JSON, the canonical form) and what changed in the graph.
+#[utoipa::path(get, path = "/v1/plans/{name}/diff", params(("name" = String, Path, description = "name"), ("from" = u32, Query, description = "from version"), ("to" = u32, Query, description = "to version")), responses((status = 200, description = "The unified diff", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn diff(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

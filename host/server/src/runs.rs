@@ -6,15 +6,14 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json as Reply;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::{get, post};
 use coda_store::{Control, RunFilter, RunStatus};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use tokio::sync::broadcast::{Receiver, error::RecvError};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::api::{run_json, step_json, unknown_run};
 use crate::error::{PathArgs, QueryArgs};
@@ -29,12 +28,12 @@ const MAX_RUNS_PAGE: usize = 1000;
 /// (`coda resume`, a second host), at the cost of one indexed read per open tail.
 const TAIL_POLL: Duration = Duration::from_secs(5);
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/runs", get(list_runs))
-        .route("/v1/runs/{id}/cancel", post(cancel))
-        .route("/v1/runs/{id}/retry", post(retry))
-        .route("/v1/runs/{id}/tail", get(tail))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_runs))
+        .routes(routes!(cancel))
+        .routes(routes!(retry))
+        .routes(routes!(tail))
 }
 
 #[derive(Deserialize)]
@@ -96,6 +95,7 @@ fn time_param(param: &str, value: Option<&str>) -> Result<Option<i64>, ApiError>
         .map_err(|e| refuse(e.to_string()))
 }
 
+#[utoipa::path(get, path = "/v1/runs", params(("plan" = Option<String>, Query, description = "plan"), ("status" = Option<String>, Query, description = "status"), ("interaction" = Option<String>, Query, description = "interaction"), ("since" = Option<String>, Query, description = "RFC 3339"), ("until" = Option<String>, Query, description = "RFC 3339"), ("after" = Option<String>, Query, description = "the last run id of the previous page"), ("limit" = Option<usize>, Query, description = "limit")), responses((status = 200, description = "A page of runs", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn list_runs(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -132,6 +132,7 @@ async fn list_runs(
 
 /// Cancels a run that has not finished (ready, parked or waiting; a step in flight then
 /// commits nothing). A finished run: 409 naming its status.
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", params(("id" = String, Path, description = "id")), responses((status = 200, description = "Cancelled", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn cancel(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -147,6 +148,7 @@ async fn cancel(
 
 /// Retries a failed run from its failed node, as a new attempt. A run that is not failed:
 /// 409 naming its status.
+#[utoipa::path(post, path = "/v1/runs/{id}/retry", params(("id" = String, Path, description = "id")), responses((status = 200, description = "Retried from the failed step", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn retry(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -176,6 +178,7 @@ fn control_answer(
 /// reconnecting client sends one), then each step as it commits (event `step`, id its
 /// sequence number, data the step as in `GET /v1/runs/{id}`), and `end` with the run's
 /// final status once it finishes; then the stream closes.
+#[utoipa::path(get, path = "/v1/runs/{id}/tail", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The run's journal as it grows", body = String, content_type = "text/event-stream"), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn tail(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

@@ -3,17 +3,16 @@
 //! HTTP, SQL, follow-ups), from the steps journal and the effect journal.
 
 use axum::Json as Reply;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::QueryArgs;
 use crate::{ApiError, AppState, Tenant};
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/v1/usage", get(usage))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(usage))
 }
 
 #[derive(Deserialize)]
@@ -27,6 +26,7 @@ const DAY_MS: i64 = 86_400_000;
 
 /// The window `[since, until)`: `until` defaults to now, `since` to the start of `until`'s
 /// month (UTC), the usual billing period.
+#[utoipa::path(get, path = "/v1/usage", params(("since" = Option<String>, Query, description = "RFC 3339"), ("until" = Option<String>, Query, description = "RFC 3339")), responses((status = 200, description = "The tenant's usage", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn usage(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

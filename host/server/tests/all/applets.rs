@@ -62,7 +62,8 @@ fn harness_with(runtime: Runtime, builtins: Vec<AppletInfo>, limit: usize) -> Ha
     let state = AppState::new(engine.clone(), builtins, &hash_token(OPERATOR))
         .unwrap()
         .with_installer(Arc::new(RuntimeInstaller(runtime)))
-        .with_upload_limit(limit);
+        .with_upload_limit(limit)
+        .with_secrets_key(coda_store::SecretsKey::generate().unwrap());
     Harness {
         _dir: dir,
         engine,
@@ -70,7 +71,7 @@ fn harness_with(runtime: Runtime, builtins: Vec<AppletInfo>, limit: usize) -> Ha
     }
 }
 
-fn harness() -> Harness {
+pub(super) fn harness() -> Harness {
     harness_with(
         runtime(),
         vec![step_info(), wait_info()],

@@ -23,6 +23,7 @@ use serde_json::{Value as Json, json};
 use tower::ServiceExt;
 
 mod interactions;
+mod openapi;
 mod ops;
 mod plans_runs;
 
