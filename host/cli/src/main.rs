@@ -167,7 +167,7 @@ struct InvokeArgs {
 /// A command's failure: the JSON error to print and the exit status.
 pub(crate) struct Exit {
     status: u8,
-    error: Json,
+    pub(crate) error: Json,
 }
 
 impl Exit {

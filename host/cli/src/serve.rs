@@ -31,7 +31,7 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:8080]
     #[arg(long)]
     listen: Option<String>,
-    /// The SQLite database [default: coda.db in the data directory]
+    /// The SQLite database: a path or sqlite:PATH [default: coda.db in the data directory]
     #[arg(long)]
     db: Option<PathBuf>,
     /// Where the service keeps its files [default: the user's data dir]
@@ -91,10 +91,10 @@ impl ServeArgs {
                     })?,
             },
         };
-        let db = self
-            .db
-            .or(file.db)
-            .unwrap_or_else(|| data_dir.join("coda.db"));
+        let db = match self.db.or(file.db) {
+            Some(db) => database_path(db)?,
+            None => data_dir.join("coda.db"),
+        };
         let defaults = FlowLimits::default();
         let scheduler = file.scheduler;
         let secrets_key_file = self.secrets_key_file.or(file.secrets_key_file);
@@ -130,6 +130,37 @@ impl ServeArgs {
             },
         })
     }
+}
+
+/// `--db`: a SQLite file, as a path or a `sqlite:` URL. A PostgreSQL URL is refused by
+/// name rather than taken for a file called `postgres:`: this build serves SQLite only.
+fn database_path(db: PathBuf) -> Result<PathBuf, Exit> {
+    let text = db.to_string_lossy();
+    if let Some(rest) = text
+        .strip_prefix("sqlite://")
+        .or_else(|| text.strip_prefix("sqlite:"))
+    {
+        if rest.is_empty() {
+            return Err(Exit::usage("usage", "--db sqlite: names no file"));
+        }
+        return Ok(PathBuf::from(rest));
+    }
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        return Err(Exit::usage(
+            "usage",
+            "--db: PostgreSQL is not supported by this build yet; give a SQLite file path \
+             (or sqlite:PATH)",
+        ));
+    }
+    if let Some((scheme, _)) = text.split_once("://") {
+        return Err(Exit::usage(
+            "usage",
+            format!(
+                "--db: `{scheme}://` is not a database this build serves; give a SQLite file path"
+            ),
+        ));
+    }
+    Ok(db)
 }
 
 fn now_ms() -> i64 {
@@ -313,4 +344,39 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
         .map_err(|e| Exit::usage("internal", format!("the scheduler stopped: {e}")))?;
     served.map_err(|e| Exit::usage("io", format!("the server failed: {e}")))?;
     Ok(json!({ "stopped": true, "address": address.to_string(), "steps": steps }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_path;
+    use std::path::PathBuf;
+
+    #[test]
+    fn db_takes_a_path_or_a_sqlite_url_and_names_what_it_refuses() {
+        let path = |s: &str| database_path(PathBuf::from(s));
+        assert_eq!(
+            path("data/coda.db").ok(),
+            Some(PathBuf::from("data/coda.db"))
+        );
+        assert_eq!(
+            path("sqlite:data/c.db").ok(),
+            Some(PathBuf::from("data/c.db"))
+        );
+        assert_eq!(
+            path("sqlite:///tmp/c.db").ok(),
+            Some(PathBuf::from("/tmp/c.db"))
+        );
+        for refused in [
+            "postgres://u@h/db",
+            "postgresql://h/db",
+            "mysql://h/db",
+            "sqlite:",
+        ] {
+            let Err(exit) = path(refused) else {
+                panic!("{refused} was taken for a file")
+            };
+            let message = exit.error.to_string();
+            assert!(message.contains("--db"), "{refused}: {message}");
+        }
+    }
 }
