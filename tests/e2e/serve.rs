@@ -91,6 +91,21 @@ pub(crate) fn start_command(mut command: Command, operator: Option<&str>) -> Ser
 }
 
 impl Server {
+    /// Waits (up to a minute) until run `id` of the token's tenant is done or failed, and
+    /// returns it as `GET /v1/runs/{id}` shows it.
+    pub(crate) fn finished_run(&self, token: &str, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, run) = self.call("GET", &format!("/v1/runs/{id}"), Some(token), None);
+            assert_eq!(status, 200, "{run}");
+            if run["status"] == "done" || run["status"] == "failed" {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "the run did not finish: {run}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// One request; (status, body as JSON or Null).
     pub(crate) fn call(
         &self,
@@ -252,16 +267,8 @@ fn serve_takes_a_tenant_from_events_to_a_finished_run_and_stops_on_sigterm() {
         .expect("the end started a run")
         .to_owned();
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let run = loop {
-        let (status, run) = server.call("GET", &format!("/v1/runs/{run_id}"), Some(&token), None);
-        assert_eq!(status, 200, "{run}");
-        if run["status"] == "done" {
-            break run;
-        }
-        assert!(Instant::now() < deadline, "the run did not finish: {run}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let run = server.finished_run(&token, &run_id);
+    assert_eq!(run["status"], "done", "{run:#}");
     assert_eq!(run["data"]["ProcessedBy"], "coda-serve");
     assert_eq!(run["data"]["Thanked"], "yes");
     assert_eq!(run["data"]["CLID"], "+15550100");
@@ -415,15 +422,7 @@ fn grants_and_secrets_set_through_the_api_let_the_sms_applet_reach_its_gateway()
     let (status, body) = call("POST", "/v1/interactions/events", ended);
     assert_eq!(status, 200, "{body}");
     let run_id = body["runs"][0].as_str().expect("a run").to_owned();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let run = loop {
-        let (_, run) = call("GET", &format!("/v1/runs/{run_id}"), Value::Null);
-        if run["status"] == "done" || run["status"] == "failed" {
-            break run;
-        }
-        assert!(Instant::now() < deadline, "the run did not finish: {run}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let run = server.finished_run(&token, &run_id);
     assert_eq!(
         run["journal"][0]["result"],
         json!({"exit": "sent"}),
@@ -451,14 +450,7 @@ fn grants_and_secrets_set_through_the_api_let_the_sms_applet_reach_its_gateway()
         json!({"type": "ended", "interaction": "call-2", "outcome": "sale"}),
     );
     let run_id = body["runs"][0].as_str().expect("a run").to_owned();
-    let run = loop {
-        let (_, run) = call("GET", &format!("/v1/runs/{run_id}"), Value::Null);
-        if run["status"] == "done" || run["status"] == "failed" {
-            break run;
-        }
-        assert!(Instant::now() < deadline, "the run did not finish: {run}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let run = server.finished_run(&token, &run_id);
     assert!(
         run["journal"][0]["result"]
             .to_string()

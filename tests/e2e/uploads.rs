@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coda_applet_artifacts as artifacts;
 use serde_json::{Value, json};
@@ -86,16 +86,7 @@ fn interaction_runs(server: &Server, token: &str, id: &str) -> Value {
         .as_str()
         .unwrap_or_else(|| panic!("the end started no run: {body}"))
         .to_owned();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, run) = server.call("GET", &format!("/v1/runs/{run_id}"), Some(token), None);
-        assert_eq!(status, 200, "{run}");
-        if run["status"] == "done" || run["status"] == "failed" {
-            return run;
-        }
-        assert!(Instant::now() < deadline, "the run did not finish: {run}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.finished_run(token, &run_id)
 }
 
 #[test]
@@ -327,15 +318,7 @@ fn a_tenant_uploads_grants_publishes_and_its_run_texts_and_emails_the_caller() {
     );
     assert_eq!(status, 200, "{body}");
     let run_id = body["runs"][0].as_str().expect("a run").to_owned();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let run = loop {
-        let (_, run) = call("GET", &format!("/v1/runs/{run_id}"), Value::Null);
-        if run["status"] == "done" || run["status"] == "failed" {
-            break run;
-        }
-        assert!(Instant::now() < deadline, "the run did not finish: {run}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let run = server.finished_run(&token, &run_id);
     assert_eq!(run["status"], "done", "{run:#}");
     let deliveries = gateway.deliveries();
     assert_eq!(deliveries.len(), 1, "{deliveries:?}");
