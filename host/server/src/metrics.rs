@@ -97,7 +97,7 @@ impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut runs = encoder.encode_descriptor(
             "coda_runs",
-            "Runs by tenant and state (ready, parked, waiting, done, failed)",
+            "Runs by tenant and state (ready, parked, waiting, done, failed, cancelled)",
             None,
             MetricType::Gauge,
         )?;
