@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::serve::{OPERATOR, Server, start, start_command};
+use crate::serve::{OPERATOR, start, start_command};
 use crate::{cache_dir, coda_bin};
 
 const EXAMPLE_PLAN: &str = concat!(
@@ -96,25 +96,13 @@ fn coda(server: &str, token: Option<&str>, args: &[&str], stdin: &str) -> Ran {
     }
 }
 
-/// A tenant on the server, made through the operator API; its token.
-fn tenant(server: &Server, id: &str) -> String {
-    let (status, body) = server.call(
-        "POST",
-        "/v1/operator/tenants",
-        Some(OPERATOR),
-        Some(&json!({ "id": id }).to_string()),
-    );
-    assert_eq!(status, 201, "{body}");
-    body["token"].as_str().unwrap().to_owned()
-}
-
 #[test]
 fn the_tenant_cli_publishes_plans_sends_events_and_shows_runs() {
     let data = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
     let server = start(data.path(), Some(OPERATOR));
     let url = format!("http://{}", server.address);
-    let token = tenant(&server, "acme");
+    let token = server.create_tenant("acme");
     let tenant_coda = |args: &[&str], stdin: &str| coda(&url, Some(&token), args, stdin);
 
     // The example plan's applets declare needs: refused until granted, within the ceiling
@@ -379,7 +367,7 @@ fn the_tenant_cli_publishes_plans_sends_events_and_shows_runs() {
     assert!(ran.stderr.contains("CODA_TOKEN"), "{}", ran.stderr);
 
     // Another tenant sees none of it.
-    let other = tenant(&server, "globex");
+    let other = server.create_tenant("globex");
     let ran = coda(&url, Some(&other), &["runs", "list"], "").ok();
     assert!(ran.stdout.contains("no runs"), "{}", ran.stdout);
     let ran = coda(&url, Some(&other), &["runs", "show", &run_id], "");

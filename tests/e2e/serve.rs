@@ -90,7 +90,53 @@ pub(crate) fn start_command(mut command: Command, operator: Option<&str>) -> Ser
     }
 }
 
+/// The loopback gateway's credentials (coda-testkit's defaults), stored as secrets by
+/// [`Server::grant_sms`].
+pub(crate) const SMS_ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
+pub(crate) const SMS_AUTH_TOKEN: &str = "test-auth-token";
+
 impl Server {
+    /// The tenant of `token` stores the loopback gateway's credentials as the secrets
+    /// `twilio-sid` and `twilio-token` and grants the `sms` applet loopback HTTP and those
+    /// secrets (its ceiling must allow them).
+    pub(crate) fn grant_sms(&self, token: &str) {
+        for (name, value) in [
+            ("twilio-sid", SMS_ACCOUNT_SID),
+            ("twilio-token", SMS_AUTH_TOKEN),
+        ] {
+            let (status, body) = self.call(
+                "PUT",
+                &format!("/v1/secrets/{name}"),
+                Some(token),
+                Some(&json!({ "value": value }).to_string()),
+            );
+            assert_eq!(status, 204, "{body}");
+        }
+        let (status, body) = self.call(
+            "PUT",
+            "/v1/grants/sms",
+            Some(token),
+            Some(
+                &json!({"http": ["127.0.0.1:*"], "secrets": ["twilio-sid", "twilio-token"]})
+                    .to_string(),
+            ),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Creates tenant `id` through the operator API (the test's operator token) and
+    /// returns its first token.
+    pub(crate) fn create_tenant(&self, id: &str) -> String {
+        let (status, body) = self.call(
+            "POST",
+            "/v1/operator/tenants",
+            Some(OPERATOR),
+            Some(&json!({ "id": id }).to_string()),
+        );
+        assert_eq!(status, 201, "{body}");
+        body["token"].as_str().expect("a token").to_owned()
+    }
+
     /// Waits (up to a minute) until run `id` of the token's tenant is done or failed, and
     /// returns it as `GET /v1/runs/{id}` shows it.
     pub(crate) fn finished_run(&self, token: &str, id: &str) -> Value {
@@ -219,14 +265,7 @@ fn serve_takes_a_tenant_from_events_to_a_finished_run_and_stops_on_sigterm() {
     );
     assert_eq!(server.call("GET", "/readyz", None, None).0, 200);
 
-    let (status, tenant) = server.call(
-        "POST",
-        "/v1/operator/tenants",
-        Some(OPERATOR),
-        Some(r#"{"id": "acme"}"#),
-    );
-    assert_eq!(status, 201, "{tenant}");
-    let token = tenant["token"].as_str().unwrap().to_owned();
+    let token = server.create_tenant("acme");
 
     // Plans publish through the tenant API: the process's post-interaction plan first.
     let put = |name: &str, text: &str| {
@@ -327,8 +366,6 @@ fn serve_takes_a_tenant_from_events_to_a_finished_run_and_stops_on_sigterm() {
 /// tenant stored as secrets, which the database holds only sealed.
 #[test]
 fn grants_and_secrets_set_through_the_api_let_the_sms_applet_reach_its_gateway() {
-    const SID: &str = "AC00000000000000000000000000000001";
-    const AUTH: &str = "test-auth-token";
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -349,14 +386,7 @@ fn grants_and_secrets_set_through_the_api_let_the_sms_applet_reach_its_gateway()
         "a generated key is announced: {:#?}",
         server.banner
     );
-    let (status, tenant) = server.call(
-        "POST",
-        "/v1/operator/tenants",
-        Some(OPERATOR),
-        Some(r#"{"id": "acme"}"#),
-    );
-    assert_eq!(status, 201, "{tenant}");
-    let token = tenant["token"].as_str().unwrap().to_owned();
+    let token = server.create_tenant("acme");
     let call = |method: &str, path: &str, body: Value| {
         let body = (!body.is_null()).then(|| body.to_string());
         server.call(method, path, Some(&token), body.as_deref())
@@ -395,20 +425,7 @@ fn grants_and_secrets_set_through_the_api_let_the_sms_applet_reach_its_gateway()
         ),
     );
     assert_eq!(status, 200, "{body}");
-    for (name, value) in [("twilio-sid", SID), ("twilio-token", AUTH)] {
-        let (status, body) = call(
-            "PUT",
-            &format!("/v1/secrets/{name}"),
-            json!({"value": value}),
-        );
-        assert_eq!(status, 204, "{body}");
-    }
-    let (status, body) = call(
-        "PUT",
-        "/v1/grants/sms",
-        json!({"http": ["127.0.0.1:*"], "secrets": ["twilio-sid", "twilio-token"]}),
-    );
-    assert_eq!(status, 200, "{body}");
+    server.grant_sms(&token);
     let (status, body) = call("PUT", "/v1/plans/texts", sms);
     assert_eq!(status, 201, "{body}");
     let (status, body) = call("PUT", "/v1/plans/live", live);
@@ -432,7 +449,7 @@ fn grants_and_secrets_set_through_the_api_let_the_sms_applet_reach_its_gateway()
     assert_eq!(deliveries.len(), 1, "{deliveries:?}");
     assert_eq!(deliveries[0].to, "+15550100");
     assert_eq!(deliveries[0].body, "Thanks Ada, order A-17 is confirmed.");
-    assert!(!run.to_string().contains(AUTH), "{run}");
+    assert!(!run.to_string().contains(SMS_AUTH_TOKEN), "{run}");
 
     // Revoking the grant: the next run's call is refused at run time, `not-granted`.
     let (status, _) = call("DELETE", "/v1/grants/sms", Value::Null);
@@ -466,7 +483,9 @@ fn grants_and_secrets_set_through_the_api_let_the_sms_applet_reach_its_gateway()
     for file in ["coda.db", "coda.db-wal"] {
         if let Ok(bytes) = std::fs::read(data.path().join(file)) {
             assert!(
-                !bytes.windows(AUTH.len()).any(|w| w == AUTH.as_bytes()),
+                !bytes
+                    .windows(SMS_AUTH_TOKEN.len())
+                    .any(|w| w == SMS_AUTH_TOKEN.as_bytes()),
                 "{file} holds the auth token in plaintext"
             );
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use coda_applet_artifacts as artifacts;
 use serde_json::{Value, json};
 
-use crate::serve::{OPERATOR, Server, start};
+use crate::serve::{OPERATOR, SMS_AUTH_TOKEN, Server, start};
 
 /// One request with a body of any bytes; (status, body as JSON or Null).
 fn send(
@@ -93,22 +93,8 @@ fn interaction_runs(server: &Server, token: &str, id: &str) -> Value {
 fn an_uploaded_applet_runs_in_a_published_plan_and_after_a_restart() {
     let data = tempfile::tempdir().unwrap();
     let server = start(data.path(), Some(OPERATOR));
-    let (status, tenant) = server.call(
-        "POST",
-        "/v1/operator/tenants",
-        Some(OPERATOR),
-        Some(r#"{"id": "acme"}"#),
-    );
-    assert_eq!(status, 201, "{tenant}");
-    let token = tenant["token"].as_str().unwrap().to_owned();
-    let (status, beta) = server.call(
-        "POST",
-        "/v1/operator/tenants",
-        Some(OPERATOR),
-        Some(r#"{"id": "beta"}"#),
-    );
-    assert_eq!(status, 201, "{beta}");
-    let beta = beta["token"].as_str().unwrap().to_owned();
+    let token = server.create_tenant("acme");
+    let beta = server.create_tenant("beta");
 
     let hello = artifacts::read(artifacts::HELLO);
     let (status, uploaded) = send(
@@ -208,14 +194,7 @@ fn a_tenant_uploads_grants_publishes_and_its_run_texts_and_emails_the_caller() {
         .unwrap();
     let data = tempfile::tempdir().unwrap();
     let server = start(data.path(), Some(OPERATOR));
-    let (status, tenant) = server.call(
-        "POST",
-        "/v1/operator/tenants",
-        Some(OPERATOR),
-        Some(r#"{"id": "acme"}"#),
-    );
-    assert_eq!(status, 201, "{tenant}");
-    let token = tenant["token"].as_str().unwrap().to_owned();
+    let token = server.create_tenant("acme");
     let call = |method: &str, path: &str, body: Value| {
         let body = (!body.is_null()).then(|| body.to_string());
         server.call(method, path, Some(&token), body.as_deref())
@@ -280,23 +259,7 @@ fn a_tenant_uploads_grants_publishes_and_its_run_texts_and_emails_the_caller() {
         ),
     );
     assert_eq!(status, 200, "{body}");
-    for (name, value) in [
-        ("twilio-sid", "AC00000000000000000000000000000001"),
-        ("twilio-token", "test-auth-token"),
-    ] {
-        let (status, body) = call(
-            "PUT",
-            &format!("/v1/secrets/{name}"),
-            json!({ "value": value }),
-        );
-        assert_eq!(status, 204, "{body}");
-    }
-    let (status, body) = call(
-        "PUT",
-        "/v1/grants/sms",
-        json!({"http": ["127.0.0.1:*"], "secrets": ["twilio-sid", "twilio-token"]}),
-    );
-    assert_eq!(status, 200, "{body}");
+    server.grant_sms(&token);
     let (status, body) = call("PUT", "/v1/grants/send-email", json!({"email": true}));
     assert_eq!(status, 200, "{body}");
     let (status, body) = call("PUT", "/v1/plans/after", after);
@@ -339,7 +302,7 @@ fn a_tenant_uploads_grants_publishes_and_its_run_texts_and_emails_the_caller() {
         mails[0].data
     );
     // The secrets went to the gateway, never into the run's record.
-    assert!(!run.to_string().contains("test-auth-token"), "{run}");
+    assert!(!run.to_string().contains(SMS_AUTH_TOKEN), "{run}");
     server.stop();
     rt.block_on(async move {
         gateway.server.stop().await;
@@ -354,17 +317,7 @@ fn a_tenant_uploads_grants_publishes_and_its_run_texts_and_emails_the_caller() {
 fn a_tenants_fuel_cap_from_its_ceiling_stops_its_steps_and_only_its_own() {
     let data = tempfile::tempdir().unwrap();
     let server = start(data.path(), Some(OPERATOR));
-    let mut tokens = Vec::new();
-    for id in ["capped", "free"] {
-        let (status, tenant) = server.call(
-            "POST",
-            "/v1/operator/tenants",
-            Some(OPERATOR),
-            Some(&json!({ "id": id }).to_string()),
-        );
-        assert_eq!(status, 201, "{tenant}");
-        tokens.push(tenant["token"].as_str().unwrap().to_owned());
-    }
+    let tokens = ["capped", "free"].map(|id| server.create_tenant(id));
     let (status, body) = server.call(
         "PUT",
         "/v1/operator/tenants/capped/ceiling",
