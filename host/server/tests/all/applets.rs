@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value as Json, json};
 use tower::ServiceExt;
 
-use crate::{Harness, OPERATOR, Script, call, step_info, tenant, wait_info};
+use crate::{Harness, OPERATOR, Script, call, json_body, step_info, tenant, wait_info};
 
 /// The runtime as the installer, as the `coda` binary's is.
 struct RuntimeInstaller(Runtime);
@@ -466,6 +466,47 @@ async fn an_oversized_upload_is_refused_while_it_streams() {
     assert_eq!(body["size"], hello.len());
     let h = harness_with(runtime(), vec![], hello.len() - 1);
     let acme = tenant(&h, "acme").await;
-    let (status, body) = upload(&h, &acme, hello).await;
+    let (status, body) = upload(&h, &acme, hello.clone()).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+
+    // The operator's ceiling sets a tenant's own cap, above the default or below it, and
+    // for that tenant only.
+    let beta = tenant(&h, "beta").await;
+    let ceiling = |bytes: usize| json!({ "ceiling": { "upload_bytes": bytes } });
+    let (status, body) = call(
+        &h,
+        "PUT",
+        "/v1/operator/tenants/acme/ceiling",
+        Some(OPERATOR),
+        json_body(ceiling(hello.len())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = upload(&h, &acme, hello.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "raised by its ceiling: {body}");
+    let (status, body) = upload(&h, &beta, hello.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "beta keeps the default: {body}"
+    );
+    let (status, body) = call(
+        &h,
+        "PUT",
+        "/v1/operator/tenants/beta/ceiling",
+        Some(OPERATOR),
+        json_body(ceiling(1024)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = upload(&h, &beta, artifacts::read(artifacts::HELLO)).await;
+    assert_eq!(
+        status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "lowered by its ceiling: {body}"
+    );
+    assert!(
+        body["error"]["message"].to_string().contains("1024"),
+        "{body}"
+    );
 }
