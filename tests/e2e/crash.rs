@@ -222,9 +222,26 @@ fn runs_survive_sigkill_at_varied_moments() {
         let batch = (RUNS / 4).to_string();
         let mut host = if idle {
             batches += 1;
+            // Interactions of their own: the first batch's would start no run again.
+            let event = files.write(
+                &format!("event-{batches}.json"),
+                &format!(
+                    r#"{{ "interaction": "crash-batch-{batches}", "data": {{ "CustomerName": "Ada", "CLID": "+15550100" }} }}"#
+                ),
+            );
             spawn(&[
-                "run", &plan, "--event", &event, "--applets", applets, "--db", &db, "--repeat",
-                &batch, "--grants", &grants,
+                "run",
+                &plan,
+                "--event",
+                &event,
+                "--applets",
+                applets,
+                "--db",
+                &db,
+                "--repeat",
+                &batch,
+                "--grants",
+                &grants,
             ])
         } else {
             spawn(&[
@@ -237,6 +254,16 @@ fn runs_survive_sigkill_at_varied_moments() {
                 &grants,
             ])
         };
+        // A new batch is let start its runs before its moment is awaited: killed while it
+        // loads, it would start none, again and again.
+        while idle
+            && host.try_wait().unwrap().is_none()
+            && started.elapsed() < Duration::from_secs(10)
+            && Store::open(db.as_ref()).unwrap().unfinished_runs().unwrap() == 0
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let started = std::time::Instant::now();
         // Wait for the moment, but never for long: a host that has nothing left of that kind
         // (no call to make) is killed wherever it is after a few seconds.
         while host.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(5) {

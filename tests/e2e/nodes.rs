@@ -322,7 +322,7 @@ fn verify(db: &str, world: &World, expected: &[String]) -> Counts {
         assert_eq!(seqs, (0..AFTER_NODES.len() as u64).collect::<Vec<_>>());
         assert_eq!(
             run.data.get("Done"),
-            Some(&coda_types::Value::String("yes".into()))
+            Some(&coda_types::Value::Text("yes".into()))
         );
         counts.steps += journal.len();
         let text = journal.iter().find(|s| s.node == "text").unwrap();

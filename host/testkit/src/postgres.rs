@@ -144,7 +144,14 @@ impl PostgresCluster {
     pub fn create_database(&self, name: &str) -> anyhow::Result<String> {
         let out = self
             .command("createdb")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "coda"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "coda",
+            ])
             .arg(name)
             .output()?;
         check("createdb", &out)?;
