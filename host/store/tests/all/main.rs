@@ -1,4 +1,4 @@
-//! The store against a real SQLite file.
+//! The store against a real SQLite file, or a real PostgreSQL database (`Db`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,10 +11,103 @@ use coda_store::{
 use coda_types::{Value, Values};
 use serde_json::json;
 
-fn open() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("coda.db")).unwrap();
-    (dir, store)
+/// Where a test's store lives: a SQLite file in a temporary directory, or — with
+/// `CODA_STORE_BACKEND=postgres` — a database of its own on the PostgreSQL server
+/// `CODA_TEST_POSTGRES` names, dropped when the test ends. `./dev test` runs this suite once
+/// per backend.
+pub(crate) struct Db {
+    dir: tempfile::TempDir,
+    postgres: Option<(String, String)>,
+    pub(crate) url: String,
+}
+
+fn on_postgres() -> bool {
+    std::env::var("CODA_STORE_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// An administrative statement on the PostgreSQL server, from a thread of its own (tests
+/// are async; a runtime cannot be started or dropped inside theirs).
+fn admin(sql: String) {
+    let url = std::env::var("CODA_TEST_POSTGRES")
+        .expect("CODA_STORE_BACKEND=postgres needs CODA_TEST_POSTGRES (./dev test sets both)");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+            let task = tokio::spawn(connection);
+            // One at a time: CREATE DATABASE cannot run in the implicit transaction of
+            // a multi-statement query.
+            for statement in sql.split("; ") {
+                client
+                    .batch_execute(statement)
+                    .await
+                    .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            }
+            drop(client);
+            let _ = task.await;
+        });
+    })
+    .join()
+    .unwrap();
+}
+
+impl Db {
+    pub(crate) fn new() -> Db {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = tempfile::tempdir().unwrap();
+        if !on_postgres() {
+            let url = format!("sqlite:{}", dir.path().join("coda.db").display());
+            return Db {
+                dir,
+                postgres: None,
+                url,
+            };
+        }
+        let server = std::env::var("CODA_TEST_POSTGRES").unwrap();
+        let name = format!(
+            "coda_store_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        admin(format!(
+            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
+        ));
+        let base = server.rsplit_once('/').map(|(b, _)| b).unwrap_or(&server);
+        let url = format!("{base}/{name}");
+        Db {
+            dir,
+            postgres: Some((server, name)),
+            url,
+        }
+    }
+
+    pub(crate) fn open(&self) -> Store {
+        Store::open_url(&self.url).unwrap_or_else(|e| panic!("opening {}: {e}", self.url))
+    }
+
+    /// The temporary directory (the SQLite file's; empty on PostgreSQL).
+    pub(crate) fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some((_, name)) = &self.postgres {
+            admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+fn open() -> (Db, Store) {
+    let db = Db::new();
+    let store = db.open();
+    (db, store)
 }
 
 fn new_run(trigger: Option<&str>) -> NewRun {
@@ -240,10 +333,9 @@ async fn concurrent_steps_share_commits() {
 
 #[tokio::test]
 async fn what_was_committed_survives_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("coda.db");
+    let db = Db::new();
     let id = {
-        let store = Store::open(&path).unwrap();
+        let store = db.open();
         let run = store.start_run(new_run(Some("t"))).await.unwrap();
         let mut next = update(Some("route"), RunStatus::Ready, Some(2_000));
         next.data = store.run("acme", &run.id).unwrap().unwrap().data;
@@ -260,7 +352,7 @@ async fn what_was_committed_survives_reopening() {
             .unwrap();
         run.id
     };
-    let store = Store::open(&path).unwrap();
+    let store = db.open();
     let record = store.run("acme", &id).unwrap().unwrap();
     assert_eq!(
         (record.step_seq, record.node.as_deref()),
@@ -470,4 +562,46 @@ async fn usage_counts_steps_and_effects_in_a_window() {
         store.usage("other", 0, 10_000).unwrap().effects["email"].calls,
         1
     );
+}
+
+/// Two nodes starting together on a new database: both open it, and the schema is applied
+/// once (on PostgreSQL under an advisory lock; on SQLite inside one immediate transaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_opening_a_new_database_together_both_open_it() {
+    let db = Db::new();
+    let url = db.url.clone();
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || Store::open_url(&url).map(|_| ()))
+        })
+        .collect();
+    for open in opens {
+        open.join().unwrap().expect("every node opens the database");
+    }
+    // And it works: a plan published through one store is read through another.
+    let (a, b) = (db.open(), db.open());
+    a.publish_plan("acme", "p", &json!({"name": "p"}), 1)
+        .await
+        .unwrap();
+    assert_eq!(b.plan("acme", "p", None).unwrap().unwrap().0, 1);
+}
+
+/// A location the store cannot open is refused by name, without its password.
+#[test]
+fn a_database_location_that_cannot_be_opened_is_named_without_its_password() {
+    let error = Store::open_url("postgres://coda:hunter2@127.0.0.1:1/none")
+        .err()
+        .expect("nothing listens on port 1");
+    let message = error.to_string();
+    assert!(
+        message.contains("postgres://coda:***@127.0.0.1:1/none"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+    assert!(error.is_unavailable(), "{error:?}");
+    let error = Store::open_url("mysql://x@y/z")
+        .err()
+        .expect("not a backend");
+    assert!(error.to_string().contains("mysql://x@y/z"), "{error}");
 }
