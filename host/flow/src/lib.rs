@@ -247,18 +247,50 @@ impl Engine {
     ) -> Result<u64> {
         tokio::pin!(stop);
         let mut steps = 0;
+        // While the database is unavailable (a PostgreSQL restart, a SQLite file locked by
+        // another process), passes fail: the scheduler waits longer after each, up to
+        // `MAX_BACKOFF`, and says so once per episode, instead of spinning or exiting.
+        const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+        const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+        let mut backoff = None::<std::time::Duration>;
         loop {
             let pass = self.run_until(None);
             tokio::pin!(pass);
-            tokio::select! {
+            let failed = tokio::select! {
                 biased;
                 _ = &mut stop => return self.drain(pass, steps).await,
-                done = &mut pass => steps += done?,
-            }
+                done = &mut pass => match done {
+                    Ok(done) => {
+                        steps += done;
+                        if backoff.take().is_some() {
+                            tracing::info!("the scheduler is stepping runs again");
+                        }
+                        false
+                    }
+                    Err(FlowError::Store(e)) if e.is_unavailable() => {
+                        let wait = match backoff {
+                            None => {
+                                tracing::warn!("the database is unavailable ({e}); the scheduler backs off until it answers");
+                                FIRST_BACKOFF
+                            }
+                            Some(wait) => (wait * 2).min(MAX_BACKOFF),
+                        };
+                        backoff = Some(wait);
+                        true
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            let pause = async {
+                match backoff.filter(|_| failed) {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => self.wake.notified().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = &mut stop => return Ok(steps),
-                _ = self.wake.notified() => {}
+                _ = pause => {}
             }
         }
     }

@@ -373,7 +373,7 @@ fn flow_failed(e: FlowError) -> ApiError {
             "unknown-plan",
             e.to_string(),
         ),
-        e => ApiError::internal(e),
+        e => ApiError::from(e),
     }
 }
 

@@ -81,11 +81,44 @@ impl ApiError {
             "the server could not complete the request",
         )
     }
+
+    /// 503: the database cannot be reached or is busy right now — the host's state, not
+    /// the request's fault, and worth sending again after `Retry-After`.
+    pub fn database_unavailable(why: impl std::fmt::Display) -> Self {
+        tracing::warn!("database unavailable: {why}");
+        ApiError {
+            retry_after_secs: Some(DATABASE_RETRY_AFTER_SECS),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database-unavailable",
+                format!(
+                    "the database is unavailable right now; send the request again in \
+                     {DATABASE_RETRY_AFTER_SECS} s"
+                ),
+            )
+        }
+    }
 }
+
+/// What a 503 for an unavailable database asks the client to wait.
+pub const DATABASE_RETRY_AFTER_SECS: u64 = 2;
 
 impl From<coda_store::StoreError> for ApiError {
     fn from(e: coda_store::StoreError) -> Self {
-        ApiError::internal(e)
+        if e.is_unavailable() {
+            ApiError::database_unavailable(e)
+        } else {
+            ApiError::internal(e)
+        }
+    }
+}
+
+impl From<coda_flow::FlowError> for ApiError {
+    fn from(e: coda_flow::FlowError) -> Self {
+        match e {
+            coda_flow::FlowError::Store(e) => ApiError::from(e),
+            e => ApiError::internal(e),
+        }
     }
 }
 

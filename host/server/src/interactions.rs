@@ -65,7 +65,7 @@ fn refused(refused: WorkError) -> ApiError {
 }
 
 fn internal(e: coda_flow::FlowError) -> ApiError {
-    ApiError::internal(e)
+    ApiError::from(e)
 }
 
 /// A JSON value into `T`, a wrong type or an unknown field refused as a 400 naming the

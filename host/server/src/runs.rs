@@ -142,7 +142,7 @@ async fn cancel(
         .engine()
         .cancel(&tenant, &id)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from)?;
     control_answer(control, &id, "run-finished")
 }
 
@@ -158,7 +158,7 @@ async fn retry(
         .engine()
         .retry(&tenant, &id)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from)?;
     control_answer(control, &id, "run-not-failed")
 }
 
