@@ -53,9 +53,19 @@ pub(crate) fn start_command(mut command: Command, operator: Option<&str>) -> Ser
     let stderr = child.stderr.take().unwrap();
     let (lines, received) = mpsc::channel();
     std::thread::spawn(move || {
+        // After the banner, the server's log goes to the test's stderr when
+        // CODA_E2E_LOGS is set (for a failure to be read), else nowhere.
+        let show = std::env::var_os("CODA_E2E_LOGS").is_some();
+        let mut listening = true;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
+            if listening && lines.send(line.clone()).is_err() {
+                listening = false;
+            }
+            if !listening {
+                if !show {
+                    break;
+                }
+                eprintln!("[coda serve] {line}");
             }
         }
     });
