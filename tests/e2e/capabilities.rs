@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::run::{Files, applets_dir};
 
 /// A tokio runtime for the loopback servers; the `coda` process runs on the test's thread.
-fn servers() -> tokio::runtime::Runtime {
+pub(crate) fn servers() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -46,7 +46,7 @@ tenants:
     files.write("grants.yaml", &text)
 }
 
-fn event(files: &Files, interaction: &str, outcome: &str) -> String {
+pub(crate) fn event(files: &Files, interaction: &str, outcome: &str) -> String {
     files.write(
         &format!("{interaction}.json"),
         &json!({
@@ -62,7 +62,7 @@ fn event(files: &Files, interaction: &str, outcome: &str) -> String {
     )
 }
 
-fn run(
+pub(crate) fn run(
     files: &Files,
     plan: &str,
     event: &str,
