@@ -823,6 +823,37 @@ impl Store {
         Ok(woken.into_iter().map(|(id, ..)| id).collect())
     }
 
+    /// Caps the SQLite file at `pages` pages (`PRAGMA max_page_count`; a page is 4 KiB):
+    /// the bound an operator may put on the disk the database takes, and how the fault
+    /// suite fills a disk. A write past it fails whole, as disk full, and nothing of it is
+    /// stored. Returns the cap in force (SQLite never sets it below the pages in use). On
+    /// PostgreSQL, whose disk is the server's, it is refused.
+    pub async fn set_max_pages(&self, pages: u64) -> Result<u64> {
+        if self.is_postgres() {
+            return Err(StoreError::Column(
+                "max_page_count is SQLite's: a PostgreSQL server bounds its own disk".into(),
+            ));
+        }
+        self.writer
+            .write(move |conn| {
+                conn.query_row(&format!("PRAGMA max_page_count = {pages}"), &[], |r| {
+                    r.get(0)
+                })
+            })
+            .await
+    }
+
+    /// The pages the SQLite file has now (`PRAGMA page_count`); 0 on PostgreSQL.
+    pub fn page_count(&self) -> Result<u64> {
+        self.read(|conn| {
+            if conn.is_postgres() {
+                Ok(0)
+            } else {
+                conn.query_row("PRAGMA page_count", &[], |r| r.get(0))
+            }
+        })
+    }
+
     /// `PRAGMA integrity_check` on SQLite: "ok" when the database is sound. PostgreSQL
     /// keeps its own consistency (WAL, checksums if enabled) and has no such check to ask
     /// for: there it answers "ok" once a query goes through.

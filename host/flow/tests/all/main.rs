@@ -16,7 +16,7 @@ use serde_json::json;
 /// `next` for every applet, except: `waiter` waits for a `disposition` for an hour,
 /// `router` routes to a plan that does not exist, `rogue` takes an exit it never declared,
 /// `missing` is not installed, and `slow` takes `next` after 300 ms of wall time.
-struct Script;
+pub(crate) struct Script;
 
 #[async_trait]
 impl Applets for Script {
@@ -503,6 +503,7 @@ async fn after_the_contact_leaves_a_live_step_ends_the_run_and_says_why() {
 }
 
 mod control;
+mod disk;
 mod effects;
 mod fair;
 
