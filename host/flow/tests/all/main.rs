@@ -505,6 +505,7 @@ async fn after_the_contact_leaves_a_live_step_ends_the_run_and_says_why() {
 mod control;
 mod effects;
 mod fair;
+mod leases;
 
 #[tokio::test]
 async fn a_serving_engine_steps_a_run_started_while_it_is_idle_and_stops_when_told() {
