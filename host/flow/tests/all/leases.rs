@@ -412,7 +412,7 @@ async fn a_stale_claims_commit_and_effects_are_refused_by_the_claim_fence() {
             .renew_claims("node-b", &[(id.clone(), b[0].claim_seq)], now + 500)
             .await
             .unwrap(),
-        [id.clone()]
+        std::slice::from_ref(&id)
     );
     store
         .record_claimed_effect(&id, effect, b[0].claim_seq)
