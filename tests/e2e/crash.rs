@@ -36,10 +36,10 @@ const MOMENTS: [Moment; 8] = [
     Moment::AfterSteps(40),
     Moment::After(30),
     Moment::DuringCall,
-    Moment::AfterSteps(400),
-    Moment::After(700),
-    Moment::AfterSteps(900),
-    Moment::DuringCall,
+    Moment::AfterSteps(200),
+    Moment::After(400),
+    Moment::AfterSteps(10),
+    Moment::After(0),
 ];
 
 fn committed_steps(db: &str) -> u64 {
@@ -68,6 +68,13 @@ nodes:
       body: "Thanks {{ CustomerName }}, we got your call."
       account_sid_secret: sid
       auth_token_secret: token
+    exits: { sent: mail }
+  mail:
+    applet: send-email@0.1.0
+    config:
+      to: ["ada@example.com"]
+      subject: "Your call"
+      text: "Thanks {{ CustomerName }}."
     exits: { sent: nap }
   nap:
     applet: scripted@0.1.0
@@ -89,13 +96,16 @@ nodes:
     applet: echo@0.1.0
 "#;
 
-/// Kills to land while runs are unfinished.
-const MIN_KILLS: u32 = 6;
+/// Kills to land while runs are unfinished: the single-node half of the hundred (the
+/// multi-node half is `nodes.rs`). When every run is done before they have all landed, a
+/// further batch of runs is started (and its host killed too).
+const MIN_KILLS: u32 = 50;
 
-const NODES: [&str; 8] = [
+const NODES: [&str; 9] = [
     "greet",
     "first",
     "text",
+    "mail",
     "nap",
     "nap-again",
     "once-more",
@@ -124,12 +134,19 @@ fn runs_survive_sigkill_at_varied_moments() {
             },
         ))
         .unwrap();
+    let smtp = servers
+        .block_on(coda_testkit::SmtpServer::start(
+            coda_testkit::SmtpMode::Accept,
+            None,
+        ))
+        .unwrap();
     let files = Files::new();
     let plan = files.write("crashy.yaml", &PLAN.replace("GATEWAY", &gateway.url()));
     let grants = files.write(
         "grants.yaml",
         &format!(
-            "tenants:\n  local:\n    ceiling: {{ http_hosts: [\"127.0.0.1:*\"], allow_private: [127.0.0.0/8], secrets: [sid, token] }}\n    grants:\n      sms: {{ http: [\"127.0.0.1:*\"], secrets: [sid, token] }}\n    secrets: {{ sid: {}, token: {} }}\n",
+            "tenants:\n  local:\n    ceiling: {{ http_hosts: [\"127.0.0.1:*\"], allow_private: [127.0.0.0/8], secrets: [sid, token], email: true, email_per_hour: 100000 }}\n    grants:\n      sms: {{ http: [\"127.0.0.1:*\"], secrets: [sid, token] }}\n      send-email: {{ email: true }}\n    smtp: {{ host: 127.0.0.1, port: {}, tls: none, from: \"Acme <support@acme.example>\" }}\n    secrets: {{ sid: {}, token: {} }}\n",
+            smtp.port(),
             gateway.config().account_sid,
             gateway.config().auth_token
         ),
@@ -192,21 +209,61 @@ fn runs_survive_sigkill_at_varied_moments() {
 
     // Restart and kill again, at varied moments, while work remains.
     let mut landed = Vec::new();
+    let mut batches = 1;
     for moment in MOMENTS.iter().cycle() {
-        if kills >= MIN_KILLS || Store::open(db.as_ref()).unwrap().unfinished_runs().unwrap() == 0 {
+        if kills >= MIN_KILLS {
             break;
         }
+        // Work left: resume it. None: a further batch of runs, started by a host that is
+        // killed like the others.
+        let idle = Store::open(db.as_ref()).unwrap().unfinished_runs().unwrap() == 0;
         let before = committed_steps(&db);
         let started = std::time::Instant::now();
-        let mut host = spawn(&[
-            "resume",
-            "--db",
-            &db,
-            "--applets",
-            applets,
-            "--grants",
-            &grants,
-        ]);
+        let batch = (RUNS / 4).to_string();
+        let mut host = if idle {
+            batches += 1;
+            // Interactions of their own: the first batch's would start no run again.
+            let event = files.write(
+                &format!("event-{batches}.json"),
+                &format!(
+                    r#"{{ "interaction": "crash-batch-{batches}", "data": {{ "CustomerName": "Ada", "CLID": "+15550100" }} }}"#
+                ),
+            );
+            spawn(&[
+                "run",
+                &plan,
+                "--event",
+                &event,
+                "--applets",
+                applets,
+                "--db",
+                &db,
+                "--repeat",
+                &batch,
+                "--grants",
+                &grants,
+            ])
+        } else {
+            spawn(&[
+                "resume",
+                "--db",
+                &db,
+                "--applets",
+                applets,
+                "--grants",
+                &grants,
+            ])
+        };
+        // A new batch is let start its runs before its moment is awaited: killed while it
+        // loads, it would start none, again and again.
+        while idle
+            && host.try_wait().unwrap().is_none()
+            && started.elapsed() < Duration::from_secs(10)
+            && Store::open(db.as_ref()).unwrap().unfinished_runs().unwrap() == 0
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let started = std::time::Instant::now();
         // Wait for the moment, but never for long: a host that has nothing left of that kind
         // (no call to make) is killed wherever it is after a few seconds.
         while host.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(5) {
@@ -321,15 +378,39 @@ fn runs_survive_sigkill_at_varied_moments() {
         );
     }
     let repeats = deliveries.len() - by_token.len();
+
+    // At the SMTP server: one distinct mail per run, by the Message-ID its key gave it; a
+    // repeat is a call that was in flight at a kill (at most one per run per kill).
+    let mails = smtp.mails();
+    let mut by_message_id = std::collections::BTreeMap::<String, u32>::new();
+    for mail in &mails {
+        *by_message_id
+            .entry(mail.header("Message-ID").expect("a Message-ID"))
+            .or_default() += 1;
+    }
+    assert_eq!(by_message_id.len(), runs.len(), "one distinct mail per run");
+    for run in &runs {
+        let journal = store.journal("local", &run.id).unwrap();
+        let mail = journal.iter().find(|s| s.node == "mail").unwrap();
+        assert_eq!(
+            store.effects(&run.id, Some(mail.seq)).unwrap().len(),
+            1,
+            "run {}: one mail journaled",
+            run.id
+        );
+    }
+    let mail_repeats = mails.len() - by_message_id.len();
     eprintln!("crash test: kills landed at {landed:?}");
     eprintln!(
-        "crash test: {kills} kills, {} runs ({} acknowledged before the first kill), {steps} steps, \
+        "crash test: {kills} kills, {batches} batches, {} runs ({} acknowledged before the first kill), {steps} steps, \
          {} gateway deliveries for {} messages ({repeats} in-flight calls retried with their key, \
-         0 journaled effects repeated)",
+         0 journaled effects repeated), {} mails for {} runs ({mail_repeats} in flight at a kill)",
         runs.len(),
         acknowledged.len(),
         deliveries.len(),
-        gateway.messages_created()
+        gateway.messages_created(),
+        mails.len(),
+        runs.len()
     );
     assert!(
         kills >= MIN_KILLS,

@@ -152,6 +152,11 @@ impl Server {
         }
     }
 
+    /// The process id, for signals.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// One request; (status, body as JSON or Null).
     pub(crate) fn call(
         &self,
@@ -160,6 +165,18 @@ impl Server {
         token: Option<&str>,
         body: Option<&str>,
     ) -> (u16, Value) {
+        let (status, _, body) = self.call_with_headers(method, path, token, body);
+        (status, body)
+    }
+
+    /// One request; (status, headers, body as JSON or Null).
+    pub(crate) fn call_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Vec<(String, String)>, Value) {
         let mut stream = TcpStream::connect(&self.address).expect("connecting to coda serve");
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
@@ -181,13 +198,19 @@ impl Server {
         stream.read_to_string(&mut response).unwrap();
         let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
         let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let headers = head
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+            .collect();
         let json = if body.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(body)
                 .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {body}"))
         };
-        (status, json)
+        (status, headers, json)
     }
 
     /// SIGTERM; the process must exit 0 and print its summary.

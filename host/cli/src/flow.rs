@@ -49,7 +49,8 @@ pub struct RunArgs {
     /// Other plans the run may route to
     #[arg(long = "with", value_name = "PLAN")]
     with: Vec<PathBuf>,
-    /// The SQLite database [default: a temporary one, removed afterwards]
+    /// The database: a SQLite file, or postgres://USER@HOST:PORT/DB [default: a temporary
+    /// SQLite file, removed afterwards]
     #[arg(long)]
     db: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "wall")]
@@ -70,7 +71,7 @@ pub struct RunArgs {
 
 #[derive(Args)]
 pub struct ResumeArgs {
-    /// The SQLite database whose unfinished runs to take to their end
+    /// The database (a SQLite file or postgres://…) whose unfinished runs to take to their end
     #[arg(long)]
     db: PathBuf,
     /// A directory of applet components (.wasm)
@@ -231,8 +232,7 @@ pub async fn resume(runtime: Runtime, args: ResumeArgs) -> Result<Json, Exit> {
     let applets = DirApplets::load(runtime, args.applets.as_deref())
         .await
         .map_err(|e| Exit::usage("io", e))?;
-    let store =
-        Arc::new(coda_store::Store::open(&args.db).map_err(|e| Exit::usage("io", e.to_string()))?);
+    let store = Arc::new(crate::serve::database_path(args.db.clone())?.open()?);
     let clock: Arc<dyn Clock> = match args.clock {
         ClockKind::Wall => Arc::new(WallClock),
         ClockKind::Virtual => Arc::new(VirtualClock::new()),
@@ -349,14 +349,13 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
 
     let temp;
     let db = match &args.db {
-        Some(path) => path.clone(),
+        Some(path) => crate::serve::database_path(path.clone())?,
         None => {
             temp = tempfile::tempdir().map_err(|e| Exit::usage("io", e.to_string()))?;
-            temp.path().join("coda.db")
+            crate::serve::Database::Sqlite(temp.path().join("coda.db"))
         }
     };
-    let store =
-        Arc::new(coda_store::Store::open(&db).map_err(|e| Exit::usage("io", e.to_string()))?);
+    let store = Arc::new(db.open()?);
     let clock: Arc<dyn Clock> = match (args.clock, args.at) {
         (ClockKind::Wall, None) => Arc::new(WallClock),
         (ClockKind::Wall, Some(_)) => {

@@ -34,7 +34,8 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:8080]
     #[arg(long)]
     listen: Option<String>,
-    /// The SQLite database: a path or sqlite:PATH [default: coda.db in the data directory]
+    /// The database: a SQLite file (a path or sqlite:PATH), or postgres://USER@HOST:PORT/DB
+    /// shared by several nodes [default: coda.db in the data directory]
     #[arg(long)]
     db: Option<PathBuf>,
     /// Where the service keeps its files [default: the user's data dir]
@@ -68,7 +69,7 @@ pub struct ServeArgs {
 #[derive(Debug)]
 pub struct Settings {
     pub listen: String,
-    pub db: PathBuf,
+    pub db: Database,
     /// The data directory (the database's, unless `db` says otherwise).
     pub data_dir: PathBuf,
     pub applets: Option<PathBuf>,
@@ -107,7 +108,7 @@ impl ServeArgs {
         };
         let db = match self.db.or(file.db) {
             Some(db) => database_path(db)?,
-            None => data_dir.join("coda.db"),
+            None => Database::Sqlite(data_dir.join("coda.db")),
         };
         let defaults = FlowLimits::default();
         let scheduler = file.scheduler;
@@ -162,9 +163,46 @@ impl ServeArgs {
     }
 }
 
-/// `--db`: a SQLite file, as a path or a `sqlite:` URL. A PostgreSQL URL is refused by
-/// name rather than taken for a file called `postgres:`: this build serves SQLite only.
-fn database_path(db: PathBuf) -> Result<PathBuf, Exit> {
+/// Where the service keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file: one node.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database several nodes share.
+    Postgres(String),
+}
+
+impl Database {
+    /// Opens it (creating a SQLite file's directory if needed).
+    pub fn open(&self) -> Result<Store, Exit> {
+        match self {
+            Database::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        Exit::usage("io", format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+                Store::open(path).map_err(|e| Exit::usage("io", e.to_string()))
+            }
+            Database::Postgres(url) => {
+                Store::open_url(url).map_err(|e| Exit::usage("database", e.to_string()))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres(url) => f.write_str(&coda_store::redact_url(url)),
+        }
+    }
+}
+
+/// `--db`: a SQLite file, as a path or a `sqlite:` URL, or a PostgreSQL URL. Any other
+/// scheme is refused by name rather than taken for a file called `mysql:`.
+pub fn database_path(db: PathBuf) -> Result<Database, Exit> {
     let text = db.to_string_lossy();
     if let Some(rest) = text
         .strip_prefix("sqlite://")
@@ -173,24 +211,21 @@ fn database_path(db: PathBuf) -> Result<PathBuf, Exit> {
         if rest.is_empty() {
             return Err(Exit::usage("usage", "--db sqlite: names no file"));
         }
-        return Ok(PathBuf::from(rest));
+        return Ok(Database::Sqlite(PathBuf::from(rest)));
     }
     if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-        return Err(Exit::usage(
-            "usage",
-            "--db: PostgreSQL is not supported by this build yet; give a SQLite file path \
-             (or sqlite:PATH)",
-        ));
+        return Ok(Database::Postgres(text.into_owned()));
     }
     if let Some((scheme, _)) = text.split_once("://") {
         return Err(Exit::usage(
             "usage",
             format!(
-                "--db: `{scheme}://` is not a database this build serves; give a SQLite file path"
+                "--db: `{scheme}://` is not a database coda knows; give a SQLite file path \
+                 (or sqlite:PATH) or postgres://USER@HOST:PORT/DB"
             ),
         ));
     }
-    Ok(db)
+    Ok(Database::Sqlite(db))
 }
 
 fn now_ms() -> i64 {
@@ -268,14 +303,10 @@ fn signalled() -> Result<impl std::future::Future<Output = ()>, Exit> {
 pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
     let args = settings;
     let db = args.db;
-    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Exit::usage("io", format!("cannot create {}: {e}", dir.display())))?;
-    }
     let applets = DirApplets::load(runtime, args.applets.as_deref())
         .await
         .map_err(|e| Exit::usage("io", e))?;
-    let store = Arc::new(Store::open(&db).map_err(|e| Exit::usage("io", e.to_string()))?);
+    let store = Arc::new(db.open()?);
     // Tenants' uploads run beside the built-in and directory applets; the same object
     // checks and compiles uploads, so an upload runs on this node without compiling again.
     // Each tenant's ceiling bounds its steps in flight and each invocation's fuel and memory.
@@ -337,10 +368,7 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
         .map_err(|e| Exit::usage("io", e.to_string()))?;
     {
         use std::io::Write;
-        let line = format!(
-            "coda serve: listening on http://{address} (database {})\n",
-            db.display()
-        );
+        let line = format!("coda serve: listening on http://{address} (database {db})\n");
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
@@ -385,30 +413,25 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
 
 #[cfg(test)]
 mod tests {
-    use super::database_path;
+    use super::{Database, database_path};
     use std::path::PathBuf;
 
     #[test]
     fn db_takes_a_path_or_a_sqlite_url_and_names_what_it_refuses() {
         let path = |s: &str| database_path(PathBuf::from(s));
+        let file = |p: &str| Some(Database::Sqlite(PathBuf::from(p)));
+        assert_eq!(path("data/coda.db").ok(), file("data/coda.db"));
+        assert_eq!(path("sqlite:data/c.db").ok(), file("data/c.db"));
+        assert_eq!(path("sqlite:///tmp/c.db").ok(), file("/tmp/c.db"));
         assert_eq!(
-            path("data/coda.db").ok(),
-            Some(PathBuf::from("data/coda.db"))
+            path("postgres://u@h/db").ok(),
+            Some(Database::Postgres("postgres://u@h/db".into()))
         );
         assert_eq!(
-            path("sqlite:data/c.db").ok(),
-            Some(PathBuf::from("data/c.db"))
+            path("postgresql://h/db").ok(),
+            Some(Database::Postgres("postgresql://h/db".into()))
         );
-        assert_eq!(
-            path("sqlite:///tmp/c.db").ok(),
-            Some(PathBuf::from("/tmp/c.db"))
-        );
-        for refused in [
-            "postgres://u@h/db",
-            "postgresql://h/db",
-            "mysql://h/db",
-            "sqlite:",
-        ] {
+        for refused in ["mysql://h/db", "sqlite:"] {
             let Err(exit) = path(refused) else {
                 panic!("{refused} was taken for a file")
             };

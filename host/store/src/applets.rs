@@ -4,7 +4,8 @@
 //! Every read takes the tenant: another tenant's applet is not found, even when both
 //! uploaded the same bytes (the bytes are shared, the rows are not).
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::Conn;
+use crate::db::{OptionalExtension, params};
 
 use crate::{Result, Store};
 
@@ -52,7 +53,7 @@ pub enum PutApplet {
 
 const COLUMNS: &str = "tenant, name, version, digest, size, info, imports, uploaded_at, retired_at";
 
-fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<(AppletRecord, String, String)> {
+fn record(row: &crate::db::Row) -> crate::Result<(AppletRecord, String, String)> {
     Ok((
         AppletRecord {
             tenant: row.get(0)?,
@@ -76,12 +77,7 @@ fn parsed((mut record, info, imports): (AppletRecord, String, String)) -> Result
     Ok(record)
 }
 
-fn find(
-    conn: &rusqlite::Connection,
-    tenant: &str,
-    name: &str,
-    version: &str,
-) -> Result<Option<AppletRecord>> {
+fn find(conn: &Conn<'_>, tenant: &str, name: &str, version: &str) -> Result<Option<AppletRecord>> {
     let row = conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM applets WHERE tenant = ?1 AND name = ?2 AND version = ?3"
@@ -169,16 +165,15 @@ impl Store {
         version: &str,
     ) -> Result<Option<(String, Vec<u8>)>> {
         self.read(|conn| {
-            Ok(conn
-                .prepare_cached(
-                    "SELECT a.digest, c.bytes FROM applets a
+            conn.prepare_cached(
+                "SELECT a.digest, c.bytes FROM applets a
                      JOIN applet_components c ON c.digest = a.digest
                      WHERE a.tenant = ?1 AND a.name = ?2 AND a.version = ?3",
-                )?
-                .query_row(params![tenant, name, version], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()?)
+            )?
+            .query_row(params![tenant, name, version], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
         })
     }
 

@@ -2,7 +2,7 @@
 //! and an agent's unavailability (post-contact work) to `agent_states`, in the same
 //! transaction as the interaction itself, so neither can be stored without the other.
 
-use rusqlite::params;
+use crate::db::params;
 use serde::{Deserialize, Serialize};
 
 use crate::interactions::read_interaction;
@@ -138,12 +138,12 @@ impl Store {
             )?;
             let rows = stmt.query_map(params![tenant, id], |r| {
                 Ok((
-                    r.get::<_, u64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
+                    r.get::<u64>(0)?,
+                    r.get::<i64>(1)?,
+                    r.get::<String>(2)?,
+                    r.get::<String>(3)?,
+                    r.get::<String>(4)?,
+                    r.get::<String>(5)?,
                 ))
             })?;
             rows.map(|row| {
@@ -165,14 +165,13 @@ impl Store {
 impl Store {
     /// The tenant and id of the live (unrevoked) token with this hash: who made a change.
     pub fn token_caller(&self, hash: &str) -> Result<Option<(String, String)>> {
-        use rusqlite::OptionalExtension;
+        use crate::db::OptionalExtension;
         self.read(|conn| {
-            Ok(conn
-                .prepare_cached(
-                    "SELECT tenant, id FROM tokens WHERE hash = ?1 AND revoked_at IS NULL",
-                )?
-                .query_row(params![hash], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?)
+            conn.prepare_cached(
+                "SELECT tenant, id FROM tokens WHERE hash = ?1 AND revoked_at IS NULL",
+            )?
+            .query_row(params![hash], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
         })
     }
 }

@@ -8,9 +8,9 @@
 //! the tenant's generation in the same transaction, so a host caching a tenant's
 //! capabilities knows cheaply when to rebuild them.
 
+use crate::db::{Conn, OptionalExtension, params};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{Result, Store, StoreError};
 
@@ -152,16 +152,16 @@ pub enum SecretWrite {
     UnknownTenant,
 }
 
-fn bump_generation(tx: &Connection, tenant: &str) -> Result<()> {
+fn bump_generation(tx: &Conn<'_>, tenant: &str) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO grant_generations (tenant, generation) VALUES (?1, 1)
-         ON CONFLICT (tenant) DO UPDATE SET generation = generation + 1",
+         ON CONFLICT (tenant) DO UPDATE SET generation = grant_generations.generation + 1",
     )?
     .execute(params![tenant])?;
     Ok(())
 }
 
-fn tenant_exists(tx: &Connection, tenant: &str) -> Result<bool> {
+fn tenant_exists(tx: &Conn<'_>, tenant: &str) -> Result<bool> {
     Ok(tx
         .prepare_cached("SELECT 1 FROM tenants WHERE id = ?1")?
         .query_row(params![tenant], |_| Ok(()))
@@ -176,7 +176,7 @@ impl Store {
         self.read(|conn| {
             Ok(conn
                 .prepare_cached("SELECT generation FROM grant_generations WHERE tenant = ?1")?
-                .query_row(params![tenant], |r| r.get::<_, i64>(0))
+                .query_row(params![tenant], |r| r.get::<i64>(0))
                 .optional()?
                 .map(|g| g as u64)
                 .unwrap_or(0))
@@ -263,11 +263,7 @@ impl Store {
                 "SELECT applet, body, updated_at FROM grants WHERE tenant = ?1 ORDER BY applet",
             )?;
             let rows = stmt.query_map(params![tenant], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
+                Ok((r.get::<String>(0)?, r.get::<String>(1)?, r.get::<i64>(2)?))
             })?;
             rows.map(|row| {
                 let (applet, body, updated_at_ms) = row?;
@@ -358,7 +354,7 @@ impl Store {
                     updated_at_ms: r.get(1)?,
                 })
             })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            rows.collect::<crate::Result<Vec<_>>>()
         })
     }
 
@@ -387,12 +383,12 @@ impl Store {
             )?;
             let rows = stmt.query_map(params![tenant], |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<String>(0)?,
+                    r.get::<Vec<u8>>(1)?,
+                    r.get::<Vec<u8>>(2)?,
                 ))
             })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            rows.collect::<crate::Result<Vec<_>>>()
         })?;
         sealed
             .into_iter()

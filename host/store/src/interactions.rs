@@ -1,8 +1,9 @@
 //! Interactions (a call, a chat, an SMS, an email) as the store keeps them: who is present,
 //! whether an agent was reached, their data sources, and the post-flow action set on them.
 
+use crate::db::Conn;
+use crate::db::{OptionalExtension, params};
 use coda_types::Values;
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::{Result, Store};
@@ -183,7 +184,7 @@ pub enum FollowUpRefused {
 }
 
 pub(crate) fn read_interaction(
-    conn: &rusqlite::Connection,
+    conn: &Conn<'_>,
     tenant: &str,
     id: &str,
 ) -> Result<Option<InteractionRecord>> {

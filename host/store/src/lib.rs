@@ -13,6 +13,7 @@
 
 mod applets;
 mod audit;
+mod db;
 mod grants;
 mod interactions;
 mod leases;
@@ -37,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use coda_types::Values;
-use rusqlite::{Connection, OptionalExtension, params};
+use db::{Conn, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 pub use grants::{GrantRecord, SecretInfo, SecretWrite, SecretsKey};
@@ -52,6 +53,14 @@ pub use writer::WriteStats;
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// A query expected a row and found none.
+    #[error("no such row")]
+    NoRow,
+    /// A column that does not read as the type asked for.
+    #[error("stored value does not read: {0}")]
+    Column(String),
     #[error("stored JSON does not parse: {0}")]
     Json(#[from] serde_json::Error),
     /// The run moved on since the step began (another commit won): nothing was written.
@@ -71,6 +80,49 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    /// A database URL that names no backend the store has, or a PostgreSQL server that
+    /// could not be reached (the URL is shown without its password).
+    #[error("cannot open the database {url}: {reason}")]
+    OpenUrl { url: String, reason: String },
+}
+
+impl StoreError {
+    /// The database cannot be reached or is busy right now: worth answering "try again
+    /// later" (the API's 503 with Retry-After) and backing off, not a fault of the request.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            StoreError::Postgres(e) => {
+                e.is_closed()
+                    || e.code().is_none_or(|code| {
+                        // Class 08 (connection exception), 57P0x (shutdown, cannot connect
+                        // now), 53 (insufficient resources).
+                        let code = code.code();
+                        code.starts_with("08") || code.starts_with("57P") || code.starts_with("53")
+                    })
+            }
+            StoreError::NotCommitted(_) | StoreError::WriterGone => true,
+            StoreError::OpenUrl { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:***@host/db`, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -247,16 +299,22 @@ pub struct RunUpdate {
     pub route_depth: u32,
 }
 
-/// The embedded database.
+/// The database: SQLite embedded in the process, or a PostgreSQL server several nodes
+/// share.
 pub struct Store {
     writer: writer::Writer,
-    reader: Mutex<Connection>,
+    reads: Reads,
     /// Told of every journal commit, after it is on disk (live tails wait on it).
     commits: runs::Commits,
 }
 
-fn open_connection(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path).map_err(|source| StoreError::Open {
+enum Reads {
+    Sqlite(Mutex<rusqlite::Connection>),
+    Pg(std::sync::Arc<db::Pg>),
+}
+
+fn open_connection(path: &Path) -> Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path).map_err(|source| StoreError::Open {
         path: path.to_owned(),
         source,
     })?;
@@ -270,21 +328,68 @@ fn open_connection(path: &Path) -> Result<Connection> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// Opens (creating if needed) the SQLite database at `path` and brings its schema up
+    /// to date.
     pub fn open(path: &Path) -> Result<Store> {
         let mut conn = open_connection(path)?;
-        schema::migrate(&mut conn)?;
+        schema::migrate_sqlite(&mut conn)?;
         let reader = open_connection(path)?;
         Ok(Store {
-            writer: writer::Writer::start(conn),
-            reader: Mutex::new(reader),
+            writer: writer::Writer::start(writer::WriteConn::Sqlite(conn)),
+            reads: Reads::Sqlite(Mutex::new(reader)),
             commits: runs::Commits::new(),
         })
     }
 
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        f(&conn)
+    /// Opens the database `location` names: `postgres://…` (or `postgresql://…`) a
+    /// PostgreSQL database, `sqlite:PATH` or a plain path a SQLite file. The schema is
+    /// brought up to date; on PostgreSQL under an advisory lock, so nodes starting together
+    /// migrate once.
+    pub fn open_url(location: &str) -> Result<Store> {
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            return Store::open_postgres(location);
+        }
+        let path = location.strip_prefix("sqlite:").unwrap_or(location);
+        if path.is_empty() || location.contains("://") {
+            return Err(StoreError::OpenUrl {
+                url: redact_url(location),
+                reason: "not a database coda knows: give a file path, sqlite:PATH or postgres://USER@HOST:PORT/DB".into(),
+            });
+        }
+        Store::open(Path::new(path))
+    }
+
+    fn open_postgres(url: &str) -> Result<Store> {
+        let pg = db::Pg::start(url)?;
+        let open_error = |e: StoreError| StoreError::OpenUrl {
+            url: redact_url(url),
+            reason: e.to_string(),
+        };
+        let mut conn = pg.connect().map_err(open_error)?;
+        schema::migrate_postgres(&mut conn).map_err(open_error)?;
+        Ok(Store {
+            writer: writer::Writer::start(writer::WriteConn::Pg {
+                pg: pg.clone(),
+                conn: Some(conn),
+            }),
+            reads: Reads::Pg(pg),
+            commits: runs::Commits::new(),
+        })
+    }
+
+    /// Whether this store is on PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.reads, Reads::Pg(_))
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T>) -> Result<T> {
+        match &self.reads {
+            Reads::Sqlite(reader) => {
+                let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+                f(&Conn::Sqlite(&conn))
+            }
+            Reads::Pg(pg) => pg.read(f),
+        }
     }
 
     /// Group-commit statistics: batches and writes since start.
@@ -474,22 +579,22 @@ impl Store {
     /// The earliest due time of any unfinished run.
     pub fn next_due_at(&self) -> Result<Option<i64>> {
         self.read(|conn| {
-            Ok(conn.query_row(
+            conn.query_row(
                 "SELECT MIN(due_at) FROM runs WHERE status IN ('ready', 'parked', 'waiting')",
-                [],
+                &[],
                 |r| r.get(0),
-            )?)
+            )
         })
     }
 
     /// How many runs are not finished.
     pub fn unfinished_runs(&self) -> Result<u64> {
         self.read(|conn| {
-            Ok(conn.query_row(
+            conn.query_row(
                 "SELECT COUNT(*) FROM runs WHERE status IN ('ready', 'parked', 'waiting')",
-                [],
+                &[],
                 |r| r.get(0),
-            )?)
+            )
         })
     }
 
@@ -584,7 +689,7 @@ impl Store {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT step_seq, call_seq, kind, digest, result, at FROM effects
-                 WHERE run_id = ?1 AND (?2 IS NULL OR step_seq = ?2)
+                 WHERE run_id = ?1 AND (CAST(?2 AS BIGINT) IS NULL OR step_seq = ?2)
                  ORDER BY step_seq, call_seq",
             )?;
             let rows = stmt.query_map(params![run_id, step_seq], |r| {
@@ -597,7 +702,7 @@ impl Store {
                         result: serde_json::Value::Null,
                         at_ms: r.get(5)?,
                     },
-                    r.get::<_, String>(4)?,
+                    r.get::<String>(4)?,
                 ))
             })?;
             rows.map(|row| {
@@ -743,16 +848,24 @@ impl Store {
         Ok(woken.into_iter().map(|(id, ..)| id).collect())
     }
 
-    /// `PRAGMA integrity_check`: "ok" when the database is sound.
+    /// `PRAGMA integrity_check` on SQLite: "ok" when the database is sound. PostgreSQL
+    /// keeps its own consistency (WAL, checksums if enabled) and has no such check to ask
+    /// for: there it answers "ok" once a query goes through.
     pub fn integrity_check(&self) -> Result<String> {
-        self.read(|conn| Ok(conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
+        self.read(|conn| {
+            if conn.is_postgres() {
+                conn.query_row("SELECT 'ok'", &[], |r| r.get(0))
+            } else {
+                conn.query_row("PRAGMA integrity_check", &[], |r| r.get(0))
+            }
+        })
     }
 }
 
 const RUN_COLUMNS: &str = "id, tenant, plan, plan_version, interaction, status, node, step_seq,
     attempt, data, state, due_at, wait, route_depth, created_at, updated_at";
 
-fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RunRecord>> {
+fn run_from_row(r: &crate::db::Row) -> crate::Result<Result<RunRecord>> {
     let status: String = r.get(5)?;
     let data: String = r.get(9)?;
     let state: String = r.get(10)?;

@@ -2,7 +2,7 @@
 //! while under an unavailable code) or dispositions (the agent submits one). And each
 //! agent's latest unavailability, which that work causes.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::db::{Conn, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::{Result, Store};
@@ -54,7 +54,7 @@ impl AgentState {
 /// post-contact work that began since) is stored: a disposition submitted late for an
 /// older interaction does not end the wrap-up of a newer one.
 pub(crate) fn write_agent_state(
-    conn: &Connection,
+    conn: &Conn<'_>,
     tenant: &str,
     agent: &str,
     state: &AgentState,
@@ -73,7 +73,7 @@ pub(crate) fn write_agent_state(
 }
 
 pub(crate) fn read_agent_state(
-    conn: &Connection,
+    conn: &Conn<'_>,
     tenant: &str,
     agent: &str,
 ) -> Result<Option<AgentState>> {

@@ -5,7 +5,7 @@
 //! same queries run on PostgreSQL. The scheduler's queries read only unfinished runs, through
 //! the partial index `runs_due_by_tenant (tenant, due_at, id)`, never the finished ones.
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::{OptionalExtension, params};
 
 use crate::{RUN_COLUMNS, Result, RunRecord, Store, run_from_row};
 
@@ -44,8 +44,8 @@ impl Store {
                  SELECT tenant FROM queued WHERE tenant IS NOT NULL"
             ))?;
             let tenants: Vec<String> = tenants
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+                .query_map(&[], |r| r.get(0))?
+                .collect::<crate::Result<_>>()?;
             let mut oldest = conn.prepare_cached(&format!(
                 "SELECT id FROM runs WHERE tenant = ?1 AND {UNFINISHED} AND due_at <= ?2
                  ORDER BY due_at, id LIMIT ?3"
@@ -54,7 +54,7 @@ impl Store {
             for tenant in tenants {
                 let ids: Vec<String> = oldest
                     .query_map(params![tenant, now_ms, per_tenant as i64], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
+                    .collect::<crate::Result<_>>()?;
                 if !ids.is_empty() {
                     queues.push((tenant, ids));
                 }
@@ -104,17 +104,16 @@ impl Store {
     /// a backpressure check compares with a bound need not go past the bound.
     pub fn queued_runs(&self, tenant: &str, now_ms: i64, cap: u64) -> Result<u64> {
         self.read(|conn| {
-            Ok(conn
-                .prepare_cached(&format!(
-                    "SELECT COUNT(*) FROM (
+            conn.prepare_cached(&format!(
+                "SELECT COUNT(*) FROM (
                          SELECT 1 FROM runs WHERE tenant = ?1 AND {UNFINISHED} AND due_at <= ?2
                          LIMIT ?3
                      ) AS queued"
-                ))?
-                .query_row(
-                    params![tenant, now_ms, cap.min(i64::MAX as u64) as i64],
-                    |r| r.get(0),
-                )?)
+            ))?
+            .query_row(
+                params![tenant, now_ms, cap.min(i64::MAX as u64) as i64],
+                |r| r.get(0),
+            )
         })
     }
 
@@ -127,7 +126,7 @@ impl Store {
                  GROUP BY tenant ORDER BY tenant"
             ))?;
             let rows = stmt.query_map(params![now_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            rows.collect::<crate::Result<_>>()
         })
     }
 
@@ -140,8 +139,8 @@ impl Store {
                 "SELECT tenant, status, COUNT(*) FROM runs GROUP BY tenant, status
                  ORDER BY tenant, status",
             )?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            let rows = stmt.query_map(&[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect::<crate::Result<_>>()
         })
     }
 }

@@ -8,7 +8,8 @@
 
 use std::sync::Arc;
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::Conn;
+use crate::db::{OptionalExtension, params};
 use sha2::Digest;
 
 use crate::{RUN_COLUMNS, Result, RunRecord, RunStatus, Store, run_from_row};
@@ -98,11 +99,11 @@ impl Store {
         // Only the conditions asked for are in the query, so SQLite can pick the index that
         // fits; the values are always bound, never formatted in.
         let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE tenant = ?1 AND id > ?2");
-        let mut args: Vec<rusqlite::types::Value> = vec![
+        let mut args: Vec<crate::db::Value> = vec![
             tenant.to_owned().into(),
             after.unwrap_or("").to_owned().into(),
         ];
-        let mut condition = |column: &str, op: &str, value: rusqlite::types::Value| {
+        let mut condition = |column: &str, op: &str, value: crate::db::Value| {
             args.push(value);
             sql.push_str(&format!(" AND {column} {op} ?{}", args.len()));
         };
@@ -125,7 +126,7 @@ impl Store {
         sql.push_str(&format!(" ORDER BY id LIMIT ?{}", args.len()));
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args), run_from_row)?;
+            let rows = stmt.query_map(&args, run_from_row)?;
             rows.map(|r| r?).collect()
         })
     }
@@ -145,7 +146,7 @@ impl Store {
                     digest: format!("sha256:{}", hex::encode(sha2::Sha256::digest(body))),
                 })
             })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            rows.collect::<crate::Result<_>>()
         })
     }
 
@@ -306,7 +307,7 @@ impl Store {
     }
 }
 
-fn run_in(conn: &rusqlite::Connection, tenant: &str, id: &str) -> Result<Option<RunRecord>> {
+fn run_in(conn: &Conn<'_>, tenant: &str, id: &str) -> Result<Option<RunRecord>> {
     conn.prepare_cached(&format!(
         "SELECT {RUN_COLUMNS} FROM runs WHERE tenant = ?1 AND id = ?2"
     ))?
@@ -315,14 +316,14 @@ fn run_in(conn: &rusqlite::Connection, tenant: &str, id: &str) -> Result<Option<
     .transpose()
 }
 
-fn reread(conn: &rusqlite::Connection, id: &str) -> Result<RunRecord> {
+fn reread(conn: &Conn<'_>, id: &str) -> Result<RunRecord> {
     conn.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?
         .query_row(params![id], run_from_row)?
 }
 
 /// Journals a step the host took itself (no applet ran) at the run's current sequence.
 fn insert_host_step(
-    conn: &rusqlite::Connection,
+    conn: &Conn<'_>,
     run: &RunRecord,
     node: &str,
     attempt: u32,

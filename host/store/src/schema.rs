@@ -1,8 +1,7 @@
 //! The schema, as numbered migrations applied in order inside one transaction each.
 
-use rusqlite::Connection;
-
 use crate::Result;
+use crate::db::{Conn, PgConn};
 
 const MIGRATIONS: &[&str] = &[
     // 1: plans, runs, steps.
@@ -190,13 +189,52 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX runs_claimed ON runs (tenant, claim_until) WHERE claim_owner IS NOT NULL;",
 ];
 
-pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
-    let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+pub(crate) fn migrate_sqlite(conn: &mut rusqlite::Connection) -> Result<()> {
+    // The version is read inside the write transaction, so two processes opening a new
+    // file at once migrate it once: the second waits (busy timeout), then finds it done.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current: usize = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index + 1)?;
-        tx.commit()?;
     }
+    tx.commit()?;
     Ok(())
+}
+
+/// The advisory lock held while a node migrates: any fixed number, the same on every node.
+const MIGRATION_LOCK: i64 = 0x636f_6461; // "coda"
+
+/// A migration's DDL in PostgreSQL's words: SQLite's `INTEGER` holds 64 bits, PostgreSQL's
+/// 32, so `BIGINT`; `BLOB` is `BYTEA`. The rest of the schema is standard SQL.
+pub(crate) fn postgres_ddl(sql: &str) -> String {
+    sql.replace("INTEGER", "BIGINT").replace("BLOB", "BYTEA")
+}
+
+/// Brings a PostgreSQL database's schema up to date, holding an advisory lock so that nodes
+/// starting together migrate once: the second waits, then finds nothing left to do. The
+/// version is a row in `schema_version` (PostgreSQL has no `user_version`).
+pub(crate) fn migrate_postgres(conn: &mut PgConn) -> Result<()> {
+    conn.batch(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+    let migrated = (|| -> Result<()> {
+        conn.batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
+        let current: i64 = Conn::pg(conn).query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+            &[],
+            |r| r.get(0),
+        )?;
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            conn.batch(&format!(
+                "BEGIN; {}; DELETE FROM schema_version; INSERT INTO schema_version VALUES ({}); COMMIT",
+                postgres_ddl(sql),
+                index + 1
+            ))
+            .inspect_err(|_| {
+                let _ = conn.batch("ROLLBACK");
+            })?;
+        }
+        Ok(())
+    })();
+    let unlocked = conn.batch(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
+    migrated.and(unlocked)
 }

@@ -3,7 +3,7 @@
 //! A token is stored only as the hex SHA-256 the caller computed; it is looked up by that
 //! hash (a unique index), never compared as text, and a revoked token is never found.
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::{OptionalExtension, params};
 
 use crate::{Result, Store};
 
@@ -85,20 +85,18 @@ impl Store {
     /// The tenant whose live (unrevoked) token has this hash.
     pub fn token_tenant(&self, hash: &str) -> Result<Option<String>> {
         self.read(|conn| {
-            Ok(conn
-                .prepare_cached("SELECT tenant FROM tokens WHERE hash = ?1 AND revoked_at IS NULL")?
+            conn.prepare_cached("SELECT tenant FROM tokens WHERE hash = ?1 AND revoked_at IS NULL")?
                 .query_row(params![hash], |r| r.get(0))
-                .optional()?)
+                .optional()
         })
     }
 
     /// The stored hash of the operator's token, if one was ever stored.
     pub fn operator_token_hash(&self) -> Result<Option<String>> {
         self.read(|conn| {
-            Ok(conn
-                .prepare_cached("SELECT hash FROM operator_token WHERE id = 1")?
-                .query_row([], |r| r.get(0))
-                .optional()?)
+            conn.prepare_cached("SELECT hash FROM operator_token WHERE id = 1")?
+                .query_row(&[], |r| r.get(0))
+                .optional()
         })
     }
 
@@ -130,10 +128,10 @@ impl Store {
             )?;
             let rows = stmt.query_map(params![tenant], |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, u32>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
+                    r.get::<String>(0)?,
+                    r.get::<u32>(1)?,
+                    r.get::<String>(2)?,
+                    r.get::<i64>(3)?,
                 ))
             })?;
             rows.map(|row| {

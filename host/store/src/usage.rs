@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::params;
+use crate::db::params;
 use serde::Serialize;
 
 use crate::{Result, Store};
@@ -45,7 +45,8 @@ impl Store {
             // Steps the host takes itself (a timeout, the end) have no applet.
             let (invocations, fuel_used, duration_us): (u64, u64, u64) = conn
                 .prepare_cached(
-                    "SELECT COUNT(*), COALESCE(SUM(s.fuel_used), 0), COALESCE(SUM(s.duration_us), 0)
+                    "SELECT COUNT(*), CAST(COALESCE(SUM(s.fuel_used), 0) AS BIGINT),
+                            CAST(COALESCE(SUM(s.duration_us), 0) AS BIGINT)
                      FROM steps s JOIN runs r ON r.id = s.run_id
                      WHERE r.tenant = ?1 AND s.at >= ?2 AND s.at < ?3 AND s.applet <> ''",
                 )?
@@ -55,7 +56,7 @@ impl Store {
             // A result is journaled as `{"Ok": ...}` or `{"Err": ...}`.
             let mut stmt = conn.prepare_cached(
                 "SELECT e.kind, COUNT(*),
-                        COALESCE(SUM(CASE WHEN e.result LIKE '{\"Ok\":%' THEN 1 ELSE 0 END), 0)
+                        CAST(COALESCE(SUM(CASE WHEN e.result LIKE '{\"Ok\":%' THEN 1 ELSE 0 END), 0) AS BIGINT)
                  FROM effects e JOIN runs r ON r.id = e.run_id
                  WHERE r.tenant = ?1 AND e.at >= ?2 AND e.at < ?3
                  GROUP BY e.kind",
@@ -63,14 +64,14 @@ impl Store {
             let effects = stmt
                 .query_map(params![tenant, since_ms, until_ms], |r| {
                     Ok((
-                        r.get::<_, String>(0)?,
+                        r.get::<String>(0)?,
                         EffectCount {
                             calls: r.get(1)?,
                             succeeded: r.get(2)?,
                         },
                     ))
                 })?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<crate::Result<_>>()?;
             Ok(Usage {
                 invocations,
                 fuel_used,

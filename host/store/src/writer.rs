@@ -4,8 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
-use rusqlite::Connection;
-
+use crate::db::{Conn, Pg, PgConn};
 use crate::{Result, StoreError};
 
 /// Most writes folded into one transaction; more wait for the next batch.
@@ -13,7 +12,7 @@ const MAX_BATCH: usize = 1024;
 
 /// Called once the batch a job belonged to has committed (`None`) or failed (the reason).
 type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+type Job = Box<dyn FnOnce(&Conn<'_>) -> Reply + Send>;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct WriteStats {
@@ -23,6 +22,13 @@ pub struct WriteStats {
     pub writes: u64,
 }
 
+/// The writer's connection. A PostgreSQL one is made again after it broke (the server
+/// restarted, the network dropped): the batch in hand fails, the next one reconnects.
+pub(crate) enum WriteConn {
+    Sqlite(rusqlite::Connection),
+    Pg { pg: Arc<Pg>, conn: Option<PgConn> },
+}
+
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
     batches: Arc<AtomicU64>,
@@ -30,7 +36,7 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn start(mut conn: Connection) -> Writer {
+    pub(crate) fn start(mut conn: WriteConn) -> Writer {
         let (jobs, queue) = mpsc::channel::<Job>();
         let batches = Arc::new(AtomicU64::new(0));
         let writes = Arc::new(AtomicU64::new(0));
@@ -48,7 +54,10 @@ impl Writer {
                         }
                     }
                     let count = batch.len() as u64;
-                    let (replies, failure) = commit_batch(&mut conn, batch);
+                    let (replies, failure) = match &mut conn {
+                        WriteConn::Sqlite(conn) => commit_sqlite(conn, batch),
+                        WriteConn::Pg { pg, conn } => commit_pg(pg, conn, batch),
+                    };
                     if failure.is_none() {
                         b.fetch_add(1, Ordering::Relaxed);
                         w.fetch_add(count, Ordering::Relaxed);
@@ -79,7 +88,7 @@ impl Writer {
     /// own changes), and resolves once that batch is committed.
     pub(crate) async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&Conn<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |conn| {
@@ -99,12 +108,17 @@ impl Writer {
     }
 }
 
-fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-    // Cached statements: a batch runs these for every write, and parsing them each time
-    // showed in profiles.
+fn in_savepoint<T>(conn: &Conn<'_>, f: impl FnOnce(&Conn<'_>) -> Result<T>) -> Result<T> {
+    // Cached statements on SQLite: a batch runs these for every write, and parsing them
+    // each time showed in profiles. PostgreSQL takes them as simple queries.
     let run = |sql: &str| -> Result<()> {
-        conn.prepare_cached(sql)?.execute([])?;
-        Ok(())
+        match conn {
+            Conn::Sqlite(c) => {
+                c.prepare_cached(sql)?.execute([])?;
+                Ok(())
+            }
+            Conn::Pg(_) => conn.execute_batch(sql),
+        }
     };
     run("SAVEPOINT job")?;
     match f(conn) {
@@ -120,18 +134,53 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
     }
 }
 
-/// Applies a batch in one transaction. Returns the replies and, if the commit failed, why.
-fn commit_batch(conn: &mut Connection, batch: Vec<Job>) -> (Vec<Reply>, Option<String>) {
+/// Applies a batch in one SQLite transaction. Returns the replies and, if the commit
+/// failed, why.
+fn commit_sqlite(conn: &mut rusqlite::Connection, batch: Vec<Job>) -> (Vec<Reply>, Option<String>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         // Nothing ran. Dropping the jobs drops their reply channels, which their callers
         // see as `NotCommitted`.
         return (Vec::new(), Some(e.to_string()));
     }
-    let replies: Vec<Reply> = batch.into_iter().map(|job| job(conn)).collect();
+    let replies: Vec<Reply> = batch
+        .into_iter()
+        .map(|job| job(&Conn::Sqlite(conn)))
+        .collect();
     match conn.execute_batch("COMMIT") {
         Ok(()) => (replies, None),
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
+            (replies, Some(e.to_string()))
+        }
+    }
+}
+
+/// The same on PostgreSQL, connecting first when there is no live connection.
+fn commit_pg(pg: &Pg, slot: &mut Option<PgConn>, batch: Vec<Job>) -> (Vec<Reply>, Option<String>) {
+    if slot.as_ref().is_none_or(PgConn::is_closed) {
+        *slot = None;
+        match pg.connect() {
+            Ok(conn) => *slot = Some(conn),
+            Err(e) => return (Vec::new(), Some(format!("database unavailable: {e}"))),
+        }
+    }
+    let Some(conn) = slot.as_mut() else {
+        return (Vec::new(), Some("database unavailable".into()));
+    };
+    if let Err(e) = conn.batch("BEGIN") {
+        *slot = None;
+        return (Vec::new(), Some(format!("database unavailable: {e}")));
+    }
+    let replies: Vec<Reply> = {
+        let view = Conn::pg(conn);
+        batch.into_iter().map(|job| job(&view)).collect()
+    };
+    match conn.batch("COMMIT") {
+        Ok(()) => (replies, None),
+        Err(e) => {
+            if conn.batch("ROLLBACK").is_err() || conn.is_closed() {
+                *slot = None;
+            }
             (replies, Some(e.to_string()))
         }
     }

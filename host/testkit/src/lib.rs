@@ -7,13 +7,16 @@
 //!   one speaks its API.
 //! - [`Recorder`]: answers every request with a configured JSON body and records it.
 //! - [`SmtpServer`]: real SMTP (the `mailin` state machine), keeping each message it accepts.
+//! - [`PostgresCluster`]: a PostgreSQL server of the test's own, which it can stop and start.
 //!
 //! Each server stops when its handle is dropped.
 
+mod postgres;
 mod recorder;
 mod sms;
 mod smtp;
 
+pub use postgres::{PostgresCluster, postgres_bin};
 pub use recorder::{Recorded, Recorder};
 pub use sms::{Delivery, SmsGateway, SmsGatewayConfig};
 pub use smtp::{Mail, SmtpMode, SmtpServer};
