@@ -21,7 +21,7 @@
 //! tenant's live claims, and a range of `runs_due_by_tenant` finds its oldest due runs.
 //! On SQLite the single writer serializes claims, so two claims never race.
 
-use rusqlite::{OptionalExtension, params};
+use crate::db::{OptionalExtension, params};
 
 use crate::{RUN_COLUMNS, Result, RunRecord, Store, run_from_row};
 
@@ -69,8 +69,8 @@ impl Store {
                  SELECT tenant FROM queued WHERE tenant IS NOT NULL"
             ))?;
             let tenants = stmt
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+                .query_map(&[], |r| r.get(0))?
+                .collect::<crate::Result<_>>()?;
             Ok(tenants)
         })
     }
@@ -97,6 +97,11 @@ impl Store {
         let until = now_ms.saturating_add(lease_ms.min(i64::MAX as u64) as i64);
         self.writer
             .write(move |tx| {
+                let pg = tx.is_postgres();
+                // PostgreSQL: nodes claim at once, each in its own transaction. A tenant's
+                // advisory lock (held to the commit) keeps two nodes from both counting a
+                // free slot and taking it; `SKIP LOCKED` keeps them off each other's rows,
+                // with the limit inside the locking select, so it holds.
                 let mut live = tx.prepare_cached(&format!(
                     "SELECT COUNT(*) FROM runs WHERE tenant = ?1 AND claim_owner IS NOT NULL
                      AND claim_until >= ?2 AND {UNFINISHED}"
@@ -104,10 +109,15 @@ impl Store {
                 let mut oldest = tx.prepare_cached(&format!(
                     "SELECT id FROM runs WHERE tenant = ?1 AND {UNFINISHED} AND due_at <= ?2
                      AND (claim_until IS NULL OR claim_until < ?2)
-                     ORDER BY due_at, id LIMIT ?3"
+                     ORDER BY due_at, id LIMIT ?3{}",
+                    if pg { " FOR UPDATE SKIP LOCKED" } else { "" }
                 ))?;
                 let mut queues = Vec::with_capacity(tenants.len());
                 for slots in &tenants {
+                    if pg {
+                        tx.prepare_cached("SELECT pg_advisory_xact_lock(hashtext(?1))")?
+                            .query_row(params![slots.tenant], |_| Ok(()))?;
+                    }
                     let held: u64 = live.query_row(params![slots.tenant, now_ms], |r| r.get(0))?;
                     let room = slots
                         .concurrency
@@ -119,7 +129,7 @@ impl Store {
                     }
                     let ids: Vec<String> = oldest
                         .query_map(params![slots.tenant, now_ms, room as i64], |r| r.get(0))?
-                        .collect::<rusqlite::Result<_>>()?;
+                        .collect::<crate::Result<_>>()?;
                     if !ids.is_empty() {
                         queues.push(ids.into_iter());
                     }
@@ -174,18 +184,23 @@ impl Store {
         let claims = serde_json::to_string(claims)?;
         self.writer
             .write(move |tx| {
-                let mut stmt = tx.prepare_cached(
+                let mine = if tx.is_postgres() {
+                    "SELECT e ->> 0 AS id, (e ->> 1)::BIGINT AS seq
+                     FROM jsonb_array_elements(CAST(?3 AS TEXT)::jsonb) AS e"
+                } else {
+                    "SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS seq
+                     FROM json_each(?3)"
+                };
+                let mut stmt = tx.prepare_cached(&format!(
                     "UPDATE runs SET claim_until = ?1
-                     FROM (SELECT json_extract(value, '$[0]') AS id,
-                                  json_extract(value, '$[1]') AS seq
-                           FROM json_each(?3)) AS mine
+                     FROM ({mine}) AS mine
                      WHERE runs.id = mine.id AND runs.claim_seq = mine.seq
                        AND runs.claim_owner = ?2
-                     RETURNING runs.id",
-                )?;
+                     RETURNING runs.id"
+                ))?;
                 let renewed = stmt
                     .query_map(params![until_ms, node, claims], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
+                    .collect::<crate::Result<_>>()?;
                 Ok(renewed)
             })
             .await
@@ -226,7 +241,7 @@ impl Store {
                         "UPDATE runs SET claim_owner = NULL, claim_until = NULL
                          WHERE claim_owner = ?1",
                     )?
-                    .execute(params![node])?)
+                    .execute(params![node])? as usize)
             })
             .await
     }
