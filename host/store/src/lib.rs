@@ -509,9 +509,9 @@ impl Store {
                         "UPDATE runs SET status = ?1, plan = ?2, plan_version = ?3, node = ?4,
                         step_seq = step_seq + 1, attempt = ?5, data = ?6, state = ?7, due_at = ?8,
                         wait = ?9, route_depth = ?10, updated_at = ?11,
-                        claim_owner = CASE WHEN ?14 IS NULL THEN claim_owner END,
-                        claim_until = CASE WHEN ?14 IS NULL THEN claim_until END
-                     WHERE id = ?12 AND step_seq = ?13 AND (?14 IS NULL OR claim_seq = ?14)",
+                        claim_owner = CASE WHEN CAST(?14 AS BIGINT) IS NULL THEN claim_owner END,
+                        claim_until = CASE WHEN CAST(?14 AS BIGINT) IS NULL THEN claim_until END
+                     WHERE id = ?12 AND step_seq = ?13 AND (CAST(?14 AS BIGINT) IS NULL OR claim_seq = ?14)",
                     )?
                     .execute(params![
                         next.status.as_str(),
