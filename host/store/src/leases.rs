@@ -273,18 +273,17 @@ impl Store {
     /// A run's claim as stored (for tests and operators).
     pub fn claim_of(&self, run_id: &str) -> Result<Option<ClaimState>> {
         self.read(|conn| {
-            Ok(conn
-                .prepare_cached(
-                    "SELECT claim_owner, claim_until, claim_seq FROM runs WHERE id = ?1",
-                )?
-                .query_row(params![run_id], |r| {
-                    Ok(ClaimState {
-                        owner: r.get(0)?,
-                        until_ms: r.get(1)?,
-                        seq: r.get(2)?,
-                    })
+            conn.prepare_cached(
+                "SELECT claim_owner, claim_until, claim_seq FROM runs WHERE id = ?1",
+            )?
+            .query_row(params![run_id], |r| {
+                Ok(ClaimState {
+                    owner: r.get(0)?,
+                    until_ms: r.get(1)?,
+                    seq: r.get(2)?,
                 })
-                .optional()?)
+            })
+            .optional()
         })
     }
 

@@ -194,7 +194,8 @@ async fn two_nodes_share_the_runs_and_each_step_commits_once() {
     let db = dir.path().join("coda.db");
     publish(&db, &["acme"]).await;
     let seen = Arc::new(Seen::default());
-    // Each node takes at most 8 steps at once: neither can hold all 40 runs.
+    // Each node takes at most 8 steps at once: neither can hold all 40 runs. Steps take
+    // 50 ms, so one node cannot finish all 120 before the other starts, even under load.
     let limits = FlowLimits {
         batch: 8,
         tenant_concurrency: 100,
@@ -203,14 +204,14 @@ async fn two_nodes_share_the_runs_and_each_step_commits_once() {
     let a = node(
         &db,
         "node-a",
-        Work::new(&seen, 5),
+        Work::new(&seen, 50),
         Arc::new(WallClock),
         limits,
     );
     let b = node(
         &db,
         "node-b",
-        Work::new(&seen, 5),
+        Work::new(&seen, 50),
         Arc::new(WallClock),
         limits,
     );
