@@ -35,6 +35,8 @@ pub struct ServeConfig {
     pub log_format: Option<LogFormat>,
     /// The key that encrypts tenants' secrets at rest.
     pub secrets_key_file: Option<PathBuf>,
+    /// This node's id in its claims on runs (`--node-id`, `$CODA_NODE_ID`).
+    pub node_id: Option<String>,
     #[serde(default)]
     pub scheduler: SchedulerConfig,
 }
@@ -53,6 +55,9 @@ pub struct SchedulerConfig {
     pub tenant_concurrency: Option<u32>,
     /// Due runs one tenant may have waiting before the API answers 429.
     pub tenant_queue: Option<u64>,
+    /// How long a node's claim on a run lasts without renewal (`--lease-ms`,
+    /// `$CODA_LEASE_MS`).
+    pub lease_ms: Option<u64>,
 }
 
 impl ServeConfig {

@@ -240,7 +240,8 @@ pub async fn resume(runtime: Runtime, args: ResumeArgs) -> Result<Json, Exit> {
     let capabilities = crate::grants::source(args.grants.as_deref(), store.clone())?;
     let engine = Arc::new(
         Engine::new(store.clone(), Arc::new(applets), clock, local_limits())
-            .with_capabilities(capabilities),
+            .with_capabilities(capabilities)
+            .with_node_id(LOCAL_NODE),
     );
     let steps = engine
         .run_until_idle()
@@ -407,7 +408,8 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
             clock.clone(),
             local_limits(),
         )
-        .with_capabilities(capabilities),
+        .with_capabilities(capabilities)
+        .with_node_id(LOCAL_NODE),
     );
     let started_at = clock.now_ms();
     // Started concurrently, so that their commits share fsyncs; each id is acknowledged
@@ -507,6 +509,11 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
     }
     Ok(output)
 }
+
+/// The node id of a local command (`coda run`, `coda resume`): the same each time, so a
+/// `coda resume` after a killed `coda run` takes back the runs that one had claimed at once
+/// instead of waiting for their leases to run out.
+const LOCAL_NODE: &str = "local";
 
 /// A local command (`coda run`, `coda resume`) has the machine to itself: its runs are not
 /// held to a service tenant's share of the scheduler.

@@ -21,6 +21,9 @@ const MIN_OPERATOR_TOKEN_LEN: usize = 16;
 /// Where `coda serve` listens unless told.
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
+/// The shortest lease taken: the heartbeat renews claims every third of it.
+const MIN_LEASE_MS: u64 = 100;
+
 /// Each setting from its flag, else the config file, else its default.
 #[derive(Args, Default)]
 pub struct ServeArgs {
@@ -49,6 +52,15 @@ pub struct ServeArgs {
     /// The key that encrypts the tenants' secrets at rest
     #[arg(long, value_name = "FILE")]
     secrets_key_file: Option<PathBuf>,
+    /// This node's id in the claims it takes on runs, unique among the nodes sharing the
+    /// database; a node restarted under its old id takes its runs back at once [default: a
+    /// fresh UUID]
+    #[arg(long, env = "CODA_NODE_ID", value_name = "ID")]
+    node_id: Option<String>,
+    /// How long a claim on a run lasts without renewal: a node stopped for longer has its
+    /// runs taken over by the others [default: 30000]
+    #[arg(long, env = "CODA_LEASE_MS", value_name = "MS")]
+    lease_ms: Option<u64>,
 }
 
 /// The service's settings once flags, the config file and defaults are merged.
@@ -67,6 +79,8 @@ pub struct Settings {
     pub secrets_key_file: Option<PathBuf>,
     /// The scheduler's bounds, per-tenant concurrency and queue bound included.
     pub limits: FlowLimits,
+    /// This node's id in its claims on runs (none: a fresh UUID).
+    pub node_id: Option<String>,
 }
 
 impl ServeArgs {
@@ -99,6 +113,20 @@ impl ServeArgs {
         let defaults = FlowLimits::default();
         let scheduler = file.scheduler;
         let secrets_key_file = self.secrets_key_file.or(file.secrets_key_file);
+        let lease_ms = self
+            .lease_ms
+            .or(scheduler.lease_ms)
+            .unwrap_or(defaults.lease_ms);
+        if lease_ms < MIN_LEASE_MS {
+            return Err(Exit::usage(
+                "invalid-config",
+                format!("lease_ms {lease_ms} is below the least lease, {MIN_LEASE_MS} ms"),
+            ));
+        }
+        let node_id = self.node_id.or(file.node_id);
+        if node_id.as_ref().is_some_and(|n| n.trim().is_empty()) {
+            return Err(Exit::usage("invalid-config", "node_id is empty"));
+        }
         if let Some(key) = &secrets_key_file {
             // Found unreadable now rather than at the first secret a tenant writes.
             std::fs::File::open(key).map_err(|e| {
@@ -127,8 +155,10 @@ impl ServeArgs {
                     .tenant_concurrency
                     .map_or(defaults.tenant_concurrency, |n| n as usize),
                 tenant_queue: scheduler.tenant_queue.unwrap_or(defaults.tenant_queue),
+                lease_ms,
                 ..defaults
             },
+            node_id,
         })
     }
 }
@@ -313,11 +343,18 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
         store.clone(),
         secrets_key.clone(),
     ));
-    let engine = Arc::new(
-        Engine::new(store, applets.clone(), Arc::new(WallClock), args.limits)
-            .with_capabilities(capabilities)
-            .with_tenant_limits(ceilings),
+    let mut engine = Engine::new(store, applets.clone(), Arc::new(WallClock), args.limits)
+        .with_capabilities(capabilities)
+        .with_tenant_limits(ceilings);
+    if let Some(node) = &args.node_id {
+        engine = engine.with_node_id(node.clone());
+    }
+    tracing::info!(
+        node = engine.node_id(),
+        lease_ms = args.limits.lease_ms,
+        "node"
     );
+    let engine = Arc::new(engine);
     let state = coda_server::AppState::new(engine.clone(), infos, &operator_hash)
         .map_err(|e| Exit::usage("internal", e))?
         .with_installer(applets)

@@ -32,6 +32,10 @@ pub struct FlowLimits {
     /// commit. A step still running then is dropped uncommitted and runs again at the next
     /// start (its capability calls replayed from the effect journal).
     pub drain_ms: u64,
+    /// How long a node's claim on a run lasts without renewal: the heartbeat renews the
+    /// claims of the steps in flight every third of it, and a node that dies (or is paused)
+    /// for longer has its runs taken over by the others.
+    pub lease_ms: u64,
 }
 
 impl Default for FlowLimits {
@@ -47,6 +51,7 @@ impl Default for FlowLimits {
             tenant_queue: 10_000,
             // Above a step's own deadline (15 s), so a step that ends at all commits.
             drain_ms: 30_000,
+            lease_ms: 30_000,
         }
     }
 }

@@ -67,6 +67,8 @@ pub struct JournaledCapabilities {
     run_id: String,
     step_seq: u64,
     now_ms: i64,
+    /// The claim the step runs under, if any: the journal's writes are fenced by it too.
+    claim: Option<u64>,
     journaled: Vec<EffectRecord>,
     progress: Mutex<Progress>,
 }
@@ -93,9 +95,16 @@ impl JournaledCapabilities {
             run_id: run_id.to_owned(),
             step_seq,
             now_ms,
+            claim: None,
             journaled,
             progress: Mutex::new(Progress::default()),
         })
+    }
+
+    /// Fences the journal's writes by this claim too (the step runs under it).
+    pub fn under_claim(mut self, claim: Option<u64>) -> Self {
+        self.claim = claim;
+        self
     }
 
     pub fn summary(&self) -> ReplaySummary {
@@ -160,7 +169,14 @@ impl JournaledCapabilities {
             result: serde_json::to_value(&result).unwrap_or(serde_json::Value::Null),
             at_ms: self.now_ms,
         };
-        let journaled = self.store.record_effect(&self.run_id, record).await;
+        let journaled = match self.claim {
+            Some(claim) => {
+                self.store
+                    .record_claimed_effect(&self.run_id, record, claim)
+                    .await
+            }
+            None => self.store.record_effect(&self.run_id, record).await,
+        };
         let mut progress = self.lock();
         progress.summary.performed += 1;
         if let Err(e) = journaled {

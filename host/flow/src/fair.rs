@@ -1,25 +1,26 @@
 //! Fair scheduling across tenants, and backpressure.
 //!
-//! The scheduler reads due runs with a window function that takes each tenant's oldest few
-//! (`Store::due_runs_fair`), then serves tenants in turns: one step per tenant per round,
-//! starting after the tenant served last, skipping a tenant that has its concurrency's worth
-//! of steps in flight, until the global bound ([`crate::FlowLimits::batch`]) is reached. A tenant
-//! with ten thousand due runs and a tenant with one are served alike: the second's run
-//! starts at the next pick, not after the first's backlog.
+//! The scheduler claims due runs (`Store::claim_due_runs`, one write): each tenant's oldest
+//! few, served in turns (one step per tenant per round, starting after the tenant this node
+//! served last), each tenant up to its concurrency counted across every node sharing the
+//! database (its runs with a live claim), until the global bound
+//! ([`crate::FlowLimits::batch`]) is reached. A tenant with ten thousand due runs and a
+//! tenant with one are served alike: the second's run starts at the next pick, not after
+//! the first's backlog.
 //!
-//! Steps in flight are counted per tenant in memory, by a guard that each spawned step
-//! holds ([`InFlight`]): a step that finishes, panics or is dropped at a stop gives its slot
-//! back.
+//! Steps in flight are also counted per tenant in memory (for metrics and Retry-After), by
+//! a guard that each spawned step holds ([`InFlight`]): a step that finishes, panics or is
+//! dropped at a stop gives its slot back.
 //!
 //! Backpressure: a tenant whose due runs reach its queue bound ([`crate::FlowLimits::tenant_queue`]
 //! or its own) is refused new runs ([`QueueFull`], the API's 429) until the backlog drains;
 //! the check happens before anything is written, so a refused event changes nothing.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use coda_store::{DueRun, RunRecord};
+use coda_store::{Claimed, TenantSlots};
 
 use crate::{Engine, Result};
 
@@ -120,11 +121,6 @@ impl Fair {
         all
     }
 
-    /// The most steps in flight of any one tenant.
-    fn busiest(&self) -> usize {
-        self.lock().in_flight.values().copied().max().unwrap_or(0)
-    }
-
     fn finished(&self, tenant: &str) {
         let now = Instant::now();
         let mut state = self.lock();
@@ -170,63 +166,25 @@ impl Fair {
         ((excess as f64 / per_sec).ceil() as u64).clamp(1, MAX_RETRY_AFTER_SECS)
     }
 
-    /// Takes up to `free` of `due` in turns across tenants, one per tenant per round,
-    /// starting after the tenant served last; a tenant at its concurrency is skipped.
-    fn take(
-        self: &Arc<Self>,
-        due: Vec<DueRun>,
-        free: usize,
-        running: &HashSet<String>,
-        concurrency: impl Fn(&str) -> usize,
-    ) -> Vec<(DueRun, InFlight)> {
-        let mut queues: BTreeMap<String, VecDeque<DueRun>> = BTreeMap::new();
-        for run in due {
-            if !running.contains(&run.id) {
-                queues.entry(run.tenant.clone()).or_default().push_back(run);
-            }
+    /// The tenants in name order, rotated to start after the one served last.
+    fn rotated(&self, mut tenants: Vec<String>) -> Vec<String> {
+        tenants.sort();
+        if let Some(last) = &self.lock().last_served {
+            let first = tenants.partition_point(|t| t <= last);
+            tenants.rotate_left(first);
         }
-        // Asked before the lock: the tenant-limits hook is someone else's code.
-        let limits: HashMap<String, usize> = queues
-            .keys()
-            .map(|t| (t.clone(), concurrency(t).max(1)))
-            .collect();
+        tenants
+    }
+
+    /// A slot of `tenant`'s, held by a step from its claim until it is over.
+    fn hold(self: &Arc<Self>, tenant: &str) -> InFlight {
         let mut state = self.lock();
-        // Tenants in name order, rotated to start after the one served last.
-        let mut order: Vec<String> = queues.keys().cloned().collect();
-        if let Some(last) = &state.last_served {
-            let first = order.partition_point(|t| t <= last);
-            order.rotate_left(first);
+        *state.in_flight.entry(tenant.to_owned()).or_insert(0) += 1;
+        state.last_served = Some(tenant.to_owned());
+        InFlight {
+            fair: self.clone(),
+            tenant: tenant.to_owned(),
         }
-        let mut taken = Vec::new();
-        while taken.len() < free {
-            let mut progressed = false;
-            for tenant in &order {
-                if taken.len() >= free {
-                    break;
-                }
-                let busy = state.in_flight.get(tenant).copied().unwrap_or(0);
-                if busy >= limits[tenant] {
-                    continue;
-                }
-                let Some(run) = queues.get_mut(tenant).and_then(VecDeque::pop_front) else {
-                    continue;
-                };
-                *state.in_flight.entry(tenant.clone()).or_insert(0) += 1;
-                state.last_served = Some(tenant.clone());
-                taken.push((
-                    run,
-                    InFlight {
-                        fair: self.clone(),
-                        tenant: tenant.clone(),
-                    },
-                ));
-                progressed = true;
-            }
-            if !progressed {
-                break;
-            }
-        }
-        taken
     }
 }
 
@@ -265,39 +223,43 @@ impl Engine {
             .unwrap_or(self.limits.tenant_queue)
     }
 
-    /// Due runs to step now, at most `free`, fairly across tenants, none of `running`;
-    /// each comes with its slot in its tenant's concurrency.
-    pub(crate) fn pick_due(
-        &self,
-        free: usize,
-        running: &HashSet<String>,
-    ) -> Result<Vec<(RunRecord, InFlight)>> {
+    /// Claims due runs to step now, at most `free`, fairly across tenants: in turns
+    /// starting after the tenant this node served last, each tenant up to its concurrency
+    /// counted across every node sharing the database (`Store::claim_due_runs`). Each comes
+    /// with its claim's number and its slot in its tenant's concurrency here.
+    pub(crate) async fn claim_due(&self, free: usize) -> Result<Vec<(Claimed, InFlight)>> {
         if free == 0 {
             return Ok(Vec::new());
         }
-        // A tenant's in-flight runs are still due in the store (until their commit), among
-        // its oldest: list enough of each tenant's to see past them. A tenant whose own
-        // concurrency is higher than the busiest's reaches it over a few picks.
-        let batch = self.limits.batch.max(1);
-        let per_tenant = (self.limits.tenant_concurrency.max(self.fair.busiest()))
-            .clamp(1, batch)
-            .saturating_mul(2);
-        let now = self.clock.now_ms();
-        let due = self.store.due_runs_fair(now, per_tenant)?;
-        let taken = self
-            .fair
-            .take(due, free, running, |t| self.tenant_concurrency(t));
-        let ids: Vec<String> = taken.iter().map(|(due, _)| due.id.clone()).collect();
-        let mut taken: HashMap<String, InFlight> = taken
+        let tenants = self.fair.rotated(self.store.queued_tenants()?);
+        if tenants.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Asked outside the store's write: the tenant-limits hook is someone else's code.
+        let slots = tenants
             .into_iter()
-            .map(|(due, slot)| (due.id, slot))
+            .map(|tenant| TenantSlots {
+                concurrency: self.tenant_concurrency(&tenant),
+                tenant,
+            })
             .collect();
-        // A run that finished meanwhile is not returned; its slot is given back as the
-        // rest of `taken` drops.
-        let runs = self.store.due_runs_by_id(&ids, now)?;
-        Ok(runs
+        let claimed = self
+            .store
+            .claim_due_runs(
+                &self.node,
+                self.clock.now_ms(),
+                self.limits.lease_ms,
+                self.limits.batch.max(1),
+                free,
+                slots,
+            )
+            .await?;
+        Ok(claimed
             .into_iter()
-            .filter_map(|run| taken.remove(&run.id).map(|slot| (run, slot)))
+            .map(|c| {
+                let slot = self.fair.hold(&c.run.tenant);
+                (c, slot)
+            })
             .collect())
     }
 
@@ -329,63 +291,23 @@ impl Engine {
 mod tests {
     use super::*;
 
-    fn run(tenant: &str, n: usize) -> DueRun {
-        DueRun {
-            id: format!("{tenant}-{n}"),
-            tenant: tenant.into(),
-        }
-    }
-
-    /// Turn order, as the store answers: every tenant's first, then every second, ...
-    fn due(backlogs: &[(&str, usize)]) -> Vec<DueRun> {
-        let most = backlogs.iter().map(|(_, n)| *n).max().unwrap_or(0);
-        (0..most)
-            .flat_map(|n| {
-                backlogs
-                    .iter()
-                    .filter(move |(_, len)| n < *len)
-                    .map(move |(t, _)| run(t, n))
-            })
-            .collect()
-    }
-
-    fn tenants(taken: &[(DueRun, InFlight)]) -> Vec<&str> {
-        taken.iter().map(|(r, _)| r.tenant.as_str()).collect()
-    }
-
     #[test]
     fn tenants_are_served_in_turns_starting_after_the_last_served() {
         let fair = Arc::new(Fair::default());
-        let backlog = [("a", 10), ("b", 1), ("c", 3)];
-        let none = HashSet::new();
-        let first = fair.take(due(&backlog), 4, &none, |_| 8);
-        assert_eq!(tenants(&first), ["a", "b", "c", "a"]);
-        // The next pick starts after `a`, the tenant served last.
-        let running: HashSet<String> = first.iter().map(|(r, _)| r.id.clone()).collect();
-        let second = fair.take(due(&backlog), 3, &running, |_| 8);
-        assert_eq!(tenants(&second), ["c", "a", "c"]);
+        let all = || vec!["c".to_string(), "a".into(), "b".into()];
+        assert_eq!(fair.rotated(all()), ["a", "b", "c"]);
+        let slot = fair.hold("a");
+        assert_eq!(fair.rotated(all()), ["b", "c", "a"]);
+        let more = [fair.hold("c"), fair.hold("c")];
+        assert_eq!(fair.rotated(all()), ["a", "b", "c"]);
         assert_eq!(
             fair.in_flight(),
-            [
-                ("a".to_string(), 3),
-                ("b".to_string(), 1),
-                ("c".to_string(), 3)
-            ]
+            [("a".to_string(), 1), ("c".to_string(), 2)]
         );
         // Slots come back when the guards drop.
-        drop(first);
-        drop(second);
+        drop(slot);
+        drop(more);
         assert!(fair.in_flight().is_empty());
-    }
-
-    #[test]
-    fn a_tenant_at_its_concurrency_is_skipped() {
-        let fair = Arc::new(Fair::default());
-        let none = HashSet::new();
-        let taken = fair.take(due(&[("a", 100), ("b", 100)]), 10, &none, |t| {
-            if t == "a" { 2 } else { 5 }
-        });
-        assert_eq!(tenants(&taken), ["a", "b", "a", "b", "b", "b", "b"]);
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod effects;
 mod expr;
 mod fair;
 mod interactions;
+mod leases;
 mod metrics;
 
 use std::collections::HashMap;
@@ -103,6 +104,9 @@ pub enum FlowError {
 
 pub type Result<T> = std::result::Result<T, FlowError>;
 
+/// How often an idle scheduler looks again while due runs wait on other nodes' claims.
+const BLOCKED_POLL_MS: i64 = 50;
+
 /// A run to start.
 #[derive(Debug, Clone)]
 pub struct Start {
@@ -134,6 +138,13 @@ pub struct Engine {
     /// Steps in flight per tenant, and whose turn it is.
     fair: Arc<fair::Fair>,
     metrics: metrics::FlowMetrics,
+    /// This node's id in the claims it takes on runs (`leases.rs`).
+    node: String,
+    /// The claims of the steps in flight, renewed by the heartbeat.
+    claims: Arc<leases::Claims>,
+    /// Set once this node's first pass has released the claims an earlier process under
+    /// the same id left behind.
+    claims_reset: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -155,6 +166,9 @@ impl Engine {
             tenant_limits: Arc::new(DefaultLimits),
             fair: Arc::default(),
             metrics: metrics::FlowMetrics::default(),
+            node: uuid::Uuid::now_v7().to_string(),
+            claims: Arc::default(),
+            claims_reset: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -236,7 +250,9 @@ impl Engine {
 
     /// Steps runs as they become due until `stop` resolves: the scheduler of a long-running
     /// host. A started run or a delivered event wakes it at once; otherwise it sleeps until
-    /// the next due time. Returns the number of steps committed.
+    /// the next due time, and looks at the store at least every `lease / 2` (runs started
+    /// by other nodes sharing the database, claims of a node that died running out).
+    /// Returns the number of steps committed.
     ///
     /// Once `stop` resolves no step starts, and the steps in flight are given
     /// [`FlowLimits::drain_ms`] to commit; a step still running then is dropped before its
@@ -281,10 +297,18 @@ impl Engine {
                     Err(e) => return Err(e),
                 },
             };
+            // Woken by a started run or a delivered event, or at least every half lease:
+            // another node's runs whose claims ran out (it died) are due here too.
+            let poll = std::time::Duration::from_millis((self.limits.lease_ms / 2).max(1));
             let pause = async {
                 match backoff.filter(|_| failed) {
                     Some(wait) => tokio::time::sleep(wait).await,
-                    None => self.wake.notified().await,
+                    None => {
+                        tokio::select! {
+                            _ = self.wake.notified() => {}
+                            _ = tokio::time::sleep(poll) => {}
+                        }
+                    }
                 }
             };
             tokio::select! {
@@ -353,7 +377,9 @@ impl Engine {
     ///
     /// Up to `batch` steps run at once, and the set is topped up as steps finish rather than
     /// batch by batch, so that the store's writer always has commits to group. A run is
-    /// never stepped twice at once: a run in flight is skipped until its step is committed.
+    /// never stepped twice at once: each step runs under a claim on its run
+    /// (`Store::claim_due_runs`, written in the same group commits as the steps), and a
+    /// claimed run is not claimed again until its step commits or its lease runs out.
     pub async fn run_until_idle(self: &Arc<Self>) -> Result<u64> {
         self.run_until(None).await
     }
@@ -367,7 +393,15 @@ impl Engine {
     pub async fn run_until(self: &Arc<Self>, until_ms: Option<i64>) -> Result<u64> {
         let batch = self.limits.batch.max(1);
         let mut steps = 0;
-        let mut running = std::collections::HashSet::<String>::new();
+        if !self
+            .claims_reset
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.store.release_node_claims(&self.node).await?;
+        }
+        let _heartbeat = self.start_heartbeat();
+        // Whether the last pick claimed nothing: due runs then wait on other nodes' claims.
+        let mut claimed_none = false;
         let mut set = tokio::task::JoinSet::new();
         // Whether something happened (a step finished, a run was started or woken) that may
         // have made a run takeable, and when the queue was last read.
@@ -381,14 +415,19 @@ impl Engine {
             if may_pick && (gap_left.is_zero() || set.is_empty()) {
                 want_pick = false;
                 last_pick = Some(std::time::Instant::now());
-                for (run, slot) in self.pick_due(batch - set.len(), &running)? {
-                    running.insert(run.id.clone());
+                let claimed = self.claim_due(batch - set.len()).await?;
+                claimed_none = claimed.is_empty();
+                for (claimed, slot) in claimed {
+                    let (claim, lost) = self.claims.hold(&claimed.run.id, claimed.claim_seq);
                     let engine = self.clone();
                     set.spawn(async move {
-                        // The tenant's slot is held until the step is over, however it ends.
+                        // The tenant's slot and the claim's heartbeat are held until the step
+                        // is over, however it ends.
                         let _slot = slot;
-                        let id = run.id.clone();
-                        (id, engine.step(run).await)
+                        let _claim = claim;
+                        engine
+                            .step_claimed(claimed.run, claimed.claim_seq, lost)
+                            .await
                     });
                 }
             }
@@ -397,8 +436,19 @@ impl Engine {
                     return Ok(steps);
                 }
                 want_pick = true;
-                // Nothing in flight and nothing due now.
-                let next = self.store.next_due_at()?;
+                // Nothing in flight and nothing claimable now. Due runs held by other nodes'
+                // claims become claimable when those claims are released or run out.
+                let now = self.clock.now_ms();
+                let (due, expiry) = self.store.next_claimable(now)?;
+                let expiry = expiry.map(|e| e.saturating_add(1));
+                let blocked = claimed_none && due.is_some_and(|d| d <= now);
+                let next = match (due, expiry) {
+                    // Due work held back by other nodes' claims (its tenant's concurrency):
+                    // claimable at the latest when the first of them runs out.
+                    (_, Some(e)) if blocked => Some(e),
+                    (Some(d), Some(e)) => Some(d.min(e)),
+                    (d, e) => d.or(e),
+                };
                 if let Some(until) = until_ms
                     && next.is_none_or(|next| next > until)
                 {
@@ -413,7 +463,10 @@ impl Engine {
                 match next {
                     Some(next) if self.clock.advance_to(next) => continue,
                     Some(next) => {
-                        self.idle((next - self.clock.now_ms()).clamp(1, 1000)).await;
+                        // Blocked, the wall clock looks again shortly: another node's commit
+                        // may free a slot long before its claim would run out.
+                        let most = if blocked { BLOCKED_POLL_MS } else { 1000 };
+                        self.idle((next - self.clock.now_ms()).clamp(1, most)).await;
                         continue;
                     }
                     None => return Ok(steps),
@@ -432,12 +485,7 @@ impl Engine {
             };
             want_pick = true;
             match done {
-                Some(Ok((id, result))) => {
-                    running.remove(&id);
-                    if result? {
-                        steps += 1;
-                    }
-                }
+                Some(Ok(committed)) => steps += u64::from(committed?),
                 // A step that panicked committed nothing: its run stays due in the store, so
                 // nothing is lost, but this loop stops rather than spin on it.
                 Some(Err(failed)) => return Err(FlowError::StepPanicked(failed.to_string())),
@@ -455,10 +503,49 @@ impl Engine {
         }
     }
 
-    /// Runs one step of a due run and commits it. Returns false when another commit got
-    /// there first (the step is then not journaled twice).
+    /// Runs one step of a run claimed under `claim_seq` and commits it under that claim
+    /// (releasing it). Returns false when the claim was lost (`lost` told, or the commit
+    /// refused by the claim fence) or the run moved on: nothing is then committed.
+    async fn step_claimed(
+        &self,
+        run: RunRecord,
+        claim_seq: u64,
+        lost: Arc<tokio::sync::Notify>,
+    ) -> Result<bool> {
+        let id = run.id.clone();
+        let commit = tokio::select! {
+            commit = self.next_commit(&run, Some(claim_seq)) => commit?,
+            _ = lost.notified() => return Ok(false),
+        };
+        let sample = metrics::StepSample::of(&commit.step);
+        match self.store.commit_claimed_step(commit, claim_seq).await {
+            Ok(()) => {
+                self.metrics.record(sample);
+                Ok(true)
+            }
+            Err(coda_store::StoreError::Conflict { run, expected }) => {
+                // Another node took the run over, or the run was cancelled while the step
+                // ran: release the claim if it is still ours, so the run need not wait for
+                // the lease.
+                tracing::warn!(%run, expected, claim = claim_seq, "the run moved on or its claim was taken over: the step was not committed");
+                if let Err(e) = self
+                    .store
+                    .release_claims(&self.node, &[(id, claim_seq)])
+                    .await
+                {
+                    tracing::warn!("releasing a claim failed: {e}");
+                }
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Runs one step of a due run and commits it, without a claim (a caller that has the
+    /// database to itself). Returns false when another commit got there first (the step is
+    /// then not journaled twice).
     pub async fn step(&self, run: RunRecord) -> Result<bool> {
-        let commit = self.next_commit(&run).await?;
+        let commit = self.next_commit(&run, None).await?;
         let sample = metrics::StepSample::of(&commit.step);
         match self.store.commit_step(commit).await {
             Ok(()) => {
@@ -474,7 +561,7 @@ impl Engine {
         }
     }
 
-    async fn next_commit(&self, run: &RunRecord) -> Result<StepCommit> {
+    async fn next_commit(&self, run: &RunRecord, claim: Option<u64>) -> Result<StepCommit> {
         let now = self.clock.now_ms();
         let (_, plan) = self.plan(&run.tenant, &run.plan, Some(run.plan_version))?;
         let seq = run.step_seq;
@@ -567,13 +654,16 @@ impl Engine {
             idempotency_key: decide::idempotency_key(&run.id, seq, run.attempt),
             attempt: run.attempt,
         };
-        let capabilities = Arc::new(JournaledCapabilities::new(
-            self.capabilities.for_applet(&run.tenant, &node.applet),
-            self.store.clone(),
-            &run.id,
-            seq,
-            now,
-        )?);
+        let capabilities = Arc::new(
+            JournaledCapabilities::new(
+                self.capabilities.for_applet(&run.tenant, &node.applet),
+                self.store.clone(),
+                &run.id,
+                seq,
+                now,
+            )?
+            .under_claim(claim),
+        );
         let input = StepInput {
             context,
             config: node.config.clone(),

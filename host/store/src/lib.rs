@@ -16,6 +16,7 @@ mod audit;
 mod db;
 mod grants;
 mod interactions;
+mod leases;
 mod post_contact;
 mod queue;
 mod runs;
@@ -41,6 +42,7 @@ use db::{Conn, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 pub use grants::{GrantRecord, SecretInfo, SecretWrite, SecretsKey};
+pub use leases::{ClaimState, Claimed, TenantSlots};
 pub use queue::DueRun;
 pub use runs::{Control, PlanVersionInfo, RunCommitted, RunFilter};
 pub use tenants::{NewToken, PlanVersion};
@@ -485,6 +487,13 @@ impl Store {
 
     /// Commits a step and the run's next position together, fenced by the step sequence.
     pub async fn commit_step(&self, commit: StepCommit) -> Result<()> {
+        self.commit_fenced(commit, None).await
+    }
+
+    /// [`Store::commit_step`], fenced by the claim too when `claim` is a claim's number
+    /// (`leases.rs`): the commit applies only while that claim is the run's latest, and
+    /// releases it in the same write.
+    pub(crate) async fn commit_fenced(&self, commit: StepCommit, claim: Option<u64>) -> Result<()> {
         let step = commit.step;
         let next = commit.next;
         let result = serde_json::to_string(&step.result)?;
@@ -499,8 +508,10 @@ impl Store {
                     .prepare_cached(
                         "UPDATE runs SET status = ?1, plan = ?2, plan_version = ?3, node = ?4,
                         step_seq = step_seq + 1, attempt = ?5, data = ?6, state = ?7, due_at = ?8,
-                        wait = ?9, route_depth = ?10, updated_at = ?11
-                     WHERE id = ?12 AND step_seq = ?13",
+                        wait = ?9, route_depth = ?10, updated_at = ?11,
+                        claim_owner = CASE WHEN CAST(?14 AS BIGINT) IS NULL THEN claim_owner END,
+                        claim_until = CASE WHEN CAST(?14 AS BIGINT) IS NULL THEN claim_until END
+                     WHERE id = ?12 AND step_seq = ?13 AND (CAST(?14 AS BIGINT) IS NULL OR claim_seq = ?14)",
                     )?
                     .execute(params![
                         next.status.as_str(),
@@ -515,7 +526,8 @@ impl Store {
                         next.route_depth,
                         step.at_ms,
                         commit.run_id,
-                        commit.expected_seq
+                        commit.expected_seq,
+                        claim
                     ])?;
                 if updated != 1 {
                     return Err(StoreError::Conflict {
@@ -620,15 +632,28 @@ impl Store {
     /// position with another digest replaces the old one (a replay that diverged made a
     /// different call there); one with the same digest leaves the first result in place.
     pub async fn record_effect(&self, run_id: &str, effect: EffectRecord) -> Result<()> {
+        self.record_effect_fenced(run_id, effect, None).await
+    }
+
+    /// [`Store::record_effect`], fenced by the claim too when `claim` is a claim's number.
+    pub(crate) async fn record_effect_fenced(
+        &self,
+        run_id: &str,
+        effect: EffectRecord,
+        claim: Option<u64>,
+    ) -> Result<()> {
         let run_id = run_id.to_owned();
         let result = serde_json::to_string(&effect.result)?;
         self.writer
             .write(move |tx| {
-                let current: Option<u64> = tx
-                    .prepare_cached("SELECT step_seq FROM runs WHERE id = ?1")?
-                    .query_row(params![run_id], |r| r.get(0))
+                let current: Option<(u64, u64)> = tx
+                    .prepare_cached("SELECT step_seq, claim_seq FROM runs WHERE id = ?1")?
+                    .query_row(params![run_id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
-                if current != Some(effect.step_seq) {
+                let fenced = current.is_some_and(|(seq, claimed)| {
+                    seq == effect.step_seq && claim.is_none_or(|c| c == claimed)
+                });
+                if !fenced {
                     return Err(StoreError::Conflict {
                         run: run_id.clone(),
                         expected: effect.step_seq,

@@ -178,6 +178,15 @@ const MIGRATIONS: &[&str] = &[
         tenant TEXT PRIMARY KEY,
         generation INTEGER NOT NULL
     );",
+    // 10: leases, so that several nodes sharing the database share the runs (`leases.rs`).
+    // A run is claimed by a node (`claim_owner`) until a time (`claim_until`, ms), and every
+    // claim bumps `claim_seq`, the number a step's commit is fenced by. A commit releases
+    // the claim (both set to NULL), so the partial index holds only the runs in flight: a
+    // tenant's live claims (its concurrency across nodes) are counted by one range of it.
+    "ALTER TABLE runs ADD COLUMN claim_owner TEXT;
+    ALTER TABLE runs ADD COLUMN claim_until INTEGER;
+    ALTER TABLE runs ADD COLUMN claim_seq INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX runs_claimed ON runs (tenant, claim_until) WHERE claim_owner IS NOT NULL;",
 ];
 
 pub(crate) fn migrate_sqlite(conn: &mut rusqlite::Connection) -> Result<()> {

@@ -506,6 +506,7 @@ mod control;
 mod disk;
 mod effects;
 mod fair;
+mod leases;
 
 #[tokio::test]
 async fn a_serving_engine_steps_a_run_started_while_it_is_idle_and_stops_when_told() {

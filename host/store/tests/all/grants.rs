@@ -5,7 +5,6 @@ use serde_json::json;
 
 use crate::{open, token};
 
-#[tokio::test]
 async fn every_change_bumps_the_tenants_generation_and_reads_take_the_tenant() {
     let (_dir, store) = open();
     store
@@ -51,7 +50,6 @@ async fn every_change_bumps_the_tenants_generation_and_reads_take_the_tenant() {
     assert_eq!(store.grants_generation("acme").unwrap(), 4);
 }
 
-#[tokio::test]
 async fn secrets_are_capped_sealed_and_open_only_with_their_key() {
     let (dir, store) = open();
     store
@@ -112,3 +110,8 @@ async fn secrets_are_capped_sealed_and_open_only_with_their_key() {
     assert!(store.delete_secret("acme", "a").await.unwrap());
     assert_eq!(put("acme", "c", 2).await, SecretWrite::Created);
 }
+
+on_every_backend!(
+    every_change_bumps_the_tenants_generation_and_reads_take_the_tenant,
+    secrets_are_capped_sealed_and_open_only_with_their_key,
+);

@@ -1,9 +1,42 @@
-//! The store against a real SQLite file, or a real PostgreSQL database (`Db`).
+//! The store against a real SQLite file and, when `CODA_TEST_POSTGRES` names a PostgreSQL
+//! server, against a real PostgreSQL database too (`Db`): every test runs once per backend
+//! (and on PostgreSQL under both of tokio's runtime flavors, since the store's calls are
+//! synchronous and made from async code).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Each named test (an `async fn NAME()` taking its store from `open()` or `Db::new()`)
+/// becomes a module `NAME` of tests: `sqlite`, `postgres` and `postgres_multi_thread`. The
+/// PostgreSQL ones run on a database of their own on the server `CODA_TEST_POSTGRES` names
+/// (`./dev test` starts one and sets it), and say they were skipped without it.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                crate::BACKEND.scope(crate::Backend::Sqlite, super::$name()).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(server) = crate::postgres_server() {
+                    crate::BACKEND.scope(crate::Backend::Postgres(server), super::$name()).await
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_multi_thread() {
+                if let Some(server) = crate::postgres_server() {
+                    crate::BACKEND.scope(crate::Backend::Postgres(server), super::$name()).await
+                }
+            }
+        }
+    )*};
+}
+
 mod grants;
+mod runs;
 
 use coda_store::{
     EventWait, NewRun, RunStatus, RunUpdate, StepCommit, StepRecord, Store, StoreError,
@@ -11,25 +44,40 @@ use coda_store::{
 use coda_types::{Value, Values};
 use serde_json::json;
 
-/// Where a test's store lives: a SQLite file in a temporary directory, or — with
-/// `CODA_STORE_BACKEND=postgres` — a database of its own on the PostgreSQL server
-/// `CODA_TEST_POSTGRES` names, dropped when the test ends. `./dev test` runs this suite once
-/// per backend.
+/// The backend the current test runs on.
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Sqlite,
+    /// The server's administrative URL (`CODA_TEST_POSTGRES`).
+    Postgres(String),
+}
+
+tokio::task_local! {
+    pub(crate) static BACKEND: Backend;
+}
+
+/// The PostgreSQL server to test on, if there is one.
+pub(crate) fn postgres_server() -> Option<String> {
+    let server = std::env::var("CODA_TEST_POSTGRES")
+        .ok()
+        .filter(|s| !s.is_empty());
+    if server.is_none() {
+        eprintln!("CODA_TEST_POSTGRES is not set: the PostgreSQL run of this test is skipped");
+    }
+    server
+}
+
+/// Where a test's store lives: a SQLite file in a temporary directory, or a database of its
+/// own on the PostgreSQL server, created here and dropped when the test ends.
 pub(crate) struct Db {
     dir: tempfile::TempDir,
     postgres: Option<(String, String)>,
     pub(crate) url: String,
 }
 
-fn on_postgres() -> bool {
-    std::env::var("CODA_STORE_BACKEND").is_ok_and(|b| b == "postgres")
-}
-
 /// An administrative statement on the PostgreSQL server, from a thread of its own (tests
 /// are async; a runtime cannot be started or dropped inside theirs).
-fn admin(sql: String) {
-    let url = std::env::var("CODA_TEST_POSTGRES")
-        .expect("CODA_STORE_BACKEND=postgres needs CODA_TEST_POSTGRES (./dev test sets both)");
+fn admin(url: String, sql: String) {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -60,23 +108,26 @@ impl Db {
     pub(crate) fn new() -> Db {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = tempfile::tempdir().unwrap();
-        if !on_postgres() {
-            let url = format!("sqlite:{}", dir.path().join("coda.db").display());
-            return Db {
-                dir,
-                postgres: None,
-                url,
-            };
-        }
-        let server = std::env::var("CODA_TEST_POSTGRES").unwrap();
+        let server = match BACKEND.try_with(Backend::clone).unwrap_or(Backend::Sqlite) {
+            Backend::Sqlite => {
+                let url = format!("sqlite:{}", dir.path().join("coda.db").display());
+                return Db {
+                    dir,
+                    postgres: None,
+                    url,
+                };
+            }
+            Backend::Postgres(server) => server,
+        };
         let name = format!(
             "coda_store_{}_{}",
             std::process::id(),
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
-        admin(format!(
-            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
-        ));
+        admin(
+            server.clone(),
+            format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"),
+        );
         let base = server.rsplit_once('/').map(|(b, _)| b).unwrap_or(&server);
         let url = format!("{base}/{name}");
         Db {
@@ -98,8 +149,11 @@ impl Db {
 
 impl Drop for Db {
     fn drop(&mut self) {
-        if let Some((_, name)) = &self.postgres {
-            admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        if let Some((server, name)) = &self.postgres {
+            admin(
+                server.clone(),
+                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
         }
     }
 }
@@ -157,7 +211,6 @@ fn update(node: Option<&str>, status: RunStatus, due: Option<i64>) -> RunUpdate 
     }
 }
 
-#[tokio::test]
 async fn plan_versions_are_immutable_and_numbered() {
     let (_dir, store) = open();
     let v1 = store
@@ -182,7 +235,6 @@ async fn plan_versions_are_immutable_and_numbered() {
     assert_eq!(store.plan("globex", "post-call", None).unwrap(), None);
 }
 
-#[tokio::test]
 async fn the_same_trigger_starts_one_run_even_at_once() {
     let (_dir, store) = open();
     let store = Arc::new(store);
@@ -210,7 +262,6 @@ async fn the_same_trigger_starts_one_run_even_at_once() {
     assert_ne!(a.id, b.id);
 }
 
-#[tokio::test]
 async fn a_step_commits_once_and_fences_the_next() {
     let (_dir, store) = open();
     let run = store.start_run(new_run(None)).await.unwrap();
@@ -234,7 +285,6 @@ async fn a_step_commits_once_and_fences_the_next() {
     assert_eq!(store.journal("acme", &run.id).unwrap().len(), 1);
 }
 
-#[tokio::test]
 async fn only_due_runs_are_read_and_parked_ones_cost_disk() {
     let (_dir, store) = open();
     let parked = store.start_run(new_run(None)).await.unwrap();
@@ -284,7 +334,6 @@ async fn only_due_runs_are_read_and_parked_ones_cost_disk() {
     assert_eq!(record.wait.unwrap().on_event.as_deref(), Some("thank"));
 }
 
-#[tokio::test]
 async fn another_tenants_run_is_not_found() {
     let (_dir, store) = open();
     let run = store.start_run(new_run(None)).await.unwrap();
@@ -293,7 +342,6 @@ async fn another_tenants_run_is_not_found() {
     assert!(store.journal("globex", &run.id).unwrap().is_empty());
 }
 
-#[tokio::test]
 async fn concurrent_steps_share_commits() {
     let (_dir, store) = open();
     let store = Arc::new(store);
@@ -331,7 +379,6 @@ async fn concurrent_steps_share_commits() {
     assert_eq!(store.unfinished_runs().unwrap(), 0);
 }
 
-#[tokio::test]
 async fn what_was_committed_survives_reopening() {
     let db = Db::new();
     let id = {
@@ -376,7 +423,6 @@ fn token(id: &str, hash: &str) -> coda_store::NewToken {
     }
 }
 
-#[tokio::test]
 async fn tokens_are_found_by_hash_until_revoked_and_only_under_their_tenant() {
     let (_dir, store) = open();
     assert!(
@@ -418,7 +464,6 @@ async fn tokens_are_found_by_hash_until_revoked_and_only_under_their_tenant() {
     assert_eq!(store.token_tenant("h5").unwrap().as_deref(), Some("acme"));
 }
 
-#[tokio::test]
 async fn the_operator_token_is_stored_once() {
     let (_dir, store) = open();
     assert_eq!(store.operator_token_hash().unwrap(), None);
@@ -430,7 +475,6 @@ async fn the_operator_token_is_stored_once() {
     );
 }
 
-#[tokio::test]
 async fn latest_plans_lists_each_of_the_tenants_plans_once() {
     let (_dir, store) = open();
     for (tenant, name, n) in [
@@ -453,10 +497,8 @@ async fn latest_plans_lists_each_of_the_tenants_plans_once() {
     assert!(store.latest_plans("nobody").unwrap().is_empty());
 }
 
-mod runs;
 /// The fair listing: every tenant's first due run, then every tenant's second, each tenant
 /// at most `per_tenant`; backlogs counted per tenant, up to a cap.
-#[tokio::test]
 async fn due_runs_are_listed_in_turns_across_tenants() {
     let (_dir, store) = open();
     for (tenant, runs) in [("big", 50), ("small", 1), ("mid", 3)] {
@@ -502,7 +544,6 @@ async fn due_runs_are_listed_in_turns_across_tenants() {
 }
 
 /// Usage: a tenant's invocations, fuel and capability calls in a window, nobody else's.
-#[tokio::test]
 async fn usage_counts_steps_and_effects_in_a_window() {
     let (_dir, store) = open();
     let run = store.start_run(new_run(None)).await.unwrap().id;
@@ -566,7 +607,6 @@ async fn usage_counts_steps_and_effects_in_a_window() {
 
 /// Two nodes starting together on a new database: both open it, and the schema is applied
 /// once (on PostgreSQL under an advisory lock; on SQLite inside one immediate transaction).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_opening_a_new_database_together_both_open_it() {
     let db = Db::new();
     let url = db.url.clone();
@@ -605,3 +645,19 @@ fn a_database_location_that_cannot_be_opened_is_named_without_its_password() {
         .expect("not a backend");
     assert!(error.to_string().contains("mysql://x@y/z"), "{error}");
 }
+
+on_every_backend!(
+    plan_versions_are_immutable_and_numbered,
+    the_same_trigger_starts_one_run_even_at_once,
+    a_step_commits_once_and_fences_the_next,
+    only_due_runs_are_read_and_parked_ones_cost_disk,
+    another_tenants_run_is_not_found,
+    concurrent_steps_share_commits,
+    what_was_committed_survives_reopening,
+    tokens_are_found_by_hash_until_revoked_and_only_under_their_tenant,
+    the_operator_token_is_stored_once,
+    latest_plans_lists_each_of_the_tenants_plans_once,
+    due_runs_are_listed_in_turns_across_tenants,
+    usage_counts_steps_and_effects_in_a_window,
+    two_nodes_opening_a_new_database_together_both_open_it,
+);

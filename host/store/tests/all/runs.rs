@@ -6,7 +6,6 @@ use serde_json::json;
 
 use super::{new_run, open, step, update};
 
-#[tokio::test]
 async fn a_cancel_fences_out_the_step_in_flight_and_is_announced() {
     let (_dir, store) = open();
     let mut commits = store.subscribe_commits();
@@ -63,7 +62,6 @@ async fn a_cancel_fences_out_the_step_in_flight_and_is_announced() {
     );
 }
 
-#[tokio::test]
 async fn a_step_commit_is_announced_after_it_is_on_disk() {
     let (_dir, store) = open();
     let run = store.start_run(new_run(None)).await.unwrap();
@@ -85,7 +83,6 @@ async fn a_step_commit_is_announced_after_it_is_on_disk() {
     assert!(store.journal_from("acme", &run.id, 1).unwrap().is_empty());
 }
 
-#[tokio::test]
 async fn runs_are_found_by_filter_within_their_tenant() {
     let (_dir, store) = open();
     let a = store.start_run(new_run(None)).await.unwrap();
@@ -136,7 +133,6 @@ async fn runs_are_found_by_filter_within_their_tenant() {
     );
 }
 
-#[tokio::test]
 async fn plan_versions_carry_their_time_and_digest() {
     let (_dir, store) = open();
     store
@@ -163,3 +159,10 @@ async fn plan_versions_carry_their_time_and_digest() {
     );
     assert!(store.plan_versions("globex", "p").unwrap().is_empty());
 }
+
+on_every_backend!(
+    a_cancel_fences_out_the_step_in_flight_and_is_announced,
+    a_step_commit_is_announced_after_it_is_on_disk,
+    runs_are_found_by_filter_within_their_tenant,
+    plan_versions_carry_their_time_and_digest,
+);

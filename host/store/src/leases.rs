@@ -1,0 +1,332 @@
+//! Leases: how several nodes sharing one database share the runs.
+//!
+//! A node takes due runs by *claiming* them ([`Store::claim_due_runs`]): in one write, it
+//! picks each tenant's oldest due runs whose claim is free or expired, as many as the
+//! tenant's concurrency leaves room for (counting the live claims of every node), in turns
+//! across tenants, and sets itself as their owner until `now + lease`, bumping each run's
+//! `claim_seq`. While it runs their steps it renews the claims ([`Store::renew_claims`],
+//! the heartbeat); a node that dies stops renewing, and once the lease runs out another
+//! node claims the run again.
+//!
+//! **Architecture Invariant:** a step commits only under the claim it ran with. A commit
+//! made under a claim ([`Store::commit_claimed_step`]) is fenced by the run's step sequence
+//! *and* its `claim_seq`, and releases the claim in the same write; the effect journal's
+//! writes are fenced the same way ([`Store::record_claimed_effect`]). A node paused past its
+//! lease (SIGSTOP) that wakes up finds its claim number gone and commits nothing, whether
+//! or not the node that took over has committed yet. A cancel from the API still wins: it
+//! moves the step sequence on, and the owner's commit fails on that fence.
+//!
+//! Claiming is two index seeks per tenant, as [`Store::due_runs_fair`] reads: a range of
+//! `runs_claimed` (only runs in flight are in it: a commit releases its claim) counts the
+//! tenant's live claims, and a range of `runs_due_by_tenant` finds its oldest due runs.
+//! On SQLite the single writer serializes claims, so two claims never race.
+
+use crate::db::{OptionalExtension, params};
+
+use crate::{RUN_COLUMNS, Result, RunRecord, Store, run_from_row};
+
+const UNFINISHED: &str = "status IN ('ready', 'parked', 'waiting')";
+
+/// A run claimed by this node: run its next step, and commit it under `claim_seq`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    pub run: RunRecord,
+    /// The claim's number: the fence of the step's commit and of its effect journal writes.
+    pub claim_seq: u64,
+}
+
+/// A tenant with due work, and how many of its runs may be in flight at once across all
+/// nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantSlots {
+    pub tenant: String,
+    pub concurrency: usize,
+}
+
+/// A run's claim as stored: who holds it until when (none: free), and the number of the
+/// latest claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimState {
+    pub owner: Option<String>,
+    pub until_ms: Option<i64>,
+    pub seq: u64,
+}
+
+impl Store {
+    /// The tenants that have unfinished runs, in name order: a loose index scan of
+    /// `runs_due_by_tenant`, one seek per tenant. The scheduler asks each one's concurrency
+    /// before claiming.
+    pub fn queued_tenants(&self) -> Result<Vec<String>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "WITH RECURSIVE queued (tenant) AS (
+                     SELECT MIN(tenant) FROM runs WHERE {UNFINISHED}
+                     UNION ALL
+                     SELECT (SELECT MIN(tenant) FROM runs
+                             WHERE {UNFINISHED} AND tenant > queued.tenant)
+                     FROM queued WHERE queued.tenant IS NOT NULL
+                 )
+                 SELECT tenant FROM queued WHERE tenant IS NOT NULL"
+            ))?;
+            let tenants = stmt
+                .query_map(&[], |r| r.get(0))?
+                .collect::<crate::Result<_>>()?;
+            Ok(tenants)
+        })
+    }
+
+    /// Claims due runs for `node` until `now_ms + lease_ms`, in one write: at most
+    /// `per_tenant` of each tenant's and `limit` in all, taken in turns across `tenants`
+    /// in the order given (the caller rotates it, starting after the tenant it served
+    /// last), each tenant up to its concurrency counted across nodes (its runs with a live
+    /// claim). A run is claimable when it is due, unfinished, and its claim is free or
+    /// expired (`claim_until < now_ms`). Each claim bumps the run's `claim_seq`.
+    pub async fn claim_due_runs(
+        &self,
+        node: &str,
+        now_ms: i64,
+        lease_ms: u64,
+        per_tenant: usize,
+        limit: usize,
+        tenants: Vec<TenantSlots>,
+    ) -> Result<Vec<Claimed>> {
+        if limit == 0 || tenants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let node = node.to_owned();
+        let until = now_ms.saturating_add(lease_ms.min(i64::MAX as u64) as i64);
+        self.writer
+            .write(move |tx| {
+                let pg = tx.is_postgres();
+                // PostgreSQL: nodes claim at once, each in its own transaction. A tenant's
+                // advisory lock (held to the commit) keeps two nodes from both counting a
+                // free slot and taking it; `SKIP LOCKED` keeps them off each other's rows,
+                // with the limit inside the locking select, so it holds.
+                let mut live = tx.prepare_cached(&format!(
+                    "SELECT COUNT(*) FROM runs WHERE tenant = ?1 AND claim_owner IS NOT NULL
+                     AND claim_until >= ?2 AND {UNFINISHED}"
+                ))?;
+                let mut oldest = tx.prepare_cached(&format!(
+                    "SELECT id FROM runs WHERE tenant = ?1 AND {UNFINISHED} AND due_at <= ?2
+                     AND (claim_until IS NULL OR claim_until < ?2)
+                     ORDER BY due_at, id LIMIT ?3{}",
+                    if pg { " FOR UPDATE SKIP LOCKED" } else { "" }
+                ))?;
+                // The tenant's lock is tried, not waited for: a node that finds another
+                // claiming for the tenant skips it this round (its batches lock tenants in
+                // different orders, and waiting could deadlock two nodes' transactions).
+                let mut tenant_lock = if pg {
+                    Some(tx.prepare_cached(
+                        "SELECT pg_try_advisory_xact_lock(7270617, hashtext(?1))",
+                    )?)
+                } else {
+                    None
+                };
+                let mut queues = Vec::with_capacity(tenants.len());
+                for slots in &tenants {
+                    if let Some(lock) = tenant_lock.as_mut() {
+                        let taken: bool = lock.query_row(params![slots.tenant], |r| r.get(0))?;
+                        if !taken {
+                            continue;
+                        }
+                    }
+                    let held: u64 = live.query_row(params![slots.tenant, now_ms], |r| r.get(0))?;
+                    let room = slots
+                        .concurrency
+                        .saturating_sub(held as usize)
+                        .min(per_tenant)
+                        .min(limit);
+                    if room == 0 {
+                        continue;
+                    }
+                    let ids: Vec<String> = oldest
+                        .query_map(params![slots.tenant, now_ms, room as i64], |r| r.get(0))?
+                        .collect::<crate::Result<_>>()?;
+                    if !ids.is_empty() {
+                        queues.push(ids.into_iter());
+                    }
+                }
+                // Turn by turn: each tenant's first, then each tenant's second, ...
+                let mut order = Vec::new();
+                while order.len() < limit {
+                    let before = order.len();
+                    for ids in &mut queues {
+                        if order.len() >= limit {
+                            break;
+                        }
+                        if let Some(id) = ids.next() {
+                            order.push(id);
+                        }
+                    }
+                    if order.len() == before {
+                        break;
+                    }
+                }
+                // Only a claim still free or expired is taken: a row another node claimed
+                // meanwhile is left alone.
+                let mut claim = tx.prepare_cached(
+                    "UPDATE runs SET claim_owner = ?1, claim_until = ?2, claim_seq = claim_seq + 1
+                     WHERE id = ?3 AND (claim_until IS NULL OR claim_until < ?4)
+                     RETURNING claim_seq",
+                )?;
+                let mut read =
+                    tx.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?;
+                let mut claimed = Vec::with_capacity(order.len());
+                for id in order {
+                    let Some(claim_seq) = claim
+                        .query_row(params![node, until, id, now_ms], |r| r.get::<u64>(0))
+                        .optional()?
+                    else {
+                        continue;
+                    };
+                    let run = read.query_row(params![id], run_from_row)??;
+                    claimed.push(Claimed { run, claim_seq });
+                }
+                Ok(claimed)
+            })
+            .await
+    }
+
+    /// The heartbeat: extends `node`'s claims on these runs (each with the claim's number)
+    /// to `until_ms`, in one statement. Returns the runs whose claim was renewed; a run left
+    /// out was claimed by another node (its lease had run out) or released, and its step
+    /// must not commit.
+    pub async fn renew_claims(
+        &self,
+        node: &str,
+        claims: &[(String, u64)],
+        until_ms: i64,
+    ) -> Result<Vec<String>> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let node = node.to_owned();
+        let claims = serde_json::to_string(claims)?;
+        self.writer
+            .write(move |tx| {
+                let mine = if tx.is_postgres() {
+                    "SELECT e ->> 0 AS id, (e ->> 1)::BIGINT AS seq
+                     FROM jsonb_array_elements(CAST(?3 AS TEXT)::jsonb) AS e"
+                } else {
+                    "SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS seq
+                     FROM json_each(?3)"
+                };
+                let mut stmt = tx.prepare_cached(&format!(
+                    "UPDATE runs SET claim_until = ?1
+                     FROM ({mine}) AS mine
+                     WHERE runs.id = mine.id AND runs.claim_seq = mine.seq
+                       AND runs.claim_owner = ?2
+                     RETURNING runs.id"
+                ))?;
+                let renewed = stmt
+                    .query_map(params![until_ms, node, claims], |r| r.get(0))?
+                    .collect::<crate::Result<_>>()?;
+                Ok(renewed)
+            })
+            .await
+    }
+
+    /// Gives up `node`'s claims on these runs (each with the claim's number), so another
+    /// node need not wait for the lease to run out: a step that did not commit (its run
+    /// moved on) releases its claim this way. A claim since taken by another is left alone.
+    pub async fn release_claims(&self, node: &str, claims: &[(String, u64)]) -> Result<()> {
+        if claims.is_empty() {
+            return Ok(());
+        }
+        let node = node.to_owned();
+        let claims = claims.to_vec();
+        self.writer
+            .write(move |tx| {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE runs SET claim_owner = NULL, claim_until = NULL
+                     WHERE id = ?1 AND claim_seq = ?2 AND claim_owner = ?3",
+                )?;
+                for (id, seq) in &claims {
+                    stmt.execute(params![id, seq, node])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Gives up every claim `node` holds: a node restarted under the same id takes its runs
+    /// back at once rather than after its old lease. Node ids must be unique among the
+    /// nodes that are up. Returns how many claims were released.
+    pub async fn release_node_claims(&self, node: &str) -> Result<usize> {
+        let node = node.to_owned();
+        self.writer
+            .write(move |tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "UPDATE runs SET claim_owner = NULL, claim_until = NULL
+                         WHERE claim_owner = ?1",
+                    )?
+                    .execute(params![node])? as usize)
+            })
+            .await
+    }
+
+    /// When a run may next be claimable, as two times: the earliest due time of an
+    /// unfinished run whose claim is free or expired, and the earliest time a live claim on
+    /// an unfinished run runs out (its node may have died). Either is none when there is
+    /// no such run.
+    pub fn next_claimable(&self, now_ms: i64) -> Result<(Option<i64>, Option<i64>)> {
+        self.read(|conn| {
+            let due: Option<i64> = conn
+                .prepare_cached(&format!(
+                    "SELECT due_at FROM runs WHERE {UNFINISHED} AND due_at IS NOT NULL
+                     AND (claim_until IS NULL OR claim_until < ?1)
+                     ORDER BY due_at LIMIT 1"
+                ))?
+                .query_row(params![now_ms], |r| r.get(0))
+                .optional()?;
+            let expiry: Option<i64> = conn
+                .prepare_cached(&format!(
+                    "SELECT MIN(claim_until) FROM runs WHERE claim_owner IS NOT NULL
+                     AND claim_until >= ?1 AND {UNFINISHED}"
+                ))?
+                .query_row(params![now_ms], |r| r.get(0))?;
+            Ok((due, expiry))
+        })
+    }
+
+    /// A run's claim as stored (for tests and operators).
+    pub fn claim_of(&self, run_id: &str) -> Result<Option<ClaimState>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT claim_owner, claim_until, claim_seq FROM runs WHERE id = ?1",
+            )?
+            .query_row(params![run_id], |r| {
+                Ok(ClaimState {
+                    owner: r.get(0)?,
+                    until_ms: r.get(1)?,
+                    seq: r.get(2)?,
+                })
+            })
+            .optional()
+        })
+    }
+
+    /// Commits a step run under a claim: fenced by the step sequence and the claim's
+    /// number, and releasing the claim in the same write. A claim taken over by another
+    /// node (or a run moved on) is [`crate::StoreError::Conflict`], and nothing is written.
+    pub async fn commit_claimed_step(
+        &self,
+        commit: crate::StepCommit,
+        claim_seq: u64,
+    ) -> Result<()> {
+        self.commit_fenced(commit, Some(claim_seq)).await
+    }
+
+    /// Journals a capability call's result made under a claim: fenced like
+    /// [`Store::commit_claimed_step`] (without releasing the claim).
+    pub async fn record_claimed_effect(
+        &self,
+        run_id: &str,
+        effect: crate::EffectRecord,
+        claim_seq: u64,
+    ) -> Result<()> {
+        self.record_effect_fenced(run_id, effect, Some(claim_seq))
+            .await
+    }
+}
