@@ -6,6 +6,7 @@ mod builtins;
 mod capabilities;
 mod client;
 mod crash;
+mod faults;
 mod nodes;
 mod ops;
 mod run;
