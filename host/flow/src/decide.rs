@@ -229,15 +229,15 @@ pub(crate) fn after_invocation(
                     result,
                 };
             }
-            return error_exit(
-                run,
-                node_id,
-                node,
-                error.kind(),
-                &error.to_string(),
-                now,
-                result,
-            );
+            // A retryable failure that used up its attempts is dead-lettered: the reason
+            // names the last cause and how often it was tried.
+            let message = match error {
+                InvokeError::Failure(failure) if failure.retryable && run.attempt > 1 => {
+                    format!("{error}; gave up after {} attempts", run.attempt)
+                }
+                _ => error.to_string(),
+            };
+            return error_exit(run, node_id, node, error.kind(), &message, now, result);
         }
     };
     let result = serde_json::to_value(outcome).unwrap_or(serde_json::Value::Null);

@@ -18,8 +18,8 @@ mod smtp;
 
 pub use postgres::{PostgresCluster, postgres_bin};
 pub use recorder::{Recorded, Recorder};
-pub use sms::{Delivery, SmsGateway, SmsGatewayConfig};
-pub use smtp::{Mail, SmtpMode, SmtpServer};
+pub use sms::{Delivery, GatewayAnswer, SmsGateway, SmsGatewayConfig};
+pub use smtp::{Mail, SmtpAttempt, SmtpMode, SmtpServer};
 
 use std::net::SocketAddr;
 

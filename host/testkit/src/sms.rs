@@ -30,6 +30,24 @@ pub struct SmsGatewayConfig {
     pub throttle_first: u32,
     /// Wait this long before answering each request.
     pub delay_ms: u64,
+    /// How to answer the first requests, one entry each, in order of arrival (before
+    /// `fail_first` and `throttle_first` are counted): a gateway misbehaving on demand.
+    /// Requests past the script are answered normally.
+    pub script: Vec<GatewayAnswer>,
+}
+
+/// One scripted answer of the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayAnswer {
+    /// As a healthy gateway would (a message, or the first answer to a known token).
+    Normal,
+    /// This status (500, 502, 503 ...) with a Twilio error body and no message.
+    Error(u16),
+    /// 429 with `Retry-After: secs`.
+    Throttle { retry_after_secs: u64 },
+    /// Wait this long, then answer normally: a slow gateway. The request is processed to
+    /// the end even when the client gave up waiting.
+    Slow { millis: u64 },
 }
 
 impl Default for SmsGatewayConfig {
@@ -40,6 +58,7 @@ impl Default for SmsGatewayConfig {
             fail_first: 0,
             throttle_first: 0,
             delay_ms: 0,
+            script: Vec::new(),
         }
     }
 }
@@ -64,6 +83,8 @@ pub struct Delivery {
 
 #[derive(Default)]
 struct Log {
+    /// Requests arrived (counted before any delay), which picks the scripted answer.
+    arrived: u32,
     requests: u32,
     deliveries: Vec<Delivery>,
     /// token → the first answer (status, body)
@@ -214,6 +235,21 @@ async fn process(
     if shared.config.delay_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(shared.config.delay_ms)).await;
     }
+    // Which scripted answer this request gets: the next in order of arrival.
+    let scripted = {
+        let mut log = shared.log.lock().unwrap_or_else(|p| p.into_inner());
+        let nth = log.arrived as usize;
+        log.arrived += 1;
+        shared
+            .config
+            .script
+            .get(nth)
+            .copied()
+            .unwrap_or(GatewayAnswer::Normal)
+    };
+    if let GatewayAnswer::Slow { millis } = scripted {
+        tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+    }
     let token = ["i-twilio-idempotency-token", "idempotency-key"]
         .iter()
         .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
@@ -240,6 +276,27 @@ async fn process(
     // Which delivery this is, overall: a test reads it back from the effect journal to tell
     // which delivery's answer the host kept.
     let delivery = [("x-delivery", nth.to_string())];
+    match scripted {
+        GatewayAnswer::Error(code) => {
+            record(&mut log, code, None, false);
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let (status, body) = twilio_error(status, 20500, "Scripted gateway error");
+            return (status, delivery, axum::Json(body)).into_response();
+        }
+        GatewayAnswer::Throttle { retry_after_secs } => {
+            record(&mut log, 429, None, false);
+            let (status, body) =
+                twilio_error(StatusCode::TOO_MANY_REQUESTS, 20429, "Too Many Requests");
+            return (
+                status,
+                [("retry-after", retry_after_secs.to_string())],
+                delivery,
+                axum::Json(body),
+            )
+                .into_response();
+        }
+        GatewayAnswer::Normal | GatewayAnswer::Slow { .. } => {}
+    }
     if let Some((status, answer)) = token.as_ref().and_then(|t| log.answered.get(t)).cloned() {
         let sid = answer["sid"].as_str().map(str::to_owned);
         record(&mut log, status, sid, true);

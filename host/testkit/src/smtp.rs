@@ -74,9 +74,22 @@ pub enum SmtpMode {
     TemporaryFailure,
 }
 
+/// One message transaction as the server saw it, whatever it answered: what a test counts
+/// retries by (the `Message-ID` is the same on every attempt of a step).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpAttempt {
+    pub message_id: Option<String>,
+    /// The reply to the end of DATA: 250 accepted, 4xx "try later", 5xx refused for good.
+    pub code: u16,
+}
+
 #[derive(Clone)]
 struct Recorder {
     mode: SmtpMode,
+    /// Reply codes for the next messages' end of DATA, in order (250: accept); once used up,
+    /// messages are accepted.
+    script: Arc<Mutex<std::collections::VecDeque<u16>>>,
+    attempts: Arc<Mutex<Vec<SmtpAttempt>>>,
     credentials: Option<(String, String)>,
     current: Mail,
     mails: Arc<Mutex<Vec<Mail>>>,
@@ -106,6 +119,26 @@ impl Handler for Recorder {
     }
 
     fn data_end(&mut self) -> Response {
+        let code = self
+            .script
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+            .unwrap_or(250);
+        self.attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(SmtpAttempt {
+                message_id: self.current.header("Message-ID"),
+                code,
+            });
+        match code {
+            250 => {}
+            400..=499 => {
+                return Response::custom(code, "scripted: mailbox busy, try again later".into());
+            }
+            _ => return Response::custom(code, "scripted: message refused".into()),
+        }
         self.mails
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -132,6 +165,7 @@ impl Handler for Recorder {
 pub struct SmtpServer {
     pub addr: std::net::SocketAddr,
     mails: Arc<Mutex<Vec<Mail>>>,
+    attempts: Arc<Mutex<Vec<SmtpAttempt>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -151,11 +185,27 @@ impl SmtpServer {
         mode: SmtpMode,
         credentials: Option<(&str, &str)>,
     ) -> anyhow::Result<SmtpServer> {
+        SmtpServer::start_scripted(port, mode, credentials, Vec::new()).await
+    }
+
+    /// [`SmtpServer::start_on`], answering the end of DATA of the next messages with the
+    /// codes of `script` in order (250 accepts; a 4xx says "try later", a 5xx refuses for
+    /// good), then accepting: a server misbehaving on demand. Every transaction is counted
+    /// in [`SmtpServer::attempts`].
+    pub async fn start_scripted(
+        port: u16,
+        mode: SmtpMode,
+        credentials: Option<(&str, &str)>,
+        script: Vec<u16>,
+    ) -> anyhow::Result<SmtpServer> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let mails = Arc::new(Mutex::new(Vec::new()));
+        let attempts = Arc::new(Mutex::new(Vec::new()));
         let recorder = Recorder {
             mode,
+            script: Arc::new(Mutex::new(script.into())),
+            attempts: attempts.clone(),
             credentials: credentials.map(|(u, p)| (u.to_owned(), p.to_owned())),
             current: Mail::default(),
             mails: mails.clone(),
@@ -167,17 +217,40 @@ impl SmtpServer {
                 .enable_auth(mailin::AuthMechanism::Login)
                 .insecure_enable_plaintext_auth();
         }
+        let builder = Arc::new(builder);
         let task = tokio::spawn(async move {
             while let Ok((stream, peer)) = listener.accept().await {
+                let (builder, recorder) = (builder.clone(), recorder.clone());
+                // mailin stays in DATA after an error reply to the end of DATA (the client's
+                // RSET or QUIT would be taken for message text): a fresh session, greeted,
+                // stands in for the one that refused.
                 let session = builder.build(peer.ip(), recorder.clone());
-                tokio::spawn(serve(stream, session));
+                let fresh = move || {
+                    let mut session = builder.build(peer.ip(), recorder.clone());
+                    session.process(b"HELO coda-testkit\r\n");
+                    session
+                };
+                tokio::spawn(serve(stream, session, fresh));
             }
         });
-        Ok(SmtpServer { addr, mails, task })
+        Ok(SmtpServer {
+            addr,
+            mails,
+            attempts,
+            task,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Every message transaction that reached the end of DATA, accepted or not, in order.
+    pub fn attempts(&self) -> Vec<SmtpAttempt> {
+        self.attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The messages accepted so far.
@@ -192,7 +265,11 @@ impl Drop for SmtpServer {
     }
 }
 
-async fn serve(stream: tokio::net::TcpStream, mut session: mailin::Session<Recorder>) {
+async fn serve(
+    stream: tokio::net::TcpStream,
+    mut session: mailin::Session<Recorder>,
+    fresh: impl Fn() -> mailin::Session<Recorder>,
+) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let reply = |response: &Response| response.buffer().unwrap_or_default();
@@ -200,6 +277,7 @@ async fn serve(stream: tokio::net::TcpStream, mut session: mailin::Session<Recor
         return;
     }
     let mut line = Vec::new();
+    let mut in_data = false;
     loop {
         line.clear();
         match reader.read_until(b'\n', &mut line).await {
@@ -207,6 +285,14 @@ async fn serve(stream: tokio::net::TcpStream, mut session: mailin::Session<Recor
             Ok(_) => {}
         }
         let response = session.process(&line);
+        if response.code == 354 {
+            in_data = true;
+        } else if in_data && line == b".\r\n" {
+            in_data = false;
+            if response.is_error {
+                session = fresh();
+            }
+        }
         match response.action {
             Action::NoReply => continue,
             Action::Reply => {

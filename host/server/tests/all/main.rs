@@ -22,6 +22,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value as Json, json};
 use tower::ServiceExt;
 
+mod faults;
 mod interactions;
 mod openapi;
 mod ops;
