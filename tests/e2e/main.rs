@@ -6,10 +6,11 @@ mod builtins;
 mod capabilities;
 mod client;
 mod crash;
-mod nodes;
+// mod nodes;
 mod ops;
 mod run;
 mod serve;
+mod serve_postgres;
 mod uploads;
 
 use std::path::PathBuf;

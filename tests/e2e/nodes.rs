@@ -44,14 +44,10 @@ fn admin_execute(admin: &str, sql: &str) {
             .await
             .unwrap_or_else(|e| panic!("cannot connect to {admin}: {e}"));
         let task = tokio::spawn(connection);
-        // One at a time: CREATE DATABASE cannot run in the implicit transaction of a
-        // multi-statement query.
-        for statement in sql.split("; ") {
-            client
-                .batch_execute(statement)
-                .await
-                .unwrap_or_else(|e| panic!("{statement}: {e}"));
-        }
+        client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
         drop(client);
         let _ = task.await;
     });
@@ -140,8 +136,7 @@ impl Nodes {
 
 /// What the flows text and mail through, and their tenant's setup on the service.
 struct World {
-    /// Runs the servers below; kept alive as long as they are.
-    _rt: tokio::runtime::Runtime,
+    rt: tokio::runtime::Runtime,
     gateway: coda_testkit::SmsGateway,
     smtp: coda_testkit::SmtpServer,
 }
@@ -167,11 +162,7 @@ impl World {
                 None,
             ))
             .unwrap();
-        World {
-            _rt: rt,
-            gateway,
-            smtp,
-        }
+        World { rt, gateway, smtp }
     }
 
     /// Tenant `acme` through `server`: a ceiling with the loopback gateway and SMTP server,
@@ -326,11 +317,7 @@ fn verify(db: &str, world: &World, expected: &[String]) -> Counts {
         assert_eq!(run.status, RunStatus::Done, "run {}: {:?}", run.id, run);
         let journal = store.journal("acme", &run.id).unwrap();
         let nodes: Vec<&str> = journal.iter().map(|s| s.node.as_str()).collect();
-        assert_eq!(
-            nodes, AFTER_NODES,
-            "run {}: every node once, in order",
-            run.id
-        );
+        assert_eq!(nodes, AFTER_NODES, "run {}: every node once, in order", run.id);
         let seqs: Vec<u64> = journal.iter().map(|s| s.seq).collect();
         assert_eq!(seqs, (0..AFTER_NODES.len() as u64).collect::<Vec<_>>());
         assert_eq!(
@@ -380,10 +367,7 @@ fn verify(db: &str, world: &World, expected: &[String]) -> Counts {
     let mut by_id = BTreeMap::<String, usize>::new();
     for mail in &mails {
         *by_id
-            .entry(
-                mail.header("Message-ID")
-                    .expect("every mail has a Message-ID"),
-            )
+            .entry(mail.header("Message-ID").expect("every mail has a Message-ID"))
             .or_default() += 1;
     }
     assert_eq!(by_id.len(), runs.len(), "one distinct mail per run");
@@ -408,10 +392,7 @@ fn three_nodes_share_the_runs_and_finish_a_killed_nodes_runs() {
     // Kill node 1 while the gateway holds calls: some of them are node 1's.
     let deadline = Instant::now() + Duration::from_secs(20);
     while world.gateway.in_flight() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "no call ever reached the gateway"
-        );
+        assert!(Instant::now() < deadline, "no call ever reached the gateway");
         std::thread::sleep(Duration::from_millis(2));
     }
     nodes.kill(1);
@@ -445,10 +426,7 @@ fn a_node_paused_past_its_lease_commits_nothing_when_it_wakes() {
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     while world.gateway.in_flight() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "no call ever reached the gateway"
-        );
+        assert!(Instant::now() < deadline, "no call ever reached the gateway");
         std::thread::sleep(Duration::from_millis(2));
     }
     nodes.signal(1, "-STOP");
@@ -622,10 +600,7 @@ fn a_node_answers_503_while_its_database_is_down_and_resumes_after() {
         .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| panic!("no Retry-After: {headers:?}"));
-    assert!(
-        retry_after.parse::<u64>().is_ok_and(|s| s >= 1),
-        "{retry_after}"
-    );
+    assert!(retry_after.parse::<u64>().is_ok_and(|s| s >= 1), "{retry_after}");
     assert!(
         body["error"]["message"]
             .as_str()
@@ -638,10 +613,9 @@ fn a_node_answers_503_while_its_database_is_down_and_resumes_after() {
     cluster.start_again().unwrap();
     wait_all_finished(&url, Duration::from_secs(120));
     let counts = verify(&url, &world, &runs);
-    let (status, body) =
-        nodes
-            .node(0)
-            .call("GET", &format!("/v1/runs/{}", runs[0]), Some(&token), None);
+    let (status, body) = nodes
+        .node(0)
+        .call("GET", &format!("/v1/runs/{}", runs[0]), Some(&token), None);
     assert_eq!(status, 200, "{body}");
     nodes.nodes[0].take().unwrap().stop();
     eprintln!("database down and back: {counts:?}");
