@@ -11,6 +11,7 @@ mod nodes;
 mod ops;
 mod run;
 mod serve;
+mod serve_postgres;
 mod uploads;
 
 use std::path::PathBuf;

@@ -259,10 +259,10 @@ impl Drop for Server {
     }
 }
 
-const LIVE: &str = r#"{"name": "live", "type": "default", "start": "greet", "post_interaction": "after",
+pub(crate) const LIVE: &str = r#"{"name": "live", "type": "default", "start": "greet", "post_interaction": "after",
   "nodes": {"greet": {"applet": "set-data@0.1.0", "config": {"set": [{"name": "Greeted", "value": "yes"}]}}}}"#;
 
-const AFTER: &str = "name: after
+pub(crate) const AFTER: &str = "name: after
 type: unattended
 start: stamp
 nodes:

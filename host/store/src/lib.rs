@@ -83,7 +83,12 @@ pub enum StoreError {
     /// A database URL that names no backend the store has, or a PostgreSQL server that
     /// could not be reached (the URL is shown without its password).
     #[error("cannot open the database {url}: {reason}")]
-    OpenUrl { url: String, reason: String },
+    OpenUrl {
+        url: String,
+        reason: String,
+        /// The server could not be reached (worth trying again), not a wrong location.
+        unavailable: bool,
+    },
 }
 
 impl StoreError {
@@ -105,7 +110,7 @@ impl StoreError {
                     })
             }
             StoreError::NotCommitted(_) | StoreError::WriterGone => true,
-            StoreError::OpenUrl { .. } => true,
+            StoreError::OpenUrl { unavailable, .. } => *unavailable,
             _ => false,
         }
     }
@@ -354,6 +359,7 @@ impl Store {
             return Err(StoreError::OpenUrl {
                 url: redact_url(location),
                 reason: "not a database coda knows: give a file path, sqlite:PATH or postgres://USER@HOST:PORT/DB".into(),
+                unavailable: false,
             });
         }
         Store::open(Path::new(path))
@@ -364,6 +370,7 @@ impl Store {
         let open_error = |e: StoreError| StoreError::OpenUrl {
             url: redact_url(url),
             reason: e.to_string(),
+            unavailable: e.is_unavailable(),
         };
         let mut conn = pg.connect().map_err(open_error)?;
         schema::migrate_postgres(&mut conn).map_err(open_error)?;

@@ -72,11 +72,22 @@ impl Applets for Script {
 struct Host {
     _dir: tempfile::TempDir,
     engine: Arc<Engine>,
+    /// The PostgreSQL database of a test on PostgreSQL, dropped after the engine.
+    _database: Option<postgres::Database>,
 }
 
 async fn host() -> Host {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(&dir.path().join("coda.db")).unwrap());
+    let store = Store::open(&dir.path().join("coda.db")).unwrap();
+    host_on(dir, store, None).await
+}
+
+async fn host_on(
+    dir: tempfile::TempDir,
+    store: Store,
+    database: Option<postgres::Database>,
+) -> Host {
+    let store = Arc::new(store);
     let plans = [
         "name: live\ntype: default\nstart: a\npost_interaction: post-call\nnodes:\n  a:\n    applet: step@1.0.0\n",
         "name: post-call\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: step@1.0.0\n",
@@ -103,7 +114,11 @@ async fn host() -> Host {
             ..FlowLimits::default()
         },
     ));
-    Host { _dir: dir, engine }
+    Host {
+        _dir: dir,
+        engine,
+        _database: database,
+    }
 }
 
 fn event(value: serde_json::Value) -> InteractionEvent {
@@ -507,6 +522,7 @@ mod disk;
 mod effects;
 mod fair;
 mod leases;
+mod postgres;
 
 #[tokio::test]
 async fn a_serving_engine_steps_a_run_started_while_it_is_idle_and_stops_when_told() {

@@ -644,6 +644,10 @@ fn a_database_location_that_cannot_be_opened_is_named_without_its_password() {
         .err()
         .expect("not a backend");
     assert!(error.to_string().contains("mysql://x@y/z"), "{error}");
+    assert!(
+        !error.is_unavailable(),
+        "a wrong location is not a database that is down"
+    );
 }
 
 on_every_backend!(
