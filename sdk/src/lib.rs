@@ -37,6 +37,18 @@ pub mod bindings {
     });
 }
 
+/// Testing an applet with no service, from its own `cargo test` (feature `testing`, native
+/// targets only): build the component, load it, run fixtures. See `coda-harness`.
+///
+/// ```ignore
+/// use coda_sdk::testing::{Harness, build_rust_component};
+/// let wasm = build_rust_component(env!("CARGO_MANIFEST_DIR")).unwrap();
+/// let harness = Harness::new().unwrap();
+/// harness.load(&wasm).unwrap().run_file("tests/sample.fixture.yaml").unwrap().assert_passed();
+/// ```
+#[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+pub use coda_harness as testing;
+
 mod applet;
 mod context;
 mod value;

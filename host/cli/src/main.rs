@@ -13,6 +13,8 @@ mod client;
 mod config;
 mod flow;
 mod grants;
+mod harness;
+mod scaffold;
 mod serve;
 mod tenant;
 
@@ -120,6 +122,11 @@ enum AppletCommand {
     },
     /// Run the applet's `run` once and print its outcome, data changes, fuel and logs
     Invoke(InvokeArgs),
+    /// Run the applet offline against fixtures (config, data, state, secrets and recorded
+    /// capability answers) and check its outcome, data changes and calls; exit 1 if one fails
+    Test(harness::TestArgs),
+    /// Create a new applet project (Rust, Python or JavaScript) that builds to a component
+    New(scaffold::NewArgs),
     #[command(flatten)]
     Service(tenant::AppletCommand),
 }
@@ -308,6 +315,8 @@ async fn run(cli: Cli, serve_settings: Option<serve::Settings>) -> Result<Json, 
             Ok(describe_json(&applet))
         }
         Command::Applet(AppletCommand::Invoke(args)) => invoke(&runtime, args).await,
+        Command::Applet(AppletCommand::Test(args)) => harness::test(&runtime, args).await,
+        Command::Applet(AppletCommand::New(args)) => scaffold::new(args),
         Command::Plan(PlanCommand::Validate(args)) => flow::validate(runtime, args.local).await,
         Command::Run(args) => flow::run(runtime, args).await,
         Command::Resume(args) => flow::resume(runtime, args).await,
@@ -345,7 +354,7 @@ async fn load_applet(
 }
 
 /// Reads the file, refusing it by its size before reading it whole.
-fn read_capped(file: &PathBuf, max_bytes: u64) -> Result<Vec<u8>, Exit> {
+pub(crate) fn read_capped(file: &PathBuf, max_bytes: u64) -> Result<Vec<u8>, Exit> {
     let io_error =
         |e: std::io::Error| Exit::usage("io", format!("cannot read {}: {e}", file.display()));
     let size = std::fs::metadata(file).map_err(io_error)?.len();

@@ -17,12 +17,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use coda_store::{EffectRecord, Store};
 use coda_types::capabilities::{
-    Capabilities, EmailMessage, FollowUp, HttpRequest, HttpResponse, SqlRows,
+    Capabilities, EmailMessage, FollowUp, HttpRequest, HttpResponse, SqlRows, request_digest,
+    sql_request,
 };
 use coda_types::{HostError, InvocationContext, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 
 /// What replaying a step's calls came to, for its journal entry.
 #[derive(Debug, Default, Clone)]
@@ -134,7 +134,7 @@ impl JournaledCapabilities {
             progress.next_call += 1;
             seq
         };
-        let digest = digest(kind, request);
+        let digest = request_digest(kind, request);
         if let Some(done) = self.journaled.iter().find(|e| e.call_seq == call_seq) {
             if done.kind == kind && done.digest == digest {
                 match serde_json::from_value::<Result<T, HostError>>(done.result.clone()) {
@@ -190,15 +190,6 @@ impl JournaledCapabilities {
     }
 }
 
-fn digest(kind: &str, request: &impl Serialize) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(kind.as_bytes());
-    hasher.update([0]);
-    // Serializing our own request types cannot fail (no maps with non-string keys).
-    hasher.update(serde_json::to_vec(request).unwrap_or_default());
-    hex::encode(hasher.finalize())
-}
-
 #[async_trait]
 impl Capabilities for JournaledCapabilities {
     async fn http_send(
@@ -233,8 +224,7 @@ impl Capabilities for JournaledCapabilities {
         params: Vec<Value>,
     ) -> Result<SqlRows, HostError> {
         let inner = self.inner.clone();
-        let request = (&database, &statement, &params);
-        let request = serde_json::to_value(request).unwrap_or_default();
+        let request = sql_request(&database, &statement, &params);
         self.effect(cx, "sql-query", &request, async move |cx| {
             inner.sql_query(cx, database, statement, params).await
         })
@@ -249,8 +239,7 @@ impl Capabilities for JournaledCapabilities {
         params: Vec<Value>,
     ) -> Result<u64, HostError> {
         let inner = self.inner.clone();
-        let request = (&database, &statement, &params);
-        let request = serde_json::to_value(request).unwrap_or_default();
+        let request = sql_request(&database, &statement, &params);
         self.effect(cx, "sql-execute", &request, async move |cx| {
             inner.sql_execute(cx, database, statement, params).await
         })

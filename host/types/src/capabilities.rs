@@ -126,6 +126,25 @@ pub trait Capabilities: Send + Sync {
     }
 }
 
+/// The digest of one capability call: SHA-256 over its kind (`http`, `email`, `sql-query`,
+/// `sql-execute`, `interactions`) and its request as JSON. The effect journal stores it to
+/// match a re-executed call to its journaled result; a test fixture taken from a journal
+/// carries it, so the harness can tell whether an applet still makes the same call.
+pub fn request_digest(kind: &str, request: &impl Serialize) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(kind.as_bytes());
+    hasher.update([0]);
+    // Serializing our own request types cannot fail (no maps with non-string keys).
+    hasher.update(serde_json::to_vec(request).unwrap_or_default());
+    hex::encode(hasher.finalize())
+}
+
+/// The request of a SQL call as its digest covers it: database, statement, parameters.
+pub fn sql_request(database: &str, statement: &str, params: &[Value]) -> serde_json::Value {
+    serde_json::to_value((database, statement, params)).unwrap_or_default()
+}
+
 /// Grants nothing: every capability call answers `not-granted`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DenyAll;

@@ -1,0 +1,346 @@
+//! Capability calls answered from a fixture's recordings instead of performed, each one
+//! recorded as the applet made it.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use coda_types::capabilities::{
+    Capabilities, EmailMessage, FollowUp, HttpRequest, HttpResponse, SqlRows, request_digest,
+    sql_request,
+};
+use coda_types::{HostError, InvocationContext, Value};
+use serde::Serialize;
+use serde_json::{Value as Json, json};
+
+use crate::fixture::{HttpResponseFixture, RecordedCall, SqlRowsFixture};
+use crate::matching::subset_mismatch;
+
+/// One call the applet made, as the report shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallMade {
+    /// `http`, `email`, `sql-query`, `sql-execute`, `interactions` or `secret`.
+    pub kind: String,
+    /// The request as people read it (`method`, `url`, `headers`, `body`...); a secret read
+    /// shows only the name.
+    pub request: Json,
+    /// The answer the applet got, in the fixture's own form.
+    pub answer: Json,
+    /// The SHA-256 the effect journal would record for it (not for secret reads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Where the answer came from: `recorded`, `missing` (none was recorded), `secret`.
+    pub answered: &'static str,
+}
+
+/// Answers calls from the recordings, in order, and keeps what was asked.
+pub struct FixtureCapabilities {
+    recorded: Vec<RecordedCall>,
+    secrets: std::collections::BTreeMap<String, String>,
+    progress: Mutex<Progress>,
+}
+
+#[derive(Default)]
+struct Progress {
+    next: usize,
+    made: Vec<CallMade>,
+    mismatches: Vec<String>,
+}
+
+impl FixtureCapabilities {
+    pub fn new(
+        recorded: Vec<RecordedCall>,
+        secrets: std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        FixtureCapabilities {
+            recorded,
+            secrets,
+            progress: Mutex::new(Progress::default()),
+        }
+    }
+
+    /// The calls made, the mismatches found while answering them, and how many of the
+    /// recorded calls were used.
+    pub fn finish(&self) -> (Vec<CallMade>, Vec<String>, usize) {
+        let progress = self.lock();
+        (
+            progress.made.clone(),
+            progress.mismatches.clone(),
+            progress.next,
+        )
+    }
+
+    pub fn recorded(&self) -> &[RecordedCall] {
+        &self.recorded
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Answers the next effectful call from the recording at its position.
+    fn answer<T>(
+        &self,
+        kind: &str,
+        shown: Json,
+        digest: String,
+        answer: impl FnOnce(&RecordedCall) -> Option<Result<T, HostError>>,
+        show_answer: impl FnOnce(&Result<T, HostError>) -> Json,
+    ) -> Result<T, HostError> {
+        let mut progress = self.lock();
+        let position = progress.next;
+        progress.next += 1;
+        let Some(recorded) = self.recorded.get(position) else {
+            let error = HostError::Unavailable(format!(
+                "the fixture has no recorded answer for call #{position} ({kind})"
+            ));
+            progress.mismatches.push(format!(
+                "call #{position}: the applet made a {kind} call the fixture does not record: {shown}"
+            ));
+            progress.made.push(CallMade {
+                kind: kind.to_owned(),
+                request: shown,
+                answer: error_json(&error),
+                digest: Some(digest),
+                answered: "missing",
+            });
+            return Err(error);
+        };
+        let result = match answer(recorded) {
+            Some(result) => result,
+            None => {
+                let error = HostError::Unavailable(format!(
+                    "the fixture records call #{position} as {}, not {kind}",
+                    recorded.kind()
+                ));
+                progress.mismatches.push(format!(
+                    "call #{position}: the applet made a {kind} call where the fixture records {}: {shown}",
+                    recorded.kind()
+                ));
+                progress.made.push(CallMade {
+                    kind: kind.to_owned(),
+                    request: shown,
+                    answer: error_json(&error),
+                    digest: Some(digest),
+                    answered: "missing",
+                });
+                return Err(error);
+            }
+        };
+        let (expected, expected_digest) = recorded.request();
+        if let Some(expected) = expected
+            && let Some(why) = subset_mismatch(expected, &shown, "request")
+        {
+            progress
+                .mismatches
+                .push(format!("call #{position} ({kind}): {why}"));
+        }
+        if let Some(expected_digest) = expected_digest
+            && expected_digest != digest
+        {
+            progress.mismatches.push(format!(
+                "call #{position} ({kind}): the request differs from the recorded one \
+                 (digest {digest}, recorded {expected_digest}): {shown}"
+            ));
+        }
+        progress.made.push(CallMade {
+            kind: kind.to_owned(),
+            request: shown,
+            answer: show_answer(&result),
+            digest: Some(digest),
+            answered: "recorded",
+        });
+        result
+    }
+}
+
+fn error_json(error: &HostError) -> Json {
+    json!({ "error": error })
+}
+
+/// A request body as people read it: text when it is UTF-8 (JSON bodies stay text), base64
+/// otherwise.
+fn body_json(body: &[u8]) -> (&'static str, Json) {
+    match std::str::from_utf8(body) {
+        Ok(text) => ("body", Json::String(text.to_owned())),
+        Err(_) => ("body_base64", Json::String(BASE64.encode(body))),
+    }
+}
+
+/// The request of an http call as the report shows it and fixtures match it.
+pub fn http_request_json(request: &HttpRequest) -> Json {
+    let headers: serde_json::Map<String, Json> = request
+        .headers
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), Json::String(v.clone())))
+        .collect();
+    let mut shown = json!({
+        "method": request.method,
+        "url": request.url,
+        "headers": headers,
+    });
+    if !request.body.is_empty() {
+        let (field, body) = body_json(&request.body);
+        shown[field] = body;
+    }
+    if let Some(timeout) = request.timeout {
+        shown["timeout_ms"] = json!(timeout.as_millis() as u64);
+    }
+    shown
+}
+
+pub fn email_request_json(message: &EmailMessage) -> Json {
+    serde_json::to_value(message).unwrap_or(Json::Null)
+}
+
+pub fn sql_request_json(database: &str, statement: &str, params: &[Value]) -> Json {
+    json!({
+        "database": database,
+        "statement": statement,
+        "params": params.iter().map(Value::to_json).collect::<Vec<_>>(),
+    })
+}
+
+pub fn follow_up_json(follow_up: &FollowUp) -> Json {
+    serde_json::to_value(follow_up).unwrap_or(Json::Null)
+}
+
+fn answer_json<T: Serialize>(result: &Result<T, HostError>) -> Json {
+    match result {
+        Ok(value) => json!({ "response": value }),
+        Err(error) => error_json(error),
+    }
+}
+
+#[async_trait]
+impl Capabilities for FixtureCapabilities {
+    async fn http_send(
+        &self,
+        _cx: &InvocationContext,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, HostError> {
+        let digest = request_digest("http", &request);
+        self.answer(
+            "http",
+            http_request_json(&request),
+            digest,
+            |recorded| match recorded {
+                RecordedCall::Http(r) => Some(r.answer(|response| {
+                    // Checked when the fixture was read.
+                    response.to_response().unwrap_or(HttpResponse {
+                        status: 500,
+                        headers: Vec::new(),
+                        body: Vec::new(),
+                    })
+                })),
+                _ => None,
+            },
+            |result| match result {
+                Ok(response) => {
+                    json!({ "response": HttpResponseFixture::from_response(response) })
+                }
+                Err(error) => error_json(error),
+            },
+        )
+    }
+
+    async fn email_send(
+        &self,
+        _cx: &InvocationContext,
+        message: EmailMessage,
+    ) -> Result<String, HostError> {
+        let digest = request_digest("email", &message);
+        self.answer(
+            "email",
+            email_request_json(&message),
+            digest,
+            |recorded| match recorded {
+                RecordedCall::Email(r) => Some(r.answer(String::clone)),
+                _ => None,
+            },
+            answer_json,
+        )
+    }
+
+    async fn sql_query(
+        &self,
+        _cx: &InvocationContext,
+        database: String,
+        statement: String,
+        params: Vec<Value>,
+    ) -> Result<SqlRows, HostError> {
+        let digest = request_digest("sql-query", &sql_request(&database, &statement, &params));
+        self.answer(
+            "sql-query",
+            sql_request_json(&database, &statement, &params),
+            digest,
+            |recorded| match recorded {
+                RecordedCall::SqlQuery(r) => Some(r.answer(SqlRowsFixture::to_rows)),
+                _ => None,
+            },
+            |result| match result {
+                Ok(rows) => json!({ "response": SqlRowsFixture::from_rows(rows) }),
+                Err(error) => error_json(error),
+            },
+        )
+    }
+
+    async fn sql_execute(
+        &self,
+        _cx: &InvocationContext,
+        database: String,
+        statement: String,
+        params: Vec<Value>,
+    ) -> Result<u64, HostError> {
+        let digest = request_digest("sql-execute", &sql_request(&database, &statement, &params));
+        self.answer(
+            "sql-execute",
+            sql_request_json(&database, &statement, &params),
+            digest,
+            |recorded| match recorded {
+                RecordedCall::SqlExecute(r) => Some(r.answer(|n| *n)),
+                _ => None,
+            },
+            answer_json,
+        )
+    }
+
+    /// Secrets come from the fixture's `secrets`; their values never appear in the report.
+    async fn secret_get(&self, _cx: &InvocationContext, name: String) -> Result<String, HostError> {
+        let result = self.secrets.get(&name).cloned().ok_or_else(|| {
+            HostError::NotGranted(format!(
+                "the secret `{name}` is not in the fixture's secrets"
+            ))
+        });
+        self.lock().made.push(CallMade {
+            kind: "secret".into(),
+            request: json!({ "name": name }),
+            answer: match &result {
+                Ok(_) => json!({ "response": "(redacted)" }),
+                Err(error) => error_json(error),
+            },
+            digest: None,
+            answered: "secret",
+        });
+        result
+    }
+
+    async fn clone_interaction(
+        &self,
+        _cx: &InvocationContext,
+        follow_up: FollowUp,
+    ) -> Result<String, HostError> {
+        let digest = request_digest("interactions", &follow_up);
+        self.answer(
+            "interactions",
+            follow_up_json(&follow_up),
+            digest,
+            |recorded| match recorded {
+                RecordedCall::Interactions(r) => Some(r.answer(String::clone)),
+                _ => None,
+            },
+            answer_json,
+        )
+    }
+}
