@@ -2,6 +2,7 @@
 //! Checks exit statuses (0 done, 1 the applet failed, 2 usage or refused component) and the
 //! JSON printed on stdout.
 
+mod authoring;
 mod builtins;
 mod capabilities;
 mod client;

@@ -53,8 +53,18 @@ pub struct RunArgs {
     /// SQLite file, removed afterwards]
     #[arg(long)]
     db: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "wall")]
-    clock: ClockKind,
+    /// [default: wall; virtual with --dry-run]
+    #[arg(long, value_enum)]
+    clock: Option<ClockKind>,
+    /// Run the flow without performing any capability call: each is answered from a
+    /// --fixture recorded for its node, or simulated with a plain success; prints the path
+    /// taken and every effect that would have happened. Runs on a throwaway database
+    #[arg(long, conflicts_with_all = ["db", "repeat"])]
+    dry_run: bool,
+    /// With --dry-run: a fixture whose recorded calls answer for the node its
+    /// `context.node` names, e.g. one `coda runs show ID --as-fixture` wrote (repeatable)
+    #[arg(long = "fixture", value_name = "FIXTURE", requires = "dry_run")]
+    fixtures: Vec<PathBuf>,
     /// With `--clock virtual`: the time the virtual clock starts at instead of now (RFC 3339,
     /// e.g. 2026-03-27T07:30:00Z), which is also the applets' wall clock at the first step
     #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
@@ -356,7 +366,12 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
         }
     };
     let store = Arc::new(db.open()?);
-    let clock: Arc<dyn Clock> = match (args.clock, args.at) {
+    let clock_kind = args.clock.unwrap_or(if args.dry_run {
+        ClockKind::Virtual
+    } else {
+        ClockKind::Wall
+    });
+    let clock: Arc<dyn Clock> = match (clock_kind, args.at) {
         (ClockKind::Wall, None) => Arc::new(WallClock),
         (ClockKind::Wall, Some(_)) => {
             return Err(Exit::usage(
@@ -400,7 +415,13 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
             )
         })?,
     };
-    let capabilities = crate::grants::source(args.grants.as_deref(), store.clone())?;
+    let mut capabilities = crate::grants::source(args.grants.as_deref(), store.clone())?;
+    let mut dry_run = None;
+    if args.dry_run {
+        let dry = Arc::new(crate::dryrun::DryRun::new(&args.fixtures, capabilities)?);
+        capabilities = dry.clone();
+        dry_run = Some(dry);
+    }
     let engine = Arc::new(
         Engine::new(
             store.clone(),
@@ -493,6 +514,32 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
     let effects = store
         .effects(&started.id, None)
         .map_err(|e| Exit::usage("internal", e.to_string()))?;
+    if let Some(dry) = dry_run {
+        let path: Vec<Json> = journal
+            .iter()
+            .map(|step| {
+                json!({
+                    "seq": step.seq,
+                    "node": step.node,
+                    "applet": step.applet,
+                    "result": step.result,
+                    "note": step.note,
+                    "data_changes": values_json(&step.data_changes),
+                })
+            })
+            .collect();
+        let output = json!({
+            "dry_run": true,
+            "run": started.id,
+            "plan": format!("{}@{}", record.plan, record.plan_version),
+            "status": record.status,
+            "path": path,
+            "data": values_json(&record.data),
+            "effects": dry.effects(),
+            "unused_recorded_calls": dry.unused(),
+        });
+        return finished(output, record.status);
+    }
     let output = json!({
         "run": started.id,
         "plan": format!("{}@{}", record.plan, record.plan_version),
@@ -501,7 +548,12 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
         "journal": journal.iter().map(step_json).collect::<Vec<_>>(),
         "effects": effects,
     });
-    if record.status == coda_store::RunStatus::Failed {
+    finished(output, record.status)
+}
+
+/// The run's output, or exit 1 with it when the run failed.
+fn finished(output: Json, status: coda_store::RunStatus) -> Result<Json, Exit> {
+    if status == coda_store::RunStatus::Failed {
         return Err(Exit {
             status: 1,
             error: json!({ "kind": "run-failed", "message": "the run ended through an error with no error exit", "run": output }),

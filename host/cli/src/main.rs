@@ -11,6 +11,7 @@
 mod applets;
 mod client;
 mod config;
+mod dryrun;
 mod flow;
 mod grants;
 mod harness;

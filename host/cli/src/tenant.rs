@@ -122,6 +122,14 @@ pub enum RunsCommand {
     /// A run, its data and its journal as a table of steps
     Show {
         id: String,
+        /// Print one applet step as a test fixture (YAML) for `coda applet test` instead:
+        /// the step's config, data, state and recorded calls, and what it did
+        #[arg(long)]
+        as_fixture: bool,
+        /// With --as-fixture: the step's sequence number [default: the last failed applet
+        /// step, else the last applet step]
+        #[arg(long, requires = "as_fixture")]
+        step: Option<u64>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -743,6 +751,25 @@ async fn runs(client: &Client, command: RunsCommand) -> Result<(), Failure> {
                     println!("(more: --after {next})");
                 }
             });
+        }
+        RunsCommand::Show {
+            id,
+            as_fixture: true,
+            step,
+            ..
+        } => {
+            let query: Vec<(&str, String)> =
+                step.map(|s| ("step", s.to_string())).into_iter().collect();
+            let answer = client.get(&["v1", "runs", &id, "fixture"], &query).await?;
+            // Read back as the harness reads fixtures: what is printed is sure to run.
+            let fixture = coda_harness::Fixture::parse(&answer.to_string()).map_err(|e| {
+                Failure::usage(format!("the service's fixture does not parse: {e}"))
+            })?;
+            if client.json {
+                println!("{answer:#}");
+            } else {
+                print!("{}", fixture.to_yaml());
+            }
         }
         RunsCommand::Show { id, .. } => {
             let answer = client.get(&["v1", "runs", &id], &[]).await?;

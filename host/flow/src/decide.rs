@@ -80,7 +80,7 @@ fn position(run: &RunRecord) -> RunUpdate {
 /// The idempotency key of a step: the same for every attempt of it and for its re-execution
 /// after a crash. Retries of a node are consecutive steps (attempt n is the step n - 1 after
 /// the first), so the first attempt's sequence number names the step.
-pub(crate) fn idempotency_key(run: &str, seq: u64, attempt: u32) -> String {
+pub fn idempotency_key(run: &str, seq: u64, attempt: u32) -> String {
     let first = seq.saturating_sub(u64::from(attempt.saturating_sub(1)));
     format!("{run}/{first}")
 }

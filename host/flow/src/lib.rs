@@ -39,6 +39,8 @@ pub use completed::{
 };
 pub use control::CANCELLED_BY_API;
 pub use decide::FlowLimits;
+/// The idempotency key of a run's step: `{run}/{first sequence number of the step}`.
+pub use decide::idempotency_key as step_key;
 pub use effects::{JournaledCapabilities, ReplaySummary};
 pub use expr::evaluate as evaluate_expression;
 pub use fair::{DefaultLimits, QueueFull, TenantLimit, TenantLimits};
@@ -590,6 +592,7 @@ impl Engine {
             expected_seq: seq,
             step: journal(node, String::new(), result, note, None),
             next,
+            input: None,
         };
 
         // A wait whose timeout came: the run goes on at the timeout's target, journaled.
@@ -732,6 +735,10 @@ impl Engine {
             expected_seq: seq,
             step,
             next: decision.update,
+            input: Some(coda_store::StepInput {
+                data: run.data.clone(),
+                state: run.state.get(&node_id).cloned().unwrap_or_default(),
+            }),
         })
     }
 }

@@ -168,12 +168,25 @@ fn body_json(body: &[u8]) -> (&'static str, Json) {
     }
 }
 
-/// The request of an http call as the report shows it and fixtures match it.
+/// Headers whose values are credentials: shown as `(redacted)` wherever a request is
+/// printed, since they are made of secrets.
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+
+/// The request of an http call as the report shows it and fixtures match it (credential
+/// headers redacted).
 pub fn http_request_json(request: &HttpRequest) -> Json {
     let headers: serde_json::Map<String, Json> = request
         .headers
         .iter()
-        .map(|(n, v)| (n.to_ascii_lowercase(), Json::String(v.clone())))
+        .map(|(n, v)| {
+            let name = n.to_ascii_lowercase();
+            let value = if CREDENTIAL_HEADERS.contains(&name.as_str()) {
+                "(redacted)".to_owned()
+            } else {
+                v.clone()
+            };
+            (name, Json::String(value))
+        })
         .collect();
     let mut shown = json!({
         "method": request.method,

@@ -230,7 +230,8 @@ impl<R> Recorded<R> {
     }
 
     /// The answer, converted; a fixture with neither or both is refused when read.
-    pub(crate) fn answer<T>(&self, convert: impl FnOnce(&R) -> T) -> Result<T, HostError> {
+    /// The recorded answer: the response converted, or the error.
+    pub fn answer<T>(&self, convert: impl FnOnce(&R) -> T) -> Result<T, HostError> {
         match (&self.response, &self.error) {
             (_, Some(error)) => Err(error.clone()),
             (Some(response), None) => Ok(convert(response)),
@@ -274,7 +275,8 @@ fn ok() -> u16 {
 }
 
 impl HttpResponseFixture {
-    pub(crate) fn to_response(&self) -> Result<HttpResponse, String> {
+    /// The response the applet gets; an error for a body that is not what it claims.
+    pub fn to_response(&self) -> Result<HttpResponse, String> {
         let body = match (&self.body, &self.body_base64) {
             (Some(_), Some(_)) => return Err("give `body` or `body_base64`, not both".into()),
             (Some(Json::String(text)), None) => text.clone().into_bytes(),
@@ -326,7 +328,7 @@ pub struct SqlRowsFixture {
 }
 
 impl SqlRowsFixture {
-    pub(crate) fn to_rows(&self) -> SqlRows {
+    pub fn to_rows(&self) -> SqlRows {
         SqlRows {
             columns: self.columns.clone(),
             rows: self

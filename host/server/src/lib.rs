@@ -20,6 +20,7 @@ mod api;
 mod applets;
 mod auth;
 mod error;
+mod fixture;
 mod grants;
 mod interactions;
 mod metrics;
@@ -199,6 +200,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(usage::routes())
         .merge(plans::routes())
         .merge(runs::routes())
+        .merge(fixture::routes())
         .merge(applets::routes())
         .merge(interactions::routes())
         .merge(grants::routes())

@@ -287,6 +287,16 @@ pub struct StepCommit {
     pub expected_seq: u64,
     pub step: StepRecord,
     pub next: RunUpdate,
+    /// What the step's applet was given; none for a step the host took itself.
+    pub input: Option<StepInput>,
+}
+
+/// What an applet step was given: the run's data sources and its node's state, as they
+/// were when the step began. Journaled with the step, so that it can be run again offline.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepInput {
+    pub data: Values,
+    pub state: Values,
 }
 
 /// The run's position after a step.
@@ -508,6 +518,11 @@ impl Store {
         let data = serde_json::to_string(&next.data)?;
         let state = serde_json::to_string(&next.state)?;
         let wait = next.wait.as_ref().map(serde_json::to_string).transpose()?;
+        let input = commit
+            .input
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()?;
         let (run_id, seq, status) = (commit.run_id.clone(), step.seq, next.status);
         self.writer
             .write(move |tx| {
@@ -544,8 +559,8 @@ impl Store {
                 }
                 tx.prepare_cached(
                     "INSERT INTO steps (run_id, seq, plan, plan_version, node, applet, attempt,
-                        result, note, fuel_used, duration_us, data_changes, at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                        result, note, fuel_used, duration_us, data_changes, at, input)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 )?
                 .execute(params![
                     commit.run_id,
@@ -560,7 +575,8 @@ impl Store {
                     step.fuel_used,
                     step.duration_us,
                     changes,
-                    step.at_ms
+                    step.at_ms,
+                    input
                 ])?;
                 Ok(())
             })
@@ -724,6 +740,24 @@ impl Store {
     /// The run's journal, in order; empty for another tenant's run.
     pub fn journal(&self, tenant: &str, run_id: &str) -> Result<Vec<StepRecord>> {
         self.journal_from(tenant, run_id, 0)
+    }
+
+    /// What step `seq` of the tenant's run was given, if it was an applet step journaled
+    /// with its input (steps journaled before migration 11 were not). `Ok(None)` also for a
+    /// run or step that does not exist, or belongs to another tenant.
+    pub fn step_input(&self, tenant: &str, run_id: &str, seq: u64) -> Result<Option<StepInput>> {
+        let text: Option<Option<String>> = self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT s.input FROM steps s JOIN runs r ON r.id = s.run_id
+                 WHERE r.tenant = ?1 AND s.run_id = ?2 AND s.seq = ?3",
+            )?
+            .query_row(params![tenant, run_id, seq], |r| r.get::<Option<String>>(0))
+            .optional()
+        })?;
+        match text.flatten() {
+            Some(text) => Ok(Some(serde_json::from_str(&text)?)),
+            None => Ok(None),
+        }
     }
 
     /// The run's journal from step `from_seq` on (a live tail reads only what is new).

@@ -187,6 +187,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN claim_until INTEGER;
     ALTER TABLE runs ADD COLUMN claim_seq INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX runs_claimed ON runs (tenant, claim_until) WHERE claim_owner IS NOT NULL;",
+    // 11: what an applet step was given (its data sources and its node's state, JSON), so
+    // that a step of a real run can be replayed offline as a test fixture
+    // (`coda runs show ID --as-fixture`). NULL for steps the host took without an applet.
+    "ALTER TABLE steps ADD COLUMN input TEXT;",
 ];
 
 pub(crate) fn migrate_sqlite(conn: &mut rusqlite::Connection) -> Result<()> {

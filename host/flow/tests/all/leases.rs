@@ -444,6 +444,7 @@ fn engine_now() -> i64 {
 
 fn commit(id: &str, now: i64) -> StepCommit {
     StepCommit {
+        input: None,
         run_id: id.into(),
         expected_seq: 0,
         step: StepRecord {

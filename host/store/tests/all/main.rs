@@ -266,6 +266,7 @@ async fn a_step_commits_once_and_fences_the_next() {
     let (_dir, store) = open();
     let run = store.start_run(new_run(None)).await.unwrap();
     let commit = StepCommit {
+        input: None,
         run_id: run.id.clone(),
         expected_seq: 0,
         step: step(0),
@@ -290,6 +291,7 @@ async fn only_due_runs_are_read_and_parked_ones_cost_disk() {
     let parked = store.start_run(new_run(None)).await.unwrap();
     store
         .commit_step(StepCommit {
+            input: None,
             run_id: parked.id.clone(),
             expected_seq: 0,
             step: step(0),
@@ -306,6 +308,7 @@ async fn only_due_runs_are_read_and_parked_ones_cost_disk() {
     });
     store
         .commit_step(StepCommit {
+            input: None,
             run_id: waiting.id.clone(),
             expected_seq: 0,
             step: step(0),
@@ -358,6 +361,7 @@ async fn concurrent_steps_share_commits() {
             tokio::spawn(async move {
                 store
                     .commit_step(StepCommit {
+                        input: None,
                         run_id: id,
                         expected_seq: 0,
                         step: step(0),
@@ -390,6 +394,7 @@ async fn what_was_committed_survives_reopening() {
             .insert("Greeting".into(), Value::Text("Hi".into()));
         store
             .commit_step(StepCommit {
+                input: None,
                 run_id: run.id.clone(),
                 expected_seq: 0,
                 step: step(0),
@@ -578,6 +583,7 @@ async fn usage_counts_steps_and_effects_in_a_window() {
     }
     store
         .commit_step(StepCommit {
+            input: None,
             run_id: run.clone(),
             expected_seq: 0,
             step: step(0),

@@ -12,6 +12,7 @@ async fn a_cancel_fences_out_the_step_in_flight_and_is_announced() {
     let run = store.start_run(new_run(None)).await.unwrap();
     // A step begins at sequence 0; the run is cancelled before it commits.
     let in_flight = StepCommit {
+        input: None,
         run_id: run.id.clone(),
         expected_seq: 0,
         step: step(0),
@@ -68,6 +69,7 @@ async fn a_step_commit_is_announced_after_it_is_on_disk() {
     let mut commits = store.subscribe_commits();
     store
         .commit_step(StepCommit {
+            input: None,
             run_id: run.id.clone(),
             expected_seq: 0,
             step: step(0),
