@@ -71,8 +71,7 @@ async fn fixture(
             step
         }
         None => applet_steps()
-            .filter(|s| s.result.get("error").is_some())
-            .next_back()
+            .rfind(|s| s.result.get("error").is_some())
             .or_else(|| applet_steps().next_back())
             .ok_or_else(|| {
                 ApiError::new(

@@ -286,6 +286,40 @@ async fn a_step_commits_once_and_fences_the_next() {
     assert_eq!(store.journal("acme", &run.id).unwrap().len(), 1);
 }
 
+async fn a_step_keeps_what_its_applet_was_given_for_its_tenant_only() {
+    let (_dir, store) = open();
+    let run = store.start_run(new_run(None)).await.unwrap();
+    let input = coda_store::StepInput {
+        data: [("CLID".to_owned(), Value::Text("+15550100".into()))].into(),
+        state: [("passes".to_owned(), Value::Integer(2))].into(),
+    };
+    store
+        .commit_step(StepCommit {
+            input: Some(input.clone()),
+            run_id: run.id.clone(),
+            expected_seq: 0,
+            step: step(0),
+            next: update(Some("route"), RunStatus::Ready, Some(2_000)),
+        })
+        .await
+        .unwrap();
+    store
+        .commit_step(StepCommit {
+            input: None,
+            run_id: run.id.clone(),
+            expected_seq: 1,
+            step: step(1),
+            next: update(None, RunStatus::Done, None),
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.step_input("acme", &run.id, 0).unwrap(), Some(input));
+    // A step the host took itself, a step that does not exist, another tenant's run.
+    assert_eq!(store.step_input("acme", &run.id, 1).unwrap(), None);
+    assert_eq!(store.step_input("acme", &run.id, 7).unwrap(), None);
+    assert_eq!(store.step_input("globex", &run.id, 0).unwrap(), None);
+}
+
 async fn only_due_runs_are_read_and_parked_ones_cost_disk() {
     let (_dir, store) = open();
     let parked = store.start_run(new_run(None)).await.unwrap();
@@ -660,6 +694,7 @@ on_every_backend!(
     plan_versions_are_immutable_and_numbered,
     the_same_trigger_starts_one_run_even_at_once,
     a_step_commits_once_and_fences_the_next,
+    a_step_keeps_what_its_applet_was_given_for_its_tenant_only,
     only_due_runs_are_read_and_parked_ones_cost_disk,
     another_tenants_run_is_not_found,
     concurrent_steps_share_commits,
