@@ -457,3 +457,60 @@ fn the_docs_walkthrough_runs_as_written() {
     assert!(last.contains("PASS"), "{last}");
     assert!(!last.contains("FAIL"), "{last}");
 }
+
+#[test]
+fn applet_new_refuses_bad_names_and_busy_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["Greeter", "../escape", "a/b", ".hidden", ""] {
+        let (status, out, _) = coda_in(dir.path(), &["applet", "new", name], &[]);
+        let json: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(status, 2, "{name:?}: {json:#}");
+        assert_eq!(json["error"]["kind"], "invalid-name", "{name:?}");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
+
+    // A directory with something in it is left alone.
+    std::fs::create_dir(dir.path().join("taken")).unwrap();
+    write(&dir.path().join("taken"), "keep.txt", "mine");
+    let (status, out, _) = coda_in(
+        dir.path(),
+        &["applet", "new", "taken"],
+        &[],
+    );
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((status, json["error"]["kind"].as_str()), (2, Some("exists")), "{json:#}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("taken/keep.txt")).unwrap(),
+        "mine"
+    );
+
+    // Each language's project, with the WIT of the world beside it.
+    for (lang, entry) in [("rust", "src/lib.rs"), ("python", "build.sh"), ("js", "build.sh")] {
+        let name = format!("hello-{lang}");
+        let (status, out, stderr) = coda_in(
+            dir.path(),
+            &["applet", "new", &name, "--lang", lang],
+            &[],
+        );
+        assert_eq!(status, 0, "{out}\n{stderr}");
+        let project = dir.path().join(&name);
+        assert!(project.join(entry).is_file(), "{lang}: {out}");
+        assert!(project.join("README.md").is_file());
+        let wit = std::fs::read_to_string(project.join("wit/applet.wit")).unwrap();
+        assert!(wit.contains("package coda:applet@0.1.0;"));
+        let fixtures: Vec<_> = std::fs::read_dir(project.join("tests"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".yaml"))
+            .collect();
+        assert!(!fixtures.is_empty(), "{lang}: a sample fixture");
+        for fixture in fixtures {
+            let text = std::fs::read_to_string(fixture.path()).unwrap();
+            assert!(!text.contains("{{"), "{lang}: placeholders left in {text}");
+            coda_harness::Fixture::parse(&text)
+                .unwrap_or_else(|e| panic!("{lang}: {}: {e}", fixture.path().display()));
+        }
+        let json: Value = serde_json::from_str(&out).unwrap();
+        assert!(json["next"].as_array().unwrap().len() >= 3);
+    }
+}
