@@ -353,6 +353,43 @@ fn a_production_step_becomes_a_fixture_and_replays_offline_and_in_a_dry_run() {
     assert_eq!(dry["status"], "failed", "{dry:#}");
     assert_eq!(gateway.deliveries().len(), 1);
 
+    // With --grants, a call the grants refuse is answered as it would be, not-granted:
+    // here the sms applet may reach api.twilio.com only.
+    let grants = write(
+        work.path(),
+        "grants.yaml",
+        "tenants:\n  local:\n    ceiling: {http_hosts: [api.twilio.com], secrets: [twilio-sid, twilio-token]}\n    \
+         grants:\n      sms: {http: [api.twilio.com], secrets: [twilio-sid, twilio-token]}\n    \
+         secrets: {twilio-sid: AC1, twilio-token: t}\n",
+    );
+    let (status, out, _) = coda_in(
+        work.path(),
+        &[
+            "run",
+            plan_file.to_str().unwrap(),
+            "--event",
+            event.to_str().unwrap(),
+            "--applets",
+            applets_dir.to_str().unwrap(),
+            "--grants",
+            grants.to_str().unwrap(),
+            "--dry-run",
+        ],
+        &[],
+    );
+    let failed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status, 1, "{failed:#}");
+    let effect = &failed["error"]["run"]["effects"][0];
+    assert_eq!(effect["answered"], "not-granted", "{failed:#}");
+    assert_eq!(effect["answer"]["error"]["kind"], "not-granted");
+    assert!(
+        effect["answer"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("http to 127.0.0.1"),
+        "{effect:#}"
+    );
+
     // Another tenant's token: the run does not exist for it.
     let (status, body) = server.call(
         "GET",
@@ -467,31 +504,36 @@ fn applet_new_refuses_bad_names_and_busy_directories() {
         assert_eq!(status, 2, "{name:?}: {json:#}");
         assert_eq!(json["error"]["kind"], "invalid-name", "{name:?}");
     }
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
 
     // A directory with something in it is left alone.
     std::fs::create_dir(dir.path().join("taken")).unwrap();
     write(&dir.path().join("taken"), "keep.txt", "mine");
-    let (status, out, _) = coda_in(
-        dir.path(),
-        &["applet", "new", "taken"],
-        &[],
-    );
+    let (status, out, _) = coda_in(dir.path(), &["applet", "new", "taken"], &[]);
     let json: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((status, json["error"]["kind"].as_str()), (2, Some("exists")), "{json:#}");
+    assert_eq!(
+        (status, json["error"]["kind"].as_str()),
+        (2, Some("exists")),
+        "{json:#}"
+    );
     assert_eq!(
         std::fs::read_to_string(dir.path().join("taken/keep.txt")).unwrap(),
         "mine"
     );
 
     // Each language's project, with the WIT of the world beside it.
-    for (lang, entry) in [("rust", "src/lib.rs"), ("python", "build.sh"), ("js", "build.sh")] {
+    for (lang, entry) in [
+        ("rust", "src/lib.rs"),
+        ("python", "build.sh"),
+        ("js", "build.sh"),
+    ] {
         let name = format!("hello-{lang}");
-        let (status, out, stderr) = coda_in(
-            dir.path(),
-            &["applet", "new", &name, "--lang", lang],
-            &[],
-        );
+        let (status, out, stderr) =
+            coda_in(dir.path(), &["applet", "new", &name, "--lang", lang], &[]);
         assert_eq!(status, 0, "{out}\n{stderr}");
         let project = dir.path().join(&name);
         assert!(project.join(entry).is_file(), "{lang}: {out}");

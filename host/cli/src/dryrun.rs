@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use coda_capabilities::{Access, Scheme, Settings};
 use coda_flow::CapabilitySource;
 use coda_harness::{
     Fixture, HttpResponseFixture, RecordedCall, SqlRowsFixture, email_request_json, follow_up_json,
@@ -32,7 +33,8 @@ pub struct WouldBe {
     pub key: String,
     pub kind: String,
     pub request: Json,
-    /// `recorded` (from a fixture for the node) or `simulated` (a plain success).
+    /// `recorded` (from a fixture for the node), `simulated` (a plain success), or
+    /// `not-granted` (the grants of `--grants` refuse it: the call would not happen).
     pub answered: &'static str,
     pub answer: Json,
 }
@@ -52,11 +54,25 @@ pub struct DryRun {
     shared: Arc<Mutex<Shared>>,
     /// Secrets from `--grants`, grant-checked, when the fixtures do not give them.
     real: Arc<dyn CapabilitySource>,
+    /// The grants of `--grants`: a call they refuse is answered `not-granted`, as it
+    /// would be for real. Without them every call is answered.
+    grants: Option<Arc<Settings>>,
 }
 
 impl DryRun {
     /// Reads the fixtures: each answers for the node its `context.node` names.
-    pub fn new(fixtures: &[PathBuf], real: Arc<dyn CapabilitySource>) -> Result<Self, Exit> {
+    pub fn new(
+        fixtures: &[PathBuf],
+        real: Arc<dyn CapabilitySource>,
+        grants: Option<&std::path::Path>,
+    ) -> Result<Self, Exit> {
+        let grants = grants
+            .map(|file| {
+                Settings::from_file(file)
+                    .map(Arc::new)
+                    .map_err(|e| Exit::usage("invalid-grants", format!("{}: {e}", file.display())))
+            })
+            .transpose()?;
         let mut shared = Shared::default();
         for path in fixtures {
             let fixture = Fixture::from_file(path)
@@ -81,6 +97,7 @@ impl DryRun {
         Ok(DryRun {
             shared: Arc::new(Mutex::new(shared)),
             real,
+            grants,
         })
     }
 
@@ -109,6 +126,10 @@ impl CapabilitySource for DryRun {
         Arc::new(DryCapabilities {
             shared: self.shared.clone(),
             real: self.real.for_applet(tenant, applet),
+            grants: self.grants.clone(),
+            tenant: tenant.to_owned(),
+            name: applet.name().to_owned(),
+            version: applet.version().to_owned(),
         })
     }
 }
@@ -116,15 +137,32 @@ impl CapabilitySource for DryRun {
 struct DryCapabilities {
     shared: Arc<Mutex<Shared>>,
     real: Arc<dyn Capabilities>,
+    grants: Option<Arc<Settings>>,
+    tenant: String,
+    name: String,
+    version: String,
 }
 
 impl DryCapabilities {
-    /// Answers one call: the node's next recorded answer when it is of this kind, else the
-    /// simulated one; either way the call is listed.
+    /// The grant decision the real call would meet first; none without `--grants`.
+    fn refused(&self, access: Option<Access<'_>>) -> Option<HostError> {
+        let settings = self.grants.as_ref()?;
+        let Some(access) = access else {
+            return Some(HostError::Invalid("the URL cannot be parsed".into()));
+        };
+        coda_capabilities::grants::check(settings, &self.tenant, &self.name, &self.version, &access)
+            .err()
+    }
+
+    /// Answers one call: refused when the grants refuse it, else the node's next recorded
+    /// answer when it is of this kind, else the simulated one; either way the call is
+    /// listed.
+    #[allow(clippy::too_many_arguments)]
     fn answer<T: Serialize>(
         &self,
         cx: &InvocationContext,
         kind: &str,
+        refused: Option<HostError>,
         request: Json,
         recorded: impl FnOnce(&RecordedCall) -> Option<Result<T, HostError>>,
         simulated: impl FnOnce(&str) -> T,
@@ -137,14 +175,18 @@ impl DryCapabilities {
             .or_default();
         let key = format!("{}/{position}", cx.idempotency_key);
         *position += 1;
-        let from_fixture = shared.recorded.get_mut(&cx.node).and_then(|calls| {
-            let answer = recorded(calls.front()?)?;
-            calls.pop_front();
-            Some(answer)
-        });
-        let (result, answered) = match from_fixture {
-            Some(result) => (result, "recorded"),
-            None => (Ok(simulated(&key)), "simulated"),
+        let (result, answered) = if let Some(error) = refused {
+            (Err(error), "not-granted")
+        } else {
+            let from_fixture = shared.recorded.get_mut(&cx.node).and_then(|calls| {
+                let answer = recorded(calls.front()?)?;
+                calls.pop_front();
+                Some(answer)
+            });
+            match from_fixture {
+                Some(result) => (result, "recorded"),
+                None => (Ok(simulated(&key)), "simulated"),
+            }
         };
         shared.effects.push(WouldBe {
             node: cx.node.clone(),
@@ -172,9 +214,28 @@ impl Capabilities for DryCapabilities {
         cx: &InvocationContext,
         request: HttpRequest,
     ) -> Result<HttpResponse, HostError> {
+        let url = url::Url::parse(&request.url).ok();
+        let access = url.as_ref().and_then(|url| {
+            let scheme = match url.scheme() {
+                "https" => Scheme::Https,
+                "http" => Scheme::Http,
+                _ => return None,
+            };
+            let host = url
+                .host_str()?
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            Some(Access::Http {
+                scheme,
+                host,
+                port: url.port_or_known_default()?,
+            })
+        });
+        let refused = self.refused(access);
         self.answer(
             cx,
             "http",
+            refused,
             http_request_json(&request),
             |call| match call {
                 RecordedCall::Http(r) => Some(r.answer(|response| {
@@ -209,6 +270,7 @@ impl Capabilities for DryCapabilities {
         self.answer(
             cx,
             "email",
+            self.refused(Some(Access::Email)),
             email_request_json(&message),
             |call| match call {
                 RecordedCall::Email(r) => Some(r.answer(String::clone)),
@@ -229,6 +291,9 @@ impl Capabilities for DryCapabilities {
         self.answer(
             cx,
             "sql-query",
+            self.refused(Some(Access::Sql {
+                database: &database,
+            })),
             sql_request_json(&database, &statement, &params),
             |call| match call {
                 RecordedCall::SqlQuery(r) => Some(r.answer(SqlRowsFixture::to_rows)),
@@ -255,6 +320,9 @@ impl Capabilities for DryCapabilities {
         self.answer(
             cx,
             "sql-execute",
+            self.refused(Some(Access::Sql {
+                database: &database,
+            })),
             sql_request_json(&database, &statement, &params),
             |call| match call {
                 RecordedCall::SqlExecute(r) => Some(r.answer(|n| *n)),
@@ -288,6 +356,7 @@ impl Capabilities for DryCapabilities {
         self.answer(
             cx,
             "interactions",
+            self.refused(Some(Access::Interactions)),
             follow_up_json(&follow_up),
             |call| match call {
                 RecordedCall::Interactions(r) => Some(r.answer(String::clone)),

@@ -418,7 +418,11 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
     let mut capabilities = crate::grants::source(args.grants.as_deref(), store.clone())?;
     let mut dry_run = None;
     if args.dry_run {
-        let dry = Arc::new(crate::dryrun::DryRun::new(&args.fixtures, capabilities)?);
+        let dry = Arc::new(crate::dryrun::DryRun::new(
+            &args.fixtures,
+            capabilities,
+            args.grants.as_deref(),
+        )?);
         capabilities = dry.clone();
         dry_run = Some(dry);
     }
