@@ -36,7 +36,8 @@ pub struct Fixture {
     /// What this fixture checks, for reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// `name@version` (or `name`) the applet must describe itself as.
+    /// The applet it is for, `name` or `name@version`: the name must match, the version is
+    /// information (a fixed version of the applet runs its predecessor's fixtures).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applet: Option<String>,
     /// The node's configuration.

@@ -295,3 +295,17 @@ expect:
         panic!("{:?}\n{:?}", closed.mismatches, open.mismatches);
     }
 }
+
+#[test]
+fn a_fixture_is_for_an_applet_by_name_whatever_its_version() {
+    let harness = harness();
+    let hello = harness.load(applets::HELLO).expect("hello loads");
+    let yaml = |applet: &str| format!("applet: {applet}\ndata: {{CustomerName: Ada}}\n");
+    hello.run(&fixture(&yaml("hello"))).assert_passed();
+    hello.run(&fixture(&yaml("hello@0.0.9"))).assert_passed();
+    let report = hello.run(&fixture(&yaml("sms@0.1.0")));
+    assert_eq!(
+        report.mismatches,
+        ["the fixture is for sms@0.1.0, the applet is hello@0.1.0"]
+    );
+}
