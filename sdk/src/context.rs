@@ -73,7 +73,8 @@ impl Context {
         data::set(name, &from_json(&json)).map_err(Failure::from)
     }
 
-    /// This node's state in this run (kept across pauses and retries), deserialized into `T`.
+    /// This node's state in this run (kept across pauses and visits; a failed attempt's
+    /// changes are dropped with it), deserialized into `T`.
     pub fn state<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Failure> {
         state::get(key)
             .map(|value| {

@@ -65,7 +65,8 @@ pub use value::{from_json, to_json};
 /// unless the tenant granted the capability to this applet.
 pub use bindings::coda::applet::{email, http, interactions, secrets, sql};
 
-/// Writing to the run's log. Every line counts against the invocation's log-byte limit.
+/// Writing to the step's log, journaled with the step. Every line counts against the
+/// invocation's log-byte limit.
 pub mod log {
     pub use crate::bindings::coda::applet::log::Level;
     use crate::bindings::coda::applet::log::log;

@@ -220,10 +220,29 @@ fn a_production_step_becomes_a_fixture_and_replays_offline_and_in_a_dry_run() {
         .expect("the texts run")
         .to_owned();
     assert_eq!(gateway.deliveries().len(), 1);
+    // The journal keeps what each applet logged.
+    let (_, run) = server.call("GET", &format!("/v1/runs/{run_id}"), Some(&token), None);
+    assert_eq!(run["journal"][1]["logs"][0]["level"], "info", "{run:#}");
+    assert!(
+        run["journal"][1]["logs"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("sent SMS")),
+        "{run:#}"
+    );
+    let address = format!("http://{}", server.address);
+    let (status, shown, _) = coda_in(
+        Path::new("."),
+        &["runs", "show", &run_id],
+        &[("CODA_SERVER", &address), ("CODA_TOKEN", &token)],
+    );
+    assert_eq!(status, 0);
+    assert!(
+        shown.contains("logs:") && shown.contains("info  sent SMS"),
+        "{shown}"
+    );
 
     // The tenant CLI prints the sms step (step 1) as YAML.
     let work = tempfile::tempdir().unwrap();
-    let address = format!("http://{}", server.address);
     let env = [
         ("CODA_SERVER", address.as_str()),
         ("CODA_TOKEN", token.as_str()),
@@ -312,6 +331,13 @@ fn a_production_step_becomes_a_fixture_and_replays_offline_and_in_a_dry_run() {
         .map(|s| s["node"].as_str().unwrap())
         .collect();
     assert_eq!(path, ["route", "text", "done"], "{dry:#}");
+    // What the applet logged is in its step.
+    assert!(
+        dry["path"][1]["logs"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("sent SMS")),
+        "{dry:#}"
+    );
     assert_eq!(dry["effects"].as_array().unwrap().len(), 1, "{dry:#}");
     assert_eq!(dry["effects"][0]["answered"], "recorded");
     assert_eq!(dry["effects"][0]["node"], "text");

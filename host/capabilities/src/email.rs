@@ -1,6 +1,6 @@
 //! Email through the tenant's SMTP server (lettre). The From is the tenant's, never the
-//! applet's; credentials come from the tenant's secrets by name; every message gets a fresh
-//! Message-ID, which is what the applet gets back.
+//! applet's; credentials come from the tenant's secrets by name; every message gets a
+//! Message-ID derived from the call's idempotency key, which is what the applet gets back.
 
 use std::time::Duration;
 

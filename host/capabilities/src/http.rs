@@ -277,8 +277,9 @@ fn request_headers(
         })?;
         map.append(header, value);
     }
-    // The step's key, stable across retries, lets a downstream that honours it do the work
-    // once; an applet that set its own keeps it.
+    // The call's key (`{step key}/{call position}`), stable across retries and re-executions
+    // of the step, lets a downstream that honours it do the work once; an applet that set
+    // its own keeps it.
     if !idempotency_key.is_empty()
         && !map.contains_key("idempotency-key")
         && let Ok(value) = HeaderValue::from_str(idempotency_key)

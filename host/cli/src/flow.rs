@@ -529,6 +529,7 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
                     "result": step.result,
                     "note": step.note,
                     "data_changes": values_json(&step.data_changes),
+                    "logs": step.logs,
                 })
             })
             .collect();

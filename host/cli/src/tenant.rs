@@ -823,6 +823,29 @@ fn print_run(run: &Json) {
         }
         println!("{steps}");
     }
+    // What the applets logged, step by step.
+    let logged: Vec<String> = journal
+        .iter()
+        .flat_map(|step| {
+            let seq = cell("", step.get("seq"));
+            items(step, "logs").into_iter().map(move |line| {
+                format!(
+                    "  {seq:>4} {:<5} {}",
+                    line.get("level").and_then(Json::as_str).unwrap_or("?"),
+                    line.get("message").and_then(Json::as_str).unwrap_or("")
+                )
+            })
+        })
+        .collect();
+    if !logged.is_empty() {
+        println!(
+            "
+logs:"
+        );
+        for line in logged {
+            println!("{line}");
+        }
+    }
     let effects = items(run, "effects");
     if !effects.is_empty() {
         println!("\neffects:");

@@ -584,6 +584,7 @@ impl Engine {
             duration_us: report.map_or(0, |r| r.elapsed.as_micros() as u64),
             data_changes: report.map(|r| r.data_changes.clone()).unwrap_or_default(),
             at_ms: now,
+            logs: report.map(|r| r.logs.clone()).unwrap_or_default(),
         };
 
         // A step the host takes itself (a timeout, the end, a stop): journaled like any other.

@@ -144,6 +144,7 @@ mod tests {
             duration_us,
             data_changes: Default::default(),
             at_ms: 0,
+            logs: Vec::new(),
         }
     }
 

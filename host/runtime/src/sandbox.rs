@@ -85,7 +85,8 @@ impl ResourceLimiter for Limiter {
 /// The wall clock an applet sees, truncated to [`limits::CLOCK_RESOLUTION`]. When the
 /// embedder gives the invocation a time (the step's time on the flow's clock, which may be
 /// virtual), the applet's clock starts there and moves with real time: a schedule check sees
-/// the flow's "now", and a replayed step sees the same time as the first try.
+/// the flow's "now". A step executed again after a crash gets the time of that execution,
+/// not of the first (the same only on the virtual clock).
 struct CoarseWallClock {
     start: Option<(Duration, Instant)>,
 }

@@ -277,6 +277,9 @@ pub struct StepRecord {
     pub duration_us: u64,
     pub data_changes: Values,
     pub at_ms: i64,
+    /// What the applet logged during the step (bounded by the invocation's log limit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<coda_types::LogLine>,
 }
 
 /// A step's commit: its journal entry and the run's next position, applied together.
@@ -523,6 +526,9 @@ impl Store {
             .as_ref()
             .map(serde_json::to_string)
             .transpose()?;
+        let logs = (!step.logs.is_empty())
+            .then(|| serde_json::to_string(&step.logs))
+            .transpose()?;
         let (run_id, seq, status) = (commit.run_id.clone(), step.seq, next.status);
         self.writer
             .write(move |tx| {
@@ -559,8 +565,8 @@ impl Store {
                 }
                 tx.prepare_cached(
                     "INSERT INTO steps (run_id, seq, plan, plan_version, node, applet, attempt,
-                        result, note, fuel_used, duration_us, data_changes, at, input)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                        result, note, fuel_used, duration_us, data_changes, at, input, logs)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 )?
                 .execute(params![
                     commit.run_id,
@@ -576,7 +582,8 @@ impl Store {
                     step.duration_us,
                     changes,
                     step.at_ms,
-                    input
+                    input,
+                    logs
                 ])?;
                 Ok(())
             })
@@ -770,7 +777,7 @@ impl Store {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT s.seq, s.plan, s.plan_version, s.node, s.applet, s.attempt, s.result,
-                        s.note, s.fuel_used, s.duration_us, s.data_changes, s.at
+                        s.note, s.fuel_used, s.duration_us, s.data_changes, s.at, s.logs
                  FROM steps s JOIN runs r ON r.id = s.run_id
                  WHERE r.tenant = ?1 AND s.run_id = ?2 AND s.seq >= ?3 ORDER BY s.seq",
             )?;
@@ -791,15 +798,20 @@ impl Store {
                         duration_us: r.get(9)?,
                         data_changes: Values::new(),
                         at_ms: r.get(11)?,
+                        logs: Vec::new(),
                     },
                     result,
                     changes,
+                    r.get::<Option<String>>(12)?,
                 ))
             })?;
             rows.map(|row| {
-                let (mut step, result, changes) = row?;
+                let (mut step, result, changes, logs) = row?;
                 step.result = serde_json::from_str(&result)?;
                 step.data_changes = serde_json::from_str(&changes)?;
+                if let Some(logs) = logs {
+                    step.logs = serde_json::from_str(&logs)?;
+                }
                 Ok(step)
             })
             .collect()

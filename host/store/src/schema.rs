@@ -189,8 +189,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX runs_claimed ON runs (tenant, claim_until) WHERE claim_owner IS NOT NULL;",
     // 11: what an applet step was given (its data sources and its node's state, JSON), so
     // that a step of a real run can be replayed offline as a test fixture
-    // (`coda runs show ID --as-fixture`). NULL for steps the host took without an applet.
-    "ALTER TABLE steps ADD COLUMN input TEXT;",
+    // (`coda runs show ID --as-fixture`), and the lines its applet logged (JSON, at most the
+    // log limit). NULL for steps the host took without an applet, and for no lines.
+    "ALTER TABLE steps ADD COLUMN input TEXT;
+    ALTER TABLE steps ADD COLUMN logs TEXT;",
 ];
 
 pub(crate) fn migrate_sqlite(conn: &mut rusqlite::Connection) -> Result<()> {

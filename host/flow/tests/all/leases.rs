@@ -460,6 +460,7 @@ fn commit(id: &str, now: i64) -> StepCommit {
             duration_us: 0,
             data_changes: Values::new(),
             at_ms: now,
+            logs: Vec::new(),
         },
         next: RunUpdate {
             status: RunStatus::Done,

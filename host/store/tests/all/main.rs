@@ -193,6 +193,10 @@ fn step(seq: u64) -> StepRecord {
         duration_us: 20,
         data_changes: Values::new(),
         at_ms: 2_000,
+        logs: vec![coda_types::LogLine {
+            level: coda_types::LogLevel::Info,
+            message: "greeted Ada".into(),
+        }],
     }
 }
 
@@ -283,7 +287,10 @@ async fn a_step_commits_once_and_fences_the_next() {
     let record = store.run("acme", &run.id).unwrap().unwrap();
     assert_eq!(record.step_seq, 1);
     assert_eq!(record.node.as_deref(), Some("route"));
-    assert_eq!(store.journal("acme", &run.id).unwrap().len(), 1);
+    let journal = store.journal("acme", &run.id).unwrap();
+    assert_eq!(journal.len(), 1);
+    // The step reads back whole, the applet's log lines with it.
+    assert_eq!(journal[0], step(0));
 }
 
 async fn a_step_keeps_what_its_applet_was_given_for_its_tenant_only() {
