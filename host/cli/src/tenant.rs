@@ -828,7 +828,7 @@ fn print_run(run: &Json) {
         .iter()
         .flat_map(|step| {
             let seq = cell("", step.get("seq"));
-            items(step, "logs").into_iter().map(move |line| {
+            items(step, "logs").iter().map(move |line| {
                 format!(
                     "  {seq:>4} {:<5} {}",
                     line.get("level").and_then(Json::as_str).unwrap_or("?"),
