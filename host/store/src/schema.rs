@@ -191,6 +191,10 @@ const MIGRATIONS: &[&str] = &[
     // that a step of a real run can be replayed offline as a test fixture
     // (`coda runs show ID --as-fixture`). NULL for steps the host took without an applet.
     "ALTER TABLE steps ADD COLUMN input TEXT;",
+    // 12: where an applet version came from when it was installed from a signed vendor
+    // package: the vendor, the key that signed, the signature and the manifest exactly as
+    // signed (JSON). NULL for a tenant's own unsigned upload.
+    "ALTER TABLE applets ADD COLUMN package TEXT;",
 ];
 
 pub(crate) fn migrate_sqlite(conn: &mut rusqlite::Connection) -> Result<()> {
