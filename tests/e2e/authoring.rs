@@ -467,31 +467,36 @@ fn applet_new_refuses_bad_names_and_busy_directories() {
         assert_eq!(status, 2, "{name:?}: {json:#}");
         assert_eq!(json["error"]["kind"], "invalid-name", "{name:?}");
     }
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
 
     // A directory with something in it is left alone.
     std::fs::create_dir(dir.path().join("taken")).unwrap();
     write(&dir.path().join("taken"), "keep.txt", "mine");
-    let (status, out, _) = coda_in(
-        dir.path(),
-        &["applet", "new", "taken"],
-        &[],
-    );
+    let (status, out, _) = coda_in(dir.path(), &["applet", "new", "taken"], &[]);
     let json: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((status, json["error"]["kind"].as_str()), (2, Some("exists")), "{json:#}");
+    assert_eq!(
+        (status, json["error"]["kind"].as_str()),
+        (2, Some("exists")),
+        "{json:#}"
+    );
     assert_eq!(
         std::fs::read_to_string(dir.path().join("taken/keep.txt")).unwrap(),
         "mine"
     );
 
     // Each language's project, with the WIT of the world beside it.
-    for (lang, entry) in [("rust", "src/lib.rs"), ("python", "build.sh"), ("js", "build.sh")] {
+    for (lang, entry) in [
+        ("rust", "src/lib.rs"),
+        ("python", "build.sh"),
+        ("js", "build.sh"),
+    ] {
         let name = format!("hello-{lang}");
-        let (status, out, stderr) = coda_in(
-            dir.path(),
-            &["applet", "new", &name, "--lang", lang],
-            &[],
-        );
+        let (status, out, stderr) =
+            coda_in(dir.path(), &["applet", "new", &name, "--lang", lang], &[]);
         assert_eq!(status, 0, "{out}\n{stderr}");
         let project = dir.path().join(&name);
         assert!(project.join(entry).is_file(), "{lang}: {out}");
