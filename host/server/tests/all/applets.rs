@@ -688,7 +688,9 @@ async fn a_tampered_untrusted_or_undeclaring_package_is_refused_and_nothing_is_s
     let at = find(&edited, b"sms from acme");
     edited[at..at + 13].copy_from_slice(b"SMS FROM ACME");
     let stranger = coda_package::SecretKey::generate().unwrap();
-    let cases: Vec<(&str, Vec<u8>, StatusCode, &str, Vec<String>)> = vec![
+    // (what, package, status, kind, words its message must have)
+    type Case = (&'static str, Vec<u8>, StatusCode, &'static str, Vec<String>);
+    let cases: Vec<Case> = vec![
         (
             "tampered component",
             tampered,
