@@ -10,6 +10,7 @@ mod crash;
 mod faults;
 mod nodes;
 mod ops;
+mod packages;
 mod run;
 mod serve;
 mod serve_postgres;

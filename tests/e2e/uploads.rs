@@ -43,13 +43,13 @@ fn send(
     (status, json)
 }
 
-fn live() -> String {
+pub(crate) fn live() -> String {
     r#"{"name": "live", "type": "default", "start": "greet", "post_interaction": "after",
   "nodes": {"greet": {"applet": "set-data@0.1.0", "config": {"set": [{"name": "Greeted", "value": "yes"}]}}}}"#
         .to_owned()
 }
 
-fn after(hello: &str) -> String {
+pub(crate) fn after(hello: &str) -> String {
     format!(
         "name: after
 type: unattended
@@ -64,7 +64,7 @@ nodes:
 
 /// Takes interaction `id` from started to ended; waits for the run its end started to
 /// finish and returns it.
-fn interaction_runs(server: &Server, token: &str, id: &str) -> Value {
+pub(crate) fn interaction_runs(server: &Server, token: &str, id: &str) -> Value {
     let started = json!({"type": "started", "interaction": id, "channel": "voice", "plan": "live",
         "data": {"CustomerName": "Ada"}});
     let (status, body) = server.call(

@@ -37,6 +37,12 @@ pub struct ServeConfig {
     pub secrets_key_file: Option<PathBuf>,
     /// This node's id in its claims on runs (`--node-id`, `$CODA_NODE_ID`).
     pub node_id: Option<String>,
+    /// The vendor keys whose signed packages tenants may install, each trusted for one
+    /// vendor (`--trusted-vendors FILE` replaces them).
+    pub trusted_vendors: Option<Vec<coda_package::TrustedVendor>>,
+    /// Refuse unsigned uploads: tenants install only verified vendor packages
+    /// (`--require-signed-packages`).
+    pub require_signed_packages: Option<bool>,
     #[serde(default)]
     pub scheduler: SchedulerConfig,
 }
@@ -97,6 +103,10 @@ impl ServeConfig {
     fn check(&self) -> Result<(), String> {
         if self.listen.as_deref().is_some_and(|l| l.trim().is_empty()) {
             return Err("at `listen`: the address is empty".into());
+        }
+        if let Some(vendors) = &self.trusted_vendors {
+            coda_package::TrustedKeys::new(vendors.iter().cloned())
+                .map_err(|e| e.replacen("at `", "at `trusted_vendors", 1))?;
         }
         let s = &self.scheduler;
         for (field, value) in [
@@ -173,6 +183,27 @@ mod tests {
         assert!(e.contains("at `log_format`") && e.contains("xml"), "{e}");
         let e = ServeConfig::parse("scheduler: {batch: many}", false).unwrap_err();
         assert!(e.contains("at `scheduler.batch`"), "{e}");
+        let e =
+            ServeConfig::parse("trusted_vendors: [{vendor: acme, key: nope}]", false).unwrap_err();
+        assert!(e.contains("at `trusted_vendors[0].key`"), "{e}");
+        let key = coda_package::SecretKey::generate().unwrap().public();
+        let e = ServeConfig::parse(
+            &format!(
+                "trusted_vendors: [{{vendor: acme, key: '{key}'}}, {{vendor: globex, key: '{key}'}}]"
+            ),
+            false,
+        )
+        .unwrap_err();
+        assert!(e.contains("at `trusted_vendors[1].key`"), "{e}");
+        let config = ServeConfig::parse(
+            &format!(
+                "trusted_vendors: [{{vendor: acme, key: '{key}'}}]\nrequire_signed_packages: true"
+            ),
+            false,
+        )
+        .unwrap();
+        assert_eq!(config.trusted_vendors.unwrap().len(), 1);
+        assert_eq!(config.require_signed_packages, Some(true));
         let e = ServeConfig::parse("scheduler: {tenant_queue: 0}", false).unwrap_err();
         assert!(e.contains("scheduler.tenant_queue"), "{e}");
         assert!(ServeConfig::parse("", false).is_ok());

@@ -15,6 +15,7 @@ mod dryrun;
 mod flow;
 mod grants;
 mod harness;
+mod package;
 mod scaffold;
 mod serve;
 mod tenant;
@@ -128,6 +129,12 @@ enum AppletCommand {
     Test(harness::TestArgs),
     /// Create a new applet project (Rust, Python or JavaScript) that builds to a component
     New(scaffold::NewArgs),
+    /// Make a vendor's Ed25519 signing key; prints the public key operators trust
+    Keygen(package::KeygenArgs),
+    /// Sign a component and its manifest into a vendor package (.codapkg)
+    Package(package::PackageArgs),
+    /// Check a package offline against trusted vendor keys, as a service would
+    Verify(package::VerifyArgs),
     #[command(flatten)]
     Service(tenant::AppletCommand),
 }
@@ -318,6 +325,9 @@ async fn run(cli: Cli, serve_settings: Option<serve::Settings>) -> Result<Json, 
         Command::Applet(AppletCommand::Invoke(args)) => invoke(&runtime, args).await,
         Command::Applet(AppletCommand::Test(args)) => harness::test(&runtime, args).await,
         Command::Applet(AppletCommand::New(args)) => scaffold::new(args),
+        Command::Applet(AppletCommand::Keygen(args)) => package::keygen(args),
+        Command::Applet(AppletCommand::Package(args)) => package::package(&runtime, args).await,
+        Command::Applet(AppletCommand::Verify(args)) => package::verify(&runtime, args).await,
         Command::Plan(PlanCommand::Validate(args)) => flow::validate(runtime, args.local).await,
         Command::Run(args) => flow::run(runtime, args).await,
         Command::Resume(args) => flow::resume(runtime, args).await,

@@ -61,6 +61,13 @@ pub struct ServeArgs {
     /// runs taken over by the others [default: 30000]
     #[arg(long, env = "CODA_LEASE_MS", value_name = "MS")]
     lease_ms: Option<u64>,
+    /// The vendor keys whose signed packages tenants may install (YAML or JSON: a list of
+    /// {vendor, key}); replaces the config file's `trusted_vendors`
+    #[arg(long, env = "CODA_TRUSTED_VENDORS", value_name = "FILE")]
+    trusted_vendors: Option<PathBuf>,
+    /// Refuse unsigned uploads: tenants install only signed vendor packages
+    #[arg(long)]
+    require_signed_packages: bool,
 }
 
 /// The service's settings once flags, the config file and defaults are merged.
@@ -81,6 +88,10 @@ pub struct Settings {
     pub limits: FlowLimits,
     /// This node's id in its claims on runs (none: a fresh UUID).
     pub node_id: Option<String>,
+    /// The vendor keys a package must be signed with.
+    pub trusted_vendors: coda_package::TrustedKeys,
+    /// Whether unsigned uploads are refused.
+    pub require_signed_packages: bool,
 }
 
 impl ServeArgs {
@@ -136,6 +147,27 @@ impl ServeArgs {
                 )
             })?;
         }
+        let trusted_vendors = match &self.trusted_vendors {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Exit::usage(
+                        "io",
+                        format!(
+                            "cannot read the trusted vendors file {}: {e}",
+                            path.display()
+                        ),
+                    )
+                })?;
+                coda_package::TrustedKeys::parse(&text).map_err(|e| {
+                    Exit::usage(
+                        "invalid-config",
+                        format!("trusted vendors file {}: {e}", path.display()),
+                    )
+                })?
+            }
+            None => coda_package::TrustedKeys::new(file.trusted_vendors.unwrap_or_default())
+                .map_err(|e| Exit::usage("invalid-config", e))?,
+        };
         Ok(Settings {
             listen: self
                 .listen
@@ -159,6 +191,9 @@ impl ServeArgs {
                 ..defaults
             },
             node_id,
+            trusted_vendors,
+            require_signed_packages: self.require_signed_packages
+                || file.require_signed_packages.unwrap_or(false),
         })
     }
 }
@@ -352,12 +387,16 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
     tracing::info!(
         node = engine.node_id(),
         lease_ms = args.limits.lease_ms,
+        trusted_vendor_keys = args.trusted_vendors.len(),
+        require_signed_packages = args.require_signed_packages,
         "node"
     );
     let engine = Arc::new(engine);
     let state = coda_server::AppState::new(engine.clone(), infos, &operator_hash)
         .map_err(|e| Exit::usage("internal", e))?
         .with_installer(applets)
+        .with_trusted_vendors(args.trusted_vendors)
+        .with_require_signed_packages(args.require_signed_packages)
         .with_secrets_key(secrets_key);
     let signalled = signalled()?;
     let listener = tokio::net::TcpListener::bind(&args.listen)

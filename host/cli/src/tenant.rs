@@ -21,9 +21,10 @@ use crate::client::{
 /// The applet commands that talk to a service (beside the local `describe` and `invoke`).
 #[derive(Subcommand)]
 pub enum AppletCommand {
-    /// Upload a component to the service; prints what it declares it needs
+    /// Upload a component, or a signed vendor package, to the service; prints what it
+    /// declares it needs
     Push {
-        /// The component (.wasm)
+        /// The component (.wasm) or vendor package (.codapkg)
         file: PathBuf,
         #[command(flatten)]
         client: ClientArgs,
@@ -400,12 +401,22 @@ async fn applet(client: &Client, command: AppletCommand) -> Result<(), Failure> 
     match command {
         AppletCommand::Push { file, .. } => {
             let bytes = read_file(&file)?;
+            // A package by its name or its bytes; the service checks which it is either way.
+            let content_type = if coda_package::is_package(&bytes)
+                || file
+                    .extension()
+                    .is_some_and(|e| e == coda_package::EXTENSION)
+            {
+                coda_package::CONTENT_TYPE
+            } else {
+                "application/wasm"
+            };
             let answer = client
                 .call(
                     Method::POST,
                     &["v1", "applets"],
                     &[],
-                    Body::Bytes(bytes, "application/wasm"),
+                    Body::Bytes(bytes, content_type),
                 )
                 .await?;
             show(client, &answer, |a| {
@@ -413,10 +424,18 @@ async fn applet(client: &Client, command: AppletCommand) -> Result<(), Failure> 
                     "{}",
                     record_table(
                         a,
-                        &["name", "version", "digest", "capabilities", "coda_imports"],
-                        &["config_schema"]
+                        &[
+                            "name",
+                            "version",
+                            "vendor",
+                            "digest",
+                            "capabilities",
+                            "coda_imports"
+                        ],
+                        &["config_schema", "package"]
                     )
                 );
+                print_needs(a);
             });
         }
         AppletCommand::List { .. } => {
@@ -444,10 +463,11 @@ async fn applet(client: &Client, command: AppletCommand) -> Result<(), Failure> 
                     "{}",
                     record_table(
                         a,
-                        &["name", "version", "description"],
-                        &["versions", "config_schema"]
+                        &["name", "version", "vendor", "description"],
+                        &["versions", "config_schema", "package"]
                     )
                 );
+                print_needs(a);
                 if let Some(versions) = a.get("versions").and_then(Json::as_array)
                     && versions.iter().any(Json::is_object)
                 {
@@ -483,6 +503,25 @@ async fn applet(client: &Client, command: AppletCommand) -> Result<(), Failure> 
         }
     }
     Ok(())
+}
+
+/// A vendor package's declared needs, each with why, as the vendor signed them.
+fn print_needs(applet: &Json) {
+    let Some(needs) = applet
+        .pointer("/package/manifest/capabilities")
+        .and_then(Json::as_array)
+    else {
+        return;
+    };
+    let signer = applet.pointer("/package/signed_by").and_then(Json::as_str);
+    println!(
+        "\nsigned by {} ({})",
+        cell("", applet.get("vendor")),
+        signer.unwrap_or("?")
+    );
+    if !needs.is_empty() {
+        println!("{}", list_table(needs, &["name", "why"]));
+    }
 }
 
 /// An applet of the list as a row: its versions on one line, a retired one marked.

@@ -5,10 +5,20 @@
 //! runtime) turns bytes into what the component describes. The bytes themselves go into the
 //! store, so every node sharing the database can run them.
 //!
+//! An upload is a component (`application/wasm`) or a signed vendor package
+//! (`application/vnd.coda.package`, or any body that is a ustar archive): a package is
+//! verified against the operator's trusted vendor keys (`coda-package`), then its component
+//! is installed exactly as an upload is, and the version keeps its vendor and manifest.
+//!
 //! **Architecture Invariant:** an upload is refused past the tenant's upload limit while
 //! its body streams, before it is held whole; a version, once stored, never changes
 //! (other bytes under the same name and version are a 409), and a name and version that a
 //! built-in applet has cannot be uploaded.
+//!
+//! **Architecture Invariant:** a vendor package is installed only after its signature
+//! verifies under a key the operator trusts for its vendor, its component is the one the
+//! signed manifest pins, and the manifest declares every capability the component imports
+//! or its `describe` declares; otherwise nothing is stored.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -92,15 +102,17 @@ fn too_large(limit: usize) -> ApiError {
 
 /// The body, refused with 413 as soon as it is known to pass `limit`: from its
 /// Content-Length before reading anything, else when the bytes read so far pass it. What
-/// is past the limit is never read.
-async fn read_limited(request: Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// is past the limit is never read. `shown` is the limit the message names (a package may
+/// pass the component's limit by its manifest and signature).
+async fn read_limited(request: Request, limit: usize, shown: usize) -> Result<Vec<u8>, ApiError> {
+    let refuse = |()| too_large(shown);
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
-        return Err(too_large(limit));
+        return Err(refuse(()));
     }
     let mut body: Body = request.into_body();
     // Reserved up to 1 MiB only: a Content-Length is a claim, not bytes sent.
@@ -111,7 +123,7 @@ async fn read_limited(request: Request, limit: usize) -> Result<Vec<u8>, ApiErro
         })?;
         if let Ok(data) = frame.into_data() {
             if bytes.len() + data.len() > limit {
-                return Err(too_large(limit));
+                return Err(refuse(()));
             }
             bytes.extend_from_slice(&data);
         }
@@ -131,6 +143,39 @@ fn refused(refusal: Refused) -> ApiError {
             refusal.kind, refusal.message
         ),
     )
+}
+
+/// A package refused: 403 when its signer is not trusted (for its vendor), 413 when its
+/// component passes the upload limit, 422 for everything else wrong with it.
+fn package_refused(e: coda_package::PackageError) -> ApiError {
+    use coda_package::PackageError as E;
+    let (status, kind) = match &e {
+        E::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large"),
+        E::UnknownSigner { .. } | E::VendorMismatch { .. } => (StatusCode::FORBIDDEN, e.kind()),
+        _ => (StatusCode::UNPROCESSABLE_ENTITY, e.kind()),
+    };
+    ApiError::new(status, kind, format!("the package is refused: {e}"))
+}
+
+/// Whether the request says its body is a package.
+fn declares_package(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(coda_package::CONTENT_TYPE))
+}
+
+/// What the store keeps of a verified package: enough to show where the version came from
+/// and to verify it again (the manifest exactly as signed, and the signature).
+fn package_record(verified: &coda_package::Verified) -> Json {
+    json!({
+        "vendor": verified.manifest.vendor,
+        "key": verified.key.to_string(),
+        "signature": verified.signature,
+        "manifest": String::from_utf8_lossy(&verified.manifest_bytes),
+    })
 }
 
 /// A built-in (or operator-installed) applet: the same for every tenant.
@@ -157,6 +202,17 @@ fn uploaded_json(record: &AppletRecord) -> Json {
     json["uploaded_at_ms"] = json!(record.uploaded_at_ms);
     json["retired"] = json!(record.retired_at_ms.is_some());
     json["retired_at_ms"] = json!(record.retired_at_ms);
+    // Where it came from: a vendor's signed package (its vendor, the key that signed and
+    // the manifest, with why it needs each capability), or the tenant's own upload.
+    let package = record.package.as_ref();
+    json["vendor"] = package.map_or(Json::Null, |p| p["vendor"].clone());
+    json["package"] = package.map_or(Json::Null, |p| {
+        let manifest = p["manifest"]
+            .as_str()
+            .and_then(|m| serde_json::from_str::<Json>(m).ok())
+            .unwrap_or(Json::Null);
+        json!({ "vendor": p["vendor"], "signed_by": p["key"], "manifest": manifest })
+    });
     json
 }
 
@@ -168,15 +224,21 @@ fn builtin<'a>(state: &'a AppState, name: &str, version: &str) -> Option<&'a App
         .find(|i| i.name == name && i.version == version)
 }
 
-/// `POST /v1/applets`: the body is the component.
-#[utoipa::path(post, path = "/v1/applets", request_body(content = Vec<u8>, content_type = "application/wasm", description = "A WebAssembly component"), responses((status = 200, description = "Installed", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+/// `POST /v1/applets`: the body is the component, or a signed vendor package.
+#[utoipa::path(post, path = "/v1/applets", request_body(description = "A WebAssembly component, or a vendor package signed by a key the operator trusts", content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/vnd.coda.package"))), responses((status = 200, description = "Installed", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 pub async fn upload(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let limit = state.upload_limit(&tenant);
-    let bytes = read_limited(request, limit).await?;
+    let declared_package = declares_package(&request);
+    let body_limit = if declared_package {
+        limit.saturating_add(coda_package::MAX_OVERHEAD as usize)
+    } else {
+        limit
+    };
+    let bytes = read_limited(request, body_limit, limit).await?;
     let Some(installer) = state.inner.installer.clone() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -184,7 +246,41 @@ pub async fn upload(
             "this server takes no applet uploads",
         ));
     };
+    // A package by its Content-Type or by its bytes: an archive sent as wasm is still
+    // verified as a package, never taken for a component.
+    let mut package = if declared_package || coda_package::is_package(&bytes) {
+        let verified = coda_package::Package::read(&bytes, limit as u64)
+            .and_then(|p| p.verify(&state.inner.trusted_vendors))
+            .map_err(package_refused)?;
+        Some(verified)
+    } else if state.inner.require_signed_packages {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "package-required",
+            "this service installs only signed vendor packages (the operator set \
+             require_signed_packages): package the component with `coda applet package` and \
+             push the .codapkg",
+        ));
+    } else {
+        None
+    };
+    // The component alone from here on (moved out: it may be tens of megabytes).
+    let bytes = match &mut package {
+        Some(verified) => std::mem::take(&mut verified.component),
+        None => bytes,
+    };
     let inspected = installer.inspect(&bytes, limit).await.map_err(refused)?;
+    if let Some(verified) = &package {
+        verified
+            .manifest
+            .check_component(
+                &inspected.info.name,
+                &inspected.info.version,
+                &inspected.info.capabilities,
+                &inspected.coda_imports,
+            )
+            .map_err(package_refused)?;
+    }
     let (name, version) = (&inspected.info.name, &inspected.info.version);
     if builtin(&state, name, version).is_some() {
         return Err(ApiError::new(
@@ -205,13 +301,15 @@ pub async fn upload(
                 info,
                 imports: inspected.coda_imports.clone(),
                 bytes,
+                package: package.as_ref().map(package_record),
             },
             now_ms(),
         )
         .await?;
     match put {
         PutApplet::Created(record) => {
-            tracing::info!(tenant, applet = %format!("{name}@{version}"), digest = %record.digest, size = record.size, "applet uploaded");
+            let vendor = package.as_ref().map(|p| p.manifest.vendor.as_str());
+            tracing::info!(tenant, applet = %format!("{name}@{version}"), digest = %record.digest, size = record.size, vendor, "applet uploaded");
             Ok((StatusCode::CREATED, Reply(uploaded_json(&record))).into_response())
         }
         PutApplet::Unchanged(record) => Ok(Reply(uploaded_json(&record)).into_response()),

@@ -60,6 +60,10 @@ struct Inner {
     installer: Option<Arc<dyn AppletInstaller>>,
     /// The largest upload, unless a tenant's own limit says otherwise (`upload_limit`).
     upload_limit: usize,
+    /// The vendor keys the operator trusts: a package signed by another key is refused.
+    trusted_vendors: coda_package::TrustedKeys,
+    /// Refuse unsigned uploads: only verified vendor packages are installed.
+    require_signed_packages: bool,
     /// The SHA-256 of the operator's token.
     operator_hash: [u8; 32],
     /// Requests answered, by status class, for `/metrics`.
@@ -84,6 +88,8 @@ impl AppState {
                 applets,
                 installer: None,
                 upload_limit: DEFAULT_UPLOAD_LIMIT,
+                trusted_vendors: coda_package::TrustedKeys::default(),
+                require_signed_packages: false,
                 operator_hash,
                 http: metrics::HttpCounts::default(),
                 secrets_key: std::sync::OnceLock::new(),
@@ -106,6 +112,19 @@ impl AppState {
     /// The default largest upload, in bytes ([`DEFAULT_UPLOAD_LIMIT`] unless set).
     pub fn with_upload_limit(mut self, bytes: usize) -> AppState {
         self.building().upload_limit = bytes;
+        self
+    }
+
+    /// Vendor packages are verified against these keys (none: every package is refused as
+    /// from an unknown signer).
+    pub fn with_trusted_vendors(mut self, keys: coda_package::TrustedKeys) -> AppState {
+        self.building().trusted_vendors = keys;
+        self
+    }
+
+    /// Whether unsigned uploads are refused: then only verified vendor packages install.
+    pub fn with_require_signed_packages(mut self, required: bool) -> AppState {
+        self.building().require_signed_packages = required;
         self
     }
 

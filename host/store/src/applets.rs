@@ -22,6 +22,9 @@ pub struct NewApplet {
     /// The coda interfaces the component imports.
     pub imports: Vec<String>,
     pub bytes: Vec<u8>,
+    /// The vendor package it was installed from (vendor, key, signature, manifest), or
+    /// `None` for an unsigned upload.
+    pub package: Option<serde_json::Value>,
 }
 
 /// An uploaded applet as stored (without its bytes).
@@ -37,6 +40,8 @@ pub struct AppletRecord {
     pub uploaded_at_ms: i64,
     /// When the tenant retired this version: no new plan version may use it.
     pub retired_at_ms: Option<i64>,
+    /// The vendor package it was installed from, if it was.
+    pub package: Option<serde_json::Value>,
 }
 
 /// What [`Store::put_applet`] did.
@@ -51,9 +56,12 @@ pub enum PutApplet {
     Conflict(AppletRecord),
 }
 
-const COLUMNS: &str = "tenant, name, version, digest, size, info, imports, uploaded_at, retired_at";
+const COLUMNS: &str =
+    "tenant, name, version, digest, size, info, imports, uploaded_at, retired_at, package";
 
-fn record(row: &crate::db::Row) -> crate::Result<(AppletRecord, String, String)> {
+type Columns = (AppletRecord, String, String, Option<String>);
+
+fn record(row: &crate::db::Row) -> crate::Result<Columns> {
     Ok((
         AppletRecord {
             tenant: row.get(0)?,
@@ -65,15 +73,18 @@ fn record(row: &crate::db::Row) -> crate::Result<(AppletRecord, String, String)>
             imports: Vec::new(),
             uploaded_at_ms: row.get(7)?,
             retired_at_ms: row.get(8)?,
+            package: None,
         },
         row.get(5)?,
         row.get(6)?,
+        row.get(9)?,
     ))
 }
 
-fn parsed((mut record, info, imports): (AppletRecord, String, String)) -> Result<AppletRecord> {
+fn parsed((mut record, info, imports, package): Columns) -> Result<AppletRecord> {
     record.info = serde_json::from_str(&info)?;
     record.imports = serde_json::from_str(&imports)?;
+    record.package = package.map(|p| serde_json::from_str(&p)).transpose()?;
     Ok(record)
 }
 
@@ -95,6 +106,7 @@ impl Store {
     pub async fn put_applet(&self, new: NewApplet, now_ms: i64) -> Result<PutApplet> {
         let info = new.info.to_string();
         let imports = serde_json::to_string(&new.imports)?;
+        let package = new.package.as_ref().map(|p| p.to_string());
         self.writer
             .write(move |tx| {
                 let size = new.bytes.len() as u64;
@@ -106,8 +118,8 @@ impl Store {
                 let inserted = tx
                     .prepare_cached(
                         "INSERT INTO applets (tenant, name, version, digest, size, info, imports,
-                            uploaded_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                            uploaded_at, package)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                          ON CONFLICT (tenant, name, version) DO NOTHING",
                     )?
                     .execute(params![
@@ -118,7 +130,8 @@ impl Store {
                         size,
                         info,
                         imports,
-                        now_ms
+                        now_ms,
+                        package
                     ])?;
                 let stored = find(tx, &new.tenant, &new.name, &new.version)?.ok_or_else(|| {
                     crate::StoreError::NotCommitted("the applet row vanished in its write".into())
@@ -215,6 +228,7 @@ mod tests {
             info: serde_json::json!({ "name": "sms", "version": version }),
             imports: vec!["data".into(), "http".into()],
             bytes: bytes.to_vec(),
+            package: None,
         }
     }
 

@@ -193,6 +193,10 @@ const MIGRATIONS: &[&str] = &[
     // log limit). NULL for steps the host took without an applet, and for no lines.
     "ALTER TABLE steps ADD COLUMN input TEXT;
     ALTER TABLE steps ADD COLUMN logs TEXT;",
+    // 12: where an applet version came from when it was installed from a signed vendor
+    // package: the vendor, the key that signed, the signature and the manifest exactly as
+    // signed (JSON). NULL for a tenant's own unsigned upload.
+    "ALTER TABLE applets ADD COLUMN package TEXT;",
 ];
 
 pub(crate) fn migrate_sqlite(conn: &mut rusqlite::Connection) -> Result<()> {

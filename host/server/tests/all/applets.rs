@@ -51,6 +51,16 @@ fn runtime() -> Runtime {
 
 /// A server taking uploads up to `limit` bytes, with `builtins` as its built-in applets.
 fn harness_with(runtime: Runtime, builtins: Vec<AppletInfo>, limit: usize) -> Harness {
+    harness_configured(runtime, builtins, limit, |state| state)
+}
+
+/// The same, with `configure` applied to the state (trusted vendor keys, say).
+fn harness_configured(
+    runtime: Runtime,
+    builtins: Vec<AppletInfo>,
+    limit: usize,
+    configure: impl FnOnce(AppState) -> AppState,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("coda.db")).unwrap());
     let engine = Arc::new(Engine::new(
@@ -64,6 +74,7 @@ fn harness_with(runtime: Runtime, builtins: Vec<AppletInfo>, limit: usize) -> Ha
         .with_installer(Arc::new(RuntimeInstaller(runtime)))
         .with_upload_limit(limit)
         .with_secrets_key(coda_store::SecretsKey::generate().unwrap());
+    let state = configure(state);
     Harness {
         _dir: dir,
         engine,
@@ -509,4 +520,294 @@ async fn an_oversized_upload_is_refused_while_it_streams() {
         body["error"]["message"].to_string().contains("1024"),
         "{body}"
     );
+}
+
+// ---- signed vendor packages ----
+
+/// A vendor's key, and a server trusting it for vendor `acme` (and nothing else).
+fn trusting_acme(require_signed: bool) -> (coda_package::SecretKey, Harness) {
+    let key = coda_package::SecretKey::generate().unwrap();
+    let trusted = coda_package::TrustedKeys::new([coda_package::TrustedVendor {
+        vendor: "acme".into(),
+        key: key.public(),
+    }])
+    .unwrap();
+    let h = harness_configured(
+        runtime(),
+        vec![step_info()],
+        coda_server::DEFAULT_UPLOAD_LIMIT,
+        |state| {
+            state
+                .with_trusted_vendors(trusted)
+                .with_require_signed_packages(require_signed)
+        },
+    );
+    (key, h)
+}
+
+/// What `component` describes: its name and version.
+async fn named(component: &[u8]) -> (String, String) {
+    let info = runtime()
+        .load(component, &LoadOptions::default())
+        .await
+        .unwrap()
+        .info
+        .clone();
+    (info.name, info.version)
+}
+
+/// A package of `component` by `vendor`, declaring `needs` (capability names).
+async fn package(
+    component: &[u8],
+    vendor: &str,
+    needs: &[&str],
+    key: &coda_package::SecretKey,
+) -> Vec<u8> {
+    let (name, version) = named(component).await;
+    let needs: Vec<String> = needs
+        .iter()
+        .map(|n| format!("  - {{name: {n}, why: the applet's work needs {n}}}\n"))
+        .collect();
+    let text = format!(
+        "name: {name}\nversion: {version}\nvendor: {vendor}\ndescription: {name} from {vendor}\ncapabilities:\n{}",
+        if needs.is_empty() {
+            "  []\n".to_owned()
+        } else {
+            needs.concat()
+        }
+    );
+    let source = coda_package::ManifestSource::parse(&text).unwrap();
+    coda_package::Package::build(source, component, key).unwrap()
+}
+
+async fn push(h: &Harness, token: &str, bytes: Vec<u8>) -> (StatusCode, Json) {
+    call(
+        h,
+        "POST",
+        "/v1/applets",
+        Some(token),
+        Some((coda_package::CONTENT_TYPE, bytes)),
+    )
+    .await
+}
+
+/// Where `needle` starts in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the bytes are in the package")
+}
+
+async fn uploaded_names(h: &Harness, token: &str) -> Vec<String> {
+    let (_, list) = call(h, "GET", "/v1/applets", Some(token), None).await;
+    list["applets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["origins"].to_string().contains("uploaded"))
+        .map(|a| a["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_signed_package_is_verified_installed_and_remembers_its_vendor() {
+    let (key, h) = trusting_acme(false);
+    let acme = tenant(&h, "acme").await;
+    let sms = artifacts::read(artifacts::SMS);
+    let (status, body) = push(
+        &h,
+        &acme,
+        package(&sms, "acme", &["http", "secrets"], &key).await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["name"], "sms");
+    assert_eq!(body["vendor"], "acme");
+    assert_eq!(body["package"]["signed_by"], key.public().to_string());
+    let manifest = &body["package"]["manifest"];
+    assert_eq!(manifest["vendor"], "acme");
+    assert_eq!(manifest["capabilities"][1]["name"], "secrets");
+    assert_eq!(
+        manifest["capabilities"][1]["why"],
+        "the applet's work needs secrets"
+    );
+    assert_eq!(manifest["component"]["sha256"], body["digest"]);
+    // The component installed is the component alone, exactly as an upload stores it.
+    assert_eq!(body["size"], sms.len());
+    assert_eq!(body["capabilities"], json!(["http", "secrets"]));
+
+    // Shown the same way afterwards.
+    let path = format!(
+        "/v1/applets/sms/versions/{}",
+        body["version"].as_str().unwrap()
+    );
+    let (status, described) = call(&h, "GET", &path, Some(&acme), None).await;
+    assert_eq!(status, StatusCode::OK, "{described}");
+    assert_eq!(described, body);
+
+    // A package is known by its bytes too, whatever the Content-Type said; a plan may use
+    // what it installed.
+    let hello = artifacts::read(artifacts::HELLO);
+    let (status, body) = upload(&h, &acme, package(&hello, "acme", &[], &key).await).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["vendor"], "acme");
+    let reference = format!("hello@{}", body["version"].as_str().unwrap());
+    let (status, body) = call(
+        &h,
+        "PUT",
+        "/v1/plans/greet",
+        Some(&acme),
+        Some(("application/yaml", plan_using("greet", &reference))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Unsigned uploads stay allowed unless the operator requires packages; they have no
+    // vendor.
+    let beta = tenant(&h, "beta").await;
+    let (status, body) = upload(&h, &beta, hello).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["vendor"], Json::Null);
+    assert_eq!(body["package"], Json::Null);
+}
+
+#[tokio::test]
+async fn a_tampered_untrusted_or_undeclaring_package_is_refused_and_nothing_is_stored() {
+    let (key, h) = trusting_acme(false);
+    let acme = tenant(&h, "acme").await;
+    let sms = artifacts::read(artifacts::SMS);
+    let good = package(&sms, "acme", &["http", "secrets"], &key).await;
+
+    // One byte of the component changed after signing.
+    let mut tampered = good.clone();
+    let at = find(&tampered, &sms[..64]) + sms.len() / 2;
+    tampered[at] ^= 0x01;
+    // The manifest changed after signing (the same length: the archive stays whole).
+    let mut edited = good.clone();
+    let at = find(&edited, b"sms from acme");
+    edited[at..at + 13].copy_from_slice(b"SMS FROM ACME");
+    let stranger = coda_package::SecretKey::generate().unwrap();
+    // (what, package, status, kind, words its message must have)
+    type Case = (&'static str, Vec<u8>, StatusCode, &'static str, Vec<String>);
+    let cases: Vec<Case> = vec![
+        (
+            "tampered component",
+            tampered,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "package-tampered",
+            vec!["changed after signing".into()],
+        ),
+        (
+            "tampered manifest",
+            edited,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "package-bad-signature",
+            vec!["does not verify".into(), "`acme`".into()],
+        ),
+        (
+            "unknown signer",
+            package(&sms, "acme", &["http", "secrets"], &stranger).await,
+            StatusCode::FORBIDDEN,
+            "package-untrusted-signer",
+            vec!["`acme`".into(), stranger.public().to_string()],
+        ),
+        (
+            "trusted key, another vendor's name",
+            package(&sms, "globex", &["http", "secrets"], &key).await,
+            StatusCode::FORBIDDEN,
+            "package-untrusted-signer",
+            vec!["`globex`".into(), "trusted for vendor `acme` only".into()],
+        ),
+        (
+            "undeclared capability import",
+            package(&sms, "acme", &["http"], &key).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "package-undeclared-capability",
+            vec!["imports secrets".into()],
+        ),
+        (
+            "a name the component does not describe",
+            {
+                let source = coda_package::ManifestSource::parse(&format!(
+                    "name: texter\nversion: {}\nvendor: acme\ndescription: x\ncapabilities: []",
+                    named(&sms).await.1
+                ))
+                .unwrap();
+                coda_package::Package::build(source, &sms, &key).unwrap()
+            },
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "package-invalid",
+            vec!["describes itself as `sms`".into()],
+        ),
+        (
+            "not an archive",
+            b"#!/bin/sh\n".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "package-invalid",
+            vec!["not a package".into()],
+        ),
+    ];
+    for (what, bytes, status, kind, words) in cases {
+        let (got, body) = push(&h, &acme, bytes).await;
+        assert_eq!(got, status, "{what}: {body}");
+        assert_eq!(body["error"]["kind"], kind, "{what}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("the package is refused: "),
+            "{what}: {message}"
+        );
+        for word in words {
+            assert!(message.contains(&word), "{what}: `{word}` not in {message}");
+        }
+    }
+    // Nothing of any of them was stored.
+    assert!(uploaded_names(&h, &acme).await.is_empty());
+    // The good one still installs.
+    let (status, body) = push(&h, &acme, good).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn a_package_is_held_to_the_tenants_upload_limit_and_packages_can_be_required() {
+    let (key, h) = trusting_acme(true);
+    let acme = tenant(&h, "acme").await;
+    let hello = artifacts::read(artifacts::HELLO);
+
+    // Required: an unsigned component is refused, saying what to do instead.
+    let (status, body) = upload(&h, &acme, hello.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["kind"], "package-required");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("coda applet package"),
+        "{body}"
+    );
+    let packaged = package(&hello, "acme", &[], &key).await;
+    let (status, body) = push(&h, &acme, packaged.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // The limit is the component's: a package whose component passes it is refused, one
+    // whose component is within it is taken, manifest and signature on top.
+    let limited = |limit: usize| {
+        let trusted = coda_package::TrustedKeys::new([coda_package::TrustedVendor {
+            vendor: "acme".into(),
+            key: key.public(),
+        }])
+        .unwrap();
+        harness_configured(runtime(), vec![], limit, |s| {
+            s.with_trusted_vendors(trusted)
+        })
+    };
+    let h = limited(hello.len() - 1);
+    let acme = tenant(&h, "acme").await;
+    let (status, body) = push(&h, &acme, packaged.clone()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["kind"], "body-too-large");
+    let h = limited(hello.len());
+    let acme = tenant(&h, "acme").await;
+    let (status, body) = push(&h, &acme, packaged).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }

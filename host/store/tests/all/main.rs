@@ -35,6 +35,7 @@ macro_rules! on_every_backend {
     )*};
 }
 
+mod applets;
 mod grants;
 mod runs;
 
