@@ -75,7 +75,13 @@ pub struct Manifest {
 
 fn field_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> ManifestError {
     let path = e.path().to_string();
-    ManifestError::new(path, e.into_inner().to_string())
+    // YAML's errors already begin with the path; said once is enough.
+    let message = e.into_inner().to_string();
+    let message = message
+        .strip_prefix(&format!("{path}: "))
+        .map(str::to_owned)
+        .unwrap_or(message);
+    ManifestError::new(path, message)
 }
 
 impl ManifestSource {

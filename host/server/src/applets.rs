@@ -225,7 +225,7 @@ fn builtin<'a>(state: &'a AppState, name: &str, version: &str) -> Option<&'a App
 }
 
 /// `POST /v1/applets`: the body is the component, or a signed vendor package.
-#[utoipa::path(post, path = "/v1/applets", request_body(description = "A WebAssembly component, or a vendor package signed by a key the operator trusts", content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/vnd.coda.package"))), responses((status = 200, description = "Installed", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/applets", request_body(description = "A WebAssembly component, or a vendor package signed by a key the operator trusts", content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/vnd.coda.package"))), responses((status = 201, description = "Installed", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 pub async fn upload(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
