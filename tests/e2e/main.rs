@@ -10,6 +10,7 @@ mod crash;
 mod faults;
 mod nodes;
 mod ops;
+mod polyglot;
 mod run;
 mod serve;
 mod serve_postgres;
