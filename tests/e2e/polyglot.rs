@@ -359,3 +359,25 @@ fn webhook_errors_become_exits_and_failures() {
         "{out:#}"
     );
 }
+
+#[test]
+fn their_fixtures_pass_offline() {
+    described();
+    for (component_path, fixtures, count) in [
+        (SURVEY_SCORE, "applets/python/survey-score/tests", 4),
+        (WEBHOOK_NOTIFY, "applets/js/webhook-notify/tests", 4),
+    ] {
+        let path = component(component_path);
+        let fixtures = format!("{}/../../{fixtures}", env!("CARGO_MANIFEST_DIR"));
+        let (status, out) = crate::coda(&[
+            "applet",
+            "test",
+            path.to_str().unwrap(),
+            "--fixture",
+            &fixtures,
+        ]);
+        assert_eq!(status, 0, "{out:#}");
+        assert_eq!(out["passed"], count, "{out:#}");
+        assert_eq!(out["failed"], 0, "{out:#}");
+    }
+}
