@@ -582,3 +582,64 @@ fn applet_new_refuses_bad_names_and_busy_directories() {
         assert!(json["next"].as_array().unwrap().len() >= 3);
     }
 }
+
+/// The Python and JavaScript projects `coda applet new` makes build with their one command
+/// (`./build.sh`: componentize-py from PyPI into `.venv`, ComponentizeJS from npm into
+/// `node_modules`) and pass their own fixtures. The Rust project's walkthrough is the one
+/// above, run from the docs.
+#[test]
+fn python_and_js_projects_build_with_one_command_and_pass_their_fixtures() {
+    let dir = tempfile::tempdir().unwrap();
+    for lang in ["python", "js"] {
+        let name = format!("hello-{lang}");
+        let module = format!("hello_{lang}");
+        let started = Instant::now();
+        let (status, out, stderr) =
+            coda_in(dir.path(), &["applet", "new", &name, "--lang", lang], &[]);
+        assert_eq!(status, 0, "{out}\n{stderr}");
+        let project = dir.path().join(&name);
+
+        let built = Command::new("bash")
+            .arg("build.sh")
+            .current_dir(&project)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running build.sh");
+        assert!(
+            built.status.success(),
+            "{lang}: ./build.sh failed:\n{}{}",
+            String::from_utf8_lossy(&built.stdout),
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let component = project.join(format!("{module}.wasm"));
+        let size = std::fs::metadata(&component)
+            .unwrap_or_else(|e| panic!("{lang}: {}: {e}", component.display()))
+            .len();
+        let built_in = started.elapsed();
+
+        let (status, out, stderr) = coda_in(
+            &project,
+            &[
+                "applet",
+                "test",
+                component.to_str().unwrap(),
+                "--fixture",
+                "tests",
+            ],
+            &[],
+        );
+        assert_eq!(status, 0, "{lang}: {out}\n{stderr}");
+        let report: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["failed"], 0, "{lang}: {report:#}");
+        assert_eq!(
+            report["passed"], 2,
+            "{lang}: sample and anonymous: {report:#}"
+        );
+        // Seen with --nocapture: the walkthrough's time and the hello world's size.
+        eprintln!(
+            "{lang}: new + build {:.1} s, new to passing test {:.1} s, {size} bytes",
+            built_in.as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+}

@@ -11,6 +11,7 @@ mod faults;
 mod nodes;
 mod ops;
 mod packages;
+mod polyglot;
 mod run;
 mod serve;
 mod serve_postgres;

@@ -56,11 +56,16 @@ impl DirApplets {
             }
         }
 
+        // The upload limit is for components from tenants; the operator put these files here
+        // (Python and JavaScript components carry their interpreter: 12 to 20 MB).
         let mut loading = tokio::task::JoinSet::new();
         for (index, (_, bytes)) in sources.iter().enumerate() {
             let (runtime, bytes) = (runtime.clone(), bytes.clone().into_owned());
-            loading
-                .spawn(async move { (index, runtime.load(&bytes, &LoadOptions::default()).await) });
+            let options = LoadOptions {
+                max_bytes: (bytes.len() as u64).max(LoadOptions::default().max_bytes),
+                ..LoadOptions::default()
+            };
+            loading.spawn(async move { (index, runtime.load(&bytes, &options).await) });
         }
         let mut loaded: Vec<_> = loading.join_all().await.into_iter().collect();
         loaded.sort_by_key(|(index, _)| *index);
