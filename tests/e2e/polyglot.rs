@@ -23,7 +23,7 @@ const WEBHOOK_NOTIFY: &str = concat!(
     "/../../target/wasm-js/webhook_notify.wasm"
 );
 
-/// Above the 8 MiB default of `coda applet describe`: these carry their interpreters.
+/// Said out loud, though the default is as large: these carry their interpreters.
 const MAX_BYTES: &str = "67108864";
 
 fn component(path: &str) -> PathBuf {

@@ -10,10 +10,6 @@ use serde_json::{Value as Json, json};
 
 use crate::Exit;
 
-/// The largest component `coda applet test` loads unless told: Python and JavaScript
-/// components carry their interpreter (tens of megabytes).
-const DEFAULT_TEST_MAX_BYTES: u64 = 64 * 1024 * 1024;
-
 #[derive(Args)]
 pub struct TestArgs {
     /// The component (.wasm)
@@ -23,7 +19,7 @@ pub struct TestArgs {
     #[arg(long = "fixture", value_name = "FIXTURE", required = true)]
     fixtures: Vec<PathBuf>,
     /// Largest component accepted, in bytes
-    #[arg(long, default_value_t = DEFAULT_TEST_MAX_BYTES)]
+    #[arg(long, default_value_t = crate::LOCAL_FILE_MAX_BYTES)]
     max_bytes: u64,
 }
 

@@ -139,10 +139,16 @@ enum AppletCommand {
     Service(tenant::AppletCommand),
 }
 
+/// The largest component file `coda applet describe|invoke|test|package|verify` reads unless
+/// told: the author's own file, and a Python or JavaScript one carries its interpreter
+/// (12 to 19 MB for a hello world). What a service takes from a tenant is the service's
+/// limit, not this one.
+pub(crate) const LOCAL_FILE_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
 #[derive(Args)]
 struct LoadArgs {
     /// Largest component accepted, in bytes
-    #[arg(long, default_value_t = coda_runtime::limits::DEFAULT_UPLOAD_BYTES)]
+    #[arg(long, default_value_t = LOCAL_FILE_MAX_BYTES)]
     max_bytes: u64,
 }
 
@@ -285,16 +291,15 @@ fn place(command: Command) -> Place {
 }
 
 fn report(result: Result<Json, Exit>) -> ExitCode {
-    match result {
-        Ok(output) => {
-            println!("{output:#}");
-            ExitCode::SUCCESS
-        }
-        Err(exit) => {
-            println!("{:#}", json!({ "error": exit.error }));
-            ExitCode::from(exit.status)
-        }
-    }
+    use std::io::Write;
+    let (output, code) = match result {
+        Ok(output) => (output, ExitCode::SUCCESS),
+        Err(exit) => (json!({ "error": exit.error }), ExitCode::from(exit.status)),
+    };
+    // Written, not println!: a reader that stops early (`coda ... | head`) closes the pipe,
+    // and that is no reason to panic. The command's own status stands.
+    let _ = writeln!(std::io::stdout().lock(), "{output:#}");
+    code
 }
 
 async fn run(cli: Cli, serve_settings: Option<serve::Settings>) -> Result<Json, Exit> {
