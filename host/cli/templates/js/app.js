@@ -1,7 +1,7 @@
 // {{name}}: greets the customer named in a data source.
 //
-// A coda applet in JavaScript, built with ComponentizeJS against wit/applet.wit (world
-// `applet`): the exported `handler` interface is this module's `handler` object (`describe`,
+// A coda applet in JavaScript, built with ComponentizeJS against wit/world.wit (world
+// `this-applet`): the exported `handler` interface is this module's `handler` object (`describe`,
 // `run`), and the coda interfaces it calls are ES modules named by interface and version
 // ('coda:applet/data@0.1.0', 'coda:applet/http@0.1.0', ...). WIT types as ComponentizeJS
 // gives them: records are objects with camelCase fields, variants `{tag, val}`, enums

@@ -20,6 +20,6 @@ fi
 # --wit/--world-name: the WIT and its world. --disable http fetch-event: no fetch() (coda does
 # not link wasi:http; an applet reaches the network through coda's http import, under its
 # grants).
-node_modules/.bin/componentize-js app.js --wit wit --world-name applet \
+node_modules/.bin/componentize-js app.js --wit wit --world-name this-applet \
     --disable http fetch-event -o {{module}}.wasm
 echo "built {{module}}.wasm ($(wc -c <{{module}}.wasm) bytes)" >&2

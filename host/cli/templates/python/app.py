@@ -1,9 +1,9 @@
 """{{name}}: greets the customer named in a data source.
 
-A coda applet in Python, built with componentize-py against wit/applet.wit (world `applet`):
+A coda applet in Python, built with componentize-py against wit/world.wit (world `this-applet`):
 the `Handler` class implements the exported `handler` interface (`describe`, `run`), and the
-coda interfaces it calls (`data`, `state`, `log`, `http`, `secrets`, ...) are imported from
-`wit_world.imports`. WIT types as componentize-py gives them: records are dataclasses with
+coda interfaces it calls (`data`, `state`, `log`; add `http`, `secrets`, ... to the world
+first) are imported from `wit_world.imports`. WIT types as componentize-py gives them: records are dataclasses with
 snake_case fields, a variant's cases are classes (`types.Value_Text("x")`), an import's
 `result` error is raised as `Err(...)`, and `run` returns an outcome or raises
 `Err(types.Failure(...))`.

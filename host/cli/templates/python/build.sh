@@ -17,5 +17,5 @@ fi
 
 # -d/-w: the WIT and its world; -p: where the app's modules are (add a directory per
 # dependency you vendor); app: the module holding the Handler class.
-.venv/bin/componentize-py --quiet -d wit -w applet componentize -p . app -o {{module}}.wasm
+.venv/bin/componentize-py --quiet -d wit -w this-applet componentize -p . app -o {{module}}.wasm
 echo "built {{module}}.wasm ($(wc -c <{{module}}.wasm) bytes)" >&2
