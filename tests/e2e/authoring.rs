@@ -379,6 +379,38 @@ fn a_production_step_becomes_a_fixture_and_replays_offline_and_in_a_dry_run() {
     assert_eq!(dry["status"], "failed", "{dry:#}");
     assert_eq!(gateway.deliveries().len(), 1);
 
+    // A fixture for a node no plan has (a typo) would answer nothing: it is refused.
+    let stray = write(
+        work.path(),
+        "stray.yaml",
+        "context: {node: txet}\nsecrets: {twilio-sid: AC1}\n",
+    );
+    let (status, out, _) = coda_in(
+        work.path(),
+        &[
+            "run",
+            plan_file.to_str().unwrap(),
+            "--event",
+            event.to_str().unwrap(),
+            "--applets",
+            applets_dir.to_str().unwrap(),
+            "--dry-run",
+            "--fixture",
+            stray.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let refused: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status, 2, "{refused:#}");
+    assert_eq!(refused["error"]["kind"], "invalid-fixture");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`txet`"),
+        "{refused:#}"
+    );
+
     // With --grants, a call the grants refuse is answered as it would be, not-granted:
     // here the sms applet may reach api.twilio.com only.
     let grants = write(

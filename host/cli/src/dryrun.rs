@@ -61,10 +61,13 @@ pub struct DryRun {
 
 impl DryRun {
     /// Reads the fixtures: each answers for the node its `context.node` names.
+    /// `is_node` says whether a node name is one of the plans' (the plan run and those it
+    /// may route to): a fixture for no node would answer nothing, silently, so it is refused.
     pub fn new(
         fixtures: &[PathBuf],
         real: Arc<dyn CapabilitySource>,
         grants: Option<&std::path::Path>,
+        is_node: impl Fn(&str) -> bool,
     ) -> Result<Self, Exit> {
         let grants = grants
             .map(|file| {
@@ -87,6 +90,15 @@ impl DryRun {
                     ),
                 ));
             };
+            if !is_node(&node) {
+                return Err(Exit::usage(
+                    "invalid-fixture",
+                    format!(
+                        "{}: `context.node` is `{node}`, which is no node of the plans given",
+                        path.display()
+                    ),
+                ));
+            }
             shared
                 .recorded
                 .entry(node)

@@ -422,6 +422,12 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
             &args.fixtures,
             capabilities,
             args.grants.as_deref(),
+            |node| {
+                others
+                    .iter()
+                    .chain(std::iter::once(&plan))
+                    .any(|p| p.nodes.contains_key(node))
+            },
         )?);
         capabilities = dry.clone();
         dry_run = Some(dry);
