@@ -522,10 +522,15 @@ pub fn record_table(record: &Json, order: &[&str], skip: &[&str]) -> Grid {
         )
         .filter(|k| !skip.contains(&k.as_str()));
     for key in keys {
-        table.add_row(vec![
-            format!("{}:", header_name(&key)),
-            cell(&key, object.get(&key)),
-        ]);
+        // `retired_at_ms` beside `retired` keeps its `_at`: two rows both named `retired`
+        // would leave the reader guessing which is which.
+        let name = match header_name(&key) {
+            short if short != key && object.contains_key(short) => {
+                key.strip_suffix("_ms").unwrap_or(&key)
+            }
+            short => short,
+        };
+        table.add_row(vec![format!("{name}:"), cell(&key, object.get(&key))]);
     }
     table
 }
@@ -543,6 +548,18 @@ pub fn items<'a>(answer: &'a Json, key: &str) -> &'a [Json] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_named_like_another_field_keeps_its_at() {
+        let record =
+            serde_json::json!({"retired": false, "retired_at_ms": null, "uploaded_at_ms": null});
+        let text = record_table(&record, &["retired"], &[]).to_string();
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(names, ["retired:", "retired_at:", "uploaded:"], "{text}");
+    }
 
     fn args(server: Option<&str>, token: Option<&str>) -> ClientArgs {
         ClientArgs {
