@@ -101,7 +101,8 @@ fn find(conn: &Conn<'_>, tenant: &str, name: &str, version: &str) -> Result<Opti
 impl Store {
     /// Stores an uploaded applet version, unless the tenant has that version already: a
     /// unique insert, never check-then-insert, so two uploads at once store one. The same
-    /// bytes again are [`PutApplet::Unchanged`]; other bytes, or a retired version, are a
+    /// bytes again are [`PutApplet::Unchanged`] (gaining the package record if they now come
+    /// from a package and had none); other bytes, or a retired version, are a
     /// [`PutApplet::Conflict`] with the stored record.
     pub async fn put_applet(&self, new: NewApplet, now_ms: i64) -> Result<PutApplet> {
         let info = new.info.to_string();
@@ -133,9 +134,33 @@ impl Store {
                         now_ms,
                         package
                     ])?;
-                let stored = find(tx, &new.tenant, &new.name, &new.version)?.ok_or_else(|| {
+                let vanished = || {
                     crate::StoreError::NotCommitted("the applet row vanished in its write".into())
-                })?;
+                };
+                let mut stored =
+                    find(tx, &new.tenant, &new.name, &new.version)?.ok_or_else(vanished)?;
+                // The same bytes, now from a verified package, gain the provenance an
+                // unsigned upload lacked: the component is unchanged, only what is known of
+                // it grows. A version's first provenance is kept.
+                if inserted == 0
+                    && stored.digest == new.digest
+                    && stored.retired_at_ms.is_none()
+                    && stored.package.is_none()
+                    && package.is_some()
+                {
+                    tx.prepare_cached(
+                        "UPDATE applets SET package = ?4
+                         WHERE tenant = ?1 AND name = ?2 AND version = ?3 AND package IS NULL",
+                    )?
+                    .execute(params![
+                        new.tenant,
+                        new.name,
+                        new.version,
+                        package
+                    ])?;
+                    stored =
+                        find(tx, &new.tenant, &new.name, &new.version)?.ok_or_else(vanished)?;
+                }
                 Ok(if inserted == 1 {
                     PutApplet::Created(stored)
                 } else if stored.digest == new.digest && stored.retired_at_ms.is_none() {

@@ -666,10 +666,20 @@ async fn a_signed_package_is_verified_installed_and_remembers_its_vendor() {
     // Unsigned uploads stay allowed unless the operator requires packages; they have no
     // vendor.
     let beta = tenant(&h, "beta").await;
-    let (status, body) = upload(&h, &beta, hello).await;
+    let (status, body) = upload(&h, &beta, hello.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["vendor"], Json::Null);
     assert_eq!(body["package"], Json::Null);
+
+    // The same component pushed later inside a signed package is the same version, and now
+    // known to come from its vendor; an unsigned upload afterwards does not take that away.
+    let (status, body) = push(&h, &beta, package(&hello, "acme", &[], &key).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["vendor"], "acme");
+    assert_eq!(body["package"]["signed_by"], key.public().to_string());
+    let (status, body) = upload(&h, &beta, hello).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["vendor"], "acme");
 }
 
 #[tokio::test]

@@ -59,3 +59,56 @@ async fn a_packaged_version_keeps_its_vendor_and_manifest() {
 }
 
 on_every_backend!(a_packaged_version_keeps_its_vendor_and_manifest);
+
+async fn the_same_bytes_from_a_package_add_provenance_once() {
+    let (_dir, store) = open();
+    store
+        .create_tenant("acme", token("t1", "h1"), 1)
+        .await
+        .unwrap();
+    let signed_by = |vendor: &str| json!({ "vendor": vendor, "key": "ed25519:AAAA", "signature": "c2ln", "manifest": "{}\n" });
+    let PutApplet::Created(raw) = store.put_applet(applet("1.0.0", None), 10).await.unwrap() else {
+        panic!("not created")
+    };
+    assert_eq!(raw.package, None);
+
+    // The same bytes, now from a package: unchanged, and known to come from its vendor.
+    let put = store
+        .put_applet(applet("1.0.0", Some(signed_by("twilio-tools"))), 11)
+        .await
+        .unwrap();
+    let PutApplet::Unchanged(upgraded) = put else {
+        panic!("not unchanged: {put:?}")
+    };
+    assert_eq!(upgraded.package, Some(signed_by("twilio-tools")));
+    assert_eq!(upgraded.uploaded_at_ms, raw.uploaded_at_ms);
+
+    // Its first provenance stays: neither another package nor a raw upload replaces it.
+    for again in [Some(signed_by("someone-else")), None] {
+        let PutApplet::Unchanged(kept) =
+            store.put_applet(applet("1.0.0", again), 12).await.unwrap()
+        else {
+            panic!("not unchanged")
+        };
+        assert_eq!(kept.package, Some(signed_by("twilio-tools")));
+    }
+
+    // Other bytes under the same version are still a conflict, and change nothing.
+    let mut other = applet("1.0.0", Some(signed_by("twilio-tools")));
+    other.digest = "digest-other".into();
+    let put = store.put_applet(other, 13).await.unwrap();
+    assert!(
+        matches!(&put, PutApplet::Conflict(r) if r.digest == "digest-1.0.0"),
+        "{put:?}"
+    );
+    let stored = store
+        .tenant_applet("acme", "sms", "1.0.0")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.digest.as_str(), stored.package),
+        ("digest-1.0.0", Some(signed_by("twilio-tools")))
+    );
+}
+
+on_every_backend!(the_same_bytes_from_a_package_add_provenance_once);
