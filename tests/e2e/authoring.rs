@@ -90,6 +90,20 @@ fn applet_test_passes_fails_and_refuses_with_reasons() {
     assert_eq!(status, 0, "{json:#}");
     assert_eq!(json["passed"], 1);
 
+    // A fixture that expects nothing passes on any outcome, and the author is told so.
+    write(dir.path(), "smoke.yaml", "data: {CustomerName: Ada}\n");
+    let expects = |fixture: &str| {
+        let (status, _, err) = coda_in(
+            dir.path(),
+            &["applet", "test", applets::HELLO, "--fixture", fixture],
+            &[],
+        );
+        assert_eq!(status, 0, "{err}");
+        err.contains("the fixture expects nothing")
+    };
+    assert!(expects("smoke.yaml"));
+    assert!(!expects("fixtures/a-greets.yaml"));
+
     // A fixture that does not parse: exit 2, naming the file and the field; nothing runs.
     let bad = write(
         dir.path(),
