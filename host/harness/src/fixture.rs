@@ -464,7 +464,7 @@ fn serde_path_to_error<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Fixture
     Fixture::deserialize(tracked).map_err(|e| {
         let path = track.path().to_string();
         let message = e.to_string();
-        if path == "." || path.is_empty() || message.starts_with(&path) {
+        if path == "." || path == "?" || path.is_empty() || message.starts_with(&path) {
             message
         } else {
             format!("{path}: {message}")

@@ -269,6 +269,12 @@ fn a_bad_fixture_is_refused_naming_the_field() {
         let error = Fixture::parse(yaml).expect_err(yaml);
         assert!(error.contains(expected), "{yaml:?}: {error}");
     }
+    // Text that is not YAML at all names the line, with no path before it.
+    let error = Fixture::parse("{\n").expect_err("unclosed");
+    assert!(
+        error.starts_with("did not find expected node content at line 2"),
+        "{error}"
+    );
 }
 
 #[test]
