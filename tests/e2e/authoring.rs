@@ -145,6 +145,79 @@ fn applet_test_passes_fails_and_refuses_with_reasons() {
     assert_eq!(json["error"]["kind"], "invalid-component");
 }
 
+/// Compiling is bounded (60 s unless told otherwise); a large interpreter on a busy machine
+/// may need more, so the bound is a flag and an environment variable.
+#[test]
+fn the_compile_limit_is_named_when_hit_and_can_be_raised() {
+    let dir = tempfile::tempdir().unwrap();
+    let describe = |flag: &[&str], env: &[(&str, &str)]| {
+        let args = [
+            &["--no-cache"],
+            flag,
+            &["applet", "describe", applets::HELLO],
+        ]
+        .concat();
+        let (status, out, err) = coda_in(dir.path(), &args, env);
+        (
+            status,
+            serde_json::from_str::<Value>(&out).unwrap_or(Value::Null),
+            err,
+        )
+    };
+    for (flag, env) in [
+        (&["--compile-timeout-ms", "1"][..], &[][..]),
+        (&[][..], &[("CODA_COMPILE_TIMEOUT_MS", "1")][..]),
+    ] {
+        let (status, json, _) = describe(flag, env);
+        assert_eq!(status, 2, "{json:#}");
+        assert_eq!(json["error"]["kind"], "compile-timeout", "{json:#}");
+        let message = json["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("1 ms") && message.contains("--compile-timeout-ms"),
+            "{message}"
+        );
+    }
+    let (status, json, _) = describe(&["--compile-timeout-ms", "600000"], &[]);
+    assert_eq!(
+        (status, json["name"].as_str()),
+        (0, Some("hello")),
+        "{json:#}"
+    );
+    let (status, _, err) = describe(&["--compile-timeout-ms", "0"], &[]);
+    assert_eq!(status, 2);
+    assert!(err.contains("--compile-timeout-ms"), "{err}");
+
+    // `coda serve` takes it from its config file too: with 1 ms, compiling the built-in
+    // applets at start is over the limit, and the service says so instead of starting.
+    let config = write(
+        dir.path(),
+        "serve.yaml",
+        "compile_timeout_ms: 1\nlisten: 127.0.0.1:0\ndata_dir: data\n",
+    );
+    let mut serve = Command::new(coda_bin())
+        .args(["--no-cache", "serve", "--config", config.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            serve.kill().unwrap();
+            panic!("coda serve started despite a 1 ms compile limit");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut serve.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(!status.success());
+    assert!(out.contains("compile limit of 1 ms"), "{out}");
+}
+
 /// A step of a real run on `coda serve` (the sms applet against a gateway on loopback)
 /// comes out as a fixture that `coda applet test` passes offline and that answers the
 /// node's calls in a dry run of the flow; another tenant cannot read it.

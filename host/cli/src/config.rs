@@ -43,6 +43,8 @@ pub struct ServeConfig {
     /// Refuse unsigned uploads: tenants install only verified vendor packages
     /// (`--require-signed-packages`).
     pub require_signed_packages: Option<bool>,
+    /// How long compiling one uploaded component may take (`--compile-timeout-ms`).
+    pub compile_timeout_ms: Option<u64>,
     #[serde(default)]
     pub scheduler: SchedulerConfig,
 }
@@ -108,6 +110,9 @@ impl ServeConfig {
             coda_package::TrustedKeys::new(vendors.iter().cloned())
                 .map_err(|e| e.replacen("at `", "at `trusted_vendors", 1))?;
         }
+        if self.compile_timeout_ms == Some(0) {
+            return Err("at `compile_timeout_ms`: must be at least 1".into());
+        }
         let s = &self.scheduler;
         for (field, value) in [
             ("batch", s.batch.map(|n| n as u64)),
@@ -166,6 +171,7 @@ mod tests {
         assert_eq!(config.listen.as_deref(), Some("127.0.0.1:8080"));
         assert_eq!(config.log_format, Some(LogFormat::Json));
         assert!(config.scheduler.tenant_concurrency.is_some());
+        assert_eq!(config.compile_timeout_ms, Some(60_000));
         // Relative to the file's directory, not to wherever `coda serve` was started.
         assert!(config.grants.unwrap().starts_with(path.parent().unwrap()));
     }
@@ -204,6 +210,10 @@ mod tests {
         .unwrap();
         assert_eq!(config.trusted_vendors.unwrap().len(), 1);
         assert_eq!(config.require_signed_packages, Some(true));
+        let e = ServeConfig::parse("compile_timeout_ms: 0", false).unwrap_err();
+        assert!(e.contains("at `compile_timeout_ms`"), "{e}");
+        let e = ServeConfig::parse("compile_timeout_ms: soon", false).unwrap_err();
+        assert!(e.contains("at `compile_timeout_ms`"), "{e}");
         let e = ServeConfig::parse("scheduler: {tenant_queue: 0}", false).unwrap_err();
         assert!(e.contains("scheduler.tenant_queue"), "{e}");
         assert!(ServeConfig::parse("", false).is_ok());

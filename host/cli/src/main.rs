@@ -46,6 +46,11 @@ struct Cli {
     /// Compile every time instead of using the artifact cache
     #[arg(long, global = true)]
     no_cache: bool,
+    /// How long compiling one component may take, in milliseconds [default: 60000; for
+    /// `coda serve`, its config's `compile_timeout_ms`]. Large components (a Python or
+    /// JavaScript interpreter) on a busy machine may need more.
+    #[arg(long, global = true, env = "CODA_COMPILE_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    compile_timeout_ms: Option<u64>,
     /// How log lines on stderr are written (the level is $CODA_LOG's, default warn)
     #[arg(long, global = true, env = "CODA_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -319,6 +324,13 @@ async fn run(cli: Cli, serve_settings: Option<serve::Settings>) -> Result<Json, 
         } else {
             8
         },
+        compile_timeout: cli
+            .compile_timeout_ms
+            .or(serve_settings.as_ref().and_then(|s| s.compile_timeout_ms))
+            .map_or(
+                coda_runtime::limits::DEFAULT_COMPILE_TIMEOUT,
+                Duration::from_millis,
+            ),
         ..RuntimeConfig::default()
     })
     .map_err(|e| Exit::usage("internal", format!("{e:#}")))?;

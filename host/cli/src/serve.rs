@@ -92,6 +92,8 @@ pub struct Settings {
     pub trusted_vendors: coda_package::TrustedKeys,
     /// Whether unsigned uploads are refused.
     pub require_signed_packages: bool,
+    /// The config file's compile limit (`--compile-timeout-ms`, a global flag, wins).
+    pub compile_timeout_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -194,6 +196,7 @@ impl ServeArgs {
             trusted_vendors,
             require_signed_packages: self.require_signed_packages
                 || file.require_signed_packages.unwrap_or(false),
+            compile_timeout_ms: file.compile_timeout_ms,
         })
     }
 }

@@ -41,8 +41,10 @@ pub enum LoadError {
         "the component imports `{name}`, which this host does not provide (it provides wasi:*@0.2.x and coda:applet/*@0.1.x)"
     )]
     UnknownImport { name: String },
-    #[error("compiling the component took longer than {seconds} s")]
-    CompileTimeout { seconds: u64 },
+    #[error(
+        "compiling the component took longer than the compile limit of {millis} ms (coda's `--compile-timeout-ms` raises it)"
+    )]
+    CompileTimeout { millis: u128 },
     #[error("the component's describe failed: {0}")]
     Describe(InvokeError),
     #[error("the component's describe returned an invalid answer: {0}")]
@@ -211,7 +213,7 @@ impl Runtime {
         tokio::time::timeout(timeout, work)
             .await
             .map_err(|_| LoadError::CompileTimeout {
-                seconds: timeout.as_secs(),
+                millis: timeout.as_millis(),
             })?
     }
 
