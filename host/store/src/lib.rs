@@ -266,7 +266,7 @@ pub struct StepRecord {
     pub plan: String,
     pub plan_version: u32,
     pub node: String,
-    /// `name@version`.
+    /// `name@version`; empty for a step the host took itself (a wait's timeout, a stop).
     pub applet: String,
     pub attempt: u32,
     /// The outcome (`{"exit": ..}`, `{"pause": ..}`, ...) or `{"error": {"kind", ...}}`.
