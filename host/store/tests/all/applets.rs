@@ -4,7 +4,17 @@
 use coda_store::{NewApplet, PutApplet};
 use serde_json::json;
 
-use crate::{open, token};
+use crate::{Db, open, token};
+
+/// A store with one tenant, `acme`.
+async fn with_acme() -> (Db, coda_store::Store) {
+    let (db, store) = open();
+    store
+        .create_tenant("acme", token("t1", "h1"), 1)
+        .await
+        .unwrap();
+    (db, store)
+}
 
 fn applet(version: &str, package: Option<serde_json::Value>) -> NewApplet {
     NewApplet {
@@ -20,11 +30,7 @@ fn applet(version: &str, package: Option<serde_json::Value>) -> NewApplet {
 }
 
 async fn a_packaged_version_keeps_its_vendor_and_manifest() {
-    let (_dir, store) = open();
-    store
-        .create_tenant("acme", token("t1", "h1"), 1)
-        .await
-        .unwrap();
+    let (_db, store) = with_acme().await;
     let package = json!({
         "vendor": "twilio-tools",
         "key": "ed25519:AAAA",
@@ -61,12 +67,8 @@ async fn a_packaged_version_keeps_its_vendor_and_manifest() {
 on_every_backend!(a_packaged_version_keeps_its_vendor_and_manifest);
 
 async fn the_same_bytes_from_a_package_add_provenance_once() {
-    let (_dir, store) = open();
-    store
-        .create_tenant("acme", token("t1", "h1"), 1)
-        .await
-        .unwrap();
-    let signed_by = |vendor: &str| json!({ "vendor": vendor, "key": "ed25519:AAAA", "signature": "c2ln", "manifest": "{}\n" });
+    let (_db, store) = with_acme().await;
+    let signed_by = |vendor: &str| json!({"vendor": vendor, "key": "ed25519:AAAA", "signature": "c2ln", "manifest": "{}\n"});
     let PutApplet::Created(raw) = store.put_applet(applet("1.0.0", None), 10).await.unwrap() else {
         panic!("not created")
     };
