@@ -43,7 +43,8 @@ pub struct ServeConfig {
     /// Refuse unsigned uploads: tenants install only verified vendor packages
     /// (`--require-signed-packages`).
     pub require_signed_packages: Option<bool>,
-    /// How long compiling one uploaded component may take (`--compile-timeout-ms`).
+    /// How long compiling one component may take, an upload or a built-in applet at start
+    /// (`--compile-timeout-ms`).
     pub compile_timeout_ms: Option<u64>,
     #[serde(default)]
     pub scheduler: SchedulerConfig,

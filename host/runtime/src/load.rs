@@ -42,7 +42,7 @@ pub enum LoadError {
     )]
     UnknownImport { name: String },
     #[error(
-        "compiling the component took longer than the compile limit of {millis} ms (coda's `--compile-timeout-ms` raises it)"
+        "compiling the component took longer than the compile limit of {millis} ms (the operator's `--compile-timeout-ms`)"
     )]
     CompileTimeout { millis: u128 },
     #[error("the component's describe failed: {0}")]

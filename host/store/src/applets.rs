@@ -134,36 +134,31 @@ impl Store {
                         now_ms,
                         package
                     ])?;
-                let vanished = || {
-                    crate::StoreError::NotCommitted("the applet row vanished in its write".into())
-                };
                 let mut stored =
-                    find(tx, &new.tenant, &new.name, &new.version)?.ok_or_else(vanished)?;
-                // The same bytes, now from a verified package, gain the provenance an
-                // unsigned upload lacked: the component is unchanged, only what is known of
-                // it grows. A version's first provenance is kept.
-                if inserted == 0
-                    && stored.digest == new.digest
-                    && stored.retired_at_ms.is_none()
-                    && stored.package.is_none()
-                    && package.is_some()
-                {
-                    tx.prepare_cached(
-                        "UPDATE applets SET package = ?4
-                         WHERE tenant = ?1 AND name = ?2 AND version = ?3 AND package IS NULL",
-                    )?
-                    .execute(params![
-                        new.tenant,
-                        new.name,
-                        new.version,
-                        package
-                    ])?;
-                    stored =
-                        find(tx, &new.tenant, &new.name, &new.version)?.ok_or_else(vanished)?;
-                }
+                    find(tx, &new.tenant, &new.name, &new.version)?.ok_or_else(|| {
+                        crate::StoreError::NotCommitted(
+                            "the applet row vanished in its write".into(),
+                        )
+                    })?;
                 Ok(if inserted == 1 {
                     PutApplet::Created(stored)
                 } else if stored.digest == new.digest && stored.retired_at_ms.is_none() {
+                    // The same bytes, now from a verified package, gain the provenance an
+                    // unsigned upload lacked: the component is unchanged, only what is known
+                    // of it grows. A version's first provenance is kept.
+                    if stored.package.is_none() && new.package.is_some() {
+                        tx.prepare_cached(
+                            "UPDATE applets SET package = ?4
+                             WHERE tenant = ?1 AND name = ?2 AND version = ?3 AND package IS NULL",
+                        )?
+                        .execute(params![
+                            new.tenant,
+                            new.name,
+                            new.version,
+                            package
+                        ])?;
+                        stored.package = new.package;
+                    }
                     PutApplet::Unchanged(stored)
                 } else {
                     PutApplet::Conflict(stored)
