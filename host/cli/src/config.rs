@@ -48,6 +48,28 @@ pub struct ServeConfig {
     pub compile_timeout_ms: Option<u64>,
     #[serde(default)]
     pub scheduler: SchedulerConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// The bounds on the API's connections and live tails (each default is a constant of
+/// `coda-server`: `ConnLimits`, `DEFAULT_MAX_TAILS`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Connections served at once (`--max-connections`); past it a new one gets a 503.
+    pub max_connections: Option<usize>,
+    /// Connections past the cap kept for `/healthz` and `/readyz` only.
+    pub reserved_connections: Option<usize>,
+    /// The longest wait for a request's head; also how long an idle keep-alive connection
+    /// is kept.
+    pub header_timeout_ms: Option<u64>,
+    /// The longest a request's body may take to arrive.
+    pub body_timeout_ms: Option<u64>,
+    /// Live tails (`GET /v1/runs/{id}/tail`) open at once, over all tenants.
+    pub max_tails: Option<usize>,
+    /// Live tails one tenant may have open at once.
+    pub max_tails_per_tenant: Option<usize>,
 }
 
 /// The scheduler's defaults.

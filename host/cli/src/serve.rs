@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// Refuse unsigned uploads: tenants install only signed vendor packages
     #[arg(long)]
     require_signed_packages: bool,
+    /// The most connections served at once; past it a new one is answered 503 at once
+    /// (a few more are kept for /healthz) [default: 4096, at most half the open-files limit]
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
 }
 
 /// The service's settings once flags, the config file and defaults are merged.
@@ -94,6 +98,11 @@ pub struct Settings {
     pub require_signed_packages: bool,
     /// The config file's compile limit (`--compile-timeout-ms`, a global flag, wins).
     pub compile_timeout_ms: Option<u64>,
+    /// The bounds on the API's connections.
+    pub conn: coda_server::ConnLimits,
+    /// Live tails open at once, in all and per tenant.
+    pub max_tails: usize,
+    pub max_tails_per_tenant: usize,
 }
 
 impl ServeArgs {
@@ -170,6 +179,24 @@ impl ServeArgs {
             None => coda_package::TrustedKeys::new(file.trusted_vendors.unwrap_or_default())
                 .map_err(|e| Exit::usage("invalid-config", e))?,
         };
+        let http = file.http;
+        let ms = |value: Option<u64>, default: std::time::Duration| {
+            value.map_or(default, std::time::Duration::from_millis)
+        };
+        let conn = coda_server::ConnLimits {
+            max_connections: self
+                .max_connections
+                .or(http.max_connections)
+                .unwrap_or(coda_server::DEFAULT_MAX_CONNECTIONS),
+            reserved_connections: http
+                .reserved_connections
+                .unwrap_or(coda_server::DEFAULT_RESERVED_CONNECTIONS),
+            header_timeout: ms(http.header_timeout_ms, coda_server::DEFAULT_HEADER_TIMEOUT),
+            body_timeout: ms(http.body_timeout_ms, coda_server::DEFAULT_BODY_TIMEOUT),
+            shutdown_grace: coda_server::DEFAULT_SHUTDOWN_GRACE,
+        };
+        conn.check()
+            .map_err(|e| Exit::usage("invalid-config", format!("http: {e}")))?;
         Ok(Settings {
             listen: self
                 .listen
@@ -197,6 +224,11 @@ impl ServeArgs {
             require_signed_packages: self.require_signed_packages
                 || file.require_signed_packages.unwrap_or(false),
             compile_timeout_ms: file.compile_timeout_ms,
+            conn,
+            max_tails: http.max_tails.unwrap_or(coda_server::DEFAULT_MAX_TAILS),
+            max_tails_per_tenant: http
+                .max_tails_per_tenant
+                .unwrap_or(coda_server::DEFAULT_MAX_TAILS_PER_TENANT),
         })
     }
 }
@@ -400,7 +432,30 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
         .with_installer(applets)
         .with_trusted_vendors(args.trusted_vendors)
         .with_require_signed_packages(args.require_signed_packages)
-        .with_secrets_key(secrets_key);
+        .with_secrets_key(secrets_key)
+        .with_tail_limits(args.max_tails, args.max_tails_per_tenant);
+    // Thousands of connections need more than the usual soft limit of 1,024 files; the
+    // connections then take at most half of what there is, so the database and the applets
+    // always have files left and /healthz keeps answering.
+    let mut conn = args.conn;
+    if let Some(fd_limit) = coda_server::raise_fd_limit() {
+        let wanted = conn.max_connections;
+        if conn.fit_to_fd_limit(fd_limit) {
+            tracing::warn!(
+                wanted,
+                max_connections = conn.max_connections,
+                fd_limit,
+                "max_connections lowered to half the open-files limit"
+            );
+        }
+    }
+    tracing::info!(
+        max_connections = conn.max_connections,
+        reserved_connections = conn.reserved_connections,
+        header_timeout_ms = conn.header_timeout.as_millis() as u64,
+        body_timeout_ms = conn.body_timeout.as_millis() as u64,
+        "http"
+    );
     let signalled = signalled()?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -437,10 +492,8 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
             _ = scheduler_ended => {}
         }
     };
-    // Graceful: no new connections, requests in flight answered.
-    let served = axum::serve(listener, coda_server::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // Graceful: no new connections, requests in flight answered (within the grace).
+    let served = coda_server::serve(listener, coda_server::router(state), conn, shutdown).await;
     // The scheduler starts no step once told, and waits for those in flight to commit
     // (`FlowLimits::drain_ms`); one still running after that is dropped uncommitted, and the
     // next start runs it again.

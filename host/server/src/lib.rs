@@ -27,6 +27,7 @@ mod metrics;
 mod openapi;
 mod plans;
 mod runs;
+mod serve;
 mod usage;
 
 use std::sync::Arc;
@@ -39,8 +40,16 @@ use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use applets::{AppletInstaller, DEFAULT_UPLOAD_LIMIT, InspectedApplet, Refused};
-pub use auth::{Caller, Operator, Tenant};
+pub use auth::{
+    AUTH_FAILURE_BURST, AUTH_FAILURE_REFILL_PER_SEC, AUTH_THROTTLE_SOURCES, Caller, Operator,
+    Tenant,
+};
 pub use error::ApiError;
+pub use runs::{DEFAULT_MAX_TAILS, DEFAULT_MAX_TAILS_PER_TENANT};
+pub use serve::{
+    ConnLimits, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_RESERVED_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE, raise_fd_limit, serve,
+};
 
 /// The largest request body accepted, in bytes (a plan may be up to this size too:
 /// `coda_plan::MAX_PLAN_BYTES`).
@@ -70,6 +79,10 @@ struct Inner {
     http: metrics::HttpCounts,
     /// The key tenants' secrets are sealed with; without one, secrets cannot be written.
     secrets_key: std::sync::OnceLock<coda_store::SecretsKey>,
+    /// The live tails open now, bounded in all and per tenant.
+    tails: Arc<runs::TailSlots>,
+    /// Failed token attempts, by source: a source that fails too often is slowed down.
+    auth_failures: auth::Throttle,
 }
 
 impl AppState {
@@ -93,6 +106,11 @@ impl AppState {
                 operator_hash,
                 http: metrics::HttpCounts::default(),
                 secrets_key: std::sync::OnceLock::new(),
+                tails: Arc::new(runs::TailSlots::new(
+                    runs::DEFAULT_MAX_TAILS,
+                    runs::DEFAULT_MAX_TAILS_PER_TENANT,
+                )),
+                auth_failures: auth::Throttle::default(),
             }),
         })
     }
@@ -142,6 +160,13 @@ impl AppState {
                 }),
             Err(_) => self.inner.upload_limit,
         }
+    }
+
+    /// The most live tails (`GET /v1/runs/{id}/tail`) open at once, in all and for one
+    /// tenant; past either, a new tail is answered 429.
+    pub fn with_tail_limits(mut self, total: usize, per_tenant: usize) -> AppState {
+        self.building().tails = Arc::new(runs::TailSlots::new(total, per_tenant));
+        self
     }
 
     /// Seals tenants' secrets with `key` (the operator's: see `coda serve`).

@@ -28,6 +28,96 @@ const MAX_RUNS_PAGE: usize = 1000;
 /// (`coda resume`, a second host), at the cost of one indexed read per open tail.
 const TAIL_POLL: Duration = Duration::from_secs(5);
 
+/// The most steps a tail reads from the store at once: a long journal is sent a page at a
+/// time, so that each open tail holds at most this many steps, however long the run.
+const TAIL_PAGE: usize = 32;
+
+/// The most live tails open at once, over all tenants: each holds a connection, a task and
+/// a store read every [`TAIL_POLL`].
+pub const DEFAULT_MAX_TAILS: usize = 1024;
+
+/// The most live tails one tenant may have open at once: one tenant cannot take them all.
+pub const DEFAULT_MAX_TAILS_PER_TENANT: usize = 64;
+
+/// What `Retry-After` says when a tail is refused for the caps.
+const TAILS_RETRY_AFTER_SECS: u64 = 5;
+
+/// The live tails open now, counted in all and per tenant against their caps.
+pub(crate) struct TailSlots {
+    max_total: usize,
+    max_per_tenant: usize,
+    open: std::sync::Mutex<OpenTails>,
+}
+
+#[derive(Default)]
+struct OpenTails {
+    total: usize,
+    /// Only tenants with a tail open: an entry goes with its tenant's last tail.
+    by_tenant: std::collections::HashMap<String, usize>,
+}
+
+/// One open tail's place; given back when the tail (its response) is dropped.
+pub(crate) struct TailSlot {
+    slots: std::sync::Arc<TailSlots>,
+    tenant: String,
+}
+
+impl TailSlots {
+    pub(crate) fn new(max_total: usize, max_per_tenant: usize) -> TailSlots {
+        TailSlots {
+            max_total,
+            max_per_tenant,
+            open: std::sync::Mutex::new(OpenTails::default()),
+        }
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, OpenTails> {
+        // The counts stay right even if a thread panicked holding the lock: each update
+        // is one step.
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A place for one more tail of `tenant`, or the 429 that says which cap is reached.
+    pub(crate) fn take(self: &std::sync::Arc<Self>, tenant: &str) -> Result<TailSlot, ApiError> {
+        let mut open = self.open();
+        let refuse = |message: String| ApiError {
+            retry_after_secs: Some(TAILS_RETRY_AFTER_SECS),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too-many-tails", message)
+        };
+        let mine = open.by_tenant.get(tenant).copied().unwrap_or(0);
+        if mine >= self.max_per_tenant {
+            return Err(refuse(format!(
+                "this tenant has {mine} live tails open, the most it may (close one first)"
+            )));
+        }
+        if open.total >= self.max_total {
+            return Err(refuse(format!(
+                "the server has {} live tails open, the most it serves",
+                open.total
+            )));
+        }
+        open.total += 1;
+        *open.by_tenant.entry(tenant.to_owned()).or_default() += 1;
+        Ok(TailSlot {
+            slots: self.clone(),
+            tenant: tenant.to_owned(),
+        })
+    }
+}
+
+impl Drop for TailSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open();
+        open.total = open.total.saturating_sub(1);
+        if let Some(mine) = open.by_tenant.get_mut(&self.tenant) {
+            *mine -= 1;
+            if *mine == 0 {
+                open.by_tenant.remove(&self.tenant);
+            }
+        }
+    }
+}
+
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_runs))
@@ -185,6 +275,7 @@ async fn tail(
     PathArgs(id): PathArgs<String>,
     headers: HeaderMap,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let slot = state.inner.tails.take(&tenant)?;
     // Subscribed before the first read, so that no commit falls between the two.
     let commits = state.engine().subscribe_commits();
     if state.store().run(&tenant, &id)?.is_none() {
@@ -203,7 +294,9 @@ async fn tail(
         commits,
         queue: VecDeque::new(),
         read: false,
+        more: false,
         done: false,
+        _slot: slot,
     };
     let stream = futures_util::stream::unfold(tail, |mut tail| async move {
         let event = tail.next().await?;
@@ -213,7 +306,7 @@ async fn tail(
 }
 
 /// A tail's state between events. Dropped with the response when the client goes: a
-/// broadcast receiver and nothing else is held for it.
+/// broadcast receiver, a page of steps at most, and its place among the open tails.
 struct Tail {
     state: AppState,
     tenant: String,
@@ -224,7 +317,10 @@ struct Tail {
     queue: VecDeque<Event>,
     /// Whether the journal has been read once (the replay).
     read: bool,
+    /// Whether the last read filled a page: there may be more to read without waiting.
+    more: bool,
     done: bool,
+    _slot: TailSlot,
 }
 
 impl Tail {
@@ -236,7 +332,7 @@ impl Tail {
             if self.done {
                 return None;
             }
-            if self.read {
+            if self.read && !self.more {
                 self.changed().await;
             }
             self.read = true;
@@ -269,10 +365,12 @@ impl Tail {
             Ok(run) => run,
             Err(e) => return self.fail(e),
         };
-        let steps = match store.journal_from(&self.tenant, &self.id, self.next_seq) {
+        let steps = match store.journal_page(&self.tenant, &self.id, self.next_seq, TAIL_PAGE) {
             Ok(steps) => steps,
             Err(e) => return self.fail(e),
         };
+        // A full page: more may follow, and the run is not known finished until they are read.
+        self.more = steps.len() == TAIL_PAGE;
         for step in steps {
             self.next_seq = step.seq + 1;
             let event = Event::default()
@@ -283,6 +381,9 @@ impl Tail {
                 Ok(event) => self.queue.push_back(event),
                 Err(e) => return self.fail(e),
             }
+        }
+        if self.more {
+            return;
         }
         let finished = run.as_ref().is_none_or(|r| r.status.is_finished());
         if finished {

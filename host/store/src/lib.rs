@@ -767,21 +767,35 @@ impl Store {
         }
     }
 
-    /// The run's journal from step `from_seq` on (a live tail reads only what is new).
+    /// The run's journal from step `from_seq` on.
     pub fn journal_from(
         &self,
         tenant: &str,
         run_id: &str,
         from_seq: u64,
     ) -> Result<Vec<StepRecord>> {
+        self.journal_page(tenant, run_id, from_seq, usize::MAX)
+    }
+
+    /// At most `limit` steps of the run's journal from step `from_seq` on: a live tail reads
+    /// only what is new, a page at a time, so that a long journal is never held whole for
+    /// each of its watchers.
+    pub fn journal_page(
+        &self,
+        tenant: &str,
+        run_id: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StepRecord>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT s.seq, s.plan, s.plan_version, s.node, s.applet, s.attempt, s.result,
                         s.note, s.fuel_used, s.duration_us, s.data_changes, s.at, s.logs
                  FROM steps s JOIN runs r ON r.id = s.run_id
-                 WHERE r.tenant = ?1 AND s.run_id = ?2 AND s.seq >= ?3 ORDER BY s.seq",
+                 WHERE r.tenant = ?1 AND s.run_id = ?2 AND s.seq >= ?3 ORDER BY s.seq LIMIT ?4",
             )?;
-            let rows = stmt.query_map(params![tenant, run_id, from_seq], |r| {
+            let rows = stmt.query_map(params![tenant, run_id, from_seq, limit], |r| {
                 let result: String = r.get(6)?;
                 let changes: String = r.get(10)?;
                 Ok((

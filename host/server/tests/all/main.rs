@@ -6,6 +6,8 @@
 
 mod applets;
 
+mod auth;
+
 mod grants;
 
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value as Json, json};
 use tower::ServiceExt;
 
+mod conn;
 mod faults;
 mod interactions;
 mod openapi;

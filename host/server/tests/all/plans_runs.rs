@@ -149,6 +149,11 @@ impl Served {
 }
 
 fn served() -> Served {
+    served_with(|state| state)
+}
+
+/// [`served`] with its state set up by `setup` (limits, say).
+fn served_with(setup: impl FnOnce(AppState) -> AppState) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("coda.db")).unwrap());
     let script = Arc::new(Script::default());
@@ -158,7 +163,7 @@ fn served() -> Served {
         Arc::new(WallClock),
         FlowLimits::default(),
     ));
-    let state = AppState::new(engine.clone(), infos(), &hash_token(OPERATOR)).unwrap();
+    let state = setup(AppState::new(engine.clone(), infos(), &hash_token(OPERATOR)).unwrap());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = engine.clone();
     let scheduler = tokio::spawn(async move {
@@ -890,5 +895,117 @@ async fn every_new_endpoint_answers_another_tenants_ids_with_404() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     reaches(h, &acme, &run, "done").await;
+    s.stop().await;
+}
+
+fn tail_request(run: &str, token: &str) -> Request<Body> {
+    Request::builder()
+        .uri(format!("/v1/runs/{run}/tail"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn live_tails_are_capped_per_tenant_and_in_all_with_a_429() {
+    // Two tails per tenant, three in all.
+    let s = served_with(|state| state.with_tail_limits(3, 2));
+    let h = &s.h;
+    let acme = tenant(h, "acme").await;
+    let globex = tenant(h, "globex").await;
+    publish(h, &acme, "waiter", WAITER).await;
+    publish(h, &globex, "waiter", WAITER).await;
+    let acme_run = start(h, "acme", "waiter", Some("i-a")).await;
+    let globex_run = start(h, "globex", "waiter", Some("i-g")).await;
+    reaches(h, &acme, &acme_run, "waiting").await;
+    reaches(h, &globex, &globex_run, "waiting").await;
+    let open = |run: &str, token: &str| h.app.clone().oneshot(tail_request(run, token));
+
+    // A tail holds its place for as long as its response (its stream) is alive.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let response = open(&acme_run, &acme).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        held.push(response);
+    }
+    let refused = open(&acme_run, &acme).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key(header::RETRY_AFTER));
+    let body: Json =
+        serde_json::from_slice(&refused.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["error"]["kind"], "too-many-tails", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("this tenant"),
+        "{body}"
+    );
+
+    // Another tenant is not refused for acme's tails, until the total is reached.
+    let third = open(&globex_run, &globex).await.unwrap();
+    assert_eq!(third.status(), StatusCode::OK);
+    let refused = open(&globex_run, &globex).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Json =
+        serde_json::from_slice(&refused.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the server"),
+        "{body}"
+    );
+
+    // A refused tail took no place, and a closed one gives its place back.
+    drop(held.pop());
+    let again = open(&globex_run, &globex).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    // A tail of a run that does not exist is a 404 and takes no place either.
+    drop(again);
+    let (status, _) = call(h, "GET", "/v1/runs/nope/tail", Some(&acme), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let again = open(&acme_run, &acme).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    drop((held, third, again));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_long_journal_is_tailed_a_page_at_a_time_in_order_to_its_end() {
+    let s = served();
+    let h = &s.h;
+    let acme = tenant(h, "acme").await;
+    // More steps than a tail reads at once (32), and not a multiple of it.
+    const STEPS: usize = 75;
+    let mut plan = String::from("name: long\ntype: unattended\nstart: n0\nnodes:\n");
+    for i in 0..STEPS {
+        plan.push_str(&format!("  n{i}:\n    applet: step@1.0.0\n"));
+        if i + 1 < STEPS {
+            plan.push_str(&format!("    exits: {{ next: n{} }}\n", i + 1));
+        }
+    }
+    publish(h, &acme, "long", &plan).await;
+    let run = start(h, "acme", "long", None).await;
+    reaches(h, &acme, &run, "done").await;
+
+    let response = h
+        .app
+        .clone()
+        .oneshot(tail_request(&run, &acme))
+        .await
+        .unwrap();
+    let (events, ended) =
+        read_events(&mut response.into_body(), &mut String::new(), STEPS + 10).await;
+    assert!(ended);
+    assert_eq!(events.len(), STEPS + 1, "every step, then the end");
+    for (i, event) in events[..STEPS].iter().enumerate() {
+        assert_eq!(event.event, "step");
+        assert_eq!(event.id.as_deref(), Some(i.to_string().as_str()));
+        assert_eq!(event.data["node"], format!("n{i}"));
+    }
+    assert_eq!(events[STEPS].event, "end");
+    assert_eq!(events[STEPS].data["steps"], STEPS);
+    assert_eq!(events[STEPS].data["status"], "done");
     s.stop().await;
 }
