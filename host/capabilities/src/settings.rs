@@ -5,6 +5,7 @@
 //! silently grant nothing, or worse, be ignored while the operator believes it applies), and
 //! every error names the path of the field it is about.
 
+use coda_types::names::NameKind;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -191,6 +192,16 @@ pub struct AppletGrant {
     pub secrets: Vec<String>,
     #[serde(default)]
     pub interactions: bool,
+}
+
+impl AppletGrant {
+    /// The secrets it names follow the secrets' naming rule, so a grant cannot name a
+    /// secret that could never be set (`../secrets.key`).
+    pub fn check_names(&self) -> Result<(), coda_types::names::NameError> {
+        self.secrets
+            .iter()
+            .try_for_each(|name| coda_types::names::check_name(NameKind::Secret, name))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -423,13 +434,21 @@ impl Settings {
         }
         for (name, tenant) in &self.tenants {
             let at = |rest: &str| format!("tenants.{name}.{rest}");
-            for key in tenant.grants.keys() {
+            for (key, grant) in &tenant.grants {
                 if !crate::grants::is_valid_grant_key(key) {
                     return Err(SettingsError::new(
                         at(&format!("grants.{key}")),
                         "a grant is keyed by an applet name, optionally with @version",
                     ));
                 }
+                grant.check_names().map_err(|e| {
+                    SettingsError::new(at(&format!("grants.{key}.secrets")), e.to_string())
+                })?;
+            }
+            // The secrets themselves and the ceiling's list: the same rule as the API's.
+            for secret in tenant.secrets.keys().chain(&tenant.ceiling.secrets) {
+                coda_types::names::check_name(NameKind::Secret, secret)
+                    .map_err(|e| SettingsError::new(at("secrets"), e.to_string()))?;
             }
             for (field, value) in [
                 ("ceiling.fuel", tenant.ceiling.fuel),
@@ -628,6 +647,32 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.path, "tenants.acme.grants.sms.http[0]", "{e}");
+    }
+
+    #[test]
+    fn a_grants_file_names_secrets_by_the_secrets_rule() {
+        for (yaml, path) in [
+            (
+                "tenants:\n  acme:\n    grants:\n      sms: { secrets: ['../secrets.key'] }\n",
+                "tenants.acme.grants.sms.secrets",
+            ),
+            (
+                "tenants:\n  acme:\n    secrets: { 'a/b': v }\n",
+                "tenants.acme.secrets",
+            ),
+            (
+                "tenants:\n  acme:\n    ceiling: { secrets: [''] }\n",
+                "tenants.acme.secrets",
+            ),
+        ] {
+            let e = Settings::from_yaml_str(yaml).unwrap_err();
+            assert_eq!(e.path, path, "{yaml}: {e}");
+            assert!(e.message.contains("secret name"), "{e}");
+        }
+        Settings::from_yaml_str(
+            "tenants:\n  acme:\n    secrets: { sms-token: v }\n    grants:\n      sms: { secrets: [sms-token] }\n",
+        )
+        .unwrap();
     }
 
     #[test]

@@ -59,6 +59,22 @@ impl InteractionEvent {
             | InteractionEvent::Ended { interaction, .. } => interaction,
         }
     }
+
+    /// Checks every id and name the event would store (the interaction's id, its skill, an
+    /// agent's id) by its kind's rule: the API and the CLI both come through here.
+    pub fn check_names(&self) -> std::result::Result<(), coda_types::names::NameError> {
+        use coda_types::names::{NameKind, check_name};
+        check_name(NameKind::Interaction, self.interaction())?;
+        match self {
+            InteractionEvent::Started {
+                skill: Some(skill), ..
+            } => check_name(NameKind::Skill, skill),
+            InteractionEvent::PartyJoined {
+                agent: Some(agent), ..
+            } => check_name(NameKind::Agent, agent),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// What an event did.
@@ -79,6 +95,9 @@ pub enum EventError {
     Conflict(String, Channel),
     #[error("the post-flow action's invocation data: {0}")]
     InvocationData(String),
+    /// An id or name in the event breaks the naming rule of its kind (`coda_types::names`).
+    #[error(transparent)]
+    InvalidName(#[from] coda_types::names::NameError),
     /// The event would start a run and the tenant's queue is full: nothing was applied.
     #[error(transparent)]
     QueueFull(#[from] crate::QueueFull),
@@ -227,6 +246,9 @@ impl Engine {
         tenant: &str,
         event: InteractionEvent,
     ) -> Result<std::result::Result<EventOutcome, EventError>> {
+        if let Err(e) = event.check_names() {
+            return Ok(Err(e.into()));
+        }
         let now = self.clock.now_ms();
         // Backpressure, checked before anything is written: an event that would start a
         // run while the tenant's queue is full is refused whole, to be sent again later.

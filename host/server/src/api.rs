@@ -361,6 +361,7 @@ fn event_refused(refused: EventError) -> ApiError {
             refused.to_string(),
         ),
         EventError::QueueFull(full) => ApiError::queue_full(full),
+        EventError::InvalidName(_) => ApiError::bad_request("invalid-name", refused.to_string()),
     }
 }
 

@@ -204,6 +204,13 @@ fn json_error(e: &serde_json::Error, path: &str) -> ApiError {
     }
 }
 
+/// A name (an id, a skill, a secret…) checked by the rule of its kind, the one rule every
+/// entry uses (`coda_types::names`): 400 `invalid-name` naming the kind and the rule.
+pub fn check_name(kind: coda_types::names::NameKind, name: &str) -> Result<(), ApiError> {
+    coda_types::names::check_name(kind, name)
+        .map_err(|e| ApiError::bad_request("invalid-name", e.to_string()))
+}
+
 /// Path parameters, refused as a 400 in the API's error shape.
 pub struct PathArgs<T>(pub T);
 

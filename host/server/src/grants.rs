@@ -18,7 +18,6 @@ use coda_capabilities::grants::{self, Exceeds};
 use coda_capabilities::settings::{AppletGrant, TenantSettings};
 use coda_plan::{Catalog, Plan, Problem};
 use coda_store::SecretWrite;
-use coda_types::names::is_valid_name;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -156,6 +155,11 @@ async fn put_grant(
     JsonBody(grant): JsonBody<AppletGrant>,
 ) -> Result<Reply<Json>, ApiError> {
     check_grant_key(&applet)?;
+    // The secrets a grant names follow the secrets' own rule: a grant cannot name a secret
+    // the secrets API would refuse.
+    grant
+        .check_names()
+        .map_err(|e| ApiError::bad_request("invalid-secret-name", e.to_string()))?;
     let ceiling = tenant_ceiling(&state, &tenant)?;
     let exceeds = grants::exceeds(&ceiling.ceiling, &grant);
     if !exceeds.is_empty() {
@@ -215,16 +219,8 @@ struct SecretBody {
 }
 
 fn check_secret_name(name: &str) -> Result<(), ApiError> {
-    if is_valid_name(name) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "invalid-secret-name",
-            format!(
-                "`{name}` is not a valid secret name: 1 to 64 characters of a-z 0-9 . _ -, the first a letter or digit"
-            ),
-        ))
-    }
+    coda_types::names::check_name(coda_types::names::NameKind::Secret, name)
+        .map_err(|e| ApiError::bad_request("invalid-secret-name", e.to_string()))
 }
 
 #[utoipa::path(put, path = "/v1/secrets/{name}", params(("name" = String, Path, description = "name")), request_body(content = Object, content_type = "application/json", description = "`{\"value\": \"...\"}`"), responses((status = 200, description = "Stored", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]

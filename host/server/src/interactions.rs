@@ -343,7 +343,7 @@ async fn put_post_contact(
     PathArgs(skill): PathArgs<String>,
     JsonBody(body): JsonBody<PostContactBody>,
 ) -> Result<Reply<Json>, ApiError> {
-    check_name("skill", &skill)?;
+    crate::error::check_name(coda_types::names::NameKind::Skill, &skill)?;
     let config = body.validate()?;
     state
         .store()

@@ -466,3 +466,49 @@ async fn publishing_is_refused_until_the_applets_declared_needs_are_granted() {
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn a_grant_names_only_secrets_the_secrets_api_would_take() {
+    let (h, _) = harness();
+    let acme = tenant(&h, "acme").await;
+    call(&h, "PUT", CEILING, Some(OPERATOR), json_body(ceiling())).await;
+    for bad in ["../secrets.key", "", "Token", "a/b", "tok\u{0}en"] {
+        // The secrets API refuses the name...
+        let (status, body) = call(
+            &h,
+            "PUT",
+            &format!(
+                "/v1/secrets/{}",
+                bad.replace('/', "%2F").replace('\0', "%00")
+            ),
+            Some(&acme),
+            json_body(json!({ "value": "v" })),
+        )
+        .await;
+        if !bad.is_empty() {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}: {body}");
+            assert_eq!(body["error"]["kind"], "invalid-secret-name", "{bad:?}");
+        }
+        // ...and so does a grant naming it, with the same words.
+        let (status, body) = call(
+            &h,
+            "PUT",
+            "/v1/grants/sms",
+            Some(&acme),
+            json_body(json!({ "secrets": ["twilio-token", bad] })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}: {body}");
+        assert_eq!(body["error"]["kind"], "invalid-secret-name", "{bad:?}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("secret name"),
+            "{body}"
+        );
+    }
+    // Nothing was stored.
+    let (_, body) = call(&h, "GET", "/v1/grants", Some(&acme), None).await;
+    assert_eq!(body["grants"], json!([]), "{body}");
+}

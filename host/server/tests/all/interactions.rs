@@ -1022,3 +1022,120 @@ async fn another_tenants_interactions_skills_and_agents_answer_404_exactly_as_mi
         assert!(own.0.is_success(), "{method} {path}: {}", own.1);
     }
 }
+
+#[tokio::test]
+async fn ids_and_names_that_could_be_paths_or_are_huge_are_refused_at_every_entry() {
+    let h = harness();
+    let (acme, _) = tenant(&h, "acme").await;
+    let huge = "i".repeat(900 * 1024);
+    let bad_ids = ["", "call\u{0}1", "../../etc", "a/b", "..", huge.as_str()];
+    for id in bad_ids {
+        let shown: String = id.chars().take(20).collect();
+        let (status, body) = call(
+            &h,
+            "POST",
+            "/v1/interactions/events",
+            Some(&acme),
+            json_body(json!({ "type": "started", "interaction": id, "channel": "voice" })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{shown:?}: {body}");
+        assert_eq!(body["error"]["kind"], "invalid-name", "{shown:?}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("interaction id"), "{message}");
+        assert!(message.len() < 400, "a huge id is not echoed whole");
+    }
+    // A skill or an agent id in an event is held to the same rule.
+    for event in [
+        json!({ "type": "started", "interaction": "c1", "channel": "voice", "skill": "../x" }),
+        json!({ "type": "started", "interaction": "c1", "channel": "voice", "skill": " sales" }),
+    ] {
+        let (status, body) = call(
+            &h,
+            "POST",
+            "/v1/interactions/events",
+            Some(&acme),
+            json_body(event),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("skill name")
+        );
+    }
+    let (status, _) = call(
+        &h,
+        "POST",
+        "/v1/interactions/events",
+        Some(&acme),
+        json_body(json!({ "type": "started", "interaction": "c1", "channel": "voice" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(
+        &h,
+        "POST",
+        "/v1/interactions/events",
+        Some(&acme),
+        json_body(
+            json!({ "type": "party-joined", "interaction": "c1", "party": "agent", "agent": "a\u{7}" }),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("agent id")
+    );
+    // None of the refused ids was stored.
+    for id in ["../../etc", "a%2Fb", "..%2F..%2Fetc"] {
+        let (status, _) = call(
+            &h,
+            "GET",
+            &format!("/v1/interactions/{id}"),
+            Some(&acme),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{id}");
+    }
+
+    // A skill in a path, its slashes encoded: decoded, it is a path, and refused.
+    let post_contact = json!({ "mode": "wrap-up", "seconds": 30, "unavailable_code": "acw" });
+    for skill in ["..%2f..%2fx", "..", "a%5Cb", "x%00y"] {
+        let (status, body) = call(
+            &h,
+            "PUT",
+            &format!("/v1/skills/{skill}/post-contact"),
+            Some(&acme),
+            json_body(post_contact.clone()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{skill}: {body}");
+        assert_eq!(body["error"]["kind"], "invalid-name", "{skill}");
+    }
+    // What other systems name skills and calls stays welcome.
+    let (status, body) = call(
+        &h,
+        "PUT",
+        "/v1/skills/Sales%20EN/post-contact",
+        Some(&acme),
+        json_body(post_contact),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = call(
+        &h,
+        "POST",
+        "/v1/interactions/events",
+        Some(&acme),
+        json_body(json!({ "type": "started", "interaction": "CA9f:2026-12-07", "channel": "voice", "skill": "Sales EN" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
