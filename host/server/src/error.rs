@@ -184,11 +184,35 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
+        // serde_json classes some shape errors as syntax (an enum given `{}`: it wanted a
+        // variant's name where the object closed). The body is JSON all the same: say what
+        // was wrong with its shape, at its path, not that it is not JSON.
+        if inner.is_syntax() && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+            return shape_error(&inner, &path);
+        }
         json_error(&inner, &path)
     })?;
     // Trailing bytes after the value are malformed too, not ignored.
     de.end().map_err(|e| json_error(&e, "."))?;
     Ok(value)
+}
+
+/// A body that is JSON but not of the expected shape; `e` says where in the text.
+fn shape_error(e: &serde_json::Error, path: &str) -> ApiError {
+    let at = if path == "." || path.is_empty() {
+        String::new()
+    } else {
+        format!("at `{path}`: ")
+    };
+    ApiError::bad_request(
+        "invalid-body",
+        format!(
+            "{at}the value is not of the expected shape (line {} column {}; an object of one \
+             key names one of several forms, as `{{\"json\": …}}`)",
+            e.line(),
+            e.column()
+        ),
+    )
 }
 
 fn json_error(e: &serde_json::Error, path: &str) -> ApiError {

@@ -942,6 +942,40 @@ async fn post_flow_actions_fire_on_their_disconnect_and_named_events_wake_waitin
     .await;
     assert_eq!(status, StatusCode::OK);
 
+    // JSON of the wrong shape is named as such, at its field, not called "not JSON": an
+    // empty object names neither form of the invocation data, two keys name both.
+    for data in [
+        json!({}),
+        json!({ "json": 1, "expression": "1" }),
+        json!({ "cel": "1" }),
+    ] {
+        let (status, body) = call(
+            &h,
+            "PUT",
+            "/v1/interactions/c1/post-flow",
+            Some(&acme),
+            event(json!({ "target": "caller", "action": "voice-survey-flow",
+                "plan": "dispo", "invocation_data": data })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{data}: {body}");
+        assert_eq!(body["error"]["kind"], "invalid-body", "{data}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("invocation_data"), "{data}: {message}");
+        assert!(!message.contains("not JSON"), "{data}: {message}");
+    }
+    // What is not JSON still says so.
+    let (status, body) = call(
+        &h,
+        "PUT",
+        "/v1/interactions/c1/post-flow",
+        Some(&acme),
+        Some(("application/json", b"{\"target\": ".to_vec())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["kind"], "malformed-json", "{body}");
+
     // An action naming a plan that does not exist is refused, and leaves none set.
     let action = |plan: &str| {
         event(json!({ "target": "caller", "action": "voice-survey-flow",
