@@ -297,7 +297,7 @@ impl coda_server::AppletInstaller for ServiceApplets {
                 digest: loaded.digest.clone(),
             }),
             Err(e) => Err(coda_server::Refused {
-                kind: e.kind().to_owned(),
+                kind: e.kind(),
                 message: e.to_string(),
                 internal: matches!(e, coda_runtime::LoadError::Internal(_)),
             }),

@@ -58,7 +58,9 @@ pub struct InspectedApplet {
 #[derive(Debug, Clone)]
 pub struct Refused {
     /// Stable, for programs: `invalid-component`, `unknown-import`, `too-large`, `trap`...
-    pub kind: String,
+    /// The API answers with this kind as it is, so that it is the one the CLI prints for
+    /// the same component.
+    pub kind: &'static str,
     /// For people: what was wrong.
     pub message: String,
     /// The host failed, not the component: answered as a 500, with the message logged only.
@@ -137,11 +139,8 @@ fn refused(refusal: Refused) -> ApiError {
     }
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid-component",
-        format!(
-            "the component is refused ({}): {}",
-            refusal.kind, refusal.message
-        ),
+        refusal.kind,
+        format!("the component is refused: {}", refusal.message),
     )
 }
 

@@ -37,7 +37,7 @@ impl AppletInstaller for RuntimeInstaller {
                 digest: loaded.digest.clone(),
             }),
             Err(e) => Err(Refused {
-                kind: e.kind().into(),
+                kind: e.kind(),
                 message: e.to_string(),
                 internal: false,
             }),
@@ -371,34 +371,51 @@ async fn versions_are_immutable_and_built_in_versions_are_taken() {
 async fn what_is_not_a_valid_component_is_refused_naming_why() {
     let h = harness();
     let acme = tenant(&h, "acme").await;
-    let cases: [(&str, Vec<u8>, &str); 5] = [
+    // Each refused with the kind the CLI names for the same component (`coda applet
+    // inspect`): an unknown import is `unknown-import` through the API too.
+    let cases: [(&str, Vec<u8>, &str, &str); 5] = [
         (
             "garbage",
             b"#!/bin/sh\necho hi\n".to_vec(),
+            "invalid-component",
             "not a WebAssembly component",
         ),
-        ("empty", Vec::new(), "not a WebAssembly component"),
+        (
+            "empty",
+            Vec::new(),
+            "invalid-component",
+            "not a WebAssembly component",
+        ),
         (
             "core module",
             b"\0asm\x01\0\0\0".to_vec(),
+            "invalid-component",
             "core WebAssembly module",
         ),
         (
             "unknown import",
             artifacts::read(artifacts::UNKNOWN_IMPORT),
+            "unknown-import",
             "does not provide",
         ),
         (
             // Instantiating it for its describe passes the memory limit.
             "describe fails",
             artifacts::read(artifacts::HUGE_MEMORY),
+            "memory",
             "describe failed",
         ),
     ];
-    for (what, bytes, why) in cases {
+    for (what, bytes, kind, why) in cases {
+        let expected_kind = runtime()
+            .load(&bytes, &LoadOptions::default())
+            .await
+            .err()
+            .map(|e| e.kind());
+        assert_eq!(expected_kind, Some(kind), "{what}: the CLI's kind");
         let (status, body) = upload(&h, &acme, bytes).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {body}");
-        assert_eq!(body["error"]["kind"], "invalid-component", "{what}");
+        assert_eq!(body["error"]["kind"], kind, "{what}");
         let message = body["error"]["message"].as_str().unwrap();
         assert!(message.contains(why), "{what}: {message}");
     }
