@@ -1,12 +1,11 @@
-//! The example plans in `examples/plans/` parse, in both formats. That they validate against
-//! the real applets they use is the end-to-end suite's to check (`tests/e2e/run.rs`): this
-//! crate's fixtures are stand-ins, not the built-in applets.
+//! The example plans in `examples/plans/` parse, in both formats, and link up. Every one of
+//! them is runnable: that each validates against the applets coda ships is the end-to-end
+//! suite's to check (`tests/e2e/run.rs`, every file of the folder), since this crate's
+//! fixtures are stand-ins, not the built-in applets.
 
 use std::path::PathBuf;
 
-use coda_plan::{Format, PlanType, parse, parse_as, validate};
-
-use crate::fixtures::catalog;
+use coda_plan::{Format, PlanType, parse, parse_as};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/plans")
@@ -26,13 +25,10 @@ pub fn texts() -> Vec<(String, String)> {
     texts
 }
 
-const LIVE_EXAMPLES: [&str; 2] = ["live-call.yaml", "chat-support.json"];
-
 #[test]
-fn every_example_parses_and_the_live_ones_validate() {
+fn every_example_parses_in_its_format() {
     let texts = texts();
     assert!(texts.len() >= 3, "{texts:?}");
-    let catalog = catalog();
     for (name, text) in &texts {
         let format = Format::from_path(name.as_ref()).expect("a .yaml or .json example");
         let plan = parse_as(text, format).unwrap_or_else(|p| panic!("{name}: {p:#?}"));
@@ -41,17 +37,6 @@ fn every_example_parses_and_the_live_ones_validate() {
             format!("{}.{}", plan.name, name.rsplit('.').next().unwrap()),
             *name
         );
-        // The live plans name live-channel applets only this crate's fixtures have; the
-        // unattended examples are validated against the real applets end to end.
-        if !LIVE_EXAMPLES.contains(&name.as_str()) {
-            continue;
-        }
-        validate(&plan, &catalog).unwrap_or_else(|p| {
-            panic!(
-                "{name}:\n{}",
-                p.iter().map(|p| format!("  {p}\n")).collect::<String>()
-            )
-        });
     }
 }
 
