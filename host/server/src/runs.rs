@@ -30,7 +30,7 @@ const TAIL_POLL: Duration = Duration::from_secs(5);
 
 /// The most steps a tail reads from the store at once: a long journal is sent a page at a
 /// time, so that each open tail holds at most this many steps, however long the run.
-const TAIL_PAGE: usize = 32;
+const TAIL_PAGE: usize = 8;
 
 /// The most live tails open at once, over all tenants: each holds a connection, a task and
 /// a store read every [`TAIL_POLL`].

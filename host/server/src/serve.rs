@@ -48,6 +48,10 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a stop waits for requests in flight ([`ConnLimits::shutdown_grace`]).
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// The longest wait for the head of a request on a reserved connection: a health probe
+/// sends its request at once, and a client that does not cannot hold the reserve for long.
+const RESERVED_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// What `Retry-After` says when the server is full.
 const FULL_RETRY_AFTER_SECS: u64 = 1;
 
@@ -64,8 +68,8 @@ pub struct ConnLimits {
     /// gets a `503` with `Retry-After` and is closed at once, before anything is read.
     pub max_connections: usize,
     /// Connections taken past `max_connections` for the health checks only: one request
-    /// each, `/healthz` or `/readyz`; anything else is answered `503`. So a full server still
-    /// tells its supervisor that it is alive.
+    /// each, `/healthz` or `/readyz`, whose head must come within a second; anything else is
+    /// answered `503`. So a full server still tells its supervisor that it is alive.
     pub reserved_connections: usize,
     /// The longest wait for a request's head (its request line and headers), from the
     /// connection's start or from the end of the previous response. It is also the
@@ -207,7 +211,11 @@ pub async fn serve(
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
+            .header_read_timeout(if reserved {
+                limits.header_timeout.min(RESERVED_HEADER_TIMEOUT)
+            } else {
+                limits.header_timeout
+            })
             // A reserved connection serves one health check and closes: the reserve is
             // for a supervisor's probe, not for a client that found the server full.
             .keep_alive(!reserved);

@@ -241,12 +241,16 @@ async fn past_the_cap_a_connection_is_refused_at_once_and_the_health_checks_stil
 
     // With the reserve taken too, a new connection is answered 503 and closed before it
     // sends anything: nothing of it is read, and no task waits on it.
-    let _reserve = TcpStream::connect(s.address).await.unwrap();
+    let mut reserve = TcpStream::connect(s.address).await.unwrap();
     let mut refused = TcpStream::connect(s.address).await.unwrap();
     let (got, took) = until_closed(&mut refused).await;
     assert!(got.starts_with("HTTP/1.1 503"), "{got}");
     assert!(got.contains("server-full"), "{got}");
     assert!(took < Duration::from_secs(2), "refused after {took:?}");
+    // A reserved connection that sends nothing cannot hold the reserve for the (long)
+    // header timeout of the others: it has a second.
+    let (_, took) = until_closed(&mut reserve).await;
+    assert!(took < PATIENCE, "the reserve was held for {took:?}");
 
     // A connection closed gives its place back: a new one is served in full again (kept
     // alive, which a reserved connection is not).

@@ -976,7 +976,7 @@ async fn a_long_journal_is_tailed_a_page_at_a_time_in_order_to_its_end() {
     let s = served();
     let h = &s.h;
     let acme = tenant(h, "acme").await;
-    // More steps than a tail reads at once (32), and not a multiple of it.
+    // More steps than a tail reads at once (8), and not a multiple of it.
     const STEPS: usize = 75;
     let mut plan = String::from("name: long\ntype: unattended\nstart: n0\nnodes:\n");
     for i in 0..STEPS {
