@@ -417,3 +417,135 @@ fn runs_survive_sigkill_at_varied_moments() {
         "too few kills landed while work remained: {kills}"
     );
 }
+
+/// Issue 14's poison pill: a tenant's step ran `PRAGMA hard_heap_limit=65536` on its SQLite
+/// database, which limited the heap of the whole process; the host's own store ran out of
+/// memory, the host exited, and every restart resumed the run, ran the statement again and
+/// exited again. Now the statement is refused (the step takes its error exit with the
+/// host's `invalid`), and hosts killed and restarted meanwhile finish every run.
+const PILL_PLAN: &str = r#"
+name: pill
+type: unattended
+start: pill
+nodes:
+  pill:
+    applet: sql-statement@0.1.0
+    config: { database: calls, statement: "PRAGMA hard_heap_limit=65536" }
+    exits: { done: after }
+    error: after
+  after:
+    applet: scripted@0.1.0
+    config: { pause_ms: 200 }
+    exits: { next: record }
+  record:
+    applet: echo@0.1.0
+"#;
+
+#[test]
+fn a_poison_pill_is_contained_and_every_restart_goes_on() {
+    let files = Files::new();
+    let plan = files.write("pill.yaml", PILL_PLAN);
+    let tenant_db = files.path("calls.db");
+    let grants = files.write(
+        "grants.yaml",
+        &format!(
+            "tenants:\n  local:\n    ceiling: {{ databases: [calls] }}\n    grants:\n      sql-statement: {{ sql: [calls] }}\n    databases: {{ calls: \"sqlite:{tenant_db}\" }}\n"
+        ),
+    );
+    let event = files.write(
+        "event.json",
+        r#"{ "interaction": "pill", "data": { "CLID": "+15550100" } }"#,
+    );
+    let db = files.path("coda.db");
+    // The applets of this plan alone, the hostile one among them.
+    let applets = files.path("applets");
+    std::fs::create_dir_all(&applets).unwrap();
+    for path in [
+        coda_applet_artifacts::SQL_STATEMENT,
+        coda_applet_artifacts::SCRIPTED,
+        coda_applet_artifacts::ECHO,
+    ] {
+        let name = std::path::Path::new(path).file_name().unwrap();
+        std::fs::copy(path, std::path::Path::new(&applets).join(name)).unwrap();
+    }
+    const PILLS: u32 = 12;
+    let resume = [
+        "resume",
+        "--db",
+        &db,
+        "--applets",
+        &applets,
+        "--grants",
+        &grants,
+    ];
+    // The first host starts the runs; it and one restart are killed once the pills have
+    // been taken and runs are still going.
+    let mut host = spawn(&[
+        "run",
+        &plan,
+        "--event",
+        &event,
+        "--applets",
+        &applets,
+        "--db",
+        &db,
+        "--repeat",
+        &PILLS.to_string(),
+        "--grants",
+        &grants,
+    ]);
+    for round in 0..2 {
+        let before = committed_steps(&db);
+        let started = std::time::Instant::now();
+        while host.try_wait().unwrap().is_none()
+            && committed_steps(&db) < before + u64::from(PILLS / 2)
+            && started.elapsed() < Duration::from_secs(20)
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if let Some(status) = host.try_wait().unwrap() {
+            // Done already is fine; dying on its own is what the pill did.
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(host.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+            assert!(status.success(), "round {round}: the host ended: {stderr}");
+        } else {
+            host.kill().unwrap();
+            host.wait().unwrap();
+        }
+        host = spawn(&resume);
+    }
+    host.kill().unwrap();
+    host.wait().unwrap();
+    // The last restart takes everything to its end, and ends well.
+    let out = Command::new(coda_bin())
+        .args(resume)
+        .env("CODA_CACHE_DIR", crate::cache_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let store = Store::open(db.as_ref()).unwrap();
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+    let runs = store.runs("local", None, 10_000).unwrap();
+    assert!(!runs.is_empty());
+    for run in &runs {
+        assert_eq!(run.status, RunStatus::Done, "run {}", run.id);
+        let journal = store.journal("local", &run.id).unwrap();
+        let nodes: Vec<&str> = journal.iter().map(|s| s.node.as_str()).collect();
+        assert_eq!(nodes, ["pill", "after", "record"], "run {}", run.id);
+        let pill = &journal[0];
+        assert_eq!(pill.result["error"]["code"], "invalid", "{pill:?}");
+        assert!(
+            pill.note.contains("PRAGMA hard_heap_limit is not allowed"),
+            "{}",
+            pill.note
+        );
+        let last_error = run.data.get("LastError").map(Value::to_json).unwrap();
+        assert_eq!(last_error["node"], "pill");
+    }
+}

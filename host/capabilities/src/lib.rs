@@ -22,6 +22,7 @@ pub mod net;
 pub mod pattern;
 pub mod settings;
 mod sql;
+pub mod sql_policy;
 
 use std::sync::Arc;
 

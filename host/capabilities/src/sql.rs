@@ -2,7 +2,8 @@
 //! (tokio-postgres). Parameters are always bound, never spliced into the text; one statement
 //! per call; a time limit per statement and a cap on rows. Connections are kept per database
 //! and shared by the tenant's applets, so a call may not leave session state behind
-//! (an open transaction, a changed setting): such statements are refused.
+//! (an open transaction, a changed setting). What a statement may do at all is the rule of
+//! `sql_policy.rs`, checked before it runs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,7 @@ use rusqlite::types::{Value as SqliteValue, ValueRef};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use crate::settings::{DatabaseUrl, SqlSettings, TenantSettings};
+use crate::sql_policy;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -28,7 +30,14 @@ enum Output {
 }
 
 type Key = (String, String);
-type SqliteConnections = Arc<Mutex<HashMap<Key, Arc<Mutex<rusqlite::Connection>>>>>;
+type SqliteConnections = Arc<Mutex<HashMap<Key, Arc<Mutex<TenantSqlite>>>>>;
+
+/// A tenant's SQLite connection, opened for its own file under the rule of
+/// `sql_policy.rs`, and where its authorizer notes what it refused.
+struct TenantSqlite {
+    connection: rusqlite::Connection,
+    refusals: sql_policy::SqliteRefusals,
+}
 
 /// The cached connections, keyed by tenant and database name.
 #[derive(Default)]
@@ -36,25 +45,6 @@ pub(crate) struct Databases {
     sqlite: SqliteConnections,
     postgres: tokio::sync::Mutex<HashMap<Key, Arc<tokio_postgres::Client>>>,
 }
-
-/// Statements that change the session rather than the data: on a shared connection they
-/// would reach the next caller (an open transaction, a lifted timeout).
-const SESSION_STATEMENTS: [&str; 14] = [
-    "begin",
-    "start",
-    "commit",
-    "end",
-    "rollback",
-    "abort",
-    "savepoint",
-    "release",
-    "set",
-    "reset",
-    "discard",
-    "listen",
-    "unlisten",
-    "attach",
-];
 
 impl Databases {
     pub(crate) async fn query(
@@ -125,7 +115,12 @@ impl Databases {
                 "database '{database}' is granted but not configured for this tenant"
             ))
         })?;
-        refuse_session_statements(&statement)?;
+        // The rule of what a tenant statement may do (`sql_policy.rs`), before it runs.
+        match url {
+            DatabaseUrl::Sqlite(_) => sql_policy::sqlite_check(&statement),
+            DatabaseUrl::Postgres(_) => sql_policy::postgres_check(&statement),
+        }
+        .map_err(|what| HostError::Invalid(format!("database '{database}': {what}")))?;
         let key = (tenant_name.to_string(), database.to_string());
         let timeout = Duration::from_millis(limits.statement_timeout_ms);
         let job = Job {
@@ -144,15 +139,29 @@ impl Databases {
                 tokio::task::spawn_blocking(move || {
                     let connection = sqlite_connection(&cache, key, &path, &job)?;
                     // A poisoned lock means a panic mid-call; the connection itself is intact.
-                    let mut connection = connection.lock().unwrap_or_else(|e| e.into_inner());
-                    sqlite_run(&mut connection, &job)
+                    let mut tenant = connection.lock().unwrap_or_else(|e| e.into_inner());
+                    sqlite_run(&mut tenant, &job)
                 })
                 .await
                 .map_err(|e| HostError::Unavailable(format!("the SQLite call failed: {e}")))?
             }
             DatabaseUrl::Postgres(url) => {
-                let client = self.postgres_client(key, url, &job).await?;
-                postgres_run(&client, &job).await
+                let client = self.postgres_client(key.clone(), url, &job).await?;
+                let result = postgres_run(&client, &job).await;
+                // Whatever the statement did to the session's settings, by a path the
+                // check missed, does not reach the next call on this connection.
+                let reset = format!(
+                    "RESET ALL; SET statement_timeout = {}",
+                    job.timeout.as_millis()
+                );
+                if let Err(e) = client.batch_execute(&reset).await {
+                    tracing::warn!(
+                        database,
+                        "resetting a PostgreSQL session failed, the connection is dropped: {e}"
+                    );
+                    self.postgres.lock().await.remove(&key);
+                }
+                result
             }
         }
     }
@@ -231,36 +240,6 @@ impl Job {
     }
 }
 
-/// Refuses transaction control and session settings by the statement's first word (after
-/// comments), and an empty statement.
-fn refuse_session_statements(statement: &str) -> Result<(), HostError> {
-    let mut rest = statement.trim_start();
-    loop {
-        if let Some(after) = rest.strip_prefix("--") {
-            rest = after.split_once('\n').map_or("", |(_, r)| r).trim_start();
-        } else if let Some(after) = rest.strip_prefix("/*") {
-            rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
-        } else {
-            break;
-        }
-    }
-    let word: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    if word.is_empty() {
-        return Err(HostError::Invalid("the statement is empty".into()));
-    }
-    if SESSION_STATEMENTS.contains(&word.as_str()) {
-        return Err(HostError::Invalid(format!(
-            "{} statements are not allowed: each call is one statement on a shared connection",
-            word.to_ascii_uppercase()
-        )));
-    }
-    Ok(())
-}
-
 // ---- SQLite ----
 
 fn sqlite_connection(
@@ -268,29 +247,30 @@ fn sqlite_connection(
     key: Key,
     path: &std::path::Path,
     job: &Job,
-) -> Result<Arc<Mutex<rusqlite::Connection>>, HostError> {
+) -> Result<Arc<Mutex<TenantSqlite>>, HostError> {
     let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(connection) = cache.get(&key) {
         return Ok(connection.clone());
     }
     let unavailable =
         |e: rusqlite::Error| job.error(HostError::Unavailable, &format!("cannot open: {e}"));
-    let connection = rusqlite::Connection::open(path).map_err(unavailable)?;
+    // A connection of the tenant's own, to its own file: never one of the store's.
+    let mut connection = rusqlite::Connection::open(path).map_err(unavailable)?;
     connection.busy_timeout(job.timeout).map_err(unavailable)?;
-    // No ATTACH (nor VACUUM INTO, which attaches): an applet reaches its database's file,
-    // never another path on the host.
-    connection
-        .set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0)
-        .map_err(unavailable)?;
-    connection
-        .set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
-        .map_err(unavailable)?;
-    let connection = Arc::new(Mutex::new(connection));
+    let refusals = sql_policy::sqlite_guard(&mut connection).map_err(unavailable)?;
+    let connection = Arc::new(Mutex::new(TenantSqlite {
+        connection,
+        refusals,
+    }));
     cache.insert(key, connection.clone());
     Ok(connection)
 }
 
-fn sqlite_run(connection: &mut rusqlite::Connection, job: &Job) -> Result<Output, HostError> {
+fn sqlite_run(tenant: &mut TenantSqlite, job: &Job) -> Result<Output, HostError> {
+    let TenantSqlite {
+        connection,
+        refusals,
+    } = tenant;
     let deadline = Instant::now() + job.timeout;
     // SQLite calls this every 1000 virtual-machine steps; true interrupts the statement.
     // Without the handler there is no time limit: refuse rather than run unbounded.
@@ -302,9 +282,14 @@ fn sqlite_run(connection: &mut rusqlite::Connection, job: &Job) -> Result<Output
                 &format!("cannot set the time limit: {e}"),
             )
         })?;
-    let result = sqlite_statement(connection, job);
+    refusals.clear();
+    let result = sqlite_statement(connection, job).map_err(|e| match refusals.take() {
+        // SQLite's own text is "not authorized": name what the rule refused.
+        Some(what) => job.error(HostError::Invalid, &sql_policy::refusal(&what)),
+        None => e,
+    });
     let _ = connection.progress_handler(0, None::<fn() -> bool>);
-    // Backstop to the first-word check: no transaction may outlive the call.
+    // Backstop to the authorizer: no transaction may outlive the call.
     if !connection.is_autocommit() {
         let _ = connection.execute_batch("ROLLBACK");
         return Err(HostError::Invalid(
@@ -673,31 +658,5 @@ fn pg_error(error: &tokio_postgres::Error, job: &Job) -> HostError {
         // deadlock), object in use, system and internal errors: worth retrying.
         "08" | "40" | "53" | "55" | "57" | "58" | "XX" => job.error(HostError::Unavailable, &text),
         _ => job.error(HostError::Invalid, &text),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn session_statements_are_refused_even_behind_comments() {
-        for bad in [
-            "BEGIN",
-            "  commit;",
-            "-- x\nSET statement_timeout = 0",
-            "/* a */ begin",
-            "",
-            "  ;",
-        ] {
-            assert!(refuse_session_statements(bad).is_err(), "{bad:?}");
-        }
-        for ok in [
-            "select 1",
-            "INSERT INTO t VALUES (1)",
-            "with x as (select 1) select * from x",
-        ] {
-            assert!(refuse_session_statements(ok).is_ok(), "{ok:?}");
-        }
     }
 }

@@ -36,6 +36,12 @@ pub struct FlowLimits {
     /// claims of the steps in flight every third of it, and a node that dies (or is paused)
     /// for longer has its runs taken over by the others.
     pub lease_ms: u64,
+    /// How often one step of a run may be started (claimed) without committing before the
+    /// run is parked: failed with the error kind `host-fault` and the reason, instead of
+    /// being started again. A step ends without a commit when the host crashed or failed in
+    /// it every time (a poison pill), and also when a stop dropped it or a lease ran out,
+    /// hence some room. Counted in the store, so restarts count too.
+    pub max_step_starts: u32,
 }
 
 impl Default for FlowLimits {
@@ -52,6 +58,7 @@ impl Default for FlowLimits {
             // Above a step's own deadline (15 s), so a step that ends at all commits.
             drain_ms: 30_000,
             lease_ms: 30_000,
+            max_step_starts: 5,
         }
     }
 }
@@ -179,6 +186,41 @@ fn error_exit(
         update,
         note,
         result,
+    }
+}
+
+/// The error kind of a step that failed in the host rather than in its applet (the store,
+/// a capability's host side, a panic), and of a run parked because its step kept failing so.
+pub const HOST_FAULT: &str = "host-fault";
+
+/// A step that failed in the host while it was prepared, run or committed: the step fails
+/// through its error exit like any other failure, so one step's fault never stops others.
+pub(crate) fn host_fault(
+    run: &RunRecord,
+    node_id: &str,
+    node: &Node,
+    why: &str,
+    now: i64,
+) -> Decision {
+    let result = serde_json::json!({ "error": { "kind": HOST_FAULT, "message": why } });
+    error_exit(run, node_id, node, HOST_FAULT, why, now, result)
+}
+
+/// A run the host cannot step any further: failed where it stands with `why` in
+/// `LastError` (kind `host-fault`), no error exit taken, so nothing more of it runs until
+/// it is retried (`POST /v1/runs/{id}/retry`) once the cause is fixed.
+pub(crate) fn park(run: &RunRecord, node_id: &str, why: &str) -> Decision {
+    let mut update = finish(run, RunStatus::Failed);
+    let last_error = serde_json::json!({ "node": node_id, "kind": HOST_FAULT, "message": why });
+    update
+        .data
+        .insert("LastError".into(), Value::Json(last_error.to_string()));
+    Decision {
+        update,
+        note: format!(
+            "{HOST_FAULT}: {why}; the run is parked as failed: retry it once the cause is fixed"
+        ),
+        result: serde_json::json!({ "error": { "kind": HOST_FAULT, "message": why } }),
     }
 }
 

@@ -38,9 +38,9 @@ pub use completed::{
     DispositionSubmission, NOT_EDITABLE, WorkError,
 };
 pub use control::CANCELLED_BY_API;
-pub use decide::FlowLimits;
 /// The idempotency key of a run's step: `{run}/{first sequence number of the step}`.
 pub use decide::idempotency_key as step_key;
+pub use decide::{FlowLimits, HOST_FAULT};
 pub use effects::{JournaledCapabilities, ReplaySummary};
 pub use expr::evaluate as evaluate_expression;
 pub use fair::{DefaultLimits, QueueFull, TenantLimit, TenantLimits};
@@ -94,8 +94,6 @@ pub enum FlowError {
     Store(#[from] coda_store::StoreError),
     #[error("plan `{plan}` {} not found", .version.map(|v| format!("version {v}")).unwrap_or_else(|| "(any version)".into()))]
     PlanNotFound { plan: String, version: Option<u32> },
-    #[error("a step failed unexpectedly, and its run was left as it was: {0}")]
-    StepPanicked(String),
     #[error("stored plan `{plan}` version {version} does not parse: {why}")]
     BadStoredPlan {
         plan: String,
@@ -266,8 +264,8 @@ impl Engine {
         tokio::pin!(stop);
         let mut steps = 0;
         // While the database is unavailable (a PostgreSQL restart, a SQLite file locked by
-        // another process), passes fail: the scheduler waits longer after each, up to
-        // `MAX_BACKOFF`, and says so once per episode, instead of spinning or exiting.
+        // another process) or failing, passes fail: the scheduler waits longer after each, up
+        // to `MAX_BACKOFF`, and says so once per episode, instead of spinning or exiting.
         const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
         const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
         let mut backoff = None::<std::time::Duration>;
@@ -285,10 +283,18 @@ impl Engine {
                         }
                         false
                     }
-                    Err(FlowError::Store(e)) if e.is_unavailable() => {
+                    // A pass stops only on what is not one step's: the store unavailable (a
+                    // PostgreSQL restart, a SQLite file locked by another process) or failing
+                    // for every run. The scheduler never exits on it: it waits and tries
+                    // again, and the API goes on answering meanwhile.
+                    Err(e) => {
                         let wait = match backoff {
                             None => {
-                                tracing::warn!("the database is unavailable ({e}); the scheduler backs off until it answers");
+                                if matches!(&e, FlowError::Store(s) if s.is_unavailable()) {
+                                    tracing::warn!("the database is unavailable ({e}); the scheduler backs off until it answers");
+                                } else {
+                                    tracing::error!("the scheduler's pass failed ({e}); it backs off and tries again");
+                                }
                                 FIRST_BACKOFF
                             }
                             Some(wait) => (wait * 2).min(MAX_BACKOFF),
@@ -296,7 +302,6 @@ impl Engine {
                         backoff = Some(wait);
                         true
                     }
-                    Err(e) => return Err(e),
                 },
             };
             // Woken by a started run or a delivered event, or at least every half lease:
@@ -335,7 +340,13 @@ impl Engine {
         let drained = tokio::time::timeout(bound, pass).await;
         self.draining.store(false, Ordering::SeqCst);
         match drained {
-            Ok(done) => Ok(steps + done?),
+            Ok(Ok(done)) => Ok(steps + done),
+            Ok(Err(e)) => {
+                // The store failed while the last steps committed: those runs stay where
+                // they were and run again at the next start.
+                tracing::warn!("the scheduler's last pass failed while stopping ({e})");
+                Ok(steps)
+            }
             Err(_elapsed) => {
                 tracing::warn!(
                     "steps still running {} ms after the stop were dropped uncommitted; they run again at the next start",
@@ -427,9 +438,7 @@ impl Engine {
                         // is over, however it ends.
                         let _slot = slot;
                         let _claim = claim;
-                        engine
-                            .step_claimed(claimed.run, claimed.claim_seq, lost)
-                            .await
+                        engine.step_contained(claimed, lost).await
                     });
                 }
             }
@@ -487,10 +496,12 @@ impl Engine {
             };
             want_pick = true;
             match done {
+                // A step's own errors and panics were contained by `step_contained`: what
+                // comes back here is the store's (unavailable), which stops this pass.
                 Some(Ok(committed)) => steps += u64::from(committed?),
-                // A step that panicked committed nothing: its run stays due in the store, so
-                // nothing is lost, but this loop stops rather than spin on it.
-                Some(Err(failed)) => return Err(FlowError::StepPanicked(failed.to_string())),
+                Some(Err(ended)) => {
+                    tracing::error!("a step's task ended without a result: {ended}");
+                }
                 None => {}
             }
         }
@@ -502,6 +513,113 @@ impl Engine {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = self.wake.notified() => {}
+        }
+    }
+
+    /// Runs one claimed step so that nothing it does stops the scheduler: an error of the
+    /// step's own (the store refusing its reads or commit, a capability's host side, the
+    /// applet host) or a panic fails that step through its error exit (kind `host-fault`),
+    /// and the service goes on with every other run. Only the store being unavailable
+    /// comes back as an error: that is everyone's, and the scheduler backs off.
+    ///
+    /// A step started more than [`FlowLimits::max_step_starts`] times without a commit
+    /// (the host crashed or failed in it each time, even in committing its failure) is not
+    /// started again: its run is parked as failed with the reason. The count is the
+    /// store's (`Claimed::step_claims`), so restarts cannot loop on it.
+    async fn step_contained(
+        &self,
+        claimed: coda_store::Claimed,
+        lost: Arc<tokio::sync::Notify>,
+    ) -> Result<bool> {
+        use futures_util::FutureExt;
+        let coda_store::Claimed {
+            run,
+            claim_seq,
+            step_claims,
+        } = claimed;
+        if step_claims > self.limits.max_step_starts {
+            let why = format!(
+                "the step was started {} times and never finished: the host failed or stopped in it each time",
+                step_claims - 1
+            );
+            tracing::error!(run = %run.id, node = run.node.as_deref().unwrap_or(""), "{why}; the run is parked");
+            let decision = decide::park(&run, run.node.as_deref().unwrap_or(""), &why);
+            let commit = self.host_commit(&run, decision);
+            return self.commit_fault(commit, claim_seq, &run.id).await;
+        }
+        let stepped = std::panic::AssertUnwindSafe(self.step_claimed(run.clone(), claim_seq, lost))
+            .catch_unwind()
+            .await;
+        let why = match stepped {
+            Ok(Ok(committed)) => return Ok(committed),
+            Ok(Err(FlowError::Store(e))) if e.is_unavailable() => return Err(e.into()),
+            Ok(Err(e)) => format!("the host failed in this step: {e}"),
+            Err(panic) => {
+                let text = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                format!("the host failed in this step (a panic: {text})")
+            }
+        };
+        tracing::error!(run = %run.id, node = run.node.as_deref().unwrap_or(""), "{why}; the step fails");
+        let commit = self.fault_commit(&run, &why);
+        self.commit_fault(commit, claim_seq, &run.id).await
+    }
+
+    /// Commits a step the host decided on after a fault. If even that fails (other than
+    /// the store being unavailable), the run is left where it was, still claimed: the claim
+    /// runs out after the lease and the next claim counts another start.
+    async fn commit_fault(&self, commit: StepCommit, claim_seq: u64, run: &str) -> Result<bool> {
+        match self.store.commit_claimed_step(commit, claim_seq).await {
+            Ok(()) => Ok(true),
+            Err(coda_store::StoreError::Conflict { .. }) => Ok(false),
+            Err(e) if e.is_unavailable() => Err(e.into()),
+            Err(e) => {
+                tracing::error!(%run, "the step's failure could not be committed either ({e}); the run is tried again after its lease, and parked after {} starts", self.limits.max_step_starts);
+                Ok(false)
+            }
+        }
+    }
+
+    /// The commit of a step that failed in the host: through the node's error exit when the
+    /// run stands at an applet node of a plan that loads, else the run is parked.
+    fn fault_commit(&self, run: &RunRecord, why: &str) -> StepCommit {
+        let node_id = run.node.clone().unwrap_or_default();
+        let decision = match self.plan(&run.tenant, &run.plan, Some(run.plan_version)) {
+            Ok((_, plan)) if run.status == RunStatus::Ready => match plan.nodes.get(&node_id) {
+                Some(node) => decide::host_fault(run, &node_id, node, why, self.clock.now_ms()),
+                None => decide::park(run, &node_id, why),
+            },
+            Ok(_) => decide::park(run, &node_id, why),
+            Err(e) => decide::park(run, &node_id, &format!("{why}; {e}")),
+        };
+        self.host_commit(run, decision)
+    }
+
+    /// A step the host journals itself (no applet ran to the end), at the run's node.
+    fn host_commit(&self, run: &RunRecord, decision: decide::Decision) -> StepCommit {
+        StepCommit {
+            run_id: run.id.clone(),
+            expected_seq: run.step_seq,
+            step: StepRecord {
+                seq: run.step_seq,
+                plan: run.plan.clone(),
+                plan_version: run.plan_version,
+                node: run.node.clone().unwrap_or_default(),
+                applet: String::new(),
+                attempt: run.attempt,
+                result: decision.result,
+                note: decision.note,
+                fuel_used: 0,
+                duration_us: 0,
+                data_changes: Default::default(),
+                at_ms: self.clock.now_ms(),
+                logs: Vec::new(),
+            },
+            next: decision.update,
+            input: None,
         }
     }
 

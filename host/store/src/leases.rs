@@ -33,6 +33,11 @@ pub struct Claimed {
     pub run: RunRecord,
     /// The claim's number: the fence of the step's commit and of its effect journal writes.
     pub claim_seq: u64,
+    /// How many times the run's current step has been claimed, this claim included: more
+    /// than once when an earlier claim ended without a commit (the host crashed or failed
+    /// in the step, a stop dropped it, a lease ran out). The engine parks a run whose step
+    /// was started too often.
+    pub step_claims: u32,
 }
 
 /// A tenant with due work, and how many of its runs may be in flight at once across all
@@ -163,24 +168,33 @@ impl Store {
                     }
                 }
                 // Only a claim still free or expired is taken: a row another node claimed
-                // meanwhile is left alone.
+                // meanwhile is left alone. The step's claims are counted in the same write,
+                // so a crash at any point of the step has counted it.
                 let mut claim = tx.prepare_cached(
-                    "UPDATE runs SET claim_owner = ?1, claim_until = ?2, claim_seq = claim_seq + 1
+                    "UPDATE runs SET claim_owner = ?1, claim_until = ?2, claim_seq = claim_seq + 1,
+                        step_claims = CASE WHEN claim_step = step_seq THEN step_claims + 1 ELSE 1 END,
+                        claim_step = step_seq
                      WHERE id = ?3 AND (claim_until IS NULL OR claim_until < ?4)
-                     RETURNING claim_seq",
+                     RETURNING claim_seq, step_claims",
                 )?;
                 let mut read =
                     tx.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?;
                 let mut claimed = Vec::with_capacity(order.len());
                 for id in order {
-                    let Some(claim_seq) = claim
-                        .query_row(params![node, until, id, now_ms], |r| r.get::<u64>(0))
+                    let Some((claim_seq, step_claims)) = claim
+                        .query_row(params![node, until, id, now_ms], |r| {
+                            Ok((r.get::<u64>(0)?, r.get::<u32>(1)?))
+                        })
                         .optional()?
                     else {
                         continue;
                     };
                     let run = read.query_row(params![id], run_from_row)??;
-                    claimed.push(Claimed { run, claim_seq });
+                    claimed.push(Claimed {
+                        run,
+                        claim_seq,
+                        step_claims,
+                    });
                 }
                 Ok(claimed)
             })

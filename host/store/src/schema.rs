@@ -197,6 +197,12 @@ const MIGRATIONS: &[&str] = &[
     // package: the vendor, the key that signed, the signature and the manifest exactly as
     // signed (JSON). NULL for a tenant's own unsigned upload.
     "ALTER TABLE applets ADD COLUMN package TEXT;",
+    // 13: how often the run's current step has been claimed without a commit, so a step
+    // that takes the host down (or fails in it) every time is parked rather than started
+    // forever, across restarts: `claim_step` is the `step_seq` the count is for, so any
+    // write that moves the run on (a commit, a retry, an event) starts the count afresh.
+    "ALTER TABLE runs ADD COLUMN claim_step INTEGER;
+    ALTER TABLE runs ADD COLUMN step_claims INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(crate) fn migrate_sqlite(conn: &mut rusqlite::Connection) -> Result<()> {

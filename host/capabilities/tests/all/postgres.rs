@@ -65,6 +65,7 @@ async fn postgres_end_to_end() {
                 .await
                 .unwrap();
             assert!(matches!(rows.rows[0][0], Value::Text(_)));
+            refuses_what_reaches_beyond_the_database(&*logger).await;
         }
     })
     .await;
@@ -76,4 +77,83 @@ async fn postgres_end_to_end() {
     if let Err(e) = result {
         std::panic::resume_unwind(e.into_panic());
     }
+}
+
+/// The tenant SQL rule on PostgreSQL: settings, files, programs, other sessions, dynamic
+/// SQL and transaction control are refused before they reach the server, with `invalid`
+/// naming what was refused; the session's settings are the host's afterwards.
+async fn refuses_what_reaches_beyond_the_database(
+    logger: &dyn coda_types::capabilities::Capabilities,
+) {
+    let timeout = || async {
+        logger
+            .sql_query(
+                &cx(),
+                "calls".into(),
+                "SELECT setting FROM pg_catalog.pg_settings WHERE name = 'statement_timeout'"
+                    .into(),
+                vec![],
+            )
+            .await
+    };
+    // Catalog views are refused too: `pg_settings` shows the server's configuration.
+    expect_err(timeout().await, invalid, "invalid");
+    for (statement, named) in [
+        ("SET statement_timeout = 0", "SET"),
+        ("RESET statement_timeout", "RESET"),
+        (
+            "SELECT set_config('statement_timeout', '0', false)",
+            "set_config()",
+        ),
+        (
+            "select current_setting('data_directory')",
+            "current_setting()",
+        ),
+        ("SELECT pg_read_file('/etc/passwd')", "pg_read_file()"),
+        ("SELECT * FROM pg_ls_dir('.')", "pg_ls_dir"),
+        ("SELECT lo_import('/etc/passwd')", "lo_import()"),
+        ("COPY calls TO PROGRAM 'id'", "COPY"),
+        ("COPY calls FROM '/etc/passwd'", "COPY"),
+        (
+            "DO $$ BEGIN PERFORM set_config('a.b', 'c', false); END $$",
+            "DO",
+        ),
+        ("BEGIN", "BEGIN"),
+        ("SELECT 1; SELECT 2", "one statement per call"),
+        ("/* hidden */ SET work_mem = '1GB'", "SET"),
+        (
+            "WITH x AS (SELECT set_config('a.b', 'c', false) AS v) SELECT v FROM x",
+            "set_config()",
+        ),
+        ("EXPLAIN ANALYZE SELECT pg_sleep(10)", "pg_sleep()"),
+        ("SELECT pg_terminate_backend(1)", "pg_terminate_backend()"),
+        ("LISTEN calls", "LISTEN"),
+    ] {
+        let m = expect_err(
+            logger
+                .sql_execute(&cx(), "calls".into(), statement.into(), vec![])
+                .await,
+            invalid,
+            "invalid",
+        );
+        assert!(
+            m.contains(named) && m.contains("database 'calls'"),
+            "{statement}: {m}"
+        );
+    }
+    // The host's own limit still holds on the connection: a long statement is stopped.
+    let m = expect_err(
+        logger
+            .sql_query(
+                &cx(),
+                "calls".into(),
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+                    .into(),
+                vec![],
+            )
+            .await,
+        limit,
+        "limit-exceeded",
+    );
+    assert!(m.contains("500 ms"), "{m}");
 }

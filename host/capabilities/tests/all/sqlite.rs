@@ -279,3 +279,228 @@ async fn sqlite_reaches_no_other_file() {
     );
     assert!(m.contains("column 'b'"), "{m}");
 }
+
+/// The process-wide heap limits, read on a connection of the host's own (not a tenant's):
+/// SQLite keeps them for the whole process.
+fn heap_limits() -> (i64, i64) {
+    let host = rusqlite::Connection::open_in_memory().unwrap();
+    let read = |pragma: &str| -> i64 {
+        host.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    (read("hard_heap_limit"), read("soft_heap_limit"))
+}
+
+/// Issue 14's finding: `PRAGMA hard_heap_limit=65536` from a tenant set the limit for the
+/// whole process, and the host's store ran out of memory. Every statement that reaches
+/// beyond the tenant's own tables and schema is refused, however it is written, with
+/// `invalid` naming what was refused; the process' settings are unchanged.
+#[tokio::test]
+async fn sqlite_tenant_sql_reaches_nothing_beyond_its_own_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("calls.db");
+    let host = host(&settings(&format!("sqlite:{}", file.display())));
+    let logger = applet(&host, "acme", "logger");
+    let run = |statement: &str| {
+        let logger = logger.clone();
+        let statement = statement.to_string();
+        async move {
+            let executed = logger
+                .sql_execute(&cx(), "calls".into(), statement.clone(), vec![])
+                .await;
+            let queried = logger
+                .sql_query(&cx(), "calls".into(), statement, vec![])
+                .await;
+            (executed, queried)
+        }
+    };
+    logger
+        .sql_execute(
+            &cx(),
+            "calls".into(),
+            "CREATE TABLE calls (id INTEGER PRIMARY KEY, caller TEXT)".into(),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let before = heap_limits();
+    let outside = dir.path().join("elsewhere.db");
+    for (statement, named) in [
+        ("PRAGMA hard_heap_limit=65536", "PRAGMA hard_heap_limit"),
+        ("PRAGMA hard_heap_limit", "PRAGMA hard_heap_limit"),
+        ("pragma Soft_Heap_Limit = 65536", "PRAGMA soft_heap_limit"),
+        (
+            "PRAGMA temp_store_directory = '/tmp'",
+            "PRAGMA temp_store_directory",
+        ),
+        ("PRAGMA database_list", "PRAGMA database_list"),
+        ("PRAGMA main.journal_mode = DELETE", "PRAGMA journal_mode"),
+        ("PRAGMA writable_schema = ON", "PRAGMA writable_schema"),
+        ("PRAGMA mmap_size = 1000000000", "PRAGMA mmap_size"),
+        ("SELECT * FROM pragma_database_list", "PRAGMA database_list"),
+        (
+            "SELECT file FROM pragma_database_list()",
+            "PRAGMA database_list",
+        ),
+        // Hidden behind comments, a CTE, EXPLAIN, a second statement.
+        (
+            "/* a note */ PRAGMA hard_heap_limit=65536",
+            "PRAGMA hard_heap_limit",
+        ),
+        (
+            "-- a note\nPRAGMA hard_heap_limit=65536",
+            "PRAGMA hard_heap_limit",
+        ),
+        (
+            "EXPLAIN PRAGMA hard_heap_limit=65536",
+            "PRAGMA hard_heap_limit",
+        ),
+        (
+            "WITH x AS (SELECT 1) SELECT * FROM x, pragma_database_list",
+            "PRAGMA database_list",
+        ),
+        (
+            "PRAGMA hard_heap_limit=65536; SELECT 1",
+            "PRAGMA hard_heap_limit",
+        ),
+        // Other files, extensions, the temp schema, transactions.
+        ("ATTACH DATABASE '/tmp/x' AS x", "ATTACH"),
+        ("DETACH DATABASE main", "DETACH"),
+        ("SELECT load_extension('/tmp/x')", "load_extension()"),
+        ("VACUUM", "VACUUM"),
+        ("/* */ VACUUM INTO '/tmp/x.db'", "VACUUM"),
+        ("CREATE TEMP TABLE t (x)", "temporary table"),
+        ("CREATE VIEW temp.v AS SELECT 1", "temp"),
+        ("BEGIN", "transaction control"),
+        ("COMMIT", "transaction control"),
+        ("SAVEPOINT a", "transaction control"),
+        ("CREATE VIRTUAL TABLE v USING fts5(x)", "virtual table"),
+    ] {
+        let (executed, queried) = run(statement).await;
+        for result in [executed.map(|_| ()), queried.map(|_| ())] {
+            let m = expect_err(result, invalid, "invalid");
+            assert!(
+                m.contains(named) && m.contains("database 'calls'"),
+                "{statement}: {m}"
+            );
+            assert!(!m.contains(&dir.path().display().to_string()), "{m}");
+        }
+    }
+    assert_eq!(heap_limits(), before, "the process' heap limits changed");
+    let attached = format!("ATTACH DATABASE '{}' AS other", outside.display());
+    expect_err(run(&attached).await.0, invalid, "invalid");
+    assert!(!outside.exists());
+
+    // A trigger may not smuggle a refused function in: it is refused when it fires, and
+    // the row that fired it is not written.
+    logger
+        .sql_execute(
+            &cx(),
+            "calls".into(),
+            "CREATE TRIGGER sneaky AFTER INSERT ON calls BEGIN SELECT load_extension('/tmp/x'); END"
+                .into(),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let m = expect_err(
+        logger
+            .sql_execute(
+                &cx(),
+                "calls".into(),
+                "INSERT INTO calls (id, caller) VALUES (1, 'a')".into(),
+                vec![],
+            )
+            .await,
+        invalid,
+        "invalid",
+    );
+    assert!(m.contains("load_extension()"), "{m}");
+    let rows = logger
+        .sql_query(
+            &cx(),
+            "calls".into(),
+            "SELECT count(*) AS n FROM calls".into(),
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.rows, [vec![Value::Integer(0)]]);
+}
+
+/// What a tenant needs of its own database still works under the rule: DDL, CRUD, views,
+/// indexes, triggers, and reading its own schema.
+#[tokio::test]
+async fn sqlite_tenant_sql_keeps_its_own_tables_and_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(&settings(&format!(
+        "sqlite:{}",
+        dir.path().join("calls.db").display()
+    )));
+    let logger = applet(&host, "acme", "logger");
+    let execute = |statement: &'static str| {
+        let logger = logger.clone();
+        async move {
+            logger
+                .sql_execute(&cx(), "calls".into(), statement.into(), vec![])
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e}"))
+        }
+    };
+    let query = |statement: &'static str| {
+        let logger = logger.clone();
+        async move {
+            logger
+                .sql_query(&cx(), "calls".into(), statement.into(), vec![])
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e}"))
+                .rows
+        }
+    };
+    execute("CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY, caller TEXT NOT NULL)")
+        .await;
+    execute("CREATE TABLE audit (n INTEGER)").await;
+    execute("CREATE INDEX calls_caller ON calls (caller)").await;
+    execute("ALTER TABLE calls ADD COLUMN minutes REAL").await;
+    execute("ALTER TABLE calls RENAME COLUMN minutes TO duration").await;
+    execute("CREATE VIEW long_calls AS SELECT id FROM calls WHERE duration > 5").await;
+    execute(
+        "CREATE TRIGGER counted AFTER INSERT ON calls BEGIN INSERT INTO audit VALUES (new.id); END",
+    )
+    .await;
+    execute(
+        "INSERT INTO calls (id, caller, duration) VALUES (1, 'a', 9.5) ON CONFLICT (id) DO NOTHING",
+    )
+    .await;
+    execute("UPDATE calls SET caller = upper(caller) WHERE id = 1").await;
+    assert_eq!(
+        query("SELECT id FROM long_calls").await,
+        [vec![Value::Integer(1)]]
+    );
+    assert_eq!(
+        query("SELECT n FROM audit").await,
+        [vec![Value::Integer(1)]]
+    );
+    assert_eq!(
+        query("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3) SELECT sum(x) AS s FROM c").await,
+        [vec![Value::Integer(6)]]
+    );
+    assert_eq!(
+        query("SELECT json_extract('{\"a\": 2}', '$.a') AS a, date('2024-01-02') AS d").await,
+        [vec![Value::Integer(2), Value::Text("2024-01-02".into())]]
+    );
+    // Its own schema, read-only.
+    let columns = query("PRAGMA table_info(calls)").await;
+    assert_eq!(columns.len(), 3);
+    let names = query("SELECT name FROM pragma_table_info('calls') ORDER BY cid").await;
+    assert_eq!(names[2], vec![Value::Text("duration".into())]);
+    assert_eq!(query("PRAGMA index_list(calls)").await.len(), 1);
+    assert_eq!(
+        query("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table'").await,
+        [vec![Value::Integer(2)]]
+    );
+    execute("DROP VIEW long_calls").await;
+    execute("DROP TRIGGER counted").await;
+    execute("DELETE FROM calls").await;
+    execute("DROP TABLE audit").await;
+}

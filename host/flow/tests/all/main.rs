@@ -522,6 +522,7 @@ mod disk;
 mod effects;
 mod fair;
 mod leases;
+mod poison;
 mod postgres;
 
 #[tokio::test]

@@ -289,6 +289,26 @@ async fn guest_failure() {
 }
 
 #[tokio::test]
+async fn sql_statement() {
+    // Its statement reaches the host only through the sql capability, which this host does
+    // not wire: the step fails with the host's answer (the rule on what a statement may do
+    // is coda-capabilities' `sql_policy`, tested there and end to end in the crash suite).
+    let report = invoke(
+        applets::SQL_STATEMENT,
+        json!({ "database": "calls", "statement": "PRAGMA hard_heap_limit=65536" }),
+    )
+    .await;
+    match &report.result {
+        Err(InvokeError::Failure(failure)) => {
+            assert_eq!(failure.code, "not-granted");
+            assert!(!failure.retryable);
+        }
+        other => panic!("expected the host's refusal, got {other:?}"),
+    }
+    assert_host_still_serves().await;
+}
+
+#[tokio::test]
 async fn capability_probe() {
     // Every capability this host does not wire answers `not-granted`: a value, not a trap.
     let report = invoke(applets::CAPABILITY_PROBE, json!({})).await;
