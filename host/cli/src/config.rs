@@ -197,6 +197,27 @@ mod tests {
         assert_eq!(config.compile_timeout_ms, Some(60_000));
         // Relative to the file's directory, not to wherever `coda serve` was started.
         assert!(config.grants.unwrap().starts_with(path.parent().unwrap()));
+        // The example shows the connections' defaults as they are.
+        let http = config.http;
+        let defaults = coda_server::ConnLimits::default();
+        assert_eq!(http.max_connections, Some(defaults.max_connections));
+        assert_eq!(
+            http.reserved_connections,
+            Some(defaults.reserved_connections)
+        );
+        assert_eq!(
+            http.header_timeout_ms,
+            Some(defaults.header_timeout.as_millis() as u64)
+        );
+        assert_eq!(
+            http.body_timeout_ms,
+            Some(defaults.body_timeout.as_millis() as u64)
+        );
+        assert_eq!(http.max_tails, Some(coda_server::DEFAULT_MAX_TAILS));
+        assert_eq!(
+            http.max_tails_per_tenant,
+            Some(coda_server::DEFAULT_MAX_TAILS_PER_TENANT)
+        );
     }
 
     #[test]

@@ -508,8 +508,46 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Database, database_path};
+    use super::{Database, ServeArgs, database_path};
     use std::path::PathBuf;
+
+    #[test]
+    fn the_http_section_sets_the_connection_limits_and_the_flag_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("serve.yaml");
+        let settings = |text: &str, flag: Option<usize>| {
+            std::fs::write(&config, text).unwrap();
+            ServeArgs {
+                config: Some(config.clone()),
+                data_dir: Some(dir.path().to_owned()),
+                max_connections: flag,
+                ..ServeArgs::default()
+            }
+            .settings()
+        };
+        let set = settings(
+            "http: { max_connections: 100, header_timeout_ms: 2500, max_tails_per_tenant: 3 }",
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{}", e.error));
+        assert_eq!(set.conn.max_connections, 100);
+        assert_eq!(set.conn.header_timeout.as_millis(), 2500);
+        assert_eq!(set.conn.body_timeout, coda_server::DEFAULT_BODY_TIMEOUT);
+        assert_eq!(set.max_tails_per_tenant, 3);
+        assert_eq!(set.max_tails, coda_server::DEFAULT_MAX_TAILS);
+        let set = settings("http: { max_connections: 100 }", Some(7))
+            .unwrap_or_else(|e| panic!("{}", e.error));
+        assert_eq!(set.conn.max_connections, 7);
+        for refused in [
+            "http: { max_connections: 0 }",
+            "http: { body_timeout_ms: 0 }",
+        ] {
+            let Err(exit) = settings(refused, None) else {
+                panic!("{refused} was taken")
+            };
+            assert!(exit.error.to_string().contains("http:"), "{refused}");
+        }
+    }
 
     #[test]
     fn db_takes_a_path_or_a_sqlite_url_and_names_what_it_refuses() {

@@ -368,3 +368,40 @@ pub(crate) fn peer(parts: &axum::http::request::Parts) -> Option<SocketAddr> {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connections_take_at_most_half_the_open_files() {
+        let mut limits = ConnLimits::default();
+        // A generous limit leaves the defaults as they are.
+        assert!(!limits.fit_to_fd_limit(1 << 20));
+        assert_eq!(limits, ConnLimits::default());
+        // The usual soft limit of 1,024 (not raised): 512 in all, the reserve within it.
+        assert!(limits.fit_to_fd_limit(1024));
+        assert_eq!(limits.max_connections + limits.reserved_connections, 512);
+        assert_eq!(limits.reserved_connections, DEFAULT_RESERVED_CONNECTIONS);
+        // A tiny one still serves, with a smaller reserve.
+        let mut limits = ConnLimits::default();
+        assert!(limits.fit_to_fd_limit(64));
+        assert_eq!(limits.max_connections + limits.reserved_connections, 32);
+        assert_eq!(limits.reserved_connections, 4);
+        assert!(limits.check().is_ok());
+    }
+
+    #[test]
+    fn limits_that_cannot_serve_are_refused_by_name() {
+        let zero = ConnLimits {
+            max_connections: 0,
+            ..ConnLimits::default()
+        };
+        assert!(zero.check().unwrap_err().contains("max_connections"));
+        let instant = ConnLimits {
+            body_timeout: Duration::ZERO,
+            ..ConnLimits::default()
+        };
+        assert!(instant.check().unwrap_err().contains("body_timeout_ms"));
+    }
+}
