@@ -57,6 +57,9 @@ pub struct ServeConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
+    /// Another address that answers `/healthz` and `/readyz` only, with places of its own:
+    /// a supervisor probing it is answered however many connections the API has.
+    pub health_listen: Option<String>,
     /// Connections served at once (`--max-connections`); past it a new one gets a 503.
     pub max_connections: Option<usize>,
     /// Connections past the cap kept for `/healthz` and `/readyz` only.

@@ -100,6 +100,8 @@ pub struct Settings {
     pub compile_timeout_ms: Option<u64>,
     /// The bounds on the API's connections.
     pub conn: coda_server::ConnLimits,
+    /// Where the health checks alone are served too (none: only on `listen`).
+    pub health_listen: Option<String>,
     /// Live tails open at once, in all and per tenant.
     pub max_tails: usize,
     pub max_tails_per_tenant: usize,
@@ -225,6 +227,7 @@ impl ServeArgs {
                 || file.require_signed_packages.unwrap_or(false),
             compile_timeout_ms: file.compile_timeout_ms,
             conn,
+            health_listen: http.health_listen,
             max_tails: http.max_tails.unwrap_or(coda_server::DEFAULT_MAX_TAILS),
             max_tails_per_tenant: http
                 .max_tails_per_tenant
@@ -492,8 +495,38 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
             _ = scheduler_ended => {}
         }
     };
+    // The health checks on an address of their own, if asked: stopped after the API.
+    let health = match &args.health_listen {
+        Some(health_address) => {
+            let health_listener = tokio::net::TcpListener::bind(health_address)
+                .await
+                .map_err(|e| {
+                    Exit::usage("io", format!("cannot listen on {health_address}: {e}"))
+                })?;
+            if let Ok(bound) = health_listener.local_addr() {
+                use std::io::Write;
+                let line = format!("coda serve: health checks on http://{bound}/healthz\n");
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            }
+            let (stop_health, health_stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(coda_server::serve_health(
+                health_listener,
+                coda_server::router(state.clone()),
+                conn.clone(),
+                async {
+                    let _ = health_stopped.await;
+                },
+            ));
+            Some((stop_health, task))
+        }
+        None => None,
+    };
     // Graceful: no new connections, requests in flight answered (within the grace).
     let served = coda_server::serve(listener, coda_server::router(state), conn, shutdown).await;
+    if let Some((stop_health, task)) = health {
+        let _ = stop_health.send(());
+        let _ = task.await;
+    }
     // The scheduler starts no step once told, and waits for those in flight to commit
     // (`FlowLimits::drain_ms`); one still running after that is dropped uncommitted, and the
     // next start runs it again.
@@ -526,7 +559,8 @@ mod tests {
             .settings()
         };
         let set = settings(
-            "http: { max_connections: 100, header_timeout_ms: 2500, max_tails_per_tenant: 3 }",
+            "http: { max_connections: 100, header_timeout_ms: 2500, max_tails_per_tenant: 3, \
+             health_listen: '127.0.0.1:0' }",
             None,
         )
         .unwrap_or_else(|e| panic!("{}", e.error));
@@ -535,6 +569,7 @@ mod tests {
         assert_eq!(set.conn.body_timeout, coda_server::DEFAULT_BODY_TIMEOUT);
         assert_eq!(set.max_tails_per_tenant, 3);
         assert_eq!(set.max_tails, coda_server::DEFAULT_MAX_TAILS);
+        assert_eq!(set.health_listen.as_deref(), Some("127.0.0.1:0"));
         let set = settings("http: { max_connections: 100 }", Some(7))
             .unwrap_or_else(|e| panic!("{}", e.error));
         assert_eq!(set.conn.max_connections, 7);
