@@ -57,6 +57,9 @@ pub struct ServeConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
+    /// Another address that answers `/healthz` and `/readyz` only, with places of its own:
+    /// a supervisor probing it is answered however many connections the API has.
+    pub health_listen: Option<String>,
     /// Connections served at once (`--max-connections`); past it a new one gets a 503.
     pub max_connections: Option<usize>,
     /// Connections past the cap kept for `/healthz` and `/readyz` only.
@@ -197,6 +200,27 @@ mod tests {
         assert_eq!(config.compile_timeout_ms, Some(60_000));
         // Relative to the file's directory, not to wherever `coda serve` was started.
         assert!(config.grants.unwrap().starts_with(path.parent().unwrap()));
+        // The example shows the connections' defaults as they are.
+        let http = config.http;
+        let defaults = coda_server::ConnLimits::default();
+        assert_eq!(http.max_connections, Some(defaults.max_connections));
+        assert_eq!(
+            http.reserved_connections,
+            Some(defaults.reserved_connections)
+        );
+        assert_eq!(
+            http.header_timeout_ms,
+            Some(defaults.header_timeout.as_millis() as u64)
+        );
+        assert_eq!(
+            http.body_timeout_ms,
+            Some(defaults.body_timeout.as_millis() as u64)
+        );
+        assert_eq!(http.max_tails, Some(coda_server::DEFAULT_MAX_TAILS));
+        assert_eq!(
+            http.max_tails_per_tenant,
+            Some(coda_server::DEFAULT_MAX_TAILS_PER_TENANT)
+        );
     }
 
     #[test]

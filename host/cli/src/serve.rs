@@ -100,6 +100,8 @@ pub struct Settings {
     pub compile_timeout_ms: Option<u64>,
     /// The bounds on the API's connections.
     pub conn: coda_server::ConnLimits,
+    /// Where the health checks alone are served too (none: only on `listen`).
+    pub health_listen: Option<String>,
     /// Live tails open at once, in all and per tenant.
     pub max_tails: usize,
     pub max_tails_per_tenant: usize,
@@ -225,6 +227,7 @@ impl ServeArgs {
                 || file.require_signed_packages.unwrap_or(false),
             compile_timeout_ms: file.compile_timeout_ms,
             conn,
+            health_listen: http.health_listen,
             max_tails: http.max_tails.unwrap_or(coda_server::DEFAULT_MAX_TAILS),
             max_tails_per_tenant: http
                 .max_tails_per_tenant
@@ -492,8 +495,38 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
             _ = scheduler_ended => {}
         }
     };
+    // The health checks on an address of their own, if asked: stopped after the API.
+    let health = match &args.health_listen {
+        Some(health_address) => {
+            let health_listener = tokio::net::TcpListener::bind(health_address)
+                .await
+                .map_err(|e| {
+                    Exit::usage("io", format!("cannot listen on {health_address}: {e}"))
+                })?;
+            if let Ok(bound) = health_listener.local_addr() {
+                use std::io::Write;
+                let line = format!("coda serve: health checks on http://{bound}/healthz\n");
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            }
+            let (stop_health, health_stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(coda_server::serve_health(
+                health_listener,
+                coda_server::router(state.clone()),
+                conn.clone(),
+                async {
+                    let _ = health_stopped.await;
+                },
+            ));
+            Some((stop_health, task))
+        }
+        None => None,
+    };
     // Graceful: no new connections, requests in flight answered (within the grace).
     let served = coda_server::serve(listener, coda_server::router(state), conn, shutdown).await;
+    if let Some((stop_health, task)) = health {
+        let _ = stop_health.send(());
+        let _ = task.await;
+    }
     // The scheduler starts no step once told, and waits for those in flight to commit
     // (`FlowLimits::drain_ms`); one still running after that is dropped uncommitted, and the
     // next start runs it again.
@@ -508,8 +541,48 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Database, database_path};
+    use super::{Database, ServeArgs, database_path};
     use std::path::PathBuf;
+
+    #[test]
+    fn the_http_section_sets_the_connection_limits_and_the_flag_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("serve.yaml");
+        let settings = |text: &str, flag: Option<usize>| {
+            std::fs::write(&config, text).unwrap();
+            ServeArgs {
+                config: Some(config.clone()),
+                data_dir: Some(dir.path().to_owned()),
+                max_connections: flag,
+                ..ServeArgs::default()
+            }
+            .settings()
+        };
+        let set = settings(
+            "http: { max_connections: 100, header_timeout_ms: 2500, max_tails_per_tenant: 3, \
+             health_listen: '127.0.0.1:0' }",
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{}", e.error));
+        assert_eq!(set.conn.max_connections, 100);
+        assert_eq!(set.conn.header_timeout.as_millis(), 2500);
+        assert_eq!(set.conn.body_timeout, coda_server::DEFAULT_BODY_TIMEOUT);
+        assert_eq!(set.max_tails_per_tenant, 3);
+        assert_eq!(set.max_tails, coda_server::DEFAULT_MAX_TAILS);
+        assert_eq!(set.health_listen.as_deref(), Some("127.0.0.1:0"));
+        let set = settings("http: { max_connections: 100 }", Some(7))
+            .unwrap_or_else(|e| panic!("{}", e.error));
+        assert_eq!(set.conn.max_connections, 7);
+        for refused in [
+            "http: { max_connections: 0 }",
+            "http: { body_timeout_ms: 0 }",
+        ] {
+            let Err(exit) = settings(refused, None) else {
+                panic!("{refused} was taken")
+            };
+            assert!(exit.error.to_string().contains("http:"), "{refused}");
+        }
+    }
 
     #[test]
     fn db_takes_a_path_or_a_sqlite_url_and_names_what_it_refuses() {

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use coda_flow::{EventError, FlowError, InteractionEvent, SetPostFlow};
 use coda_plan::{Format, MemoryCatalog, Plan, Problem};
 use coda_store::{InteractionRecord, NewToken, RunRecord, StepRecord};
-use coda_types::names::is_valid_name;
+use coda_types::names::{NameKind, check_name};
 use coda_types::values_json;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -76,14 +76,12 @@ pub async fn create_tenant(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateTenant>,
 ) -> Result<Response, ApiError> {
-    if !is_valid_name(&body.id) {
+    // The one rule for tenant ids; the message quotes a long or odd id safely.
+    if let Err(e) = check_name(NameKind::Tenant, &body.id) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-tenant",
-            format!(
-                "`{}` is not a valid tenant id: 1 to 64 characters of a-z 0-9 . _ -, the first a letter or digit",
-                body.id
-            ),
+            e.to_string(),
         ));
     }
     let (secret, token) = fresh_token()?;

@@ -162,13 +162,42 @@ pub async fn serve(
     limits: ConnLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    accept_loop(listener, app, limits, shutdown, false).await
+}
+
+/// Serves only `/healthz` and `/readyz` of `app` on a listener of their own (the serve
+/// config's `http.health_listen`): at most [`ConnLimits::reserved_connections`] at once,
+/// each as a reserved connection is served. The API's connections, however many a flood
+/// holds, never share its places, so a supervisor probing it always gets an answer.
+pub async fn serve_health(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    accept_loop(listener, app, limits, shutdown, true).await
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnLimits,
+    shutdown: impl Future<Output = ()>,
+    health_only: bool,
+) -> std::io::Result<()> {
     limits.check().map_err(std::io::Error::other)?;
     let app = app.layer(axum::middleware::from_fn_with_state(
         limits.body_timeout,
         body_deadline,
     ));
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
-    let reserve = Arc::new(Semaphore::new(limits.reserved_connections));
+    // On a health listener every connection is served as a reserved one.
+    let (cap, reserved_cap) = if health_only {
+        (0, limits.reserved_connections.max(1))
+    } else {
+        (limits.max_connections, limits.reserved_connections)
+    };
+    let connections = Arc::new(Semaphore::new(cap));
+    let reserve = Arc::new(Semaphore::new(reserved_cap));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -202,7 +231,15 @@ pub async fn serve(
                 let app = app.clone();
                 async move {
                     if reserved && !is_health_check(request.uri().path()) {
-                        return Ok::<_, std::convert::Infallible>(full().into_response());
+                        let refused = if health_only {
+                            ApiError::not_found(
+                                "health-checks-only",
+                                "this address answers /healthz and /readyz only",
+                            )
+                        } else {
+                            full()
+                        };
+                        return Ok::<_, std::convert::Infallible>(refused.into_response());
                     }
                     use tower::ServiceExt;
                     app.oneshot(request).await
@@ -367,4 +404,41 @@ pub(crate) fn peer(parts: &axum::http::request::Parts) -> Option<SocketAddr> {
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connections_take_at_most_half_the_open_files() {
+        let mut limits = ConnLimits::default();
+        // A generous limit leaves the defaults as they are.
+        assert!(!limits.fit_to_fd_limit(1 << 20));
+        assert_eq!(limits, ConnLimits::default());
+        // The usual soft limit of 1,024 (not raised): 512 in all, the reserve within it.
+        assert!(limits.fit_to_fd_limit(1024));
+        assert_eq!(limits.max_connections + limits.reserved_connections, 512);
+        assert_eq!(limits.reserved_connections, DEFAULT_RESERVED_CONNECTIONS);
+        // A tiny one still serves, with a smaller reserve.
+        let mut limits = ConnLimits::default();
+        assert!(limits.fit_to_fd_limit(64));
+        assert_eq!(limits.max_connections + limits.reserved_connections, 32);
+        assert_eq!(limits.reserved_connections, 4);
+        assert!(limits.check().is_ok());
+    }
+
+    #[test]
+    fn limits_that_cannot_serve_are_refused_by_name() {
+        let zero = ConnLimits {
+            max_connections: 0,
+            ..ConnLimits::default()
+        };
+        assert!(zero.check().unwrap_err().contains("max_connections"));
+        let instant = ConnLimits {
+            body_timeout: Duration::ZERO,
+            ..ConnLimits::default()
+        };
+        assert!(instant.check().unwrap_err().contains("body_timeout_ms"));
+    }
 }

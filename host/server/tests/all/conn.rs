@@ -296,3 +296,57 @@ async fn failed_tokens_from_one_address_are_slowed_down_over_tcp() {
     assert_eq!(last, "429", "{statuses:?}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_health_listener_answers_while_the_api_is_full() {
+    let h = harness();
+    let limits = ConnLimits {
+        max_connections: 1,
+        reserved_connections: 1,
+        header_timeout: PATIENCE * 3,
+        ..limits()
+    };
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let health = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (api_address, health_address) = (api.local_addr().unwrap(), health.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop_health, health_stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(coda_server::serve(
+        api,
+        h.app.clone(),
+        limits.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let health_served = tokio::spawn(coda_server::serve_health(
+        health,
+        h.app.clone(),
+        limits,
+        async {
+            let _ = health_stopped.await;
+        },
+    ));
+    // The API full: its place and its reserve held by connections that say nothing...
+    let mut held = TcpStream::connect(api_address).await.unwrap();
+    let (head, _) = get(&mut held, "/healthz").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let _reserve = TcpStream::connect(api_address).await.unwrap();
+    let mut refused = TcpStream::connect(api_address).await.unwrap();
+    let (got, _) = until_closed(&mut refused).await;
+    assert!(got.starts_with("HTTP/1.1 503"), "{got}");
+    // ...the health listener still answers, every probe, and nothing else.
+    for path in ["/healthz", "/readyz", "/healthz"] {
+        let mut probe = TcpStream::connect(health_address).await.unwrap();
+        let (head, _) = get(&mut probe, path).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+    }
+    let mut probe = TcpStream::connect(health_address).await.unwrap();
+    let (head, body) = get(&mut probe, "/v1/plans").await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    assert!(body.contains("health-checks-only"), "{body}");
+    drop(held);
+    let _ = (stop.send(()), stop_health.send(()));
+    served.await.unwrap().unwrap();
+    health_served.await.unwrap().unwrap();
+}

@@ -85,6 +85,47 @@ async fn a_step_commit_is_announced_after_it_is_on_disk() {
     assert!(store.journal_from("acme", &run.id, 1).unwrap().is_empty());
 }
 
+async fn the_journal_is_read_a_page_at_a_time_within_its_tenant() {
+    let (_dir, store) = open();
+    let run = store.start_run(new_run(None)).await.unwrap();
+    for seq in 0..5 {
+        let status = if seq == 4 {
+            RunStatus::Done
+        } else {
+            RunStatus::Ready
+        };
+        store
+            .commit_step(StepCommit {
+                input: None,
+                run_id: run.id.clone(),
+                expected_seq: seq,
+                step: step(seq),
+                next: update(Some("greet"), status, None),
+            })
+            .await
+            .unwrap();
+    }
+    let seqs = |from: u64, limit: usize| -> Vec<u64> {
+        store
+            .journal_page("acme", &run.id, from, limit)
+            .unwrap()
+            .iter()
+            .map(|s| s.seq)
+            .collect()
+    };
+    assert_eq!(seqs(0, 2), [0, 1]);
+    assert_eq!(seqs(2, 2), [2, 3]);
+    assert_eq!(seqs(4, 2), [4]);
+    assert!(seqs(5, 2).is_empty());
+    assert_eq!(seqs(1, usize::MAX), [1, 2, 3, 4]);
+    assert!(
+        store
+            .journal_page("globex", &run.id, 0, 10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn runs_are_found_by_filter_within_their_tenant() {
     let (_dir, store) = open();
     let a = store.start_run(new_run(None)).await.unwrap();
@@ -165,6 +206,7 @@ async fn plan_versions_carry_their_time_and_digest() {
 on_every_backend!(
     a_cancel_fences_out_the_step_in_flight_and_is_announced,
     a_step_commit_is_announced_after_it_is_on_disk,
+    the_journal_is_read_a_page_at_a_time_within_its_tenant,
     runs_are_found_by_filter_within_their_tenant,
     plan_versions_carry_their_time_and_digest,
 );
