@@ -320,9 +320,11 @@ fn runs_survive_sigkill_at_varied_moments() {
         assert_eq!(
             run.status,
             RunStatus::Done,
-            "run {} is {:?}",
+            "run {} is {:?} ({:?})",
             run.id,
-            run.status
+            run.status,
+            // A run parked by the host says why (`host-fault`: its step never finished).
+            run.data.get("LastError")
         );
         let journal = store.journal("local", &run.id).unwrap();
         let nodes: Vec<&str> = journal.iter().map(|s| s.node.as_str()).collect();

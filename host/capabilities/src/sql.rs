@@ -257,6 +257,17 @@ fn sqlite_connection(
     // A connection of the tenant's own, to its own file: never one of the store's.
     let mut connection = rusqlite::Connection::open(path).map_err(unavailable)?;
     connection.busy_timeout(job.timeout).map_err(unavailable)?;
+    // However its path is spelled (a link, another name), the host's store is not a tenant
+    // database: its file says so.
+    let id: i32 = connection
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(unavailable)?;
+    if id == coda_types::STORE_APPLICATION_ID {
+        return Err(job.error(
+            HostError::Unavailable,
+            "the file configured for it is the host's own store, not a tenant database: the operator must configure another file",
+        ));
+    }
     let refusals = sql_policy::sqlite_guard(&mut connection).map_err(unavailable)?;
     let connection = Arc::new(Mutex::new(TenantSqlite {
         connection,

@@ -214,6 +214,11 @@ pub(crate) fn migrate_sqlite(conn: &mut rusqlite::Connection) -> Result<()> {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index + 1)?;
     }
+    // The file says it is a coda store, so a tenant database configured onto it is refused.
+    let id: i32 = tx.pragma_query_value(None, "application_id", |r| r.get(0))?;
+    if id != coda_types::STORE_APPLICATION_ID {
+        tx.pragma_update(None, "application_id", coda_types::STORE_APPLICATION_ID)?;
+    }
     tx.commit()?;
     Ok(())
 }

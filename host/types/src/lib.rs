@@ -10,6 +10,11 @@
 pub mod capabilities;
 pub mod names;
 
+/// The SQLite `application_id` of the host's own store ("coda"): the store writes it into
+/// its file, and a tenant's SQL capability refuses to open a file that carries it, so a
+/// tenant database configured onto the store's file is never the tenant's to query.
+pub const STORE_APPLICATION_ID: i32 = 0x636f_6461;
+
 use std::collections::BTreeMap;
 use std::fmt;
 

@@ -504,3 +504,25 @@ async fn sqlite_tenant_sql_keeps_its_own_tables_and_schema() {
     execute("DELETE FROM calls").await;
     execute("DROP TABLE audit").await;
 }
+
+/// A tenant database configured onto the host's own store (here a file marked as one, as
+/// `coda-store` marks its own) is never opened for the tenant, whatever its path.
+#[tokio::test]
+async fn sqlite_a_tenant_database_is_never_the_hosts_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("coda.db");
+    rusqlite::Connection::open(&store)
+        .unwrap()
+        .pragma_update(None, "application_id", coda_types::STORE_APPLICATION_ID)
+        .unwrap();
+    let host = host(&settings(&format!("sqlite:{}", store.display())));
+    let logger = applet(&host, "acme", "logger");
+    let m = expect_err(
+        logger
+            .sql_query(&cx(), "calls".into(), "SELECT 1 AS one".into(), vec![])
+            .await,
+        unavailable,
+        "unavailable",
+    );
+    assert!(m.contains("the host's own store"), "{m}");
+}

@@ -675,6 +675,20 @@ async fn two_nodes_opening_a_new_database_together_both_open_it() {
     assert_eq!(b.plan("acme", "p", None).unwrap().unwrap().0, 1);
 }
 
+/// A SQLite store's file says it is one (`application_id`), so that a tenant database
+/// configured onto it is refused by the sql capability.
+#[test]
+fn a_sqlite_store_marks_its_file_as_the_hosts_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coda.db");
+    drop(Store::open(&path).unwrap());
+    let id: i32 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(id, coda_types::STORE_APPLICATION_ID);
+}
+
 /// A location the store cannot open is refused by name, without its password.
 #[test]
 fn a_database_location_that_cannot_be_opened_is_named_without_its_password() {
