@@ -375,7 +375,8 @@ impl Settings {
     }
 
     pub fn from_yaml_str(text: &str) -> Result<Settings, SettingsError> {
-        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let de = coda_types::yaml::deserializer(text)
+            .map_err(|e| SettingsError::new(String::new(), format!("the settings file {e}")))?;
         let settings: Settings = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = field_path(&e);
             let inner = e.into_inner();

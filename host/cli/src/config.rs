@@ -96,7 +96,8 @@ impl ServeConfig {
             // An empty YAML file is no settings, not an error.
             ServeConfig::default()
         } else {
-            let de = serde_yaml_ng::Deserializer::from_str(text);
+            let de =
+                coda_types::yaml::deserializer(text).map_err(|e| format!("the config file {e}"))?;
             serde_path_to_error::deserialize(de).map_err(field_error)?
         };
         config.check()?;

@@ -9,6 +9,7 @@
 
 pub mod capabilities;
 pub mod names;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::fmt;
