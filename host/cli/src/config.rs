@@ -180,6 +180,18 @@ mod tests {
 
     #[test]
     fn an_unknown_field_is_refused_by_name() {
+        // A config whose aliases expand 20 KB a hundred times over is refused before it is
+        // built, naming the limit (issue 14).
+        let big = format!(
+            "listen: &a {}\ntrusted_vendors: [{}]\n",
+            "x".repeat(20 * 1024),
+            vec!["{vendor: *a, key: *a}"; 50].join(",")
+        );
+        let e = ServeConfig::parse(&big, false).unwrap_err();
+        assert!(
+            e.starts_with("the config file expands through its anchors and aliases to more than"),
+            "{e}"
+        );
         let e = ServeConfig::parse("listen: 0.0.0.0:80\nlistne: x\n", false).unwrap_err();
         assert!(e.contains("unknown field `listne`"), "{e}");
         let e = ServeConfig::parse("scheduler:\n  batchh: 3\n", false).unwrap_err();
