@@ -1075,6 +1075,24 @@ async fn a_heavy_post_flow_expression_is_stopped_by_a_limit_and_blocks_no_other_
         json!({ "n": 120, "who": "Ada", "first": 0 })
     );
 
+    // One that does not parse is refused, naming it.
+    let (status, body) = call(
+        &h,
+        "PUT",
+        "/v1/interactions/c1/post-flow",
+        Some(&acme),
+        action("Name +"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expression `Name +`"),
+        "{body}"
+    );
+
     // The review's expression, while another tenant sends events.
     let heavy = "L.map(a, L.map(b, L.map(c, L.map(d, a + b + c + d))))";
     let done = std::sync::atomic::AtomicBool::new(false);
