@@ -1,6 +1,8 @@
-//! What arrives with an interaction: the event bodies `POST /v1/interactions/events` takes
-//! (parsed exactly as the API parses them), and the CEL expressions a post-flow action's
-//! invocation data is written in, evaluated over data sources. The first byte chooses.
+//! What arrives from outside as text: the event bodies `POST /v1/interactions/events` takes
+//! (parsed exactly as the API parses them), and YAML documents through the host's one
+//! bounded YAML reader (`coda_types::yaml`). The first byte chooses. (A post-flow action's
+//! CEL expressions are no longer evaluated by the host: the built-in `set-data` applet does,
+//! in the sandbox.)
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -16,15 +18,10 @@ fuzz_target!(|data: &[u8]| {
         }
         return;
     }
-    let Ok(expression) = std::str::from_utf8(rest) else {
+    // YAML as the host reads it everywhere (plans, fixtures, manifests, settings): bounded
+    // in nesting and in what its aliases expand to before anything is built.
+    let Ok(text) = std::str::from_utf8(rest) else {
         return;
     };
-    let mut sources = coda_types::Values::new();
-    sources.insert("CLID".into(), coda_types::Value::Text("+15550100".into()));
-    sources.insert("Visits".into(), coda_types::Value::Integer(3));
-    sources.insert(
-        "Order".into(),
-        coda_types::Value::Json(r#"{"id": "A-1", "items": [1, 2, 3]}"#.into()),
-    );
-    let _ = coda_flow::evaluate_expression(expression, &sources);
+    let _ = coda_types::yaml::from_str::<serde_json::Value>(text);
 });

@@ -340,7 +340,7 @@ fn a_production_step_becomes_a_fixture_and_replays_offline_and_in_a_dry_run() {
         &env,
     );
     assert_eq!(status, 0, "{yaml}\n{stderr}");
-    let fixture: Value = serde_yaml_ng::from_str(&yaml).expect("YAML");
+    let fixture: Value = coda_types::yaml::from_str(&yaml).expect("YAML");
     assert_eq!(fixture["applet"], "sms@0.1.0", "{yaml}");
     assert_eq!(fixture["context"]["node"], "text");
     assert_eq!(fixture["data"]["OrderId"], "A-17");

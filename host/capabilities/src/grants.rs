@@ -372,7 +372,7 @@ tenants:
     }
 
     fn grant(yaml: &str) -> AppletGrant {
-        serde_yaml_ng::from_str(yaml).unwrap()
+        coda_types::yaml::from_str(yaml).unwrap()
     }
 
     #[test]

@@ -386,7 +386,8 @@ impl Settings {
     }
 
     pub fn from_yaml_str(text: &str) -> Result<Settings, SettingsError> {
-        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let de = coda_types::yaml::deserializer(text)
+            .map_err(|e| SettingsError::new(String::new(), format!("the settings file {e}")))?;
         let settings: Settings = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = field_path(&e);
             let inner = e.into_inner();
@@ -682,6 +683,32 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.path, "tenants.acme.smtp.username_secret", "{e}");
+    }
+
+    /// A grants file whose secrets alias one 20 KB value a hundred times (2 MB) is refused
+    /// before it is built, naming the limit (issue 14); a few aliases are fine.
+    #[test]
+    fn aliases_that_expand_past_the_limit_are_refused() {
+        let file = |n: usize| {
+            let mut text = format!(
+                "tenants:\n  acme:\n    secrets:\n      s: &a {}\n",
+                "x".repeat(20 * 1024)
+            );
+            for i in 0..n {
+                text.push_str(&format!("      s{i}: *a\n"));
+            }
+            text
+        };
+        let e = Settings::from_yaml_str(&file(100)).unwrap_err();
+        assert_eq!(e.path, "");
+        assert!(
+            e.message.starts_with(
+                "the settings file expands through its anchors and aliases to more than 1048576 bytes"
+            ),
+            "{e}"
+        );
+        let s = Settings::from_yaml_str(&file(3)).unwrap();
+        assert_eq!(s.tenants["acme"].secrets["s2"].expose().len(), 20 * 1024);
     }
 
     #[test]

@@ -28,6 +28,9 @@ impl std::fmt::Display for Origin {
 pub struct DirApplets {
     runtime: Runtime,
     applets: HashMap<String, Arc<LoadedApplet>>,
+    /// The built-in that evaluates tenants' expressions for the engine
+    /// ([`coda_flow::EXPRESSION_APPLET`]); a directory's applet of that name is not it.
+    expression: Option<AppletRef>,
 }
 
 impl DirApplets {
@@ -72,6 +75,7 @@ impl DirApplets {
 
         let mut applets: HashMap<String, Arc<LoadedApplet>> = HashMap::new();
         let mut origin: HashMap<String, &Origin> = HashMap::new();
+        let mut expression = None;
         for ((source, _), (_, result)) in sources.iter().zip(loaded) {
             let applet = match (source, result) {
                 (_, Ok(applet)) => applet,
@@ -93,10 +97,19 @@ impl DirApplets {
                      give one of them another version"
                 ));
             }
+            if matches!(source, Origin::BuiltIn(_))
+                && applet.info.name == coda_flow::EXPRESSION_APPLET
+            {
+                expression = AppletRef::new(&applet.info.name, &applet.info.version).ok();
+            }
             origin.insert(key.clone(), source);
             applets.insert(key, applet);
         }
-        Ok(DirApplets { runtime, applets })
+        Ok(DirApplets {
+            runtime,
+            applets,
+            expression,
+        })
     }
 
     pub fn infos(&self) -> impl Iterator<Item = &AppletInfo> {
@@ -123,6 +136,10 @@ impl Applets for DirApplets {
             .get(&applet.to_string())
             .ok_or_else(|| format!("applet {applet} is not installed"))?;
         Ok(self.run(loaded, input, Caps::default()).await)
+    }
+
+    fn expression_applet(&self) -> Option<AppletRef> {
+        self.expression.clone()
     }
 }
 
@@ -274,6 +291,12 @@ impl Applets for ServiceApplets {
         }
         let loaded = self.uploaded(tenant, applet).await?;
         Ok(self.global.run(&loaded, input, caps).await)
+    }
+
+    /// The built-in one: looked up before the tenant's uploads in [`Self::invoke`], so an
+    /// upload of the same name and version cannot stand in for it.
+    fn expression_applet(&self) -> Option<AppletRef> {
+        self.global.expression_applet()
     }
 }
 

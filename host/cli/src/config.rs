@@ -121,7 +121,8 @@ impl ServeConfig {
             // An empty YAML file is no settings, not an error.
             ServeConfig::default()
         } else {
-            let de = serde_yaml_ng::Deserializer::from_str(text);
+            let de =
+                coda_types::yaml::deserializer(text).map_err(|e| format!("the config file {e}"))?;
             serde_path_to_error::deserialize(de).map_err(field_error)?
         };
         config.check()?;
@@ -225,6 +226,18 @@ mod tests {
 
     #[test]
     fn an_unknown_field_is_refused_by_name() {
+        // A config whose aliases expand 20 KB a hundred times over is refused before it is
+        // built, naming the limit (issue 14).
+        let big = format!(
+            "listen: &a {}\ntrusted_vendors: [{}]\n",
+            "x".repeat(20 * 1024),
+            vec!["{vendor: *a, key: *a}"; 50].join(",")
+        );
+        let e = ServeConfig::parse(&big, false).unwrap_err();
+        assert!(
+            e.starts_with("the config file expands through its anchors and aliases to more than"),
+            "{e}"
+        );
         let e = ServeConfig::parse("listen: 0.0.0.0:80\nlistne: x\n", false).unwrap_err();
         assert!(e.contains("unknown field `listne`"), "{e}");
         let e = ServeConfig::parse("scheduler:\n  batchh: 3\n", false).unwrap_err();

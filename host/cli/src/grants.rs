@@ -267,7 +267,7 @@ pub async fn seed(store: &Store, key: &SecretsKey, file: &Path) -> Result<(), Ex
     let raw: serde_json::Value = if file.extension().is_some_and(|x| x == "json") {
         serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?
     } else {
-        serde_yaml_ng::from_str(&text).map_err(|e| invalid(e.to_string()))?
+        coda_types::yaml::from_str(&text).map_err(|e| invalid(e.to_string()))?
     };
     let io = |e: coda_store::StoreError| Exit::usage("io", e.to_string());
     let now = std::time::SystemTime::now()

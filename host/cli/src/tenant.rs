@@ -560,7 +560,7 @@ fn plan_file(path: &Path) -> Result<(String, &'static str, Option<String>), Fail
         coda_plan::Format::Json => ("application/json", serde_json::from_str::<Json>(&text).ok()),
         coda_plan::Format::Yaml => (
             "application/yaml",
-            serde_yaml_ng::from_str::<Json>(&text).ok(),
+            coda_types::yaml::from_str::<Json>(&text).ok(),
         ),
     };
     // The server reports a plan that does not parse, with every problem; here the name is
@@ -1282,8 +1282,11 @@ async fn grant(client: &Client, command: GrantCommand) -> Result<(), Failure> {
                 Some(file) => {
                     let text = read_text(&file)?;
                     // YAML reads JSON as well; the server names any field it refuses.
-                    serde_yaml_ng::from_str::<Json>(&text).map_err(|e| {
-                        Failure::usage(format!("{}: not YAML or JSON: {e}", file.display()))
+                    coda_types::yaml::from_str::<Json>(&text).map_err(|e| match e {
+                        coda_types::yaml::Error::Refused(refused) => {
+                            Failure::usage(format!("{}: the file {refused}", file.display()))
+                        }
+                        e => Failure::usage(format!("{}: not YAML or JSON: {e}", file.display())),
                     })?
                 }
                 None => grant_from_flags(http, email, sql, secret, interactions),

@@ -9,7 +9,9 @@ use coda_store::{
     Channel, InteractionChange, InteractionRecord, InteractionStatus, Party, PostFlowAction,
     PostFlowTarget, StartedRun,
 };
-use coda_types::{Value, Values};
+use std::sync::Arc;
+
+use coda_types::{InvokeError, Value, Values};
 use serde::Deserialize;
 
 use crate::{Engine, Result, Start};
@@ -83,6 +85,17 @@ pub struct EventOutcome {
     pub interaction: InteractionRecord,
     /// Runs the event started (or found already started by the same trigger).
     pub runs: Vec<StartedRun>,
+}
+
+/// How often [`Engine::set_post_flow_with`] evaluates an expression again when the
+/// interaction's data sources changed while it was evaluated, before giving up.
+pub const EXPRESSION_TRIES: usize = 3;
+
+/// Why a post-flow write did not happen: the event's error, or data sources that changed
+/// since the expression read them.
+enum Refused {
+    Event(EventError),
+    Changed,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -406,8 +419,16 @@ impl Engine {
     }
 
     /// [`Engine::set_post_flow`], with invocation data that may be an expression: it is
-    /// evaluated against the interaction as it is when the action is set, in the same
-    /// transaction, and a bad expression leaves the interaction untouched.
+    /// evaluated against the interaction's data sources as they are when the action is set,
+    /// and a bad expression leaves the interaction untouched.
+    ///
+    /// The expression is the tenant's code, so it runs in the sandbox (the built-in
+    /// [`crate::EXPRESSION_APPLET`], under the tenant's fuel, memory and deadline), and
+    /// before the store's writer is taken: other tenants' events never wait for it. The
+    /// write then checks that the data sources are still those the expression saw; if an
+    /// event changed them meanwhile, the expression is evaluated again over the new ones
+    /// (at most [`EXPRESSION_TRIES`] times), so the stored result always belongs to the data
+    /// it was stored with.
     pub async fn set_post_flow_with(
         &self,
         tenant: &str,
@@ -418,39 +439,113 @@ impl Engine {
             // The plan must exist now, not when the disconnect comes.
             self.plan(tenant, &request.plan, None)?;
         }
-        let now = self.clock.now_ms();
-        let id = interaction.to_owned();
-        Ok(self
-            .store
-            .update_interaction(tenant, interaction, move |current| match current {
-                None => Err(EventError::Unknown(id)),
-                Some(record) if record.status == InteractionStatus::Completed => {
-                    Err(EventError::Completed(id))
-                }
-                Some(mut record) => {
-                    record.post_flow = match request {
-                        None => None,
-                        Some(request) => {
-                            let invocation_data = match request.invocation_data {
-                                InvocationData::Json(json) => json,
-                                InvocationData::Expression(expression) => {
-                                    crate::expr::evaluate(&expression, &record.data)
-                                        .map_err(EventError::InvocationData)?
-                                }
-                            };
-                            Some(PostFlowAction {
-                                target: request.target,
-                                action: request.action,
-                                plan: request.plan,
-                                invocation_data,
-                            })
-                        }
+        for _ in 0..EXPRESSION_TRIES {
+            let (action, seen) = match &request {
+                None => (None, None),
+                Some(request) => {
+                    let action = |invocation_data| PostFlowAction {
+                        target: request.target,
+                        action: request.action.clone(),
+                        plan: request.plan.clone(),
+                        invocation_data,
                     };
+                    match &request.invocation_data {
+                        InvocationData::Json(json) => (Some(action(json.clone())), None),
+                        InvocationData::Expression(expression) => {
+                            let record = match self.store.interaction(tenant, interaction)? {
+                                None => return Ok(Err(EventError::Unknown(interaction.into()))),
+                                Some(r) if r.status == InteractionStatus::Completed => {
+                                    return Ok(Err(EventError::Completed(interaction.into())));
+                                }
+                                Some(record) => record,
+                            };
+                            let value = match self
+                                .evaluate(tenant, interaction, expression, &record.data)
+                                .await
+                            {
+                                Ok(value) => value,
+                                Err(e) => return Ok(Err(EventError::InvocationData(e))),
+                            };
+                            (Some(action(value)), Some(record.data))
+                        }
+                    }
+                }
+            };
+            let now = self.clock.now_ms();
+            let id = interaction.to_owned();
+            let written = self
+                .store
+                .update_interaction(tenant, interaction, move |current| {
+                    let Some(mut record) = current else {
+                        return Err(Refused::Event(EventError::Unknown(id)));
+                    };
+                    if record.status == InteractionStatus::Completed {
+                        return Err(Refused::Event(EventError::Completed(id)));
+                    }
+                    if seen.is_some_and(|seen| seen != record.data) {
+                        return Err(Refused::Changed);
+                    }
+                    record.post_flow = action;
                     record.updated_at_ms = now;
                     Ok(record)
-                }
-            })
-            .await?)
+                })
+                .await?;
+            match written {
+                Ok(record) => return Ok(Ok(record)),
+                Err(Refused::Event(e)) => return Ok(Err(e)),
+                Err(Refused::Changed) => continue,
+            }
+        }
+        Ok(Err(EventError::InvocationData(format!(
+            "the interaction's data sources changed {EXPRESSION_TRIES} times while the expression was evaluated; set the action again"
+        ))))
+    }
+
+    /// Evaluates a tenant's CEL expression over `data` in the sandbox: the built-in
+    /// [`crate::EXPRESSION_APPLET`] sets one data source to it, as a plan's step would, with
+    /// no capability granted. Its limits (fuel, memory, wall clock) are those of any step of
+    /// the tenant, and hitting one is an error naming it. The host never evaluates a
+    /// tenant's expression natively: it could not bound the work.
+    async fn evaluate(
+        &self,
+        tenant: &str,
+        interaction: &str,
+        expression: &str,
+        data: &Values,
+    ) -> std::result::Result<serde_json::Value, String> {
+        const RESULT: &str = "InvocationData";
+        let applet = self.applets.expression_applet().ok_or_else(|| {
+            format!(
+                "expressions cannot be evaluated here: the built-in {} applet is not installed",
+                crate::EXPRESSION_APPLET
+            )
+        })?;
+        let input = crate::StepInput {
+            context: coda_types::InvocationContext {
+                tenant: tenant.to_owned(),
+                interaction: Some(interaction.to_owned()),
+                run: String::new(),
+                plan: String::new(),
+                node: "post-flow".into(),
+                idempotency_key: format!("{interaction}/post-flow"),
+                attempt: 1,
+            },
+            config: serde_json::json!({ "set": [{ "name": RESULT, "expression": expression }] }),
+            data: data.clone(),
+            state: Values::new(),
+            now_ms: self.clock.now_ms(),
+            capabilities: Arc::new(crate::DenyAll),
+        };
+        let report = self.applets.invoke(tenant, &applet, input).await?;
+        match report.result {
+            Ok(_) => report
+                .data_changes
+                .get(RESULT)
+                .map(Value::to_json)
+                .ok_or_else(|| format!("{applet} gave no result for the expression")),
+            Err(InvokeError::Failure(failure)) => Err(failure.message),
+            Err(e) => Err(format!("the expression was stopped: {e}")),
+        }
     }
 
     /// Delivers a named event (an agent's disposition, a survey reply) to the runs of the

@@ -17,7 +17,6 @@ mod completed;
 mod control;
 mod decide;
 mod effects;
-mod expr;
 mod fair;
 mod interactions;
 mod leases;
@@ -42,9 +41,10 @@ pub use control::CANCELLED_BY_API;
 pub use decide::idempotency_key as step_key;
 pub use decide::{FlowLimits, HOST_FAULT};
 pub use effects::{JournaledCapabilities, ReplaySummary};
-pub use expr::evaluate as evaluate_expression;
 pub use fair::{DefaultLimits, QueueFull, TenantLimit, TenantLimits};
-pub use interactions::{EventError, EventOutcome, InteractionEvent, InvocationData, SetPostFlow};
+pub use interactions::{
+    EXPRESSION_TRIES, EventError, EventOutcome, InteractionEvent, InvocationData, SetPostFlow,
+};
 pub use metrics::{MetricsSnapshot, STEP_DURATION_BUCKETS};
 
 /// What the engine needs from the applet host.
@@ -59,7 +59,19 @@ pub trait Applets: Send + Sync {
         applet: &AppletRef,
         input: StepInput,
     ) -> std::result::Result<InvocationReport, String>;
+    /// The installed built-in [`EXPRESSION_APPLET`], which evaluates a tenant's expression
+    /// for the host (a post-flow action's invocation data) in the sandbox, like a step.
+    /// `None` when it is not installed: expressions are then refused, never evaluated
+    /// natively.
+    fn expression_applet(&self) -> Option<AppletRef> {
+        None
+    }
 }
+
+/// The built-in applet that evaluates a tenant's CEL expressions for the host: Set Data
+/// Source, the applet plans use for the same expressions, so they mean the same on both
+/// sides.
+pub const EXPRESSION_APPLET: &str = "set-data";
 
 /// One step's invocation, as the engine prepares it.
 #[derive(Clone)]

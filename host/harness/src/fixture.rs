@@ -388,7 +388,8 @@ impl Fixture {
 
     /// Parses and checks a fixture; the error names the field that is wrong.
     pub fn parse(text: &str) -> Result<Fixture, String> {
-        let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+        let deserializer =
+            coda_types::yaml::deserializer(text).map_err(|e| format!("the fixture {e}"))?;
         let fixture: Fixture = serde_path_to_error(deserializer)?;
         fixture.check()?;
         Ok(fixture)

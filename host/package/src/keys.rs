@@ -165,7 +165,10 @@ impl TrustedKeys {
     /// read here). Errors name the entry and the field.
     pub fn parse(text: &str) -> Result<TrustedKeys, String> {
         let value: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(text).map_err(|e| format!("not YAML or JSON: {e}"))?;
+            coda_types::yaml::from_str(text).map_err(|e| match e {
+                coda_types::yaml::Error::Refused(refused) => format!("the file {refused}"),
+                e => format!("not YAML or JSON: {e}"),
+            })?;
         let (list, prefix) = match value {
             serde_yaml_ng::Value::Mapping(mut map) => (
                 map.remove("trusted_vendors")

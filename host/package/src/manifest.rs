@@ -93,7 +93,8 @@ impl ManifestSource {
                 format!("the manifest is larger than {MAX_MANIFEST_BYTES} bytes"),
             ));
         }
-        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let de = coda_types::yaml::deserializer(text)
+            .map_err(|e| ManifestError::new(".", format!("the manifest {e}")))?;
         let source: ManifestSource = serde_path_to_error::deserialize(de).map_err(field_error)?;
         source.check()?;
         Ok(source)

@@ -437,6 +437,34 @@ fn manifest_errors_name_the_field() {
     }
 }
 
+/// A manifest or a trusted-keys file whose aliases expand a 20 KB string a hundred times over
+/// is refused before it is built, naming the limit (issue 14).
+#[test]
+fn yaml_whose_aliases_expand_past_the_limit_is_refused() {
+    let big = format!(
+        "name: sms\nversion: 1.0.0\nvendor: acme\ndescription: &a {}\ncapabilities: [{}]\n",
+        "x".repeat(20 * 1024),
+        vec!["*a"; 100].join(",")
+    );
+    let e = ManifestSource::parse(&big).unwrap_err();
+    assert!(
+        e.message.starts_with(
+            "the manifest expands through its anchors and aliases to more than 1048576 bytes"
+        ),
+        "{e}"
+    );
+    let keys = format!(
+        "- {{vendor: &a {}, key: x}}\n{}",
+        "x".repeat(20 * 1024),
+        "- {vendor: *a, key: x}\n".repeat(100)
+    );
+    let e = TrustedKeys::parse(&keys).unwrap_err();
+    assert!(
+        e.starts_with("the file expands through its anchors and aliases to more than"),
+        "{e}"
+    );
+}
+
 #[test]
 fn a_signed_manifest_that_breaks_a_rule_is_invalid_naming_the_field() {
     // A vendor's own tool could sign anything: what it signed is checked too.

@@ -69,8 +69,9 @@ pub const MAX_PLAN_BYTES: usize = 1024 * 1024;
 
 /// The deepest nesting of arrays and objects a plan may have. serde_json and serde_yaml_ng
 /// stop at this depth on their own; [`parse`] also checks YAML for it before handing the
-/// text to libyaml, whose scanner slows down with depth.
-pub const MAX_NESTING: usize = 128;
+/// text to libyaml, whose scanner slows down with depth (the check every YAML reader of the
+/// host makes: [`coda_types::yaml`]).
+pub use coda_types::yaml::MAX_NESTING;
 
 /// The longest plan or applet name, in bytes; see [`is_valid_name`].
 pub use coda_types::names::MAX_NAME_LEN;

@@ -6,9 +6,9 @@
 
 use std::path::Path;
 
+use crate::MAX_PLAN_BYTES;
 use crate::plan::Plan;
 use crate::problem::Problem;
-use crate::{MAX_NESTING, MAX_PLAN_BYTES};
 
 /// The syntax a plan is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,9 +42,11 @@ impl Format {
 
 /// Parses a plan written in YAML or JSON, telling them apart by [`Format::detect`].
 ///
-/// Never panics. Input over [`MAX_PLAN_BYTES`] is refused before parsing, and nesting deeper
-/// than [`MAX_NESTING`] levels is refused (by serde_json itself, and for YAML by a scan
-/// before parsing), so no input can exhaust the stack or keep the parser busy for long.
+/// Never panics. Input over [`MAX_PLAN_BYTES`] is refused before parsing, nesting deeper
+/// than [`crate::MAX_NESTING`] levels is refused (by serde_json itself, and for YAML by a scan
+/// before parsing), and YAML whose aliases would expand it past a small multiple of its
+/// size is refused before anything is built ([`coda_types::yaml`]), so no input can exhaust
+/// the stack or the memory, or keep the parser busy for long.
 pub fn parse(text: &str) -> Result<Plan, Vec<Problem>> {
     parse_as(text, Format::detect(text))
 }
@@ -82,10 +84,8 @@ pub fn parse_as(text: &str, format: Format) -> Result<Plan, Vec<Problem>> {
             }
         }
         Format::Yaml => {
-            if let Some(problem) = too_deep(text) {
-                return Err(vec![problem]);
-            }
-            let de = serde_yaml_ng::Deserializer::from_str(text);
+            let de = coda_types::yaml::deserializer(text)
+                .map_err(|refused| vec![Problem::plan("", format!("the plan {refused}"))])?;
             match serde_path_to_error::deserialize::<_, Plan>(de) {
                 Ok(plan) => return Ok(plan),
                 Err(e) => {
@@ -98,40 +98,6 @@ pub fn parse_as(text: &str, format: Format) -> Result<Plan, Vec<Problem>> {
         }
     };
     Err(vec![syntax_problem(path, message, location)])
-}
-
-/// Refuses YAML whose brackets nest deeper than [`MAX_NESTING`], before libyaml sees it.
-///
-/// serde_yaml_ng stops deserializing at 128 levels, but only after libyaml has scanned the
-/// whole text, and libyaml's scanner does work proportional to the bracket depth for every
-/// token: 100 000 nested `[` (100 KB) take it tens of seconds. Counting is deliberately
-/// blunt: brackets inside strings and comments count too, so it can only err towards
-/// refusing, and only text with more than 128 unclosed brackets, which no real plan has.
-/// Block (indented) nesting needs no check: its indentation grows with depth, so the size
-/// limit bounds it to about 1 400 levels, which libyaml handles quickly.
-fn too_deep(text: &str) -> Option<Problem> {
-    let mut depth = 0usize;
-    let (mut line, mut column) = (1, 0);
-    for c in text.chars() {
-        column += 1;
-        match c {
-            '[' | '{' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return Some(Problem::plan(
-                        "",
-                        format!(
-                            "the plan nests brackets more than {MAX_NESTING} levels deep at line {line} column {column}"
-                        ),
-                    ));
-                }
-            }
-            ']' | '}' => depth = depth.saturating_sub(1),
-            '\n' => (line, column) = (line + 1, 0),
-            _ => {}
-        }
-    }
-    None
 }
 
 fn strip_bom(text: &str) -> &str {

@@ -420,6 +420,12 @@ fn compile_schema(schema: &serde_json::Value) -> Result<jsonschema::Validator, S
             .offline()
             // A config that says `"format": "email"` should be an email address.
             .should_validate_formats(true)
+            // The schema's `pattern`s are the applet's, run by the host on every plan that
+            // uses it: only on the linear-time engine. The default backtracking one, given a
+            // back-reference, spent up to its million backtracks on each string of a config
+            // and then matched (47 s for one plan); a pattern that needs backtracking makes
+            // the schema not compile instead.
+            .with_pattern_options(jsonschema::PatternOptions::regex())
             .build(schema)
     }))
     .map_err(|_| "the schema compiler failed on it".to_string())?

@@ -9,6 +9,7 @@
 
 pub mod capabilities;
 pub mod names;
+pub mod yaml;
 
 /// The SQLite `application_id` of the host's own store ("coda"): the store writes it into
 /// its file, and a tenant's SQL capability refuses to open a file that carries it, so a

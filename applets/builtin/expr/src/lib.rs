@@ -187,8 +187,7 @@ fn bind(cx: &mut CelContext<'_, '_>, name: &str, value: Cel) -> Result<(), Strin
 }
 
 /// CEL's reserved words: a data source named like one is reachable only as `data.NAME`.
-/// The host applies the same rule to post-flow expressions (`host/flow/src/expr.rs`): keep
-/// the two in step.
+/// Post-flow expressions follow it too: the host evaluates them through `set-data`.
 const RESERVED: &[&str] = &[
     "true",
     "false",

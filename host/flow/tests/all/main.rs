@@ -620,3 +620,137 @@ async fn a_stopped_engine_lets_its_step_in_flight_commit_and_starts_no_other() {
     stop.send(()).unwrap();
     assert_eq!(serving.await.unwrap().unwrap(), 1);
 }
+
+/// The expression applet of the race tests: answers the expression with the data source
+/// `N` it was given, after changing `N` in the store on its first `changes` calls, as an
+/// event arriving while the expression is evaluated would.
+struct Racer {
+    store: Arc<Store>,
+    changes: usize,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Applets for Racer {
+    fn info(&self, tenant: &str, applet: &AppletRef) -> Option<AppletInfo> {
+        Script.info(tenant, applet)
+    }
+
+    async fn invoke(
+        &self,
+        tenant: &str,
+        applet: &AppletRef,
+        input: StepInput,
+    ) -> Result<InvocationReport, String> {
+        if applet.name() != coda_flow::EXPRESSION_APPLET {
+            return Script.invoke(tenant, applet, input).await;
+        }
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if call < self.changes {
+            let interaction = input.context.interaction.clone().unwrap();
+            self.store
+                .update_interaction(tenant, &interaction, |current| {
+                    let mut record = current.unwrap();
+                    let n = match record.data.get("N") {
+                        Some(Value::Integer(n)) => *n,
+                        _ => 0,
+                    };
+                    record.data.insert("N".into(), Value::Integer(n + 1));
+                    Ok::<_, ()>(record)
+                })
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let mut report = Script.invoke(tenant, applet, input.clone()).await?;
+        report.data_changes.insert(
+            "InvocationData".into(),
+            input.data.get("N").cloned().unwrap_or(Value::Null),
+        );
+        Ok(report)
+    }
+
+    fn expression_applet(&self) -> Option<AppletRef> {
+        AppletRef::new(coda_flow::EXPRESSION_APPLET, "0.1.0").ok()
+    }
+}
+
+async fn racing(changes: usize) -> (tempfile::TempDir, Arc<Engine>, Arc<Racer>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("coda.db")).unwrap());
+    let plan = coda_plan::parse(
+        "name: survey\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: step@1.0.0\n",
+    )
+    .unwrap();
+    store
+        .publish_plan("acme", "survey", &serde_json::to_value(&plan).unwrap(), 0)
+        .await
+        .unwrap();
+    let racer = Arc::new(Racer {
+        store: store.clone(),
+        changes,
+        calls: Default::default(),
+    });
+    let engine = Arc::new(Engine::new(
+        store,
+        racer.clone(),
+        Arc::new(VirtualClock::new()),
+        FlowLimits::default(),
+    ));
+    engine
+        .on_event(
+            "acme",
+            event(json!({"type": "started", "interaction": "r1", "channel": "voice", "data": {"N": 1}})),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    (dir, engine, racer)
+}
+
+fn expression_action() -> coda_flow::SetPostFlow {
+    coda_flow::SetPostFlow {
+        target: PostFlowTarget::Any,
+        action: "voice-survey-flow".into(),
+        plan: "survey".into(),
+        invocation_data: coda_flow::InvocationData::Expression("N".into()),
+    }
+}
+
+/// An expression is evaluated outside the store's writer, so an event can change the data
+/// sources it read before its result is written: the write notices, and the expression is
+/// evaluated again over the new data, so the stored result is never that of stale data.
+#[tokio::test]
+async fn a_post_flow_expression_whose_data_changed_meanwhile_is_evaluated_again() {
+    let (_dir, engine, racer) = racing(1).await;
+    let record = engine
+        .set_post_flow_with("acme", "r1", Some(expression_action()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.data["N"], Value::Integer(2));
+    assert_eq!(record.post_flow.unwrap().invocation_data, json!(2));
+    assert_eq!(racer.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// Data that keeps changing under the expression gives up after a bounded number of tries,
+/// naming why, and leaves the interaction's action as it was.
+#[tokio::test]
+async fn a_post_flow_expression_whose_data_keeps_changing_gives_up() {
+    let (_dir, engine, racer) = racing(usize::MAX).await;
+    let refused = engine
+        .set_post_flow_with("acme", "r1", Some(expression_action()))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&refused, EventError::InvocationData(m) if m.contains("changed 3 times")),
+        "{refused}"
+    );
+    assert_eq!(
+        racer.calls.load(std::sync::atomic::Ordering::SeqCst),
+        coda_flow::EXPRESSION_TRIES
+    );
+    let record = engine.store().interaction("acme", "r1").unwrap().unwrap();
+    assert_eq!(record.post_flow, None);
+}

@@ -277,6 +277,32 @@ fn a_bad_fixture_is_refused_naming_the_field() {
     );
 }
 
+/// A fixture whose aliases expand a 20 KB string a hundred times over (2 MB from 21 KB) is
+/// refused before it is built, naming the limit (issue 14).
+#[test]
+fn a_fixture_whose_aliases_expand_past_the_limit_is_refused() {
+    let yaml = format!(
+        "config:\n  big: &a {}\n  many: [{}]\n",
+        "x".repeat(20 * 1024),
+        vec!["*a"; 100].join(",")
+    );
+    let error = Fixture::parse(&yaml).expect_err("aliased");
+    assert!(
+        error.starts_with(
+            "the fixture expands through its anchors and aliases to more than 1048576 bytes"
+        ),
+        "{error}"
+    );
+    // The same with ten aliases is 200 KB: a fixture may reuse a block.
+    let yaml = format!(
+        "config:\n  big: &a {}\n  many: [{}]\n",
+        "x".repeat(20 * 1024),
+        ["*a"; 10].join(",")
+    );
+    let fixture = Fixture::parse(&yaml).unwrap();
+    assert_eq!(fixture.config["many"].as_array().map(Vec::len), Some(10));
+}
+
 #[test]
 fn the_fixture_clock_is_the_applets_wall_clock() {
     // schedule-router reads the time: at 03:00 UTC on a Monday, Berlin is closed.

@@ -320,6 +320,44 @@ fn aliases_cannot_blow_up() {
     assert!(p.field.starts_with("nodes.a.config"), "{p}");
 }
 
+/// The review's plan (issue 14): one 20 KB string anchored once and aliased 100 000 times,
+/// 320 KB of text that deserialized to 2 GB of strings (about 4 GB of memory for `coda plan
+/// validate`). It is refused before anything is built, saying why.
+pub fn aliased_plan(aliases: usize) -> String {
+    format!(
+        "name: x\ntype: default\nstart: a\nnodes:\n  a:\n    applet: p@0.1.0\n    config:\n      big: &a {}\n      many: [{}]\n",
+        "x".repeat(20 * 1024),
+        vec!["*a"; aliases].join(",")
+    )
+}
+
+#[test]
+fn large_anchors_cannot_blow_up() {
+    let text = aliased_plan(100_000);
+    assert!(text.len() < 330_000, "{}", text.len());
+    let started = std::time::Instant::now();
+    let p = error(&text);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(p.field, "");
+    assert_eq!(
+        p.message,
+        format!(
+            "the plan expands through its anchors and aliases to more than {} bytes (the limit is 4 times the text's size, at least 1048576): repeat less through aliases",
+            coda_types::yaml::expanded_limit(text.len())
+        )
+    );
+    // A few aliases of the same anchor are fine: anchors are for reuse.
+    let plan = parse(&aliased_plan(10)).expect("ten aliases of 20 KB");
+    assert_eq!(
+        plan.nodes["a"].config["many"][9].as_str().map(str::len),
+        Some(20 * 1024)
+    );
+}
+
 /// Every prefix of every example, every single-byte corruption of one, and pseudo-random
 /// text: parse returns, whatever it returns.
 #[test]

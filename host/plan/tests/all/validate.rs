@@ -728,3 +728,56 @@ fn recursive_schemas_check_nested_configs() {
     let field = format!("nodes.a.config{}/label", "/child".repeat(100));
     only(&p, &field, "7 is not of type \"string\"");
 }
+
+/// A config schema comes from an applet, that is from a tenant, and the host runs its
+/// `pattern`s natively when it validates a plan. With a back-reference, a backtracking
+/// engine can be made to spend its whole backtracking budget on every string of a config
+/// and then match: 1 500 strings took minutes. Patterns run on a linear-time engine only,
+/// so such a schema does not compile (the applet's fault), and an exponential-looking
+/// pattern without one is linear (issue 14).
+#[test]
+fn config_schema_patterns_run_in_linear_time() {
+    let schema = |pattern: &str| {
+        json!({ "type": "object", "properties": { "s": { "type": "array",
+            "items": { "type": "string", "pattern": pattern } } } })
+    };
+    let catalog = catalog()
+        .with_applet(applet(
+            "backtracks",
+            &["next"],
+            schema(r"^(?:(a|a)*\1c|a*b)$"),
+            false,
+            &[],
+        ))
+        .with_applet(applet(
+            "nested",
+            &["next"],
+            schema(r"^(a|a)*b$"),
+            false,
+            &[],
+        ));
+    let strings = serde_json::to_string(&vec![format!("{}b", "a".repeat(15)); 1500]).unwrap();
+    for (applet, fails) in [("backtracks", true), ("nested", false)] {
+        let plan = plan(&format!(
+            "name: x\ntype: unattended\nstart: a\nnodes:\n  a: {{ applet: {applet}@0.1.0, config: {{ s: {strings} }} }}\n",
+        ));
+        let started = std::time::Instant::now();
+        let result = validate(&plan, &catalog);
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "{applet}: {took:?}"
+        );
+        match result {
+            Ok(_) => assert!(!fails, "{applet} validated"),
+            Err(p) => {
+                assert!(fails, "{applet}: {p:?}");
+                only(
+                    &p,
+                    "nodes.a.config",
+                    "does not compile, which is the applet's fault",
+                );
+            }
+        }
+    }
+}

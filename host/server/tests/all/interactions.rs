@@ -777,6 +777,15 @@ impl Applets for Builtins {
         invocation.capabilities = input.capabilities;
         Ok(self.runtime.invoke(loaded, invocation).await)
     }
+
+    fn expression_applet(&self) -> Option<AppletRef> {
+        let info = self
+            .applets
+            .values()
+            .map(|a| &a.info)
+            .find(|i| i.name == coda_flow::EXPRESSION_APPLET)?;
+        AppletRef::new(&info.name, &info.version).ok()
+    }
 }
 
 const SALES_LIVE: &str = "name: sales\ntype: default\nstart: hello\npost_interaction: after-sale\nnodes:\n  hello:\n    applet: set-data@0.1.0\n    config: { set: [{ name: Greeted, value: true }] }\n";
@@ -1138,4 +1147,121 @@ async fn ids_and_names_that_could_be_paths_or_are_huge_are_refused_at_every_entr
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Issue 14: a post-flow action's invocation data given as an expression is the tenant's
+/// code. Four nested `map`s over a 60-element list (13 million evaluations) ran 12.7 s in the
+/// host, inside the store's writer, and another tenant's event waited 11.7 s for it. Now the
+/// expression runs in the sandbox, before the writer is taken: it is stopped by a limit it
+/// names, and other tenants' events are answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heavy_post_flow_expression_is_stopped_by_a_limit_and_blocks_no_other_tenant() {
+    let builtins = Arc::new(Builtins::load(&["set-data"]).await);
+    let h = harness_with(builtins.clone(), builtins.infos(), Arc::new(WallClock));
+    let (acme, _) = tenant(&h, "acme").await;
+    let (globex, _) = tenant(&h, "globex").await;
+    let after = "name: after\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: set-data@0.1.0\n    config: { set: [{ name: Done, value: true }] }\n";
+    super::publish(&h, &acme, "after", after).await;
+    let list: Vec<u32> = (0..60).collect();
+    event(
+        &h,
+        &acme,
+        json!({ "type": "started", "interaction": "c1", "channel": "voice",
+                "data": { "L": list, "Name": "Ada" } }),
+    )
+    .await;
+    let action = |expression: &str| {
+        json_body(
+            json!({ "target": "caller", "action": "voice-survey-flow", "plan": "after",
+                          "invocation_data": { "expression": expression } }),
+        )
+    };
+
+    // A small expression is evaluated over the interaction's data sources, as before.
+    let (status, body) = call(
+        &h,
+        "PUT",
+        "/v1/interactions/c1/post-flow",
+        Some(&acme),
+        action(r#"{"n": size(L) * 2, "who": Name, "first": data.L[0]}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["post_flow"]["invocation_data"],
+        json!({ "n": 120, "who": "Ada", "first": 0 })
+    );
+
+    // One that does not parse is refused, naming it.
+    let (status, body) = call(
+        &h,
+        "PUT",
+        "/v1/interactions/c1/post-flow",
+        Some(&acme),
+        action("Name +"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expression `Name +`"),
+        "{body}"
+    );
+
+    // The review's expression, while another tenant sends events.
+    let heavy = "L.map(a, L.map(b, L.map(c, L.map(d, a + b + c + d))))";
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let heavy_call = async {
+        let started = std::time::Instant::now();
+        let answer = call(
+            &h,
+            "PUT",
+            "/v1/interactions/c1/post-flow",
+            Some(&acme),
+            action(heavy),
+        )
+        .await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        (answer, started.elapsed())
+    };
+    let others = async {
+        let mut latencies = Vec::new();
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let started = std::time::Instant::now();
+            event(
+                &h,
+                &globex,
+                json!({ "type": "started", "interaction": format!("g{}", latencies.len()),
+                        "channel": "chat" }),
+            )
+            .await;
+            latencies.push(started.elapsed());
+        }
+        latencies
+    };
+    let (((status, body), took), latencies) = tokio::join!(heavy_call, others);
+    let slowest = latencies.iter().max().copied().unwrap_or_default();
+    eprintln!(
+        "heavy expression refused after {took:?} ({body}); {} events of another tenant meanwhile, the slowest {slowest:?}",
+        latencies.len()
+    );
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["kind"], "invalid-invocation-data");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("the expression was stopped") && message.contains("limit exceeded"),
+        "{message}"
+    );
+    // Bounded by the sandbox's limits (fuel, then the deadline), not by the expression.
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    assert!(!latencies.is_empty());
+    assert!(
+        slowest < std::time::Duration::from_secs(2),
+        "another tenant's event waited {slowest:?}"
+    );
+    // The action set before is still the one in place.
+    let (_, body) = call(&h, "GET", "/v1/interactions/c1", Some(&acme), None).await;
+    assert_eq!(body["post_flow"]["invocation_data"]["n"], 120, "{body}");
 }

@@ -761,6 +761,40 @@ async fn malformed_requests_get_a_4xx_that_names_the_problem() {
     }
 }
 
+/// Issue 14: a 320 KB plan whose 20 KB string is aliased 100 000 times took 2 GB to refuse.
+/// It is refused before it is built, with the expansion limit named, and quickly.
+#[tokio::test]
+async fn a_plan_whose_aliases_expand_past_the_limit_is_refused_before_it_is_built() {
+    let h = harness();
+    let acme = tenant(&h, "acme").await;
+    let plan = format!(
+        "name: big\ntype: default\nstart: a\nnodes:\n  a:\n    applet: step@1.0.0\n    config:\n      big: &a {}\n      many: [{}]\n",
+        "x".repeat(20 * 1024),
+        vec!["*a"; 100_000].join(",")
+    );
+    let started = std::time::Instant::now();
+    let (status, body) = call(
+        &h,
+        "PUT",
+        "/v1/plans/big",
+        Some(&acme),
+        Some(("application/yaml", plan.into_bytes())),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["kind"], "invalid-plan");
+    let message = body["error"]["problems"][0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("the plan expands through its anchors and aliases to more than"),
+        "{body}"
+    );
+    // Unbounded, this took 8 to 16 s; the walk stops after about 65 aliases.
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    let (status, _) = call(&h, "GET", "/v1/plans/big", Some(&acme), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
 #[tokio::test]
 async fn a_plan_that_does_not_validate_lists_every_problem() {
     let h = harness();
@@ -976,10 +1010,30 @@ async fn post_flow_actions_fire_on_their_disconnect_and_named_events_wake_waitin
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["kind"], "malformed-json", "{body}");
 
+    // An expression needs the built-in that evaluates it in the sandbox; without it (these
+    // scripted applets), it is refused, never evaluated by the host itself.
+    let (status, body) = call(
+        &h,
+        "PUT",
+        "/v1/interactions/c1/post-flow",
+        Some(&acme),
+        event(json!({ "target": "caller", "action": "voice-survey-flow",
+        "plan": "dispo", "invocation_data": { "expression": "1 + 1" } })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["kind"], "invalid-invocation-data");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the built-in set-data applet is not installed"),
+        "{body}"
+    );
     // An action naming a plan that does not exist is refused, and leaves none set.
     let action = |plan: &str| {
         event(json!({ "target": "caller", "action": "voice-survey-flow",
-        "plan": plan, "invocation_data": { "expression": "1 + 1" } }))
+        "plan": plan, "invocation_data": { "json": 2 } }))
     };
     let (status, body) = call(
         &h,
