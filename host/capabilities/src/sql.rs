@@ -154,10 +154,13 @@ impl Databases {
                     "RESET ALL; SET statement_timeout = {}",
                     job.timeout.as_millis()
                 );
-                if let Err(e) = client.batch_execute(&reset).await {
+                // Bounded like the statement: a server that does not answer costs the
+                // connection, not the step.
+                let reset = tokio::time::timeout(job.timeout, client.batch_execute(&reset)).await;
+                if !matches!(reset, Ok(Ok(()))) {
                     tracing::warn!(
                         database,
-                        "resetting a PostgreSQL session failed, the connection is dropped: {e}"
+                        "resetting a PostgreSQL session failed, the connection is dropped: {reset:?}"
                     );
                     self.postgres.lock().await.remove(&key);
                 }
