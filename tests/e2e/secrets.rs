@@ -36,25 +36,25 @@ fn start_logging(data: &std::path::Path, log: &std::path::Path) -> Server {
         .stderr(file)
         .spawn()
         .expect("starting coda serve");
+    // Held at once, so that a start that fails is killed and reaped (`Server`'s drop).
+    let mut server = Server {
+        child,
+        address: String::new(),
+        banner: Vec::new(),
+    };
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if let Some(rest) = text.split("listening on http://").nth(1) {
-            let address = rest
+            server.address = rest
                 .split(|c: char| c.is_whitespace() || c == '"' || c == '\\')
                 .next()
                 .unwrap()
                 .to_owned();
-            return Server {
-                child,
-                address,
-                banner: text.lines().map(str::to_owned).collect(),
-            };
+            server.banner = text.lines().map(str::to_owned).collect();
+            return server;
         }
-        assert!(
-            Instant::now() < deadline,
-            "coda serve never listened: {text}"
-        );
+        assert!(Instant::now() < deadline, "coda serve never listened: {text}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
