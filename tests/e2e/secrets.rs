@@ -54,7 +54,10 @@ fn start_logging(data: &std::path::Path, log: &std::path::Path) -> Server {
             server.banner = text.lines().map(str::to_owned).collect();
             return server;
         }
-        assert!(Instant::now() < deadline, "coda serve never listened: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "coda serve never listened: {text}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -4,6 +4,7 @@
 mod hostile;
 mod isolation;
 mod loading;
+mod secrets;
 
 use std::sync::{Arc, OnceLock};
 
