@@ -13,6 +13,7 @@ mod ops;
 mod packages;
 mod polyglot;
 mod run;
+mod secrets;
 mod serve;
 mod serve_postgres;
 mod uploads;

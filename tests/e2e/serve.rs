@@ -15,7 +15,7 @@ use crate::{cache_dir, coda_bin};
 pub(crate) const OPERATOR: &str = "coda_op_e2e_0123456789abcdef";
 
 pub(crate) struct Server {
-    child: Child,
+    pub(crate) child: Child,
     pub(crate) address: String,
     /// What it wrote to stderr up to and including the `listening on` line.
     pub(crate) banner: Vec<String>,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use coda_types::HostError;
 use coda_types::capabilities::EmailMessage;
+use coda_types::scrub::Scrubber;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -18,10 +19,15 @@ use crate::settings::{SmtpSettings, SmtpTls, TenantSettings};
 /// Sends one message. Its Message-ID is derived from the call's idempotency key, so the one
 /// send that may be repeated (in flight when the host died) carries the same Message-ID
 /// both times, and receivers that deduplicate on it show one message.
+///
+/// The SMTP credentials are recorded in the step's `scrubber`: the applet never read them,
+/// but a server's reply (which lettre's errors quote) may echo them, and whatever the host
+/// writes about the step is scrubbed of them.
 pub(crate) async fn send(
     tenant: &TenantSettings,
     tenant_id: &str,
     key: &str,
+    scrubber: &Scrubber,
     message: EmailMessage,
 ) -> Result<String, HostError> {
     let smtp = tenant.smtp.as_ref().ok_or_else(|| {
@@ -65,7 +71,7 @@ pub(crate) async fn send(
     }
     .map_err(|e| HostError::Invalid(format!("cannot build the message: {e}")))?;
 
-    let transport = transport(tenant, smtp, domain)?;
+    let transport = transport(tenant, smtp, domain, scrubber)?;
     // lettre's timeout is per SMTP command; this one bounds the whole conversation.
     let limit = Duration::from_millis(smtp.timeout_ms);
     match tokio::time::timeout(limit, transport.send(email)).await {
@@ -97,6 +103,7 @@ fn transport(
     tenant: &TenantSettings,
     smtp: &SmtpSettings,
     domain: String,
+    scrubber: &Scrubber,
 ) -> Result<AsyncSmtpTransport<Tokio1Executor>, HostError> {
     let tls = match smtp.tls {
         SmtpTls::None => Tls::None,
@@ -122,7 +129,10 @@ fn transport(
             tenant
                 .secrets
                 .get(name)
-                .map(|s| s.expose().to_string())
+                .map(|s| {
+                    scrubber.record(name, s.expose());
+                    s.expose().to_string()
+                })
                 .ok_or_else(|| {
                     HostError::Unavailable(format!(
                         "the SMTP credentials name secret '{name}', which the tenant does not have"
@@ -131,6 +141,7 @@ fn transport(
         };
         builder = builder.credentials(Credentials::new(secret(user)?, secret(password)?));
     } else if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
+        scrubber.record("smtp-password", password.expose());
         builder = builder.credentials(Credentials::new(
             user.clone(),
             password.expose().to_string(),

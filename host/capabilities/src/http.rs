@@ -8,7 +8,10 @@
 //! - redirects are followed here, not by reqwest, so every hop is checked like the first;
 //! - no proxy: one would connect on our behalf and bypass the address rules;
 //! - one deadline covers the whole call, redirects and body included; the body is capped
-//!   while it streams, so a large response never sits in memory.
+//!   while it streams, so a large response never sits in memory;
+//! - an error names the URL's origin only (`https://api.example.com:8443`): the host is
+//!   granted, so the tenant knows it, but user info, path and query may carry a secret, and
+//!   reqwest's own texts (which print the whole URL) are taken without it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::error::Error as StdError;
@@ -112,7 +115,7 @@ impl Http {
             Ok(result) => result,
             Err(_) => Err(HostError::Unavailable(format!(
                 "the request to {} did not complete within {} ms",
-                url_for_message(&url),
+                origin_of(&url),
                 timeout.as_millis()
             ))),
         }
@@ -138,8 +141,9 @@ impl Http {
         }
         let mut headers = request_headers(&request.headers, idempotency_key)?;
         let mut body = Some(request.body);
+        // Not the text itself: it may hold a secret.
         let mut url = Url::parse(&request.url)
-            .map_err(|e| HostError::Invalid(format!("'{}' is not a URL: {e}", request.url)))?;
+            .map_err(|e| HostError::Invalid(format!("the URL does not parse: {e}")))?;
         let client = self.client(tenant, allowed)?;
         let mut redirects = 0;
         loop {
@@ -150,7 +154,7 @@ impl Http {
             if let Some(body) = &body {
                 builder = builder.body(body.clone());
             }
-            let mut response = builder.send().await.map_err(|e| send_error(&url, &e))?;
+            let mut response = builder.send().await.map_err(|e| send_error(&url, e))?;
             let status = response.status();
             let location = response.headers().get(reqwest::header::LOCATION);
             let next = match (status.is_redirection(), location) {
@@ -173,7 +177,7 @@ impl Http {
                 return Err(HostError::LimitExceeded(format!(
                     "more than {} redirects, the last to {}",
                     self.settings.max_redirects,
-                    url_for_message(next.as_str())
+                    origin(&next)
                 )));
             }
             // 303 always, and 301/302 after a POST, turn into a GET without a body (what
@@ -204,14 +208,14 @@ impl Http {
         let too_large = || {
             HostError::LimitExceeded(format!(
                 "the response from {} is larger than the limit of {cap} bytes",
-                url_for_message(url.as_str())
+                origin(url)
             ))
         };
         if response.content_length().is_some_and(|len| len > cap) {
             return Err(too_large());
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| send_error(url, &e))? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| send_error(url, e))? {
             if (body.len() + chunk.len()) as u64 > cap {
                 return Err(too_large());
             }
@@ -239,8 +243,8 @@ fn check_url(check: &Check<'_>, allowed: &[IpNet], url: &Url) -> Result<(), Host
         Some(url::Host::Ipv6(ip)) => (ip.to_string(), Some(IpAddr::V6(ip))),
         None => {
             return Err(HostError::Invalid(format!(
-                "'{}' has no host",
-                url_for_message(url.as_str())
+                "a {} URL needs a host",
+                url.scheme()
             )));
         }
     };
@@ -303,18 +307,21 @@ fn response_headers(headers: &HeaderMap) -> Vec<(String, String)> {
 
 fn redirect_target(from: &Url, location: &HeaderValue) -> Result<Url, HostError> {
     let text = String::from_utf8_lossy(location.as_bytes());
+    // The Location is the server's text and may echo a secret: named, not quoted.
     from.join(&text).map_err(|e| {
         HostError::Unavailable(format!(
-            "{} redirected to '{}', which is not a URL: {e}",
-            url_for_message(from.as_str()),
-            text
+            "{} redirected to a Location that is not a URL: {e}",
+            origin(from)
         ))
     })
 }
 
 /// Maps a failed send: a refused address is a grant matter, the rest are the network's.
-fn send_error(url: &Url, error: &reqwest::Error) -> HostError {
-    let target = url_for_message(url.as_str());
+/// reqwest prints the whole URL in its text; the error is taken without it.
+fn send_error(url: &Url, error: reqwest::Error) -> HostError {
+    let error = error.without_url();
+    let error = &error;
+    let target = origin(url);
     let mut source: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(e) = source {
         if let Some(refused) = e.downcast_ref::<AddressRefused>() {
@@ -352,18 +359,18 @@ fn chain(error: &(dyn StdError + 'static)) -> String {
     text
 }
 
-/// A URL for a message: without its query (which may carry a token) or user info.
-fn url_for_message(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(mut parsed) => {
-            parsed.set_query(None);
-            parsed.set_fragment(None);
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            parsed.to_string()
-        }
-        Err(_) => url.chars().take(200).collect(),
+/// A URL for a message: its origin only (`https://api.example.com:8443`). User info, path,
+/// query and fragment may each carry a secret (`/v1/keys/{token}`, `?api_key=`).
+fn origin(url: &Url) -> String {
+    match url.origin() {
+        origin @ url::Origin::Tuple(..) => origin.ascii_serialization(),
+        url::Origin::Opaque(_) => format!("a {} URL", url.scheme()),
     }
+}
+
+/// [`origin`] of a URL not parsed yet.
+fn origin_of(url: &str) -> String {
+    Url::parse(url).map_or_else(|_| "the URL".into(), |url| origin(&url))
 }
 
 /// rustls needs a process-wide crypto provider when reqwest is built without one; ring is
@@ -432,11 +439,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn messages_leave_out_queries_and_credentials() {
+    fn messages_name_the_origin_only() {
         assert_eq!(
-            url_for_message("https://user:pw@api.example.com/send?token=abc#x"),
-            "https://api.example.com/send"
+            origin_of("https://user:pw@api.example.com/send/tok123?token=abc#x"),
+            "https://api.example.com"
         );
+        assert_eq!(
+            origin_of("http://API.example.com:8080/k/tok123"),
+            "http://api.example.com:8080"
+        );
+        assert_eq!(origin_of("not a url tok123"), "the URL");
     }
 
     #[test]

@@ -184,6 +184,16 @@ impl HostCapabilities {
     }
 }
 
+/// A result whose error is scrubbed of the step's secret values, the credentials a capability
+/// used on the step's behalf among them: a server that echoes a password (in an SMTP reply,
+/// a PostgreSQL error) does not hand it to an applet that never read it.
+fn scrubbed<T>(result: Result<T, HostError>, cx: &InvocationContext) -> Result<T, HostError> {
+    result.map_err(|mut e| {
+        cx.scrubber.apply(&mut e);
+        e
+    })
+}
+
 /// One applet's view: every method asks the grant check first.
 struct AppletCapabilities {
     host: Arc<Inner>,
@@ -201,6 +211,26 @@ impl AppletCapabilities {
             &self.version,
             access,
         )
+    }
+
+    /// A PostgreSQL URL's password is used on the step's behalf: recorded in the step's
+    /// scrubber, so that a server echoing it (in an error the applet and the journal get)
+    /// is written as `[secret:database:NAME]`.
+    fn record_database_password(
+        &self,
+        scrubber: &coda_types::scrub::Scrubber,
+        database: &str,
+    ) -> Result<(), HostError> {
+        if let Some(settings::DatabaseUrl::Postgres(url)) = self.tenant()?.databases.get(database)
+            && let Ok(config) = url.parse::<tokio_postgres::Config>()
+            && let Some(password) = config.get_password()
+        {
+            scrubber.record(
+                &format!("database:{database}"),
+                &String::from_utf8_lossy(password),
+            );
+        }
+        Ok(())
     }
 
     fn tenant(&self) -> Result<&settings::TenantSettings, HostError> {
@@ -252,12 +282,20 @@ impl Capabilities for AppletCapabilities {
         if let Some(per_hour) = tenant.ceiling.email_per_hour {
             self.host.emails.take(&self.tenant, per_hour)?;
         }
-        email::send(tenant, &self.tenant, &cx.idempotency_key, message).await
+        let sent = email::send(
+            tenant,
+            &self.tenant,
+            &cx.idempotency_key,
+            &cx.scrubber,
+            message,
+        )
+        .await;
+        scrubbed(sent, cx)
     }
 
     async fn sql_query(
         &self,
-        _cx: &InvocationContext,
+        cx: &InvocationContext,
         database: String,
         statement: String,
         params: Vec<Value>,
@@ -265,7 +303,9 @@ impl Capabilities for AppletCapabilities {
         self.check(&Access::Sql {
             database: &database,
         })?;
-        self.host
+        self.record_database_password(&cx.scrubber, &database)?;
+        let done = self
+            .host
             .sql
             .query(
                 &self.tenant,
@@ -275,12 +315,13 @@ impl Capabilities for AppletCapabilities {
                 statement,
                 params,
             )
-            .await
+            .await;
+        scrubbed(done, cx)
     }
 
     async fn sql_execute(
         &self,
-        _cx: &InvocationContext,
+        cx: &InvocationContext,
         database: String,
         statement: String,
         params: Vec<Value>,
@@ -288,7 +329,9 @@ impl Capabilities for AppletCapabilities {
         self.check(&Access::Sql {
             database: &database,
         })?;
-        self.host
+        self.record_database_password(&cx.scrubber, &database)?;
+        let done = self
+            .host
             .sql
             .execute(
                 &self.tenant,
@@ -298,7 +341,8 @@ impl Capabilities for AppletCapabilities {
                 statement,
                 params,
             )
-            .await
+            .await;
+        scrubbed(done, cx)
     }
 
     async fn secret_get(&self, _cx: &InvocationContext, name: String) -> Result<String, HostError> {

@@ -200,13 +200,18 @@ impl DryCapabilities {
                 None => (Ok(simulated(&key)), "simulated"),
             }
         };
+        // Printed for the user: without the secret values the step read, as the journal.
+        let mut request = request;
+        let mut answer = shown(&result);
+        cx.scrubber.json(&mut request);
+        cx.scrubber.json(&mut answer);
         shared.effects.push(WouldBe {
             node: cx.node.clone(),
             key,
             kind: kind.to_owned(),
             request,
             answered,
-            answer: shown(&result),
+            answer,
         });
         result
     }

@@ -470,6 +470,7 @@ async fn invoke(runtime: &Runtime, args: InvokeArgs) -> Result<Json, Exit> {
             node: "cli".into(),
             idempotency_key: format!("cli-{}", &applet.digest[..16]),
             attempt: 1,
+            ..Default::default()
         },
         config,
     );

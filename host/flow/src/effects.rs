@@ -10,7 +10,8 @@
 //!
 //! The one call in flight when the host died has no journaled result: it is made again, with
 //! the same idempotency key (`{step key}/{call position}`), so a downstream that honours keys
-//! sees it once. Secret reads are not effects and are never journaled.
+//! sees it once. Secret reads are not effects and are never journaled, and every record is
+//! scrubbed of the step's secret values before it is written.
 
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +21,7 @@ use coda_types::capabilities::{
     Capabilities, EmailMessage, FollowUp, HttpRequest, HttpResponse, SqlRows, request_digest,
     sql_request,
 };
+use coda_types::scrub::Scrub;
 use coda_types::{HostError, InvocationContext, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -125,7 +127,7 @@ impl JournaledCapabilities {
     ) -> Result<T, HostError>
     where
         Req: Serialize,
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Clone + Scrub,
         F: AsyncFnOnce(&InvocationContext) -> Result<T, HostError>,
     {
         let call_seq = {
@@ -161,12 +163,21 @@ impl JournaledCapabilities {
         call_cx.idempotency_key = format!("{}/{call_seq}", cx.idempotency_key);
         let result = call(&call_cx).await;
 
+        // The record is scrubbed of the step's secret values (a response echoing a token, an
+        // error echoing a URL); the applet gets the result as it came. A replay after a
+        // crash therefore answers with the scrubbed result.
+        let mut journaled_result = serde_json::to_value(&result).unwrap_or(serde_json::Value::Null);
+        if !cx.scrubber.is_empty() {
+            let mut clean = result.clone();
+            cx.scrubber.apply(&mut clean);
+            journaled_result = serde_json::to_value(&clean).unwrap_or(serde_json::Value::Null);
+        }
         let record = EffectRecord {
             step_seq: self.step_seq,
             call_seq,
             kind: kind.to_owned(),
             digest,
-            result: serde_json::to_value(&result).unwrap_or(serde_json::Value::Null),
+            result: journaled_result,
             at_ms: self.now_ms,
         };
         let journaled = match self.claim {

@@ -21,6 +21,7 @@ mod fair;
 mod interactions;
 mod leases;
 mod metrics;
+mod scrub;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -779,6 +780,8 @@ impl Engine {
             ));
         };
 
+        // Collects the secret values the step comes to hold; the commit is scrubbed of them.
+        let scrubber = coda_types::scrub::Scrubber::default();
         let context = InvocationContext {
             tenant: run.tenant.clone(),
             interaction: run.interaction.clone(),
@@ -787,6 +790,7 @@ impl Engine {
             node: node_id.clone(),
             idempotency_key: decide::idempotency_key(&run.id, seq, run.attempt),
             attempt: run.attempt,
+            scrubber: scrubber.clone(),
         };
         let capabilities = Arc::new(
             JournaledCapabilities::new(
@@ -861,15 +865,18 @@ impl Engine {
             note,
             report.as_ref().ok(),
         );
-        Ok(StepCommit {
-            run_id: run.id.clone(),
-            expected_seq: seq,
-            step,
-            next: decision.update,
-            input: Some(coda_store::StepInput {
-                data: run.data.clone(),
-                state: run.state.get(&node_id).cloned().unwrap_or_default(),
-            }),
-        })
+        Ok(scrub::commit(
+            StepCommit {
+                run_id: run.id.clone(),
+                expected_seq: seq,
+                step,
+                next: decision.update,
+                input: Some(coda_store::StepInput {
+                    data: run.data.clone(),
+                    state: run.state.get(&node_id).cloned().unwrap_or_default(),
+                }),
+            },
+            &scrubber,
+        ))
     }
 }

@@ -112,6 +112,7 @@ pub fn invocation(fixture: &Fixture, capabilities: Arc<FixtureCapabilities>) -> 
                 .clone()
                 .unwrap_or_else(|| "test-run/0/1".into()),
             attempt: cx.attempt.unwrap_or(1),
+            ..Default::default()
         },
         fixture.config.clone(),
     );

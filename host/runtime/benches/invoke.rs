@@ -90,6 +90,7 @@ fn context() -> InvocationContext {
         node: "n1".into(),
         idempotency_key: "run-1/n1/1".into(),
         attempt: 1,
+        ..Default::default()
     }
 }
 

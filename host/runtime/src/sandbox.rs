@@ -235,7 +235,9 @@ impl HostState {
                 used: Some(self.log_bytes),
             }));
         }
-        tracing::trace!(target: "coda::applet", run = %self.context.run, node = %self.context.node, ?level, "{message}");
+        // The trace event is written by the host: without the step's secret values.
+        let shown = self.context.scrubber.scrub(&message);
+        tracing::trace!(target: "coda::applet", run = %self.context.run, node = %self.context.node, ?level, "{shown}");
         self.logs.push(LogLine { level, message });
         Ok(())
     }

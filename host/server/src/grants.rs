@@ -296,8 +296,8 @@ async fn delete_secret(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Refuses a plan that uses an applet whose declared needs (its `describe`) the tenant has
-/// not granted it, naming each node, applet and missing grant. An applet the catalog does
+/// Refuses a plan that uses an applet whose declared needs (its `describe`, as the node's
+/// config selects them) the tenant has not granted it, naming each node, applet and missing grant. An applet the catalog does
 /// not know is the plan validator's to report, not this check's.
 pub(crate) fn check_plan_grants(
     state: &AppState,
@@ -319,7 +319,8 @@ pub(crate) fn check_plan_grants(
             continue;
         };
         let grant = grants::grant_for(&granted, node.applet.name(), node.applet.version());
-        let missing = grants::missing_needs(grant, &info.capabilities);
+        // What this node's config needs, not all the applet may use (`AppletInfo::needs`).
+        let missing = grants::missing_needs(grant, &info.needs(&node.config));
         if missing.is_empty() {
             continue;
         }

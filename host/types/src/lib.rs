@@ -9,6 +9,7 @@
 
 pub mod capabilities;
 pub mod names;
+pub mod scrub;
 pub mod yaml;
 
 /// The SQLite `application_id` of the host's own store ("coda"): the store writes it into
@@ -102,6 +103,10 @@ pub struct InvocationContext {
     pub idempotency_key: String,
     /// 1 on the first try of the step.
     pub attempt: u32,
+    /// The secret values this step holds, to scrub from everything the host writes about it
+    /// (`scrub.rs`). Shared by every clone of the context; never serialized.
+    #[serde(skip)]
+    pub scrubber: scrub::Scrubber,
 }
 
 /// What an applet decided.
@@ -210,6 +215,51 @@ impl AppletInfo {
     /// The exit entry that means "this applet also takes exits its node config names" (a
     /// Data Router's rules): such an applet may take any exit with a valid name.
     pub const CONFIGURED_EXITS: &'static str = "*";
+
+    /// The keyword a property of the config schema carries to say that the applet uses a
+    /// capability only when that property is set: `"x-coda-needs": "secrets"` (or a list of
+    /// capability names). JSON Schema ignores keywords it does not know, and the WIT
+    /// `describe` already carries the schema, so this needs no new world version.
+    pub const NEEDS_KEYWORD: &'static str = "x-coda-needs";
+
+    /// What a node with this `config` needs granted: every declared capability, except one
+    /// that the config schema ties to properties ([`Self::NEEDS_KEYWORD`]) none of which the
+    /// config sets (absent, null, false, empty text, list or object). A Data Connector with
+    /// no `secrets` needs no secrets grant. This decides only what publishing asks for: at
+    /// run time every call is still checked against the grant, and refused without one.
+    pub fn needs(&self, config: &serde_json::Value) -> Vec<Capability> {
+        let properties = self
+            .config_schema
+            .get("properties")
+            .and_then(serde_json::Value::as_object);
+        let set = |name: &str| match config.get(name) {
+            None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => false,
+            Some(serde_json::Value::String(s)) => !s.is_empty(),
+            Some(serde_json::Value::Array(a)) => !a.is_empty(),
+            Some(serde_json::Value::Object(o)) => !o.is_empty(),
+            Some(_) => true,
+        };
+        self.capabilities
+            .iter()
+            .copied()
+            .filter(|capability| {
+                let mut tied = properties
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, schema)| match schema.get(Self::NEEDS_KEYWORD) {
+                        Some(serde_json::Value::String(name)) => name == capability.name(),
+                        Some(serde_json::Value::Array(names)) => {
+                            names.iter().any(|n| n.as_str() == Some(capability.name()))
+                        }
+                        _ => false,
+                    })
+                    .map(|(name, _)| name.as_str())
+                    .peekable();
+                // Not tied to any property: always needed.
+                tied.peek().is_none() || tied.any(set)
+            })
+            .collect()
+    }
 
     /// Whether the applet may take `exit`: declared by name, or named by its node config
     /// when the applet declares [`Self::CONFIGURED_EXITS`].
@@ -389,6 +439,43 @@ mod tests {
             Value::from_json(&serde_json::json!([1])),
             Value::Json("[1]".into())
         );
+    }
+
+    #[test]
+    fn a_need_tied_to_a_config_property_is_needed_only_when_it_is_set() {
+        let info = AppletInfo {
+            name: "data-connector".into(),
+            version: "0.1.0".into(),
+            description: String::new(),
+            exits: vec![],
+            config_schema: serde_json::json!({"properties": {
+                "url": {"type": "string"},
+                "secrets": {"type": "object", "x-coda-needs": "secrets"},
+                "database": {"type": "string", "x-coda-needs": ["sql"]},
+            }}),
+            needs_live_party: false,
+            capabilities: vec![
+                Capability::Http,
+                Capability::Secrets,
+                Capability::Sql,
+                Capability::Email,
+            ],
+        };
+        let needs = |config| info.needs(&config);
+        use Capability::*;
+        assert_eq!(needs(serde_json::json!({"url": "x"})), [Http, Email]);
+        assert_eq!(needs(serde_json::json!({"secrets": {}})), [Http, Email]);
+        assert_eq!(needs(serde_json::json!({"secrets": null})), [Http, Email]);
+        assert_eq!(
+            needs(serde_json::json!({"secrets": {"k": "crm"}, "database": "crm"})),
+            [Http, Secrets, Sql, Email]
+        );
+        // A schema that says nothing keeps every declared need.
+        let plain = AppletInfo {
+            config_schema: serde_json::json!({}),
+            ..info.clone()
+        };
+        assert_eq!(plain.needs(&serde_json::json!({})), plain.capabilities);
     }
 
     #[test]

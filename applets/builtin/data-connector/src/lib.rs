@@ -81,7 +81,7 @@ struct Config {
     /// Secrets to fetch, alias to secret name, e.g. `{"crm": "crm-api-token"}`; templates
     /// see each as `secrets.<alias>`. Only the names are in the plan, never the values.
     #[serde(default)]
-    #[schemars(extend("maxProperties" = 16))]
+    #[schemars(extend("maxProperties" = 16, "x-coda-needs" = "secrets"))]
     secrets: BTreeMap<String, String>,
     /// How long to wait for the response, in milliseconds (default: the host's).
     #[serde(default)]
@@ -114,6 +114,8 @@ impl Applet for DataConnector {
                  response into data sources",
             )
             .exits(["success", "failure"])
+            // Secrets only when the node's config names some (`secrets` carries
+            // `x-coda-needs`): a plan without them needs no secrets grant.
             .capabilities([Capability::Http, Capability::Secrets])
     }
 

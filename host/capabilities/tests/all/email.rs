@@ -197,3 +197,82 @@ async fn starttls_required_but_not_offered_is_unavailable() {
     );
     assert!(server.mails().is_empty());
 }
+
+/// An SMTP server on loopback that refuses every login and echoes the credentials in its
+/// reply, decoded and as sent (base64): what a hostile or careless server may do.
+async fn echoing_server() -> u16 {
+    use base64::Engine as _;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 echo ESMTP\r\n").await.unwrap();
+                let mut plain_next = false;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let upper = line.to_ascii_uppercase();
+                    let sent = if plain_next {
+                        Some(line.clone())
+                    } else {
+                        upper
+                            .starts_with("AUTH PLAIN ")
+                            .then(|| line[11..].to_owned())
+                    };
+                    let reply = if let Some(sent) = sent {
+                        let decoded = base64::engine::general_purpose::STANDARD
+                            .decode(sent.trim())
+                            .unwrap_or_default();
+                        let decoded = String::from_utf8_lossy(&decoded).replace('\0', " ");
+                        format!("535 5.7.8 login {decoded} ({sent}) refused\r\n")
+                    } else if upper == "AUTH PLAIN" {
+                        plain_next = true;
+                        "334 \r\n".into()
+                    } else if upper.starts_with("EHLO") {
+                        "250-echo\r\n250 AUTH PLAIN\r\n".into()
+                    } else if upper == "QUIT" {
+                        "221 bye\r\n".into()
+                    } else {
+                        "250 ok\r\n".into()
+                    };
+                    if plain_next && !reply.starts_with("334") {
+                        plain_next = false;
+                    }
+                    if write.write_all(reply.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Finding 2 of issue 14, for email: the SMTP password is the host's to use, never the
+/// applet's to see, even when the server's refusal quotes it.
+#[tokio::test]
+async fn a_server_echoing_the_credentials_hands_back_no_password() {
+    use base64::Engine as _;
+    let port = echoing_server().await;
+    let host = host(&settings(port, 10));
+    let mailer = applet(&host, "acme", "mailer");
+    let cx = cx();
+    let m = expect_err(
+        mailer.email_send(&cx, message()).await,
+        rejected,
+        "rejected",
+    );
+    let sent = base64::engine::general_purpose::STANDARD.encode("\0mailer\0s3cret-pw");
+    assert!(
+        !m.contains("s3cret-pw") && !m.contains(&sent) && !m.contains("mailer s3cret"),
+        "{m}"
+    );
+    assert!(m.contains("[secret:smtp-password]"), "{m}");
+    // The step's scrubber holds them for everything else written about the step.
+    assert_eq!(
+        cx.scrubber.scrub("pw: s3cret-pw"),
+        "pw: [secret:smtp-password]"
+    );
+}

@@ -116,11 +116,11 @@ http:
 tenants:
   acme:
     ceiling:
-      http_hosts: ["*.example.test:*", "127.0.0.1:*", "localhost:*", "evil.test:*"]
+      http_hosts: ["*.example.test:*", "127.0.0.1:*", "localhost:*", "evil.test:*", "*.invalid:*"]
       allow_private: ["127.0.0.0/8"]
     grants:
       sms:
-        http: ["*.example.test:{port}", "127.0.0.1:{port}", "localhost:{port}"]
+        http: ["*.example.test:{port}", "127.0.0.1:{port}", "localhost:{port}", "*.invalid:*"]
   strict:
     ceiling:
       http_hosts: ["localhost:*", "127.0.0.1:*", "[::ffff:127.0.0.1]:*"]
@@ -449,4 +449,117 @@ async fn https_to_a_plain_server_fails_the_handshake_as_unavailable() {
         unavailable,
         "unavailable",
     );
+}
+
+/// A token an applet put in a URL (user info, path, query, fragment): what finding 2 of
+/// issue 14 saw echoed by reqwest's error text into the journal.
+const TOKEN: &str = "tok3nZq9xK2w";
+
+/// Asserts an error names the origin and nothing of the URL after it.
+#[track_caller]
+fn names_only_the_origin(message: &str, origin: &str) {
+    assert!(!message.contains(TOKEN), "the token is echoed: {message}");
+    assert!(
+        message.contains(origin),
+        "the origin is not named: {message}"
+    );
+}
+
+#[tokio::test]
+async fn failed_requests_never_echo_user_info_path_or_query() {
+    let server = start().await;
+    let port = server.addr.port();
+    let host = host(&settings(port));
+    let sms = applet(&host, "acme", "sms");
+    let secret_parts = format!("/k/{TOKEN}/x?key={TOKEN}&b=1#{TOKEN}");
+
+    // A host that does not resolve (the issue's case).
+    let m = expect_err(
+        send(
+            &*sms,
+            get(format!("https://bot:{TOKEN}@api.invalid{secret_parts}")),
+        )
+        .await,
+        unavailable,
+        "unavailable",
+    );
+    names_only_the_origin(&m, "https://api.invalid");
+
+    // A port nobody listens on.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let other = super::support::host(&settings(closed));
+    let refused = applet(&other, "acme", "sms");
+    let m = expect_err(
+        send(
+            &*refused,
+            get(format!(
+                "http://bot:{TOKEN}@127.0.0.1:{closed}{secret_parts}"
+            )),
+        )
+        .await,
+        unavailable,
+        "unavailable",
+    );
+    names_only_the_origin(&m, &format!("http://127.0.0.1:{closed}"));
+
+    // The TLS handshake failing, the body over the cap, the time running out.
+    let base = format!("127.0.0.1:{port}");
+    let m = expect_err(
+        send(&*sms, get(format!("https://{base}/ok{secret_parts}"))).await,
+        unavailable,
+        "unavailable",
+    );
+    names_only_the_origin(&m, &format!("https://{base}"));
+    let m = expect_err(
+        send(&*sms, get(format!("http://{base}/big?key={TOKEN}"))).await,
+        limit,
+        "limit-exceeded",
+    );
+    names_only_the_origin(&m, &format!("http://{base}"));
+    let mut slow = get(format!("http://{base}/slow?key={TOKEN}"));
+    slow.timeout = Some(Duration::from_millis(100));
+    let m = expect_err(send(&*sms, slow).await, unavailable, "unavailable");
+    names_only_the_origin(&m, &format!("http://{base}"));
+
+    // A Location that is not a URL, and one too many redirects.
+    let bad = urlencode(&format!("http://[{TOKEN}/x"));
+    let m = expect_err(
+        send(&*sms, get(format!("http://{base}/redirect?to={bad}"))).await,
+        unavailable,
+        "unavailable",
+    );
+    names_only_the_origin(&m, &format!("http://{base}"));
+    let mut target = format!("/ok?key={TOKEN}");
+    for _ in 0..6 {
+        target = format!("/redirect?to={}", urlencode(&target));
+    }
+    let m = expect_err(
+        send(&*sms, get(format!("http://{base}{target}"))).await,
+        limit,
+        "limit-exceeded",
+    );
+    names_only_the_origin(&m, &format!("http://{base}"));
+
+    // A text that is not a URL, a scheme refused, a host not granted.
+    let m = expect_err(
+        send(&*sms, get(format!("not a url {TOKEN}"))).await,
+        invalid,
+        "invalid",
+    );
+    assert!(!m.contains(TOKEN), "{m}");
+    let m = expect_err(
+        send(&*sms, get(format!("ftp://bot:{TOKEN}@127.0.0.1/{TOKEN}"))).await,
+        invalid,
+        "invalid",
+    );
+    assert!(!m.contains(TOKEN), "{m}");
+    let m = expect_err(
+        send(&*sms, get(format!("https://other.test/{TOKEN}?k={TOKEN}"))).await,
+        not_granted,
+        "not-granted",
+    );
+    assert!(!m.contains(TOKEN), "{m}");
 }

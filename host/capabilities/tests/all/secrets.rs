@@ -142,3 +142,54 @@ async fn follow_ups_need_the_grant_and_a_configured_store() {
     assert!(m.contains("interactions"), "{m}");
     assert_eq!(recorded.calls.lock().unwrap().len(), 1);
 }
+
+/// A database URL's password is the host's to use: an error (a server unreachable, a server
+/// echoing a value) hands back no password, and a secret the applet bound as a parameter
+/// that PostgreSQL quotes in its error comes back scrubbed (issue 14, finding 2).
+#[tokio::test]
+async fn sql_errors_carry_neither_the_urls_password_nor_a_secret_parameter() {
+    const PASSWORD: &str = "pg-Pa55word-x9";
+    const TOKEN: &str = "tok-Qm4zV8rT1";
+    // A host that does not resolve, with the password in the URL.
+    let unreachable = format!("postgres://coda:{PASSWORD}@db.invalid:5432/calls");
+    let nowhere = host(&crate::sqlite::settings(&unreachable));
+    let logger = applet(&nowhere, "acme", "logger");
+    let m = expect_err(
+        logger
+            .sql_query(&cx(), "calls".into(), "SELECT 1".into(), vec![])
+            .await,
+        unavailable,
+        "unavailable",
+    );
+    assert!(!m.contains(PASSWORD), "{m}");
+
+    let Ok(admin) = std::env::var("CODA_TEST_POSTGRES") else {
+        panic!("CODA_TEST_POSTGRES is not set: this test needs a PostgreSQL server");
+    };
+    // The same server with a password in the URL (its trust authentication ignores it).
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_password(Some(PASSWORD)).unwrap();
+    let server = host(&crate::sqlite::settings(url.as_str()));
+    let logger = applet(&server, "acme", "logger");
+    let cx = cx();
+    // What the runtime does when the applet reads a secret.
+    cx.scrubber.record("crm", TOKEN);
+    for (value, replaced) in [
+        (TOKEN, "[secret:crm]"),
+        (PASSWORD, "[secret:database:calls]"),
+    ] {
+        let m = expect_err(
+            logger
+                .sql_query(
+                    &cx,
+                    "calls".into(),
+                    "SELECT ($1::text)::integer AS n".into(),
+                    vec![coda_types::Value::Text(value.into())],
+                )
+                .await,
+            invalid,
+            "invalid",
+        );
+        assert!(!m.contains(value) && m.contains(replaced), "{m}");
+    }
+}

@@ -17,6 +17,7 @@ pub fn cx() -> InvocationContext {
         node: "notify".into(),
         idempotency_key: KEY.into(),
         attempt: 1,
+        ..Default::default()
     }
 }
 

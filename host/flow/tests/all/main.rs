@@ -524,6 +524,7 @@ mod fair;
 mod leases;
 mod poison;
 mod postgres;
+mod secrets;
 
 #[tokio::test]
 async fn a_serving_engine_steps_a_run_started_while_it_is_idle_and_stops_when_told() {

@@ -1,5 +1,6 @@
 //! `coda:applet@0.1.0`: bindings, the host side of its imports, and conversions.
 
+use coda_types::scrub::Scrubber;
 use coda_types::{Capability, Failure, HostError, LogLevel, Outcome, Value};
 use wasmtime::Store;
 use wasmtime::component::Linker;
@@ -138,7 +139,11 @@ fn value_to_wit(value: &Value) -> wit::Value {
     }
 }
 
-fn host_error_to_wit(error: HostError) -> wit::HostError {
+/// A host error as the applet gets it, scrubbed of the step's secret values: a capability
+/// may have used a credential the applet never read (an SMTP password) and a server may
+/// echo it.
+fn host_error_to_wit(mut error: HostError, scrubber: &Scrubber) -> wit::HostError {
+    scrubber.apply(&mut error);
     match error {
         HostError::NotGranted(m) => wit::HostError::NotGranted(m),
         HostError::LimitExceeded(m) => wit::HostError::LimitExceeded(m),
@@ -251,7 +256,7 @@ impl coda::applet::http::Host for HostState {
                     .collect(),
                 body: r.body,
             })
-            .map_err(host_error_to_wit))
+            .map_err(|e| host_error_to_wit(e, &self.context.scrubber)))
     }
 }
 
@@ -270,7 +275,7 @@ impl coda::applet::email::Host for HostState {
         Ok(capabilities
             .email_send(&self.context, message)
             .await
-            .map_err(host_error_to_wit))
+            .map_err(|e| host_error_to_wit(e, &self.context.scrubber)))
     }
 }
 
@@ -295,7 +300,7 @@ impl coda::applet::sql::Host for HostState {
                     .map(|row| row.iter().map(value_to_wit).collect())
                     .collect(),
             })
-            .map_err(host_error_to_wit))
+            .map_err(|e| host_error_to_wit(e, &self.context.scrubber)))
     }
 
     async fn execute(
@@ -310,7 +315,7 @@ impl coda::applet::sql::Host for HostState {
         Ok(capabilities
             .sql_execute(&self.context, database, statement, params)
             .await
-            .map_err(host_error_to_wit))
+            .map_err(|e| host_error_to_wit(e, &self.context.scrubber)))
     }
 }
 
@@ -318,10 +323,13 @@ impl coda::applet::secrets::Host for HostState {
     async fn get(&mut self, name: String) -> HostResult<String> {
         self.count_call()?;
         let capabilities = self.capabilities.clone();
-        Ok(capabilities
-            .secret_get(&self.context, name)
-            .await
-            .map_err(host_error_to_wit))
+        let value = capabilities.secret_get(&self.context, name.clone()).await;
+        // Every secret an applet reads passes here: from now on the step's scrubber keeps
+        // its value out of what the host writes.
+        if let Ok(value) = &value {
+            self.context.scrubber.record(&name, value);
+        }
+        Ok(value.map_err(|e| host_error_to_wit(e, &self.context.scrubber)))
     }
 }
 
@@ -347,6 +355,6 @@ impl coda::applet::interactions::Host for HostState {
         Ok(capabilities
             .clone_interaction(&self.context, follow_up)
             .await
-            .map_err(host_error_to_wit))
+            .map_err(|e| host_error_to_wit(e, &self.context.scrubber)))
     }
 }

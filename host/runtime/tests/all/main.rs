@@ -4,6 +4,7 @@
 mod hostile;
 mod isolation;
 mod loading;
+mod secrets;
 
 use std::sync::{Arc, OnceLock};
 
@@ -42,6 +43,7 @@ pub fn context() -> InvocationContext {
         node: "n1".into(),
         idempotency_key: "run-1/n1/1".into(),
         attempt: 1,
+        ..Default::default()
     }
 }
 

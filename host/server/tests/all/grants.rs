@@ -23,6 +23,20 @@ fn sms_info() -> AppletInfo {
     }
 }
 
+/// `connector@1.0.0` declares http and secrets, and ties secrets to its `secrets` config
+/// property (`x-coda-needs`), as the Data Connector does.
+fn connector_info() -> AppletInfo {
+    AppletInfo {
+        name: "connector".into(),
+        version: "1.0.0".into(),
+        config_schema: json!({"type": "object", "properties": {
+            "url": {"type": "string"},
+            "secrets": {"type": "object", "x-coda-needs": "secrets"}}}),
+        capabilities: vec![Capability::Http, Capability::Secrets],
+        ..step_info()
+    }
+}
+
 fn harness() -> (Harness, SecretsKey) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("coda.db")).unwrap());
@@ -35,7 +49,7 @@ fn harness() -> (Harness, SecretsKey) {
     let key = SecretsKey::generate().unwrap();
     let state = AppState::new(
         engine.clone(),
-        vec![step_info(), sms_info()],
+        vec![step_info(), sms_info(), connector_info()],
         &hash_token(OPERATOR),
     )
     .unwrap()
@@ -511,4 +525,51 @@ async fn a_grant_names_only_secrets_the_secrets_api_would_take() {
     // Nothing was stored.
     let (_, body) = call(&h, "GET", "/v1/grants", Some(&acme), None).await;
     assert_eq!(body["grants"], json!([]), "{body}");
+}
+
+/// Issue 14: an applet declares what it *may* use; a node whose config does not ask for a
+/// need tied to a config property publishes without that grant, and one that asks for it
+/// still needs it.
+#[tokio::test]
+async fn a_need_the_nodes_config_does_not_ask_for_is_not_asked_of_the_tenant() {
+    let (h, _) = harness();
+    let acme = tenant(&h, "acme").await;
+    call(&h, "PUT", CEILING, Some(OPERATOR), json_body(ceiling())).await;
+    let plan = |config: serde_json::Value| {
+        let yaml = json!({"name": "fetch", "type": "unattended", "start": "get",
+            "nodes": {"get": {"applet": "connector@1.0.0", "config": config}}});
+        Some(("application/json", yaml.to_string().into_bytes()))
+    };
+    let publish = |config| call(&h, "PUT", "/v1/plans/fetch", Some(&acme), plan(config));
+
+    // Nothing granted: http is needed whatever the config.
+    let (status, body) = publish(json!({"url": "https://api.twilio.com/x"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("which needs http and"), "{message}");
+
+    let (status, _) = call(
+        &h,
+        "PUT",
+        "/v1/grants/connector",
+        Some(&acme),
+        json_body(json!({ "http": ["api.twilio.com"] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    for config in [
+        json!({"url": "https://api.twilio.com/x"}),
+        json!({"url": "https://api.twilio.com/x", "secrets": {}}),
+    ] {
+        let (status, body) = publish(config.clone()).await;
+        assert_eq!(status, StatusCode::CREATED, "{config}: {body}");
+    }
+    let (status, body) =
+        publish(json!({"url": "https://api.twilio.com/x", "secrets": {"t": "twilio-token"}})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("node `get` uses connector@1.0.0, which needs secrets and"),
+        "{message}"
+    );
 }
