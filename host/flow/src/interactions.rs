@@ -529,6 +529,8 @@ impl Engine {
                 node: "post-flow".into(),
                 idempotency_key: format!("{interaction}/post-flow"),
                 attempt: 1,
+                // No capability is granted, so no secret can be read.
+                scrubber: Default::default(),
             },
             config: serde_json::json!({ "set": [{ "name": RESULT, "expression": expression }] }),
             data: data.clone(),
