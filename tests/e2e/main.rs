@@ -16,6 +16,7 @@ mod run;
 mod secrets;
 mod serve;
 mod serve_postgres;
+mod tidy;
 mod uploads;
 
 use std::path::PathBuf;
