@@ -26,6 +26,8 @@ use coda_types::{HostError, InvocationContext, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::leases::Lease;
+
 /// What replaying a step's calls came to, for its journal entry.
 #[derive(Debug, Default, Clone)]
 pub struct ReplaySummary {
@@ -71,6 +73,8 @@ pub struct JournaledCapabilities {
     now_ms: i64,
     /// The claim the step runs under, if any: the journal's writes are fenced by it too.
     claim: Option<u64>,
+    /// This node's hold on that claim: no call is made once it cannot be sure of it.
+    lease: Option<Arc<Lease>>,
     journaled: Vec<EffectRecord>,
     progress: Mutex<Progress>,
 }
@@ -98,6 +102,7 @@ impl JournaledCapabilities {
             step_seq,
             now_ms,
             claim: None,
+            lease: None,
             journaled,
             progress: Mutex::new(Progress::default()),
         })
@@ -107,6 +112,13 @@ impl JournaledCapabilities {
     pub fn under_claim(mut self, claim: Option<u64>) -> Self {
         self.claim = claim;
         self
+    }
+
+    /// Runs the step under this node's hold on its claim: its writes are fenced by the
+    /// claim, and no call is made once the node cannot be sure it still holds it.
+    pub(crate) fn under_lease(self, lease: Option<Arc<Lease>>) -> Self {
+        let claim = lease.as_ref().map(|l| l.seq());
+        Self { lease, ..self }.under_claim(claim)
     }
 
     pub fn summary(&self) -> ReplaySummary {
@@ -155,6 +167,21 @@ impl JournaledCapabilities {
                     done.kind
                 ));
             }
+        }
+
+        // A node paused past its lease (or cut off from the database) may have lost the run
+        // to another node, which may already have made this very call: it must not be
+        // made again. Asked after the replay, as a journaled result repeats nothing.
+        if let Some(lease) = &self.lease
+            && !lease.is_held()
+        {
+            tracing::warn!(
+                run = %self.run_id, step = self.step_seq, call = call_seq,
+                "this node can no longer be sure it holds the run's claim: the call is not made"
+            );
+            return Err(HostError::Unavailable(format!(
+                "the {kind} call was not made: this node's claim on the run ran out (the step is abandoned and the run goes on where it is claimed)"
+            )));
         }
 
         // The key a downstream sees: stable for this call position across re-executions

@@ -180,7 +180,7 @@ impl Engine {
             fair: Arc::default(),
             metrics: metrics::FlowMetrics::default(),
             node: uuid::Uuid::now_v7().to_string(),
-            claims: Arc::default(),
+            claims: Arc::new(leases::Claims::new(limits.lease_ms)),
             claims_reset: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -440,18 +440,22 @@ impl Engine {
             let may_pick = want_pick && set.len() < batch && !self.draining();
             if may_pick && (gap_left.is_zero() || set.is_empty()) {
                 want_pick = false;
-                last_pick = Some(std::time::Instant::now());
+                let asked = std::time::Instant::now();
+                last_pick = Some(asked);
+                // `asked` is before the claims' write is sent: their local deadlines count
+                // from it (`leases.rs`).
                 let claimed = self.claim_due(batch - set.len()).await?;
                 claimed_none = claimed.is_empty();
                 for (claimed, slot) in claimed {
-                    let (claim, lost) = self.claims.hold(&claimed.run.id, claimed.claim_seq);
+                    let (claim, lease) =
+                        self.claims.hold(&claimed.run.id, claimed.claim_seq, asked);
                     let engine = self.clone();
                     set.spawn(async move {
                         // The tenant's slot and the claim's heartbeat are held until the step
                         // is over, however it ends.
                         let _slot = slot;
                         let _claim = claim;
-                        engine.step_contained(claimed, lost).await
+                        engine.step_contained(claimed, lease).await
                     });
                 }
             }
@@ -542,7 +546,7 @@ impl Engine {
     async fn step_contained(
         &self,
         claimed: coda_store::Claimed,
-        lost: Arc<tokio::sync::Notify>,
+        lease: Arc<leases::Lease>,
     ) -> Result<bool> {
         use futures_util::FutureExt;
         let coda_store::Claimed {
@@ -560,7 +564,7 @@ impl Engine {
             let commit = self.host_commit(&run, decision);
             return self.commit_fault(commit, claim_seq, &run.id).await;
         }
-        let stepped = std::panic::AssertUnwindSafe(self.step_claimed(run.clone(), claim_seq, lost))
+        let stepped = std::panic::AssertUnwindSafe(self.step_claimed(run.clone(), lease))
             .catch_unwind()
             .await;
         let why = match stepped {
@@ -636,20 +640,25 @@ impl Engine {
         }
     }
 
-    /// Runs one step of a run claimed under `claim_seq` and commits it under that claim
-    /// (releasing it). Returns false when the claim was lost (`lost` told, or the commit
-    /// refused by the claim fence) or the run moved on: nothing is then committed.
-    async fn step_claimed(
-        &self,
-        run: RunRecord,
-        claim_seq: u64,
-        lost: Arc<tokio::sync::Notify>,
-    ) -> Result<bool> {
+    /// Runs one step of a run claimed under `lease` and commits it under that claim
+    /// (releasing it). Returns false when the claim was lost (the heartbeat found it taken
+    /// over, this node's local deadline for it passed before an effectful call, or the
+    /// commit was refused by the claim fence) or the run moved on: nothing is then
+    /// committed, and nothing is counted, since the run is another node's now.
+    async fn step_claimed(&self, run: RunRecord, lease: Arc<leases::Lease>) -> Result<bool> {
         let id = run.id.clone();
+        let claim_seq = lease.seq();
         let commit = tokio::select! {
-            commit = self.next_commit(&run, Some(claim_seq)) => commit?,
-            _ = lost.notified() => return Ok(false),
+            commit = self.next_commit(&run, Some(&lease)) => commit,
+            _ = lease.lost() => return Ok(false),
         };
+        // Given up inside the step (an effectful call was refused): whatever the step came
+        // to, it is not this node's to commit, not even as a failure.
+        if lease.was_lost() {
+            tracing::warn!(run = %id, claim = claim_seq, "the run's claim was given up during its step: the step is abandoned");
+            return Ok(false);
+        }
+        let commit = commit?;
         let sample = metrics::StepSample::of(&commit.step);
         match self.store.commit_claimed_step(commit, claim_seq).await {
             Ok(()) => {
@@ -694,7 +703,11 @@ impl Engine {
         }
     }
 
-    async fn next_commit(&self, run: &RunRecord, claim: Option<u64>) -> Result<StepCommit> {
+    async fn next_commit(
+        &self,
+        run: &RunRecord,
+        lease: Option<&Arc<leases::Lease>>,
+    ) -> Result<StepCommit> {
         let now = self.clock.now_ms();
         let (_, plan) = self.plan(&run.tenant, &run.plan, Some(run.plan_version))?;
         let seq = run.step_seq;
@@ -800,7 +813,7 @@ impl Engine {
                 seq,
                 now,
             )?
-            .under_claim(claim),
+            .under_lease(lease.cloned()),
         );
         let input = StepInput {
             context,

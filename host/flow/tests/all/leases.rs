@@ -10,13 +10,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coda_flow::{
-    Applets, Clock, Engine, FlowLimits, Start, StepInput, TenantLimit, VirtualClock, WallClock,
+    Applets, CapabilitySource, Clock, Engine, FlowLimits, Start, StepInput, TenantLimit,
+    VirtualClock, WallClock,
 };
 use coda_plan::AppletRef;
 use coda_store::{
     EffectRecord, RunStatus, RunUpdate, StepCommit, StepRecord, Store, StoreError, TenantSlots,
 };
-use coda_types::{AppletInfo, InvocationReport, Outcome, Values};
+use coda_types::capabilities::{Capabilities, HttpRequest, HttpResponse};
+use coda_types::{
+    AppletInfo, Failure, HostError, InvocationContext, InvocationReport, InvokeError, Outcome,
+    Values,
+};
 use serde_json::json;
 
 const THREE_STEPS: &str = "name: three\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: work@1.0.0\n    exits: { next: b }\n  b:\n    applet: work@1.0.0\n    exits: { next: c }\n  c:\n    applet: work@1.0.0\n";
@@ -510,4 +515,276 @@ async fn a_tenants_concurrency_holds_across_nodes() {
     // Each node alone would allow 3 (and 1): together they still kept to it.
     assert_eq!(seen.most_in_flight("acme"), 3);
     assert_eq!(seen.most_in_flight("globex"), 1);
+}
+
+/// Sends one SMS through its http capability. With `stopped` set, its first step first
+/// stops its node's whole thread (its runtime, heartbeat included), as SIGSTOP stops a
+/// process, until released.
+struct Texting {
+    url: String,
+    /// Told when the step has stopped; the step waits on `release` meanwhile.
+    stopped: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    release: Option<Mutex<std::sync::mpsc::Receiver<()>>>,
+}
+
+impl Texting {
+    fn stopping(url: String) -> (Self, Stopped) {
+        let (stopped, is_stopped) = tokio::sync::oneshot::channel();
+        let (release, released) = std::sync::mpsc::channel();
+        let texting = Texting {
+            url,
+            stopped: Mutex::new(Some(stopped)),
+            release: Some(Mutex::new(released)),
+        };
+        (
+            texting,
+            Stopped {
+                is_stopped,
+                release,
+            },
+        )
+    }
+}
+
+/// The test's side of a stopping [`Texting`].
+struct Stopped {
+    is_stopped: tokio::sync::oneshot::Receiver<()>,
+    release: std::sync::mpsc::Sender<()>,
+}
+
+/// Runs `engine` to idle on a thread of its own (a process of its own), on a one-thread
+/// runtime: a step blocking that thread stops the whole node.
+fn on_own_thread(engine: &Arc<Engine>) -> std::thread::JoinHandle<coda_flow::Result<u64>> {
+    let engine = engine.clone();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(engine.run_until_idle())
+    })
+}
+
+async fn join(node: std::thread::JoinHandle<coda_flow::Result<u64>>) -> u64 {
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || node.join().unwrap()),
+    )
+    .await
+    .expect("the node finished")
+    .unwrap()
+    .unwrap()
+}
+
+#[async_trait]
+impl Applets for Texting {
+    fn info(&self, tenant: &str, applet: &AppletRef) -> Option<AppletInfo> {
+        Work::new(&Arc::default(), 0).info(tenant, applet)
+    }
+
+    async fn invoke(
+        &self,
+        _tenant: &str,
+        _applet: &AppletRef,
+        input: StepInput,
+    ) -> Result<InvocationReport, String> {
+        let stopped = self.stopped.lock().unwrap().take();
+        if let (Some(stopped), Some(release)) = (stopped, &self.release) {
+            let _ = stopped.send(());
+            // Blocks the thread, not just this task: nothing of the node runs meanwhile.
+            release.lock().unwrap().recv().unwrap();
+        }
+        let sent = input
+            .capabilities
+            .http_send(
+                &input.context,
+                HttpRequest {
+                    method: "POST".into(),
+                    url: format!("{}/sms", self.url),
+                    headers: vec![],
+                    body: b"your callback is booked".to_vec(),
+                    timeout: None,
+                },
+            )
+            .await;
+        Ok(InvocationReport {
+            result: match sent {
+                Ok(_) => Ok(Outcome::Exit("next".into())),
+                Err(e) => Err(InvokeError::Failure(Failure {
+                    code: "http".into(),
+                    message: e.to_string(),
+                    retryable: true,
+                    retry_after_millis: None,
+                })),
+            },
+            data_changes: Values::new(),
+            state_changes: Values::new(),
+            logs: vec![],
+            fuel_used: 1,
+            host_calls: 1,
+            elapsed: Duration::ZERO,
+        })
+    }
+}
+
+/// A real HTTP client, the call's idempotency key in a header. A call once started goes
+/// out even if the step is dropped meanwhile (it runs on the test's runtime), as a request
+/// already written to its socket does: only not starting it keeps it from the downstream.
+struct Http {
+    client: reqwest::Client,
+    runtime: tokio::runtime::Handle,
+}
+
+#[async_trait]
+impl Capabilities for Http {
+    async fn http_send(
+        &self,
+        cx: &InvocationContext,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, HostError> {
+        let call = self
+            .client
+            .post(&request.url)
+            .header("idempotency-key", &cx.idempotency_key)
+            .body(request.body)
+            .send();
+        let response = self
+            .runtime
+            .spawn(call)
+            .await
+            .map_err(|e| HostError::Unavailable(e.to_string()))?
+            .map_err(|e| HostError::Unavailable(e.to_string()))?;
+        Ok(HttpResponse {
+            status: response.status().as_u16(),
+            headers: vec![],
+            body: vec![],
+        })
+    }
+}
+
+impl CapabilitySource for Http {
+    fn for_applet(&self, _tenant: &str, _applet: &AppletRef) -> Arc<dyn Capabilities> {
+        Arc::new(Http {
+            client: self.client.clone(),
+            runtime: self.runtime.clone(),
+        })
+    }
+}
+
+/// The "leases without fences" trap: node A stops (its whole thread) in a step, right
+/// before an effectful call, for longer than its lease; node B takes the run over, makes
+/// the call and commits. When A wakes, its monotonic clock is past the claim's local
+/// deadline: the call it had in hand is not made, and the step ends with nothing journaled,
+/// committed or counted. The downstream (a real loopback server) saw the call once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_woken_past_its_lease_makes_no_effectful_call() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("coda.db");
+    publish(&db, &["acme"]).await;
+    let sms = coda_testkit::Recorder::start(201, json!({ "sid": "SM1" }))
+        .await
+        .unwrap();
+    let node = texting_node(&db);
+    let (texting, stop) = Texting::stopping(sms.url());
+    let a = node("node-a", texting);
+    let id = start(&a, "acme", "one", 1).await.remove(0);
+    let node_a = on_own_thread(&a);
+    tokio::time::timeout(Duration::from_secs(10), stop.is_stopped)
+        .await
+        .expect("node A took the run")
+        .unwrap();
+    // Node B takes the run over once A's lease has run out, sends the SMS and commits.
+    let b = node(
+        "node-b",
+        Texting {
+            url: sms.url(),
+            stopped: Mutex::new(None),
+            release: None,
+        },
+    );
+    let steps = tokio::time::timeout(Duration::from_secs(20), b.run_until_idle())
+        .await
+        .expect("node B finished the run")
+        .unwrap();
+    assert_eq!(steps, 1);
+    assert_eq!(sms.requests().len(), 1, "node B sent the SMS");
+    // A wakes with the call in hand.
+    stop.release.send(()).unwrap();
+    let late = join(node_a).await;
+    assert_eq!(late, 0, "the woken node committed nothing");
+    let sent = sms.requests();
+    assert_eq!(sent.len(), 1, "the SMS was sent once: {sent:?}");
+    assert_eq!(
+        sent[0].header("idempotency-key"),
+        Some(format!("{}/0", coda_flow::step_key(&id, 0, 1)).as_str())
+    );
+    assert_done_once(b.store(), "acme", std::slice::from_ref(&id), 1);
+    assert_eq!(b.store().effects(&id, None).unwrap().len(), 1);
+    // Nothing of A's step was counted: the run simply went on elsewhere.
+    let counted = a.metrics();
+    assert_eq!((counted.steps, counted.errors.len()), (0, 0), "{counted:?}");
+}
+
+/// A node on `db` whose applets send SMS through a real HTTP client; lease 300 ms.
+fn texting_node(db: &Path) -> impl Fn(&str, Texting) -> Arc<Engine> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = Arc::new(Http {
+        client: reqwest::Client::new(),
+        runtime: tokio::runtime::Handle::current(),
+    });
+    let db = db.to_owned();
+    move |id, applets| {
+        let store = Arc::new(Store::open(&db).unwrap());
+        Arc::new(
+            Engine::new(store, Arc::new(applets), Arc::new(WallClock), lease(300))
+                .with_node_id(id)
+                .with_capabilities(http.clone()),
+        )
+    }
+}
+
+/// The same stop with no other node about: the woken node gives its claim up (its heartbeat
+/// does not renew it, its call is not made) although nobody took the run, then claims the
+/// run anew like any other node would and steps it once — no failure journaled for the
+/// abandoned attempt, the SMS sent once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_woken_past_its_lease_with_no_one_else_about_claims_the_run_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("coda.db");
+    publish(&db, &["acme"]).await;
+    let sms = coda_testkit::Recorder::start(201, json!({ "sid": "SM1" }))
+        .await
+        .unwrap();
+    let (texting, stop) = Texting::stopping(sms.url());
+    let a = texting_node(&db)("node-a", texting);
+    let id = start(&a, "acme", "one", 1).await.remove(0);
+    let node_a = on_own_thread(&a);
+    tokio::time::timeout(Duration::from_secs(10), stop.is_stopped)
+        .await
+        .expect("node A took the run")
+        .unwrap();
+    let first = a.store().claim_of(&id).unwrap().unwrap();
+    // Stopped past its lease: no heartbeat can have run meanwhile.
+    let until = first.until_ms.unwrap();
+    let past = (until + 1 - WallClock.now_ms()).max(0) as u64;
+    tokio::time::sleep(Duration::from_millis(past)).await;
+    assert_eq!(
+        a.store().claim_of(&id).unwrap().unwrap().until_ms,
+        Some(until)
+    );
+    assert!(sms.requests().is_empty());
+    stop.release.send(()).unwrap();
+    assert_eq!(
+        join(node_a).await,
+        1,
+        "the run was stepped once, under a new claim"
+    );
+    assert_done_once(a.store(), "acme", std::slice::from_ref(&id), 1);
+    assert!(a.store().claim_of(&id).unwrap().unwrap().seq > first.seq);
+    assert_eq!(sms.requests().len(), 1, "the SMS was sent once");
+    let journal = a.store().journal("acme", &id).unwrap();
+    assert_eq!(journal[0].result, json!({ "exit": "next" }), "{journal:?}");
+    let counted = a.metrics();
+    assert_eq!((counted.steps, counted.errors.len()), (1, 0), "{counted:?}");
 }
