@@ -28,6 +28,10 @@ pub const DEFAULT_HTTP_MAX_REDIRECTS: u32 = 5;
 pub const DEFAULT_SQL_STATEMENT_TIMEOUT_MS: u64 = 5_000;
 /// The default cap on rows a query returns; more is an error, not a silent truncation.
 pub const DEFAULT_SQL_MAX_ROWS: usize = 1000;
+/// The default cap on the bytes of a query's result (text and JSON by their length, other
+/// values 8 bytes each), counted while rows come in: the row cap alone lets 1000 rows of
+/// 16 MiB values through.
+pub const DEFAULT_SQL_MAX_RESULT_BYTES: u64 = 16 * 1024 * 1024;
 /// The default cap on recipients (to + cc) of one message.
 pub const DEFAULT_MAX_RECIPIENTS: u32 = 50;
 /// The default SMTP timeout.
@@ -85,6 +89,8 @@ pub struct SqlSettings {
     pub statement_timeout_ms: u64,
     #[serde(default = "default_sql_max_rows")]
     pub max_rows: usize,
+    #[serde(default = "default_sql_max_result_bytes")]
+    pub max_result_bytes: u64,
 }
 
 impl Default for SqlSettings {
@@ -92,6 +98,7 @@ impl Default for SqlSettings {
         SqlSettings {
             statement_timeout_ms: DEFAULT_SQL_STATEMENT_TIMEOUT_MS,
             max_rows: DEFAULT_SQL_MAX_ROWS,
+            max_result_bytes: DEFAULT_SQL_MAX_RESULT_BYTES,
         }
     }
 }
@@ -425,6 +432,12 @@ impl Settings {
         if self.sql.max_rows == 0 {
             return Err(SettingsError::new("sql.max_rows", "must be at least 1"));
         }
+        if self.sql.max_result_bytes == 0 {
+            return Err(SettingsError::new(
+                "sql.max_result_bytes",
+                "must be at least 1",
+            ));
+        }
         for host in self.http.resolve.keys() {
             if host.is_empty() || host.contains(['/', ':', ' ']) {
                 return Err(SettingsError::new(
@@ -620,6 +633,9 @@ fn default_sql_statement_timeout_ms() -> u64 {
 }
 fn default_sql_max_rows() -> usize {
     DEFAULT_SQL_MAX_ROWS
+}
+fn default_sql_max_result_bytes() -> u64 {
+    DEFAULT_SQL_MAX_RESULT_BYTES
 }
 fn default_max_recipients() -> u32 {
     DEFAULT_MAX_RECIPIENTS
