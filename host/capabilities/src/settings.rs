@@ -32,6 +32,10 @@ pub const DEFAULT_SQL_MAX_ROWS: usize = 1000;
 /// values 8 bytes each), counted while rows come in: the row cap alone lets 1000 rows of
 /// 16 MiB values through.
 pub const DEFAULT_SQL_MAX_RESULT_BYTES: u64 = 16 * 1024 * 1024;
+/// The default cap on a tenant SQLite database's file (`PRAGMA max_page_count`, set by the
+/// host on its connection): within one statement's time limit a tenant can write about a
+/// gigabyte, and nothing else stops it filling the disk the host's store lives on.
+pub const DEFAULT_SQL_MAX_DATABASE_BYTES: u64 = 1024 * 1024 * 1024;
 /// The default cap on recipients (to + cc) of one message.
 pub const DEFAULT_MAX_RECIPIENTS: u32 = 50;
 /// The default SMTP timeout.
@@ -91,6 +95,9 @@ pub struct SqlSettings {
     pub max_rows: usize,
     #[serde(default = "default_sql_max_result_bytes")]
     pub max_result_bytes: u64,
+    /// SQLite only: a PostgreSQL server bounds its own disk.
+    #[serde(default = "default_sql_max_database_bytes")]
+    pub max_database_bytes: u64,
 }
 
 impl Default for SqlSettings {
@@ -99,6 +106,7 @@ impl Default for SqlSettings {
             statement_timeout_ms: DEFAULT_SQL_STATEMENT_TIMEOUT_MS,
             max_rows: DEFAULT_SQL_MAX_ROWS,
             max_result_bytes: DEFAULT_SQL_MAX_RESULT_BYTES,
+            max_database_bytes: DEFAULT_SQL_MAX_DATABASE_BYTES,
         }
     }
 }
@@ -438,6 +446,12 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        if self.sql.max_database_bytes < 65536 {
+            return Err(SettingsError::new(
+                "sql.max_database_bytes",
+                "must be at least 65536 (a few pages of SQLite)",
+            ));
+        }
         for host in self.http.resolve.keys() {
             if host.is_empty() || host.contains(['/', ':', ' ']) {
                 return Err(SettingsError::new(
@@ -636,6 +650,9 @@ fn default_sql_max_rows() -> usize {
 }
 fn default_sql_max_result_bytes() -> u64 {
     DEFAULT_SQL_MAX_RESULT_BYTES
+}
+fn default_sql_max_database_bytes() -> u64 {
+    DEFAULT_SQL_MAX_DATABASE_BYTES
 }
 fn default_max_recipients() -> u32 {
     DEFAULT_MAX_RECIPIENTS

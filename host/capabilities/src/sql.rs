@@ -131,6 +131,7 @@ impl Databases {
             timeout,
             max_rows: limits.max_rows,
             max_result_bytes: limits.max_result_bytes,
+            max_database_bytes: limits.max_database_bytes,
         };
         match url {
             DatabaseUrl::Sqlite(path) => {
@@ -222,6 +223,7 @@ struct Job {
     timeout: Duration,
     max_rows: usize,
     max_result_bytes: u64,
+    max_database_bytes: u64,
 }
 
 impl Job {
@@ -289,6 +291,17 @@ fn sqlite_connection(
             "the file configured for it is the host's own store, not a tenant database: the operator must configure another file",
         ));
     }
+    // The file grows to the operator's cap at most (set before the guard, which refuses
+    // every PRAGMA a tenant could use to change it). SQLite never sets the cap below the
+    // pages in use: a larger file keeps its rows and takes no more.
+    let page_size: i64 = connection
+        .pragma_query_value(None, "page_size", |r| r.get(0))
+        .map_err(unavailable)?;
+    let pages =
+        i64::try_from(job.max_database_bytes / page_size.max(512) as u64).unwrap_or(i64::MAX);
+    connection
+        .pragma_update_and_check(None, "max_page_count", pages, |_| Ok(()))
+        .map_err(unavailable)?;
     let refusals = sql_policy::sqlite_guard(&mut connection).map_err(unavailable)?;
     let connection = Arc::new(Mutex::new(TenantSqlite {
         connection,
@@ -436,11 +449,18 @@ fn sqlite_error(error: rusqlite::Error, job: &Job) -> HostError {
             match failure.code {
                 C::ConstraintViolation => job.error(HostError::Rejected, &text),
                 C::OperationInterrupted => job.too_long(),
+                // The cap the host put on the file (`max_page_count`), or the disk itself.
+                C::DiskFull => job.error(
+                    HostError::LimitExceeded,
+                    &format!(
+                        "{text}: a tenant's SQLite database holds at most {} bytes (sql.max_database_bytes)",
+                        job.max_database_bytes
+                    ),
+                ),
                 C::DatabaseBusy
                 | C::DatabaseLocked
                 | C::CannotOpen
                 | C::SystemIoFailure
-                | C::DiskFull
                 | C::OutOfMemory
                 | C::ReadOnly
                 | C::DatabaseCorrupt

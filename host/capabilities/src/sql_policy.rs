@@ -30,8 +30,8 @@
 //!   named in [`POSTGRES_NAMES_REFUSED`] (`set_config`, `pg_read_file`, `lo_import`,
 //!   `dblink`, `query_to_xml` …) as any word of it (so no form of the grammar hides a
 //!   call: `FROM LATERAL f(…)`, options, defaults), no identifier written with Unicode
-//!   escapes (`U&"…"`, which the server decodes and the check cannot); a statement the parser does not understand
-//!   is refused rather than guessed at. After every call the session's settings are reset
+//!   escapes (`U&"…"`, which the server decodes and the check cannot); a statement the
+//!   parser does not understand is refused rather than guessed at. After every call the session's settings are reset
 //!   (`RESET ALL`, then the host's `statement_timeout` again), so a setting changed by any
 //!   path the parser missed does not reach the next call. The database role the operator
 //!   configures stays the authority on what exists: give tenants a role that is not a
@@ -379,7 +379,9 @@ fn postgres_names(statement: &str) -> Result<(), String> {
             && matches!(tokens.get(i + 1), Some(Token::Ampersand))
             && matches!(tokens.get(i + 2), Some(Token::Word(w)) if w.quote_style.is_some())
         {
-            return Err(refusal("an identifier written with Unicode escapes (U&\"…\")"));
+            return Err(refusal(
+                "an identifier written with Unicode escapes (U&\"…\")",
+            ));
         }
         if postgres_name_refused(&word.value) {
             let called = tokens[i + 1..]
@@ -486,10 +488,7 @@ mod tests {
                 r#"SELECT U&"\0073et_config"('a.b', 'c', false)"#,
                 "Unicode escapes",
             ),
-            (
-                r#"select 1 + u&"\0070g_backend_pid"()"#,
-                "Unicode escapes",
-            ),
+            (r#"select 1 + u&"\0070g_backend_pid"()"#, "Unicode escapes"),
             (
                 "SELECT * FROM LATERAL set_config('a.b', 'c', false)",
                 "set_config()",

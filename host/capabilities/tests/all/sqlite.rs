@@ -469,6 +469,61 @@ async fn sqlite_tenant_sql_reaches_nothing_beyond_its_own_database() {
     assert_eq!(rows.rows, [vec![Value::Integer(0)]]);
 }
 
+/// Issue 14's second round: within one statement's time limit a tenant wrote about a
+/// gigabyte to its SQLite file, and nothing stopped the next call doing it again until the
+/// disk the host's store lives on was full. The file is capped (`sql.max_database_bytes`):
+/// a write past it fails whole, as `limit-exceeded`, and the file stays under the cap.
+#[tokio::test]
+async fn sqlite_a_tenant_database_cannot_outgrow_its_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("calls.db");
+    let url = format!("sqlite:{}", file.display());
+    let yaml = settings(&url).replace("sql:\n", "sql:\n  max_database_bytes: 1000000\n");
+    let host = host(&yaml);
+    let logger = applet(&host, "acme", "logger");
+    let execute = |statement: &str| {
+        let logger = logger.clone();
+        let statement = statement.to_string();
+        async move {
+            logger
+                .sql_execute(&cx(), "calls".into(), statement, vec![])
+                .await
+        }
+    };
+    execute("CREATE TABLE blobs (b BLOB)").await.unwrap();
+    execute("INSERT INTO blobs VALUES (zeroblob(100000))")
+        .await
+        .unwrap();
+    let m = expect_err(
+        execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20) INSERT INTO blobs SELECT zeroblob(100000) FROM n",
+        )
+        .await,
+        limit,
+        "limit-exceeded",
+    );
+    assert!(
+        m.contains("1000000 bytes") && m.contains("database 'calls'"),
+        "{m}"
+    );
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert!(size <= 1_000_000, "the file grew to {size} bytes");
+    // Nothing of the refused write is stored; the database still takes what fits.
+    let rows = logger
+        .sql_query(
+            &cx(),
+            "calls".into(),
+            "SELECT count(*) AS n FROM blobs".into(),
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.rows, [vec![Value::Integer(1)]]);
+    execute("INSERT INTO blobs VALUES (zeroblob(1000))")
+        .await
+        .unwrap();
+}
+
 /// What a tenant needs of its own database still works under the rule: DDL, CRUD, views,
 /// indexes, triggers, and reading its own schema.
 #[tokio::test]
