@@ -92,6 +92,11 @@ pub struct SchedulerConfig {
     /// How long a node's claim on a run lasts without renewal (`--lease-ms`,
     /// `$CODA_LEASE_MS`).
     pub lease_ms: Option<u64>,
+    /// Starts of one step without a commit before its run is parked
+    /// (`FlowLimits::max_step_starts`).
+    pub max_step_starts: Option<u32>,
+    /// Bytes a run's data and state may hold together (`FlowLimits::max_run_data_bytes`).
+    pub max_run_data_bytes: Option<u64>,
 }
 
 impl ServeConfig {
@@ -146,6 +151,8 @@ impl ServeConfig {
             ("max_attempts", s.max_attempts.map(u64::from)),
             ("tenant_concurrency", s.tenant_concurrency.map(u64::from)),
             ("tenant_queue", s.tenant_queue),
+            ("max_step_starts", s.max_step_starts.map(u64::from)),
+            ("max_run_data_bytes", s.max_run_data_bytes),
         ] {
             if value == Some(0) {
                 return Err(format!("at `scheduler.{field}`: must be at least 1"));
@@ -198,6 +205,13 @@ mod tests {
         assert_eq!(config.listen.as_deref(), Some("127.0.0.1:8080"));
         assert_eq!(config.log_format, Some(LogFormat::Json));
         assert!(config.scheduler.tenant_concurrency.is_some());
+        // The example shows the run limits' defaults as they are.
+        let flow = coda_flow::FlowLimits::default();
+        assert_eq!(config.scheduler.max_step_starts, Some(flow.max_step_starts));
+        assert_eq!(
+            config.scheduler.max_run_data_bytes,
+            Some(flow.max_run_data_bytes)
+        );
         assert_eq!(config.compile_timeout_ms, Some(60_000));
         // Relative to the file's directory, not to wherever `coda serve` was started.
         assert!(config.grants.unwrap().starts_with(path.parent().unwrap()));

@@ -219,6 +219,12 @@ impl ServeArgs {
                     .map_or(defaults.tenant_concurrency, |n| n as usize),
                 tenant_queue: scheduler.tenant_queue.unwrap_or(defaults.tenant_queue),
                 lease_ms,
+                max_step_starts: scheduler
+                    .max_step_starts
+                    .unwrap_or(defaults.max_step_starts),
+                max_run_data_bytes: scheduler
+                    .max_run_data_bytes
+                    .unwrap_or(defaults.max_run_data_bytes),
                 ..defaults
             },
             node_id,
@@ -581,6 +587,44 @@ mod tests {
                 panic!("{refused} was taken")
             };
             assert!(exit.error.to_string().contains("http:"), "{refused}");
+        }
+    }
+
+    /// The run limits an operator sets in `scheduler:` reach the engine (issue 14 left
+    /// `max_step_starts` at its built-in 20); left out, the defaults hold; 0 is refused.
+    #[test]
+    fn the_scheduler_section_sets_the_run_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("serve.yaml");
+        let settings = |text: &str| {
+            std::fs::write(&config, text).unwrap();
+            ServeArgs {
+                config: Some(config.clone()),
+                data_dir: Some(dir.path().to_owned()),
+                ..ServeArgs::default()
+            }
+            .settings()
+        };
+        let set = settings("scheduler: { max_step_starts: 5, max_run_data_bytes: 65536 }")
+            .unwrap_or_else(|e| panic!("{}", e.error));
+        assert_eq!(set.limits.max_step_starts, 5);
+        assert_eq!(set.limits.max_run_data_bytes, 65536);
+        let defaults = coda_flow::FlowLimits::default();
+        let set = settings("scheduler: { batch: 4 }").unwrap_or_else(|e| panic!("{}", e.error));
+        assert_eq!(set.limits.max_step_starts, defaults.max_step_starts);
+        assert_eq!(set.limits.max_run_data_bytes, defaults.max_run_data_bytes);
+        for refused in [
+            "scheduler: { max_step_starts: 0 }",
+            "scheduler: { max_run_data_bytes: 0 }",
+        ] {
+            let Err(exit) = settings(refused) else {
+                panic!("{refused} was taken")
+            };
+            assert!(
+                exit.error.to_string().contains("scheduler."),
+                "{refused}: {}",
+                exit.error
+            );
         }
     }
 
