@@ -381,11 +381,13 @@ impl Settings {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Settings, SettingsError> {
         let path = path.as_ref();
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| SettingsError {
-            source_name: Some(name.clone()),
-            path: String::new(),
-            message: format!("cannot read the settings file: {e}"),
-        })?;
+        let text =
+            coda_types::files::read_text_capped(path, coda_types::files::MAX_CONFIG_FILE_BYTES)
+                .map_err(|e| SettingsError {
+                    source_name: Some(name.clone()),
+                    path: String::new(),
+                    message: format!("the settings file: {e}"),
+                })?;
         let parsed = if path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("json"))

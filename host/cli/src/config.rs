@@ -103,8 +103,9 @@ impl ServeConfig {
     /// Reads the file: JSON when its name ends in `.json`, YAML otherwise. An error names the
     /// file and the field.
     pub fn from_file(path: &Path) -> Result<ServeConfig, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+        let text =
+            coda_types::files::read_text_capped(path, coda_types::files::MAX_CONFIG_FILE_BYTES)
+                .map_err(|e| format!("the config file: {e}"))?;
         let json = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("json"));
@@ -236,6 +237,25 @@ mod tests {
             http.max_tails_per_tenant,
             Some(coda_server::DEFAULT_MAX_TAILS_PER_TENANT)
         );
+    }
+
+    /// An operator's config file past `coda_types::files::MAX_CONFIG_FILE_BYTES` is refused
+    /// by its size, before it is read whole (issue 14 left config files without a cap).
+    #[test]
+    fn a_config_file_past_the_cap_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.yaml");
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(8 << 30)
+            .unwrap();
+        let e = ServeConfig::from_file(&path).unwrap_err();
+        assert!(
+            e.contains("serve.yaml") && e.contains("larger than the limit"),
+            "{e}"
+        );
+        let e = coda_capabilities::Settings::from_file(&path).unwrap_err();
+        assert!(e.to_string().contains("larger than the limit"), "{e}");
     }
 
     #[test]

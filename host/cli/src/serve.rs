@@ -162,15 +162,11 @@ impl ServeArgs {
         }
         let trusted_vendors = match &self.trusted_vendors {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    Exit::usage(
-                        "io",
-                        format!(
-                            "cannot read the trusted vendors file {}: {e}",
-                            path.display()
-                        ),
-                    )
-                })?;
+                let text = coda_types::files::read_text_capped(
+                    path,
+                    coda_types::files::MAX_CONFIG_FILE_BYTES,
+                )
+                .map_err(|e| Exit::usage("io", format!("the trusted vendors file: {e}")))?;
                 coda_package::TrustedKeys::parse(&text).map_err(|e| {
                     Exit::usage(
                         "invalid-config",
@@ -400,12 +396,10 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
     // The key's file from the configuration, else $CODA_SECRETS_KEY, else the data
     // directory's (generated on the first start).
     let configured = match &args.secrets_key_file {
-        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
-            Exit::usage(
-                "io",
-                format!("cannot read the secrets key file {}: {e}", path.display()),
-            )
-        })?),
+        Some(path) => Some(
+            coda_types::files::read_text_capped(path, coda_types::files::MAX_CONFIG_FILE_BYTES)
+                .map_err(|e| Exit::usage("io", format!("the secrets key file: {e}")))?,
+        ),
         None => None,
     };
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {
