@@ -28,6 +28,14 @@ pub const DEFAULT_HTTP_MAX_REDIRECTS: u32 = 5;
 pub const DEFAULT_SQL_STATEMENT_TIMEOUT_MS: u64 = 5_000;
 /// The default cap on rows a query returns; more is an error, not a silent truncation.
 pub const DEFAULT_SQL_MAX_ROWS: usize = 1000;
+/// The default cap on the bytes of a query's result (text and JSON by their length, other
+/// values 8 bytes each), counted while rows come in: the row cap alone lets 1000 rows of
+/// 16 MiB values through.
+pub const DEFAULT_SQL_MAX_RESULT_BYTES: u64 = 16 * 1024 * 1024;
+/// The default cap on a tenant SQLite database's file (`PRAGMA max_page_count`, set by the
+/// host on its connection): within one statement's time limit a tenant can write about a
+/// gigabyte, and nothing else stops it filling the disk the host's store lives on.
+pub const DEFAULT_SQL_MAX_DATABASE_BYTES: u64 = 1024 * 1024 * 1024;
 /// The default cap on recipients (to + cc) of one message.
 pub const DEFAULT_MAX_RECIPIENTS: u32 = 50;
 /// The default SMTP timeout.
@@ -85,6 +93,11 @@ pub struct SqlSettings {
     pub statement_timeout_ms: u64,
     #[serde(default = "default_sql_max_rows")]
     pub max_rows: usize,
+    #[serde(default = "default_sql_max_result_bytes")]
+    pub max_result_bytes: u64,
+    /// SQLite only: a PostgreSQL server bounds its own disk.
+    #[serde(default = "default_sql_max_database_bytes")]
+    pub max_database_bytes: u64,
 }
 
 impl Default for SqlSettings {
@@ -92,6 +105,8 @@ impl Default for SqlSettings {
         SqlSettings {
             statement_timeout_ms: DEFAULT_SQL_STATEMENT_TIMEOUT_MS,
             max_rows: DEFAULT_SQL_MAX_ROWS,
+            max_result_bytes: DEFAULT_SQL_MAX_RESULT_BYTES,
+            max_database_bytes: DEFAULT_SQL_MAX_DATABASE_BYTES,
         }
     }
 }
@@ -366,11 +381,13 @@ impl Settings {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Settings, SettingsError> {
         let path = path.as_ref();
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| SettingsError {
-            source_name: Some(name.clone()),
-            path: String::new(),
-            message: format!("cannot read the settings file: {e}"),
-        })?;
+        let text =
+            coda_types::files::read_text_capped(path, coda_types::files::MAX_CONFIG_FILE_BYTES)
+                .map_err(|e| SettingsError {
+                    source_name: Some(name.clone()),
+                    path: String::new(),
+                    message: format!("the settings file: {e}"),
+                })?;
         let parsed = if path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("json"))
@@ -424,6 +441,18 @@ impl Settings {
         }
         if self.sql.max_rows == 0 {
             return Err(SettingsError::new("sql.max_rows", "must be at least 1"));
+        }
+        if self.sql.max_result_bytes == 0 {
+            return Err(SettingsError::new(
+                "sql.max_result_bytes",
+                "must be at least 1",
+            ));
+        }
+        if self.sql.max_database_bytes < 65536 {
+            return Err(SettingsError::new(
+                "sql.max_database_bytes",
+                "must be at least 65536 (a few pages of SQLite)",
+            ));
         }
         for host in self.http.resolve.keys() {
             if host.is_empty() || host.contains(['/', ':', ' ']) {
@@ -620,6 +649,12 @@ fn default_sql_statement_timeout_ms() -> u64 {
 }
 fn default_sql_max_rows() -> usize {
     DEFAULT_SQL_MAX_ROWS
+}
+fn default_sql_max_result_bytes() -> u64 {
+    DEFAULT_SQL_MAX_RESULT_BYTES
+}
+fn default_sql_max_database_bytes() -> u64 {
+    DEFAULT_SQL_MAX_DATABASE_BYTES
 }
 fn default_max_recipients() -> u32 {
     DEFAULT_MAX_RECIPIENTS

@@ -1,6 +1,6 @@
 //! SQL on a tenant's named databases: SQLite (rusqlite, on blocking threads) and PostgreSQL
 //! (tokio-postgres). Parameters are always bound, never spliced into the text; one statement
-//! per call; a time limit per statement and a cap on rows. Connections are kept per database
+//! per call; a time limit per statement, a cap on rows and one on the result's bytes. Connections are kept per database
 //! and shared by the tenant's applets, so a call may not leave session state behind
 //! (an open transaction, a changed setting). What a statement may do at all is the rule of
 //! `sql_policy.rs`, checked before it runs.
@@ -130,6 +130,8 @@ impl Databases {
             kind,
             timeout,
             max_rows: limits.max_rows,
+            max_result_bytes: limits.max_result_bytes,
+            max_database_bytes: limits.max_database_bytes,
         };
         match url {
             DatabaseUrl::Sqlite(path) => {
@@ -220,9 +222,27 @@ struct Job {
     kind: Kind,
     timeout: Duration,
     max_rows: usize,
+    max_result_bytes: u64,
+    max_database_bytes: u64,
 }
 
 impl Job {
+    /// Counts a value into the result's size, refusing the query once it passes the cap:
+    /// counted as rows come in, so the host never holds more than the cap (and one value).
+    fn count(&self, used: &mut u64, value: &Value) -> Result<(), HostError> {
+        *used += match value {
+            Value::Text(s) | Value::Json(s) => s.len() as u64,
+            _ => 8,
+        };
+        if *used > self.max_result_bytes {
+            return Err(HostError::LimitExceeded(format!(
+                "the query on database '{}' returns more than {} bytes",
+                self.database, self.max_result_bytes
+            )));
+        }
+        Ok(())
+    }
+
     fn too_many_rows(&self) -> HostError {
         HostError::LimitExceeded(format!(
             "the query on database '{}' returns more than {} rows",
@@ -271,6 +291,17 @@ fn sqlite_connection(
             "the file configured for it is the host's own store, not a tenant database: the operator must configure another file",
         ));
     }
+    // The file grows to the operator's cap at most (set before the guard, which refuses
+    // every PRAGMA a tenant could use to change it). SQLite never sets the cap below the
+    // pages in use: a larger file keeps its rows and takes no more.
+    let page_size: i64 = connection
+        .pragma_query_value(None, "page_size", |r| r.get(0))
+        .map_err(unavailable)?;
+    let pages =
+        i64::try_from(job.max_database_bytes / page_size.max(512) as u64).unwrap_or(i64::MAX);
+    connection
+        .pragma_update_and_check(None, "max_page_count", pages, |_| Ok(()))
+        .map_err(unavailable)?;
     let refusals = sql_policy::sqlite_guard(&mut connection).map_err(unavailable)?;
     let connection = Arc::new(Mutex::new(TenantSqlite {
         connection,
@@ -365,14 +396,16 @@ fn sqlite_statement(connection: &rusqlite::Connection, job: &Job) -> Result<Outp
             let columns: Vec<String> = statement.column_names().map(String::from).collect();
             let mut rows = statement.raw_query();
             let mut out = Vec::new();
+            let mut bytes = 0;
             while let Some(row) = rows.next().map_err(map)? {
                 if out.len() == job.max_rows {
                     return Err(job.too_many_rows());
                 }
                 let mut values = Vec::with_capacity(columns.len());
                 for (i, column) in columns.iter().enumerate() {
-                    let value = row.get_ref(i).map_err(map)?;
-                    values.push(from_sqlite(value, column)?);
+                    let value = from_sqlite(row.get_ref(i).map_err(map)?, column)?;
+                    job.count(&mut bytes, &value)?;
+                    values.push(value);
                 }
                 out.push(values);
             }
@@ -416,11 +449,18 @@ fn sqlite_error(error: rusqlite::Error, job: &Job) -> HostError {
             match failure.code {
                 C::ConstraintViolation => job.error(HostError::Rejected, &text),
                 C::OperationInterrupted => job.too_long(),
+                // The cap the host put on the file (`max_page_count`), or the disk itself.
+                C::DiskFull => job.error(
+                    HostError::LimitExceeded,
+                    &format!(
+                        "{text}: a tenant's SQLite database holds at most {} bytes (sql.max_database_bytes)",
+                        job.max_database_bytes
+                    ),
+                ),
                 C::DatabaseBusy
                 | C::DatabaseLocked
                 | C::CannotOpen
                 | C::SystemIoFailure
-                | C::DiskFull
                 | C::OutOfMemory
                 | C::ReadOnly
                 | C::DatabaseCorrupt
@@ -497,13 +537,16 @@ async fn postgres_statement(
             let stream = client.query_raw(&statement, params).await.map_err(map)?;
             pin_mut!(stream);
             let mut rows = Vec::new();
+            let mut bytes = 0;
             while let Some(row) = stream.try_next().await.map_err(map)? {
                 if rows.len() == job.max_rows {
                     return Err(job.too_many_rows());
                 }
                 let mut values = Vec::with_capacity(columns.len());
                 for (i, column) in statement.columns().iter().enumerate() {
-                    values.push(from_postgres(&row, i, column, job)?);
+                    let value = from_postgres(&row, i, column, job)?;
+                    job.count(&mut bytes, &value)?;
+                    values.push(value);
                 }
                 rows.push(values);
             }

@@ -28,8 +28,10 @@
 //!   `INSERT`/`UPDATE`/`DELETE`/`MERGE`, `CREATE`/`ALTER`/`DROP` of tables, views, indexes
 //!   and sequences, `TRUNCATE`, `EXPLAIN` of one of these), and no function or relation
 //!   named in [`POSTGRES_NAMES_REFUSED`] (`set_config`, `pg_read_file`, `lo_import`,
-//!   `dblink`, `query_to_xml` …) anywhere in it; a statement the parser does not understand
-//!   is refused rather than guessed at. After every call the session's settings are reset
+//!   `dblink`, `query_to_xml` …) as any word of it (so no form of the grammar hides a
+//!   call: `FROM LATERAL f(…)`, options, defaults), no identifier written with Unicode
+//!   escapes (`U&"…"`, which the server decodes and the check cannot); a statement the
+//!   parser does not understand is refused rather than guessed at. After every call the session's settings are reset
 //!   (`RESET ALL`, then the host's `statement_timeout` again), so a setting changed by any
 //!   path the parser missed does not reach the next call. The database role the operator
 //!   configures stays the authority on what exists: give tenants a role that is not a
@@ -254,8 +256,8 @@ fn first_word(statement: &str) -> String {
 
 // ---- PostgreSQL ----
 
-/// Functions and relations a tenant statement on PostgreSQL may not name (compared on the
-/// last part of the name, lower case). Names ending in `*` are prefixes: every `pg_`
+/// Functions and relations a tenant statement on PostgreSQL may not name (compared on every
+/// word of the statement, lower case, quoted or not). Names ending in `*` are prefixes: every `pg_`
 /// function or catalog view (files, settings, signals, other sessions, the server's
 /// configuration) but those in [`POSTGRES_PG_ALLOWED`], large objects (`lo_import`,
 /// `lo_export` reach the server's files), `dblink`; and by name, the functions that
@@ -283,7 +285,9 @@ pub const POSTGRES_NAMES_REFUSED: [&str; 18] = [
 ];
 
 /// `pg_` functions that only describe a value.
-pub const POSTGRES_PG_ALLOWED: [&str; 2] = ["pg_typeof", "pg_column_size"];
+/// `pg_catalog` is the schema of the built-in functions (`pg_catalog.lower(…)`): naming it
+/// reaches nothing by itself, the function named after it is checked on its own.
+pub const POSTGRES_PG_ALLOWED: [&str; 3] = ["pg_typeof", "pg_column_size", "pg_catalog"];
 
 fn postgres_name_refused(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
@@ -321,7 +325,7 @@ pub(crate) fn postgres_check(statement: &str) -> Result<(), String> {
     if !postgres_kind_allowed(parsed) {
         return Err(refusal(&format!("a statement of kind {word}")));
     }
-    postgres_names(parsed)
+    postgres_names(statement)
 }
 
 /// Whether the statement is of a kind the rule allows.
@@ -353,37 +357,44 @@ fn postgres_kind_allowed(statement: &sqlparser::ast::Statement) -> bool {
     }
 }
 
-/// Refuses a function or relation on [`POSTGRES_NAMES_REFUSED`] anywhere in the statement.
-fn postgres_names(statement: &sqlparser::ast::Statement) -> Result<(), String> {
-    use sqlparser::ast::{Expr, ObjectName, visit_expressions, visit_relations};
-    use std::ops::ControlFlow;
-    let last = |name: &ObjectName| {
-        name.0
-            .last()
-            .and_then(|part| part.as_ident())
-            .map(|ident| ident.value.clone())
-            .unwrap_or_default()
-    };
-    let function = visit_expressions(statement, |expr| match expr {
-        Expr::Function(f) if postgres_name_refused(&last(&f.name)) => {
-            ControlFlow::Break(format!("the function {}()", last(&f.name).to_lowercase()))
+/// Refuses a name on [`POSTGRES_NAMES_REFUSED`] anywhere in the statement, and identifiers
+/// written with Unicode escapes. The check reads the statement's words, not its syntax
+/// tree: a function can only be reached by writing its name, so no form of the grammar the
+/// tree's visitors miss (`FROM LATERAL f(…)`, a table function in a join, an option's
+/// expression) lets one through. The price: a tenant's own table or column may not be named
+/// like a refused function (`pg_…`, `lo_…`). `U&"\0073et_config"` spells `set_config` in an
+/// escape (with any escape character, `UESCAPE`) the check would have to decode the way the
+/// server does: it is refused instead.
+fn postgres_names(statement: &str) -> Result<(), String> {
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, statement)
+        .tokenize()
+        .map_err(|e| format!("a statement the host cannot read ({e}) is not run"))?;
+    for (i, token) in tokens.iter().enumerate() {
+        let Token::Word(word) = token else { continue };
+        // `U&"…"`: the word `U`, then `&` and a quoted identifier, with nothing between.
+        if word.quote_style.is_none()
+            && word.value.eq_ignore_ascii_case("u")
+            && matches!(tokens.get(i + 1), Some(Token::Ampersand))
+            && matches!(tokens.get(i + 2), Some(Token::Word(w)) if w.quote_style.is_some())
+        {
+            return Err(refusal(
+                "an identifier written with Unicode escapes (U&\"…\")",
+            ));
         }
-        _ => ControlFlow::Continue(()),
-    });
-    if let ControlFlow::Break(what) = function {
-        return Err(refusal(&what));
-    }
-    // Table functions (`FROM pg_ls_dir('.')`, `FROM dblink(…)`) and catalog views
-    // (`pg_settings`, `pg_stat_activity`) are relations.
-    let relation = visit_relations(statement, |name| {
-        if postgres_name_refused(&last(name)) {
-            ControlFlow::Break(last(name).to_lowercase())
-        } else {
-            ControlFlow::Continue(())
+        if postgres_name_refused(&word.value) {
+            let called = tokens[i + 1..]
+                .iter()
+                .find(|t| !matches!(t, Token::Whitespace(_)))
+                .is_some_and(|t| matches!(t, Token::LParen));
+            let name = word.value.to_lowercase();
+            return Err(refusal(&if called {
+                format!("the function {name}()")
+            } else {
+                name
+            }));
         }
-    });
-    if let ControlFlow::Break(what) = relation {
-        return Err(refusal(&what));
     }
     Ok(())
 }
@@ -409,6 +420,9 @@ mod tests {
             "SELECT $1::jsonb AS j",
             "SELECT pg_typeof(1)",
             "EXPLAIN SELECT * FROM calls",
+            "SELECT pg_catalog.lower('A')",
+            "SELECT txid_current(), current_user, version()",
+            r"SELECT 'set_config' AS name, U&'d\0061t\+000061' AS escaped_text",
         ] {
             assert_eq!(postgres_check(ok), Ok(()), "{ok}");
         }
@@ -469,6 +483,25 @@ mod tests {
                 "SELECT query_to_xml('select set_config(''a.b'',''c'',false)', true, true, '')",
                 "query_to_xml",
             ),
+            // Issue 14's review, second round: forms the syntax tree's visitors missed.
+            (
+                r#"SELECT U&"\0073et_config"('a.b', 'c', false)"#,
+                "Unicode escapes",
+            ),
+            (r#"select 1 + u&"\0070g_backend_pid"()"#, "Unicode escapes"),
+            (
+                "SELECT * FROM LATERAL set_config('a.b', 'c', false)",
+                "set_config()",
+            ),
+            (
+                "SELECT * FROM calls, LATERAL pg_ls_dir('.') AS f",
+                "pg_ls_dir()",
+            ),
+            (
+                r#"SELECT "pg_catalog"."set_config"('a.b', 'c', false)"#,
+                "set_config()",
+            ),
+            ("SELECT * FROM pg_catalog.pg_authid", "pg_authid"),
             ("", "empty"),
             ("  /* only a comment */ ", "empty"),
         ] {

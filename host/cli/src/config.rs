@@ -92,14 +92,20 @@ pub struct SchedulerConfig {
     /// How long a node's claim on a run lasts without renewal (`--lease-ms`,
     /// `$CODA_LEASE_MS`).
     pub lease_ms: Option<u64>,
+    /// Starts of one step without a commit before its run is parked
+    /// (`FlowLimits::max_step_starts`).
+    pub max_step_starts: Option<u32>,
+    /// Bytes a run's data and state may hold together (`FlowLimits::max_run_data_bytes`).
+    pub max_run_data_bytes: Option<u64>,
 }
 
 impl ServeConfig {
     /// Reads the file: JSON when its name ends in `.json`, YAML otherwise. An error names the
     /// file and the field.
     pub fn from_file(path: &Path) -> Result<ServeConfig, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+        let text =
+            coda_types::files::read_text_capped(path, coda_types::files::MAX_CONFIG_FILE_BYTES)
+                .map_err(|e| format!("the config file: {e}"))?;
         let json = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("json"));
@@ -146,6 +152,8 @@ impl ServeConfig {
             ("max_attempts", s.max_attempts.map(u64::from)),
             ("tenant_concurrency", s.tenant_concurrency.map(u64::from)),
             ("tenant_queue", s.tenant_queue),
+            ("max_step_starts", s.max_step_starts.map(u64::from)),
+            ("max_run_data_bytes", s.max_run_data_bytes),
         ] {
             if value == Some(0) {
                 return Err(format!("at `scheduler.{field}`: must be at least 1"));
@@ -198,6 +206,13 @@ mod tests {
         assert_eq!(config.listen.as_deref(), Some("127.0.0.1:8080"));
         assert_eq!(config.log_format, Some(LogFormat::Json));
         assert!(config.scheduler.tenant_concurrency.is_some());
+        // The example shows the run limits' defaults as they are.
+        let flow = coda_flow::FlowLimits::default();
+        assert_eq!(config.scheduler.max_step_starts, Some(flow.max_step_starts));
+        assert_eq!(
+            config.scheduler.max_run_data_bytes,
+            Some(flow.max_run_data_bytes)
+        );
         assert_eq!(config.compile_timeout_ms, Some(60_000));
         // Relative to the file's directory, not to wherever `coda serve` was started.
         assert!(config.grants.unwrap().starts_with(path.parent().unwrap()));
@@ -222,6 +237,25 @@ mod tests {
             http.max_tails_per_tenant,
             Some(coda_server::DEFAULT_MAX_TAILS_PER_TENANT)
         );
+    }
+
+    /// An operator's config file past `coda_types::files::MAX_CONFIG_FILE_BYTES` is refused
+    /// by its size, before it is read whole (issue 14 left config files without a cap).
+    #[test]
+    fn a_config_file_past_the_cap_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.yaml");
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(8 << 30)
+            .unwrap();
+        let e = ServeConfig::from_file(&path).unwrap_err();
+        assert!(
+            e.contains("serve.yaml") && e.contains("larger than the limit"),
+            "{e}"
+        );
+        let e = coda_capabilities::Settings::from_file(&path).unwrap_err();
+        assert!(e.to_string().contains("larger than the limit"), "{e}");
     }
 
     #[test]

@@ -94,9 +94,17 @@ pub struct ResumeArgs {
     grants: Option<PathBuf>,
 }
 
+/// A file's text under `limit` bytes (`coda_types::files`): a larger one is refused before
+/// it is read whole, as `too-large`.
+fn read_text(path: &Path, limit: u64) -> Result<String, Exit> {
+    coda_types::files::read_text_capped(path, limit).map_err(|e| match e {
+        coda_types::files::ReadError::TooLarge { .. } => Exit::usage("too-large", e.to_string()),
+        _ => Exit::usage("io", e.to_string()),
+    })
+}
+
 fn read_plan(path: &Path) -> Result<Plan, Exit> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Exit::usage("io", format!("cannot read {}: {e}", path.display())))?;
+    let text = read_text(path, coda_plan::MAX_PLAN_BYTES as u64)?;
     coda_plan::parse(&text).map_err(|problems| invalid_plan(path, problems))
 }
 
@@ -340,8 +348,8 @@ fn step_json(step: &coda_store::StepRecord) -> Json {
 }
 
 pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
-    let text = std::fs::read_to_string(&args.event)
-        .map_err(|e| Exit::usage("io", format!("cannot read {}: {e}", args.event.display())))?;
+    // An event file holds what `POST …/events` would carry: the API's body cap.
+    let text = read_text(&args.event, coda_server::MAX_BODY_BYTES as u64)?;
     let event: Event = serde_json::from_str(&text)
         .map_err(|e| Exit::usage("invalid-event", format!("{}: {e}", args.event.display())))?;
     if event.r#type != "ended" {
@@ -584,5 +592,36 @@ fn local_limits() -> FlowLimits {
     FlowLimits {
         tenant_concurrency: usize::MAX,
         ..FlowLimits::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Issue 14's second round: `coda plan validate` and `coda run` read a plan or an event
+    /// file whole before its size was checked. A file past the cap (here sparse: 8 GiB by
+    /// its size, nothing on disk) is refused as `too-large`, naming the file and the limit,
+    /// without being read.
+    #[test]
+    fn plan_and_event_files_are_refused_by_their_size_before_they_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.yaml");
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(8 << 30)
+            .unwrap();
+        let Err(exit) = super::read_plan(&path) else {
+            panic!("the plan was taken")
+        };
+        assert_eq!(exit.error["kind"], "too-large", "{}", exit.error);
+        let message = exit.error["message"].as_str().unwrap();
+        assert!(
+            message.contains("huge.yaml")
+                && message.contains(&coda_plan::MAX_PLAN_BYTES.to_string()),
+            "{message}"
+        );
+        let Err(exit) = super::read_text(&path, coda_server::MAX_BODY_BYTES as u64) else {
+            panic!("the event was taken")
+        };
+        assert_eq!(exit.error["kind"], "too-large", "{}", exit.error);
     }
 }

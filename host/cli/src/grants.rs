@@ -244,9 +244,13 @@ pub fn secrets_key(configured: Option<&str>, data_dir: &Path) -> Result<SecretsK
             Ok(key)
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // The key file is a line of text: read no more than any config file.
             let mut text = String::new();
             dir.open(SECRETS_KEY_FILE)
-                .and_then(|mut f| f.read_to_string(&mut text))
+                .and_then(|f| {
+                    f.take(coda_types::files::MAX_CONFIG_FILE_BYTES)
+                        .read_to_string(&mut text)
+                })
                 .map_err(io)?;
             SecretsKey::parse(&text)
                 .map_err(|e| invalid(&data_dir.join(SECRETS_KEY_FILE).display().to_string(), e))
@@ -263,7 +267,8 @@ pub fn secrets_key(configured: Option<&str>, data_dir: &Path) -> Result<SecretsK
 pub async fn seed(store: &Store, key: &SecretsKey, file: &Path) -> Result<(), Exit> {
     let invalid = |e: String| Exit::usage("invalid-grants", format!("{}: {e}", file.display()));
     let settings = Settings::from_file(file).map_err(|e| invalid(e.to_string()))?;
-    let text = std::fs::read_to_string(file).map_err(|e| invalid(e.to_string()))?;
+    let text = coda_types::files::read_text_capped(file, coda_types::files::MAX_CONFIG_FILE_BYTES)
+        .map_err(|e| invalid(e.to_string()))?;
     let raw: serde_json::Value = if file.extension().is_some_and(|x| x == "json") {
         serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?
     } else {

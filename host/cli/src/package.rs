@@ -49,6 +49,14 @@ pub struct VerifyArgs {
     load: LoadArgs,
 }
 
+/// A file's text under `limit` bytes, refused before it is read whole past it.
+fn read_text(path: &Path, limit: u64) -> Result<String, Exit> {
+    coda_types::files::read_text_capped(path, limit).map_err(|e| match e {
+        coda_types::files::ReadError::TooLarge { .. } => Exit::usage("too-large", e.to_string()),
+        _ => Exit::usage("io", e.to_string()),
+    })
+}
+
 fn io(path: &Path, e: std::io::Error) -> Exit {
     Exit::usage("io", format!("{}: {e}", path.display()))
 }
@@ -139,14 +147,15 @@ async fn check(
 }
 
 pub async fn package(runtime: &Runtime, args: PackageArgs) -> Result<Json, Exit> {
-    let text = std::fs::read_to_string(&args.manifest).map_err(|e| io(&args.manifest, e))?;
+    // The manifest source is the manifest to be: the package's own cap on one.
+    let text = read_text(&args.manifest, coda_package::MAX_MANIFEST_BYTES)?;
     let source = ManifestSource::parse(&text).map_err(|e| {
         Exit::usage(
             "package-invalid",
             format!("{}: {e}", args.manifest.display()),
         )
     })?;
-    let pem = std::fs::read_to_string(&args.key).map_err(|e| io(&args.key, e))?;
+    let pem = read_text(&args.key, coda_types::files::MAX_CONFIG_FILE_BYTES)?;
     let key = SecretKey::from_pem(&pem)
         .map_err(|e| Exit::usage("usage", format!("{}: {e}", args.key.display())))?;
     let component = crate::read_capped(&args.file, args.load.max_bytes)?;
@@ -176,7 +185,7 @@ pub async fn package(runtime: &Runtime, args: PackageArgs) -> Result<Json, Exit>
 }
 
 pub async fn verify(runtime: &Runtime, args: VerifyArgs) -> Result<Json, Exit> {
-    let text = std::fs::read_to_string(&args.trusted).map_err(|e| io(&args.trusted, e))?;
+    let text = read_text(&args.trusted, coda_types::files::MAX_CONFIG_FILE_BYTES)?;
     let trusted = TrustedKeys::parse(&text)
         .map_err(|e| Exit::usage("usage", format!("{}: {e}", args.trusted.display())))?;
     let bytes = crate::read_capped(

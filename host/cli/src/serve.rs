@@ -162,15 +162,11 @@ impl ServeArgs {
         }
         let trusted_vendors = match &self.trusted_vendors {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    Exit::usage(
-                        "io",
-                        format!(
-                            "cannot read the trusted vendors file {}: {e}",
-                            path.display()
-                        ),
-                    )
-                })?;
+                let text = coda_types::files::read_text_capped(
+                    path,
+                    coda_types::files::MAX_CONFIG_FILE_BYTES,
+                )
+                .map_err(|e| Exit::usage("io", format!("the trusted vendors file: {e}")))?;
                 coda_package::TrustedKeys::parse(&text).map_err(|e| {
                     Exit::usage(
                         "invalid-config",
@@ -219,6 +215,12 @@ impl ServeArgs {
                     .map_or(defaults.tenant_concurrency, |n| n as usize),
                 tenant_queue: scheduler.tenant_queue.unwrap_or(defaults.tenant_queue),
                 lease_ms,
+                max_step_starts: scheduler
+                    .max_step_starts
+                    .unwrap_or(defaults.max_step_starts),
+                max_run_data_bytes: scheduler
+                    .max_run_data_bytes
+                    .unwrap_or(defaults.max_run_data_bytes),
                 ..defaults
             },
             node_id,
@@ -394,12 +396,10 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
     // The key's file from the configuration, else $CODA_SECRETS_KEY, else the data
     // directory's (generated on the first start).
     let configured = match &args.secrets_key_file {
-        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
-            Exit::usage(
-                "io",
-                format!("cannot read the secrets key file {}: {e}", path.display()),
-            )
-        })?),
+        Some(path) => Some(
+            coda_types::files::read_text_capped(path, coda_types::files::MAX_CONFIG_FILE_BYTES)
+                .map_err(|e| Exit::usage("io", format!("the secrets key file: {e}")))?,
+        ),
         None => None,
     };
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {
@@ -581,6 +581,44 @@ mod tests {
                 panic!("{refused} was taken")
             };
             assert!(exit.error.to_string().contains("http:"), "{refused}");
+        }
+    }
+
+    /// The run limits an operator sets in `scheduler:` reach the engine (issue 14 left
+    /// `max_step_starts` at its built-in 20); left out, the defaults hold; 0 is refused.
+    #[test]
+    fn the_scheduler_section_sets_the_run_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("serve.yaml");
+        let settings = |text: &str| {
+            std::fs::write(&config, text).unwrap();
+            ServeArgs {
+                config: Some(config.clone()),
+                data_dir: Some(dir.path().to_owned()),
+                ..ServeArgs::default()
+            }
+            .settings()
+        };
+        let set = settings("scheduler: { max_step_starts: 5, max_run_data_bytes: 65536 }")
+            .unwrap_or_else(|e| panic!("{}", e.error));
+        assert_eq!(set.limits.max_step_starts, 5);
+        assert_eq!(set.limits.max_run_data_bytes, 65536);
+        let defaults = coda_flow::FlowLimits::default();
+        let set = settings("scheduler: { batch: 4 }").unwrap_or_else(|e| panic!("{}", e.error));
+        assert_eq!(set.limits.max_step_starts, defaults.max_step_starts);
+        assert_eq!(set.limits.max_run_data_bytes, defaults.max_run_data_bytes);
+        for refused in [
+            "scheduler: { max_step_starts: 0 }",
+            "scheduler: { max_run_data_bytes: 0 }",
+        ] {
+            let Err(exit) = settings(refused) else {
+                panic!("{refused} was taken")
+            };
+            assert!(
+                exit.error.to_string().contains("scheduler."),
+                "{refused}: {}",
+                exit.error
+            );
         }
     }
 

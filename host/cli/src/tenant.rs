@@ -390,9 +390,15 @@ fn read_file(path: &Path) -> Result<Vec<u8>, Failure> {
     std::fs::read(path).map_err(|e| Failure::io(path, e))
 }
 
+/// A text file sent as a request body (a plan, a config, a secret's value): one larger than
+/// the API takes (`coda_server::MAX_BODY_BYTES`) is refused before it is read whole.
 fn read_text(path: &Path) -> Result<String, Failure> {
-    String::from_utf8(read_file(path)?)
-        .map_err(|_| Failure::usage(format!("{} is not UTF-8 text", path.display())))
+    coda_types::files::read_text_capped(path, coda_server::MAX_BODY_BYTES as u64).map_err(|e| {
+        match e {
+            coda_types::files::ReadError::Io { source, .. } => Failure::io(path, source),
+            other => Failure::usage(other.to_string()),
+        }
+    })
 }
 
 // ---- applets ----

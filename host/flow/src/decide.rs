@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use coda_plan::{Node, Plan};
 use coda_store::{EventWait, RunRecord, RunStatus, RunUpdate};
-use coda_types::{AppletInfo, InvocationReport, InvokeError, Outcome, Value};
+use coda_types::{AppletInfo, InvocationReport, InvokeError, Outcome, Value, Values};
 
 /// The rules of a run, each with its default.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +45,14 @@ pub struct FlowLimits {
     /// counts one. Hence the room: the crash suite's 50 SIGKILLs with up to 300 runs in
     /// flight take an innocent step to 9. Counted in the store, so restarts count too.
     pub max_step_starts: u32,
+    /// Bytes a run's data sources and node state may hold together (names plus values,
+    /// counted like the sandbox's per-invocation `data` limit). A run's data is stored
+    /// whole and rewritten at every commit, inside the store's writer: without a cap, an
+    /// applet adding 256 KiB of new names at each of 10,000 steps grows one run to gigabytes,
+    /// every commit of it takes longer for everyone, and at SQLite's value size the commit
+    /// (and the commit of its failure) is refused for good. A step whose changes would take
+    /// the run past the cap fails with kind `data` (a limit), its changes discarded.
+    pub max_run_data_bytes: u64,
 }
 
 impl Default for FlowLimits {
@@ -62,8 +70,34 @@ impl Default for FlowLimits {
             drain_ms: 30_000,
             lease_ms: 30_000,
             max_step_starts: 20,
+            max_run_data_bytes: 4 << 20,
         }
     }
+}
+
+/// The bytes a run's data and state would hold after a step's changes (names plus values),
+/// for [`FlowLimits::max_run_data_bytes`].
+pub(crate) fn run_data_bytes(run: &RunRecord, node_id: &str, report: &InvocationReport) -> u64 {
+    let size = |values: &Values| -> u64 {
+        values
+            .iter()
+            .map(|(name, value)| (name.len() + value.stored_len()) as u64)
+            .sum()
+    };
+    let mut data = run.data.clone();
+    data.extend(report.data_changes.clone());
+    let mut state = run.state.clone();
+    if !report.state_changes.is_empty() {
+        state
+            .entry(node_id.to_owned())
+            .or_default()
+            .extend(report.state_changes.clone());
+    }
+    size(&data)
+        + state
+            .iter()
+            .map(|(node, values)| node.len() as u64 + size(values))
+            .sum::<u64>()
 }
 
 pub(crate) struct Decision {

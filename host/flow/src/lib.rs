@@ -839,7 +839,26 @@ impl Engine {
             let update = decide::finish(run, RunStatus::Done);
             return Ok(without_applet(&node_id, result, note, update));
         }
-        let report = self.applets.invoke(&run.tenant, &node.applet, input).await;
+        let mut report = self.applets.invoke(&run.tenant, &node.applet, input).await;
+        // The run's data is bounded as a whole, not only per step
+        // (`FlowLimits::max_run_data_bytes`): past the cap the step fails as a limit, its
+        // changes are neither stored nor journaled.
+        if let Ok(report) = &mut report
+            && report.result.is_ok()
+        {
+            let used = decide::run_data_bytes(run, &node_id, report);
+            if used > self.limits.max_run_data_bytes {
+                report.result = Err(coda_types::InvokeError::LimitExceeded(
+                    coda_types::LimitExceeded {
+                        kind: coda_types::LimitKind::Data,
+                        limit: self.limits.max_run_data_bytes,
+                        used: Some(used),
+                    },
+                ));
+                report.data_changes.clear();
+                report.state_changes.clear();
+            }
+        }
         let decision = match &report {
             Ok(report) => {
                 let route_target = match &report.result {

@@ -410,7 +410,111 @@ fn declared_exits(info: &AppletInfo) -> String {
     }
 }
 
+/// The most nodes (objects, arrays, scalars) a config schema may have once every `$ref` in
+/// it is replaced by what it points at. The schema is the applet's, so the tenant's, and the
+/// host checks every plan's configs against it: a few kilobytes of `oneOf`s whose branches
+/// `$ref` the same definition twice expand to 2^24 paths, and checking one config took
+/// minutes on the API's thread (issue 14's second round). Bounded like YAML's aliases: about
+/// what the schema's own size limit could hold written out.
+pub const MAX_SCHEMA_EXPANDED_NODES: u64 = 100_000;
+
+/// Refuses a schema whose expanded size cannot be bounded or is past
+/// [`MAX_SCHEMA_EXPANDED_NODES`]. The schema is walked with every `$ref` followed, each node
+/// counted, and the walk stops at the limit, so it costs no more than the limit itself.
+/// A recursive `$ref` (a tree of configs) is followed again each time up to
+/// [`SCHEMA_UNROLL`] times: one that branches (two refs back up the cycle) doubles at each
+/// round and passes the limit, one that does not stays small, and its work on a config is
+/// linear in the config. Only `$ref`s that are JSON pointers into the schema itself (`#`,
+/// `#/$defs/x`) can be followed, so a `$ref` to anything else (an anchor, another document),
+/// `$dynamicRef`/`$recursiveRef`, and a nested `$id` (which would move what a pointer
+/// means) are refused.
+fn schema_bounded(root: &serde_json::Value) -> Result<(), String> {
+    use serde_json::Value;
+    struct Walk<'a> {
+        root: &'a Value,
+        nodes: u64,
+        open: Vec<&'a str>,
+    }
+    impl<'a> Walk<'a> {
+        fn walk(&mut self, value: &'a Value, at_root: bool, depth: usize) -> Result<(), String> {
+            self.nodes += 1;
+            if self.nodes > MAX_SCHEMA_EXPANDED_NODES {
+                return Err(format!(
+                    "the schema expands through its `$ref`s to more than {MAX_SCHEMA_EXPANDED_NODES} nodes"
+                ));
+            }
+            if depth > SCHEMA_WALK_DEPTH {
+                return Err(format!(
+                    "the schema nests more than {SCHEMA_WALK_DEPTH} levels deep through its `$ref`s"
+                ));
+            }
+            match value {
+                Value::Object(map) => {
+                    for (key, item) in map {
+                        match (key.as_str(), item) {
+                            ("$ref", Value::String(target)) => self.target(target, depth)?,
+                            ("$dynamicRef" | "$recursiveRef", _) => {
+                                return Err(format!("`{key}` is not supported in a config schema"));
+                            }
+                            ("$id", _) if !at_root => {
+                                return Err(
+                                    "a nested `$id` is not supported in a config schema".into()
+                                );
+                            }
+                            _ => self.walk(item, false, depth + 1)?,
+                        }
+                    }
+                }
+                Value::Array(items) => {
+                    for item in items {
+                        self.walk(item, false, depth + 1)?;
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+
+        fn target(&mut self, target: &'a str, depth: usize) -> Result<(), String> {
+            let Some(pointer) = target
+                .strip_prefix('#')
+                .filter(|p| p.is_empty() || p.starts_with('/'))
+            else {
+                return Err(format!(
+                    "the `$ref` `{target}` is not a JSON pointer into the schema (`#/…`): the host follows only those"
+                ));
+            };
+            // Unrolled enough to see a branching cycle double past the limit.
+            if self.open.iter().filter(|p| **p == pointer).count() >= SCHEMA_UNROLL {
+                return Ok(());
+            }
+            // A pointer to nothing is the compiler's error to report.
+            let Some(value) = self.root.pointer(pointer) else {
+                return Ok(());
+            };
+            self.open.push(pointer);
+            self.walk(value, pointer.is_empty(), depth + 1)?;
+            self.open.pop();
+            Ok(())
+        }
+    }
+    Walk {
+        root,
+        nodes: 0,
+        open: Vec::new(),
+    }
+    .walk(root, true, 0)
+}
+
+/// How often a recursive `$ref` is followed around its cycle by [`schema_bounded`]: a
+/// cycle that branches in two passes [`MAX_SCHEMA_EXPANDED_NODES`] well before.
+const SCHEMA_UNROLL: usize = 32;
+
+/// How deep [`schema_bounded`]'s walk may go (its own stack), `$ref`s followed included.
+const SCHEMA_WALK_DEPTH: usize = 4096;
+
 fn compile_schema(schema: &serde_json::Value) -> Result<jsonschema::Validator, String> {
+    schema_bounded(schema)?;
     // The schema comes from an applet's `describe`, that is from code the host does not
     // trust: a panic in the compiler on some odd schema is turned into a problem.
     catch_unwind(AssertUnwindSafe(|| {

@@ -8,6 +8,7 @@
 //! second world version arrives.
 
 pub mod capabilities;
+pub mod files;
 pub mod names;
 pub mod scrub;
 pub mod yaml;

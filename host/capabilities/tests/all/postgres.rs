@@ -128,6 +128,20 @@ async fn refuses_what_reaches_beyond_the_database(
         ("EXPLAIN ANALYZE SELECT pg_sleep(10)", "pg_sleep()"),
         ("SELECT pg_terminate_backend(1)", "pg_terminate_backend()"),
         ("LISTEN calls", "LISTEN"),
+        // Forms the syntax tree's visitors missed (issue 14's second round): a table
+        // function after LATERAL, a name spelled in Unicode escapes.
+        (
+            "SELECT * FROM LATERAL set_config('statement_timeout', '0', false)",
+            "set_config()",
+        ),
+        (
+            r#"SELECT * FROM calls, LATERAL pg_ls_dir('.') AS f"#,
+            "pg_ls_dir()",
+        ),
+        (
+            r#"SELECT U&"\0073et_config"('statement_timeout', '0', false)"#,
+            "Unicode escapes",
+        ),
     ] {
         let m = expect_err(
             logger

@@ -5,13 +5,15 @@ use coda_types::capabilities::Capabilities;
 
 use crate::support::*;
 
-/// Settings with database `calls` at `url`: statements limited to 500 ms, queries to 5 rows.
+/// Settings with database `calls` at `url`: statements limited to 500 ms, queries to 5 rows
+/// and 100,000 bytes.
 pub fn settings(url: &str) -> String {
     format!(
         r#"
 sql:
   statement_timeout_ms: 500
   max_rows: 5
+  max_result_bytes: 100000
 tenants:
   acme:
     ceiling:
@@ -150,6 +152,45 @@ pub async fn exercise(caps: &dyn Capabilities, dialect: &Dialect) {
         "limit-exceeded",
     );
     assert!(m.contains("more than 5 rows"), "{m}");
+
+    // Byte cap: three rows of a 40 KB value pass the row cap but not the 100,000 bytes
+    // (issue 14's second round: 1000 rows of 16 MiB each were held in the host).
+    let big = "x".repeat(40_000);
+    execute(
+        "UPDATE calls SET note = $1 WHERE id = $2",
+        vec![text(&big), Value::Integer(2)],
+    )
+    .await
+    .unwrap();
+    let two = caps
+        .sql_query(
+            &cx,
+            db(),
+            "SELECT note FROM calls, (SELECT 1 AS k UNION ALL SELECT 2) AS k WHERE id = 2".into(),
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(two.rows, [vec![text(&big)], vec![text(&big)]]);
+    let m = expect_err(
+        caps.sql_query(
+            &cx,
+            db(),
+            "SELECT note FROM calls, (SELECT 1 AS k UNION ALL SELECT 2 UNION ALL SELECT 3) AS k WHERE id = 2"
+                .into(),
+            vec![],
+        )
+        .await,
+        limit,
+        "limit-exceeded",
+    );
+    assert!(m.contains("more than 100000 bytes"), "{m}");
+    execute(
+        "UPDATE calls SET note = NULL WHERE id = $1",
+        vec![Value::Integer(2)],
+    )
+    .await
+    .unwrap();
 
     // Time limit: a recursive CTE that never ends.
     let started = std::time::Instant::now();
@@ -426,6 +467,61 @@ async fn sqlite_tenant_sql_reaches_nothing_beyond_its_own_database() {
         .await
         .unwrap();
     assert_eq!(rows.rows, [vec![Value::Integer(0)]]);
+}
+
+/// Issue 14's second round: within one statement's time limit a tenant wrote about a
+/// gigabyte to its SQLite file, and nothing stopped the next call doing it again until the
+/// disk the host's store lives on was full. The file is capped (`sql.max_database_bytes`):
+/// a write past it fails whole, as `limit-exceeded`, and the file stays under the cap.
+#[tokio::test]
+async fn sqlite_a_tenant_database_cannot_outgrow_its_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("calls.db");
+    let url = format!("sqlite:{}", file.display());
+    let yaml = settings(&url).replace("sql:\n", "sql:\n  max_database_bytes: 1000000\n");
+    let host = host(&yaml);
+    let logger = applet(&host, "acme", "logger");
+    let execute = |statement: &str| {
+        let logger = logger.clone();
+        let statement = statement.to_string();
+        async move {
+            logger
+                .sql_execute(&cx(), "calls".into(), statement, vec![])
+                .await
+        }
+    };
+    execute("CREATE TABLE blobs (b BLOB)").await.unwrap();
+    execute("INSERT INTO blobs VALUES (zeroblob(100000))")
+        .await
+        .unwrap();
+    let m = expect_err(
+        execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20) INSERT INTO blobs SELECT zeroblob(100000) FROM n",
+        )
+        .await,
+        limit,
+        "limit-exceeded",
+    );
+    assert!(
+        m.contains("1000000 bytes") && m.contains("database 'calls'"),
+        "{m}"
+    );
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert!(size <= 1_000_000, "the file grew to {size} bytes");
+    // Nothing of the refused write is stored; the database still takes what fits.
+    let rows = logger
+        .sql_query(
+            &cx(),
+            "calls".into(),
+            "SELECT count(*) AS n FROM blobs".into(),
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.rows, [vec![Value::Integer(1)]]);
+    execute("INSERT INTO blobs VALUES (zeroblob(1000))")
+        .await
+        .unwrap();
 }
 
 /// What a tenant needs of its own database still works under the rule: DDL, CRUD, views,

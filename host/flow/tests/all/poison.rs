@@ -49,7 +49,7 @@ impl Applets for Poison {
         &self,
         _tenant: &str,
         applet: &AppletRef,
-        _input: StepInput,
+        input: StepInput,
     ) -> Result<InvocationReport, String> {
         *self
             .invoked
@@ -60,9 +60,18 @@ impl Applets for Poison {
         if applet.name() == "panics" {
             panic!("the host side of this step broke");
         }
+        // `hoards` adds 300 KB under a new name at every step: within the sandbox's
+        // per-invocation data limit, without end for the run.
+        let mut data_changes = Values::new();
+        if applet.name() == "hoards" {
+            data_changes.insert(
+                format!("Hoard{}", input.data.len()),
+                coda_types::Value::Text("x".repeat(300_000)),
+            );
+        }
         Ok(InvocationReport {
             result: Ok(Outcome::Exit("next".into())),
-            data_changes: Values::new(),
+            data_changes,
             state_changes: Values::new(),
             logs: vec![],
             fuel_used: 1,
@@ -72,7 +81,11 @@ impl Applets for Poison {
     }
 }
 
-const PLANS: [(&str, &str); 4] = [
+const PLANS: [(&str, &str); 5] = [
+    (
+        "acme",
+        "name: hoard\ntype: unattended\nstart: h\nnodes:\n  h:\n    applet: hoards@1.0.0\n    exits: { next: h }\n    error: recover\n  recover:\n    applet: step@1.0.0\n",
+    ),
     (
         "acme",
         "name: pill\ntype: unattended\nstart: p\nnodes:\n  p:\n    applet: panics@1.0.0\n    error: recover\n  recover:\n    applet: step@1.0.0\n",
@@ -365,4 +378,51 @@ async fn a_run_whose_plan_no_longer_loads_is_parked_with_the_reason() {
         store.run("globex", &calm).unwrap().unwrap().status,
         RunStatus::Done
     );
+}
+
+/// Issue 14's second round: a run's data is stored whole and rewritten at every commit in
+/// the store's writer. An applet adding 300 KB under a new name at every step (within the
+/// per-invocation limit) grew one run without bound, each commit slower for every tenant,
+/// until SQLite refused the value and the step's failure could not be committed either.
+/// The run's data is capped as a whole: the step that would pass the cap fails as a limit
+/// (kind `data`) through its error exit, its changes neither stored nor journaled.
+#[tokio::test]
+async fn a_run_cannot_hoard_data_without_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("coda.db")).unwrap());
+    publish(&store).await;
+    let applets = Arc::new(Poison::default());
+    let limits = FlowLimits {
+        max_run_data_bytes: 1_000_000,
+        ..FlowLimits::default()
+    };
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        applets.clone(),
+        Arc::new(VirtualClock::new()),
+        limits,
+    ));
+    let run = start(&engine, "acme", "hoard").await;
+    engine.run_until_idle().await.unwrap();
+    // Three hoards fit (900 KB), the fourth is refused, and the error exit is taken.
+    assert_eq!(applets.invoked("hoards"), 4);
+    let record = store.run("acme", &run).unwrap().unwrap();
+    assert_eq!(record.status, RunStatus::Done);
+    assert_eq!(
+        record
+            .data
+            .keys()
+            .filter(|k| k.starts_with("Hoard"))
+            .count(),
+        3
+    );
+    let error = last_error(&store, "acme", &run);
+    assert_eq!(error["kind"], "data", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("limit 1000000"),
+        "{error}"
+    );
+    let journal = store.journal("acme", &run).unwrap();
+    assert!(journal[3].data_changes.is_empty(), "{:?}", journal[3].note);
+    assert_eq!(journal[4].node, "recover");
 }

@@ -781,3 +781,71 @@ fn config_schema_patterns_run_in_linear_time() {
         }
     }
 }
+
+/// Issue 14's second round: a config schema of a few kilobytes whose `oneOf`s `$ref` the
+/// same definition twice, 24 levels down, expands to 2^24 paths, and the host checked a
+/// plan's config against it natively on the API's thread for minutes. A schema's expanded
+/// size is bounded before it is compiled: such a schema does not compile (the applet's
+/// fault), whether the branching is a chain of definitions or a recursive `$ref`; a
+/// recursive schema that does not branch (a tree) still works
+/// (`recursive_schemas_check_nested_configs`).
+#[test]
+fn config_schemas_that_expand_without_bound_do_not_compile() {
+    let mut defs = serde_json::Map::new();
+    for i in 0..24 {
+        let next = format!("#/$defs/a{}", i + 1);
+        defs.insert(
+            format!("a{i}"),
+            json!({ "oneOf": [{ "$ref": next }, { "$ref": next }] }),
+        );
+    }
+    defs.insert("a24".into(), json!({ "type": "string" }));
+    let chain = json!({ "$defs": defs, "$ref": "#/$defs/a0" });
+    let branching_cycle = json!({ "$defs": { "t": { "type": "object", "properties": {
+        "c": { "allOf": [{ "$ref": "#/$defs/t" }, { "$ref": "#/$defs/t" }] } } } },
+        "$ref": "#/$defs/t" });
+    let elsewhere = json!({ "$ref": "https://example.com/schema.json" });
+    let anchor = json!({ "$defs": { "x": { "$anchor": "x" } }, "$ref": "#x" });
+    let moved = json!({ "$defs": { "x": { "$id": "https://example.com/x", "type": "string" } } });
+    let catalog = [
+        ("chain", chain),
+        ("cycle", branching_cycle),
+        ("elsewhere", elsewhere),
+        ("anchor", anchor),
+        ("moved", moved),
+    ]
+    .into_iter()
+    .fold(catalog(), |catalog, (name, schema)| {
+        catalog.with_applet(applet(name, &["next"], schema, false, &[]))
+    });
+    for (applet, says) in [
+        (
+            "chain",
+            "expands through its `$ref`s to more than 100000 nodes",
+        ),
+        (
+            "cycle",
+            "expands through its `$ref`s to more than 100000 nodes",
+        ),
+        ("elsewhere", "is not a JSON pointer into the schema"),
+        ("anchor", "is not a JSON pointer into the schema"),
+        ("moved", "a nested `$id`"),
+    ] {
+        let plan = plan(&format!(
+            "name: x\ntype: unattended\nstart: a\nnodes:\n  a: {{ applet: {applet}@0.1.0, config: 1 }}\n",
+        ));
+        let started = std::time::Instant::now();
+        let p = validate(&plan, &catalog).unwrap_err();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{applet}: {:?}",
+            started.elapsed()
+        );
+        only(
+            &p,
+            "nodes.a.config",
+            "does not compile, which is the applet's fault",
+        );
+        assert!(p[0].message.contains(says), "{applet}: {}", p[0].message);
+    }
+}
