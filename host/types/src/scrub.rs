@@ -406,6 +406,48 @@ impl LowercaseHex for String {
     }
 }
 
+/// A database URL as it may be shown in a message or to its owner: a password in the user
+/// info (`postgres://user:***@host/db`) or in the query (`?password=***`, `sslpassword`,
+/// any case: libpq takes both) is hidden. The one rule for which parts of a database URL
+/// are secret; the store's messages and the tenant's ceiling document both use it.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    // The authority ends at the first `/`, `?` or `#`: an `@` past it is not user info.
+    let rest = &url[scheme_end..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_len);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{hosts}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let (query, fragment) = match query.split_once('#') {
+                Some((q, f)) => (q, Some(f)),
+                None => (query, None),
+            };
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.to_ascii_lowercase().contains("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+            format!("{path}?{}{fragment}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{}{authority}{tail}", &url[..scheme_end])
+}
+
 /// What a [`Scrubber`] can clean in place.
 pub trait Scrub {
     fn scrub_with(&mut self, scrubber: &Scrubber);
@@ -609,6 +651,28 @@ mod tests {
         ] {
             let out = s.scrub(&text).into_owned();
             assert!(out.contains("[secret:smtp]"), "{text} → {out}");
+        }
+    }
+
+    #[test]
+    fn a_database_url_is_shown_without_its_passwords() {
+        for (url, shown) in [
+            ("postgres://u:pw@h/db", "postgres://u:***@h/db"),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            (
+                "postgres://h/db?password=pw",
+                "postgres://h/db?password=***",
+            ),
+            (
+                "postgres://u@h1,h2:5/db?sslmode=require&SSLPassword=pw#x",
+                "postgres://u@h1,h2:5/db?sslmode=require&SSLPassword=***#x",
+            ),
+            // An `@` in the query is not the end of user info.
+            ("postgres://h/db?options=a@b", "postgres://h/db?options=a@b"),
+            ("postgres://u:p@w@h/db", "postgres://u:***@h/db"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
         }
     }
 
