@@ -305,7 +305,8 @@ impl DatabaseUrl {
                 Ok(mut url) => {
                     let _ = url.set_password(None);
                     let _ = url.set_username("");
-                    url.to_string()
+                    // A password may sit in the query too (`?password=`).
+                    coda_types::scrub::redact_url(url.as_str())
                 }
                 Err(_) => "postgres://<redacted>".into(),
             },
@@ -795,13 +796,17 @@ mod tests {
                          "databases": ["crm"], "max_secrets": 3, "fuel": 1000 },
             "smtp": { "host": "mail.test", "from": "a@b.example", "username": "u",
                       "password": "hunter2" },
-            "databases": { "crm": "postgres://app:pw@db.test/crm" },
+            "databases": { "crm": "postgres://app:pw@db.test/crm",
+                           "ops": "postgres://db.test/ops?sslmode=require&password=hunter3" },
         });
         let t = TenantSettings::from_ceiling_json("acme", &doc).unwrap();
         assert_eq!(t.ceiling.email_per_hour, Some(10));
         let view = t.ceiling_view().to_string();
         assert!(
-            !view.contains("hunter2") && !view.contains("pw") && !view.contains("app"),
+            !view.contains("hunter2")
+                && !view.contains("hunter3")
+                && !view.contains("pw")
+                && !view.contains("app"),
             "{view}"
         );
         assert!(view.contains("db.test/crm"), "{view}");

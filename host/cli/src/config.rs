@@ -69,6 +69,8 @@ pub struct HttpConfig {
     pub header_timeout_ms: Option<u64>,
     /// The longest a request's body may take to arrive.
     pub body_timeout_ms: Option<u64>,
+    /// The longest a response write may wait on a client that does not read.
+    pub write_timeout_ms: Option<u64>,
     /// Live tails (`GET /v1/runs/{id}/tail`) open at once, over all tenants.
     pub max_tails: Option<usize>,
     /// Live tails one tenant may have open at once.
@@ -231,6 +233,10 @@ mod tests {
         assert_eq!(
             http.body_timeout_ms,
             Some(defaults.body_timeout.as_millis() as u64)
+        );
+        assert_eq!(
+            http.write_timeout_ms,
+            Some(defaults.write_timeout.as_millis() as u64)
         );
         assert_eq!(http.max_tails, Some(coda_server::DEFAULT_MAX_TAILS));
         assert_eq!(

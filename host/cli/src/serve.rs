@@ -191,6 +191,7 @@ impl ServeArgs {
                 .unwrap_or(coda_server::DEFAULT_RESERVED_CONNECTIONS),
             header_timeout: ms(http.header_timeout_ms, coda_server::DEFAULT_HEADER_TIMEOUT),
             body_timeout: ms(http.body_timeout_ms, coda_server::DEFAULT_BODY_TIMEOUT),
+            write_timeout: ms(http.write_timeout_ms, coda_server::DEFAULT_WRITE_TIMEOUT),
             shutdown_grace: coda_server::DEFAULT_SHUTDOWN_GRACE,
         };
         conn.check()
@@ -457,6 +458,7 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
         reserved_connections = conn.reserved_connections,
         header_timeout_ms = conn.header_timeout.as_millis() as u64,
         body_timeout_ms = conn.body_timeout.as_millis() as u64,
+        write_timeout_ms = conn.write_timeout.as_millis() as u64,
         "http"
     );
     let signalled = signalled()?;

@@ -564,9 +564,13 @@ impl Engine {
             let commit = self.host_commit(&run, decision);
             return self.commit_fault(commit, claim_seq, &run.id).await;
         }
-        let stepped = std::panic::AssertUnwindSafe(self.step_claimed(run.clone(), lease))
-            .catch_unwind()
-            .await;
+        // The step's scrubber outlives the step: the text of a fault in it (a store error,
+        // a panic's message) may hold a secret value the step read, and is scrubbed too.
+        let scrubber = coda_types::scrub::Scrubber::default();
+        let stepped =
+            std::panic::AssertUnwindSafe(self.step_claimed(run.clone(), lease, scrubber.clone()))
+                .catch_unwind()
+                .await;
         let why = match stepped {
             Ok(Ok(committed)) => return Ok(committed),
             Ok(Err(FlowError::Store(e))) if e.is_unavailable() => return Err(e.into()),
@@ -580,8 +584,9 @@ impl Engine {
                 format!("the host failed in this step (a panic: {text})")
             }
         };
+        let why = scrubber.scrub(&why).into_owned();
         tracing::error!(run = %run.id, node = run.node.as_deref().unwrap_or(""), "{why}; the step fails");
-        let commit = self.fault_commit(&run, &why);
+        let commit = scrub::commit(self.fault_commit(&run, &why), &scrubber);
         self.commit_fault(commit, claim_seq, &run.id).await
     }
 
@@ -645,11 +650,16 @@ impl Engine {
     /// over, this node's local deadline for it passed before an effectful call, or the
     /// commit was refused by the claim fence) or the run moved on: nothing is then
     /// committed, and nothing is counted, since the run is another node's now.
-    async fn step_claimed(&self, run: RunRecord, lease: Arc<leases::Lease>) -> Result<bool> {
+    async fn step_claimed(
+        &self,
+        run: RunRecord,
+        lease: Arc<leases::Lease>,
+        scrubber: coda_types::scrub::Scrubber,
+    ) -> Result<bool> {
         let id = run.id.clone();
         let claim_seq = lease.seq();
         let commit = tokio::select! {
-            commit = self.next_commit(&run, Some(&lease)) => commit,
+            commit = self.next_commit(&run, Some(&lease), scrubber) => commit,
             _ = lease.lost() => return Ok(false),
         };
         // Given up inside the step (an effectful call was refused): whatever the step came
@@ -687,7 +697,9 @@ impl Engine {
     /// database to itself). Returns false when another commit got there first (the step is
     /// then not journaled twice).
     pub async fn step(&self, run: RunRecord) -> Result<bool> {
-        let commit = self.next_commit(&run, None).await?;
+        let commit = self
+            .next_commit(&run, None, coda_types::scrub::Scrubber::default())
+            .await?;
         let sample = metrics::StepSample::of(&commit.step);
         match self.store.commit_step(commit).await {
             Ok(()) => {
@@ -703,10 +715,13 @@ impl Engine {
         }
     }
 
+    /// The commit of the run's next step. `scrubber` collects the secret values the step
+    /// comes to hold (the caller keeps a clone, to scrub what a fault in the step says).
     async fn next_commit(
         &self,
         run: &RunRecord,
         lease: Option<&Arc<leases::Lease>>,
+        scrubber: coda_types::scrub::Scrubber,
     ) -> Result<StepCommit> {
         let now = self.clock.now_ms();
         let (_, plan) = self.plan(&run.tenant, &run.plan, Some(run.plan_version))?;
@@ -794,7 +809,6 @@ impl Engine {
         };
 
         // Collects the secret values the step comes to hold; the commit is scrubbed of them.
-        let scrubber = coda_types::scrub::Scrubber::default();
         let context = InvocationContext {
             tenant: run.tenant.clone(),
             interaction: run.interaction.clone(),

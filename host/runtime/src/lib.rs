@@ -288,6 +288,20 @@ fn check_outcome(outcome: Outcome, limits: &Limits) -> Result<Outcome, InvokeErr
             message: format!("outcome {outcome:?} names an empty exit, event or plan"),
         });
     }
+    // The event waited for and the plan routed to become store keys and reach the API:
+    // they follow their kind's naming rule (an exit must be one the applet declared, which
+    // the engine checks).
+    use coda_types::names::{NameKind, check_name};
+    let named = match &outcome {
+        Outcome::Wait { event, .. } => check_name(NameKind::Event, event),
+        Outcome::Route { plan, .. } => check_name(NameKind::Plan, plan),
+        Outcome::Exit(_) | Outcome::Pause { .. } => Ok(()),
+    };
+    if let Err(e) = named {
+        return Err(InvokeError::InvalidResult {
+            message: format!("the outcome names {e}"),
+        });
+    }
     Ok(outcome)
 }
 

@@ -460,6 +460,9 @@ pub async fn deliver_event(
     PathArgs((id, event)): PathArgs<(String, String)>,
     request: Request,
 ) -> Result<Reply<Json>, ApiError> {
+    // Both become store keys and are echoed back: the naming rule, before anything else.
+    crate::error::check_name(NameKind::Interaction, &id)?;
+    crate::error::check_name(NameKind::Event, &event)?;
     let bytes = body_bytes(request, &state).await?;
     let payload: Json = if bytes.iter().all(u8::is_ascii_whitespace) {
         Json::Null

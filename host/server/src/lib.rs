@@ -48,7 +48,8 @@ pub use error::ApiError;
 pub use runs::{DEFAULT_MAX_TAILS, DEFAULT_MAX_TAILS_PER_TENANT};
 pub use serve::{
     ConnLimits, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_RESERVED_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE, raise_fd_limit, serve, serve_health,
+    DEFAULT_RESERVED_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WRITE_TIMEOUT, raise_fd_limit,
+    serve, serve_health,
 };
 
 /// The largest request body accepted, in bytes (a plan may be up to this size too:

@@ -1,6 +1,7 @@
 //! Serving the API on a TCP listener with every connection bounded: how long a client may
-//! take to send a request's head and its body, how long an idle keep-alive connection is
-//! kept, and how many connections are open at once. `axum::serve` has none of these knobs
+//! take to send a request's head and its body, how long a write to a client that does not
+//! read may wait, how long an idle keep-alive connection is kept, and how many connections
+//! are open at once. `axum::serve` has none of these knobs
 //! (a client that sends half a head and goes quiet was held forever, and enough of them
 //! ran the process out of file descriptors), so the accept loop is ours: hyper's HTTP/1
 //! connection with its header timer, a semaphore for the connections, and a small reserve
@@ -45,6 +46,9 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest a request's body may take to arrive ([`ConnLimits::body_timeout`]).
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The longest a response write may make no progress ([`ConnLimits::write_timeout`]).
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a stop waits for requests in flight ([`ConnLimits::shutdown_grace`]).
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -79,6 +83,11 @@ pub struct ConnLimits {
     /// byte, however the bytes trickle in: past it the request is answered `408` and the
     /// connection closed.
     pub body_timeout: Duration,
+    /// The longest a write to the client may wait without progress: a client that stops
+    /// reading (a large page, a live tail) while its socket's buffer is full has its
+    /// connection closed after it, however long the response. A slow reader that keeps
+    /// taking bytes is not cut.
+    pub write_timeout: Duration,
     /// After a stop, how long requests in flight (and live tails) are given to finish before
     /// their connections are dropped.
     pub shutdown_grace: Duration,
@@ -91,6 +100,7 @@ impl Default for ConnLimits {
             reserved_connections: DEFAULT_RESERVED_CONNECTIONS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
@@ -122,6 +132,7 @@ impl ConnLimits {
         for (name, value) in [
             ("header_timeout_ms", self.header_timeout),
             ("body_timeout_ms", self.body_timeout),
+            ("write_timeout_ms", self.write_timeout),
         ] {
             if value.is_zero() {
                 return Err(format!("{name} is 0: every request would time out"));
@@ -256,7 +267,10 @@ async fn accept_loop(
             // A reserved connection serves one health check and closes: the reserve is
             // for a supervisor's probe, not for a client that found the server full.
             .keep_alive(!reserved);
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.write_timeout));
+        let connection =
+            graceful.watch(builder.serve_connection(TokioIo::new(Box::pin(stream)), service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, "connection ended: {e}");

@@ -116,19 +116,8 @@ impl StoreError {
     }
 }
 
-/// `postgres://user:secret@host/db` as `postgres://user:***@host/db`, for messages.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
+/// A database URL without its passwords, for messages (the rule is `coda-types`').
+pub use coda_types::scrub::redact_url;
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 

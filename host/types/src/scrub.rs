@@ -11,7 +11,8 @@
 //! logging it) is written as `[secret:NAME]`.
 //!
 //! A value is matched as it is and in the forms it takes on its way out: percent-encoded
-//! (as a URL's query, path or user info, or a form carries it), JSON-escaped, and
+//! (as a URL's query, path or user info, or a form carries it, and encoded twice),
+//! JSON-escaped (`/` as `\/` too), HTML-escaped (as the common escapers write it), and
 //! base64-encoded at any alignment (a Basic `Authorization` header is the base64 of
 //! `user:password`; the stable middle of the encoding is matched, so the secret's
 //! neighbours do not matter).
@@ -294,6 +295,27 @@ fn forms(value: &str) -> Vec<String> {
             .to_string()
             .replace("%20", "+"),
     );
+    // A JSON encoder that escapes `/` too (PHP's, some Java ones): `a\/b`.
+    let slash_escaped: Vec<String> = forms
+        .iter()
+        .filter(|f| f.contains('/'))
+        .map(|f| f.replace('/', "\\/"))
+        .collect();
+    forms.extend(slash_escaped);
+    // Encoded twice (a URL carried in another URL's query, a redirect's `next=`): each
+    // `%` of a percent-encoded form becomes `%25`.
+    let twice: Vec<String> = forms
+        .iter()
+        .filter(|f| f.contains('%'))
+        .flat_map(|f| {
+            let again = f.replace('%', "%25");
+            [again.to_ascii_lowercase_hex(), again]
+        })
+        .collect();
+    forms.extend(twice);
+    // HTML-escaped, as a server echoes a value into a page: the escapers differ in which
+    // characters they escape and how (`'` as `&#39;`, `&#x27;` or `&apos;`).
+    forms.extend(html_escaped(value));
     let engines = [
         &base64::engine::general_purpose::STANDARD_NO_PAD,
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
@@ -307,6 +329,41 @@ fn forms(value: &str) -> Vec<String> {
     forms.sort();
     forms.dedup();
     forms
+}
+
+/// `value` as the common HTML escapers write it. Only values with a character to escape
+/// yield forms different from the plain one.
+fn html_escaped(value: &str) -> Vec<String> {
+    if !value.contains(['&', '<', '>', '"', '\'', '/']) {
+        return Vec::new();
+    }
+    let escape = |quote: &str, apostrophe: &str, slash: &str| {
+        let mut out = String::with_capacity(value.len() + 16);
+        for c in value.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '"' => out.push_str(quote),
+                '\'' => out.push_str(apostrophe),
+                '/' => out.push_str(slash),
+                c => out.push(c),
+            }
+        }
+        out
+    };
+    vec![
+        // Text content only (`&`, `<`, `>`).
+        escape("\"", "'", "/"),
+        // Attribute-safe, as Rust's askama, Python's html.escape, Go's html.EscapeString.
+        escape("&quot;", "&#39;", "/"),
+        escape("&#34;", "&#39;", "/"),
+        // OWASP's recommendation, as some Java and JS escapers follow it.
+        escape("&quot;", "&#x27;", "&#x2F;"),
+        escape("&quot;", "&#x27;", "/"),
+        // XML's and HTML5's named entity.
+        escape("&quot;", "&apos;", "/"),
+    ]
 }
 
 /// The characters of the base64 of `value` that do not depend on what surrounds it, when
@@ -347,6 +404,48 @@ impl LowercaseHex for String {
         }
         out
     }
+}
+
+/// A database URL as it may be shown in a message or to its owner: a password in the user
+/// info (`postgres://user:***@host/db`) or in the query (`?password=***`, `sslpassword`,
+/// any case: libpq takes both) is hidden. The one rule for which parts of a database URL
+/// are secret; the store's messages and the tenant's ceiling document both use it.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    // The authority ends at the first `/`, `?` or `#`: an `@` past it is not user info.
+    let rest = &url[scheme_end..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_len);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{hosts}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let (query, fragment) = match query.split_once('#') {
+                Some((q, f)) => (q, Some(f)),
+                None => (query, None),
+            };
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.to_ascii_lowercase().contains("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+            format!("{path}?{}{fragment}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{}{authority}{tail}", &url[..scheme_end])
 }
 
 /// What a [`Scrubber`] can clean in place.
@@ -528,6 +627,53 @@ mod tests {
         let mut url = url::Url::parse("https://api.invalid/").unwrap();
         url.set_query(Some(&format!("key={SECRET}")));
         url.to_string()
+    }
+
+    /// Forms a value takes when an HTTP server echoes it into HTML, a client encodes an
+    /// already encoded URL again, or a JSON encoder escapes `/`.
+    #[test]
+    fn html_escaped_double_encoded_and_slash_escaped_forms_are_replaced() {
+        let s = Scrubber::default();
+        let value = "p<a>ss&\"w'rd/9%";
+        s.record("smtp", value);
+        let once = utf8_percent_encode(value, NON_ALPHANUMERIC).to_string();
+        for text in [
+            "<p>p&lt;a&gt;ss&amp;&quot;w&#39;rd/9%</p>".to_owned(),
+            "<p>p&lt;a&gt;ss&amp;&quot;w&#x27;rd&#x2F;9%</p>".to_owned(),
+            "<p>p&lt;a&gt;ss&amp;&quot;w&apos;rd/9%</p>".to_owned(),
+            "<p>p&lt;a&gt;ss&amp;\"w'rd/9%</p>".to_owned(),
+            format!("next={}", once.replace('%', "%25")),
+            format!("next={}", once.replace('%', "%25").to_ascii_lowercase()),
+            format!(
+                "{{\"p\":{}}}",
+                serde_json::to_string(value).unwrap().replace('/', "\\/")
+            ),
+        ] {
+            let out = s.scrub(&text).into_owned();
+            assert!(out.contains("[secret:smtp]"), "{text} → {out}");
+        }
+    }
+
+    #[test]
+    fn a_database_url_is_shown_without_its_passwords() {
+        for (url, shown) in [
+            ("postgres://u:pw@h/db", "postgres://u:***@h/db"),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            (
+                "postgres://h/db?password=pw",
+                "postgres://h/db?password=***",
+            ),
+            (
+                "postgres://u@h1,h2:5/db?sslmode=require&SSLPassword=pw#x",
+                "postgres://u@h1,h2:5/db?sslmode=require&SSLPassword=***#x",
+            ),
+            // An `@` in the query is not the end of user info.
+            ("postgres://h/db?options=a@b", "postgres://h/db?options=a@b"),
+            ("postgres://u:p@w@h/db", "postgres://u:***@h/db"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 
     #[test]

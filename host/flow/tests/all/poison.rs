@@ -60,6 +60,11 @@ impl Applets for Poison {
         if applet.name() == "panics" {
             panic!("the host side of this step broke");
         }
+        if applet.name() == "leaks" {
+            // As a capability's host side that read a secret and broke with it in hand.
+            input.context.scrubber.record("crm", LEAKED);
+            panic!("the host side broke calling https://api.invalid/?key={LEAKED}");
+        }
         // `hoards` adds 300 KB under a new name at every step: within the sandbox's
         // per-invocation data limit, without end for the run.
         let mut data_changes = Values::new();
@@ -81,10 +86,17 @@ impl Applets for Poison {
     }
 }
 
-const PLANS: [(&str, &str); 5] = [
+/// The secret value the `leaks` applet's host side reads before it breaks.
+const LEAKED: &str = "sk-live-7f3a9c";
+
+const PLANS: [(&str, &str); 6] = [
     (
         "acme",
         "name: hoard\ntype: unattended\nstart: h\nnodes:\n  h:\n    applet: hoards@1.0.0\n    exits: { next: h }\n    error: recover\n  recover:\n    applet: step@1.0.0\n",
+    ),
+    (
+        "acme",
+        "name: leak\ntype: unattended\nstart: p\nnodes:\n  p:\n    applet: leaks@1.0.0\n",
     ),
     (
         "acme",
@@ -190,6 +202,38 @@ async fn a_step_that_panics_in_the_host_fails_alone_and_everyone_else_goes_on() 
     }
     // Each poisoned step ran once: contained, not retried in a loop.
     assert_eq!(applets.invoked("panics"), 2);
+}
+
+#[tokio::test]
+async fn a_host_fault_is_journaled_without_the_secret_the_step_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("coda.db")).unwrap());
+    publish(&store).await;
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        Arc::new(Poison::default()),
+        Arc::new(VirtualClock::new()),
+        FlowLimits::default(),
+    ));
+    let run = start(&engine, "acme", "leak").await;
+    engine.run_until_idle().await.unwrap();
+    assert_eq!(
+        store.run("acme", &run).unwrap().unwrap().status,
+        RunStatus::Failed
+    );
+    // Before: the panic's text went into the note, the result and `LastError` as it was.
+    let error = last_error(&store, "acme", &run);
+    let journal = store.journal("acme", &run).unwrap();
+    for text in [
+        error.to_string(),
+        journal[0].note.clone(),
+        journal[0].result.to_string(),
+    ] {
+        assert!(
+            !text.contains(LEAKED) && text.contains("[secret:crm]"),
+            "{text}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -159,3 +159,39 @@ async fn an_outcome_naming_an_empty_exit_is_refused() {
     // Refused like any other failed step: its data change does not survive.
     assert!(report.data_changes.is_empty(), "{:?}", report.data_changes);
 }
+
+/// An event an outcome waits for and a plan it routes to become store keys and reach the
+/// API: they follow the naming rule of their kind (`coda_types::names`), like every name.
+#[tokio::test]
+async fn an_outcome_naming_an_event_or_plan_against_the_naming_rule_is_refused() {
+    let scripted = load(applets::SCRIPTED).await;
+    let long = "e".repeat(10_000);
+    for config in [
+        json!({ "wait_for": "../../etc", "timeout_ms": 1000 }),
+        json!({ "wait_for": "survey\nreply", "timeout_ms": 1000 }),
+        json!({ "wait_for": long, "timeout_ms": 1000 }),
+        json!({ "route_to": "../other-tenant" }),
+        json!({ "route_to": "Plan With Spaces" }),
+    ] {
+        let report = runtime()
+            .invoke(&scripted, Invocation::new(context(), config.clone()))
+            .await;
+        match &report.result {
+            Err(coda_runtime::InvokeError::InvalidResult { message }) => {
+                assert!(message.contains("not a valid"), "{message}");
+                assert!(message.len() < 600, "quoted short: {message}");
+            }
+            other => panic!("{config}: {other:?}"),
+        }
+    }
+    let report = runtime()
+        .invoke(
+            &scripted,
+            Invocation::new(
+                context(),
+                json!({ "wait_for": "Survey Reply:1", "timeout_ms": 1000 }),
+            ),
+        )
+        .await;
+    assert!(report.result.is_ok(), "{:?}", report.result);
+}

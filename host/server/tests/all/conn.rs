@@ -201,6 +201,54 @@ async fn a_trickled_body_is_cut_with_a_408_at_the_body_timeout() {
 }
 
 #[tokio::test]
+async fn a_client_that_never_reads_its_responses_gives_its_place_back_at_the_write_timeout() {
+    let s = server(ConnLimits {
+        max_connections: 1,
+        reserved_connections: 0,
+        header_timeout: PATIENCE * 3,
+        write_timeout: SHORT,
+        ..limits()
+    })
+    .await;
+    // A small receive buffer, and far more response bytes asked for (pipelined) than it
+    // and the server's send buffer hold: the server's writes stall.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(s.address).await.unwrap();
+    let (head, document) = get(&mut stalled, "/openapi.json").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let requests = (64 << 20) / document.len() + 1;
+    let pipelined = "GET /openapi.json HTTP/1.1\r\nhost: coda\r\n\r\n".repeat(requests);
+    let _ = tokio::time::timeout(SHORT, stalled.write_all(pipelined.as_bytes())).await;
+
+    // The only place is held by the stalled connection; before the write timeout it was
+    // held forever and every new connection got a 503.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let mut stream = TcpStream::connect(s.address).await.unwrap();
+        let _ = stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: coda\r\n\r\n")
+            .await;
+        let mut buffer = vec![0u8; 4096];
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut buffer))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        if buffer[..n].starts_with(b"HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled connection kept the place: {}",
+            String::from_utf8_lossy(&buffer[..n])
+        );
+        tokio::time::sleep(SHORT / 4).await;
+    }
+    drop(stalled);
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn past_the_cap_a_connection_is_refused_at_once_and_the_health_checks_still_answer() {
     let s = server(ConnLimits {
         max_connections: 2,

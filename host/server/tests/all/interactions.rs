@@ -1114,6 +1114,39 @@ async fn ids_and_names_that_could_be_paths_or_are_huge_are_refused_at_every_entr
         assert_eq!(status, StatusCode::NOT_FOUND, "{id}");
     }
 
+    // An event name in a path (`POST /v1/interactions/{id}/events/{event}`), and the id
+    // there, are held to their rules too: before, any name was looked up and answered 200.
+    let long_event = "e".repeat(200);
+    for (id, event, noun) in [
+        ("c1", "..%2f..%2fx", "event name"),
+        ("c1", "a%0Ab", "event name"),
+        ("c1", "%20disposition", "event name"),
+        ("c1", long_event.as_str(), "event name"),
+        ("..%2F..%2Fetc", "disposition", "interaction id"),
+    ] {
+        let (status, body) = call(
+            &h,
+            "POST",
+            &format!("/v1/interactions/{id}/events/{event}"),
+            Some(&acme),
+            json_body(json!({})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{event}: {body}");
+        assert_eq!(body["error"]["kind"], "invalid-name", "{event}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(noun), "{message}");
+    }
+    let (status, body) = call(
+        &h,
+        "POST",
+        "/v1/interactions/c1/events/Survey%20Reply",
+        Some(&acme),
+        json_body(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
     // A skill in a path, its slashes encoded: decoded, it is a path, and refused.
     let post_contact = json!({ "mode": "wrap-up", "seconds": 30, "unavailable_code": "acw" });
     for skill in ["..%2f..%2fx", "..", "a%5Cb", "x%00y"] {

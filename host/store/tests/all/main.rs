@@ -702,6 +702,19 @@ fn a_database_location_that_cannot_be_opened_is_named_without_its_password() {
     );
     assert!(!message.contains("hunter2"), "{message}");
     assert!(error.is_unavailable(), "{error:?}");
+    // libpq's other places for a password: the query (`?password=`), in any case.
+    for url in [
+        "postgres://coda@127.0.0.1:1/none?password=hunter2",
+        "postgres://coda@127.0.0.1:1/none?sslmode=disable&PassWord=hunter2&connect_timeout=1",
+        "postgresql://coda@127.0.0.1:1/none?sslpassword=hunter2",
+        "postgres://coda:hunter2@127.0.0.1:1/none?options=-c%20a%3Db@c",
+    ] {
+        let message = Store::open_url(url).err().expect("port 1").to_string();
+        assert!(
+            !message.contains("hunter2") && message.contains("127.0.0.1:1/none"),
+            "{message}"
+        );
+    }
     let error = Store::open_url("mysql://x@y/z")
         .err()
         .expect("not a backend");
