@@ -1,0 +1,68 @@
+// The console's shell: sign in, then the pages a token may use (a tenant's: plans and runs;
+// the operator's: tenants), routed by the URL's fragment.
+import { render } from "preact";
+import { useState } from "preact/hooks";
+import { session, type Role } from "./session";
+import { href, useRoute } from "./route";
+import { forgetApplets } from "./applets";
+import { SignIn } from "./pages/SignIn";
+import { Plans } from "./pages/Plans";
+import { Plan } from "./pages/Plan";
+import { Runs } from "./pages/Runs";
+import { Run } from "./pages/Run";
+import { Operator } from "./pages/Operator";
+import "./style.css";
+
+function App() {
+  const [role, setRole] = useState<Role | null>(session.role());
+  const route = useRoute();
+  if (!role || !session.token()) {
+    return <SignIn onSignedIn={(r) => {
+      setRole(r);
+      location.hash = r === "operator" ? "#/operator" : "#/runs";
+    }} />;
+  }
+  const signOut = () => {
+    session.clear();
+    forgetApplets();
+    setRole(null);
+    location.hash = "#/";
+  };
+  const [first, second] = route.path;
+  let page;
+  if (role === "operator") {
+    page = <Operator />;
+  } else if (first === "plans" && second) {
+    const v = Number(route.query.get("version"));
+    page = <Plan name={second} version={Number.isInteger(v) && v > 0 ? v : null} />;
+  } else if (first === "plans") {
+    page = <Plans />;
+  } else if (first === "runs" && second) {
+    page = <Run id={second} />;
+  } else {
+    page = <Runs route={route} />;
+  }
+  const nav = role === "operator" ? [["operator", "Tenants"]] : [["runs", "Runs"], ["plans", "Plans"]];
+  return (
+    <>
+      <button type="button" class="skip" onClick={() => document.getElementById("main")?.focus()}>
+        Skip to content
+      </button>
+      <header class="top">
+        <span class="brand">coda</span>
+        <nav aria-label="Console">
+          {nav.map(([path, label]) => (
+            <a key={path} href={href([path!])} aria-current={first === path ? "page" : undefined}>
+              {label}
+            </a>
+          ))}
+        </nav>
+        <span class="who">{role === "operator" ? "operator" : "tenant"}</span>
+        <button type="button" class="signout" onClick={signOut}>Sign out</button>
+      </header>
+      <main id="main" tabIndex={-1}>{page}</main>
+    </>
+  );
+}
+
+render(<App />, document.getElementById("app")!);

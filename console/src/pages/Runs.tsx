@@ -1,0 +1,187 @@
+// The runs list with the API's filters and paging (`after` the last id of a page, never
+// everything at once). The API lists runs oldest first; the last page (one that is not
+// full) is polled, so new runs appear on it while it is open.
+import { useEffect, useState } from "preact/hooks";
+import { api } from "../api/client";
+import { RUN_STATUSES, type RunPage } from "../api/model";
+import { go, href, type Route } from "../route";
+import { Time } from "../time";
+import { ErrorNote, Loading, Page, Status, useLoad } from "../ui";
+
+const FILTERS = ["plan", "status", "interaction", "since", "until"] as const;
+const PAGE_SIZES = ["25", "100", "500"];
+const POLL_MS = 2000;
+
+// <input type=datetime-local> gives the viewer's wall time; the API takes RFC 3339.
+function toInstant(local: string): string | undefined {
+  if (!local) return undefined;
+  const d = new Date(local);
+  return Number.isNaN(d.getTime()) ? undefined : d.toISOString();
+}
+function toLocal(instant: string | null): string {
+  if (!instant) return "";
+  const d = new Date(instant);
+  if (Number.isNaN(d.getTime())) return "";
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+export function Runs({ route }: { route: Route }) {
+  const q = route.query;
+  const query = {
+    plan: q.get("plan") ?? undefined,
+    status: q.get("status") ?? undefined,
+    interaction: q.get("interaction") ?? undefined,
+    since: q.get("since") ?? undefined,
+    until: q.get("until") ?? undefined,
+    after: q.get("after") ?? undefined,
+    limit: Number(q.get("limit") ?? "25"),
+  };
+  const page = useLoad(
+    (signal) => api.get("/v1/runs", { query, signal }),
+    [q.toString()],
+  );
+  // The last page grows as runs start: look again while it is open and visible.
+  const last = page.value !== undefined && page.value.next === null;
+  useEffect(() => {
+    if (!last) return;
+    const t = setInterval(() => {
+      if (document.visibilityState === "visible") page.reload();
+    }, POLL_MS);
+    return () => clearInterval(t);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [last, q.toString()]);
+
+  const [form, setForm] = useState<Record<string, string>>({});
+  useEffect(() => {
+    setForm({
+      plan: q.get("plan") ?? "",
+      status: q.get("status") ?? "",
+      interaction: q.get("interaction") ?? "",
+      since: toLocal(q.get("since")),
+      until: toLocal(q.get("until")),
+      limit: q.get("limit") ?? "25",
+    });
+  }, [q.toString()]);
+  const set = (k: string) => (e: Event) =>
+    setForm({ ...form, [k]: (e.target as HTMLInputElement).value });
+  const apply = (e: Event) => {
+    e.preventDefault();
+    go(["runs"], {
+      plan: form.plan?.trim(),
+      status: form.status,
+      interaction: form.interaction?.trim(),
+      since: toInstant(form.since ?? ""),
+      until: toInstant(form.until ?? ""),
+      limit: form.limit === "25" ? undefined : form.limit,
+    });
+  };
+  const current = Object.fromEntries(
+    [...FILTERS, "limit"].map((k) => [k, q.get(k) ?? undefined]),
+  );
+
+  return (
+    <Page title="Runs">
+      <form class="filters" onSubmit={apply} aria-label="Filter runs">
+        <label>
+          Plan
+          <input name="plan" value={form.plan ?? ""} onInput={set("plan")} />
+        </label>
+        <label>
+          Status
+          <select name="status" value={form.status ?? ""} onChange={set("status")}>
+            <option value="">any</option>
+            {RUN_STATUSES.map((s) => (
+              <option value={s} key={s}>
+                {s}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Interaction
+          <input name="interaction" value={form.interaction ?? ""} onInput={set("interaction")} />
+        </label>
+        <label>
+          Created since
+          <input type="datetime-local" name="since" value={form.since ?? ""} onInput={set("since")} />
+        </label>
+        <label>
+          Created before
+          <input type="datetime-local" name="until" value={form.until ?? ""} onInput={set("until")} />
+        </label>
+        <label>
+          Per page
+          <select name="limit" value={form.limit ?? "25"} onChange={set("limit")}>
+            {PAGE_SIZES.map((s) => (
+              <option value={s} key={s}>
+                {s}
+              </option>
+            ))}
+          </select>
+        </label>
+        <button type="submit">Apply</button>
+        <a href={href(["runs"])}>Clear</a>
+      </form>
+      <ErrorNote error={page.error} />
+      {page.loading && !page.value ? <Loading what="runs" /> : null}
+      {page.value ? (
+        page.value.runs.length === 0 ? (
+          <p role="status">No runs match.</p>
+        ) : (
+          <table class="list runs">
+            <caption class="visually-hidden">Runs, oldest first</caption>
+            <thead>
+              <tr>
+                <th scope="col">Run</th>
+                <th scope="col">Plan</th>
+                <th scope="col">Status</th>
+                <th scope="col">Node</th>
+                <th scope="col">Interaction</th>
+                <th scope="col">Started</th>
+                <th scope="col">Updated</th>
+              </tr>
+            </thead>
+            <tbody>
+              {page.value.runs.map((r) => (
+                <tr key={r.id} data-run={r.id}>
+                  <td data-label="Run">
+                    <a href={href(["runs", r.id])} class="mono">
+                      {r.id}
+                    </a>
+                  </td>
+                  <td data-label="Plan">
+                    <a href={href(["plans", r.plan], { version: String(r.plan_version) })}>
+                      {r.plan}@{r.plan_version}
+                    </a>
+                  </td>
+                  <td data-label="Status">
+                    <Status status={r.status} />
+                  </td>
+                  <td data-label="Node">{r.node ?? "—"}</td>
+                  <td data-label="Interaction">{r.interaction ?? "—"}</td>
+                  <td data-label="Started">
+                    <Time ms={r.created_at_ms} />
+                  </td>
+                  <td data-label="Updated">
+                    <Time ms={r.updated_at_ms} />
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )
+      ) : null}
+      <nav class="pager" aria-label="Pages">
+        {query.after ? <a href={href(["runs"], { ...current, after: undefined })}>First page</a> : null}
+        {page.value?.next ? (
+          <a href={href(["runs"], { ...current, after: page.value.next })} rel="next">
+            Next page
+          </a>
+        ) : page.value ? (
+          <span class="muted">Last page: new runs appear here as they start.</span>
+        ) : null}
+      </nav>
+    </Page>
+  );
+}
