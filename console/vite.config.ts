@@ -3,6 +3,9 @@
 // the API to a `coda serve` on CODA_API (default http://127.0.0.1:8080).
 import { defineConfig } from "vite";
 
+const api = process.env.CODA_API ?? "http://127.0.0.1:8080";
+const proxy = { "/v1": { target: api }, "/openapi.json": { target: api } };
+
 export default defineConfig({
   base: "/",
   build: {
@@ -15,10 +18,6 @@ export default defineConfig({
     reportCompressedSize: false,
   },
   oxc: { jsx: { runtime: "automatic", importSource: "preact" } },
-  server: {
-    proxy: {
-      "/v1": { target: process.env.CODA_API ?? "http://127.0.0.1:8080", changeOrigin: false },
-      "/openapi.json": { target: process.env.CODA_API ?? "http://127.0.0.1:8080" },
-    },
-  },
+  server: { proxy },
+  preview: { proxy },
 });

@@ -141,16 +141,15 @@ export function PlanGraph(props: {
         viewBox={`0 0 ${laid.width} ${laid.height}`}
         width={laid.width}
         height={laid.height}
-        aria-hidden="false"
       >
         <defs>
-          <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+          <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse">
             <path d="M0,0 L10,5 L0,10 z" class="arrowhead" />
           </marker>
-          <marker id="arrow-error" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+          <marker id="arrow-error" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse">
             <path d="M0,0 L10,5 L0,10 z" class="arrowhead error" />
           </marker>
-          <marker id="arrow-taken" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+          <marker id="arrow-taken" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="10" markerHeight="10" orient="auto-start-reverse">
             <path d="M0,0 L10,5 L0,10 z" class="arrowhead taken" />
           </marker>
         </defs>
@@ -174,7 +173,7 @@ export function PlanGraph(props: {
           const y = n.y - n.height / 2;
           if (n.kind === "end") {
             return (
-              <g class="end" key={n.id}>
+              <g class="end-mark" key={n.id}>
                 <rect x={x} y={y} width={n.width} height={n.height} rx={11} />
                 <text x={n.x} y={n.y + 4} text-anchor="middle">
                   {n.title}

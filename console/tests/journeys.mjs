@@ -1,0 +1,490 @@
+// The console's journeys in a real browser: Debian's Chromium, driven headless by
+// playwright-core, against a real `coda serve` this script starts on a free port with a
+// fresh data directory, and stops at the end. Each journey asserts what the page shows and
+// saves a screenshot of its last page under $OUT_DIR. Every page listens for dialogs,
+// uncaught errors and console errors (a Content-Security-Policy violation is one): any of
+// them fails the run, so hostile data that executed anything cannot pass unnoticed.
+//
+//   CODA_BIN=target/debug/coda HELLO_WASM=target/wasm/wasm32-wasip2/release/hello.wasm \
+//   OUT_DIR=target/console node console/tests/journeys.mjs
+//
+// It also measures what BENCHMARKS.md reports: the first load's bytes (compressed, as
+// transferred) and time, and the time to draw a 50-node plan.
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { randomBytes } from "node:crypto";
+import { chromium } from "playwright-core";
+
+const CODA_BIN = resolve(process.env.CODA_BIN ?? "target/debug/coda");
+const HELLO_WASM = resolve(process.env.HELLO_WASM ?? "target/wasm/wasm32-wasip2/release/hello.wasm");
+const OUT_DIR = resolve(process.env.OUT_DIR ?? "target/console");
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const ONLY = process.env.JOURNEY ?? "";
+const TIMEOUT = 15_000;
+
+mkdirSync(OUT_DIR, { recursive: true });
+const results = [];
+const cleanups = [];
+
+function check(cond, what) {
+  if (!cond) throw new Error(`assertion failed: ${what}`);
+}
+
+async function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+    s.on("error", fail);
+  });
+}
+
+// --- the service ---------------------------------------------------------------------------
+
+async function startCoda() {
+  const data = mkdtempSync(join(tmpdir(), "coda-console-"));
+  const port = await freePort();
+  const operator = `console-test-${randomBytes(16).toString("hex")}`;
+  const child = spawn(CODA_BIN, ["serve", "--listen", `127.0.0.1:${port}`], {
+    env: { ...process.env, CODA_DATA_DIR: data, CODA_OPERATOR_TOKEN: operator, CODA_LOG: "warn" },
+    stdio: ["ignore", "inherit", "pipe"],
+  });
+  let stderr = "";
+  const up = new Promise((ok, fail) => {
+    child.stderr.on("data", (b) => {
+      stderr += b;
+      process.stderr.write(b);
+      if (stderr.includes("listening on")) ok();
+    });
+    child.on("exit", (code) => fail(new Error(`coda serve exited (${code}) before listening:\n${stderr}`)));
+  });
+  cleanups.push(() => {
+    child.kill("SIGTERM");
+    rmSync(data, { recursive: true, force: true });
+  });
+  await Promise.race([up, new Promise((_, f) => setTimeout(() => f(new Error("coda serve did not start in 60 s")), 60_000))]);
+  return { base: `http://127.0.0.1:${port}`, operator };
+}
+
+function client(base, token) {
+  return async (method, path, body, contentType = "application/json") => {
+    const headers = { Authorization: `Bearer ${token}` };
+    if (body !== undefined) headers["Content-Type"] = contentType;
+    const r = await fetch(base + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : typeof body === "string" || body instanceof Uint8Array ? body : JSON.stringify(body),
+    });
+    const text = await r.text();
+    let json = null;
+    try { json = JSON.parse(text); } catch { /* not JSON */ }
+    if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${text}`);
+    return json;
+  };
+}
+
+async function previewOf(api) {
+  const port = await freePort();
+  const child = spawn("node_modules/.bin/vite", ["preview", "--strictPort", "--port", String(port), "--host", "127.0.0.1"], {
+    cwd: new URL("..", import.meta.url).pathname,
+    env: { ...process.env, CODA_API: api },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  cleanups.unshift(() => child.kill("SIGTERM"));
+  await new Promise((ok) => child.stdout.on("data", (b) => String(b).includes(String(port)) && ok()));
+  return `http://127.0.0.1:${port}`;
+}
+
+function sortKeys(v) {
+  if (Array.isArray(v)) return v.map(sortKeys);
+  if (v && typeof v === "object") {
+    return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys(v[k])]));
+  }
+  return v;
+}
+
+// --- the browser ---------------------------------------------------------------------------
+
+async function launch() {
+  const profile = mkdtempSync(join(tmpdir(), "coda-console-chromium-"));
+  cleanups.push(() => rmSync(profile, { recursive: true, force: true }));
+  return chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    chromiumSandbox: false,
+    viewport: { width: 1280, height: 800 },
+    timezoneId: "America/New_York",
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+}
+
+// A page that records everything that must not happen.
+async function watchedPage(context) {
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  const incidents = [];
+  page.on("dialog", async (d) => {
+    incidents.push(`dialog ${d.type()}: ${d.message()}`);
+    await d.dismiss().catch(() => {});
+  });
+  page.on("pageerror", (e) => incidents.push(`page error: ${e.message}`));
+  page.on("console", (m) => {
+    // The browser logs every refused request (a journey's bad token, the probe of the
+    // operator's token): those are answers the page shows, not failures. Anything else
+    // logged as an error is, a Content-Security-Policy violation first.
+    const refusal = /^Failed to load resource: the server responded with a status of 4\d\d/;
+    if (m.type() === "error" && !refusal.test(m.text())) incidents.push(`console error: ${m.text()}`);
+  });
+  return { page, incidents };
+}
+
+async function signIn(page, base, token) {
+  await page.goto(`${base}/`);
+  await page.getByLabel("Token").fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign out" }).waitFor();
+}
+
+async function journey(name, context, body) {
+  if (ONLY && !name.includes(ONLY)) return;
+  const started = Date.now();
+  const { page, incidents } = await watchedPage(context);
+  try {
+    await body(page);
+    check(incidents.length === 0, `nothing executed or failed on the page: ${incidents.join("; ")}`);
+    results.push({ name, ok: true, ms: Date.now() - started });
+    console.error(`ok   ${name} (${Date.now() - started} ms)`);
+  } catch (e) {
+    results.push({ name, ok: false, error: String(e.stack ?? e) });
+    console.error(`FAIL ${name}: ${e.stack ?? e}${incidents.length ? `\n  incidents: ${incidents.join("; ")}` : ""}`);
+  } finally {
+    await page.screenshot({ path: join(OUT_DIR, `${name}.png`), fullPage: true }).catch(() => {});
+    await page.close();
+  }
+}
+
+// --- plans ---------------------------------------------------------------------------------
+
+const WRAPUP = {
+  name: "wrapup",
+  type: "unattended",
+  description: "Stamp the call, route by outcome, pause, count",
+  start: "stamp",
+  nodes: {
+    stamp: { applet: "set-data@0.1.0", config: { set: [{ name: "ProcessedBy", value: "wrapup" }] }, exits: { next: "outcome" } },
+    outcome: {
+      applet: "data-router@0.1.0",
+      config: { rules: [{ when: 'InteractionOutcome == "sale"', exit: "sale" }] },
+      exits: { sale: "wait", default: "count" },
+      error: "count",
+    },
+    wait: { applet: "pause@0.1.0", config: { seconds: 2 }, exits: { next: "count" } },
+    count: { applet: "loop-counter@0.1.0", config: { times: 2 }, exits: { next: "done" } },
+    done: { applet: "set-data@0.1.0", config: { set: [{ name: "Finished", value: "yes" }] } },
+  },
+};
+
+const LIVE = {
+  name: "live",
+  type: "default",
+  description: "A sales call",
+  start: "note",
+  post_interaction: "wrapup",
+  nodes: { note: { applet: "set-data@0.1.0", config: { set: [{ name: "Line", value: "sales" }] } } },
+};
+
+const HOSTILE_DESCRIPTION = '<script>alert("plan description")</script> & <i>markup</i>';
+const HOSTILE_GREETING = "<img src=x onerror=alert(1)>";
+const HOSTILE_NAME = '<b onmouseover="alert(2)">Ada</b><svg onload=alert(3)>';
+
+const HOSTILE = {
+  name: "hostile",
+  type: "unattended",
+  description: HOSTILE_DESCRIPTION,
+  start: "greet",
+  nodes: {
+    greet: { applet: "hello@0.1.0", config: { greeting: HOSTILE_GREETING }, exits: { greeted: "mark" } },
+    mark: { applet: "set-data@0.1.0", config: { set: [{ name: "Note", value: "<a href=javascript:alert(4)>click</a>" }] } },
+  },
+};
+
+const HOSTILE_LIVE = {
+  name: "hostile-live",
+  type: "default",
+  description: "<style>body{display:none}</style>",
+  start: "note",
+  post_interaction: "hostile",
+  nodes: { note: { applet: "set-data@0.1.0", config: { set: [{ name: "Line", value: "x" }] } } },
+};
+
+// 50 nodes: a chain with a branch every fifth node and an error exit every third.
+function bigPlan() {
+  const n = (i) => `n${String(i).padStart(2, "0")}`;
+  const nodes = {};
+  for (let i = 0; i < 50; i++) {
+    const next = i < 49 ? n(i + 1) : undefined;
+    if (i % 5 === 0 && i + 2 < 50) {
+      nodes[n(i)] = {
+        applet: "data-router@0.1.0",
+        config: { rules: [{ when: `InteractionOutcome == "b${i}"`, exit: "alt" }] },
+        exits: { alt: n(i + 2), default: next },
+      };
+    } else {
+      nodes[n(i)] = {
+        applet: "set-data@0.1.0",
+        config: { set: [{ name: `V${i}`, value: String(i) }] },
+        ...(next ? { exits: { next } } : {}),
+      };
+    }
+    if (i % 3 === 1 && i < 48) nodes[n(i)].error = n(49);
+  }
+  return { name: "fifty", type: "unattended", description: "50 nodes, for BENCHMARKS.md", start: n(0), nodes };
+}
+
+// --- the run -------------------------------------------------------------------------------
+
+async function main() {
+  const { base: api, operator } = await startCoda();
+  // CONSOLE_DEV=1: the UI from `vite preview` (console/dist, the API proxied to this coda),
+  // for working on the console with a `coda` built before its routes existed.
+  const base = process.env.CONSOLE_DEV ? await previewOf(api) : api;
+  const op = client(api, operator);
+  const { token, token_id } = await op("POST", "/v1/operator/tenants", { id: "acme" });
+  const acme = client(api, token);
+  for (const plan of [WRAPUP, LIVE, bigPlan()]) await acme("PUT", `/v1/plans/${plan.name}`, plan);
+  // A second token, revoked, for the sign-in journey.
+  const revoked = await op("POST", "/v1/operator/tenants/acme/tokens");
+  await op("DELETE", `/v1/operator/tenants/acme/tokens/${revoked.token_id}`);
+
+  // The console's client is type-checked against a copy of the API's document
+  // (src/api/openapi.json → schema.d.ts): it must be the document this coda serves.
+  // UPDATE_OPENAPI=1 writes the served one there (then: npm run types && npm run build).
+  {
+    const served = sortKeys(await (await fetch(`${api}/openapi.json`)).json());
+    const text = `${JSON.stringify(served, null, 2)}\n`;
+    const copy = new URL("../src/api/openapi.json", import.meta.url);
+    if (process.env.UPDATE_OPENAPI) writeFileSync(copy, text);
+    check(
+      readFileSync(copy, "utf8") === text,
+      "console/src/api/openapi.json is the document coda serves (UPDATE_OPENAPI=1 refreshes it; then npm run types && npm run build)",
+    );
+  }
+
+  // The headers every console response carries, and caching.
+  if (!process.env.CONSOLE_DEV) {
+    const r = await fetch(`${base}/`, { headers: { "Accept-Encoding": "br, gzip" } });
+    const csp = r.headers.get("content-security-policy") ?? "";
+    check(csp.includes("script-src 'self'") && !csp.includes("unsafe-inline") && !csp.includes("unsafe-eval"), `CSP without inline script or eval: ${csp}`);
+    check(csp.includes("frame-ancestors 'none'"), "frame-ancestors 'none'");
+    check(r.headers.get("x-content-type-options") === "nosniff", "nosniff");
+    check(r.headers.get("referrer-policy") === "no-referrer", "referrer policy");
+    check(r.headers.get("cache-control") === "no-cache", "the page is revalidated");
+    const html = await r.text();
+    const asset = html.match(/src="(\/assets\/[^"]+\.js)"/)?.[1];
+    check(asset, "the page names its script");
+    const a = await fetch(base + asset, { headers: { "Accept-Encoding": "br" } });
+    check(a.headers.get("cache-control")?.includes("immutable"), "hashed assets are immutable");
+    check(a.headers.get("content-type")?.startsWith("text/javascript"), "script content type");
+    const missing = await fetch(`${base}/assets/nothing.js`);
+    check(missing.status === 404, "an unknown asset is a 404");
+    const api404 = await fetch(`${base}/v1/nothing-here`);
+    check((await api404.json()).error.kind === "no-route", "other paths stay the API's");
+  }
+
+  const context = await launch();
+  cleanups.unshift(() => context.close());
+  const bench = {};
+
+  await journey("first-load", context, async (page) => {
+    const bytes = [];
+    page.on("requestfinished", async (req) => {
+      const s = await req.sizes().catch(() => null);
+      if (s) bytes.push({ url: req.url(), body: s.responseBodySize, headers: s.responseHeadersSize });
+    });
+    const t0 = Date.now();
+    await page.goto(`${base}/`);
+    await page.getByLabel("Token").waitFor();
+    const interactive = Date.now() - t0;
+    const nav = await page.evaluate(() => {
+      const n = performance.getEntriesByType("navigation")[0];
+      return { domInteractive: n.domInteractive, loadEventEnd: n.loadEventEnd };
+    });
+    await page.waitForLoadState("networkidle");
+    bench.firstLoad = {
+      requests: bytes.length,
+      bodyBytes: bytes.reduce((s, b) => s + b.body, 0),
+      totalBytes: bytes.reduce((s, b) => s + b.body + b.headers, 0),
+      signInFormVisibleMs: interactive,
+      ...nav,
+    };
+    check(bench.firstLoad.bodyBytes < 300 * 1024, `the console loads under 300 KB compressed (${bench.firstLoad.bodyBytes})`);
+  });
+
+  await journey("sign-in", context, async (page) => {
+    await page.goto(`${base}/`);
+    await page.getByLabel("Token").fill("coda_not-a-token");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("alert").filter({ hasText: "not a live tenant token" }).waitFor();
+    await page.getByLabel("Token").fill(revoked.token);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("alert").filter({ hasText: "revoked" }).waitFor();
+    check(await page.evaluate(() => sessionStorage.length) === 0, "a refused token is not kept");
+    await page.getByLabel("Token").fill(token);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("heading", { name: "Runs" }).waitFor();
+    check(await page.evaluate((t) => sessionStorage.getItem("coda.token") === t, token), "the token is in sessionStorage");
+    check(await page.getByRole("link", { name: "Tenants" }).count() === 0, "a tenant is not offered the operator's pages");
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByLabel("Token").waitFor();
+    check(await page.evaluate(() => sessionStorage.length) === 0, "signing out clears the token");
+    // The operator's token signs in to the operator's page only.
+    await signIn(page, base, operator);
+    await page.getByRole("heading", { name: "Operator" }).waitFor();
+    check(await page.getByRole("link", { name: "Runs" }).count() === 0, "the operator is not offered tenant pages");
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByLabel("Token").waitFor();
+  });
+
+  await journey("plan-graph", context, async (page) => {
+    await signIn(page, base, token);
+    await page.getByRole("link", { name: "Plans" }).click();
+    await page.getByRole("link", { name: "wrapup" }).click();
+    await page.getByRole("heading", { name: "Plan wrapup" }).waitFor();
+    for (const [node, applet] of [["stamp", "set-data@0.1.0"], ["outcome", "data-router@0.1.0"], ["wait", "pause@0.1.0"], ["done", "set-data@0.1.0"]]) {
+      const g = page.locator(`g.node[data-node="${node}"]`);
+      check((await g.textContent()).includes(applet), `node ${node} shows ${applet}`);
+    }
+    check(await page.locator('g.edge.exit[data-edge="outcome:sale"] text').textContent() === "sale", "the exit is a labelled edge");
+    check(await page.locator('g.edge.error[data-edge="outcome:error"]').count() === 1, "the error exit is drawn, distinct");
+    check(await page.locator('g.edge.end[data-edge="done:next"]').count() === 1, "an unwired exit goes to the run's end");
+    check(await page.locator("g.end-mark text").first().textContent() === "ends the run", "shown as ends the run");
+    // The keyboard reaches a node and opens it.
+    await page.locator('g.node[data-node="outcome"]').focus();
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { name: "Node outcome" }).waitFor();
+    check((await page.locator("aside.detail pre").textContent()).includes("InteractionOutcome"), "the node's config is shown");
+    // The post-interaction plan is a link.
+    await page.goto(`${base}/#/plans/live`);
+    await page.getByRole("link", { name: "wrapup" }).waitFor();
+    await page.goto(`${base}/#/plans/wrapup`);
+    await page.locator('g.node[data-node="stamp"]').waitFor();
+  });
+
+  await journey("live-run", context, async (page) => {
+    await signIn(page, base, token);
+    await page.goto(`${base}/#/runs`);
+    await page.getByText("No runs match.").waitFor();
+    await page.evaluate(() => { window.__notReloaded = true; });
+    await acme("POST", "/v1/interactions/events", { type: "started", interaction: "call-1", channel: "voice", plan: "live", data: { CLID: "+15550100", CustomerName: "Ada" } });
+    const ended = await acme("POST", "/v1/interactions/events", { type: "ended", interaction: "call-1", outcome: "sale" });
+    const runId = ended.runs[0];
+    const row = page.locator(`tr[data-run="${runId}"]`);
+    await row.waitFor();
+    check(await page.evaluate(() => window.__notReloaded === true), "the run appeared without a reload");
+    await row.getByRole("link", { name: runId }).click();
+    await page.getByRole("heading", { name: `Run ${runId}` }).waitFor();
+    await page.evaluate(() => { window.__notReloaded = true; });
+    // It pauses 2 s at `wait`: the page shows it live, then finishes without a reload.
+    await page.getByText("live: steps appear as they commit").waitFor();
+    await page.locator(".status-done").first().waitFor({ timeout: 20_000 });
+    check(await page.evaluate(() => window.__notReloaded === true), "the run finished on the page without a reload");
+    for (const node of ["stamp", "outcome", "wait", "count", "done"]) {
+      check(await page.locator(`g.node.visited[data-node="${node}"]`).count() === 1, `the path visits ${node}`);
+    }
+    for (const edge of ["stamp:next", "outcome:sale", "wait:next", "count:next"]) {
+      check(await page.locator(`g.edge.taken[data-edge="${edge}"]`).count() === 1, `the path takes ${edge}`);
+    }
+    check(await page.locator('g.edge.taken[data-edge="outcome:default"]').count() === 0, "the exit not taken is not on the path");
+    const steps = page.locator("ol.timeline > li");
+    check(await steps.count() === 5, "five steps");
+    const stamp = steps.nth(0);
+    check((await stamp.textContent()).includes("ProcessedBy") && (await stamp.textContent()).includes("wrapup"), "a step's data change is shown");
+    check((await steps.nth(2).textContent()).includes("pause 2000 ms"), "the pause is shown");
+    check((await steps.nth(4).textContent()).includes("Finished"), "the last step's data change is shown");
+    const t = page.locator("ol.timeline time").first();
+    check((await t.getAttribute("title")).endsWith("(UTC)"), "the UTC instant on hover");
+    check(/E[SD]T/.test(await t.textContent()), "times in the viewer's zone");
+  });
+
+  await journey("hostile-data", context, async (page) => {
+    const wasm = readFileSync(HELLO_WASM);
+    await acme("POST", "/v1/applets", new Uint8Array(wasm), "application/wasm");
+    await acme("PUT", "/v1/plans/hostile", HOSTILE);
+    await acme("PUT", "/v1/plans/hostile-live", HOSTILE_LIVE);
+    await acme("POST", "/v1/interactions/events", { type: "started", interaction: "call-2", channel: "voice", plan: "hostile-live", data: { CustomerName: HOSTILE_NAME, Notes: "<iframe src=javascript:alert(5)></iframe>" } });
+    const ended = await acme("POST", "/v1/interactions/events", { type: "ended", interaction: "call-2", outcome: "<b>sale</b>" });
+    const runId = ended.runs[0];
+    await signIn(page, base, token);
+    await page.goto(`${base}/#/plans/hostile`);
+    const description = page.locator("dd.description");
+    await description.waitFor();
+    check(await description.textContent() === HOSTILE_DESCRIPTION, "the plan's description is shown as written");
+    await page.goto(`${base}/#/runs/${runId}`);
+    await page.locator(".status-done").first().waitFor({ timeout: 20_000 });
+    const logs = page.locator(".log .message");
+    check(await logs.first().textContent() === `${HOSTILE_GREETING}, ${HOSTILE_NAME}!`, "the applet's log line is shown as written");
+    check((await page.locator("ol.timeline").textContent()).includes("<a href=javascript:alert(4)>click</a>"), "a data value with markup is shown as written");
+    check((await page.locator("dl.data").last().textContent()).includes("<iframe src=javascript:alert(5)></iframe>"), "event data with markup is shown as written");
+    check(await page.locator("main img, main iframe, main script, main b, main i, main a[href^=javascript], main style").count() === 0, "no markup from data became elements");
+    check(await page.evaluate(() => getComputedStyle(document.body).display) !== "none", "no style from data applied");
+    // Give any handler that might have been planted a moment to fire: none may.
+    await page.mouse.move(300, 300);
+    await page.waitForTimeout(300);
+  });
+
+  await journey("phone-width", context, async (page) => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await signIn(page, base, token);
+    await page.goto(`${base}/#/runs`);
+    await page.locator("tr[data-run]").first().waitFor();
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
+    check(overflow <= 0, `the runs list fits the phone's width (overflow ${overflow}px)`);
+  });
+
+  await journey("draw-fifty", context, async (page) => {
+    await signIn(page, base, token);
+    const runs = [];
+    for (let i = 0; i < 7; i++) {
+      await page.goto(`${base}/#/plans`);
+      await page.getByRole("link", { name: "fifty" }).waitFor();
+      await page.evaluate(() => performance.clearMeasures("coda:graph-draw"));
+      await page.getByRole("link", { name: "fifty" }).click();
+      await page.locator('g.node[data-node="n49"]').waitFor();
+      const ms = await page.evaluate(() => performance.getEntriesByName("coda:graph-draw").at(-1)?.duration ?? -1);
+      check(ms >= 0, "the draw was measured");
+      runs.push(ms);
+    }
+    check(await page.locator("g.node").count() === 50, "all 50 nodes drawn");
+    runs.sort((a, b) => a - b);
+    bench.fiftyNodeDrawMs = { median: runs[Math.floor(runs.length / 2)], min: runs[0], max: runs.at(-1), runs: runs.length };
+  });
+
+  writeFileSync(join(OUT_DIR, "bench.json"), `${JSON.stringify(bench, null, 2)}\n`);
+  console.error(`measured: ${JSON.stringify(bench)}`);
+  return results.every((r) => r.ok);
+}
+
+let ok = false;
+try {
+  ok = await main();
+} catch (e) {
+  console.error(`FAIL setup: ${e.stack ?? e}`);
+} finally {
+  for (const c of cleanups) await Promise.resolve().then(c).catch(() => {});
+}
+console.error(ok ? `all ${results.length} journeys passed` : "some journeys failed");
+process.exit(ok ? 0 : 1);
