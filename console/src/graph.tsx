@@ -201,7 +201,7 @@ export function PlanGraph(props: {
               class={cls}
               key={n.id}
               data-node={n.id}
-              tabIndex={props.onSelect ? 0 : -1}
+              tabindex={props.onSelect ? 0 : undefined}
               role={props.onSelect ? "button" : "img"}
               aria-label={label}
               aria-pressed={props.onSelect ? props.selected === n.id : undefined}

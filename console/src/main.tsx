@@ -1,7 +1,8 @@
 // The console's shell: sign in, then the pages a token may use (a tenant's: plans and runs;
 // the operator's: tenants), routed by the URL's fragment.
 import { render } from "preact";
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
+import { SIGNED_OUT } from "./api/client";
 import { session, type Role } from "./session";
 import { href, useRoute } from "./route";
 import { forgetApplets } from "./applets";
@@ -15,9 +16,19 @@ import "./style.css";
 
 function App() {
   const [role, setRole] = useState<Role | null>(session.role());
+  const [why, setWhy] = useState<string | null>(null);
   const route = useRoute();
+  useEffect(() => {
+    const on = (e: Event) => {
+      setWhy(`Signed out: ${(e as CustomEvent<string>).detail}`);
+      setRole(null);
+    };
+    addEventListener(SIGNED_OUT, on);
+    return () => removeEventListener(SIGNED_OUT, on);
+  }, []);
   if (!role || !session.token()) {
-    return <SignIn onSignedIn={(r) => {
+    return <SignIn why={why} onSignedIn={(r) => {
+      setWhy(null);
       setRole(r);
       location.hash = r === "operator" ? "#/operator" : "#/runs";
     }} />;

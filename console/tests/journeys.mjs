@@ -192,7 +192,12 @@ const WRAPUP = {
       exits: { sale: "wait", default: "count" },
       error: "count",
     },
-    wait: { applet: "pause@0.1.0", config: { seconds: 2 }, exits: { next: "count" } },
+    wait: { applet: "pause@0.1.0", config: { seconds: 1 }, exits: { next: "disposition" } },
+    disposition: {
+      applet: "wait-for-event@0.1.0",
+      config: { event: "disposition", timeout_seconds: 600 },
+      exits: { received: "count", timeout: "count" },
+    },
     count: { applet: "loop-counter@0.1.0", config: { times: 2 }, exits: { next: "done" } },
     done: { applet: "set-data@0.1.0", config: { set: [{ name: "Finished", value: "yes" }] } },
   },
@@ -351,6 +356,13 @@ async function main() {
     await page.getByRole("button", { name: "Sign out" }).click();
     await page.getByLabel("Token").waitFor();
     check(await page.evaluate(() => sessionStorage.length) === 0, "signing out clears the token");
+    // A token revoked while signed in: the next request brings the sign-in page back, saying why.
+    const later = await op("POST", "/v1/operator/tenants/acme/tokens");
+    await signIn(page, base, later.token);
+    await op("DELETE", `/v1/operator/tenants/acme/tokens/${later.token_id}`);
+    await page.getByRole("link", { name: "Plans" }).click();
+    await page.getByRole("alert").filter({ hasText: "Signed out: the token is not a live tenant token" }).waitFor();
+    check(await page.evaluate(() => sessionStorage.length) === 0, "a revoked session's token is dropped");
     // The operator's token signs in to the operator's page only.
     await signIn(page, base, operator);
     await page.getByRole("heading", { name: "Operator" }).waitFor();
@@ -398,23 +410,26 @@ async function main() {
     await row.getByRole("link", { name: runId }).click();
     await page.getByRole("heading", { name: `Run ${runId}` }).waitFor();
     await page.evaluate(() => { window.__notReloaded = true; });
-    // It pauses 2 s at `wait`: the page shows it live, then finishes without a reload.
+    // It waits at `disposition` for its event: the page says so, and until when.
     await page.getByText("live: steps appear as they commit").waitFor();
+    await page.locator(".waitnote").filter({ hasText: "Waiting at disposition for the event disposition until" }).waitFor();
+    await acme("POST", "/v1/interactions/call-1/events/disposition", { outcome: "resolved" });
     await page.locator(".status-done").first().waitFor({ timeout: 20_000 });
     check(await page.evaluate(() => window.__notReloaded === true), "the run finished on the page without a reload");
-    for (const node of ["stamp", "outcome", "wait", "count", "done"]) {
+    for (const node of ["stamp", "outcome", "wait", "disposition", "count", "done"]) {
       check(await page.locator(`g.node.visited[data-node="${node}"]`).count() === 1, `the path visits ${node}`);
     }
-    for (const edge of ["stamp:next", "outcome:sale", "wait:next", "count:next"]) {
+    for (const edge of ["stamp:next", "outcome:sale", "wait:next", "disposition:received", "count:next"]) {
       check(await page.locator(`g.edge.taken[data-edge="${edge}"]`).count() === 1, `the path takes ${edge}`);
     }
     check(await page.locator('g.edge.taken[data-edge="outcome:default"]').count() === 0, "the exit not taken is not on the path");
+    check(await page.locator('g.edge.taken[data-edge="disposition:timeout"]').count() === 0, "nor the timeout");
     const steps = page.locator("ol.timeline > li");
-    check(await steps.count() === 5, "five steps");
+    check(await steps.count() === 7, `seven steps (${await steps.count()})`);
     const stamp = steps.nth(0);
     check((await stamp.textContent()).includes("ProcessedBy") && (await stamp.textContent()).includes("wrapup"), "a step's data change is shown");
-    check((await steps.nth(2).textContent()).includes("pause 2000 ms"), "the pause is shown");
-    check((await steps.nth(4).textContent()).includes("Finished"), "the last step's data change is shown");
+    check((await steps.nth(2).textContent()).includes("pause 1000 ms"), "the pause is shown");
+    check((await steps.last().textContent()).includes("Finished"), "the last step's data change is shown");
     const t = page.locator("ol.timeline time").first();
     check((await t.getAttribute("title")).endsWith("(UTC)"), "the UTC instant on hover");
     check(/E[SD]T/.test(await t.textContent()), "times in the viewer's zone");

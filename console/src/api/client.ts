@@ -29,6 +29,9 @@ type Args<P extends keyof paths, M extends Method> = {
   signal?: AbortSignal;
 };
 
+/// Sent on `window` when the API refuses the session's token.
+export const SIGNED_OUT = "coda:signed-out";
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -98,6 +101,12 @@ export async function request<T>(
     // A proxy's HTML error page, say: reported below as the status.
   }
   if (!response.ok) {
+    if (response.status === 401 && token !== null && token === session.token()) {
+      // The token of this session was revoked (or the operator's changed): back to the
+      // sign-in page, with the API's reason.
+      session.clear();
+      dispatchEvent(new CustomEvent(SIGNED_OUT, { detail: (json as any)?.error?.message ?? "the token was refused" }));
+    }
     const err = (json as { error?: { kind?: string; message?: string }; problems?: Problem[] })
       ?.error;
     const problems =

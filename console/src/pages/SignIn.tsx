@@ -27,7 +27,7 @@ async function roleOf(token: string): Promise<Role> {
   }
 }
 
-export function SignIn({ onSignedIn }: { onSignedIn: (role: Role) => void }) {
+export function SignIn({ onSignedIn, why }: { onSignedIn: (role: Role) => void; why: string | null }) {
   const [token, setToken] = useState("");
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
@@ -51,6 +51,11 @@ export function SignIn({ onSignedIn }: { onSignedIn: (role: Role) => void }) {
   return (
     <main class="signin" id="main">
       <h1>coda console</h1>
+      {why ? (
+        <p class="error" role="alert">
+          {why}
+        </p>
+      ) : null}
       <form onSubmit={submit} aria-describedby="signin-help">
         <label for="token">Token</label>
         <input
