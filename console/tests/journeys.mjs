@@ -13,6 +13,7 @@
 import { spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { createServer as createHttpServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -214,6 +215,7 @@ const LIVE = {
 
 const HOSTILE_DESCRIPTION = '<script>alert("plan description")</script> & <i>markup</i>';
 const HOSTILE_GREETING = "<img src=x onerror=alert(1)>";
+const HOSTILE_HTTP = '<img src=x onerror=alert(6)>"</pre><script>alert(7)</script>';
 const HOSTILE_NAME = '<b onmouseover="alert(2)">Ada</b><svg onload=alert(3)>';
 
 const HOSTILE = {
@@ -222,7 +224,12 @@ const HOSTILE = {
   description: HOSTILE_DESCRIPTION,
   start: "greet",
   nodes: {
-    greet: { applet: "hello@0.1.0", config: { greeting: HOSTILE_GREETING }, exits: { greeted: "mark" } },
+    greet: { applet: "hello@0.1.0", config: { greeting: HOSTILE_GREETING }, exits: { greeted: "crm" } },
+    crm: {
+      applet: "data-connector@0.1.0",
+      config: { url: "http://127.0.0.1:CRM_PORT/crm", response: { Crm: "/name" } },
+      exits: { success: "mark", failure: "mark" },
+    },
     mark: { applet: "set-data@0.1.0", config: { set: [{ name: "Note", value: "<a href=javascript:alert(4)>click</a>" }] } },
   },
 };
@@ -438,7 +445,21 @@ async function main() {
   await journey("hostile-data", context, async (page) => {
     const wasm = readFileSync(HELLO_WASM);
     await acme("POST", "/v1/applets", new Uint8Array(wasm), "application/wasm");
-    await acme("PUT", "/v1/plans/hostile", HOSTILE);
+    // A CRM on loopback answering with markup; it keeps the Idempotency-Key it was sent.
+    const keys = [];
+    const crm = createHttpServer((req, res) => {
+      keys.push(req.headers["idempotency-key"]);
+      res.writeHead(200, { "Content-Type": "application/json" });
+      res.end(JSON.stringify({ name: HOSTILE_HTTP }));
+    });
+    await new Promise((ok) => crm.listen(0, "127.0.0.1", ok));
+    cleanups.push(() => crm.close());
+    await op("PUT", "/v1/operator/tenants/acme/ceiling", {
+      ceiling: { http_hosts: ["127.0.0.1:*"], allow_private: ["127.0.0.0/8"] },
+    });
+    await acme("PUT", "/v1/grants/data-connector", { http: ["127.0.0.1:*"] });
+    const plan = JSON.parse(JSON.stringify(HOSTILE).replace("CRM_PORT", String(crm.address().port)));
+    await acme("PUT", "/v1/plans/hostile", plan);
     await acme("PUT", "/v1/plans/hostile-live", HOSTILE_LIVE);
     await acme("POST", "/v1/interactions/events", { type: "started", interaction: "call-2", channel: "voice", plan: "hostile-live", data: { CustomerName: HOSTILE_NAME, Notes: "<iframe src=javascript:alert(5)></iframe>" } });
     const ended = await acme("POST", "/v1/interactions/events", { type: "ended", interaction: "call-2", outcome: "<b>sale</b>" });
@@ -454,6 +475,8 @@ async function main() {
     check(await logs.first().textContent() === `${HOSTILE_GREETING}, ${HOSTILE_NAME}!`, "the applet's log line is shown as written");
     check((await page.locator("ol.timeline").textContent()).includes("<a href=javascript:alert(4)>click</a>"), "a data value with markup is shown as written");
     check((await page.locator("dl.data").last().textContent()).includes("<iframe src=javascript:alert(5)></iframe>"), "event data with markup is shown as written");
+    check((await page.locator("ol.effects").textContent()).includes(`{"name":${JSON.stringify(HOSTILE_HTTP)}}`), "an HTTP body with markup is shown as written");
+    check(keys.length === 1 && (await page.locator(".step-section code").first().textContent()) === keys[0], `the effect's idempotency key is the one the CRM got (${keys[0]})`);
     check(await page.locator("main img, main iframe, main script, main b, main i, main a[href^=javascript], main style").count() === 0, "no markup from data became elements");
     check(await page.evaluate(() => getComputedStyle(document.body).display) !== "none", "no style from data applied");
     // Give any handler that might have been planted a moment to fire: none may.

@@ -95,6 +95,47 @@ function WaitNote({ run }: { run: RunDetail }) {
   return null;
 }
 
+/// Bytes the API sends as base64, shown as the text they hold (invalid UTF-8 replaced).
+function base64Text(b64: string): string {
+  try {
+    const raw = atob(b64);
+    const bytes = Uint8Array.from(raw, (c) => c.charCodeAt(0));
+    return new TextDecoder("utf-8", { fatal: false }).decode(bytes);
+  } catch {
+    return b64;
+  }
+}
+
+/// What a call got back. An HTTP response: its status, headers and body as text.
+function EffectResult({ effect }: { effect: Effect }) {
+  const r = effect.result as { Ok?: { status?: number; headers?: [string, string][]; body?: string } };
+  const ok = r?.Ok;
+  if (effect.kind === "http" && ok && typeof ok.body === "string") {
+    return (
+      <div class="http-response">
+        <div>
+          HTTP <strong>{ok.status ?? "?"}</strong>
+        </div>
+        {ok.headers?.length ? (
+          <details>
+            <summary>{ok.headers.length} headers</summary>
+            <dl class="data">
+              {ok.headers.map(([k, v], i) => (
+                <div key={i}>
+                  <dt>{k}</dt>
+                  <dd>{v}</dd>
+                </div>
+              ))}
+            </dl>
+          </details>
+        ) : null}
+        <pre class="json">{base64Text(ok.body)}</pre>
+      </div>
+    );
+  }
+  return <JsonText value={effect.result} />;
+}
+
 function StepCard({ run, step, effects }: { run: string; step: Step; effects: Effect[] }) {
   const o = outcome(step);
   const changes = Object.entries(step.data_changes ?? {});
@@ -151,7 +192,7 @@ function StepCard({ run, step, effects }: { run: string; step: Step; effects: Ef
                   call {e.call_seq}: <strong>{e.kind}</strong>
                 </span>{" "}
                 <code title={e.digest}>{e.digest.slice(0, 16)}…</code> <Time ms={e.at_ms} />
-                <JsonText value={e.result} />
+                <EffectResult effect={e} />
               </li>
             ))}
           </ol>
