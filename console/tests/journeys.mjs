@@ -28,6 +28,7 @@ const TIMEOUT = 15_000;
 
 mkdirSync(OUT_DIR, { recursive: true });
 const results = [];
+const shared = {};
 const cleanups = [];
 
 function check(cond, what) {
@@ -464,6 +465,7 @@ async function main() {
     await acme("POST", "/v1/interactions/events", { type: "started", interaction: "call-2", channel: "voice", plan: "hostile-live", data: { CustomerName: HOSTILE_NAME, Notes: "<iframe src=javascript:alert(5)></iframe>" } });
     const ended = await acme("POST", "/v1/interactions/events", { type: "ended", interaction: "call-2", outcome: "<b>sale</b>" });
     const runId = ended.runs[0];
+    shared.hostileRun = runId;
     await signIn(page, base, token);
     await page.goto(`${base}/#/plans/hostile`);
     const description = page.locator("dd.description");
@@ -491,6 +493,12 @@ async function main() {
     await page.locator("tr[data-run]").first().waitFor();
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
     check(overflow <= 0, `the runs list fits the phone's width (overflow ${overflow}px)`);
+    if (shared.hostileRun) {
+      await page.goto(`${base}/#/runs/${shared.hostileRun}`);
+      await page.locator("ol.timeline > li").first().waitFor();
+      const wide = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
+      check(wide <= 0, `a run's page fits the phone's width (overflow ${wide}px)`);
+    }
   });
 
   await journey("draw-fifty", context, async (page) => {
