@@ -136,100 +136,108 @@ export function PlanGraph(props: {
 
   const described = `Plan ${plan.name}: ${Object.keys(plan.nodes).length} nodes, starting at ${plan.start}`;
   return (
-    <div class="graph" role="group" aria-label={described}>
-      <svg
-        viewBox={`0 0 ${laid.width} ${laid.height}`}
-        width={laid.width}
-        height={laid.height}
-      >
-        <defs>
-          <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse">
-            <path d="M0,0 L10,5 L0,10 z" class="arrowhead" />
-          </marker>
-          <marker id="arrow-error" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse">
-            <path d="M0,0 L10,5 L0,10 z" class="arrowhead error" />
-          </marker>
-          <marker id="arrow-taken" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="10" markerHeight="10" orient="auto-start-reverse">
-            <path d="M0,0 L10,5 L0,10 z" class="arrowhead taken" />
-          </marker>
-        </defs>
-        {laid.edges.map((e) => {
-          const taken = path?.taken.has(e.key) ?? false;
-          const cls = `edge ${e.kind}${taken ? " taken" : ""}`;
-          return (
-            <g class={cls} key={e.key} data-edge={`${e.from}:${e.exit}`}>
-              <path
-                d={pathData(e.points)}
-                marker-end={`url(#${taken ? "arrow-taken" : e.kind === "error" ? "arrow-error" : "arrow"})`}
-              />
-              <text x={e.label.x} y={e.label.y + 4} text-anchor="middle" class="edge-label">
-                {e.exit}
-              </text>
-            </g>
-          );
-        })}
-        {laid.nodes.map((n) => {
-          const x = n.x - n.width / 2;
-          const y = n.y - n.height / 2;
-          if (n.kind === "end") {
+    <figure class="graph-figure">
+      <div class="graph" role="group" aria-label={described}>
+        <svg
+          viewBox={`0 0 ${laid.width} ${laid.height}`}
+          width={laid.width}
+          height={laid.height}
+        >
+          <defs>
+            <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse">
+              <path d="M0,0 L10,5 L0,10 z" class="arrowhead" />
+            </marker>
+            <marker id="arrow-error" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse">
+              <path d="M0,0 L10,5 L0,10 z" class="arrowhead error" />
+            </marker>
+            <marker id="arrow-taken" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="10" markerHeight="10" orient="auto-start-reverse">
+              <path d="M0,0 L10,5 L0,10 z" class="arrowhead taken" />
+            </marker>
+          </defs>
+          {laid.edges.map((e) => {
+            const taken = path?.taken.has(e.key) ?? false;
+            const cls = `edge ${e.kind}${taken ? " taken" : ""}`;
             return (
-              <g class="end-mark" key={n.id}>
-                <rect x={x} y={y} width={n.width} height={n.height} rx={11} />
-                <text x={n.x} y={n.y + 4} text-anchor="middle">
-                  {n.title}
+              <g class={cls} key={e.key} data-edge={`${e.from}:${e.exit}`}>
+                <path
+                  d={pathData(e.points)}
+                  marker-end={`url(#${taken ? "arrow-taken" : e.kind === "error" ? "arrow-error" : "arrow"})`}
+                />
+                <text x={e.label.x} y={e.label.y + 4} text-anchor="middle" class="edge-label">
+                  {e.exit}
                 </text>
               </g>
             );
-          }
-          const visits = path?.visits.get(n.id) ?? 0;
-          const cls = [
-            "node",
-            n.id === plan.start ? "start" : "",
-            visits ? "visited" : "",
-            path?.current === n.id ? "current" : "",
-            path?.failed === n.id ? "failed" : "",
-            props.selected === n.id ? "selected" : "",
-          ]
-            .filter(Boolean)
-            .join(" ");
-          const label = `Node ${n.id}, applet ${n.subtitle}${n.id === plan.start ? ", the start" : ""}${
-            visits ? `, visited ${visits} time${visits > 1 ? "s" : ""}` : ""
-          }${path?.current === n.id ? ", the run is here" : ""}${path?.failed === n.id ? ", the run failed here" : ""}`;
-          const select = () => props.onSelect?.(n.id);
-          return (
-            <g
-              class={cls}
-              key={n.id}
-              data-node={n.id}
-              tabindex={props.onSelect ? 0 : undefined}
-              role={props.onSelect ? "button" : "img"}
-              aria-label={label}
-              aria-pressed={props.onSelect ? props.selected === n.id : undefined}
-              onClick={select}
-              onKeyDown={(ev) => {
-                if (ev.key === "Enter" || ev.key === " ") {
-                  ev.preventDefault();
-                  select();
-                }
-              }}
-            >
-              <title>{label}</title>
-              <rect x={x} y={y} width={n.width} height={n.height} rx={6} />
-              <text x={n.x} y={y + 19} text-anchor="middle" class="node-name">
-                {n.title}
-              </text>
-              <text x={n.x} y={y + 36} text-anchor="middle" class="node-applet">
-                {n.subtitle}
-              </text>
-              {visits > 1 ? (
-                <text x={x + n.width - 6} y={y + 12} text-anchor="end" class="visits">
-                  ×{visits}
+          })}
+          {laid.nodes.map((n) => {
+            const x = n.x - n.width / 2;
+            const y = n.y - n.height / 2;
+            if (n.kind === "end") {
+              return (
+                <g class="end-mark" key={n.id}>
+                  <rect x={x} y={y} width={n.width} height={n.height} rx={11} />
+                  <text x={n.x} y={n.y + 4} text-anchor="middle">
+                    {n.title}
+                  </text>
+                </g>
+              );
+            }
+            const visits = path?.visits.get(n.id) ?? 0;
+            const cls = [
+              "node",
+              n.id === plan.start ? "start" : "",
+              visits ? "visited" : "",
+              path?.current === n.id ? "current" : "",
+              path?.failed === n.id ? "failed" : "",
+              props.selected === n.id ? "selected" : "",
+            ]
+              .filter(Boolean)
+              .join(" ");
+            const label = `Node ${n.id}, applet ${n.subtitle}${n.id === plan.start ? ", the start" : ""}${
+              visits ? `, visited ${visits} time${visits > 1 ? "s" : ""}` : ""
+            }${path?.current === n.id ? ", the run is here" : ""}${path?.failed === n.id ? ", the run failed here" : ""}`;
+            const select = () => props.onSelect?.(n.id);
+            return (
+              <g
+                class={cls}
+                key={n.id}
+                data-node={n.id}
+                tabindex={props.onSelect ? 0 : undefined}
+                role={props.onSelect ? "button" : "img"}
+                aria-label={label}
+                aria-pressed={props.onSelect ? props.selected === n.id : undefined}
+                onClick={select}
+                onKeyDown={(ev) => {
+                  if (ev.key === "Enter" || ev.key === " ") {
+                    ev.preventDefault();
+                    select();
+                  }
+                }}
+              >
+                <title>{label}</title>
+                <rect x={x} y={y} width={n.width} height={n.height} rx={6} />
+                <text x={n.x} y={y + 19} text-anchor="middle" class="node-name">
+                  {n.title}
                 </text>
-              ) : null}
-            </g>
-          );
-        })}
-      </svg>
-    </div>
+                <text x={n.x} y={y + 36} text-anchor="middle" class="node-applet">
+                  {n.subtitle}
+                </text>
+                {visits > 1 ? (
+                  <text x={x + n.width - 6} y={y + 12} text-anchor="end" class="visits">
+                    ×{visits}
+                  </text>
+                ) : null}
+              </g>
+            );
+          })}
+        </svg>
+      </div>
+      <ul class="legend" aria-label="Legend">
+        <li><span class="key key-exit" aria-hidden="true" />exit</li>
+        <li><span class="key key-error" aria-hidden="true" />error exit</li>
+        <li><span class="key key-end" aria-hidden="true" />unwired exit: ends the run</li>
+        {path ? <li><span class="key key-taken" aria-hidden="true" />the run's path</li> : null}
+      </ul>
+    </figure>
   );
 }
