@@ -244,8 +244,9 @@ const HOSTILE_LIVE = {
   nodes: { note: { applet: "set-data@0.1.0", config: { set: [{ name: "Line", value: "x" }] } } },
 };
 
-// 50 nodes: a chain with a branch every fifth node and an error exit every third.
-function bigPlan() {
+// 50 nodes: a chain with a branch every fifth node and (`errors`) an error exit every third,
+// all to the last node: sixteen long edges, the costly shape for a layered layout.
+function bigPlan(name, errors) {
   const n = (i) => `n${String(i).padStart(2, "0")}`;
   const nodes = {};
   for (let i = 0; i < 50; i++) {
@@ -263,9 +264,9 @@ function bigPlan() {
         ...(next ? { exits: { next } } : {}),
       };
     }
-    if (i % 3 === 1 && i < 48) nodes[n(i)].error = n(49);
+    if (errors && i % 3 === 1 && i < 48) nodes[n(i)].error = n(49);
   }
-  return { name: "fifty", type: "unattended", description: "50 nodes, for BENCHMARKS.md", start: n(0), nodes };
+  return { name, type: "unattended", description: "50 nodes, for BENCHMARKS.md", start: n(0), nodes };
 }
 
 // --- the run -------------------------------------------------------------------------------
@@ -278,7 +279,7 @@ async function main() {
   const op = client(api, operator);
   const { token, token_id } = await op("POST", "/v1/operator/tenants", { id: "acme" });
   const acme = client(api, token);
-  for (const plan of [WRAPUP, LIVE, bigPlan()]) await acme("PUT", `/v1/plans/${plan.name}`, plan);
+  for (const plan of [WRAPUP, LIVE, bigPlan("fifty", true), bigPlan("fifty-plain", false)]) await acme("PUT", `/v1/plans/${plan.name}`, plan);
   // A second token, revoked, for the sign-in journey.
   const revoked = await op("POST", "/v1/operator/tenants/acme/tokens");
   await op("DELETE", `/v1/operator/tenants/acme/tokens/${revoked.token_id}`);
@@ -503,20 +504,23 @@ async function main() {
 
   await journey("draw-fifty", context, async (page) => {
     await signIn(page, base, token);
-    const runs = [];
-    for (let i = 0; i < 7; i++) {
-      await page.goto(`${base}/#/plans`);
-      await page.getByRole("link", { name: "fifty" }).waitFor();
-      await page.evaluate(() => performance.clearMeasures("coda:graph-draw"));
-      await page.getByRole("link", { name: "fifty" }).click();
-      await page.locator('g.node[data-node="n49"]').waitFor();
-      const ms = await page.evaluate(() => performance.getEntriesByName("coda:graph-draw").at(-1)?.duration ?? -1);
-      check(ms >= 0, "the draw was measured");
-      runs.push(ms);
+    bench.fiftyNodeDrawMs = {};
+    for (const name of ["fifty-plain", "fifty"]) {
+      const runs = [];
+      for (let i = 0; i < 7; i++) {
+        await page.goto(`${base}/#/plans`);
+        await page.getByRole("link", { name, exact: true }).waitFor();
+        await page.evaluate(() => performance.clearMeasures("coda:graph-draw"));
+        await page.getByRole("link", { name, exact: true }).click();
+        await page.locator('g.node[data-node="n49"]').waitFor();
+        const ms = await page.evaluate(() => performance.getEntriesByName("coda:graph-draw").at(-1)?.duration ?? -1);
+        check(ms >= 0, "the draw was measured");
+        runs.push(ms);
+      }
+      check(await page.locator("g.node").count() === 50, "all 50 nodes drawn");
+      runs.sort((a, b) => a - b);
+      bench.fiftyNodeDrawMs[name] = { median: runs[3], min: runs[0], max: runs[6], runs: 7 };
     }
-    check(await page.locator("g.node").count() === 50, "all 50 nodes drawn");
-    runs.sort((a, b) => a - b);
-    bench.fiftyNodeDrawMs = { median: runs[Math.floor(runs.length / 2)], min: runs[0], max: runs.at(-1), runs: runs.length };
   });
 
   writeFileSync(join(OUT_DIR, "bench.json"), `${JSON.stringify(bench, null, 2)}\n`);
