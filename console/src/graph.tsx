@@ -77,7 +77,24 @@ export function layoutPlan(
     if (e.kind === "error") return node.error!;
     return node.exits![e.exit]!;
   };
+  // A node many error exits lead to (a shared failure handler) gets them along a lane at
+  // the left instead of through the layout: each long edge would become a chain of dummy
+  // nodes, one per rank it crosses, and they are what makes a layered layout slow (and
+  // such a bundle is easier to read as one lane). One of them stays in the layout, so the
+  // handler is placed after its sources.
+  const errorSources = new Map<string, string[]>();
   for (const e of edges) {
+    if (e.kind === "error") errorSources.set(target(e), [...(errorSources.get(target(e)) ?? []), e.key]);
+  }
+  const laned = new Map<string, number>(); // edge key → lane index
+  let lanes = 0;
+  for (const keys of errorSources.values()) {
+    if (keys.length < LANE_FROM) continue;
+    for (const key of keys.slice(0, -1)) laned.set(key, lanes);
+    lanes += 1;
+  }
+  for (const e of edges) {
+    if (laned.has(e.key)) continue;
     g.setEdge(
       e.from,
       target(e),
@@ -86,6 +103,7 @@ export function layoutPlan(
     );
   }
   layout(g);
+  const shift = lanes ? LANE_MARGIN + lanes * LANE_GAP : 0;
   const nodes: LaidNode[] = g.nodes().map((id) => {
     const n = g.node(id) as { x: number; y: number; width: number; height: number };
     const isEnd = id.startsWith("\u0000end:");
@@ -93,7 +111,7 @@ export function layoutPlan(
     return {
       id,
       kind: isEnd ? "end" : "node",
-      x: n.x,
+      x: n.x + shift,
       y: n.y,
       width: n.width,
       height: n.height,
@@ -101,16 +119,47 @@ export function layoutPlan(
       subtitle: planNode?.applet ?? "",
     };
   });
+  const byId = new Map(nodes.map((n) => [n.id, n]));
   const laidEdges: LaidEdge[] = edges.map((e) => {
+    const lane = laned.get(e.key);
+    if (lane !== undefined) return { ...e, ...laneRoute(byId.get(e.from)!, byId.get(target(e))!, lane) };
     const l = g.edge(e.from, target(e), e.key) as {
       points: { x: number; y: number }[];
       x: number;
       y: number;
     };
-    return { ...e, points: l.points, label: { x: l.x, y: l.y } };
+    return {
+      ...e,
+      points: l.points.map((p) => ({ x: p.x + shift, y: p.y })),
+      label: { x: l.x + shift, y: l.y },
+    };
   });
   const size = g.graph() as { width?: number; height?: number };
-  return { nodes, edges: laidEdges, width: size.width ?? 0, height: size.height ?? 0 };
+  return { nodes, edges: laidEdges, width: (size.width ?? 0) + shift, height: size.height ?? 0 };
+}
+
+const LANE_FROM = 3; // error exits to one node before they go by a lane
+const LANE_MARGIN = 14;
+const LANE_GAP = 10;
+
+/// From the source's bottom into the gap below its rank, left to the lane, along it to the
+/// gap above the target's rank, and down into the target: the turns are in the gaps between
+/// ranks, where no node is.
+function laneRoute(from: LaidNode, to: LaidNode, lane: number) {
+  const laneX = LANE_MARGIN / 2 + lane * LANE_GAP;
+  const startX = from.x - from.width / 4;
+  const below = from.y + from.height / 2;
+  const endX = to.x - to.width / 4;
+  const above = to.y - to.height / 2;
+  const points = [
+    { x: startX, y: below },
+    { x: startX, y: below + 12 },
+    { x: laneX, y: below + 12 },
+    { x: laneX, y: above - 12 },
+    { x: endX, y: above - 12 },
+    { x: endX, y: above },
+  ];
+  return { points, label: { x: startX - 18, y: below + 8 } };
 }
 
 function pathData(points: { x: number; y: number }[]): string {

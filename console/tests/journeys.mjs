@@ -520,6 +520,9 @@ async function main() {
       check(await page.locator("g.node").count() === 50, "all 50 nodes drawn");
       runs.sort((a, b) => a - b);
       bench.fiftyNodeDrawMs[name] = { median: runs[3], min: runs[0], max: runs[6], runs: 7 };
+      // The whole graph, for looking at (its box scrolls on the page).
+      await page.locator(".graph").evaluate((el) => { el.style.maxHeight = "none"; });
+      await page.locator(".graph-figure").screenshot({ path: join(OUT_DIR, `graph-${name}.png`) });
     }
   });
 
