@@ -19,6 +19,7 @@
 mod api;
 mod applets;
 mod auth;
+mod console;
 mod error;
 mod fixture;
 mod grants;
@@ -213,6 +214,8 @@ pub fn router(state: AppState) -> Router {
             "/openapi.json",
             axum::routing::get(openapi::document).with_state(doc),
         )
+        // The web UI at `/` (console.rs): not API, so outside the document too.
+        .merge(console::routes())
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -25,6 +25,7 @@ use serde_json::{Value as Json, json};
 use tower::ServiceExt;
 
 mod conn;
+mod console;
 mod faults;
 mod interactions;
 mod openapi;
