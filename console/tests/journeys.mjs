@@ -422,6 +422,7 @@ async function main() {
     // It waits at `disposition` for its event: the page says so, and until when.
     await page.getByText("live: steps appear as they commit").waitFor();
     await page.locator(".waitnote").filter({ hasText: "Waiting at disposition for the event disposition until" }).waitFor();
+    await page.locator('g.node.current[data-node="disposition"]').waitFor();
     await acme("POST", "/v1/interactions/call-1/events/disposition", { outcome: "resolved" });
     await page.locator(".status-done").first().waitFor({ timeout: 20_000 });
     check(await page.evaluate(() => window.__notReloaded === true), "the run finished on the page without a reload");
@@ -485,6 +486,41 @@ async function main() {
     // Give any handler that might have been planted a moment to fire: none may.
     await page.mouse.move(300, 300);
     await page.waitForTimeout(300);
+  });
+
+  await journey("runs-filters", context, async (page) => {
+    // Two calls without a sale finish at once; one with a sale waits for its disposition.
+    const runOf = async (id, outcome) => {
+      await acme("POST", "/v1/interactions/events", { type: "started", interaction: id, channel: "voice", plan: "live", data: {} });
+      return (await acme("POST", "/v1/interactions/events", { type: "ended", interaction: id, outcome })).runs[0];
+    };
+    await runOf("call-3", "missed");
+    await runOf("call-4", "missed");
+    const waiting = await runOf("call-5", "sale");
+    await signIn(page, base, token);
+    await page.goto(`${base}/#/runs`);
+    await page.getByLabel("Plan").fill("wrapup");
+    await page.getByLabel("Status").selectOption("waiting");
+    await page.getByRole("button", { name: "Apply" }).click();
+    await page.waitForURL(/status=waiting/);
+    check(/plan=wrapup/.test(page.url()), "the filters are in the address");
+    await page.locator(`tr[data-run="${waiting}"]`).waitFor();
+    await page.waitForFunction(() => document.querySelectorAll("tr[data-run]").length === 1);
+    check((await page.locator("tr[data-run]").first().textContent()).includes("waiting"), "only the waiting run");
+    // Pages of two: the API's `after`, never the whole list.
+    await page.goto(`${base}/#/runs?plan=wrapup&limit=2`);
+    await page.waitForFunction(() => document.querySelectorAll("tr[data-run]").length === 2);
+    const first = await page.locator("tr[data-run]").evaluateAll((rows) => rows.map((r) => r.dataset.run));
+    await page.getByRole("link", { name: "Next page" }).click();
+    await page.waitForURL(/after=/);
+    await page.waitForFunction((ids) => {
+      const rows = [...document.querySelectorAll("tr[data-run]")].map((r) => r.dataset.run);
+      return rows.length > 0 && rows.every((id) => !ids.includes(id));
+    }, first);
+    await page.getByRole("link", { name: "First page" }).waitFor();
+    const all = await acme("GET", "/v1/runs?plan=wrapup&limit=1000");
+    const second = await page.locator("tr[data-run]").evaluateAll((rows) => rows.map((r) => r.dataset.run));
+    check(JSON.stringify([...first, ...second]) === JSON.stringify(all.runs.map((r) => r.id).slice(0, first.length + second.length)), "the pages follow the API's order");
   });
 
   await journey("phone-width", context, async (page) => {

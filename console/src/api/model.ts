@@ -113,6 +113,13 @@ export interface RunPage {
   next: string | null;
 }
 
+// The node a run is at: a waiting run's record names the node the event leads to, its wait
+// the node that waits.
+export function whereNow(run: Run): string | null {
+  if (run.status === "done" || run.status === "failed" || run.status === "cancelled") return null;
+  return (run.status === "waiting" ? run.wait?.node : null) ?? run.node;
+}
+
 // The idempotency key a step's effects were sent with: the same for every attempt of the
 // step (coda-flow `decide::idempotency_key`: the run and the first attempt's sequence).
 export function idempotencyKey(run: string, step: Step): string {

@@ -5,6 +5,7 @@ import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api } from "../api/client";
 import {
   idempotencyKey,
+  whereNow,
   type AppletVersion,
   type Effect,
   type PlanVersion,
@@ -65,7 +66,7 @@ function pathOf(run: RunDetail, steps: Step[], plan: PlanVersion): RunPath {
     }
   }
   if (run.status !== "failed") failed = null;
-  const current = FINISHED.has(run.status) ? null : run.node;
+  const current = whereNow(run);
   return { visits, taken, current, failed };
 }
 
@@ -313,7 +314,7 @@ export function Run({ id }: { id: string }) {
             <dt>Interaction</dt>
             <dd>{run.interaction ?? "—"}</dd>
             <dt>Node</dt>
-            <dd>{run.node ?? "—"}</dd>
+            <dd>{whereNow(run) ?? "—"}</dd>
             <dt>Started</dt>
             <dd>
               <Time ms={run.created_at_ms} />

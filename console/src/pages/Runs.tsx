@@ -3,7 +3,7 @@
 // full) is polled, so new runs appear on it while it is open.
 import { useEffect, useState } from "preact/hooks";
 import { api } from "../api/client";
-import { RUN_STATUSES, type RunPage } from "../api/model";
+import { RUN_STATUSES, whereNow, type RunPage } from "../api/model";
 import { go, href, type Route } from "../route";
 import { Time } from "../time";
 import { ErrorNote, Loading, Page, Status, useLoad } from "../ui";
@@ -113,7 +113,7 @@ export function Runs({ route }: { route: Route }) {
         <label>
           Per page
           <select name="limit" value={form.limit ?? "25"} onChange={set("limit")}>
-            {PAGE_SIZES.map((s) => (
+            {[...new Set([...PAGE_SIZES, form.limit ?? "25"])].map((s) => (
               <option value={s} key={s}>
                 {s}
               </option>
@@ -158,7 +158,7 @@ export function Runs({ route }: { route: Route }) {
                   <td data-label="Status">
                     <Status status={r.status} />
                   </td>
-                  <td data-label="Node">{r.node ?? "—"}</td>
+                  <td data-label="Node">{whereNow(r) ?? "—"}</td>
                   <td data-label="Interaction">{r.interaction ?? "—"}</td>
                   <td data-label="Started">
                     <Time ms={r.created_at_ms} />
