@@ -65,7 +65,7 @@ export function useLoad<T>(load: (signal: AbortSignal) => Promise<T>, key: unkno
         setState({ error, loading: false }),
     );
     return () => abort.abort();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // `load` is a new closure each render: `key` says when it means something new.
   }, [...key, tick]);
   return { ...state, reload: () => setTick((t) => t + 1) };
 }

@@ -152,5 +152,4 @@ export interface PostAnswers {
   "/v1/operator/tenants": NewTenant;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type
 export interface PutAnswers {}

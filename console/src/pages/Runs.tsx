@@ -49,7 +49,6 @@ export function Runs({ route }: { route: Route }) {
       if (document.visibilityState === "visible") page.reload();
     }, POLL_MS);
     return () => clearInterval(t);
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [last, q.toString()]);
 
   const [form, setForm] = useState<Record<string, string>>({});
