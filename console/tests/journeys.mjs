@@ -488,6 +488,34 @@ async function main() {
     await page.waitForTimeout(300);
   });
 
+  await journey("keyboard", context, async (page) => {
+    // Tab until the focused element is the one `what` names (at most 60 presses).
+    const tabTo = async (what, test) => {
+      for (let i = 0; i < 60; i++) {
+        await page.keyboard.press("Tab");
+        if (await page.evaluate(test)) return;
+      }
+      throw new Error(`Tab never reached ${what}`);
+    };
+    await page.goto(`${base}/`);
+    await page.getByLabel("Token").waitFor();
+    check(await page.evaluate(() => document.activeElement?.id === "token"), "the token field has the focus");
+    await page.keyboard.type(token);
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { name: "Runs" }).waitFor();
+    await tabTo("the skip link", () => document.activeElement?.textContent?.trim() === "Skip to content");
+    await tabTo("Plans", () => document.activeElement?.textContent === "Plans");
+    await page.keyboard.press("Enter");
+    await tabTo("the plan wrapup", () => document.activeElement?.textContent === "wrapup");
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { name: "Plan wrapup" }).waitFor();
+    await tabTo("the node wait", () => document.activeElement?.getAttribute("data-node") === "wait");
+    check((await page.evaluate(() => document.activeElement?.getAttribute("aria-label"))).includes("applet pause@0.1.0"), "a node says what it is");
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { name: "Node wait" }).waitFor();
+    check(await page.getByLabel("Token").count() === 0, "still signed in");
+  });
+
   await journey("runs-filters", context, async (page) => {
     // Two calls without a sale finish at once; one with a sale waits for its disposition.
     const runOf = async (id, outcome) => {
