@@ -516,6 +516,43 @@ async function main() {
     check(await page.getByLabel("Token").count() === 0, "still signed in");
   });
 
+  await journey("cancel-retry", context, async (page) => {
+    // A run that fails (a rule that does not evaluate), and one that waits.
+    await acme("PUT", "/v1/plans/bad", {
+      name: "bad", type: "unattended", start: "route",
+      nodes: {
+        route: { applet: "data-router@0.1.0", config: { rules: [{ when: "Nope.x == 1", exit: "a" }] }, exits: { a: "set", default: "set" } },
+        set: { applet: "set-data@0.1.0", config: { set: [{ name: "X", value: "1" }] } },
+      },
+    });
+    await acme("PUT", "/v1/plans/bad-live", { ...LIVE, name: "bad-live", post_interaction: "bad" });
+    await acme("POST", "/v1/interactions/events", { type: "started", interaction: "call-6", channel: "voice", plan: "bad-live", data: {} });
+    const failed = (await acme("POST", "/v1/interactions/events", { type: "ended", interaction: "call-6", outcome: "x" })).runs[0];
+    await acme("POST", "/v1/interactions/events", { type: "started", interaction: "call-7", channel: "voice", plan: "live", data: {} });
+    const waiting = (await acme("POST", "/v1/interactions/events", { type: "ended", interaction: "call-7", outcome: "sale" })).runs[0];
+    await signIn(page, base, token);
+
+    await page.goto(`${base}/#/runs/${failed}`);
+    await page.locator(".status-failed").first().waitFor();
+    check(await page.getByRole("button", { name: "Cancel run…" }).count() === 0, "a failed run is not offered a cancel");
+    await page.getByRole("button", { name: "Retry from the failed step…" }).click();
+    await page.getByText("Retry this run? Node route runs again").waitFor();
+    await page.getByRole("button", { name: "Leave it failed" }).click();
+    await page.getByRole("button", { name: "Retry from the failed step…" }).click();
+    await page.getByRole("button", { name: "Yes, retry it" }).click();
+    await page.getByText("retried by API: node route runs again").waitFor();
+    await page.locator(".status-failed").first().waitFor();
+    await page.waitForFunction(() => document.querySelectorAll("ol.timeline > li").length === 3);
+
+    await page.goto(`${base}/#/runs/${waiting}`);
+    await page.locator(".waitnote").waitFor();
+    check(await page.getByRole("button", { name: "Retry from the failed step…" }).count() === 0, "a waiting run is not offered a retry");
+    await page.getByRole("button", { name: "Cancel run…" }).click();
+    await page.getByRole("button", { name: "Yes, cancel it" }).click();
+    await page.locator(".status-cancelled").first().waitFor();
+    check((await acme("GET", `/v1/runs/${waiting}`)).status === "cancelled", "the API says cancelled");
+  });
+
   await journey("runs-filters", context, async (page) => {
     // Two calls without a sale finish at once; one with a sale waits for its disposition.
     const runOf = async (id, outcome) => {

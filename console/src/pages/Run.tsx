@@ -203,6 +203,54 @@ function StepCard({ run, step, effects }: { run: string; step: Step; effects: Ef
   );
 }
 
+/// Cancel a run not finished, retry a failed one from its failed step: each asks first, on
+/// the page (no browser dialog), saying what it will do.
+function RunActions({ run, failedAt, done }: { run: RunDetail; failedAt: string | null; done: () => void }) {
+  const [asking, setAsking] = useState<"cancel" | "retry" | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const action = FINISHED.has(run.status) ? (run.status === "failed" ? "retry" : null) : "cancel";
+  if (!action) return null;
+  const act = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      if (asking === "cancel") await api.post("/v1/runs/{id}/cancel", { path: { id: run.id } });
+      else await api.post("/v1/runs/{id}/retry", { path: { id: run.id } });
+      setAsking(null);
+      done();
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div class="run-actions">
+      {asking === null ? (
+        <button type="button" class="secondary" onClick={() => setAsking(action)}>
+          {action === "cancel" ? "Cancel run…" : "Retry from the failed step…"}
+        </button>
+      ) : (
+        <div class="confirm" role="alertdialog" aria-labelledby="confirm-text">
+          <p id="confirm-text">
+            {asking === "cancel"
+              ? "Cancel this run? It stops where it is; the steps it took stay done."
+              : `Retry this run? Node ${failedAt ?? "—"} runs again, with the run's data as it is now.`}
+          </p>
+          <button type="button" onClick={act} disabled={busy} autoFocus>
+            {asking === "cancel" ? "Yes, cancel it" : "Yes, retry it"}
+          </button>{" "}
+          <button type="button" class="secondary" onClick={() => setAsking(null)} disabled={busy}>
+            {asking === "cancel" ? "Keep it running" : "Leave it failed"}
+          </button>
+        </div>
+      )}
+      <ErrorNote error={error} />
+    </div>
+  );
+}
+
 export function Run({ id }: { id: string }) {
   const [run, setRun] = useState<RunDetail | null>(null);
   const [steps, setSteps] = useState<Map<number, Step>>(new Map());
@@ -211,6 +259,8 @@ export function Run({ id }: { id: string }) {
   const [live, setLive] = useState<"off" | "on" | "ended">("off");
   const [tailError, setTailError] = useState<string | null>(null);
   const refresh = useRef<() => void>(() => {});
+  // Bumped after a cancel or a retry: the page loads the run again (and follows it live).
+  const [generation, setGeneration] = useState(0);
 
   useEffect(() => {
     const abort = new AbortController();
@@ -278,7 +328,7 @@ export function Run({ id }: { id: string }) {
       clearTimeout(timer);
       stop?.();
     };
-  }, [id]);
+  }, [id, generation]);
 
   const ordered = useMemo(() => [...steps.values()].sort((a, b) => a.seq - b.seq), [steps]);
   const path = useMemo(
@@ -325,6 +375,7 @@ export function Run({ id }: { id: string }) {
             </dd>
           </dl>
           <WaitNote run={run} />
+          <RunActions run={run} failedAt={path?.failed ?? null} done={() => setGeneration((g) => g + 1)} />
           {tailError ? <p class="error" role="alert">{tailError}</p> : null}
           {plan ? (
             <PlanGraph plan={plan.version.body} applets={plan.applets} path={path} />
