@@ -550,6 +550,7 @@ async function main() {
     await page.getByRole("button", { name: "Cancel run…" }).click();
     await page.getByRole("button", { name: "Yes, cancel it" }).click();
     await page.locator(".status-cancelled").first().waitFor();
+    await page.locator("ol.timeline > li").last().filter({ hasText: "cancelled by API" }).waitFor();
     check((await acme("GET", `/v1/runs/${waiting}`)).status === "cancelled", "the API says cancelled");
   });
 

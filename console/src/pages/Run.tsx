@@ -35,6 +35,8 @@ export function outcome(step: Step): { text: string; error: boolean } {
   if (r.pause) return { text: `pause ${r.pause.millis} ms, then exit ${r.pause.exit}`, error: false };
   if (r.wait) return { text: `wait for event ${r.wait.event}`, error: false };
   if (r.route) return { text: `route to plan ${r.route.plan}`, error: false };
+  if (r.cancelled) return { text: "cancelled", error: false };
+  if (r.end) return { text: "the run ends", error: false };
   if (typeof r.event === "string") return { text: `event ${r.event} received`, error: false };
   if (r.timeout !== undefined) return { text: `timed out waiting for ${r.timeout}`, error: false };
   return { text: JSON.stringify(r), error: false };
