@@ -9,19 +9,13 @@ use coda_flow::{EventError, FlowError, InteractionEvent, SetPostFlow};
 use coda_plan::{Format, MemoryCatalog, Plan, Problem};
 use coda_store::{InteractionRecord, NewToken, RunRecord, StepRecord};
 use coda_types::names::{NameKind, check_name};
+use coda_types::time::now_ms;
 use coda_types::values_json;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use crate::error::{JsonBody, PathArgs, body_bytes};
 use crate::{ApiError, AppState, Operator, Tenant, hash_token, new_token};
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
 
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "Alive", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)))]
 pub async fn healthz() -> Reply<Json> {

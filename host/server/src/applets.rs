@@ -20,6 +20,7 @@
 //! signed manifest pins, and the manifest declares every capability the component imports
 //! or its `describe` declares; otherwise nothing is stored.
 
+use coda_types::time::now_ms;
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
@@ -85,13 +86,6 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list))
         .routes(routes!(versions))
         .routes(routes!(describe, retire))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn too_large(limit: usize) -> ApiError {

@@ -262,3 +262,42 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryArgs<T> {
             .map_err(|e| ApiError::bad_request("invalid-query", e.body_text()))
     }
 }
+
+/// The window `[since, until)` of a query, each in ms when given, read by the one time
+/// parser (`coda_types::time`) with durations counted back from the same `now_ms`. A value
+/// that is not a time is a 400 naming the parameter and the forms it takes; a window that
+/// ends before it starts, a 400 naming both.
+pub(crate) fn time_window(
+    since: Option<&str>,
+    until: Option<&str>,
+    now_ms: i64,
+) -> Result<(Option<i64>, Option<i64>), ApiError> {
+    let read = |parameter: &str, text: Option<&str>| {
+        text.map(|text| {
+            coda_types::time::parse_time(parameter, text, now_ms)
+                .map_err(|e| ApiError::bad_request("invalid-query", e.to_string()))
+        })
+        .transpose()
+    };
+    let (since, until) = (read("since", since)?, read("until", until)?);
+    if let (Some(since), Some(until)) = (since, until) {
+        check_window(since, until)?;
+    }
+    Ok((since, until))
+}
+
+/// Refuses a window `[since, until)` that is empty or ends before it starts.
+pub(crate) fn check_window(since: i64, until: i64) -> Result<(), ApiError> {
+    use coda_types::time::format_time;
+    if until <= since {
+        return Err(ApiError::bad_request(
+            "invalid-query",
+            format!(
+                "`until` ({}) must be later than `since` ({})",
+                format_time(until),
+                format_time(since)
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -18,6 +18,7 @@ use coda_capabilities::grants::{self, Exceeds};
 use coda_capabilities::settings::{AppletGrant, TenantSettings};
 use coda_plan::{Catalog, Plan, Problem};
 use coda_store::SecretWrite;
+use coda_types::time::now_ms;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -36,13 +37,6 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(put_grant, delete_grant))
         .routes(routes!(list_secrets))
         .routes(routes!(put_secret, delete_secret))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// The tenant's ceiling document as stored (checked when the operator wrote it), or the

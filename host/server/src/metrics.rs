@@ -70,7 +70,7 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let engine = state.engine();
     let scrape = Scrape {
         runs: state.store().runs_by_state()?,
-        queue: state.store().queue_depths(crate::api::now_ms())?,
+        queue: state.store().queue_depths(coda_types::time::now_ms())?,
         in_flight: engine.steps_in_flight(),
         engine: engine.metrics(),
         http: state.inner.http.get(),

@@ -10,13 +10,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use coda_store::{Control, RunFilter, RunStatus};
+use coda_types::time;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use tokio::sync::broadcast::{Receiver, error::RecvError};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::api::{run_json, step_json, unknown_run};
-use crate::error::{PathArgs, QueryArgs};
+use crate::error::{PathArgs, QueryArgs, time_window};
 use crate::{ApiError, AppState, Tenant};
 
 /// The default and the largest page of `GET /v1/runs`.
@@ -162,30 +163,7 @@ fn status_param(value: Option<&str>) -> Result<Option<RunStatus>, ApiError> {
         .transpose()
 }
 
-/// A time given as RFC 3339 (`2026-01-31T09:00:00Z`, with an offset) or as milliseconds
-/// since the Unix epoch; in ms.
-fn time_param(param: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
-    let Some(value) = value else {
-        return Ok(None);
-    };
-    let refuse = |why: String| {
-        bad_query(format!(
-            "`{param}` must be an RFC 3339 time (2026-01-31T09:00:00Z) or milliseconds since the Unix epoch, not `{value}`: {why}"
-        ))
-    };
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return value
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|e| refuse(e.to_string()));
-    }
-    value
-        .parse::<jiff::Timestamp>()
-        .map(|t| Some(t.as_millisecond()))
-        .map_err(|e| refuse(e.to_string()))
-}
-
-#[utoipa::path(get, path = "/v1/runs", params(("plan" = Option<String>, Query, description = "plan"), ("status" = Option<String>, Query, description = "status"), ("interaction" = Option<String>, Query, description = "interaction"), ("since" = Option<String>, Query, description = "RFC 3339"), ("until" = Option<String>, Query, description = "RFC 3339"), ("after" = Option<String>, Query, description = "the last run id of the previous page"), ("limit" = Option<usize>, Query, description = "limit")), responses((status = 200, description = "A page of runs", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/runs", params(("plan" = Option<String>, Query, description = "plan"), ("status" = Option<String>, Query, description = "status"), ("interaction" = Option<String>, Query, description = "interaction"), ("since" = Option<String>, Query, description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("until" = Option<String>, Query, description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("after" = Option<String>, Query, description = "the last run id of the previous page"), ("limit" = Option<usize>, Query, description = "limit")), responses((status = 200, description = "A page of runs", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
 async fn list_runs(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -197,18 +175,18 @@ async fn list_runs(
             "`limit` must be 1 to {MAX_RUNS_PAGE}, not {limit}"
         )));
     }
+    let (since_ms, until_ms) = time_window(
+        query.since.as_deref(),
+        query.until.as_deref(),
+        time::now_ms(),
+    )?;
     let filter = RunFilter {
         plan: non_empty("plan", query.plan)?,
         status: status_param(query.status.as_deref())?,
         interaction: non_empty("interaction", query.interaction)?,
-        since_ms: time_param("since", query.since.as_deref())?,
-        until_ms: time_param("until", query.until.as_deref())?,
+        since_ms,
+        until_ms,
     };
-    if let (Some(since), Some(until)) = (filter.since_ms, filter.until_ms)
-        && until <= since
-    {
-        return Err(bad_query("`until` must be later than `since`".into()));
-    }
     let runs = state
         .store()
         .find_runs(&tenant, &filter, query.after.as_deref(), limit)?;
