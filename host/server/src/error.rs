@@ -5,7 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use coda_plan::Problem;
 use serde::de::DeserializeOwned;
@@ -300,4 +300,18 @@ pub(crate) fn check_window(since: i64, until: i64) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// The answer to a path no route serves.
+pub(crate) async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found("no-route", format!("no endpoint {method} {}", uri.path()))
+}
+
+/// The answer to a method a route does not take.
+pub(crate) async fn no_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!("{} does not take {method}", uri.path()),
+    )
 }

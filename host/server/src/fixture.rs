@@ -19,8 +19,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::api::unknown_run;
 use crate::error::PathArgs;
+use crate::runs::unknown_run;
 use crate::{ApiError, AppState, Tenant};
 
 /// What a secret's value is in a fixture taken from a run: values stay in the service.

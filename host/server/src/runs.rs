@@ -9,14 +9,14 @@ use axum::Json as Reply;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use coda_store::{Control, RunFilter, RunStatus};
+use coda_store::{Control, RunFilter, RunRecord, RunStatus, StepRecord};
 use coda_types::time;
+use coda_types::values_json;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use tokio::sync::broadcast::{Receiver, error::RecvError};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::api::{run_json, step_json, unknown_run};
 use crate::error::{PathArgs, QueryArgs, time_window};
 use crate::{ApiError, AppState, Tenant};
 
@@ -122,6 +122,7 @@ impl Drop for TailSlot {
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_runs))
+        .routes(routes!(get_run))
         .routes(routes!(cancel))
         .routes(routes!(retry))
         .routes(routes!(tail))
@@ -382,4 +383,51 @@ impl Tail {
             .push_back(Event::default().event("error").data(data.to_string()));
         self.done = true;
     }
+}
+
+pub(crate) fn run_json(run: &RunRecord) -> Json {
+    json!({
+        "id": run.id,
+        "plan": run.plan,
+        "plan_version": run.plan_version,
+        "interaction": run.interaction,
+        "status": run.status,
+        "node": run.node,
+        "attempt": run.attempt,
+        "due_at_ms": run.due_at_ms,
+        "wait": run.wait,
+        "created_at_ms": run.created_at_ms,
+        "updated_at_ms": run.updated_at_ms,
+    })
+}
+
+#[utoipa::path(get, path = "/v1/runs/{id}", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The run with its journal", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+async fn get_run(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+) -> Result<Reply<Json>, ApiError> {
+    let store = state.store();
+    let Some(run) = store.run(&tenant, &id)? else {
+        return Err(unknown_run(&id));
+    };
+    let journal = store.journal(&tenant, &id)?;
+    // `effects` takes no tenant: the run was found under this tenant just above.
+    let effects = store.effects(&id, None)?;
+    let mut answer = run_json(&run);
+    answer["data"] = values_json(&run.data);
+    answer["journal"] = journal.iter().map(step_json).collect();
+    answer["effects"] = serde_json::to_value(&effects).unwrap_or(Json::Null);
+    Ok(Reply(answer))
+}
+
+pub(crate) fn unknown_run(id: &str) -> ApiError {
+    ApiError::not_found("unknown-run", format!("run `{id}` not found"))
+}
+
+/// A journal step as the API shows it (in a run, and in its live tail).
+pub(crate) fn step_json(step: &StepRecord) -> Json {
+    let mut json = serde_json::to_value(step).unwrap_or(Json::Null);
+    json["data_changes"] = values_json(&step.data_changes);
+    json
 }
