@@ -90,7 +90,7 @@ fn from_json<T: DeserializeOwned>(value: Json) -> Result<T, ApiError> {
 
 /// `PATCH /v1/interactions/{id}`: a JSON merge patch of the editable details of a completed
 /// interaction (subject, type, result, notes, customer, custom_fields).
-#[utoipa::path(patch, path = "/v1/interactions/{id}", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The details to change"), responses((status = 200, description = "Edited", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(patch, path = "/v1/interactions/{id}", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The details to change"), responses((status = 200, description = "Edited", body = Object)), security(("tenant" = [])))]
 async fn patch_interaction(
     caller: Caller,
     State(state): State<AppState>,
@@ -123,7 +123,7 @@ async fn patch_interaction(
 }
 
 /// `GET /v1/interactions/{id}/audit`: every change to its details, oldest first.
-#[utoipa::path(get, path = "/v1/interactions/{id}/audit", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The audit trail", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/interactions/{id}/audit", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The audit trail", body = Object)), security(("tenant" = [])))]
 async fn get_audit(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -153,7 +153,7 @@ struct CloneBody {
 
 /// `POST /v1/interactions/{id}/clone`: a new active outbound interaction, assigned to the
 /// caller. An `Idempotency-Key` header makes a repeated request answer the same clone.
-#[utoipa::path(post, path = "/v1/interactions/{id}/clone", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The clone's changes"), responses((status = 200, description = "Cloned", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/interactions/{id}/clone", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The clone's changes"), responses((status = 200, description = "Cloned", body = Object)), security(("tenant" = [])))]
 async fn clone_interaction(
     caller: Caller,
     State(state): State<AppState>,
@@ -191,7 +191,7 @@ async fn clone_interaction(
 }
 
 /// `POST /v1/interactions/{id}/disposition`.
-#[utoipa::path(post, path = "/v1/interactions/{id}/disposition", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The disposition"), responses((status = 200, description = "Submitted", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/interactions/{id}/disposition", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The disposition"), responses((status = 200, description = "Submitted", body = Object)), security(("tenant" = [])))]
 async fn submit_disposition(
     caller: Caller,
     State(state): State<AppState>,
@@ -342,7 +342,7 @@ fn post_contact_json(skill: &str, config: &PostContact) -> Json {
 }
 
 /// `PUT /v1/skills/{skill}/post-contact`: automatic wrap-up or dispositions.
-#[utoipa::path(put, path = "/v1/skills/{skill}/post-contact", params(("skill" = String, Path, description = "skill")), request_body(content = Object, content_type = "application/json", description = "Wrap-up and dispositions for the skill"), responses((status = 200, description = "Set", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(put, path = "/v1/skills/{skill}/post-contact", params(("skill" = String, Path, description = "skill")), request_body(content = Object, content_type = "application/json", description = "Wrap-up and dispositions for the skill"), responses((status = 200, description = "Set", body = Object)), security(("tenant" = [])))]
 async fn put_post_contact(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -359,7 +359,7 @@ async fn put_post_contact(
 }
 
 /// `GET /v1/skills/{skill}/post-contact`.
-#[utoipa::path(get, path = "/v1/skills/{skill}/post-contact", params(("skill" = String, Path, description = "skill")), responses((status = 200, description = "The skill's post-contact work", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/skills/{skill}/post-contact", params(("skill" = String, Path, description = "skill")), responses((status = 200, description = "The skill's post-contact work", body = Object)), security(("tenant" = [])))]
 async fn get_post_contact(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -376,7 +376,7 @@ async fn get_post_contact(
 
 /// `GET /v1/agents/{agent}`: whether post-contact work keeps the agent unavailable, under
 /// which code and until when (`until_ms` null: until a disposition is submitted).
-#[utoipa::path(get, path = "/v1/agents/{agent}", params(("agent" = String, Path, description = "agent")), responses((status = 200, description = "The agent", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/agents/{agent}", params(("agent" = String, Path, description = "agent")), responses((status = 200, description = "The agent", body = Object)), security(("tenant" = [])))]
 async fn get_agent(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -398,7 +398,7 @@ async fn get_agent(
     })))
 }
 
-#[utoipa::path(post, path = "/v1/interactions/events", request_body(content = Object, content_type = "application/json", description = "An interaction event"), responses((status = 200, description = "Recorded; the runs it started", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/interactions/events", request_body(content = Object, content_type = "application/json", description = "An interaction event"), responses((status = 200, description = "Recorded; the runs it started", body = Object)), security(("tenant" = [])))]
 async fn post_event(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -496,7 +496,7 @@ pub(crate) fn interaction_json(record: &InteractionRecord) -> Json {
     })
 }
 
-#[utoipa::path(get, path = "/v1/interactions/{id}", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The interaction", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/interactions/{id}", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The interaction", body = Object)), security(("tenant" = [])))]
 async fn get_interaction(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -509,7 +509,7 @@ async fn get_interaction(
 }
 
 /// Sets or replaces the post-flow action of a live interaction.
-#[utoipa::path(put, path = "/v1/interactions/{id}/post-flow", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The post-flow action"), responses((status = 200, description = "Set", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(put, path = "/v1/interactions/{id}/post-flow", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The post-flow action"), responses((status = 200, description = "Set", body = Object)), security(("tenant" = [])))]
 async fn put_post_flow(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -529,7 +529,7 @@ async fn put_post_flow(
     Ok(Reply(interaction_json(&record)))
 }
 
-#[utoipa::path(delete, path = "/v1/interactions/{id}/post-flow", params(("id" = String, Path, description = "id")), responses((status = 200, description = "Cleared", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(delete, path = "/v1/interactions/{id}/post-flow", params(("id" = String, Path, description = "id")), responses((status = 200, description = "Cleared", body = Object)), security(("tenant" = [])))]
 async fn delete_post_flow(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -546,7 +546,7 @@ async fn delete_post_flow(
 
 /// Delivers a named event (an agent's disposition, a survey reply) to the interaction's
 /// runs waiting for it; the body, any JSON, is their data source `Event`.
-#[utoipa::path(post, path = "/v1/interactions/{id}/events/{event}", params(("id" = String, Path, description = "id"), ("event" = String, Path, description = "event")), request_body(content = Object, content_type = "application/json", description = "Any JSON: the waiting runs' data source `Event` (may be empty)"), responses((status = 200, description = "The runs woken", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/interactions/{id}/events/{event}", params(("id" = String, Path, description = "id"), ("event" = String, Path, description = "event")), request_body(content = Object, content_type = "application/json", description = "Any JSON: the waiting runs' data source `Event` (may be empty)"), responses((status = 200, description = "The runs woken", body = Object)), security(("tenant" = [])))]
 async fn deliver_event(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

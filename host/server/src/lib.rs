@@ -229,7 +229,7 @@ pub fn router(state: AppState) -> Router {
 /// takes its handlers' `#[utoipa::path]` through `routes!`, so a route cannot be served
 /// without being documented.
 fn api_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let mut router = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(health::routes())
         .merge(tenants::routes())
         .merge(metrics::routes())
@@ -239,7 +239,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(fixture::routes())
         .merge(applets::routes())
         .merge(interactions::routes())
-        .merge(grants::routes())
+        .merge(grants::routes());
+    openapi::declare_errors(router.get_openapi_mut());
+    router
 }
 
 /// The OpenAPI document of the whole API, as `GET /openapi.json` serves it.

@@ -35,7 +35,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 
 /// Validates a plan exactly as publishing it would, storing nothing: 200 when it is valid,
 /// 422 with every problem (node and field) when it is not.
-#[utoipa::path(post, path = "/v1/plans/validate", request_body(content = String, content_type = "application/yaml", description = "A plan, YAML or JSON text; nothing is stored"), responses((status = 200, description = "The plan's problems", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/plans/validate", request_body(content = String, content_type = "application/yaml", description = "A plan, YAML or JSON text; nothing is stored"), responses((status = 200, description = "The plan's problems", body = Object)), security(("tenant" = [])))]
 async fn validate(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -47,7 +47,7 @@ async fn validate(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/plans/validate", responses((status = 200, description = "The plan named `validate`", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/plans/validate", responses((status = 200, description = "The plan named `validate`", body = Object)), security(("tenant" = [])))]
 async fn get_plan_named_validate(
     tenant: Tenant,
     state: State<AppState>,
@@ -55,7 +55,7 @@ async fn get_plan_named_validate(
     get_plan(tenant, state, PathArgs("validate".into())).await
 }
 
-#[utoipa::path(put, path = "/v1/plans/validate", request_body(content = String, content_type = "application/yaml", description = "A plan named `validate`, YAML or JSON text"), responses((status = 200, description = "Published", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(put, path = "/v1/plans/validate", request_body(content = String, content_type = "application/yaml", description = "A plan named `validate`, YAML or JSON text"), responses((status = 200, description = "Published", body = Object)), security(("tenant" = [])))]
 async fn put_plan_named_validate(
     tenant: Tenant,
     state: State<AppState>,
@@ -69,7 +69,7 @@ fn unknown_plan(name: &str) -> ApiError {
 }
 
 /// Every version of a plan: its number, when it was published and the digest of its body.
-#[utoipa::path(get, path = "/v1/plans/{name}/versions", params(("name" = String, Path, description = "name")), responses((status = 200, description = "A plan's versions", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/plans/{name}/versions", params(("name" = String, Path, description = "name")), responses((status = 200, description = "A plan's versions", body = Object)), security(("tenant" = [])))]
 async fn versions(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -112,7 +112,7 @@ fn version_param(param: &str, value: Option<&str>) -> Result<u32, ApiError> {
 
 /// The difference between two versions of a plan: a unified diff of their stored bodies
 /// (pretty-printed JSON, the canonical form) and what changed in the graph.
-#[utoipa::path(get, path = "/v1/plans/{name}/diff", params(("name" = String, Path, description = "name"), ("from" = u32, Query, description = "from version"), ("to" = u32, Query, description = "to version")), responses((status = 200, description = "The unified diff", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/plans/{name}/diff", params(("name" = String, Path, description = "name"), ("from" = u32, Query, description = "from version"), ("to" = u32, Query, description = "to version")), responses((status = 200, description = "The unified diff", body = Object)), security(("tenant" = [])))]
 async fn diff(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -281,7 +281,7 @@ pub(crate) async fn checked_plan(
     Ok(plan)
 }
 
-#[utoipa::path(put, path = "/v1/plans/{name}", params(("name" = String, Path, description = "name")), request_body(content = String, content_type = "application/yaml", description = "A plan, YAML or JSON text"), responses((status = 200, description = "Published", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(put, path = "/v1/plans/{name}", params(("name" = String, Path, description = "name")), request_body(content = String, content_type = "application/yaml", description = "A plan, YAML or JSON text"), responses((status = 200, description = "Published", body = Object)), security(("tenant" = [])))]
 async fn put_plan(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -301,7 +301,7 @@ async fn put_plan(
         .into_response())
 }
 
-#[utoipa::path(get, path = "/v1/plans", responses((status = 200, description = "The tenant's plans", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/plans", responses((status = 200, description = "The tenant's plans", body = Object)), security(("tenant" = [])))]
 async fn list_plans(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -343,7 +343,7 @@ fn plan_answer(
     }
 }
 
-#[utoipa::path(get, path = "/v1/plans/{name}", params(("name" = String, Path, description = "name")), responses((status = 200, description = "The plan's current version", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/plans/{name}", params(("name" = String, Path, description = "name")), responses((status = 200, description = "The plan's current version", body = Object)), security(("tenant" = [])))]
 async fn get_plan(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -352,7 +352,7 @@ async fn get_plan(
     plan_answer(&state, &tenant, &name, None, None)
 }
 
-#[utoipa::path(get, path = "/v1/plans/{name}/versions/{version}", params(("name" = String, Path, description = "name"), ("version" = u32, Path, description = "version")), responses((status = 200, description = "One version of a plan", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/plans/{name}/versions/{version}", params(("name" = String, Path, description = "name"), ("version" = u32, Path, description = "version")), responses((status = 200, description = "One version of a plan", body = Object)), security(("tenant" = [])))]
 async fn get_plan_version(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

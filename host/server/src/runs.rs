@@ -164,7 +164,7 @@ fn status_param(value: Option<&str>) -> Result<Option<RunStatus>, ApiError> {
         .transpose()
 }
 
-#[utoipa::path(get, path = "/v1/runs", params(("plan" = Option<String>, Query, description = "plan"), ("status" = Option<String>, Query, description = "status"), ("interaction" = Option<String>, Query, description = "interaction"), ("since" = Option<String>, Query, description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("until" = Option<String>, Query, description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("after" = Option<String>, Query, description = "the last run id of the previous page"), ("limit" = Option<usize>, Query, description = "limit")), responses((status = 200, description = "A page of runs", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/runs", params(("plan" = Option<String>, Query, description = "plan"), ("status" = Option<String>, Query, description = "status"), ("interaction" = Option<String>, Query, description = "interaction"), ("since" = Option<String>, Query, description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("until" = Option<String>, Query, description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("after" = Option<String>, Query, description = "the last run id of the previous page"), ("limit" = Option<usize>, Query, description = "limit")), responses((status = 200, description = "A page of runs", body = Object)), security(("tenant" = [])))]
 async fn list_runs(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -201,7 +201,7 @@ async fn list_runs(
 
 /// Cancels a run that has not finished (ready, parked or waiting; a step in flight then
 /// commits nothing). A finished run: 409 naming its status.
-#[utoipa::path(post, path = "/v1/runs/{id}/cancel", params(("id" = String, Path, description = "id")), responses((status = 200, description = "Cancelled", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", params(("id" = String, Path, description = "id")), responses((status = 200, description = "Cancelled", body = Object)), security(("tenant" = [])))]
 async fn cancel(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -217,7 +217,7 @@ async fn cancel(
 
 /// Retries a failed run from its failed node, as a new attempt. A run that is not failed:
 /// 409 naming its status.
-#[utoipa::path(post, path = "/v1/runs/{id}/retry", params(("id" = String, Path, description = "id")), responses((status = 200, description = "Retried from the failed step", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/runs/{id}/retry", params(("id" = String, Path, description = "id")), responses((status = 200, description = "Retried from the failed step", body = Object)), security(("tenant" = [])))]
 async fn retry(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -247,7 +247,7 @@ fn control_answer(
 /// reconnecting client sends one), then each step as it commits (event `step`, id its
 /// sequence number, data the step as in `GET /v1/runs/{id}`), and `end` with the run's
 /// final status once it finishes; then the stream closes.
-#[utoipa::path(get, path = "/v1/runs/{id}/tail", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The run's journal as it grows", body = String, content_type = "text/event-stream"), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/runs/{id}/tail", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The run's journal as it grows", body = String, content_type = "text/event-stream")), security(("tenant" = [])))]
 async fn tail(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -401,7 +401,7 @@ pub(crate) fn run_json(run: &RunRecord) -> Json {
     })
 }
 
-#[utoipa::path(get, path = "/v1/runs/{id}", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The run with its journal", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/runs/{id}", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The run with its journal", body = Object)), security(("tenant" = [])))]
 async fn get_run(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

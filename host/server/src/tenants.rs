@@ -38,7 +38,7 @@ pub struct CreateTenant {
     id: String,
 }
 
-#[utoipa::path(post, path = "/v1/operator/tenants", request_body(content = Object, content_type = "application/json", description = "The new tenant: `{\"id\"}`"), responses((status = 200, description = "Created", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+#[utoipa::path(post, path = "/v1/operator/tenants", request_body(content = Object, content_type = "application/json", description = "The new tenant: `{\"id\"}`"), responses((status = 200, description = "Created", body = Object)), security(("operator" = [])))]
 async fn create_tenant(
     _: Operator,
     State(state): State<AppState>,
@@ -72,7 +72,7 @@ async fn create_tenant(
         .into_response())
 }
 
-#[utoipa::path(post, path = "/v1/operator/tenants/{tenant}/tokens", params(("tenant" = String, Path, description = "tenant")), responses((status = 200, description = "A new token, shown once", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+#[utoipa::path(post, path = "/v1/operator/tenants/{tenant}/tokens", params(("tenant" = String, Path, description = "tenant")), responses((status = 200, description = "A new token, shown once", body = Object)), security(("operator" = [])))]
 async fn create_token(
     _: Operator,
     State(state): State<AppState>,
@@ -94,7 +94,7 @@ fn unknown_tenant(tenant: &str) -> ApiError {
     ApiError::not_found("unknown-tenant", format!("tenant `{tenant}` not found"))
 }
 
-#[utoipa::path(delete, path = "/v1/operator/tenants/{tenant}/tokens/{token_id}", params(("tenant" = String, Path, description = "tenant"), ("token_id" = String, Path, description = "token_id")), responses((status = 200, description = "Revoked", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+#[utoipa::path(delete, path = "/v1/operator/tenants/{tenant}/tokens/{token_id}", params(("tenant" = String, Path, description = "tenant"), ("token_id" = String, Path, description = "token_id")), responses((status = 200, description = "Revoked", body = Object)), security(("operator" = [])))]
 async fn revoke_token(
     _: Operator,
     State(state): State<AppState>,

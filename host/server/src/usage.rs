@@ -25,7 +25,7 @@ pub struct UsageQuery {
 
 /// The window `[since, until)`: `until` defaults to now, `since` to the start of `until`'s
 /// month (UTC), the usual billing period.
-#[utoipa::path(get, path = "/v1/usage", params(("since" = Option<String>, Query, description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("until" = Option<String>, Query, description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)")), responses((status = 200, description = "The tenant's usage", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/usage", params(("since" = Option<String>, Query, description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("until" = Option<String>, Query, description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)")), responses((status = 200, description = "The tenant's usage", body = Object)), security(("tenant" = [])))]
 async fn usage(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
