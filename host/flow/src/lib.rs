@@ -695,6 +695,7 @@ impl Engine {
 
     /// The commit of the run's next step. `scrubber` collects the secret values the step
     /// comes to hold (the caller keeps a clone, to scrub what a fault in the step says).
+    // tidy: long — a step read top to bottom (timeout, end, stop, invoke, decide) whose closures share the run and its journal entry
     async fn next_commit(
         &self,
         run: &RunRecord,
