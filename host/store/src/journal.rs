@@ -8,7 +8,9 @@ use crate::db::{OptionalExtension, params};
 use coda_types::Values;
 use serde::{Deserialize, Serialize};
 
-use crate::{EventWait, Result, RunStatus, Store, StoreError};
+use crate::runs::RunStatus;
+use crate::waits::EventWait;
+use crate::{Result, Store, StoreError};
 
 /// How many commit notices a slow subscriber may fall behind before it is told it lagged
 /// (it then reads the journal again rather than trusting what it missed).

@@ -27,8 +27,8 @@
 use crate::db::{OptionalExtension, params};
 
 use crate::queue::UNFINISHED;
-use crate::runs::{RUN_COLUMNS, run_from_row};
-use crate::{Result, RunRecord, Store};
+use crate::runs::{RUN_COLUMNS, RunRecord, run_from_row};
+use crate::{Result, Store};
 
 /// A run claimed by this node: run its next step, and commit it under `claim_seq`.
 #[derive(Debug, Clone, PartialEq)]
@@ -329,7 +329,7 @@ impl Store {
     /// node (or a run moved on) is [`crate::StoreError::Conflict`], and nothing is written.
     pub async fn commit_claimed_step(
         &self,
-        commit: crate::StepCommit,
+        commit: crate::journal::StepCommit,
         claim_seq: u64,
     ) -> Result<()> {
         self.commit_fenced(commit, claim_seq).await
@@ -340,7 +340,7 @@ impl Store {
     pub async fn record_claimed_effect(
         &self,
         run_id: &str,
-        effect: crate::EffectRecord,
+        effect: crate::effects::EffectRecord,
         claim_seq: u64,
     ) -> Result<()> {
         self.record_effect_fenced(run_id, effect, Some(claim_seq))

@@ -10,7 +10,8 @@ use crate::db::{OptionalExtension, params};
 use coda_types::Values;
 use serde::{Deserialize, Serialize};
 
-use crate::{EventWait, Result, Store, StoreError};
+use crate::waits::EventWait;
+use crate::{Result, Store, StoreError};
 
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,8 +6,8 @@ use crate::db::params;
 use coda_types::Values;
 use serde::{Deserialize, Serialize};
 
-use crate::runs::{RUN_COLUMNS, run_from_row};
-use crate::{Result, RunRecord, RunStatus, Store};
+use crate::runs::{RUN_COLUMNS, RunRecord, RunStatus, run_from_row};
+use crate::{Result, Store};
 
 /// A wait for an event: where the run goes when it arrives (none: the run ends).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
