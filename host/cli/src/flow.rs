@@ -347,6 +347,7 @@ fn step_json(step: &coda_store::StepRecord) -> Json {
     json
 }
 
+// tidy: long — the second "interaction ended" path issue 15 replaces with Engine::on_event; marked, not split, while that lands
 pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
     // An event file holds what `POST …/events` would carry: the API's body cap.
     let text = read_text(&args.event, coda_server::MAX_BODY_BYTES as u64)?;

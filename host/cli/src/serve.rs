@@ -376,6 +376,7 @@ fn signalled() -> Result<impl std::future::Future<Output = ()>, Exit> {
     }
 }
 
+// tidy: long — the service's start-up in order; issue 15 moves the node's assembly out of the binary, which shortens it
 pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
     let args = settings;
     let db = args.db;

@@ -693,30 +693,9 @@ impl Engine {
         }
     }
 
-    /// Runs one step of a due run and commits it, without a claim (a caller that has the
-    /// database to itself). Returns false when another commit got there first (the step is
-    /// then not journaled twice).
-    pub async fn step(&self, run: RunRecord) -> Result<bool> {
-        let commit = self
-            .next_commit(&run, None, coda_types::scrub::Scrubber::default())
-            .await?;
-        let sample = metrics::StepSample::of(&commit.step);
-        match self.store.commit_step(commit).await {
-            Ok(()) => {
-                self.metrics.record(sample);
-                Ok(true)
-            }
-            Err(coda_store::StoreError::Conflict { run, expected }) => {
-                // Committed elsewhere, or the run was cancelled while the step ran.
-                tracing::warn!(%run, expected, "the run moved on: the step was not committed");
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// The commit of the run's next step. `scrubber` collects the secret values the step
     /// comes to hold (the caller keeps a clone, to scrub what a fault in the step says).
+    // tidy: long — a step read top to bottom (timeout, end, stop, invoke, decide) whose closures share the run and its journal entry
     async fn next_commit(
         &self,
         run: &RunRecord,

@@ -19,8 +19,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::api::unknown_run;
 use crate::error::PathArgs;
+use crate::runs::unknown_run;
 use crate::{ApiError, AppState, Tenant};
 
 /// What a secret's value is in a fixture taken from a run: values stay in the service.
@@ -38,7 +38,7 @@ struct FixtureQuery {
     step: Option<u64>,
 }
 
-#[utoipa::path(get, path = "/v1/runs/{id}/fixture", params(("id" = String, Path, description = "id"), ("step" = Option<u64>, Query, description = "the step's sequence number (default: the last failed applet step, else the last applet step)")), responses((status = 200, description = "The step as a test fixture for `coda applet test`", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/runs/{id}/fixture", params(("id" = String, Path, description = "id"), ("step" = Option<u64>, Query, description = "the step's sequence number (default: the last failed applet step, else the last applet step)")), responses((status = 200, description = "The step as a test fixture for `coda applet test`", body = Object)), security(("tenant" = [])))]
 async fn fixture(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

@@ -11,6 +11,7 @@ pub mod capabilities;
 pub mod files;
 pub mod names;
 pub mod scrub;
+pub mod time;
 pub mod yaml;
 
 /// The SQLite `application_id` of the host's own store ("coda"): the store writes it into

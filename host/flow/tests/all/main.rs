@@ -348,13 +348,16 @@ async fn a_cleared_action_does_not_fire_and_unknown_or_foreign_interactions_are_
 async fn a_wait_goes_on_when_its_event_arrives() {
     let host = host().await;
     let started = start_run(&host, "dispo", Some("i6")).await;
-    // One step: the run now waits (its timeout is an hour away, so the virtual clock would
-    // jump there if we ran until idle).
-    let due = host.engine.store().due_runs(i64::MAX / 2, 10).unwrap();
-    host.engine
-        .step(due.into_iter().next().unwrap())
-        .await
-        .unwrap();
+    // One step, the one due when the run started: the run now waits (its timeout is an hour
+    // away, so the virtual clock would jump there if we ran until idle).
+    let created = host
+        .engine
+        .store()
+        .run("acme", &started)
+        .unwrap()
+        .unwrap()
+        .created_at_ms;
+    assert_eq!(host.engine.run_until(Some(created)).await.unwrap(), 1);
     let record = host.engine.store().run("acme", &started).unwrap().unwrap();
     assert_eq!(record.status, RunStatus::Waiting);
 
