@@ -11,7 +11,7 @@ use coda_types::values_json;
 use serde_json::{Value as Json, json};
 
 use crate::Exit;
-use crate::applets::DirApplets;
+use coda_node::DirApplets;
 
 /// The tenant of everything the CLI runs locally.
 const LOCAL_TENANT: &str = "local";
@@ -255,7 +255,7 @@ pub async fn resume(runtime: Runtime, args: ResumeArgs) -> Result<Json, Exit> {
         ClockKind::Wall => Arc::new(WallClock),
         ClockKind::Virtual => Arc::new(VirtualClock::new()),
     };
-    let capabilities = crate::grants::source(args.grants.as_deref(), store.clone())?;
+    let capabilities = coda_node::grants::source(args.grants.as_deref(), store.clone())?;
     let engine = Arc::new(
         Engine::new(store.clone(), Arc::new(applets), clock, local_limits())
             .with_capabilities(capabilities)
@@ -423,7 +423,7 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
             )
         })?,
     };
-    let mut capabilities = crate::grants::source(args.grants.as_deref(), store.clone())?;
+    let mut capabilities = coda_node::grants::source(args.grants.as_deref(), store.clone())?;
     let mut dry_run = None;
     if args.dry_run {
         let dry = Arc::new(crate::dryrun::DryRun::new(
