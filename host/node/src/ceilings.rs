@@ -80,3 +80,37 @@ impl coda_flow::TenantLimits for CeilingLimits {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coda_flow::TenantLimits;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn a_tenants_bounds_are_read_from_its_stored_ceiling() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("coda.db")).unwrap());
+        for tenant in ["acme", "broken", "open"] {
+            store.ensure_tenant(tenant, 0).await.unwrap();
+        }
+        let ceiling = json!({"ceiling": {"concurrency": 2, "fuel": 1000, "memory_bytes": 65536}});
+        store.set_ceiling("acme", &ceiling, 0).await.unwrap();
+        // Checked when written through the API; one that no longer reads bounds nothing.
+        let unreadable = json!({"ceiling": {"fuel": "lots"}});
+        store.set_ceiling("broken", &unreadable, 0).await.unwrap();
+        let limits = CeilingLimits::new(store);
+
+        let expected = Caps {
+            fuel: Some(1000),
+            memory_bytes: Some(65536),
+        };
+        assert_eq!(limits.caps("acme"), expected);
+        assert_eq!(limits.limits("acme").concurrency, Some(2));
+        assert_eq!(limits.limits("acme").queue, None);
+        for tenant in ["broken", "open", "nobody"] {
+            assert_eq!(limits.caps(tenant), Caps::default(), "{tenant}");
+            assert_eq!(limits.limits(tenant), coda_flow::TenantLimit::default());
+        }
+    }
+}
