@@ -234,6 +234,31 @@ pub fn missing_needs(grant: Option<&AppletGrant>, needs: &[Capability]) -> Vec<C
     missing
 }
 
+/// What a tenant's ceiling bounds beside its grants: how many of its steps run at once (the
+/// fair scheduler asks at every pick) and each invocation's fuel and linear memory. `None`
+/// where the ceiling sets nothing: the host's own defaults apply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunBounds {
+    pub concurrency: Option<usize>,
+    pub fuel: Option<u64>,
+    pub memory_bytes: Option<u64>,
+}
+
+/// The [`RunBounds`] of a tenant with `ceiling`; a tenant with none (no ceiling stored, or
+/// one that no longer reads) has no bounds of its own.
+pub fn run_bounds(ceiling: Option<&Ceiling>) -> RunBounds {
+    let Some(ceiling) = ceiling else {
+        return RunBounds::default();
+    };
+    RunBounds {
+        concurrency: ceiling
+            .concurrency
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        fuel: ceiling.fuel,
+        memory_bytes: ceiling.memory_bytes,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,5 +447,26 @@ tenants:
         not_granted(v2(Access::Secret { name: "sms-token" }));
         // Other versions still get the unpinned entry.
         assert!(check_v1(Access::Secret { name: "sms-token" }).is_ok());
+    }
+
+    #[test]
+    fn run_bounds_are_the_ceilings_and_none_without_one() {
+        assert_eq!(run_bounds(None), RunBounds::default());
+        let ceiling = Ceiling {
+            concurrency: Some(3),
+            fuel: Some(1_000_000),
+            memory_bytes: Some(16 << 20),
+            ..Ceiling::default()
+        };
+        let bounds = run_bounds(Some(&ceiling));
+        assert_eq!(
+            bounds,
+            RunBounds {
+                concurrency: Some(3),
+                fuel: Some(1_000_000),
+                memory_bytes: Some(16 << 20),
+            }
+        );
+        assert_eq!(run_bounds(Some(&Ceiling::default())), RunBounds::default());
     }
 }

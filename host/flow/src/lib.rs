@@ -6,7 +6,7 @@
 //! run's new position together before that run's next step can start.
 //!
 //! **Architecture Invariant:** this crate never sees wasmtime. Applets are reached through
-//! the [`Applets`] trait, which the binary implements with `coda-runtime`; everything that
+//! the [`Applets`] trait, which coda-node implements with `coda-runtime`; everything that
 //! crosses it is a `coda-types` value.
 //!
 //! **Architecture Invariant:** a run's progress lives in the store, never only in memory. A

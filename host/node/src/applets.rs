@@ -187,14 +187,14 @@ pub struct ServiceApplets {
     /// a version is immutable, and a retired one still runs for the plans that use it.
     tenants: std::sync::RwLock<HashMap<(String, String), Arc<LoadedApplet>>>,
     /// Each tenant's invocation caps, from its ceiling.
-    ceilings: Arc<crate::grants::CeilingLimits>,
+    ceilings: Arc<crate::CeilingLimits>,
 }
 
 impl ServiceApplets {
     pub fn new(
         global: DirApplets,
         store: Arc<coda_store::Store>,
-        ceilings: Arc<crate::grants::CeilingLimits>,
+        ceilings: Arc<crate::CeilingLimits>,
     ) -> Self {
         ServiceApplets {
             global,
