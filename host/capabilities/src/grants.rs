@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use coda_types::capabilities::CapabilityCall;
 use coda_types::{Capability, HostError};
 
 use crate::settings::{AppletGrant, Ceiling, Settings, TenantSettings};
@@ -117,6 +118,53 @@ pub fn check(
         )));
     }
     Ok(())
+}
+
+/// The grant decision a call meets before it is made, decided by [`check`] on what the
+/// call asks for. A dry run asks it to answer as the real call would; an HTTP request whose
+/// URL has no http(s) origin is refused as `invalid`.
+pub fn check_call(
+    settings: &Settings,
+    tenant: &str,
+    applet_name: &str,
+    applet_version: &str,
+    call: &CapabilityCall,
+) -> Result<(), HostError> {
+    let url;
+    let access = match call {
+        CapabilityCall::Http(request) => {
+            url = url::Url::parse(&request.url).ok();
+            url.as_ref().and_then(http_access)
+        }
+        CapabilityCall::Email(_) => Some(Access::Email),
+        CapabilityCall::SqlQuery(statement) | CapabilityCall::SqlExecute(statement) => {
+            Some(Access::Sql {
+                database: &statement.database,
+            })
+        }
+        CapabilityCall::Secret { name } => Some(Access::Secret { name }),
+        CapabilityCall::Interactions(_) => Some(Access::Interactions),
+    };
+    let access = access.ok_or_else(|| HostError::Invalid("the URL cannot be parsed".into()))?;
+    check(settings, tenant, applet_name, applet_version, &access)
+}
+
+/// What a request to `url` asks of the grants; none for a URL with no http(s) origin.
+fn http_access(url: &url::Url) -> Option<Access<'_>> {
+    let scheme = match url.scheme() {
+        "https" => Scheme::Https,
+        "http" => Scheme::Http,
+        _ => return None,
+    };
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    Some(Access::Http {
+        scheme,
+        host,
+        port: url.port_or_known_default()?,
+    })
 }
 
 fn applet_grant<'a>(
@@ -410,6 +458,42 @@ tenants:
         assert!(!is_valid_grant_key("sms@"));
         assert!(!is_valid_grant_key("Bad Name"));
         assert!(!is_valid_grant_key("sms@1@2"));
+    }
+
+    #[test]
+    fn a_call_is_checked_for_what_it_asks() {
+        use coda_types::capabilities::{HttpRequest, SqlStatement};
+        let s = settings();
+        let call = |call: CapabilityCall| check_call(&s, "acme", "send-sms", "1.0.0", &call);
+        let http = |url: &str| {
+            CapabilityCall::Http(HttpRequest {
+                method: "GET".into(),
+                url: url.into(),
+                headers: vec![],
+                body: vec![],
+                timeout: None,
+            })
+        };
+        assert!(call(http("https://a.example.com/x")).is_ok());
+        assert!(call(http("https://api.partner.test:8443/")).is_ok());
+        not_granted(call(http("https://api.partner.test/")));
+        assert!(matches!(
+            call(http("ftp://a.example.com/")),
+            Err(HostError::Invalid(_))
+        ));
+        let sql = |database: &str| SqlStatement {
+            database: database.into(),
+            statement: "select 1".into(),
+            params: vec![],
+        };
+        assert!(call(CapabilityCall::SqlExecute(sql("reports"))).is_ok());
+        not_granted(call(CapabilityCall::SqlQuery(sql("crm"))));
+        assert!(
+            call(CapabilityCall::Secret {
+                name: "sms-token".into()
+            })
+            .is_ok()
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@
 
 mod build;
 mod calls;
+pub mod dry_run;
 mod fixture;
 mod matching;
 
