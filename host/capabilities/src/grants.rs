@@ -3,10 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 
 use coda_types::capabilities::CapabilityCall;
 use coda_types::{Capability, HostError};
 
+use crate::net::{embedded_v4, special_range};
 use crate::settings::{AppletGrant, Ceiling, Settings, TenantSettings};
 
 /// The scheme of an HTTP request; a host pattern without a port matches its default port.
@@ -165,6 +169,80 @@ fn http_access(url: &url::Url) -> Option<Access<'_>> {
         host,
         port: url.port_or_known_default()?,
     })
+}
+
+// Address ranges: the private, loopback and link-local ranges a tenant's HTTP calls may
+// reach (which ranges are special is `crate::net`'s; who may reach them is decided here).
+
+/// The ranges otherwise refused that `tenant`'s HTTP calls may reach: its ceiling's
+/// `allow_private`. An unknown tenant allows none (its calls are refused by [`check`]).
+pub fn allowed_private<'a>(settings: &'a Settings, tenant: &str) -> &'a [IpNet] {
+    settings
+        .tenants
+        .get(tenant)
+        .map(|t| t.ceiling.allow_private.as_slice())
+        .unwrap_or(&[])
+}
+
+/// Decides whether an HTTP call may connect to `ip`: an ordinary public address always, a
+/// special one (loopback, private, link-local...) only within the ranges `allowed` (the
+/// tenant's [`allowed_private`]), IPv4 carried in IPv6 judged as the IPv4 address. The
+/// error says which range refused it.
+pub fn check_address(ip: IpAddr, allowed: &[IpNet]) -> Result<(), String> {
+    let Some(reason) = special_range(ip) else {
+        return Ok(());
+    };
+    let embedded = match ip {
+        IpAddr::V6(v6) => embedded_v4(v6).map(IpAddr::V4),
+        IpAddr::V4(_) => None,
+    };
+    let allowed = allowed
+        .iter()
+        .any(|net| net.contains(&ip) || embedded.is_some_and(|v4| net.contains(&v4)));
+    if allowed {
+        Ok(())
+    } else {
+        Err(format!(
+            "address {ip} is {reason}, which the operator does not allow for this tenant"
+        ))
+    }
+}
+
+// Limits the operator sets per tenant in its ceiling, decided here for the service and the
+// runtime to apply.
+
+/// The largest applet component `ceiling`'s tenant may upload: its `upload_bytes`, which may
+/// be above the server's `default` (a Python applet carries its interpreter) or below it.
+pub fn upload_limit(ceiling: &Ceiling, default: usize) -> usize {
+    ceiling
+        .upload_bytes
+        .map_or(default, |b| usize::try_from(b).unwrap_or(usize::MAX))
+}
+
+/// A tenant's own bounds on one invocation (its ceiling's `fuel` and `memory_bytes`), in
+/// place of the runtime's defaults where the operator set them. The settings refuse a
+/// ceiling above the runtime's maximum when they are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InvocationCaps {
+    pub fuel: Option<u64>,
+    pub memory_bytes: Option<u64>,
+}
+
+impl InvocationCaps {
+    pub fn of(ceiling: &Ceiling) -> Self {
+        InvocationCaps {
+            fuel: ceiling.fuel,
+            memory_bytes: ceiling.memory_bytes,
+        }
+    }
+
+    /// The invocation's fuel and memory, given the runtime's `fuel` and `memory_bytes`.
+    pub fn apply(&self, fuel: u64, memory_bytes: u64) -> (u64, u64) {
+        (
+            self.fuel.unwrap_or(fuel),
+            self.memory_bytes.unwrap_or(memory_bytes),
+        )
+    }
 }
 
 fn applet_grant<'a>(
@@ -494,6 +572,40 @@ tenants:
             })
             .is_ok()
         );
+    }
+
+    #[test]
+    fn allowed_ranges_let_through_also_in_mapped_form() {
+        let allowed: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        assert!(check_address("127.0.0.1".parse().unwrap(), &allowed).is_ok());
+        assert!(check_address("::ffff:127.0.0.1".parse().unwrap(), &allowed).is_ok());
+        let e = check_address("10.0.0.1".parse().unwrap(), &allowed).unwrap_err();
+        assert!(e.contains("10.0.0.1") && e.contains("private"), "{e}");
+        assert!(check_address("::1".parse().unwrap(), &allowed).is_err());
+        assert!(check_address("8.8.8.8".parse().unwrap(), &[]).is_ok());
+    }
+
+    #[test]
+    fn a_tenant_reaches_only_the_private_ranges_its_ceiling_allows() {
+        let s = Settings::from_yaml_str(
+            "tenants:\n  acme:\n    ceiling: {allow_private: ['10.20.0.0/16']}\n",
+        )
+        .unwrap();
+        let acme = allowed_private(&s, "acme");
+        assert!(check_address("10.20.1.2".parse().unwrap(), acme).is_ok());
+        assert!(check_address("10.21.1.2".parse().unwrap(), acme).is_err());
+        assert!(allowed_private(&s, "initech").is_empty());
+    }
+
+    #[test]
+    fn the_ceiling_sets_the_upload_limit_and_the_invocation_caps() {
+        let mut ceiling = Ceiling::default();
+        assert_eq!(upload_limit(&ceiling, 1024), 1024);
+        assert_eq!(InvocationCaps::of(&ceiling).apply(100, 200), (100, 200));
+        ceiling.upload_bytes = Some(64 * 1024 * 1024);
+        ceiling.fuel = Some(50);
+        assert_eq!(upload_limit(&ceiling, 1024), 64 * 1024 * 1024);
+        assert_eq!(InvocationCaps::of(&ceiling).apply(100, 200), (50, 200));
     }
 
     #[test]

@@ -285,13 +285,7 @@ impl AppletCapabilities {
     ) -> Result<HttpResponse, HostError> {
         // The HTTP module calls back into the grant check for the first URL and each redirect.
         // An unknown tenant allows no private range; the grant check then refuses the call.
-        let allowed = self
-            .host
-            .settings
-            .tenants
-            .get(&self.tenant)
-            .map(|t| t.ceiling.allow_private.as_slice())
-            .unwrap_or(&[]);
+        let allowed = grants::allowed_private(&self.host.settings, &self.tenant);
         self.host
             .http
             .send(
