@@ -3,9 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 
+use ipnet::IpNet;
+
+use coda_types::capabilities::CapabilityCall;
 use coda_types::{Capability, HostError};
 
+use crate::net::{embedded_v4, special_range};
 use crate::settings::{AppletGrant, Ceiling, Settings, TenantSettings};
 
 /// The scheme of an HTTP request; a host pattern without a port matches its default port.
@@ -117,6 +122,127 @@ pub fn check(
         )));
     }
     Ok(())
+}
+
+/// The grant decision a call meets before it is made, decided by [`check`] on what the
+/// call asks for. A dry run asks it to answer as the real call would; an HTTP request whose
+/// URL has no http(s) origin is refused as `invalid`.
+pub fn check_call(
+    settings: &Settings,
+    tenant: &str,
+    applet_name: &str,
+    applet_version: &str,
+    call: &CapabilityCall,
+) -> Result<(), HostError> {
+    let url;
+    let access = match call {
+        CapabilityCall::Http(request) => {
+            url = url::Url::parse(&request.url).ok();
+            url.as_ref().and_then(http_access)
+        }
+        CapabilityCall::Email(_) => Some(Access::Email),
+        CapabilityCall::SqlQuery(statement) | CapabilityCall::SqlExecute(statement) => {
+            Some(Access::Sql {
+                database: &statement.database,
+            })
+        }
+        CapabilityCall::Secret { name } => Some(Access::Secret { name }),
+        CapabilityCall::Interactions(_) => Some(Access::Interactions),
+    };
+    let access = access.ok_or_else(|| HostError::Invalid("the URL cannot be parsed".into()))?;
+    check(settings, tenant, applet_name, applet_version, &access)
+}
+
+/// What a request to `url` asks of the grants; none for a URL with no http(s) origin.
+fn http_access(url: &url::Url) -> Option<Access<'_>> {
+    let scheme = match url.scheme() {
+        "https" => Scheme::Https,
+        "http" => Scheme::Http,
+        _ => return None,
+    };
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    Some(Access::Http {
+        scheme,
+        host,
+        port: url.port_or_known_default()?,
+    })
+}
+
+// Address ranges: the private, loopback and link-local ranges a tenant's HTTP calls may
+// reach (which ranges are special is `crate::net`'s; who may reach them is decided here).
+
+/// The ranges otherwise refused that `tenant`'s HTTP calls may reach: its ceiling's
+/// `allow_private`. An unknown tenant allows none (its calls are refused by [`check`]).
+pub fn allowed_private<'a>(settings: &'a Settings, tenant: &str) -> &'a [IpNet] {
+    settings
+        .tenants
+        .get(tenant)
+        .map(|t| t.ceiling.allow_private.as_slice())
+        .unwrap_or(&[])
+}
+
+/// Decides whether an HTTP call may connect to `ip`: an ordinary public address always, a
+/// special one (loopback, private, link-local...) only within the ranges `allowed` (the
+/// tenant's [`allowed_private`]), IPv4 carried in IPv6 judged as the IPv4 address. The
+/// error says which range refused it.
+pub fn check_address(ip: IpAddr, allowed: &[IpNet]) -> Result<(), String> {
+    let Some(reason) = special_range(ip) else {
+        return Ok(());
+    };
+    let embedded = match ip {
+        IpAddr::V6(v6) => embedded_v4(v6).map(IpAddr::V4),
+        IpAddr::V4(_) => None,
+    };
+    let allowed = allowed
+        .iter()
+        .any(|net| net.contains(&ip) || embedded.is_some_and(|v4| net.contains(&v4)));
+    if allowed {
+        Ok(())
+    } else {
+        Err(format!(
+            "address {ip} is {reason}, which the operator does not allow for this tenant"
+        ))
+    }
+}
+
+// Limits the operator sets per tenant in its ceiling, decided here for the service and the
+// runtime to apply.
+
+/// The largest applet component `ceiling`'s tenant may upload: its `upload_bytes`, which may
+/// be above the server's `default` (a Python applet carries its interpreter) or below it.
+pub fn upload_limit(ceiling: &Ceiling, default: usize) -> usize {
+    ceiling
+        .upload_bytes
+        .map_or(default, |b| usize::try_from(b).unwrap_or(usize::MAX))
+}
+
+/// A tenant's own bounds on one invocation (its ceiling's `fuel` and `memory_bytes`), in
+/// place of the runtime's defaults where the operator set them. The settings refuse a
+/// ceiling above the runtime's maximum when they are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InvocationCaps {
+    pub fuel: Option<u64>,
+    pub memory_bytes: Option<u64>,
+}
+
+impl InvocationCaps {
+    pub fn of(ceiling: &Ceiling) -> Self {
+        InvocationCaps {
+            fuel: ceiling.fuel,
+            memory_bytes: ceiling.memory_bytes,
+        }
+    }
+
+    /// The invocation's fuel and memory, given the runtime's `fuel` and `memory_bytes`.
+    pub fn apply(&self, fuel: u64, memory_bytes: u64) -> (u64, u64) {
+        (
+            self.fuel.unwrap_or(fuel),
+            self.memory_bytes.unwrap_or(memory_bytes),
+        )
+    }
 }
 
 fn applet_grant<'a>(
@@ -240,8 +366,7 @@ pub fn missing_needs(grant: Option<&AppletGrant>, needs: &[Capability]) -> Vec<C
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunBounds {
     pub concurrency: Option<usize>,
-    pub fuel: Option<u64>,
-    pub memory_bytes: Option<u64>,
+    pub invocation: InvocationCaps,
 }
 
 /// The [`RunBounds`] of a tenant with `ceiling`; a tenant with none (no ceiling stored, or
@@ -254,8 +379,7 @@ pub fn run_bounds(ceiling: Option<&Ceiling>) -> RunBounds {
         concurrency: ceiling
             .concurrency
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
-        fuel: ceiling.fuel,
-        memory_bytes: ceiling.memory_bytes,
+        invocation: InvocationCaps::of(ceiling),
     }
 }
 
@@ -438,6 +562,76 @@ tenants:
     }
 
     #[test]
+    fn a_call_is_checked_for_what_it_asks() {
+        use coda_types::capabilities::{HttpRequest, SqlStatement};
+        let s = settings();
+        let call = |call: CapabilityCall| check_call(&s, "acme", "send-sms", "1.0.0", &call);
+        let http = |url: &str| {
+            CapabilityCall::Http(HttpRequest {
+                method: "GET".into(),
+                url: url.into(),
+                headers: vec![],
+                body: vec![],
+                timeout: None,
+            })
+        };
+        assert!(call(http("https://a.example.com/x")).is_ok());
+        assert!(call(http("https://api.partner.test:8443/")).is_ok());
+        not_granted(call(http("https://api.partner.test/")));
+        assert!(matches!(
+            call(http("ftp://a.example.com/")),
+            Err(HostError::Invalid(_))
+        ));
+        let sql = |database: &str| SqlStatement {
+            database: database.into(),
+            statement: "select 1".into(),
+            params: vec![],
+        };
+        assert!(call(CapabilityCall::SqlExecute(sql("reports"))).is_ok());
+        not_granted(call(CapabilityCall::SqlQuery(sql("crm"))));
+        assert!(
+            call(CapabilityCall::Secret {
+                name: "sms-token".into()
+            })
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn allowed_ranges_let_through_also_in_mapped_form() {
+        let allowed: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        assert!(check_address("127.0.0.1".parse().unwrap(), &allowed).is_ok());
+        assert!(check_address("::ffff:127.0.0.1".parse().unwrap(), &allowed).is_ok());
+        let e = check_address("10.0.0.1".parse().unwrap(), &allowed).unwrap_err();
+        assert!(e.contains("10.0.0.1") && e.contains("private"), "{e}");
+        assert!(check_address("::1".parse().unwrap(), &allowed).is_err());
+        assert!(check_address("8.8.8.8".parse().unwrap(), &[]).is_ok());
+    }
+
+    #[test]
+    fn a_tenant_reaches_only_the_private_ranges_its_ceiling_allows() {
+        let s = Settings::from_yaml_str(
+            "tenants:\n  acme:\n    ceiling: {allow_private: ['10.20.0.0/16']}\n",
+        )
+        .unwrap();
+        let acme = allowed_private(&s, "acme");
+        assert!(check_address("10.20.1.2".parse().unwrap(), acme).is_ok());
+        assert!(check_address("10.21.1.2".parse().unwrap(), acme).is_err());
+        assert!(allowed_private(&s, "initech").is_empty());
+    }
+
+    #[test]
+    fn the_ceiling_sets_the_upload_limit_and_the_invocation_caps() {
+        let mut ceiling = Ceiling::default();
+        assert_eq!(upload_limit(&ceiling, 1024), 1024);
+        assert_eq!(InvocationCaps::of(&ceiling).apply(100, 200), (100, 200));
+        ceiling.upload_bytes = Some(64 * 1024 * 1024);
+        ceiling.fuel = Some(50);
+        assert_eq!(upload_limit(&ceiling, 1024), 64 * 1024 * 1024);
+        assert_eq!(InvocationCaps::of(&ceiling).apply(100, 200), (50, 200));
+    }
+
+    #[test]
     fn version_pinned_grant_wins_for_its_version() {
         let s = settings();
         let v2 = |access| check(&s, "acme", "send-sms", "2.0.0", &access);
@@ -463,8 +657,10 @@ tenants:
             bounds,
             RunBounds {
                 concurrency: Some(3),
-                fuel: Some(1_000_000),
-                memory_bytes: Some(16 << 20),
+                invocation: InvocationCaps {
+                    fuel: Some(1_000_000),
+                    memory_bytes: Some(16 << 20),
+                },
             }
         );
         assert_eq!(run_bounds(Some(&Ceiling::default())), RunBounds::default());

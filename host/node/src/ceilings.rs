@@ -4,11 +4,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use coda_capabilities::grants::{RunBounds, run_bounds};
+use coda_capabilities::grants::{InvocationCaps, RunBounds, run_bounds};
 use coda_capabilities::settings::TenantSettings;
 use coda_store::Store;
-
-use crate::applets::Caps;
 
 /// Each tenant's bounds from its ceiling: its scheduler concurrency (for the fair
 /// scheduler, which asks at every pick) and its invocation caps (fuel, memory). Read from
@@ -30,12 +28,8 @@ impl CeilingLimits {
     }
 
     /// The tenant's invocation caps; none where its ceiling sets none.
-    pub fn caps(&self, tenant: &str) -> Caps {
-        let bounds = self.bounds(tenant);
-        Caps {
-            fuel: bounds.fuel,
-            memory_bytes: bounds.memory_bytes,
-        }
+    pub fn caps(&self, tenant: &str) -> InvocationCaps {
+        self.bounds(tenant).invocation
     }
 
     fn read(&self, tenant: &str) -> RunBounds {
@@ -101,7 +95,7 @@ mod tests {
         store.set_ceiling("broken", &unreadable, 0).await.unwrap();
         let limits = CeilingLimits::new(store);
 
-        let expected = Caps {
+        let expected = InvocationCaps {
             fuel: Some(1000),
             memory_bytes: Some(65536),
         };
@@ -109,7 +103,7 @@ mod tests {
         assert_eq!(limits.limits("acme").concurrency, Some(2));
         assert_eq!(limits.limits("acme").queue, None);
         for tenant in ["broken", "open", "nobody"] {
-            assert_eq!(limits.caps(tenant), Caps::default(), "{tenant}");
+            assert_eq!(limits.caps(tenant), InvocationCaps::default(), "{tenant}");
             assert_eq!(limits.limits(tenant), coda_flow::TenantLimit::default());
         }
     }

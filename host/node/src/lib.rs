@@ -10,7 +10,7 @@ pub mod bootstrap;
 pub mod ceilings;
 pub mod grants;
 
-pub use applets::{Caps, DirApplets, ServiceApplets};
+pub use applets::{DirApplets, ServiceApplets};
 pub use bootstrap::{SECRETS_KEY_FILE, secrets_key, seed};
 pub use ceilings::CeilingLimits;
 pub use grants::StoreGrants;

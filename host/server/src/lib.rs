@@ -148,18 +148,14 @@ impl AppState {
         self
     }
 
-    /// The largest component `tenant` may upload, in bytes. The one place an upload's size
-    /// is decided: a tenant's own cap (from its ceiling) belongs here.
+    /// The largest component `tenant` may upload, in bytes, as
+    /// `coda_capabilities::grants::upload_limit` decides it from the tenant's ceiling; this
+    /// server's default when the ceiling cannot be read.
     pub fn upload_limit(&self, tenant: &str) -> usize {
-        // The operator's cap for this tenant (its ceiling's `upload_bytes`), which may be
-        // above the default (a Python applet carries its interpreter) or below it.
         match grants::tenant_ceiling(self, tenant) {
-            Ok(settings) => settings
-                .ceiling
-                .upload_bytes
-                .map_or(self.inner.upload_limit, |b| {
-                    usize::try_from(b).unwrap_or(usize::MAX)
-                }),
+            Ok(settings) => {
+                coda_capabilities::grants::upload_limit(&settings.ceiling, self.inner.upload_limit)
+            }
             Err(_) => self.inner.upload_limit,
         }
     }
