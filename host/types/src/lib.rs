@@ -9,6 +9,7 @@
 
 pub mod capabilities;
 pub mod files;
+pub mod kv;
 pub mod names;
 pub mod scrub;
 pub mod yaml;
@@ -170,15 +171,18 @@ pub enum Capability {
     Sql,
     Secrets,
     Interactions,
+    /// The tenant's key-value store (world 0.2.0 on).
+    Kv,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 5] = [
+    pub const ALL: [Capability; 6] = [
         Capability::Http,
         Capability::Email,
         Capability::Sql,
         Capability::Secrets,
         Capability::Interactions,
+        Capability::Kv,
     ];
 
     /// The name used in WIT, grants and manifests.
@@ -189,6 +193,7 @@ impl Capability {
             Capability::Sql => "sql",
             Capability::Secrets => "secrets",
             Capability::Interactions => "interactions",
+            Capability::Kv => "kv",
         }
     }
 }
