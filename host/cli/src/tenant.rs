@@ -223,7 +223,7 @@ pub enum GrantCommand {
     Set {
         applet: String,
         /// The grant as a file, e.g. `{http: [api.twilio.com], secrets: [twilio-auth-token]}`
-        #[arg(conflicts_with_all = ["http", "email", "sql", "secret", "interactions"])]
+        #[arg(conflicts_with_all = ["http", "email", "sql", "secret", "interactions", "kv"])]
         file: Option<PathBuf>,
         /// An outbound host pattern the applet may call (repeatable)
         #[arg(long, value_name = "PATTERN")]
@@ -240,6 +240,10 @@ pub enum GrantCommand {
         /// The applet may create follow-up interactions
         #[arg(long)]
         interactions: bool,
+        /// A key prefix of the tenant's key-value store the applet may use (repeatable;
+        /// `""` for every key)
+        #[arg(long, value_name = "PREFIX")]
+        kv: Vec<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -1252,6 +1256,7 @@ fn grant_from_flags(
     sql: Vec<String>,
     secret: Vec<String>,
     interactions: bool,
+    kv: Vec<String>,
 ) -> Json {
     let mut grant = Map::new();
     if !http.is_empty() {
@@ -1269,6 +1274,9 @@ fn grant_from_flags(
     if interactions {
         grant.insert("interactions".into(), json!(true));
     }
+    if !kv.is_empty() {
+        grant.insert("kv".into(), json!(kv));
+    }
     Json::Object(grant)
 }
 
@@ -1282,6 +1290,7 @@ async fn grant(client: &Client, command: GrantCommand) -> Result<(), Failure> {
             sql,
             secret,
             interactions,
+            kv,
             ..
         } => {
             let body = match file {
@@ -1295,7 +1304,7 @@ async fn grant(client: &Client, command: GrantCommand) -> Result<(), Failure> {
                         e => Failure::usage(format!("{}: not YAML or JSON: {e}", file.display())),
                     })?
                 }
-                None => grant_from_flags(http, email, sql, secret, interactions),
+                None => grant_from_flags(http, email, sql, secret, interactions, kv),
             };
             let answer = client
                 .call(
@@ -1477,9 +1486,21 @@ mod tests {
                 false,
                 vec![],
                 vec!["t".into()],
-                true
+                true,
+                vec![]
             ),
             json!({"http": ["api.twilio.com"], "secrets": ["t"], "interactions": true})
+        );
+        assert_eq!(
+            grant_from_flags(
+                vec![],
+                false,
+                vec![],
+                vec![],
+                false,
+                vec!["contact/".into()]
+            ),
+            json!({"kv": ["contact/"]})
         );
     }
 
