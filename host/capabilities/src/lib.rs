@@ -28,9 +28,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use coda_types::capabilities::{
-    Capabilities, EmailMessage, FollowUp, HttpRequest, HttpResponse, SqlRows,
+    Capabilities, CapabilityCall, CapabilityReply, EmailMessage, FollowUp, HttpRequest,
+    HttpResponse, SqlRows, SqlStatement,
 };
-use coda_types::{HostError, InvocationContext, Value};
+use coda_types::{HostError, InvocationContext};
 
 pub use grants::{Access, Scheme};
 pub use settings::{Secret, Settings, SettingsError};
@@ -245,6 +246,38 @@ impl AppletCapabilities {
 
 #[async_trait]
 impl Capabilities for AppletCapabilities {
+    async fn call(
+        &self,
+        cx: &InvocationContext,
+        call: CapabilityCall,
+    ) -> Result<CapabilityReply, HostError> {
+        match call {
+            CapabilityCall::Http(request) => {
+                self.http_send(cx, request).await.map(CapabilityReply::Http)
+            }
+            CapabilityCall::Email(message) => self
+                .email_send(cx, message)
+                .await
+                .map(CapabilityReply::Email),
+            CapabilityCall::SqlQuery(statement) => self
+                .sql_query(cx, statement)
+                .await
+                .map(CapabilityReply::SqlQuery),
+            CapabilityCall::SqlExecute(statement) => self
+                .sql_execute(cx, statement)
+                .await
+                .map(CapabilityReply::SqlExecute),
+            CapabilityCall::Secret { name } => self.secret_get(name).map(CapabilityReply::Secret),
+            CapabilityCall::Interactions(follow_up) => self
+                .clone_interaction(cx, follow_up)
+                .await
+                .map(CapabilityReply::Interactions),
+        }
+    }
+}
+
+/// One method per kind of call, each asking the grant check first.
+impl AppletCapabilities {
     async fn http_send(
         &self,
         cx: &InvocationContext,
@@ -296,9 +329,11 @@ impl Capabilities for AppletCapabilities {
     async fn sql_query(
         &self,
         cx: &InvocationContext,
-        database: String,
-        statement: String,
-        params: Vec<Value>,
+        SqlStatement {
+            database,
+            statement,
+            params,
+        }: SqlStatement,
     ) -> Result<SqlRows, HostError> {
         self.check(&Access::Sql {
             database: &database,
@@ -322,9 +357,11 @@ impl Capabilities for AppletCapabilities {
     async fn sql_execute(
         &self,
         cx: &InvocationContext,
-        database: String,
-        statement: String,
-        params: Vec<Value>,
+        SqlStatement {
+            database,
+            statement,
+            params,
+        }: SqlStatement,
     ) -> Result<u64, HostError> {
         self.check(&Access::Sql {
             database: &database,
@@ -345,7 +382,7 @@ impl Capabilities for AppletCapabilities {
         scrubbed(done, cx)
     }
 
-    async fn secret_get(&self, _cx: &InvocationContext, name: String) -> Result<String, HostError> {
+    fn secret_get(&self, name: String) -> Result<String, HostError> {
         self.check(&Access::Secret { name: &name })?;
         match self.tenant()?.secrets.get(&name) {
             Some(secret) => Ok(secret.expose().to_string()),

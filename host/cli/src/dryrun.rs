@@ -11,17 +11,14 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use coda_capabilities::{Access, Scheme, Settings};
 use coda_flow::CapabilitySource;
-use coda_harness::{
-    Fixture, HttpResponseFixture, RecordedCall, SqlRowsFixture, email_request_json, follow_up_json,
-    http_request_json, sql_request_json,
-};
+use coda_harness::{Fixture, RecordedCall, answer_json, request_json};
 use coda_plan::AppletRef;
 use coda_runtime::capabilities::{
-    Capabilities, EmailMessage, FollowUp, HttpRequest, HttpResponse, SqlRows,
+    CallKind, Capabilities, CapabilityCall, CapabilityReply, HttpResponse, SqlRows,
 };
-use coda_types::{HostError, InvocationContext, Value};
+use coda_types::{HostError, InvocationContext};
 use serde::Serialize;
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 
 use crate::Exit;
 
@@ -31,7 +28,7 @@ pub struct WouldBe {
     pub node: String,
     /// The step's idempotency key and the call's position in it (`run/3/0`).
     pub key: String,
-    pub kind: String,
+    pub kind: CallKind,
     pub request: Json,
     /// `recorded` (from a fixture for the node), `simulated` (a plain success), or
     /// `not-granted` (the grants of `--grants` refuse it: the call would not happen).
@@ -157,8 +154,23 @@ struct DryCapabilities {
 
 impl DryCapabilities {
     /// The grant decision the real call would meet first; none without `--grants`.
-    fn refused(&self, access: Option<Access<'_>>) -> Option<HostError> {
+    fn refused(&self, call: &CapabilityCall) -> Option<HostError> {
         let settings = self.grants.as_ref()?;
+        let url;
+        let access = match call {
+            CapabilityCall::Http(request) => {
+                url = url::Url::parse(&request.url).ok();
+                url.as_ref().and_then(http_access)
+            }
+            CapabilityCall::Email(_) => Some(Access::Email),
+            CapabilityCall::SqlQuery(statement) | CapabilityCall::SqlExecute(statement) => {
+                Some(Access::Sql {
+                    database: &statement.database,
+                })
+            }
+            CapabilityCall::Secret { name } => Some(Access::Secret { name }),
+            CapabilityCall::Interactions(_) => Some(Access::Interactions),
+        };
         let Some(access) = access else {
             return Some(HostError::Invalid("the URL cannot be parsed".into()));
         };
@@ -166,20 +178,16 @@ impl DryCapabilities {
             .err()
     }
 
-    /// Answers one call: refused when the grants refuse it, else the node's next recorded
-    /// answer when it is of this kind, else the simulated one; either way the call is
-    /// listed.
-    #[allow(clippy::too_many_arguments)]
-    fn answer<T: Serialize>(
+    /// Answers one effectful call: refused when the grants refuse it, else the node's next
+    /// recorded answer when it is of this kind, else the simulated one; either way the call
+    /// is listed.
+    fn answer(
         &self,
         cx: &InvocationContext,
-        kind: &str,
-        refused: Option<HostError>,
-        request: Json,
-        recorded: impl FnOnce(&RecordedCall) -> Option<Result<T, HostError>>,
-        simulated: impl FnOnce(&str) -> T,
-        shown: impl FnOnce(&Result<T, HostError>) -> Json,
-    ) -> Result<T, HostError> {
+        call: CapabilityCall,
+    ) -> Result<CapabilityReply, HostError> {
+        let kind = call.kind();
+        let refused = self.refused(&call);
         let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         let position = shared
             .positions
@@ -191,24 +199,24 @@ impl DryCapabilities {
             (Err(error), "not-granted")
         } else {
             let from_fixture = shared.recorded.get_mut(&cx.node).and_then(|calls| {
-                let answer = recorded(calls.front()?)?;
+                let recorded = calls.front().filter(|r| r.kind() == kind)?.reply();
                 calls.pop_front();
-                Some(answer)
+                Some(recorded)
             });
             match from_fixture {
                 Some(result) => (result, "recorded"),
-                None => (Ok(simulated(&key)), "simulated"),
+                None => (simulated(&call, &key), "simulated"),
             }
         };
         // Printed for the user: without the secret values the step read, as the journal.
-        let mut request = request;
-        let mut answer = shown(&result);
+        let mut request = request_json(&call);
+        let mut answer = answer_json(&result);
         cx.scrubber.json(&mut request);
         cx.scrubber.json(&mut answer);
         shared.effects.push(WouldBe {
             node: cx.node.clone(),
             key,
-            kind: kind.to_owned(),
+            kind,
             request,
             answered,
             answer,
@@ -217,170 +225,76 @@ impl DryCapabilities {
     }
 }
 
-fn shown<T: Serialize>(result: &Result<T, HostError>) -> Json {
-    match result {
-        Ok(value) => json!({ "response": value }),
-        Err(error) => json!({ "error": error }),
-    }
+/// What a request to `url` asks of the grants.
+fn http_access(url: &url::Url) -> Option<Access<'_>> {
+    let scheme = match url.scheme() {
+        "https" => Scheme::Https,
+        "http" => Scheme::Http,
+        _ => return None,
+    };
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    Some(Access::Http {
+        scheme,
+        host,
+        port: url.port_or_known_default()?,
+    })
+}
+
+/// A plain success for a call no fixture answers; `key` is the call's own idempotency key.
+fn simulated(call: &CapabilityCall, key: &str) -> Result<CapabilityReply, HostError> {
+    Ok(match call {
+        CapabilityCall::Http(_) => CapabilityReply::Http(HttpResponse {
+            status: 200,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }),
+        CapabilityCall::Email(_) => {
+            CapabilityReply::Email(format!("<dry-run.{}@coda.invalid>", key.replace('/', ".")))
+        }
+        CapabilityCall::SqlQuery(_) => CapabilityReply::SqlQuery(SqlRows {
+            columns: Vec::new(),
+            rows: Vec::new(),
+        }),
+        CapabilityCall::SqlExecute(_) => CapabilityReply::SqlExecute(1),
+        // Secrets are never simulated: a dry run reads them as a real one does.
+        CapabilityCall::Secret { .. } => return Err(call.not_granted()),
+        CapabilityCall::Interactions(_) => {
+            CapabilityReply::Interactions(format!("dry-run-{}", key.replace('/', "-")))
+        }
+    })
 }
 
 #[async_trait]
 impl Capabilities for DryCapabilities {
-    async fn http_send(
+    async fn call(
         &self,
         cx: &InvocationContext,
-        request: HttpRequest,
-    ) -> Result<HttpResponse, HostError> {
-        let url = url::Url::parse(&request.url).ok();
-        let access = url.as_ref().and_then(|url| {
-            let scheme = match url.scheme() {
-                "https" => Scheme::Https,
-                "http" => Scheme::Http,
-                _ => return None,
-            };
-            let host = url
-                .host_str()?
-                .trim_start_matches('[')
-                .trim_end_matches(']');
-            Some(Access::Http {
-                scheme,
-                host,
-                port: url.port_or_known_default()?,
-            })
-        });
-        let refused = self.refused(access);
-        self.answer(
-            cx,
-            "http",
-            refused,
-            http_request_json(&request),
-            |call| match call {
-                RecordedCall::Http(r) => Some(r.answer(|response| {
-                    // Checked when the fixture was read.
-                    response.to_response().unwrap_or(HttpResponse {
-                        status: 500,
-                        headers: Vec::new(),
-                        body: Vec::new(),
-                    })
-                })),
-                _ => None,
-            },
-            |_| HttpResponse {
-                status: 200,
-                headers: Vec::new(),
-                body: Vec::new(),
-            },
-            |result| match result {
-                Ok(response) => {
-                    json!({ "response": HttpResponseFixture::from_response(response) })
+        call: CapabilityCall,
+    ) -> Result<CapabilityReply, HostError> {
+        match call {
+            CapabilityCall::Http(_)
+            | CapabilityCall::Email(_)
+            | CapabilityCall::SqlQuery(_)
+            | CapabilityCall::SqlExecute(_)
+            | CapabilityCall::Interactions(_) => self.answer(cx, call),
+            // Secrets are read, not acted on: from the fixtures, else as `--grants` grants
+            // them.
+            CapabilityCall::Secret { name } => {
+                let value = self
+                    .shared
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .secrets
+                    .get(&name)
+                    .cloned();
+                match value {
+                    Some(value) => Ok(CapabilityReply::Secret(value)),
+                    None => self.real.call(cx, CapabilityCall::Secret { name }).await,
                 }
-                Err(error) => json!({ "error": error }),
-            },
-        )
-    }
-
-    async fn email_send(
-        &self,
-        cx: &InvocationContext,
-        message: EmailMessage,
-    ) -> Result<String, HostError> {
-        self.answer(
-            cx,
-            "email",
-            self.refused(Some(Access::Email)),
-            email_request_json(&message),
-            |call| match call {
-                RecordedCall::Email(r) => Some(r.answer(String::clone)),
-                _ => None,
-            },
-            |key| format!("<dry-run.{}@coda.invalid>", key.replace('/', ".")),
-            shown,
-        )
-    }
-
-    async fn sql_query(
-        &self,
-        cx: &InvocationContext,
-        database: String,
-        statement: String,
-        params: Vec<Value>,
-    ) -> Result<SqlRows, HostError> {
-        self.answer(
-            cx,
-            "sql-query",
-            self.refused(Some(Access::Sql {
-                database: &database,
-            })),
-            sql_request_json(&database, &statement, &params),
-            |call| match call {
-                RecordedCall::SqlQuery(r) => Some(r.answer(SqlRowsFixture::to_rows)),
-                _ => None,
-            },
-            |_| SqlRows {
-                columns: Vec::new(),
-                rows: Vec::new(),
-            },
-            |result| match result {
-                Ok(rows) => json!({ "response": SqlRowsFixture::from_rows(rows) }),
-                Err(error) => json!({ "error": error }),
-            },
-        )
-    }
-
-    async fn sql_execute(
-        &self,
-        cx: &InvocationContext,
-        database: String,
-        statement: String,
-        params: Vec<Value>,
-    ) -> Result<u64, HostError> {
-        self.answer(
-            cx,
-            "sql-execute",
-            self.refused(Some(Access::Sql {
-                database: &database,
-            })),
-            sql_request_json(&database, &statement, &params),
-            |call| match call {
-                RecordedCall::SqlExecute(r) => Some(r.answer(|n| *n)),
-                _ => None,
-            },
-            |_| 1,
-            shown,
-        )
-    }
-
-    /// Secrets are read, not acted on: from the fixtures, else as `--grants` grants them.
-    async fn secret_get(&self, cx: &InvocationContext, name: String) -> Result<String, HostError> {
-        let value = self
-            .shared
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .secrets
-            .get(&name)
-            .cloned();
-        match value {
-            Some(value) => Ok(value),
-            None => self.real.secret_get(cx, name).await,
+            }
         }
-    }
-
-    async fn clone_interaction(
-        &self,
-        cx: &InvocationContext,
-        follow_up: FollowUp,
-    ) -> Result<String, HostError> {
-        self.answer(
-            cx,
-            "interactions",
-            self.refused(Some(Access::Interactions)),
-            follow_up_json(&follow_up),
-            |call| match call {
-                RecordedCall::Interactions(r) => Some(r.answer(String::clone)),
-                _ => None,
-            },
-            |key| format!("dry-run-{}", key.replace('/', "-")),
-            shown,
-        )
     }
 }

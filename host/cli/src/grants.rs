@@ -14,9 +14,9 @@ use coda_flow::{CapabilitySource, DenyAll};
 use coda_plan::AppletRef;
 use coda_store::{Channel, FollowUpRefused, NewFollowUp, SecretsKey, Store};
 use coda_types::capabilities::{
-    Capabilities, EmailMessage, FollowUp, FollowUpChannel, HttpRequest, HttpResponse, SqlRows,
+    Capabilities, CapabilityCall, CapabilityReply, FollowUp, FollowUpChannel,
 };
-use coda_types::{HostError, InvocationContext, Value};
+use coda_types::{HostError, InvocationContext};
 
 use crate::Exit;
 
@@ -153,46 +153,11 @@ fn unavailable() -> HostError {
 
 #[async_trait]
 impl Capabilities for Unavailable {
-    async fn http_send(
+    async fn call(
         &self,
         _: &InvocationContext,
-        _: HttpRequest,
-    ) -> Result<HttpResponse, HostError> {
-        Err(unavailable())
-    }
-    async fn email_send(
-        &self,
-        _: &InvocationContext,
-        _: EmailMessage,
-    ) -> Result<String, HostError> {
-        Err(unavailable())
-    }
-    async fn sql_query(
-        &self,
-        _: &InvocationContext,
-        _: String,
-        _: String,
-        _: Vec<Value>,
-    ) -> Result<SqlRows, HostError> {
-        Err(unavailable())
-    }
-    async fn sql_execute(
-        &self,
-        _: &InvocationContext,
-        _: String,
-        _: String,
-        _: Vec<Value>,
-    ) -> Result<u64, HostError> {
-        Err(unavailable())
-    }
-    async fn secret_get(&self, _: &InvocationContext, _: String) -> Result<String, HostError> {
-        Err(unavailable())
-    }
-    async fn clone_interaction(
-        &self,
-        _: &InvocationContext,
-        _: FollowUp,
-    ) -> Result<String, HostError> {
+        _: CapabilityCall,
+    ) -> Result<CapabilityReply, HostError> {
         Err(unavailable())
     }
 }

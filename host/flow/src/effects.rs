@@ -18,13 +18,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use coda_store::{EffectRecord, Store};
 use coda_types::capabilities::{
-    Capabilities, EmailMessage, FollowUp, HttpRequest, HttpResponse, SqlRows, request_digest,
-    sql_request,
+    CallKind, Capabilities, CapabilityCall, CapabilityReply, request_digest,
 };
-use coda_types::scrub::Scrub;
-use coda_types::{HostError, InvocationContext, Value};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use coda_types::{HostError, InvocationContext};
 
 use crate::leases::Lease;
 
@@ -130,28 +126,22 @@ impl JournaledCapabilities {
     }
 
     /// Runs one effectful call through the journal.
-    async fn effect<Req, T, F>(
+    async fn effect(
         &self,
         cx: &InvocationContext,
-        kind: &str,
-        request: &Req,
-        call: F,
-    ) -> Result<T, HostError>
-    where
-        Req: Serialize,
-        T: Serialize + DeserializeOwned + Clone + Scrub,
-        F: AsyncFnOnce(&InvocationContext) -> Result<T, HostError>,
-    {
+        call: CapabilityCall,
+    ) -> Result<CapabilityReply, HostError> {
+        let kind = call.kind();
         let call_seq = {
             let mut progress = self.lock();
             let seq = progress.next_call;
             progress.next_call += 1;
             seq
         };
-        let digest = request_digest(kind, request);
+        let digest = request_digest(&call);
         if let Some(done) = self.journaled.iter().find(|e| e.call_seq == call_seq) {
-            if done.kind == kind && done.digest == digest {
-                match serde_json::from_value::<Result<T, HostError>>(done.result.clone()) {
+            if done.kind == kind.as_str() && done.digest == digest {
+                match journaled_result(kind, done.result.clone()) {
                     Ok(result) => {
                         self.lock().summary.replayed += 1;
                         return result;
@@ -188,7 +178,7 @@ impl JournaledCapabilities {
         // and retries of the step.
         let mut call_cx = cx.clone();
         call_cx.idempotency_key = format!("{}/{call_seq}", cx.idempotency_key);
-        let result = call(&call_cx).await;
+        let result = self.inner.call(&call_cx, call).await;
 
         // The record is scrubbed of the step's secret values (a response echoing a token, an
         // error echoing a URL); the applet gets the result as it came. A replay after a
@@ -202,7 +192,7 @@ impl JournaledCapabilities {
         let record = EffectRecord {
             step_seq: self.step_seq,
             call_seq,
-            kind: kind.to_owned(),
+            kind: kind.as_str().to_owned(),
             digest,
             result: journaled_result,
             at_ms: self.now_ms,
@@ -228,76 +218,32 @@ impl JournaledCapabilities {
     }
 }
 
+/// A journaled result as it was written: `{"Ok": reply}` or `{"Err": host error}`.
+fn journaled_result(
+    kind: CallKind,
+    json: serde_json::Value,
+) -> serde_json::Result<Result<CapabilityReply, HostError>> {
+    match serde_json::from_value::<Result<serde_json::Value, HostError>>(json)? {
+        Ok(reply) => CapabilityReply::from_json(kind, reply).map(Ok),
+        Err(error) => Ok(Err(error)),
+    }
+}
+
 #[async_trait]
 impl Capabilities for JournaledCapabilities {
-    async fn http_send(
+    async fn call(
         &self,
         cx: &InvocationContext,
-        request: HttpRequest,
-    ) -> Result<HttpResponse, HostError> {
-        let inner = self.inner.clone();
-        self.effect(cx, "http", &request.clone(), async move |cx| {
-            inner.http_send(cx, request).await
-        })
-        .await
-    }
-
-    async fn email_send(
-        &self,
-        cx: &InvocationContext,
-        message: EmailMessage,
-    ) -> Result<String, HostError> {
-        let inner = self.inner.clone();
-        self.effect(cx, "email", &message.clone(), async move |cx| {
-            inner.email_send(cx, message).await
-        })
-        .await
-    }
-
-    async fn sql_query(
-        &self,
-        cx: &InvocationContext,
-        database: String,
-        statement: String,
-        params: Vec<Value>,
-    ) -> Result<SqlRows, HostError> {
-        let inner = self.inner.clone();
-        let request = sql_request(&database, &statement, &params);
-        self.effect(cx, "sql-query", &request, async move |cx| {
-            inner.sql_query(cx, database, statement, params).await
-        })
-        .await
-    }
-
-    async fn sql_execute(
-        &self,
-        cx: &InvocationContext,
-        database: String,
-        statement: String,
-        params: Vec<Value>,
-    ) -> Result<u64, HostError> {
-        let inner = self.inner.clone();
-        let request = sql_request(&database, &statement, &params);
-        self.effect(cx, "sql-execute", &request, async move |cx| {
-            inner.sql_execute(cx, database, statement, params).await
-        })
-        .await
-    }
-
-    /// Secrets are read, not acted on, and their values must never reach the journal.
-    async fn secret_get(&self, cx: &InvocationContext, name: String) -> Result<String, HostError> {
-        self.inner.secret_get(cx, name).await
-    }
-
-    async fn clone_interaction(
-        &self,
-        cx: &InvocationContext,
-        follow_up: FollowUp,
-    ) -> Result<String, HostError> {
-        let inner = self.inner.clone();
-        self.effect(cx, "interactions", &follow_up.clone(), async move |cx| {
-            inner.clone_interaction(cx, follow_up).await
-        })
-        .await
+        call: CapabilityCall,
+    ) -> Result<CapabilityReply, HostError> {
+        match call.kind() {
+            CallKind::Http
+            | CallKind::Email
+            | CallKind::SqlQuery
+            | CallKind::SqlExecute
+            | CallKind::Interactions => self.effect(cx, call).await,
+            // Secrets are read, not acted on, and their values must never reach the journal.
+            CallKind::Secret => self.inner.call(cx, call).await,
+        }
     }
 }

@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use coda_store::{EffectRecord, StepRecord};
+use coda_types::capabilities::CallKind;
 use coda_types::values_json;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
@@ -162,9 +163,10 @@ fn recorded_call(effect: &EffectRecord, with_digest: bool) -> Json {
     match (effect.result.get("Ok"), effect.result.get("Err")) {
         (_, Some(error)) => recorded["error"] = error.clone(),
         (Some(response), None) => {
-            recorded["response"] = match effect.kind.as_str() {
-                "http" => http_response(response),
-                "sql-query" => sql_rows(response),
+            recorded["response"] = match effect.kind.parse() {
+                Ok(CallKind::Http) => http_response(response),
+                Ok(CallKind::SqlQuery) => sql_rows(response),
+                // The journal's form is the fixture's for the others.
                 _ => response.clone(),
             }
         }

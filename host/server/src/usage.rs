@@ -4,6 +4,7 @@
 
 use axum::Json as Reply;
 use axum::extract::State;
+use coda_types::capabilities::CallKind;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -51,8 +52,12 @@ async fn usage(
         ));
     }
     let usage = state.store().usage(&tenant, since, until)?;
-    let calls = |kind: &str| usage.effects.get(kind).map_or(0, |c| c.calls);
-    let email = usage.effects.get("email").copied().unwrap_or_default();
+    let calls = |kind: CallKind| usage.effects.get(kind.as_str()).map_or(0, |c| c.calls);
+    let email = usage
+        .effects
+        .get(CallKind::Email.as_str())
+        .copied()
+        .unwrap_or_default();
     Ok(Reply(json!({
         "tenant": tenant,
         "since": format_time(since),
@@ -62,9 +67,9 @@ async fn usage(
         "invocation_ms": usage.duration_us / 1000,
         "emails_sent": email.succeeded,
         "email_calls": email.calls,
-        "http_calls": calls("http"),
-        "sql_calls": calls("sql-query") + calls("sql-execute"),
-        "follow_ups": calls("interactions"),
+        "http_calls": calls(CallKind::Http),
+        "sql_calls": calls(CallKind::SqlQuery) + calls(CallKind::SqlExecute),
+        "follow_ups": calls(CallKind::Interactions),
         "effects": usage.effects,
     })))
 }
