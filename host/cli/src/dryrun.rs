@@ -16,6 +16,7 @@ use coda_plan::AppletRef;
 use coda_runtime::capabilities::{
     CallKind, Capabilities, CapabilityCall, CapabilityReply, HttpResponse, SqlRows,
 };
+use coda_types::kv::{KvAnswer, KvOp};
 use coda_types::{HostError, InvocationContext};
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -170,6 +171,10 @@ impl DryCapabilities {
             }
             CapabilityCall::Secret { name } => Some(Access::Secret { name }),
             CapabilityCall::Interactions(_) => Some(Access::Interactions),
+            CapabilityCall::Kv(kv) => Some(Access::Kv {
+                key: kv.op.key(),
+                value_bytes: kv.op.value().map(|v| v.stored_len() as u64),
+            }),
         };
         let Some(access) = access else {
             return Some(HostError::Invalid("the URL cannot be parsed".into()));
@@ -264,6 +269,14 @@ fn simulated(call: &CapabilityCall, key: &str) -> Result<CapabilityReply, HostEr
         CapabilityCall::Interactions(_) => {
             CapabilityReply::Interactions(format!("dry-run-{}", key.replace('/', "-")))
         }
+        // As an empty store answers: nothing there, the first version, the first count.
+        CapabilityCall::Kv(kv) => CapabilityReply::Kv(match &kv.op {
+            KvOp::Get { .. } => KvAnswer::Entry(None),
+            KvOp::Set { .. } => KvAnswer::Written(1),
+            KvOp::Delete { .. } => KvAnswer::Deleted(false),
+            KvOp::CompareAndSet { .. } => KvAnswer::Swapped(Some(1)),
+            KvOp::Increment { by, .. } => KvAnswer::Counted(*by),
+        }),
     })
 }
 
@@ -279,7 +292,8 @@ impl Capabilities for DryCapabilities {
             | CapabilityCall::Email(_)
             | CapabilityCall::SqlQuery(_)
             | CapabilityCall::SqlExecute(_)
-            | CapabilityCall::Interactions(_) => self.answer(cx, call),
+            | CapabilityCall::Interactions(_)
+            | CapabilityCall::Kv(_) => self.answer(cx, call),
             // Secrets are read, not acted on: from the fixtures, else as `--grants` grants
             // them.
             CapabilityCall::Secret { name } => {

@@ -29,7 +29,10 @@ pub fn source(file: Option<&Path>, store: Arc<Store>) -> Result<Arc<dyn Capabili
         .map_err(|e| Exit::usage("invalid-grants", format!("{}: {e}", file.display())))?;
     let host = HostCapabilities::new(settings)
         .map_err(|e| Exit::usage("invalid-grants", format!("{}: {e}", file.display())))?
-        .with_follow_ups(Arc::new(StoreFollowUps { store }));
+        .with_follow_ups(Arc::new(StoreFollowUps {
+            store: store.clone(),
+        }))
+        .with_kv(store);
     Ok(Arc::new(Grants(host)))
 }
 
@@ -125,6 +128,7 @@ impl StoreGrants {
             .with_follow_ups(Arc::new(StoreFollowUps {
                 store: self.store.clone(),
             }))
+            .with_kv(self.store.clone())
             .with_email_counter(self.emails.clone());
         Ok(host)
     }

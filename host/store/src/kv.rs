@@ -14,11 +14,12 @@
 //! (`coda-capabilities`), made before the call reaches the store.
 
 use coda_types::HostError;
-use coda_types::kv::{KvAnswer, KvEntry, KvLimits, KvOp, entry_bytes};
+use coda_types::capabilities::CallKind;
+use coda_types::kv::{KvAnswer, KvEntry, KvJournal, KvLimits, KvOp, KvStore, entry_bytes};
 use coda_types::scrub::Scrubber;
 
 use crate::db::{Conn, OptionalExtension, params};
-use crate::{EffectRecord, Result, Store, journal_effect};
+use crate::{EffectRecord, Result, Store, StoreError, journal_effect};
 
 /// How many expired keys one pass of pruning deletes at most (one write job).
 pub const KV_PRUNE_BATCH: u32 = 1000;
@@ -92,6 +93,52 @@ impl Store {
     /// The keys and bytes `tenant`'s store holds (expired keys not yet pruned included).
     pub fn kv_usage(&self, tenant: &str) -> Result<(u64, u64)> {
         self.read(|conn| usage(conn, tenant))
+    }
+}
+
+/// The store behind the `kv` capability: a refusal of the store's own (a limit, a bad
+/// increment) is the applet's answer; a store failure is `unavailable`, and a step that lost
+/// its run (moved on, or claimed by another node) applies nothing.
+#[async_trait::async_trait]
+impl KvStore for Store {
+    async fn apply(
+        &self,
+        tenant: &str,
+        op: KvOp,
+        limits: KvLimits,
+        now_ms: i64,
+        journal: Option<KvJournal>,
+        scrubber: &Scrubber,
+    ) -> std::result::Result<KvAnswer, HostError> {
+        let recorded = journal.as_ref().map(|j| j.recorded.clone());
+        let slot = journal.map(|j| EffectSlot {
+            run_id: j.run_id,
+            claim: j.claim,
+            record: EffectRecord {
+                step_seq: j.step_seq,
+                call_seq: j.call_seq,
+                kind: CallKind::Kv.as_str().to_owned(),
+                digest: j.digest,
+                result: serde_json::Value::Null,
+                at_ms: j.at_ms,
+            },
+            scrubber: scrubber.clone(),
+        });
+        match self.kv(tenant, op, limits, now_ms, slot).await {
+            Ok(result) => {
+                // An answer to a step's call was journaled with it (or was the journal's).
+                if let (Ok(_), Some(recorded)) = (&result, recorded) {
+                    recorded.set();
+                }
+                result
+            }
+            Err(StoreError::Conflict { .. }) => Err(HostError::Unavailable(
+                "the kv call was not made: the run moved on or is claimed elsewhere (the step is abandoned)".into(),
+            )),
+            Err(e) => Err(HostError::Unavailable(format!(
+                "the key-value store failed: {e}"
+            ))),
+        }
     }
 }
 

@@ -80,6 +80,80 @@ impl KvOp {
     }
 }
 
+/// A key-value call as the capability layers pass it: the call, and where the effect journal
+/// wants its record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvCall {
+    pub op: KvOp,
+    /// Set by the effect journal (none from the sandbox): the store writes the call's record
+    /// here in the call's own transaction, so a write and its record commit together, and
+    /// says so through [`KvJournal::recorded`]; whatever it did not record (a refusal, an
+    /// answer from a fixture or a dry run) the journal records as any other call's.
+    pub journal: Option<KvJournal>,
+}
+
+impl KvCall {
+    pub fn new(op: KvOp) -> Self {
+        KvCall { op, journal: None }
+    }
+}
+
+/// Where a step's key-value call is journaled: its run, step and position, the claim the
+/// step runs under, the request's digest, and the step's time (also the time the call's
+/// ttl and expiry are counted from, so a virtual clock moves them too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvJournal {
+    pub run_id: String,
+    pub step_seq: u64,
+    pub call_seq: u32,
+    pub claim: Option<u64>,
+    pub digest: String,
+    pub at_ms: i64,
+    /// Set by the store once the record is written with the call's answer.
+    pub recorded: Recorded,
+}
+
+/// Whether a [`KvJournal`]'s record was written, shared by the journal and the store that
+/// writes it. Equal to any other: it is the call's outcome, not part of the call.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Recorded {
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl PartialEq for Recorded {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Recorded {}
+
+/// The tenants' key-value stores, as the `kv` capability reaches them (`coda-store`'s
+/// `Store` is the one implementation).
+#[async_trait::async_trait]
+pub trait KvStore: Send + Sync {
+    /// Applies `op` to `tenant`'s store at `now_ms` within `limits`; with `journal`, records
+    /// the answer there in the same transaction (scrubbed by `scrubber`), or answers what
+    /// was recorded there already without applying anything.
+    async fn apply(
+        &self,
+        tenant: &str,
+        op: KvOp,
+        limits: KvLimits,
+        now_ms: i64,
+        journal: Option<KvJournal>,
+        scrubber: &Scrubber,
+    ) -> Result<KvAnswer, crate::HostError>;
+}
+
 /// A key's value as the store holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KvEntry {
@@ -109,12 +183,8 @@ pub enum KvAnswer {
 
 impl Scrub for KvAnswer {
     fn scrub_with(&mut self, scrubber: &Scrubber) {
-        if let KvAnswer::Entry(Some(KvEntry {
-            value: Value::Text(s) | Value::Json(s),
-            ..
-        })) = self
-        {
-            scrubber.string(s);
+        if let KvAnswer::Entry(Some(entry)) = self {
+            scrubber.value(&mut entry.value);
         }
     }
 }

@@ -161,7 +161,7 @@ type HostResult<T> = wasmtime::Result<Result<T, wit::HostError>>;
 impl HostState {
     /// Every capability import passes here as one [`CapabilityCall`]: counted against the
     /// invocation's host calls, then handed to the invocation's capabilities.
-    async fn capability(
+    pub(super) async fn capability(
         &mut self,
         call: CapabilityCall,
     ) -> wasmtime::Result<Result<CapabilityReply, HostError>> {
@@ -171,7 +171,7 @@ impl HostState {
     }
 
     /// A reply as the applet gets it: converted by `convert`, an error scrubbed.
-    fn reply<T>(
+    pub(super) fn reply<T>(
         &self,
         reply: Result<CapabilityReply, HostError>,
         convert: impl FnOnce(CapabilityReply) -> Result<T, HostError>,

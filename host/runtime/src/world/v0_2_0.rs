@@ -4,7 +4,8 @@
 //! types (the same WIT types, generated twice), so a call has one implementation whichever
 //! world the component was built against.
 
-use coda_types::kv::{KvAnswer, KvOp};
+use coda_types::capabilities::{CapabilityCall, CapabilityReply};
+use coda_types::kv::{KvAnswer, KvCall, KvOp};
 use coda_types::{Capability, Failure, Outcome};
 use wasmtime::Store;
 use wasmtime::component::Linker;
@@ -340,11 +341,13 @@ impl coda::applet::interactions::Host for HostState {
 }
 
 impl HostState {
-    /// One key-value call: counted, forwarded, its host error scrubbed like every other.
+    /// One key-value call, through the one path of every capability call: counted, handed
+    /// to the invocation's capabilities, its host error scrubbed.
     async fn kv_call(&mut self, op: KvOp) -> wasmtime::Result<Result<KvAnswer, wit::HostError>> {
-        self.count_call()?;
-        let answer = kv_unwired(op);
-        Ok(answer.map_err(|e| error_from_old(old::host_error_to_wit(e, &self.context.scrubber))))
+        let reply = self.capability(CapabilityCall::Kv(KvCall::new(op))).await?;
+        Ok(self
+            .reply(reply, CapabilityReply::into_kv)
+            .map_err(error_from_old))
     }
 }
 
@@ -437,11 +440,4 @@ impl coda::applet::kv::Host for HostState {
             Err(e) => Ok(Err(e)),
         }
     }
-}
-
-/// Until the capability calls have one dispatch, `kv` is granted to no applet.
-fn kv_unwired(_op: KvOp) -> Result<KvAnswer, coda_types::HostError> {
-    Err(coda_types::HostError::NotGranted(
-        "kv is not granted: this host does not serve the key-value store yet".into(),
-    ))
 }
