@@ -623,19 +623,42 @@ fn the_sms_once_a_day_example_texts_a_number_once_in_24_hours() {
         out
     };
     let first = call("int-1", "+15550100", "2026-11-02T09:00:00Z");
-    assert_eq!(first["journal"][0]["result"], json!({"exit": "allowed"}), "{first:#}");
-    assert_eq!(first["journal"][1]["result"], json!({"exit": "sent"}), "{first:#}");
+    assert_eq!(
+        first["journal"][0]["result"],
+        json!({"exit": "allowed"}),
+        "{first:#}"
+    );
+    assert_eq!(
+        first["journal"][1]["result"],
+        json!({"exit": "sent"}),
+        "{first:#}"
+    );
     assert_eq!(first["data"]["ContactCount"], 1);
     // The count is the kv capability's, journaled as an effect of its step.
     assert_eq!(first["effects"][0]["kind"], "kv", "{first:#}");
 
     let second = call("int-2", "+15550100", "2026-11-03T08:59:00Z");
-    assert_eq!(second["journal"][0]["result"], json!({"exit": "limited"}), "{second:#}");
-    assert_eq!(second["data"]["SmsSkipped"], "texted within the last 24 hours");
+    assert_eq!(
+        second["journal"][0]["result"],
+        json!({"exit": "limited"}),
+        "{second:#}"
+    );
+    assert_eq!(
+        second["data"]["SmsSkipped"],
+        "texted within the last 24 hours"
+    );
     let other = call("int-3", "+15550111", "2026-11-03T08:59:00Z");
-    assert_eq!(other["journal"][0]["result"], json!({"exit": "allowed"}), "{other:#}");
+    assert_eq!(
+        other["journal"][0]["result"],
+        json!({"exit": "allowed"}),
+        "{other:#}"
+    );
     let next_day = call("int-4", "+15550100", "2026-11-03T09:00:00Z");
-    assert_eq!(next_day["journal"][0]["result"], json!({"exit": "allowed"}), "{next_day:#}");
+    assert_eq!(
+        next_day["journal"][0]["result"],
+        json!({"exit": "allowed"}),
+        "{next_day:#}"
+    );
 
     let texted: Vec<String> = gateway.deliveries().into_iter().map(|d| d.to).collect();
     assert_eq!(texted, ["+15550100", "+15550111", "+15550100"]);
