@@ -684,7 +684,12 @@ fn applet_new_refuses_bad_names_and_busy_directories() {
         assert!(project.join(entry).is_file(), "{lang}: {out}");
         assert!(project.join("README.md").is_file());
         let wit = std::fs::read_to_string(project.join("wit/applet.wit")).unwrap();
-        assert!(wit.contains("package coda:applet@0.1.0;"));
+        // Rust builds against the SDK's world; Python and JavaScript keep their pinned one.
+        let world = if lang == "rust" { "0.2.0" } else { "0.1.0" };
+        assert!(
+            wit.contains(&format!("package coda:applet@{world};")),
+            "{lang}"
+        );
         let fixtures: Vec<_> = std::fs::read_dir(project.join("tests"))
             .unwrap()
             .filter_map(|e| e.ok())
