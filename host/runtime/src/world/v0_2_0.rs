@@ -344,6 +344,15 @@ impl HostState {
     /// One key-value call, through the one path of every capability call: counted, handed
     /// to the invocation's capabilities, its host error scrubbed.
     async fn kv_call(&mut self, op: KvOp) -> wasmtime::Result<Result<KvAnswer, wit::HostError>> {
+        // A value is checked where the applet hands it over, as data and state are, so the
+        // store never holds one it cannot read back.
+        if let Some(Err(why)) = op.value().map(coda_types::Value::check) {
+            self.count_call()?;
+            return Ok(Err(wit::HostError::Invalid(format!(
+                "kv value for key '{}': {why}",
+                op.key().escape_debug()
+            ))));
+        }
         let reply = self.capability(CapabilityCall::Kv(KvCall::new(op))).await?;
         Ok(self
             .reply(reply, CapabilityReply::into_kv)
@@ -351,9 +360,12 @@ impl HostState {
     }
 }
 
-/// The answer a call of one kind gets; any other is the host's own mistake.
-fn unexpected(answer: KvAnswer) -> wasmtime::Error {
-    wasmtime::format_err!("the kv capability answered {answer:?} to another kind of call")
+/// The answer a call of one kind gets; any other is the host's own mistake, which the
+/// applet gets as `unavailable` (as a reply of the wrong kind is).
+fn unexpected(answer: KvAnswer) -> wit::HostError {
+    wit::HostError::Unavailable(format!(
+        "the kv capability answered {answer:?} to another kind of call"
+    ))
 }
 
 impl coda::applet::kv::Host for HostState {
@@ -364,7 +376,7 @@ impl coda::applet::kv::Host for HostState {
                 version: e.version,
                 expires_at_millis: e.expires_at_ms,
             }))),
-            Ok(other) => Err(unexpected(other)),
+            Ok(other) => Ok(Err(unexpected(other))),
             Err(e) => Ok(Err(e)),
         }
     }
@@ -385,7 +397,7 @@ impl coda::applet::kv::Host for HostState {
             .await?
         {
             Ok(KvAnswer::Written(version)) => Ok(Ok(version)),
-            Ok(other) => Err(unexpected(other)),
+            Ok(other) => Ok(Err(unexpected(other))),
             Err(e) => Ok(Err(e)),
         }
     }
@@ -393,7 +405,7 @@ impl coda::applet::kv::Host for HostState {
     async fn delete(&mut self, key: String) -> HostResult<bool> {
         match self.kv_call(KvOp::Delete { key }).await? {
             Ok(KvAnswer::Deleted(was)) => Ok(Ok(was)),
-            Ok(other) => Err(unexpected(other)),
+            Ok(other) => Ok(Err(unexpected(other))),
             Err(e) => Ok(Err(e)),
         }
     }
@@ -416,7 +428,7 @@ impl coda::applet::kv::Host for HostState {
             .await?
         {
             Ok(KvAnswer::Swapped(version)) => Ok(Ok(version)),
-            Ok(other) => Err(unexpected(other)),
+            Ok(other) => Ok(Err(unexpected(other))),
             Err(e) => Ok(Err(e)),
         }
     }
@@ -436,7 +448,7 @@ impl coda::applet::kv::Host for HostState {
             .await?
         {
             Ok(KvAnswer::Counted(count)) => Ok(Ok(count)),
-            Ok(other) => Err(unexpected(other)),
+            Ok(other) => Ok(Err(unexpected(other))),
             Err(e) => Ok(Err(e)),
         }
     }
