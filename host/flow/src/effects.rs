@@ -15,8 +15,9 @@
 //!
 //! A key-value call has no such window: its effect is a write to the run store, so the
 //! journal hands the store the call's place ([`KvJournal`]) and the store writes the record
-//! in the write's own transaction, fenced like every record. Its answer is then journaled
-//! already; only a refusal is recorded here, as any call's.
+//! in the write's own transaction, fenced like every record, and says so. What the store
+//! did not record (a refusal, an answer from a fixture or a dry run) is recorded here, as
+//! any call's.
 
 use std::sync::{Arc, Mutex};
 
@@ -184,8 +185,8 @@ impl JournaledCapabilities {
         // and retries of the step.
         let mut call_cx = cx.clone();
         call_cx.idempotency_key = format!("{}/{call_seq}", cx.idempotency_key);
-        // A key-value call's effect is the run store's own: the store writes its record in
-        // the write's transaction, here, so a kill between the two cannot apply it twice.
+        // A key-value call's effect is the run store's own: told where, the store writes the
+        // record in the write's transaction, so no kill can leave one without the other.
         let mut call = call;
         let recorded = Recorded::default();
         if let CapabilityCall::Kv(kv) = &mut call {
