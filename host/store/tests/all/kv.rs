@@ -387,10 +387,51 @@ async fn kv_increment_of_a_step_is_applied_once() {
     assert_eq!(store.effects(&run, Some(0)).unwrap().len(), 2);
 }
 
+/// Two nodes, each with its own store (its own writer) on one database, increment one key
+/// at once: every increment is applied, each answer is its own count.
+async fn kv_increments_from_two_nodes_at_once_are_each_applied() {
+    let db = crate::Db::new();
+    let nodes = [
+        std::sync::Arc::new(db.open()),
+        std::sync::Arc::new(db.open()),
+    ];
+    let calls: Vec<_> = (0..40)
+        .map(|i| {
+            let store = nodes[i % 2].clone();
+            tokio::spawn(async move {
+                store
+                    .kv(
+                        "acme",
+                        increment("count", 1, None),
+                        KvLimits::default(),
+                        NOW,
+                        None,
+                    )
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(KvAnswer::Counted(n)) => counts.push(n),
+            other => panic!("{other:?}"),
+        }
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=40).collect::<Vec<i64>>());
+    assert_eq!(
+        kv(&nodes[0], "acme", get("count"), NOW).await,
+        entry(Value::Integer(40), 40, None)
+    );
+}
+
 on_every_backend!(
     kv_calls_read_write_and_version_keys,
     kv_of_another_tenant_is_not_seen,
     kv_keys_expire_then_are_pruned,
     kv_limits_refuse_with_the_limit_named,
     kv_increment_of_a_step_is_applied_once,
+    kv_increments_from_two_nodes_at_once_are_each_applied,
 );
