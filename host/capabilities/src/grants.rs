@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use coda_types::capabilities::CapabilityCall;
+use coda_types::kv::KvLimits;
 use coda_types::{Capability, HostError};
 
 use crate::net::{embedded_v4, special_range};
@@ -46,6 +47,22 @@ pub enum Access<'a> {
         name: &'a str,
     },
     Interactions,
+    /// A call on `key` of the tenant's key-value store, writing a value of `value_bytes`
+    /// ([`coda_types::Value::stored_len`]) when it writes one.
+    Kv {
+        key: &'a str,
+        value_bytes: Option<u64>,
+    },
+}
+
+impl<'a> Access<'a> {
+    /// What a key-value call asks: its key, and the size of the value it writes.
+    pub fn kv(op: &'a coda_types::kv::KvOp) -> Self {
+        Access::Kv {
+            key: op.key(),
+            value_bytes: op.value().map(|v| v.stored_len() as u64),
+        }
+    }
 }
 
 impl fmt::Display for Access<'_> {
@@ -60,6 +77,7 @@ impl fmt::Display for Access<'_> {
             // The name only: a secret's value never reaches a message.
             Access::Secret { name } => write!(f, "secret '{name}'"),
             Access::Interactions => f.write_str("interactions"),
+            Access::Kv { key, .. } => write!(f, "kv key '{}'", key.escape_debug()),
         }
     }
 }
@@ -110,6 +128,13 @@ pub fn check(
             ceiling.secrets.iter().any(|s| s == name),
         ),
         Access::Interactions => (grant.interactions, ceiling.interactions),
+        Access::Kv { key, .. } => (
+            grant
+                .kv
+                .iter()
+                .any(|prefix| key.starts_with(prefix.as_str())),
+            ceiling.kv.is_some(),
+        ),
     };
     if !granted {
         return Err(HostError::NotGranted(format!(
@@ -120,6 +145,9 @@ pub fn check(
         return Err(HostError::NotGranted(format!(
             "{access} is granted to applet {applet} but is outside what the operator allows tenant '{tenant}'"
         )));
+    }
+    if let (Access::Kv { key, value_bytes }, Some(limits)) = (access, &ceiling.kv) {
+        check_kv_sizes(key, *value_bytes, limits)?;
     }
     Ok(())
 }
@@ -148,6 +176,7 @@ pub fn check_call(
         }
         CapabilityCall::Secret { name } => Some(Access::Secret { name }),
         CapabilityCall::Interactions(_) => Some(Access::Interactions),
+        CapabilityCall::Kv(kv) => Some(Access::kv(&kv.op)),
     };
     let access = access.ok_or_else(|| HostError::Invalid("the URL cannot be parsed".into()))?;
     check(settings, tenant, applet_name, applet_version, &access)
@@ -245,6 +274,44 @@ impl InvocationCaps {
     }
 }
 
+/// A key-value call's own sizes against the tenant's limits: the key (1 byte up to
+/// `max_key_bytes`, no control characters) and the value it writes. What the store already
+/// holds (its keys and bytes) is counted by the store, in the write's transaction.
+fn check_kv_sizes(key: &str, value_bytes: Option<u64>, limits: &KvLimits) -> Result<(), HostError> {
+    if key.is_empty() {
+        return Err(HostError::Invalid("a kv key must not be empty".into()));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(HostError::Invalid(format!(
+            "kv key '{}' holds a control character",
+            key.escape_debug()
+        )));
+    }
+    if key.len() > limits.max_key_bytes as usize {
+        return Err(HostError::LimitExceeded(format!(
+            "kv key of {} bytes is longer than the tenant's limit of {} bytes (max_key_bytes)",
+            key.len(),
+            limits.max_key_bytes
+        )));
+    }
+    if let Some(bytes) = value_bytes
+        && bytes > limits.max_value_bytes
+    {
+        return Err(HostError::LimitExceeded(format!(
+            "kv value of {bytes} bytes for key '{}' is larger than the tenant's limit of {} bytes (max_value_bytes)",
+            key.escape_debug(),
+            limits.max_value_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// What `tenant`'s key-value store may hold, for the store to count against; none when the
+/// operator allows the tenant no key-value store (then [`check`] refuses every call).
+pub fn kv_limits(settings: &Settings, tenant: &str) -> Option<KvLimits> {
+    settings.tenants.get(tenant).and_then(|t| t.ceiling.kv)
+}
+
 fn applet_grant<'a>(
     tenant: &'a TenantSettings,
     name: &str,
@@ -319,6 +386,12 @@ pub fn exceeds(ceiling: &Ceiling, grant: &AppletGrant) -> Vec<Exceeds> {
             });
         }
     }
+    if !grant.kv.is_empty() && ceiling.kv.is_none() {
+        found.push(Exceeds {
+            field: "kv".into(),
+            message: "the key-value store is outside the operator's ceiling".into(),
+        });
+    }
     if grant.interactions && !ceiling.interactions {
         found.push(Exceeds {
             field: "interactions".into(),
@@ -353,6 +426,7 @@ pub fn missing_needs(grant: Option<&AppletGrant>, needs: &[Capability]) -> Vec<C
                 Capability::Sql => grant.sql.is_empty(),
                 Capability::Secrets => grant.secrets.is_empty(),
                 Capability::Interactions => !grant.interactions,
+                Capability::Kv => grant.kv.is_empty(),
             }
         })
         .collect();
@@ -396,6 +470,7 @@ tenants:
       databases: [reports]
       secrets: [sms-token, smtp-password]
       interactions: true
+      kv: {max_key_bytes: 24, max_value_bytes: 8}
     grants:
       send-sms:
         http: ["*.example.com", "api.partner.test:8443", "other.test", "open.test:9000"]
@@ -406,6 +481,8 @@ tenants:
       mailer:
         email: true
         interactions: true
+      contact-frequency:
+        kv: ["contact/", "shared/"]
     databases:
       reports: "sqlite:/tmp/reports.db"
   globex:
@@ -550,6 +627,61 @@ tenants:
         let g = grant("{http: ['api.twilio.com'], secrets: [token]}");
         assert!(missing_needs(Some(&g), &needs).is_empty());
         assert!(missing_needs(None, &[]).is_empty());
+    }
+
+    fn kv(key: &str, value_bytes: Option<u64>) -> Result<(), HostError> {
+        let access = Access::Kv { key, value_bytes };
+        check(&settings(), "acme", "contact-frequency", "0.1.0", &access)
+    }
+
+    #[test]
+    fn kv_is_granted_by_key_prefix() {
+        assert!(kv("contact/+15550100", Some(1)).is_ok());
+        assert!(kv("shared/x", None).is_ok());
+        let m = not_granted(kv("billing/+15550100", None));
+        assert!(m.contains("kv key 'billing/+15550100'"), "{m}");
+        assert!(m.contains("contact-frequency@0.1.0"), "{m}");
+        // A prefix is a prefix of the key's bytes, not a path: `contact` is not `contact/`.
+        not_granted(kv("contact", None));
+        // Another applet of the tenant gets none of it.
+        let access = Access::Kv {
+            key: "contact/x",
+            value_bytes: None,
+        };
+        not_granted(check(&settings(), "acme", "send-sms", "1.0.0", &access));
+        // globex's ceiling allows no key-value store, whatever its grants say.
+        let m = not_granted(check(&settings(), "globex", "send-sms", "1.0.0", &access));
+        assert!(m.contains("tenant 'globex'"), "{m}");
+    }
+
+    #[test]
+    fn kv_sizes_are_the_ceilings() {
+        match kv("contact/0123456789abcdefghij", None) {
+            Err(HostError::LimitExceeded(m)) => assert!(m.contains("max_key_bytes"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        match kv("contact/1", Some(9)) {
+            Err(HostError::LimitExceeded(m)) => assert!(m.contains("max_value_bytes"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(kv("contact/1", Some(8)).is_ok());
+        assert!(matches!(
+            kv("contact/\u{7}", None),
+            Err(HostError::Invalid(_))
+        ));
+        let limits = kv_limits(&settings(), "acme").unwrap();
+        assert_eq!(limits.max_keys, coda_types::kv::DEFAULT_KV_MAX_KEYS);
+        assert_eq!(kv_limits(&settings(), "globex"), None);
+    }
+
+    #[test]
+    fn a_kv_grant_needs_the_ceilings_kv() {
+        let found = exceeds(&Ceiling::default(), &grant("{kv: ['contact/']}"));
+        assert_eq!(found[0].field, "kv", "{found:?}");
+        let s = settings();
+        assert!(exceeds(&s.tenants["acme"].ceiling, &grant("{kv: ['']}")).is_empty());
+        assert_eq!(missing_needs(None, &[Capability::Kv]), [Capability::Kv]);
+        assert!(missing_needs(Some(&grant("{kv: ['']}")), &[Capability::Kv]).is_empty());
     }
 
     #[test]

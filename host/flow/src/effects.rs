@@ -12,6 +12,12 @@
 //! the same idempotency key (`{step key}/{call position}`), so a downstream that honours keys
 //! sees it once. Secret reads are not effects and are never journaled, and every record is
 //! scrubbed of the step's secret values before it is written.
+//!
+//! A key-value call has no such window: its effect is a write to the run store, so the
+//! journal hands the store the call's place ([`KvJournal`]) and the store writes the record
+//! in the write's own transaction, fenced like every record, and says so. What the store
+//! did not record (a refusal, an answer from a fixture or a dry run) is recorded here, as
+//! any call's.
 
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +26,7 @@ use coda_store::{EffectRecord, Store};
 use coda_types::capabilities::{
     CallKind, Capabilities, CapabilityCall, CapabilityReply, request_digest,
 };
+use coda_types::kv::{KvJournal, Recorded};
 use coda_types::{HostError, InvocationContext};
 
 use crate::leases::Lease;
@@ -178,7 +185,26 @@ impl JournaledCapabilities {
         // and retries of the step.
         let mut call_cx = cx.clone();
         call_cx.idempotency_key = format!("{}/{call_seq}", cx.idempotency_key);
+        // A key-value call's effect is the run store's own: told where, the store writes the
+        // record in the write's transaction, so no kill can leave one without the other.
+        let mut call = call;
+        let recorded = Recorded::default();
+        if let CapabilityCall::Kv(kv) = &mut call {
+            kv.journal = Some(KvJournal {
+                run_id: self.run_id.clone(),
+                step_seq: self.step_seq,
+                call_seq,
+                claim: self.claim,
+                digest: digest.clone(),
+                at_ms: self.now_ms,
+                recorded: recorded.clone(),
+            });
+        }
         let result = self.inner.call(&call_cx, call).await;
+        if recorded.get() {
+            self.lock().summary.performed += 1;
+            return result;
+        }
 
         // The record is scrubbed of the step's secret values (a response echoing a token, an
         // error echoing a URL); the applet gets the result as it came. A replay after a
@@ -241,7 +267,8 @@ impl Capabilities for JournaledCapabilities {
             | CallKind::Email
             | CallKind::SqlQuery
             | CallKind::SqlExecute
-            | CallKind::Interactions => self.effect(cx, call).await,
+            | CallKind::Interactions
+            | CallKind::Kv => self.effect(cx, call).await,
             // Secrets are read, not acted on, and their values must never reach the journal.
             CallKind::Secret => self.inner.call(cx, call).await,
         }

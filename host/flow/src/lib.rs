@@ -120,6 +120,9 @@ pub type Result<T> = std::result::Result<T, FlowError>;
 /// How often an idle scheduler looks again while due runs wait on other nodes' claims.
 const BLOCKED_POLL_MS: i64 = 50;
 
+/// How often `Engine::serve` deletes expired key-value keys.
+const KV_PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A run to start.
 #[derive(Debug, Clone)]
 pub struct Start {
@@ -282,7 +285,12 @@ impl Engine {
         const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
         const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
         let mut backoff = None::<std::time::Duration>;
+        let mut pruned_at = None::<std::time::Instant>;
         loop {
+            if pruned_at.is_none_or(|at| at.elapsed() >= KV_PRUNE_EVERY) {
+                pruned_at = Some(std::time::Instant::now());
+                self.prune_kv().await;
+            }
             let pass = self.run_until(None);
             tokio::pin!(pass);
             let failed = tokio::select! {
@@ -335,6 +343,22 @@ impl Engine {
                 biased;
                 _ = &mut stop => return Ok(steps),
                 _ = pause => {}
+            }
+        }
+    }
+
+    /// Deletes the key-value stores' expired keys, a batch at a time: they already read as
+    /// absent, this gives their room back. A failure is logged; the next pass tries again.
+    async fn prune_kv(&self) {
+        let now = self.clock.now_ms();
+        loop {
+            match self.store.prune_kv(now, coda_store::KV_PRUNE_BATCH).await {
+                Ok(n) if n == u64::from(coda_store::KV_PRUNE_BATCH) => continue,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!("pruning expired kv keys failed ({e}); trying again later");
+                    return;
+                }
             }
         }
     }

@@ -230,6 +230,14 @@ pub fn request_json(call: &CapabilityCall) -> Json {
         CapabilityCall::Interactions(follow_up) => {
             serde_json::to_value(follow_up).unwrap_or(Json::Null)
         }
+        // `{"op": "set", "key": …, "value": …, "ttl_millis": …}`, the value as plain JSON.
+        CapabilityCall::Kv(call) => {
+            let mut shown = serde_json::to_value(&call.op).unwrap_or(Json::Null);
+            if let Some(value) = call.op.value() {
+                shown["value"] = value.to_json();
+            }
+            shown
+        }
     }
 }
 
@@ -254,7 +262,8 @@ pub fn answer_json(result: &Result<CapabilityReply, HostError>) -> Json {
         Ok(
             reply @ (CapabilityReply::Email(_)
             | CapabilityReply::SqlExecute(_)
-            | CapabilityReply::Interactions(_)),
+            | CapabilityReply::Interactions(_)
+            | CapabilityReply::Kv(_)),
         ) => json!(reply),
     };
     json!({ "response": response })
@@ -272,7 +281,8 @@ impl Capabilities for FixtureCapabilities {
             | CapabilityCall::Email(_)
             | CapabilityCall::SqlQuery(_)
             | CapabilityCall::SqlExecute(_)
-            | CapabilityCall::Interactions(_) => self.answer(call),
+            | CapabilityCall::Interactions(_)
+            | CapabilityCall::Kv(_) => self.answer(call),
             CapabilityCall::Secret { name } => self.secret(name),
         }
     }

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use coda_types::capabilities::{
     CallKind, Capabilities, CapabilityCall, CapabilityReply, HttpResponse, SqlRows,
 };
+use coda_types::kv::{KvAnswer, KvOp};
 use coda_types::{HostError, InvocationContext};
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -178,6 +179,14 @@ fn simulated(call: &CapabilityCall, key: &str) -> Result<CapabilityReply, HostEr
         CapabilityCall::Interactions(_) => {
             CapabilityReply::Interactions(format!("dry-run-{}", key.replace('/', "-")))
         }
+        // As an empty store answers: nothing there, the first version, the first count.
+        CapabilityCall::Kv(kv) => CapabilityReply::Kv(match &kv.op {
+            KvOp::Get { .. } => KvAnswer::Entry(None),
+            KvOp::Set { .. } => KvAnswer::Written(1),
+            KvOp::Delete { .. } => KvAnswer::Deleted(false),
+            KvOp::CompareAndSet { .. } => KvAnswer::Swapped(Some(1)),
+            KvOp::Increment { by, .. } => KvAnswer::Counted(*by),
+        }),
     })
 }
 
@@ -193,7 +202,8 @@ impl Capabilities for DryCapabilities {
             | CapabilityCall::Email(_)
             | CapabilityCall::SqlQuery(_)
             | CapabilityCall::SqlExecute(_)
-            | CapabilityCall::Interactions(_) => self.answer(cx, call),
+            | CapabilityCall::Interactions(_)
+            | CapabilityCall::Kv(_) => self.answer(cx, call),
             // Secrets are read, not acted on: from the fixtures, else as the real
             // capabilities grant them.
             CapabilityCall::Secret { name } => {

@@ -22,6 +22,7 @@ use std::path::Path;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use coda_types::capabilities::{CallKind, CapabilityReply, HttpResponse, SqlRows};
+use coda_types::kv::KvAnswer;
 use coda_types::{HostError, Value, Values};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
@@ -155,7 +156,7 @@ fn yes() -> bool {
 }
 
 /// One recorded capability call: the kind's wire name is the key (`http`, `email`,
-/// `sql-query`, `sql-execute`, `interactions`; a test checks each against [`CallKind`]).
+/// `sql-query`, `sql-execute`, `interactions`, `kv`; a test checks each against [`CallKind`]).
 /// Secret reads are not recorded: a fixture's `secrets` answer them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -165,6 +166,8 @@ pub enum RecordedCall {
     SqlQuery(Recorded<SqlRowsFixture>),
     SqlExecute(Recorded<u64>),
     Interactions(Recorded<String>),
+    /// A key-value call's answer: `{counted: 2}`, `{written: 1}`, `{entry: null}`…
+    Kv(Recorded<KvAnswer>),
 }
 
 impl RecordedCall {
@@ -175,6 +178,7 @@ impl RecordedCall {
             RecordedCall::SqlQuery(_) => CallKind::SqlQuery,
             RecordedCall::SqlExecute(_) => CallKind::SqlExecute,
             RecordedCall::Interactions(_) => CallKind::Interactions,
+            RecordedCall::Kv(_) => CallKind::Kv,
         }
     }
 
@@ -199,6 +203,7 @@ impl RecordedCall {
             RecordedCall::Interactions(r) => {
                 r.answer(String::clone).map(CapabilityReply::Interactions)
             }
+            RecordedCall::Kv(r) => r.answer(KvAnswer::clone).map(CapabilityReply::Kv),
         }
     }
 
@@ -210,6 +215,7 @@ impl RecordedCall {
             RecordedCall::SqlQuery(r) => (&r.request, &r.digest),
             RecordedCall::SqlExecute(r) => (&r.request, &r.digest),
             RecordedCall::Interactions(r) => (&r.request, &r.digest),
+            RecordedCall::Kv(r) => (&r.request, &r.digest),
         };
         (request.as_ref(), digest.as_deref())
     }
@@ -442,6 +448,7 @@ impl Fixture {
                 }
                 RecordedCall::SqlQuery(r) => r.check(position, kind)?,
                 RecordedCall::SqlExecute(r) => r.check(position, kind)?,
+                RecordedCall::Kv(r) => r.check(position, kind)?,
             }
         }
         if let Some(at) = &self.at {
@@ -520,6 +527,7 @@ mod tests {
             })),
             RecordedCall::SqlExecute(Recorded::response(1)),
             RecordedCall::Interactions(Recorded::response("int-1".into())),
+            RecordedCall::Kv(Recorded::response(KvAnswer::Counted(2))),
         ];
         for call in calls {
             let json = serde_json::to_value(&call).unwrap();

@@ -33,7 +33,10 @@ pub fn source(
     let settings = Settings::from_file(file).map_err(|e| invalid(&e))?;
     let host = HostCapabilities::new(settings)
         .map_err(|e| invalid(&e))?
-        .with_follow_ups(Arc::new(StoreFollowUps { store }));
+        .with_follow_ups(Arc::new(StoreFollowUps {
+            store: store.clone(),
+        }))
+        .with_kv(store);
     Ok(Arc::new(Grants(host)))
 }
 
@@ -129,6 +132,7 @@ impl StoreGrants {
             .with_follow_ups(Arc::new(StoreFollowUps {
                 store: self.store.clone(),
             }))
+            .with_kv(self.store.clone())
             .with_email_counter(self.emails.clone());
         Ok(host)
     }

@@ -57,6 +57,7 @@ async fn usage(
         "http_calls": calls(CallKind::Http),
         "sql_calls": calls(CallKind::SqlQuery) + calls(CallKind::SqlExecute),
         "follow_ups": calls(CallKind::Interactions),
+        "kv_calls": calls(CallKind::Kv),
         "effects": usage.effects,
     })))
 }

@@ -2,7 +2,7 @@
 //! sees it, so that a step run again after a crash gets the results back instead of acting
 //! twice.
 
-use crate::db::{OptionalExtension, params};
+use crate::db::{Conn, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::{Result, Store, StoreError};
@@ -42,43 +42,8 @@ impl Store {
         claim: Option<u64>,
     ) -> Result<()> {
         let run_id = run_id.to_owned();
-        let result = serde_json::to_string(&effect.result)?;
         self.writer
-            .write(move |tx| {
-                let current: Option<(u64, u64)> = tx
-                    .prepare_cached("SELECT step_seq, claim_seq FROM runs WHERE id = ?1")?
-                    .query_row(params![run_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
-                let fenced = current.is_some_and(|(seq, claimed)| {
-                    seq == effect.step_seq && claim.is_none_or(|c| c == claimed)
-                });
-                if !fenced {
-                    return Err(StoreError::Conflict {
-                        run: run_id.clone(),
-                        expected: effect.step_seq,
-                    });
-                }
-                // A different call at this position (a diverged replay) replaces the record;
-                // the same call never does: its first journaled result is the truth.
-                tx.prepare_cached(
-                    "INSERT INTO effects (run_id, step_seq, call_seq, kind, digest, result, at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (run_id, step_seq, call_seq) DO UPDATE SET
-                        kind = excluded.kind, digest = excluded.digest,
-                        result = excluded.result, at = excluded.at
-                     WHERE effects.digest <> excluded.digest",
-                )?
-                .execute(params![
-                    run_id,
-                    effect.step_seq,
-                    effect.call_seq,
-                    effect.kind,
-                    effect.digest,
-                    result,
-                    effect.at_ms
-                ])?;
-                Ok(())
-            })
+            .write(move |tx| journal_effect(tx, &run_id, &effect, claim))
             .await
     }
 
@@ -112,4 +77,60 @@ impl Store {
             .collect()
         })
     }
+}
+
+/// Fails with [`StoreError::Conflict`] unless the run is still at `step_seq` (and, when
+/// `claim` is a claim's number, under that claim): the fence of every write a step makes
+/// before its commit.
+pub(crate) fn check_effect_fence(
+    tx: &Conn<'_>,
+    run_id: &str,
+    step_seq: u64,
+    claim: Option<u64>,
+) -> Result<()> {
+    let current: Option<(u64, u64)> = tx
+        .prepare_cached("SELECT step_seq, claim_seq FROM runs WHERE id = ?1")?
+        .query_row(params![run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let fenced =
+        current.is_some_and(|(seq, claimed)| seq == step_seq && claim.is_none_or(|c| c == claimed));
+    if fenced {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict {
+            run: run_id.to_owned(),
+            expected: step_seq,
+        })
+    }
+}
+
+/// Writes one effect record inside `tx`, fenced (see [`Store::record_effect`]).
+pub(crate) fn journal_effect(
+    tx: &Conn<'_>,
+    run_id: &str,
+    effect: &EffectRecord,
+    claim: Option<u64>,
+) -> Result<()> {
+    check_effect_fence(tx, run_id, effect.step_seq, claim)?;
+    let result = serde_json::to_string(&effect.result)?;
+    // A different call at this position (a diverged replay) replaces the record; the same
+    // call never does: its first journaled result is the truth.
+    tx.prepare_cached(
+        "INSERT INTO effects (run_id, step_seq, call_seq, kind, digest, result, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (run_id, step_seq, call_seq) DO UPDATE SET
+            kind = excluded.kind, digest = excluded.digest,
+            result = excluded.result, at = excluded.at
+         WHERE effects.digest <> excluded.digest",
+    )?
+    .execute(params![
+        run_id,
+        effect.step_seq,
+        effect.call_seq,
+        effect.kind.clone(),
+        effect.digest.clone(),
+        result,
+        effect.at_ms
+    ])?;
+    Ok(())
 }

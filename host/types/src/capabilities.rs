@@ -1,4 +1,4 @@
-//! The capability calls an applet may make (http, email, sql, secrets, interactions): a
+//! The capability calls an applet may make (http, email, sql, secrets, interactions, kv): a
 //! closed set of kinds ([`CallKind`]), one call type ([`CapabilityCall`]) and its reply
 //! ([`CapabilityReply`]), and one trait with one method ([`Capabilities::call`]).
 //!
@@ -11,6 +11,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::kv::{KvAnswer, KvCall, KvOp};
 use crate::{Capability, HostError, InvocationContext, Value};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -81,19 +82,22 @@ pub enum CallKind {
     SqlExecute,
     Secret,
     Interactions,
+    Kv,
 }
 
 impl CallKind {
-    pub const ALL: [CallKind; 6] = [
+    pub const ALL: [CallKind; 7] = [
         CallKind::Http,
         CallKind::Email,
         CallKind::SqlQuery,
         CallKind::SqlExecute,
         CallKind::Secret,
         CallKind::Interactions,
+        CallKind::Kv,
     ];
 
-    /// The wire name: `http`, `email`, `sql-query`, `sql-execute`, `secret`, `interactions`.
+    /// The wire name: `http`, `email`, `sql-query`, `sql-execute`, `secret`, `interactions`,
+    /// `kv`.
     pub const fn as_str(self) -> &'static str {
         match self {
             CallKind::Http => "http",
@@ -102,6 +106,7 @@ impl CallKind {
             CallKind::SqlExecute => "sql-execute",
             CallKind::Secret => "secret",
             CallKind::Interactions => "interactions",
+            CallKind::Kv => "kv",
         }
     }
 
@@ -113,6 +118,7 @@ impl CallKind {
             CallKind::SqlQuery | CallKind::SqlExecute => Capability::Sql,
             CallKind::Secret => Capability::Secrets,
             CallKind::Interactions => Capability::Interactions,
+            CallKind::Kv => Capability::Kv,
         }
     }
 }
@@ -172,6 +178,7 @@ pub enum CapabilityCall {
     SqlExecute(SqlStatement),
     Secret { name: String },
     Interactions(FollowUp),
+    Kv(KvCall),
 }
 
 impl CapabilityCall {
@@ -183,6 +190,7 @@ impl CapabilityCall {
             CapabilityCall::SqlExecute(_) => CallKind::SqlExecute,
             CapabilityCall::Secret { .. } => CallKind::Secret,
             CapabilityCall::Interactions(_) => CallKind::Interactions,
+            CapabilityCall::Kv(_) => CallKind::Kv,
         }
     }
 
@@ -211,6 +219,8 @@ pub enum CapabilityReply {
     Secret(String),
     /// The id of the follow-up interaction created.
     Interactions(String),
+    /// What the tenant's key-value store answered.
+    Kv(KvAnswer),
 }
 
 impl CapabilityReply {
@@ -222,6 +232,7 @@ impl CapabilityReply {
             CapabilityReply::SqlExecute(_) => CallKind::SqlExecute,
             CapabilityReply::Secret(_) => CallKind::Secret,
             CapabilityReply::Interactions(_) => CallKind::Interactions,
+            CapabilityReply::Kv(_) => CallKind::Kv,
         }
     }
 
@@ -235,6 +246,7 @@ impl CapabilityReply {
             CallKind::SqlExecute => CapabilityReply::SqlExecute(from_value(json)?),
             CallKind::Secret => CapabilityReply::Secret(from_value(json)?),
             CallKind::Interactions => CapabilityReply::Interactions(from_value(json)?),
+            CallKind::Kv => CapabilityReply::Kv(from_value(json)?),
         })
     }
 
@@ -285,6 +297,13 @@ impl CapabilityReply {
         match self {
             CapabilityReply::Interactions(id) => Ok(id),
             other => Err(other.mismatch(CallKind::Interactions)),
+        }
+    }
+
+    pub fn into_kv(self) -> Result<KvAnswer, HostError> {
+        match self {
+            CapabilityReply::Kv(answer) => Ok(answer),
+            other => Err(other.mismatch(CallKind::Kv)),
         }
     }
 }
@@ -378,6 +397,12 @@ pub trait CapabilitiesExt: Capabilities {
             .await?
             .into_interactions()
     }
+
+    async fn kv(&self, cx: &InvocationContext, op: KvOp) -> Result<KvAnswer, HostError> {
+        self.call(cx, CapabilityCall::Kv(KvCall::new(op)))
+            .await?
+            .into_kv()
+    }
 }
 
 impl<T: Capabilities + ?Sized> CapabilitiesExt for T {}
@@ -399,6 +424,8 @@ pub fn request_digest(call: &CapabilityCall) -> String {
         // Never journaled; the name only, never a value.
         CapabilityCall::Secret { name } => serde_json::to_vec(name),
         CapabilityCall::Interactions(follow_up) => serde_json::to_vec(follow_up),
+        // The call itself; where the journal records it is no part of it.
+        CapabilityCall::Kv(call) => serde_json::to_vec(&call.op),
     };
     let mut hasher = Sha256::new();
     hasher.update(call.kind().as_str().as_bytes());
@@ -541,6 +568,12 @@ mod tests {
             CapabilityReply::SqlExecute(3),
             CapabilityReply::Secret("s3cret".into()),
             CapabilityReply::Interactions("int-2".into()),
+            CapabilityReply::Kv(KvAnswer::Counted(2)),
+            CapabilityReply::Kv(KvAnswer::Entry(Some(crate::kv::KvEntry {
+                value: Value::Text("promoter".into()),
+                version: 3,
+                expires_at_ms: None,
+            }))),
         ];
         for reply in replies {
             let json = serde_json::to_value(&reply).unwrap();

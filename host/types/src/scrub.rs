@@ -532,6 +532,7 @@ impl Scrub for CapabilityReply {
             CapabilityReply::Email(text)
             | CapabilityReply::Secret(text)
             | CapabilityReply::Interactions(text) => text.scrub_with(scrubber),
+            CapabilityReply::Kv(answer) => answer.scrub_with(scrubber),
         }
     }
 }

@@ -16,7 +16,7 @@ pub enum GrantCommand {
     Set {
         applet: String,
         /// The grant as a file, e.g. `{http: [api.twilio.com], secrets: [twilio-auth-token]}`
-        #[arg(conflicts_with_all = ["http", "email", "sql", "secret", "interactions"])]
+        #[arg(conflicts_with_all = ["http", "email", "sql", "secret", "interactions", "kv"])]
         file: Option<PathBuf>,
         /// An outbound host pattern the applet may call (repeatable)
         #[arg(long, value_name = "PATTERN")]
@@ -33,6 +33,10 @@ pub enum GrantCommand {
         /// The applet may create follow-up interactions
         #[arg(long)]
         interactions: bool,
+        /// A key prefix of the tenant's key-value store the applet may use (repeatable;
+        /// `""` for every key)
+        #[arg(long, value_name = "PREFIX")]
+        kv: Vec<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -57,6 +61,7 @@ pub(super) fn grant_from_flags(
     sql: Vec<String>,
     secret: Vec<String>,
     interactions: bool,
+    kv: Vec<String>,
 ) -> Json {
     let mut grant = Map::new();
     if !http.is_empty() {
@@ -74,6 +79,9 @@ pub(super) fn grant_from_flags(
     if interactions {
         grant.insert("interactions".into(), json!(true));
     }
+    if !kv.is_empty() {
+        grant.insert("kv".into(), json!(kv));
+    }
     Json::Object(grant)
 }
 
@@ -87,6 +95,7 @@ pub(super) async fn grant(client: &Client, command: GrantCommand) -> Result<(), 
             sql,
             secret,
             interactions,
+            kv,
             ..
         } => {
             let body = match file {
@@ -100,7 +109,7 @@ pub(super) async fn grant(client: &Client, command: GrantCommand) -> Result<(), 
                         e => Failure::usage(format!("{}: not YAML or JSON: {e}", file.display())),
                     })?
                 }
-                None => grant_from_flags(http, email, sql, secret, interactions),
+                None => grant_from_flags(http, email, sql, secret, interactions, kv),
             };
             let answer = client
                 .call(
@@ -128,7 +137,15 @@ pub(super) async fn grant(client: &Client, command: GrantCommand) -> Result<(), 
 
 /// Grants as a table, whether the server lists them or maps applets to them.
 fn print_grants(answer: &Json) {
-    let columns = ["applet", "http", "email", "sql", "secrets", "interactions"];
+    let columns = [
+        "applet",
+        "http",
+        "email",
+        "sql",
+        "secrets",
+        "interactions",
+        "kv",
+    ];
     let grants = answer.get("grants").unwrap_or(answer);
     match grants {
         Json::Object(by_applet) => {
@@ -177,9 +194,21 @@ mod tests {
                 false,
                 vec![],
                 vec!["t".into()],
-                true
+                true,
+                vec![]
             ),
             json!({"http": ["api.twilio.com"], "secrets": ["t"], "interactions": true})
+        );
+        assert_eq!(
+            grant_from_flags(
+                vec![],
+                false,
+                vec![],
+                vec![],
+                false,
+                vec!["contact/".into()]
+            ),
+            json!({"kv": ["contact/"]})
         );
     }
 }

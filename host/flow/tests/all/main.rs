@@ -587,6 +587,7 @@ mod control;
 mod disk;
 mod effects;
 mod fair;
+mod kv;
 mod leases;
 mod poison;
 mod postgres;

@@ -69,7 +69,7 @@ pub(crate) async fn run(
     }))
 }
 
-fn convert_info(info: wit::AppletInfo) -> Result<coda_types::AppletInfo, String> {
+pub(super) fn convert_info(info: wit::AppletInfo) -> Result<coda_types::AppletInfo, String> {
     if info.config_schema.len() > crate::limits::MAX_SCHEMA_BYTES {
         return Err(format!(
             "config schema of {} bytes is larger than {} bytes",
@@ -100,7 +100,7 @@ fn convert_info(info: wit::AppletInfo) -> Result<coda_types::AppletInfo, String>
     })
 }
 
-fn outcome_from_wit(outcome: wit::Outcome) -> Outcome {
+pub(super) fn outcome_from_wit(outcome: wit::Outcome) -> Outcome {
     match outcome {
         wit::Outcome::Exit(exit) => Outcome::Exit(exit),
         wit::Outcome::Pause(p) => Outcome::Pause {
@@ -120,7 +120,7 @@ fn outcome_from_wit(outcome: wit::Outcome) -> Outcome {
     }
 }
 
-fn value_from_wit(value: wit::Value) -> Value {
+pub(super) fn value_from_wit(value: wit::Value) -> Value {
     match value {
         wit::Value::Null => Value::Null,
         wit::Value::Boolean(b) => Value::Boolean(b),
@@ -131,7 +131,7 @@ fn value_from_wit(value: wit::Value) -> Value {
     }
 }
 
-fn value_to_wit(value: &Value) -> wit::Value {
+pub(super) fn value_to_wit(value: &Value) -> wit::Value {
     match value {
         Value::Null => wit::Value::Null,
         Value::Boolean(b) => wit::Value::Boolean(*b),
@@ -145,7 +145,7 @@ fn value_to_wit(value: &Value) -> wit::Value {
 /// A host error as the applet gets it, scrubbed of the step's secret values: a capability
 /// may have used a credential the applet never read (an SMTP password) and a server may
 /// echo it.
-fn host_error_to_wit(mut error: HostError, scrubber: &Scrubber) -> wit::HostError {
+pub(super) fn host_error_to_wit(mut error: HostError, scrubber: &Scrubber) -> wit::HostError {
     scrubber.apply(&mut error);
     match error {
         HostError::NotGranted(m) => wit::HostError::NotGranted(m),
@@ -161,7 +161,7 @@ type HostResult<T> = wasmtime::Result<Result<T, wit::HostError>>;
 impl HostState {
     /// Every capability import passes here as one [`CapabilityCall`]: counted against the
     /// invocation's host calls, then handed to the invocation's capabilities.
-    async fn capability(
+    pub(super) async fn capability(
         &mut self,
         call: CapabilityCall,
     ) -> wasmtime::Result<Result<CapabilityReply, HostError>> {
@@ -171,7 +171,7 @@ impl HostState {
     }
 
     /// A reply as the applet gets it: converted by `convert`, an error scrubbed.
-    fn reply<T>(
+    pub(super) fn reply<T>(
         &self,
         reply: Result<CapabilityReply, HostError>,
         convert: impl FnOnce(CapabilityReply) -> Result<T, HostError>,
