@@ -23,12 +23,12 @@
 //! coda_sdk::export_applet!(Hello);
 //! ```
 
-/// The bindings generated from the `coda:applet@0.1.0` world. Applets rarely need these
+/// The bindings generated from the `coda:applet@0.2.0` world. Applets rarely need these
 /// directly: the capability modules below wrap them.
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "wit/v0.1.0",
+        path: "wit/v0.2.0",
         world: "applet",
         pub_export_macro: true,
         export_macro_name: "__export_world",
@@ -61,9 +61,10 @@ pub use serde_json;
 pub use value::{from_json, to_json};
 
 /// The capability interfaces, as generated. `http::send`, `email::send`, `sql::query`,
-/// `secrets::get` and `interactions::clone_interaction` answer `HostError::NotGranted`
-/// unless the tenant granted the capability to this applet.
-pub use bindings::coda::applet::{email, http, interactions, secrets, sql};
+/// `secrets::get`, `interactions::clone_interaction` and every `kv` call answer
+/// `HostError::NotGranted` unless the tenant granted the capability to this applet (for
+/// `kv`, a prefix of the key).
+pub use bindings::coda::applet::{email, http, interactions, kv, secrets, sql};
 
 /// Writing to the step's log, journaled with the step. Every line counts against the
 /// invocation's log-byte limit.
@@ -94,7 +95,7 @@ pub mod __private {
 }
 
 /// Exports `$applet` (a type implementing [`Applet`]) as this component's
-/// `coda:applet/handler@0.1.0`. Call it once per applet crate.
+/// `coda:applet/handler@0.2.0`. Call it once per applet crate.
 #[macro_export]
 macro_rules! export_applet {
     ($applet:ty) => {

@@ -684,7 +684,12 @@ fn applet_new_refuses_bad_names_and_busy_directories() {
         assert!(project.join(entry).is_file(), "{lang}: {out}");
         assert!(project.join("README.md").is_file());
         let wit = std::fs::read_to_string(project.join("wit/applet.wit")).unwrap();
-        assert!(wit.contains("package coda:applet@0.1.0;"));
+        // Rust builds against the SDK's world; Python and JavaScript keep their pinned one.
+        let world = if lang == "rust" { "0.2.0" } else { "0.1.0" };
+        assert!(
+            wit.contains(&format!("package coda:applet@{world};")),
+            "{lang}"
+        );
         let fixtures: Vec<_> = std::fs::read_dir(project.join("tests"))
             .unwrap()
             .filter_map(|e| e.ok())
@@ -795,5 +800,41 @@ fn python_and_js_projects_build_with_one_command_and_pass_their_fixtures() {
             built_in.as_secs_f64(),
             tested_in.as_secs_f64()
         );
+    }
+}
+
+/// A kv call in a fixture: Contact Frequency's increment is matched by its request and
+/// answered from the recording, offline, and the applet routes on the count.
+#[test]
+fn a_fixture_answers_contact_frequencys_kv_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = |count: i64| {
+        format!(
+            r#"
+applet: contact-frequency@0.1.0
+config: {{key: "contact-frequency/sms/{{{{ CLID }}}}", limit: 1, window_seconds: 86400}}
+data: {{CLID: "+15550100"}}
+calls:
+  - kv:
+      request: {{op: increment, key: contact-frequency/sms/+15550100, by: 1, ttl_millis: 86400000}}
+      response: {{counted: {count}}}
+expect:
+  outcome: {{exit: {}}}
+  data: {{ContactCount: {count}}}
+"#,
+            if count > 1 { "limited" } else { "allowed" }
+        )
+    };
+    for count in [1, 2] {
+        let file = write(dir.path(), &format!("count-{count}.yaml"), &fixture(count));
+        let (status, json) = coda(&[
+            "applet",
+            "test",
+            applets::CONTACT_FREQUENCY,
+            "--fixture",
+            file.to_str().unwrap(),
+        ]);
+        assert_eq!(status, 0, "{json:#}");
+        assert_eq!(json["passed"], 1, "{json:#}");
     }
 }

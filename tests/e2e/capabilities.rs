@@ -588,3 +588,78 @@ fn a_bad_grants_file_is_refused_naming_the_field() {
     assert!(message.contains("alow_private"), "{message}");
     assert!(message.contains("tenants.local.ceiling"), "{message}");
 }
+
+/// examples/plans/sms-once-a-day.yaml as written (its gateway on this test's port), run by
+/// `coda run` on one database with examples/grants.yaml: the first call of a number is
+/// texted, a second within 24 hours is not, one past the window is again, and another
+/// number is its own.
+#[test]
+fn the_sms_once_a_day_example_texts_a_number_once_in_24_hours() {
+    let rt = servers();
+    let gateway = rt
+        .block_on(coda_testkit::SmsGateway::start(Default::default()))
+        .unwrap();
+    let files = Files::new();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let example = std::fs::read_to_string(format!("{root}/examples/plans/sms-once-a-day.yaml"))
+        .unwrap()
+        .replace("http://127.0.0.1:8025", &gateway.url());
+    let grants = format!("{root}/examples/grants.yaml");
+    let db = files.path("coda.db");
+    let call = |interaction: &str, clid: &str, at: &str| {
+        let event = files.write(
+            &format!("{interaction}.json"),
+            &json!({"interaction": interaction, "outcome": "completed", "data": {"CLID": clid}})
+                .to_string(),
+        );
+        let (status, out) = run(
+            &files,
+            &example,
+            &event,
+            Some(&grants),
+            &["--db", &db, "--at", at],
+        );
+        assert_eq!(status, 0, "{out:#}");
+        out
+    };
+    let first = call("int-1", "+15550100", "2026-11-02T09:00:00Z");
+    assert_eq!(
+        first["journal"][0]["result"],
+        json!({"exit": "allowed"}),
+        "{first:#}"
+    );
+    assert_eq!(
+        first["journal"][1]["result"],
+        json!({"exit": "sent"}),
+        "{first:#}"
+    );
+    assert_eq!(first["data"]["ContactCount"], 1);
+    // The count is the kv capability's, journaled as an effect of its step.
+    assert_eq!(first["effects"][0]["kind"], "kv", "{first:#}");
+
+    let second = call("int-2", "+15550100", "2026-11-03T08:59:00Z");
+    assert_eq!(
+        second["journal"][0]["result"],
+        json!({"exit": "limited"}),
+        "{second:#}"
+    );
+    assert_eq!(
+        second["data"]["SmsSkipped"],
+        "texted within the last 24 hours"
+    );
+    let other = call("int-3", "+15550111", "2026-11-03T08:59:00Z");
+    assert_eq!(
+        other["journal"][0]["result"],
+        json!({"exit": "allowed"}),
+        "{other:#}"
+    );
+    let next_day = call("int-4", "+15550100", "2026-11-03T09:00:00Z");
+    assert_eq!(
+        next_day["journal"][0]["result"],
+        json!({"exit": "allowed"}),
+        "{next_day:#}"
+    );
+
+    let texted: Vec<String> = gateway.deliveries().into_iter().map(|d| d.to).collect();
+    assert_eq!(texted, ["+15550100", "+15550111", "+15550100"]);
+}

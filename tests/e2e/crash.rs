@@ -551,3 +551,146 @@ fn a_poison_pill_is_contained_and_every_restart_goes_on() {
         assert_eq!(last_error["node"], "pill");
     }
 }
+
+const KV_RUNS: u32 = 120;
+
+/// Every run counts one contact on one shared key, then naps: the count step's increment
+/// and its effect record commit in one transaction, so however the hosts die, the key ends
+/// at the number of runs and each run got a count of its own. (The nap keeps runs
+/// unfinished long enough for the first kill to land.)
+const KV_PLAN: &str = r#"
+name: kv-crashy
+type: unattended
+start: count
+nodes:
+  count:
+    applet: contact-frequency@0.1.0
+    config: { key: "contact-frequency/all", limit: 100000, window_seconds: 86400 }
+    exits: { allowed: nap, limited: nap }
+  nap:
+    applet: scripted@0.1.0
+    config: { pause_ms: 500 }
+"#;
+
+#[test]
+fn kv_increments_survive_sigkill_applied_once_each() {
+    let files = Files::new();
+    let plan = files.write("kv-crashy.yaml", KV_PLAN);
+    let grants = files.write(
+        "grants.yaml",
+        "tenants:\n  local:\n    ceiling: { kv: {} }\n    grants:\n      contact-frequency: { kv: [contact-frequency/] }\n",
+    );
+    let event = files.write("event.json", r#"{ "interaction": "kv-crash" }"#);
+    let db = files.path("coda.db");
+    let applets = applets_dir();
+    let applets = applets.to_str().unwrap();
+    let runs = KV_RUNS.to_string();
+    let start = [
+        "run",
+        &plan,
+        "--event",
+        &event,
+        "--applets",
+        applets,
+        "--db",
+        &db,
+        "--repeat",
+        &runs,
+        "--grants",
+        &grants,
+    ];
+    let resume = [
+        "resume",
+        "--db",
+        &db,
+        "--applets",
+        applets,
+        "--grants",
+        &grants,
+    ];
+    let unfinished = || Store::open(db.as_ref()).unwrap().unfinished_runs().unwrap();
+    // The first host is killed once a third of the runs are started, mid-stepping.
+    let mut first = spawn(&start);
+    while first.try_wait().unwrap().is_none() && unfinished() < u64::from(KV_RUNS / 3) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut kills = u32::from(first.try_wait().unwrap().is_none());
+    first.kill().ok();
+    first.wait().unwrap();
+    // Then each restart is killed once a few more steps are committed: counting steps, naps.
+    for steps in [3u64, 10, 1, 25, 5, 40, 2, 15] {
+        if unfinished() == 0 {
+            break;
+        }
+        let before = committed_steps(&db);
+        let mut host = spawn(&resume);
+        let started = std::time::Instant::now();
+        while host.try_wait().unwrap().is_none()
+            && committed_steps(&db) < before + steps
+            && started.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if host.try_wait().unwrap().is_none() {
+            host.kill().unwrap();
+            kills += 1;
+        }
+        host.wait().unwrap();
+    }
+    assert!(kills > 0, "no kill landed");
+    let out = Command::new(coda_bin())
+        .args(resume)
+        .env("CODA_CACHE_DIR", crate::cache_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let store = Store::open(db.as_ref()).unwrap();
+    let runs = store.runs("local", None, 10_000).unwrap();
+    assert!(!runs.is_empty());
+    let mut counts = Vec::new();
+    for run in &runs {
+        assert_eq!(
+            run.status,
+            RunStatus::Done,
+            "run {}: {:?}",
+            run.id,
+            run.data.get("LastError")
+        );
+        match run.data.get("ContactCount") {
+            Some(Value::Integer(n)) => counts.push(*n),
+            other => panic!("run {}: ContactCount {other:?}", run.id),
+        }
+        let kv_calls = store
+            .effects(&run.id, None)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "kv")
+            .count();
+        assert_eq!(kv_calls, 1, "run {}: one kv call journaled", run.id);
+    }
+    // Each run got a count of its own, 1 to the number of runs: no increment was applied
+    // twice (a count would be skipped) nor lost (one would repeat).
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        (1..=runs.len() as i64).collect::<Vec<_>>(),
+        "after {kills} kills"
+    );
+    let stored: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT value FROM kv WHERE tenant = 'local' AND key = 'contact-frequency/all'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&stored).unwrap(),
+        Value::Integer(runs.len() as i64)
+    );
+}

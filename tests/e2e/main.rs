@@ -66,7 +66,8 @@ fn describe_prints_info_and_imports() {
         json["coda_imports"],
         serde_json::json!(["data", "log", "state"])
     );
-    assert_eq!(json["world"], "0.1.0");
+    // The SDK builds against the newest world.
+    assert_eq!(json["world"], "0.2.0");
     assert_eq!(json["config_schema"]["type"], "object");
 }
 

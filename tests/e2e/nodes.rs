@@ -646,3 +646,120 @@ fn a_node_answers_503_while_its_database_is_down_and_resumes_after() {
     nodes.nodes[0].take().unwrap().stop();
     eprintln!("database down and back: {counts:?}");
 }
+
+/// Two `coda serve` nodes on one PostgreSQL database count every call's contact on one kv
+/// key (Contact Frequency), and one is SIGKILLed mid-flow: its runs are taken over, each
+/// count step's increment committed with its effect record or not at all, so every run got
+/// a count of its own and the key ends at the number of runs.
+#[test]
+fn kv_counts_survive_a_killed_node_applied_once_each() {
+    let db = PgDatabase::create("coda_nodes_kv");
+    let mut nodes = Nodes::start(&db.url, 2);
+    let server = nodes.node(0);
+    let token = server.create_tenant("acme");
+    for (method, path, auth, body, expected) in [
+        (
+            "PUT",
+            "/v1/operator/tenants/acme/ceiling",
+            OPERATOR,
+            json!({"ceiling": {"kv": {}}}),
+            200,
+        ),
+        (
+            "PUT",
+            "/v1/grants/contact-frequency",
+            token.as_str(),
+            json!({"kv": ["contact-frequency/"]}),
+            200,
+        ),
+        (
+            "PUT",
+            "/v1/plans/after",
+            token.as_str(),
+            json!({
+                "name": "after", "type": "unattended", "start": "count",
+                "nodes": {
+                    "count": {"applet": "contact-frequency@0.1.0",
+                        "config": {"key": "contact-frequency/all", "limit": 100000,
+                            "window_seconds": 86400},
+                        "exits": {"allowed": "nap", "limited": "nap"}},
+                    "nap": {"applet": "pause@0.1.0", "config": {"seconds": 1},
+                        "exits": {"next": "stamp"}},
+                    "stamp": {"applet": "set-data@0.1.0",
+                        "config": {"set": [{"name": "Done", "value": "yes"}]}}
+                }
+            }),
+            201,
+        ),
+        (
+            "PUT",
+            "/v1/plans/live",
+            token.as_str(),
+            json!({"name": "live", "type": "default", "start": "greet", "post_interaction": "after",
+                "nodes": {"greet": {"applet": "set-data@0.1.0",
+                    "config": {"set": [{"name": "Greeted", "value": "yes"}]}}}}),
+            201,
+        ),
+    ] {
+        let (status, answer) = server.call(method, path, Some(auth), Some(&body.to_string()));
+        assert_eq!(status, expected, "{path}: {answer}");
+    }
+
+    let mut runs = Vec::new();
+    for i in 0..40 {
+        runs.push(call_ends(
+            nodes.node(i % 2),
+            &token,
+            &format!("kv-call-{i}"),
+        ));
+    }
+    // Kill node 1 once counting is under way, while most runs are still unfinished.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while committed_steps(&open_store(&db.url)) < 8 {
+        assert!(Instant::now() < deadline, "no step was ever committed");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    nodes.kill(1);
+    wait_all_finished(&db.url, Duration::from_secs(120));
+
+    let store = open_store(&db.url);
+    let mut counts = Vec::new();
+    for run in store.runs("acme", None, 1_000).unwrap() {
+        assert_eq!(
+            run.status,
+            RunStatus::Done,
+            "run {}: {:?}",
+            run.id,
+            run.data.get("LastError")
+        );
+        match run.data.get("ContactCount") {
+            Some(coda_types::Value::Integer(n)) => counts.push(*n),
+            other => panic!("run {}: ContactCount {other:?}", run.id),
+        }
+    }
+    assert_eq!(counts.len(), runs.len());
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=runs.len() as i64).collect::<Vec<_>>());
+    let get = coda_types::kv::KvOp::Get {
+        key: "contact-frequency/all".into(),
+    };
+    let stored = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(coda_types::kv::KvStore::apply(
+            &store,
+            "acme",
+            get,
+            Default::default(),
+            0,
+            None,
+            &Default::default(),
+        ));
+    match stored {
+        Ok(coda_types::kv::KvAnswer::Entry(Some(entry))) => {
+            assert_eq!(entry.value, coda_types::Value::Integer(runs.len() as i64))
+        }
+        other => panic!("{other:?}"),
+    }
+}

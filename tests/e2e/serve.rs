@@ -391,6 +391,78 @@ fn serve_takes_a_tenant_from_events_to_a_finished_run_and_stops_on_sigterm() {
     server.stop();
 }
 
+/// Issue 15: one meaning of "the interaction ended". `coda run` once built the completed
+/// interaction by hand and gave its run a `Channel` data source the service never gives;
+/// now it goes through the service's event path, so a run started by `coda run` from an
+/// event sees exactly the data sources `coda serve` gives the same interaction's
+/// post-interaction process.
+#[test]
+fn coda_run_and_the_service_give_an_ended_interaction_the_same_data_sources() {
+    const PROCESS: &str = "name: after
+type: unattended
+start: stamp
+nodes:
+  stamp:
+    applet: set-data@0.1.0
+    config:
+      set:
+        - { name: Stamped, value: yes }
+";
+    let data = json!({"CLID": "+15550100", "Language": "en-US", "InteractionId": "not-this"});
+
+    let files = crate::run::Files::new();
+    let plan = files.write("after.yaml", PROCESS);
+    let event = files.write(
+        "event.json",
+        &json!({"interaction": "chat-7", "channel": "chat", "outcome": "resolved", "data": data})
+            .to_string(),
+    );
+    let (status, local) = crate::coda(&["run", &plan, "--event", &event]);
+    assert_eq!(status, 0, "{local:#}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), Some(OPERATOR));
+    let token = server.create_tenant("acme");
+    for (name, text) in [("after", PROCESS), ("live", LIVE)] {
+        let mut stream = TcpStream::connect(&server.address).unwrap();
+        let request = format!(
+            "PUT /v1/plans/{name} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/yaml\r\nContent-Length: {}\r\n\r\n{text}",
+            text.len()
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    }
+    let mut run_id = None;
+    for event in [
+        json!({"type": "started", "interaction": "chat-7", "channel": "chat", "plan": "live", "data": data}),
+        json!({"type": "ended", "interaction": "chat-7", "outcome": "resolved"}),
+    ] {
+        let (status, body) = server.call(
+            "POST",
+            "/v1/interactions/events",
+            Some(&token),
+            Some(&event.to_string()),
+        );
+        assert_eq!(status, 200, "{body}");
+        run_id = body["runs"][0].as_str().map(str::to_owned);
+    }
+    let run_id = run_id.expect("the end started a run");
+    let served = server.finished_run(&token, &run_id);
+    server.stop();
+
+    assert_eq!(local["status"], "done", "{local:#}");
+    assert_eq!(served["status"], "done", "{served:#}");
+    assert_eq!(
+        local["data"], served["data"],
+        "local: {local:#}\nserved: {served:#}"
+    );
+    assert_eq!(local["data"]["InteractionId"], "chat-7");
+    assert_eq!(local["data"]["InteractionOutcome"], "resolved");
+    assert!(local["data"].get("Channel").is_none(), "{local:#}");
+}
+
 /// The service's grants and secrets, end to end: a tenant's plan using the `sms` applet is
 /// refused until the tenant grants it what it declares it needs, within the ceiling the
 /// operator set; then a run texts through a Twilio-speaking gateway with the credentials the

@@ -159,3 +159,221 @@ fn the_code_map_names_every_crate_and_only_files_that_exist() {
         problems.join("\n  ")
     );
 }
+
+/// The workspace's crates: each member folder and its package name.
+fn crates(root: &Path) -> Vec<(String, String)> {
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+    let members = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("members = ["))
+        .expect("a one-line `members = [...]` in Cargo.toml");
+    members
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(|member| {
+            let manifest = std::fs::read_to_string(root.join(member).join("Cargo.toml"))
+                .unwrap_or_else(|e| panic!("{member}/Cargo.toml: {e}"));
+            let name = manifest
+                .lines()
+                .find_map(|l| l.strip_prefix("name = \""))
+                .and_then(|l| l.strip_suffix('"'))
+                .unwrap_or_else(|| panic!("{member}/Cargo.toml has no `name = \"...\"`"))
+                .to_owned();
+            (member.to_owned(), name)
+        })
+        .collect()
+}
+
+#[test]
+fn the_diagram_shows_every_crate() {
+    let root = root();
+    let map = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    // The bird's-eye view's diagram: the first fenced block of the document.
+    let diagram = map
+        .split("```")
+        .nth(1)
+        .expect("a diagram (a ``` block) in ARCHITECTURE.md");
+    let crates = crates(&root);
+    assert!(crates.len() > 5, "crates read from Cargo.toml: {crates:?}");
+    let missing: Vec<&str> = crates
+        .iter()
+        .map(|(_, name)| name.as_str())
+        .filter(|name| {
+            // A whole word: `coda-flow` is not found inside `coda-flowchart`.
+            !diagram.match_indices(name).any(|(at, _)| {
+                let next = diagram[at + name.len()..].chars().next();
+                !next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            })
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md's diagram leaves out the crates {missing:?}"
+    );
+}
+
+/// The longest a function may be, in lines from its `fn` to its closing brace, without a
+/// reason written beside it: a `// tidy: long — <why>` comment among the comments and
+/// attributes right above it. Longer functions are where bugs hide and reviews skim; the
+/// marker makes each one a decision someone wrote down.
+const MAX_FUNCTION_LINES: usize = 150;
+
+/// The marker that lets a function be longer than [`MAX_FUNCTION_LINES`].
+const LONG_MARKER: &str = "// tidy: long — ";
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &Path, into: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, into);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            into.push(path);
+        }
+    }
+}
+
+/// The functions of rustfmt'd `source` longer than `max` lines and not marked long, as
+/// (line of the `fn`, name, lines). A function ends at the first line that is its `fn`
+/// line's indentation and `}`; a `#[cfg(test)]` module is skipped whole.
+fn long_functions(source: &str, max: usize) -> Vec<(usize, String, usize)> {
+    let lines: Vec<&str> = source.lines().collect();
+    let indent = |line: &str| line.len() - line.trim_start().len();
+    let closing = |from: usize, indent: usize| {
+        (from..lines.len()).find(|&k| lines[k].len() == indent + 1 && lines[k].ends_with('}'))
+    };
+    let mut long = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let trimmed = line.trim_start();
+        if trimmed == "#[cfg(test)]"
+            && lines.get(i + 1).is_some_and(|next| {
+                let next = next.trim_start();
+                (next.starts_with("mod ") || next.starts_with("pub mod ")) && next.ends_with('{')
+            })
+        {
+            match closing(i + 2, indent(lines[i + 1])) {
+                Some(end) => i = end + 1,
+                None => i = lines.len(),
+            }
+            continue;
+        }
+        // `fn name`, after any of `pub`, `pub(crate)`, `async`, `const`, `unsafe`.
+        let mut words = trimmed.split_whitespace();
+        let is_fn = words
+            .by_ref()
+            .find(|w| !(w.starts_with("pub") || ["async", "const", "unsafe", "extern"].contains(w)))
+            .is_some_and(|w| w == "fn");
+        if is_fn {
+            let name: String = words
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            // The signature ends at a line ending in `{` (a body), `;` (none) or `}` (a
+            // body on the same line).
+            let body = (i..lines.len())
+                .find(|&k| lines[k].ends_with(['{', ';', '}']))
+                .filter(|&k| lines[k].ends_with('{'));
+            if let Some(end) = body.and_then(|k| closing(k + 1, indent(line))) {
+                let length = end - i + 1;
+                let marked = lines[..i]
+                    .iter()
+                    .rev()
+                    .take_while(|l| {
+                        let l = l.trim_start();
+                        l.starts_with("//") || l.starts_with("#[")
+                    })
+                    .any(|l| {
+                        l.trim_start()
+                            .strip_prefix(LONG_MARKER)
+                            .is_some_and(|why| !why.trim().is_empty())
+                    });
+                if length > max && !marked {
+                    long.push((i + 1, name, length));
+                }
+            }
+        }
+        i += 1;
+    }
+    long
+}
+
+#[test]
+fn no_function_is_long_without_a_reason() {
+    let root = root();
+    let mut files = Vec::new();
+    // The crates' own code; their tests (`tests/`, `#[cfg(test)]` modules) and benches
+    // are not held to it.
+    for (member, _) in crates(&root) {
+        rust_files(&root.join(member).join("src"), &mut files);
+    }
+    assert!(files.len() > 50, "source files found: {}", files.len());
+    let mut problems = Vec::new();
+    for file in files {
+        let source = std::fs::read_to_string(&file).expect("a source file");
+        for (line, name, length) in long_functions(&source, MAX_FUNCTION_LINES) {
+            let file = file.strip_prefix(&root).unwrap_or(&file).display();
+            problems.push(format!(
+                "{file}:{line}: `{name}` is {length} lines (more than {MAX_FUNCTION_LINES}): split it, or say why not in a `{LONG_MARKER}<why>` comment above it"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_long_function_rule_reads_rustfmt_code() {
+    let body = "    let x = 1;\n".repeat(4);
+    let source = format!(
+        "fn short() {{\n    let x = 1;\n}}\n\nfn one_line() {{}}\n\npub(crate) async fn long(\n    a: u8,\n) -> u8 {{\n{body}}}\n\n// tidy: long — a reason\n#[inline]\nfn marked() {{\n{body}}}\n\nimpl X {{\n    pub fn method(&self) {{\n    {body}    }}\n    fn declared(&self);\n}}\n\n#[cfg(test)]\nmod tests {{\n    fn in_tests() {{\n    {body}    }}\n}}\n"
+    );
+    let names = |max| -> Vec<(String, usize)> {
+        long_functions(&source, max)
+            .into_iter()
+            .map(|(_, name, length)| (name, length))
+            .collect()
+    };
+    assert_eq!(names(5), [("long".to_owned(), 8), ("method".to_owned(), 6)]);
+    assert!(names(8).is_empty());
+}
+
+/// Every operation's shared error answers (4XX, 5XX) are declared once, in
+/// `openapi::declare_errors`, never in a handler's `#[utoipa::path]`.
+#[test]
+fn the_openapi_error_answers_are_declared_once() {
+    let src = root().join("host/server/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut problems = Vec::new();
+    for file in &files {
+        let source = std::fs::read_to_string(file).expect("a source file");
+        for (n, line) in source.lines().enumerate() {
+            if line.trim_start().starts_with("#[utoipa::path")
+                && (line.contains("ErrorBody") || line.contains("XX\""))
+            {
+                problems.push(format!(
+                    "{}:{}: declares the shared error answers again (openapi::declare_errors has them)",
+                    file.display(),
+                    n + 1
+                ));
+            }
+        }
+    }
+    let openapi = std::fs::read_to_string(src.join("openapi.rs")).expect("openapi.rs");
+    for status in ["\"4XX\"", "\"5XX\""] {
+        let count = openapi.matches(status).count();
+        if count != 1 {
+            problems.push(format!(
+                "openapi.rs declares {status} {count} times, not once"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -28,8 +28,8 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use url::Url;
 
+use crate::grants::check_address;
 use crate::grants::{Access, Scheme};
-use crate::net::check_address;
 use crate::settings::HttpSettings;
 
 /// Headers an applet may not set: the host computes them, and a forged `Host` or framing

@@ -1,10 +1,12 @@
 //! The host side of coda's capabilities: outbound HTTP, email over SMTP, SQL on the tenant's
-//! databases, secrets and follow-up interactions, each behind one grant check.
+//! databases, secrets, follow-up interactions and the tenant's key-value store, each behind
+//! one grant check.
 //!
 //! ```text
 //! Settings::from_file("capabilities.yaml")?          // ceiling, grants, SMTP, databases, secrets
 //!   → HostCapabilities::new(settings)?                // clients and connections, shared
 //!       .with_follow_ups(Arc::new(store_follow_ups))  // optional: clone-interaction
+//!       .with_kv(store.clone())                       // optional: the key-value stores
 //!   → .for_applet(tenant, name, version)              // Arc<dyn Capabilities> for one invocation
 //! ```
 //!
@@ -28,9 +30,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use coda_types::capabilities::{
-    Capabilities, EmailMessage, FollowUp, HttpRequest, HttpResponse, SqlRows,
+    Capabilities, CapabilityCall, CapabilityReply, EmailMessage, FollowUp, HttpRequest,
+    HttpResponse, SqlRows, SqlStatement,
 };
-use coda_types::{HostError, InvocationContext, Value};
+use coda_types::kv::{KvAnswer, KvCall, KvStore};
+use coda_types::{HostError, InvocationContext};
 
 pub use grants::{Access, Scheme};
 pub use settings::{Secret, Settings, SettingsError};
@@ -98,6 +102,7 @@ struct Inner {
     http: http::Http,
     sql: sql::Databases,
     follow_ups: Option<Arc<dyn FollowUps>>,
+    kv: Option<Arc<dyn KvStore>>,
     emails: Arc<EmailCounter>,
 }
 
@@ -111,6 +116,7 @@ impl HostCapabilities {
                 sql: sql::Databases::default(),
                 settings,
                 follow_ups: None,
+                kv: None,
                 emails: Arc::default(),
             }),
         })
@@ -119,6 +125,12 @@ impl HostCapabilities {
     /// Sets what answers `clone-interaction`. Call before handing out views.
     pub fn with_follow_ups(self, follow_ups: Arc<dyn FollowUps>) -> Self {
         self.changed(|inner| inner.follow_ups = Some(follow_ups))
+    }
+
+    /// Sets where the tenants' key-value stores live (the run store). Call before handing
+    /// out views.
+    pub fn with_kv(self, kv: Arc<dyn KvStore>) -> Self {
+        self.changed(|inner| inner.kv = Some(kv))
     }
 
     /// Counts sent messages in `emails` (shared with other instances) rather than in a
@@ -136,6 +148,7 @@ impl HostCapabilities {
                 http: http::Http::new(&shared.settings.http),
                 sql: sql::Databases::default(),
                 follow_ups: shared.follow_ups.clone(),
+                kv: shared.kv.clone(),
                 emails: shared.emails.clone(),
             },
         };
@@ -245,6 +258,39 @@ impl AppletCapabilities {
 
 #[async_trait]
 impl Capabilities for AppletCapabilities {
+    async fn call(
+        &self,
+        cx: &InvocationContext,
+        call: CapabilityCall,
+    ) -> Result<CapabilityReply, HostError> {
+        match call {
+            CapabilityCall::Http(request) => {
+                self.http_send(cx, request).await.map(CapabilityReply::Http)
+            }
+            CapabilityCall::Email(message) => self
+                .email_send(cx, message)
+                .await
+                .map(CapabilityReply::Email),
+            CapabilityCall::SqlQuery(statement) => self
+                .sql_query(cx, statement)
+                .await
+                .map(CapabilityReply::SqlQuery),
+            CapabilityCall::SqlExecute(statement) => self
+                .sql_execute(cx, statement)
+                .await
+                .map(CapabilityReply::SqlExecute),
+            CapabilityCall::Secret { name } => self.secret_get(name).map(CapabilityReply::Secret),
+            CapabilityCall::Interactions(follow_up) => self
+                .clone_interaction(cx, follow_up)
+                .await
+                .map(CapabilityReply::Interactions),
+            CapabilityCall::Kv(call) => self.kv(cx, call).await.map(CapabilityReply::Kv),
+        }
+    }
+}
+
+/// One method per kind of call, each asking the grant check first.
+impl AppletCapabilities {
     async fn http_send(
         &self,
         cx: &InvocationContext,
@@ -252,13 +298,7 @@ impl Capabilities for AppletCapabilities {
     ) -> Result<HttpResponse, HostError> {
         // The HTTP module calls back into the grant check for the first URL and each redirect.
         // An unknown tenant allows no private range; the grant check then refuses the call.
-        let allowed = self
-            .host
-            .settings
-            .tenants
-            .get(&self.tenant)
-            .map(|t| t.ceiling.allow_private.as_slice())
-            .unwrap_or(&[]);
+        let allowed = grants::allowed_private(&self.host.settings, &self.tenant);
         self.host
             .http
             .send(
@@ -296,9 +336,11 @@ impl Capabilities for AppletCapabilities {
     async fn sql_query(
         &self,
         cx: &InvocationContext,
-        database: String,
-        statement: String,
-        params: Vec<Value>,
+        SqlStatement {
+            database,
+            statement,
+            params,
+        }: SqlStatement,
     ) -> Result<SqlRows, HostError> {
         self.check(&Access::Sql {
             database: &database,
@@ -322,9 +364,11 @@ impl Capabilities for AppletCapabilities {
     async fn sql_execute(
         &self,
         cx: &InvocationContext,
-        database: String,
-        statement: String,
-        params: Vec<Value>,
+        SqlStatement {
+            database,
+            statement,
+            params,
+        }: SqlStatement,
     ) -> Result<u64, HostError> {
         self.check(&Access::Sql {
             database: &database,
@@ -345,7 +389,7 @@ impl Capabilities for AppletCapabilities {
         scrubbed(done, cx)
     }
 
-    async fn secret_get(&self, _cx: &InvocationContext, name: String) -> Result<String, HostError> {
+    fn secret_get(&self, name: String) -> Result<String, HostError> {
         self.check(&Access::Secret { name: &name })?;
         match self.tenant()?.secrets.get(&name) {
             Some(secret) => Ok(secret.expose().to_string()),
@@ -354,6 +398,24 @@ impl Capabilities for AppletCapabilities {
                 self.tenant
             ))),
         }
+    }
+
+    async fn kv(&self, cx: &InvocationContext, call: KvCall) -> Result<KvAnswer, HostError> {
+        let KvCall { op, journal } = call;
+        self.check(&Access::kv(&op))?;
+        // check() passed, so the ceiling allows the tenant a store and has its limits.
+        let limits = grants::kv_limits(&self.host.settings, &self.tenant).unwrap_or_default();
+        let store = self.host.kv.as_ref().ok_or_else(|| {
+            HostError::Unavailable("this host has no key-value store configured".into())
+        })?;
+        // A step's call counts time on the step's clock (virtual in a simulated run), so a
+        // ttl of a day passes with the day the run waits; outside a run, the wall clock.
+        let now_ms = journal
+            .as_ref()
+            .map_or_else(coda_types::time::now_ms, |j| j.at_ms);
+        store
+            .apply(&self.tenant, op, limits, now_ms, journal, &cx.scrubber)
+            .await
     }
 
     async fn clone_interaction(

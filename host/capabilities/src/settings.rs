@@ -5,6 +5,7 @@
 //! silently grant nothing, or worse, be ignored while the operator believes it applies), and
 //! every error names the path of the field it is about.
 
+use coda_types::kv::KvLimits;
 use coda_types::names::NameKind;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -170,6 +171,10 @@ pub struct Ceiling {
     /// Runs of the tenant stepping at once.
     #[serde(default)]
     pub concurrency: Option<u32>,
+    /// The tenant's key-value store and what it may hold (`{}` for the defaults); none: no
+    /// key-value store at all.
+    #[serde(default)]
+    pub kv: Option<KvLimits>,
 }
 
 impl Default for Ceiling {
@@ -188,6 +193,7 @@ impl Default for Ceiling {
             memory_bytes: None,
             upload_bytes: None,
             concurrency: None,
+            kv: None,
         }
     }
 }
@@ -207,6 +213,10 @@ pub struct AppletGrant {
     pub secrets: Vec<String>,
     #[serde(default)]
     pub interactions: bool,
+    /// Key prefixes of the tenant's key-value store the applet may use (`contact/`); `""`
+    /// grants every key.
+    #[serde(default)]
+    pub kv: Vec<String>,
 }
 
 impl AppletGrant {

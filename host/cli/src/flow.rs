@@ -4,14 +4,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
-use coda_flow::{Clock, Engine, FlowLimits, Start, VirtualClock, WallClock};
+use coda_flow::{Clock, Engine, FlowLimits, InteractionEvent, VirtualClock, WallClock};
 use coda_plan::{MemoryCatalog, Plan};
-use coda_runtime::{Runtime, Value, Values};
+use coda_runtime::Runtime;
 use coda_types::values_json;
 use serde_json::{Value as Json, json};
 
 use crate::Exit;
-use crate::applets::DirApplets;
+use coda_node::DirApplets;
 
 /// The tenant of everything the CLI runs locally.
 const LOCAL_TENANT: &str = "local";
@@ -189,34 +189,6 @@ fn ended() -> String {
     "ended".into()
 }
 
-fn completed_interaction(
-    id: &str,
-    channel: coda_store::Channel,
-    data: &Values,
-    now_ms: i64,
-) -> coda_store::InteractionRecord {
-    coda_store::InteractionRecord {
-        id: id.to_owned(),
-        channel,
-        plan: None,
-        status: coda_store::InteractionStatus::Completed,
-        present: Vec::new(),
-        agent_reached: true,
-        data: data.clone(),
-        post_flow: None,
-        post_flow_fired: false,
-        follow_up: None,
-        updated_at_ms: now_ms,
-        skill: None,
-        agent: None,
-        completed_by: None,
-        completed_at_ms: Some(now_ms),
-        details: Default::default(),
-        post_contact: None,
-        disposition: None,
-    }
-}
-
 /// Writes `run started: ID` to stderr in one write, so a reader never sees half a line.
 fn acknowledge(id: &str) {
     use std::io::Write;
@@ -255,7 +227,7 @@ pub async fn resume(runtime: Runtime, args: ResumeArgs) -> Result<Json, Exit> {
         ClockKind::Wall => Arc::new(WallClock),
         ClockKind::Virtual => Arc::new(VirtualClock::new()),
     };
-    let capabilities = crate::grants::source(args.grants.as_deref(), store.clone())?;
+    let capabilities = coda_node::grants::source(args.grants.as_deref(), store.clone())?;
     let engine = Arc::new(
         Engine::new(store.clone(), Arc::new(applets), clock, local_limits())
             .with_capabilities(capabilities)
@@ -347,6 +319,7 @@ fn step_json(step: &coda_store::StepRecord) -> Json {
     json
 }
 
+// tidy: long — the second "interaction ended" path issue 15 replaces with Engine::on_event; marked, not split, while that lands
 pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
     // An event file holds what `POST …/events` would carry: the API's body cap.
     let text = read_text(&args.event, coda_server::MAX_BODY_BYTES as u64)?;
@@ -397,20 +370,6 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
             .await
             .map_err(|e| Exit::usage("io", e.to_string()))?;
     }
-    let mut data = Values::new();
-    for (name, value) in &event.data {
-        data.insert(name.clone(), Value::from_json(value));
-    }
-    data.insert(
-        "InteractionId".into(),
-        Value::Text(event.interaction.clone()),
-    );
-    if let Some(channel) = &event.channel {
-        data.insert("Channel".into(), Value::Text(channel.clone()));
-    }
-    if let Some(outcome) = &event.outcome {
-        data.insert("InteractionOutcome".into(), Value::Text(outcome.clone()));
-    }
     let channel = match &event.channel {
         None => coda_store::Channel::Voice,
         Some(name) => serde_json::from_value(Json::String(name.clone())).map_err(|_| {
@@ -423,7 +382,7 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
             )
         })?,
     };
-    let mut capabilities = crate::grants::source(args.grants.as_deref(), store.clone())?;
+    let mut capabilities = coda_node::grants::source(args.grants.as_deref(), store.clone())?;
     let mut dry_run = None;
     if args.dry_run {
         let dry = Arc::new(crate::dryrun::DryRun::new(
@@ -462,39 +421,49 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
         } else {
             format!("{}-{i}", event.interaction)
         };
-        let mut data = data.clone();
-        data.insert("InteractionId".into(), Value::Text(interaction.clone()));
         // Kept only to deliver later events to: a million runs must not cost a million
         // strings here when there are none.
         if !event.then.is_empty() {
             interactions.push(interaction.clone());
         }
-        let record = completed_interaction(&interaction, channel, &data, started_at);
-        let start = Start {
-            tenant: LOCAL_TENANT.into(),
-            plan: plan.name.clone(),
-            version: None,
-            interaction: Some(interaction.clone()),
-            trigger_key: Some(format!("{interaction}/ended")),
-            data,
-        };
-        let engine = engine.clone();
+        // The interaction starts and ends as the service's events say it does
+        // (`Engine::on_event`), and its end starts the plan as its post-interaction process:
+        // the same completed interaction, data sources and trigger key as `coda serve`'s.
+        let events = [
+            InteractionEvent::Started {
+                interaction: interaction.clone(),
+                channel,
+                plan: None,
+                data: event.data.clone(),
+                skill: None,
+            },
+            InteractionEvent::Ended {
+                interaction,
+                outcome: event.outcome.clone(),
+            },
+        ];
+        let (engine, process, file) = (engine.clone(), plan.name.clone(), args.event.clone());
         pending.spawn(async move {
-            // The interaction as it ended, so a follow-up can be cloned from it.
-            let id = record.id.clone();
-            let _unchanged_or_new = engine
-                .store()
-                .update_interaction(LOCAL_TENANT, &id, move |_| {
-                    Ok::<_, std::convert::Infallible>(record)
-                })
-                .await?;
-            engine.start(start).await
+            let mut runs = Vec::new();
+            for event in events {
+                match engine
+                    .on_event_with_process(LOCAL_TENANT, event, &process)
+                    .await
+                    .map_err(|e| Exit::usage("internal", e.to_string()))?
+                {
+                    Ok(outcome) => runs = outcome.runs,
+                    Err(refused) => {
+                        let message = format!("{}: {refused}", file.display());
+                        return Err(Exit::usage("invalid-event", message));
+                    }
+                }
+            }
+            runs.pop()
+                .ok_or_else(|| Exit::usage("internal", "the interaction's end started no run"))
         });
         if pending.len() >= 256 || i == args.repeat {
             while let Some(run) = pending.join_next().await {
-                let run = run
-                    .map_err(|e| Exit::usage("internal", e.to_string()))?
-                    .map_err(|e| Exit::usage("internal", e.to_string()))?;
+                let run = run.map_err(|e| Exit::usage("internal", e.to_string()))??;
                 if args.repeat > 1 {
                     acknowledge(&run.id);
                 }
@@ -587,10 +556,11 @@ fn finished(output: Json, status: coda_store::RunStatus) -> Result<Json, Exit> {
 const LOCAL_NODE: &str = "local";
 
 /// A local command (`coda run`, `coda resume`) has the machine to itself: its runs are not
-/// held to a service tenant's share of the scheduler.
+/// held to a service tenant's share of the scheduler, nor its events to a tenant's queue.
 fn local_limits() -> FlowLimits {
     FlowLimits {
         tenant_concurrency: usize::MAX,
+        tenant_queue: u64::MAX,
         ..FlowLimits::default()
     }
 }

@@ -8,12 +8,10 @@
 //! talk to a running service instead; they print tables, or the API's JSON with `--json`,
 //! and exit 1 when the service refuses or cannot be reached.
 
-mod applets;
 mod client;
 mod config;
 mod dryrun;
 mod flow;
-mod grants;
 mod harness;
 mod package;
 mod scaffold;
@@ -202,6 +200,12 @@ impl Exit {
             status: 2,
             error: json!({ "kind": kind, "message": message.into() }),
         }
+    }
+}
+
+impl From<coda_node::SetupError> for Exit {
+    fn from(e: coda_node::SetupError) -> Self {
+        Exit::usage(e.kind(), e.to_string())
     }
 }
 

@@ -11,8 +11,11 @@ use crate::Exit;
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
-/// The world every new project is built against: the newest published one.
-const WIT: &str = include_str!("../../../wit/v0.1.0/applet.wit");
+/// The world a new Rust project is built against: the SDK's, the newest published one.
+const WIT: &str = include_str!("../../../wit/v0.2.0/applet.wit");
+/// The world the Python and JavaScript templates are built against: their pinned toolchains
+/// and narrowed worlds (`wit/world.wit`) name 0.1.0's interfaces.
+const WIT_V0_1_0: &str = include_str!("../../../wit/v0.1.0/applet.wit");
 
 /// Where this binary was built from: its SDK is used by path when it is still there.
 const SDK_IN_CHECKOUT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk");
@@ -122,7 +125,11 @@ pub fn new(args: NewArgs) -> Result<Json, Exit> {
     }
     let wit = dir.join("wit").join("applet.wit");
     std::fs::create_dir_all(dir.join("wit")).map_err(|e| io(&wit, e))?;
-    std::fs::write(&wit, WIT).map_err(|e| io(&wit, e))?;
+    let world = match args.lang {
+        Lang::Rust => WIT,
+        Lang::Python | Lang::Js => WIT_V0_1_0,
+    };
+    std::fs::write(&wit, world).map_err(|e| io(&wit, e))?;
     written.push("wit/applet.wit".into());
     written.sort();
     let (build, component) = match args.lang {

@@ -1,6 +1,6 @@
 //! `coda serve`: the service. One process: the HTTP API (`coda-server`) and the flow
 //! engine's scheduler over one SQLite database, with the built-in applets and a directory
-//! of others; each tenant's capabilities come from the store (`grants::StoreGrants`).
+//! of others; each tenant's capabilities come from the store (`coda_node::StoreGrants`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,8 +12,8 @@ use coda_store::Store;
 use serde_json::{Value as Json, json};
 
 use crate::Exit;
-use crate::applets::{DirApplets, ServiceApplets};
 use crate::config::{LogFormat, ServeConfig};
+use coda_node::{DirApplets, ServiceApplets};
 
 /// The shortest operator token taken from the environment: a short one could be guessed.
 const MIN_OPERATOR_TOKEN_LEN: usize = 16;
@@ -304,13 +304,6 @@ pub fn database_path(db: PathBuf) -> Result<Database, Exit> {
     Ok(Database::Sqlite(db))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// The hash of the operator's token: from `$CODA_OPERATOR_TOKEN`, else the one stored on
 /// an earlier start, else a new one, stored (as its hash) and printed once on stderr.
 async fn operator_token_hash(store: &Store) -> Result<String, Exit> {
@@ -332,7 +325,7 @@ async fn operator_token_hash(store: &Store) -> Result<String, Exit> {
     let hash = coda_server::hash_token(&token);
     // Stored only if no other process stored one first; only the one stored is shown.
     if store
-        .init_operator_token(&hash, now_ms())
+        .init_operator_token(&hash, coda_types::time::now_ms())
         .await
         .map_err(io)?
     {
@@ -376,6 +369,7 @@ fn signalled() -> Result<impl std::future::Future<Output = ()>, Exit> {
     }
 }
 
+// tidy: long — the service's start-up in order; issue 15 moves the node's assembly out of the binary, which shortens it
 pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
     let args = settings;
     let db = args.db;
@@ -386,7 +380,7 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
     // Tenants' uploads run beside the built-in and directory applets; the same object
     // checks and compiles uploads, so an upload runs on this node without compiling again.
     // Each tenant's ceiling bounds its steps in flight and each invocation's fuel and memory.
-    let ceilings = Arc::new(crate::grants::CeilingLimits::new(store.clone()));
+    let ceilings = Arc::new(coda_node::CeilingLimits::new(store.clone()));
     let applets = Arc::new(ServiceApplets::new(
         applets,
         store.clone(),
@@ -409,11 +403,11 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
             format!("cannot create {}: {e}", args.data_dir.display()),
         )
     })?;
-    let secrets_key = crate::grants::secrets_key(configured.as_deref(), &args.data_dir)?;
+    let secrets_key = coda_node::secrets_key(configured.as_deref(), &args.data_dir)?;
     if let Some(file) = &args.grants {
-        crate::grants::seed(&store, &secrets_key, file).await?;
+        coda_node::seed(&store, &secrets_key, file).await?;
     }
-    let capabilities = Arc::new(crate::grants::StoreGrants::new(
+    let capabilities = Arc::new(coda_node::StoreGrants::new(
         store.clone(),
         secrets_key.clone(),
     ));

@@ -18,10 +18,7 @@ pub struct WallClock;
 
 impl Clock for WallClock {
     fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
+        coda_types::time::now_ms()
     }
 }
 

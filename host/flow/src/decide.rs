@@ -273,6 +273,7 @@ pub(crate) fn unavailable(
 }
 
 #[allow(clippy::too_many_arguments)]
+// tidy: long — one match over every outcome an applet can give, each arm short; split, the arms would pass the same eight arguments on
 pub(crate) fn after_invocation(
     run: &RunRecord,
     node_id: &str,

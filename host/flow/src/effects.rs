@@ -12,19 +12,22 @@
 //! the same idempotency key (`{step key}/{call position}`), so a downstream that honours keys
 //! sees it once. Secret reads are not effects and are never journaled, and every record is
 //! scrubbed of the step's secret values before it is written.
+//!
+//! A key-value call has no such window: its effect is a write to the run store, so the
+//! journal hands the store the call's place ([`KvJournal`]) and the store writes the record
+//! in the write's own transaction, fenced like every record, and says so. What the store
+//! did not record (a refusal, an answer from a fixture or a dry run) is recorded here, as
+//! any call's.
 
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use coda_store::{EffectRecord, Store};
 use coda_types::capabilities::{
-    Capabilities, EmailMessage, FollowUp, HttpRequest, HttpResponse, SqlRows, request_digest,
-    sql_request,
+    CallKind, Capabilities, CapabilityCall, CapabilityReply, request_digest,
 };
-use coda_types::scrub::Scrub;
-use coda_types::{HostError, InvocationContext, Value};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use coda_types::kv::{KvJournal, Recorded};
+use coda_types::{HostError, InvocationContext};
 
 use crate::leases::Lease;
 
@@ -130,28 +133,22 @@ impl JournaledCapabilities {
     }
 
     /// Runs one effectful call through the journal.
-    async fn effect<Req, T, F>(
+    async fn effect(
         &self,
         cx: &InvocationContext,
-        kind: &str,
-        request: &Req,
-        call: F,
-    ) -> Result<T, HostError>
-    where
-        Req: Serialize,
-        T: Serialize + DeserializeOwned + Clone + Scrub,
-        F: AsyncFnOnce(&InvocationContext) -> Result<T, HostError>,
-    {
+        call: CapabilityCall,
+    ) -> Result<CapabilityReply, HostError> {
+        let kind = call.kind();
         let call_seq = {
             let mut progress = self.lock();
             let seq = progress.next_call;
             progress.next_call += 1;
             seq
         };
-        let digest = request_digest(kind, request);
+        let digest = request_digest(&call);
         if let Some(done) = self.journaled.iter().find(|e| e.call_seq == call_seq) {
-            if done.kind == kind && done.digest == digest {
-                match serde_json::from_value::<Result<T, HostError>>(done.result.clone()) {
+            if done.kind == kind.as_str() && done.digest == digest {
+                match journaled_result(kind, done.result.clone()) {
                     Ok(result) => {
                         self.lock().summary.replayed += 1;
                         return result;
@@ -188,7 +185,26 @@ impl JournaledCapabilities {
         // and retries of the step.
         let mut call_cx = cx.clone();
         call_cx.idempotency_key = format!("{}/{call_seq}", cx.idempotency_key);
-        let result = call(&call_cx).await;
+        // A key-value call's effect is the run store's own: told where, the store writes the
+        // record in the write's transaction, so no kill can leave one without the other.
+        let mut call = call;
+        let recorded = Recorded::default();
+        if let CapabilityCall::Kv(kv) = &mut call {
+            kv.journal = Some(KvJournal {
+                run_id: self.run_id.clone(),
+                step_seq: self.step_seq,
+                call_seq,
+                claim: self.claim,
+                digest: digest.clone(),
+                at_ms: self.now_ms,
+                recorded: recorded.clone(),
+            });
+        }
+        let result = self.inner.call(&call_cx, call).await;
+        if recorded.get() {
+            self.lock().summary.performed += 1;
+            return result;
+        }
 
         // The record is scrubbed of the step's secret values (a response echoing a token, an
         // error echoing a URL); the applet gets the result as it came. A replay after a
@@ -202,7 +218,7 @@ impl JournaledCapabilities {
         let record = EffectRecord {
             step_seq: self.step_seq,
             call_seq,
-            kind: kind.to_owned(),
+            kind: kind.as_str().to_owned(),
             digest,
             result: journaled_result,
             at_ms: self.now_ms,
@@ -228,76 +244,33 @@ impl JournaledCapabilities {
     }
 }
 
+/// A journaled result as it was written: `{"Ok": reply}` or `{"Err": host error}`.
+fn journaled_result(
+    kind: CallKind,
+    json: serde_json::Value,
+) -> serde_json::Result<Result<CapabilityReply, HostError>> {
+    match serde_json::from_value::<Result<serde_json::Value, HostError>>(json)? {
+        Ok(reply) => CapabilityReply::from_json(kind, reply).map(Ok),
+        Err(error) => Ok(Err(error)),
+    }
+}
+
 #[async_trait]
 impl Capabilities for JournaledCapabilities {
-    async fn http_send(
+    async fn call(
         &self,
         cx: &InvocationContext,
-        request: HttpRequest,
-    ) -> Result<HttpResponse, HostError> {
-        let inner = self.inner.clone();
-        self.effect(cx, "http", &request.clone(), async move |cx| {
-            inner.http_send(cx, request).await
-        })
-        .await
-    }
-
-    async fn email_send(
-        &self,
-        cx: &InvocationContext,
-        message: EmailMessage,
-    ) -> Result<String, HostError> {
-        let inner = self.inner.clone();
-        self.effect(cx, "email", &message.clone(), async move |cx| {
-            inner.email_send(cx, message).await
-        })
-        .await
-    }
-
-    async fn sql_query(
-        &self,
-        cx: &InvocationContext,
-        database: String,
-        statement: String,
-        params: Vec<Value>,
-    ) -> Result<SqlRows, HostError> {
-        let inner = self.inner.clone();
-        let request = sql_request(&database, &statement, &params);
-        self.effect(cx, "sql-query", &request, async move |cx| {
-            inner.sql_query(cx, database, statement, params).await
-        })
-        .await
-    }
-
-    async fn sql_execute(
-        &self,
-        cx: &InvocationContext,
-        database: String,
-        statement: String,
-        params: Vec<Value>,
-    ) -> Result<u64, HostError> {
-        let inner = self.inner.clone();
-        let request = sql_request(&database, &statement, &params);
-        self.effect(cx, "sql-execute", &request, async move |cx| {
-            inner.sql_execute(cx, database, statement, params).await
-        })
-        .await
-    }
-
-    /// Secrets are read, not acted on, and their values must never reach the journal.
-    async fn secret_get(&self, cx: &InvocationContext, name: String) -> Result<String, HostError> {
-        self.inner.secret_get(cx, name).await
-    }
-
-    async fn clone_interaction(
-        &self,
-        cx: &InvocationContext,
-        follow_up: FollowUp,
-    ) -> Result<String, HostError> {
-        let inner = self.inner.clone();
-        self.effect(cx, "interactions", &follow_up.clone(), async move |cx| {
-            inner.clone_interaction(cx, follow_up).await
-        })
-        .await
+        call: CapabilityCall,
+    ) -> Result<CapabilityReply, HostError> {
+        match call.kind() {
+            CallKind::Http
+            | CallKind::Email
+            | CallKind::SqlQuery
+            | CallKind::SqlExecute
+            | CallKind::Interactions
+            | CallKind::Kv => self.effect(cx, call).await,
+            // Secrets are read, not acted on, and their values must never reach the journal.
+            CallKind::Secret => self.inner.call(cx, call).await,
+        }
     }
 }

@@ -259,13 +259,36 @@ impl Engine {
         tenant: &str,
         event: InteractionEvent,
     ) -> Result<std::result::Result<EventOutcome, EventError>> {
+        self.apply_event(tenant, event, None).await
+    }
+
+    /// [`Engine::on_event`] for a local run (`coda run PLAN`), which has no live plan: the
+    /// interaction's completion starts `process` as its post-interaction process, in place
+    /// of the one its live plan would name. Everything else is the service's path, so there
+    /// is one meaning of "the interaction ended": the same completed interaction, the same
+    /// data sources, the same trigger key.
+    pub async fn on_event_with_process(
+        &self,
+        tenant: &str,
+        event: InteractionEvent,
+        process: &str,
+    ) -> Result<std::result::Result<EventOutcome, EventError>> {
+        self.apply_event(tenant, event, Some(process)).await
+    }
+
+    async fn apply_event(
+        &self,
+        tenant: &str,
+        event: InteractionEvent,
+        process: Option<&str>,
+    ) -> Result<std::result::Result<EventOutcome, EventError>> {
         if let Err(e) = event.check_names() {
             return Ok(Err(e.into()));
         }
         let now = self.clock.now_ms();
         // Backpressure, checked before anything is written: an event that would start a
         // run while the tenant's queue is full is refused whole, to be sent again later.
-        if self.would_start_run(tenant, &event, now)?
+        if self.would_start_run(tenant, &event, now, process)?
             && let Err(full) = self.admit(tenant)?
         {
             return Ok(Err(full.into()));
@@ -330,15 +353,12 @@ impl Engine {
         }
         if record.status == InteractionStatus::Completed
             && !record.post_flow_fired
-            && let Some(live) = &record.plan
+            && let Some(process) = self.ending_process(tenant, &record, process)?
         {
-            let (_, plan) = self.plan(tenant, live, None)?;
-            if let Some(process) = &plan.post_interaction {
-                runs.push(
-                    self.start_triggered(tenant, &record, process, "ended", record.data.clone())
-                        .await?,
-                );
-            }
+            runs.push(
+                self.start_triggered(tenant, &record, &process, "ended", record.data.clone())
+                    .await?,
+            );
         }
         Ok(Ok(EventOutcome {
             interaction: record,
@@ -349,7 +369,13 @@ impl Engine {
     /// Whether `event` would start a run that does not exist yet: it fires the post-flow
     /// action, or completes an interaction whose live plan has a post-interaction process.
     /// A redelivered event, which finds its run started, starts nothing.
-    fn would_start_run(&self, tenant: &str, event: &InteractionEvent, now: i64) -> Result<bool> {
+    fn would_start_run(
+        &self,
+        tenant: &str,
+        event: &InteractionEvent,
+        now: i64,
+        process: Option<&str>,
+    ) -> Result<bool> {
         if matches!(
             event,
             InteractionEvent::Started { .. } | InteractionEvent::PartyJoined { .. }
@@ -370,13 +396,30 @@ impl Engine {
         let completes = after.status == InteractionStatus::Completed
             && before.status != InteractionStatus::Completed
             && !after.post_flow_fired;
-        match (&after.plan, completes) {
-            (Some(live), true) => Ok(self
-                .plan(tenant, live, None)
-                .map(|(_, plan)| plan.post_interaction.is_some())
-                .unwrap_or(false)),
-            _ => Ok(false),
+        Ok(completes
+            && self
+                .ending_process(tenant, &after, process)
+                .ok()
+                .flatten()
+                .is_some())
+    }
+
+    /// The plan that `record`'s completion starts: `process` when the caller names one (a
+    /// local run), else the post-interaction process of its live plan, if it has both.
+    fn ending_process(
+        &self,
+        tenant: &str,
+        record: &InteractionRecord,
+        process: Option<&str>,
+    ) -> Result<Option<String>> {
+        if let Some(process) = process {
+            return Ok(Some(process.to_owned()));
         }
+        let Some(live) = &record.plan else {
+            return Ok(None);
+        };
+        let (_, plan) = self.plan(tenant, live, None)?;
+        Ok(plan.post_interaction.clone())
     }
 
     async fn start_triggered(

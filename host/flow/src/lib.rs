@@ -6,7 +6,7 @@
 //! run's new position together before that run's next step can start.
 //!
 //! **Architecture Invariant:** this crate never sees wasmtime. Applets are reached through
-//! the [`Applets`] trait, which the binary implements with `coda-runtime`; everything that
+//! the [`Applets`] trait, which coda-node implements with `coda-runtime`; everything that
 //! crosses it is a `coda-types` value.
 //!
 //! **Architecture Invariant:** a run's progress lives in the store, never only in memory. A
@@ -119,6 +119,9 @@ pub type Result<T> = std::result::Result<T, FlowError>;
 
 /// How often an idle scheduler looks again while due runs wait on other nodes' claims.
 const BLOCKED_POLL_MS: i64 = 50;
+
+/// How often `Engine::serve` deletes expired key-value keys.
+const KV_PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A run to start.
 #[derive(Debug, Clone)]
@@ -282,7 +285,12 @@ impl Engine {
         const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
         const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
         let mut backoff = None::<std::time::Duration>;
+        let mut pruned_at = None::<std::time::Instant>;
         loop {
+            if pruned_at.is_none_or(|at| at.elapsed() >= KV_PRUNE_EVERY) {
+                pruned_at = Some(std::time::Instant::now());
+                self.prune_kv().await;
+            }
             let pass = self.run_until(None);
             tokio::pin!(pass);
             let failed = tokio::select! {
@@ -335,6 +343,22 @@ impl Engine {
                 biased;
                 _ = &mut stop => return Ok(steps),
                 _ = pause => {}
+            }
+        }
+    }
+
+    /// Deletes the key-value stores' expired keys, a batch at a time: they already read as
+    /// absent, this gives their room back. A failure is logged; the next pass tries again.
+    async fn prune_kv(&self) {
+        let now = self.clock.now_ms();
+        loop {
+            match self.store.prune_kv(now, coda_store::KV_PRUNE_BATCH).await {
+                Ok(n) if n == u64::from(coda_store::KV_PRUNE_BATCH) => continue,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!("pruning expired kv keys failed ({e}); trying again later");
+                    return;
+                }
             }
         }
     }
@@ -693,30 +717,9 @@ impl Engine {
         }
     }
 
-    /// Runs one step of a due run and commits it, without a claim (a caller that has the
-    /// database to itself). Returns false when another commit got there first (the step is
-    /// then not journaled twice).
-    pub async fn step(&self, run: RunRecord) -> Result<bool> {
-        let commit = self
-            .next_commit(&run, None, coda_types::scrub::Scrubber::default())
-            .await?;
-        let sample = metrics::StepSample::of(&commit.step);
-        match self.store.commit_step(commit).await {
-            Ok(()) => {
-                self.metrics.record(sample);
-                Ok(true)
-            }
-            Err(coda_store::StoreError::Conflict { run, expected }) => {
-                // Committed elsewhere, or the run was cancelled while the step ran.
-                tracing::warn!(%run, expected, "the run moved on: the step was not committed");
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// The commit of the run's next step. `scrubber` collects the secret values the step
     /// comes to hold (the caller keeps a clone, to scrub what a fault in the step says).
+    // tidy: long — a step read top to bottom (timeout, end, stop, invoke, decide) whose closures share the run and its journal entry
     async fn next_commit(
         &self,
         run: &RunRecord,

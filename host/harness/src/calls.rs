@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use coda_types::capabilities::{
-    Capabilities, EmailMessage, FollowUp, HttpRequest, HttpResponse, SqlRows, request_digest,
-    sql_request,
+    CallKind, Capabilities, CapabilityCall, CapabilityReply, HttpRequest, SqlStatement,
+    request_digest,
 };
 use coda_types::{HostError, InvocationContext, Value};
 use serde::Serialize;
@@ -21,7 +21,7 @@ use crate::matching::subset_mismatch;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CallMade {
     /// `http`, `email`, `sql-query`, `sql-execute`, `interactions` or `secret`.
-    pub kind: String,
+    pub kind: CallKind,
     /// The request as people read it (`method`, `url`, `headers`, `body`...); a secret read
     /// shows only the name.
     pub request: Json,
@@ -80,14 +80,10 @@ impl FixtureCapabilities {
     }
 
     /// Answers the next effectful call from the recording at its position.
-    fn answer<T>(
-        &self,
-        kind: &str,
-        shown: Json,
-        digest: String,
-        answer: impl FnOnce(&RecordedCall) -> Option<Result<T, HostError>>,
-        show_answer: impl FnOnce(&Result<T, HostError>) -> Json,
-    ) -> Result<T, HostError> {
+    fn answer(&self, call: CapabilityCall) -> Result<CapabilityReply, HostError> {
+        let kind = call.kind();
+        let shown = request_json(&call);
+        let digest = request_digest(&call);
         let mut progress = self.lock();
         let position = progress.next;
         progress.next += 1;
@@ -99,7 +95,7 @@ impl FixtureCapabilities {
                 "call #{position}: the applet made a {kind} call the fixture does not record: {shown}"
             ));
             progress.made.push(CallMade {
-                kind: kind.to_owned(),
+                kind,
                 request: shown,
                 answer: error_json(&error),
                 digest: Some(digest),
@@ -107,27 +103,25 @@ impl FixtureCapabilities {
             });
             return Err(error);
         };
-        let result = match answer(recorded) {
-            Some(result) => result,
-            None => {
-                let error = HostError::Unavailable(format!(
-                    "the fixture records call #{position} as {}, not {kind}",
-                    recorded.kind()
-                ));
-                progress.mismatches.push(format!(
-                    "call #{position}: the applet made a {kind} call where the fixture records {}: {shown}",
-                    recorded.kind()
-                ));
-                progress.made.push(CallMade {
-                    kind: kind.to_owned(),
-                    request: shown,
-                    answer: error_json(&error),
-                    digest: Some(digest),
-                    answered: "missing",
-                });
-                return Err(error);
-            }
-        };
+        if recorded.kind() != kind {
+            let error = HostError::Unavailable(format!(
+                "the fixture records call #{position} as {}, not {kind}",
+                recorded.kind()
+            ));
+            progress.mismatches.push(format!(
+                "call #{position}: the applet made a {kind} call where the fixture records {}: {shown}",
+                recorded.kind()
+            ));
+            progress.made.push(CallMade {
+                kind,
+                request: shown,
+                answer: error_json(&error),
+                digest: Some(digest),
+                answered: "missing",
+            });
+            return Err(error);
+        }
+        let result = recorded.reply();
         let (expected, expected_digest) = recorded.request();
         if let Some(expected) = expected
             && let Some(why) = subset_mismatch(expected, &shown, "request")
@@ -145,13 +139,33 @@ impl FixtureCapabilities {
             ));
         }
         progress.made.push(CallMade {
-            kind: kind.to_owned(),
+            kind,
             request: shown,
-            answer: show_answer(&result),
+            answer: answer_json(&result),
             digest: Some(digest),
             answered: "recorded",
         });
         result
+    }
+
+    /// Secrets come from the fixture's `secrets`; their values never appear in the report.
+    fn secret(&self, name: String) -> Result<CapabilityReply, HostError> {
+        let result = self.secrets.get(&name).cloned().ok_or_else(|| {
+            HostError::NotGranted(format!(
+                "the secret `{name}` is not in the fixture's secrets"
+            ))
+        });
+        self.lock().made.push(CallMade {
+            kind: CallKind::Secret,
+            request: json!({ "name": name }),
+            answer: match &result {
+                Ok(_) => json!({ "response": "(redacted)" }),
+                Err(error) => error_json(error),
+            },
+            digest: None,
+            answered: "secret",
+        });
+        result.map(CapabilityReply::Secret)
     }
 }
 
@@ -203,157 +217,73 @@ pub fn http_request_json(request: &HttpRequest) -> Json {
     shown
 }
 
-pub fn email_request_json(message: &EmailMessage) -> Json {
-    serde_json::to_value(message).unwrap_or(Json::Null)
+/// The request of a call as the report shows it and fixtures match it (`method`, `url`,
+/// `headers`, `body`... for http; the name only for a secret).
+pub fn request_json(call: &CapabilityCall) -> Json {
+    match call {
+        CapabilityCall::Http(request) => http_request_json(request),
+        CapabilityCall::Email(message) => serde_json::to_value(message).unwrap_or(Json::Null),
+        CapabilityCall::SqlQuery(statement) | CapabilityCall::SqlExecute(statement) => {
+            sql_request_json(statement)
+        }
+        CapabilityCall::Secret { name } => json!({ "name": name }),
+        CapabilityCall::Interactions(follow_up) => {
+            serde_json::to_value(follow_up).unwrap_or(Json::Null)
+        }
+        // `{"op": "set", "key": …, "value": …, "ttl_millis": …}`, the value as plain JSON.
+        CapabilityCall::Kv(call) => {
+            let mut shown = serde_json::to_value(&call.op).unwrap_or(Json::Null);
+            if let Some(value) = call.op.value() {
+                shown["value"] = value.to_json();
+            }
+            shown
+        }
+    }
 }
 
-pub fn sql_request_json(database: &str, statement: &str, params: &[Value]) -> Json {
+fn sql_request_json(statement: &SqlStatement) -> Json {
     json!({
-        "database": database,
-        "statement": statement,
-        "params": params.iter().map(Value::to_json).collect::<Vec<_>>(),
+        "database": statement.database,
+        "statement": statement.statement,
+        "params": statement.params.iter().map(Value::to_json).collect::<Vec<_>>(),
     })
 }
 
-pub fn follow_up_json(follow_up: &FollowUp) -> Json {
-    serde_json::to_value(follow_up).unwrap_or(Json::Null)
-}
-
-fn answer_json<T: Serialize>(result: &Result<T, HostError>) -> Json {
-    match result {
-        Ok(value) => json!({ "response": value }),
-        Err(error) => error_json(error),
-    }
+/// The answer a call got as the report shows it, in the fixture's own form: `{"response":
+/// ...}` or `{"error": ...}`. A secret's value is never shown.
+pub fn answer_json(result: &Result<CapabilityReply, HostError>) -> Json {
+    let response = match result {
+        Err(error) => return error_json(error),
+        Ok(CapabilityReply::Http(response)) => {
+            json!(HttpResponseFixture::from_response(response))
+        }
+        Ok(CapabilityReply::SqlQuery(rows)) => json!(SqlRowsFixture::from_rows(rows)),
+        Ok(CapabilityReply::Secret(_)) => json!("(redacted)"),
+        Ok(
+            reply @ (CapabilityReply::Email(_)
+            | CapabilityReply::SqlExecute(_)
+            | CapabilityReply::Interactions(_)
+            | CapabilityReply::Kv(_)),
+        ) => json!(reply),
+    };
+    json!({ "response": response })
 }
 
 #[async_trait]
 impl Capabilities for FixtureCapabilities {
-    async fn http_send(
+    async fn call(
         &self,
         _cx: &InvocationContext,
-        request: HttpRequest,
-    ) -> Result<HttpResponse, HostError> {
-        let digest = request_digest("http", &request);
-        self.answer(
-            "http",
-            http_request_json(&request),
-            digest,
-            |recorded| match recorded {
-                RecordedCall::Http(r) => Some(r.answer(|response| {
-                    // Checked when the fixture was read.
-                    response.to_response().unwrap_or(HttpResponse {
-                        status: 500,
-                        headers: Vec::new(),
-                        body: Vec::new(),
-                    })
-                })),
-                _ => None,
-            },
-            |result| match result {
-                Ok(response) => {
-                    json!({ "response": HttpResponseFixture::from_response(response) })
-                }
-                Err(error) => error_json(error),
-            },
-        )
-    }
-
-    async fn email_send(
-        &self,
-        _cx: &InvocationContext,
-        message: EmailMessage,
-    ) -> Result<String, HostError> {
-        let digest = request_digest("email", &message);
-        self.answer(
-            "email",
-            email_request_json(&message),
-            digest,
-            |recorded| match recorded {
-                RecordedCall::Email(r) => Some(r.answer(String::clone)),
-                _ => None,
-            },
-            answer_json,
-        )
-    }
-
-    async fn sql_query(
-        &self,
-        _cx: &InvocationContext,
-        database: String,
-        statement: String,
-        params: Vec<Value>,
-    ) -> Result<SqlRows, HostError> {
-        let digest = request_digest("sql-query", &sql_request(&database, &statement, &params));
-        self.answer(
-            "sql-query",
-            sql_request_json(&database, &statement, &params),
-            digest,
-            |recorded| match recorded {
-                RecordedCall::SqlQuery(r) => Some(r.answer(SqlRowsFixture::to_rows)),
-                _ => None,
-            },
-            |result| match result {
-                Ok(rows) => json!({ "response": SqlRowsFixture::from_rows(rows) }),
-                Err(error) => error_json(error),
-            },
-        )
-    }
-
-    async fn sql_execute(
-        &self,
-        _cx: &InvocationContext,
-        database: String,
-        statement: String,
-        params: Vec<Value>,
-    ) -> Result<u64, HostError> {
-        let digest = request_digest("sql-execute", &sql_request(&database, &statement, &params));
-        self.answer(
-            "sql-execute",
-            sql_request_json(&database, &statement, &params),
-            digest,
-            |recorded| match recorded {
-                RecordedCall::SqlExecute(r) => Some(r.answer(|n| *n)),
-                _ => None,
-            },
-            answer_json,
-        )
-    }
-
-    /// Secrets come from the fixture's `secrets`; their values never appear in the report.
-    async fn secret_get(&self, _cx: &InvocationContext, name: String) -> Result<String, HostError> {
-        let result = self.secrets.get(&name).cloned().ok_or_else(|| {
-            HostError::NotGranted(format!(
-                "the secret `{name}` is not in the fixture's secrets"
-            ))
-        });
-        self.lock().made.push(CallMade {
-            kind: "secret".into(),
-            request: json!({ "name": name }),
-            answer: match &result {
-                Ok(_) => json!({ "response": "(redacted)" }),
-                Err(error) => error_json(error),
-            },
-            digest: None,
-            answered: "secret",
-        });
-        result
-    }
-
-    async fn clone_interaction(
-        &self,
-        _cx: &InvocationContext,
-        follow_up: FollowUp,
-    ) -> Result<String, HostError> {
-        let digest = request_digest("interactions", &follow_up);
-        self.answer(
-            "interactions",
-            follow_up_json(&follow_up),
-            digest,
-            |recorded| match recorded {
-                RecordedCall::Interactions(r) => Some(r.answer(String::clone)),
-                _ => None,
-            },
-            answer_json,
-        )
+        call: CapabilityCall,
+    ) -> Result<CapabilityReply, HostError> {
+        match call {
+            CapabilityCall::Http(_)
+            | CapabilityCall::Email(_)
+            | CapabilityCall::SqlQuery(_)
+            | CapabilityCall::SqlExecute(_)
+            | CapabilityCall::Interactions(_)
+            | CapabilityCall::Kv(_) => self.answer(call),
+            CapabilityCall::Secret { name } => self.secret(name),
+        }
     }
 }

@@ -21,7 +21,8 @@ use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use coda_types::capabilities::{HttpResponse, SqlRows};
+use coda_types::capabilities::{CallKind, CapabilityReply, HttpResponse, SqlRows};
+use coda_types::kv::KvAnswer;
 use coda_types::{HostError, Value, Values};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
@@ -154,8 +155,9 @@ fn yes() -> bool {
     true
 }
 
-/// One recorded capability call: the kind is the key (`http`, `email`, `sql-query`,
-/// `sql-execute`, `interactions`).
+/// One recorded capability call: the kind's wire name is the key (`http`, `email`,
+/// `sql-query`, `sql-execute`, `interactions`, `kv`; a test checks each against [`CallKind`]).
+/// Secret reads are not recorded: a fixture's `secrets` answer them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum RecordedCall {
@@ -164,16 +166,44 @@ pub enum RecordedCall {
     SqlQuery(Recorded<SqlRowsFixture>),
     SqlExecute(Recorded<u64>),
     Interactions(Recorded<String>),
+    /// A key-value call's answer: `{counted: 2}`, `{written: 1}`, `{entry: null}`…
+    Kv(Recorded<KvAnswer>),
 }
 
 impl RecordedCall {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> CallKind {
         match self {
-            RecordedCall::Http(_) => "http",
-            RecordedCall::Email(_) => "email",
-            RecordedCall::SqlQuery(_) => "sql-query",
-            RecordedCall::SqlExecute(_) => "sql-execute",
-            RecordedCall::Interactions(_) => "interactions",
+            RecordedCall::Http(_) => CallKind::Http,
+            RecordedCall::Email(_) => CallKind::Email,
+            RecordedCall::SqlQuery(_) => CallKind::SqlQuery,
+            RecordedCall::SqlExecute(_) => CallKind::SqlExecute,
+            RecordedCall::Interactions(_) => CallKind::Interactions,
+            RecordedCall::Kv(_) => CallKind::Kv,
+        }
+    }
+
+    /// The recorded answer, as the applet gets it.
+    pub fn reply(&self) -> Result<CapabilityReply, HostError> {
+        match self {
+            RecordedCall::Http(r) => r
+                .answer(|response| {
+                    // Checked when the fixture was read.
+                    response.to_response().unwrap_or(HttpResponse {
+                        status: 500,
+                        headers: Vec::new(),
+                        body: Vec::new(),
+                    })
+                })
+                .map(CapabilityReply::Http),
+            RecordedCall::Email(r) => r.answer(String::clone).map(CapabilityReply::Email),
+            RecordedCall::SqlQuery(r) => r
+                .answer(SqlRowsFixture::to_rows)
+                .map(CapabilityReply::SqlQuery),
+            RecordedCall::SqlExecute(r) => r.answer(|n| *n).map(CapabilityReply::SqlExecute),
+            RecordedCall::Interactions(r) => {
+                r.answer(String::clone).map(CapabilityReply::Interactions)
+            }
+            RecordedCall::Kv(r) => r.answer(KvAnswer::clone).map(CapabilityReply::Kv),
         }
     }
 
@@ -185,6 +215,7 @@ impl RecordedCall {
             RecordedCall::SqlQuery(r) => (&r.request, &r.digest),
             RecordedCall::SqlExecute(r) => (&r.request, &r.digest),
             RecordedCall::Interactions(r) => (&r.request, &r.digest),
+            RecordedCall::Kv(r) => (&r.request, &r.digest),
         };
         (request.as_ref(), digest.as_deref())
     }
@@ -242,7 +273,7 @@ impl<R> Recorded<R> {
         }
     }
 
-    fn check(&self, position: usize, kind: &str) -> Result<(), String> {
+    fn check(&self, position: usize, kind: CallKind) -> Result<(), String> {
         match (&self.response, &self.error) {
             (Some(_), Some(_)) => Err(format!(
                 "calls[{position}] ({kind}): give a response or an error, not both"
@@ -417,6 +448,7 @@ impl Fixture {
                 }
                 RecordedCall::SqlQuery(r) => r.check(position, kind)?,
                 RecordedCall::SqlExecute(r) => r.check(position, kind)?,
+                RecordedCall::Kv(r) => r.check(position, kind)?,
             }
         }
         if let Some(at) = &self.at {
@@ -471,4 +503,37 @@ fn serde_path_to_error<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Fixture
             format!("{path}: {message}")
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recorded call's key in a fixture is its kind's wire name, the one journals and
+    /// reports use.
+    #[test]
+    fn a_recorded_calls_key_is_its_kinds_wire_name() {
+        let calls = [
+            RecordedCall::Http(Recorded::response(HttpResponseFixture {
+                status: 200,
+                headers: BTreeMap::new(),
+                body: None,
+                body_base64: None,
+            })),
+            RecordedCall::Email(Recorded::response("id".into())),
+            RecordedCall::SqlQuery(Recorded::response(SqlRowsFixture {
+                columns: vec![],
+                rows: vec![],
+            })),
+            RecordedCall::SqlExecute(Recorded::response(1)),
+            RecordedCall::Interactions(Recorded::response("int-1".into())),
+            RecordedCall::Kv(Recorded::response(KvAnswer::Counted(2))),
+        ];
+        for call in calls {
+            let json = serde_json::to_value(&call).unwrap();
+            let key = json.as_object().and_then(|o| o.keys().next()).unwrap();
+            assert_eq!(key, call.kind().as_str());
+            assert_eq!(call.reply().unwrap().kind(), call.kind());
+        }
+    }
 }

@@ -21,6 +21,7 @@
 
 mod build;
 mod calls;
+pub mod dry_run;
 mod fixture;
 mod matching;
 
@@ -37,10 +38,7 @@ use serde::Serialize;
 use serde_json::{Value as Json, json};
 
 pub use build::build_rust_component;
-pub use calls::{
-    CallMade, FixtureCapabilities, email_request_json, follow_up_json, http_request_json,
-    sql_request_json,
-};
+pub use calls::{CallMade, FixtureCapabilities, answer_json, http_request_json, request_json};
 pub use fixture::{
     ContextFixture, Expect, Fixture, FixtureError, HttpResponseFixture, LimitsFixture,
     MAX_FIXTURE_BYTES, Recorded, RecordedCall, SqlRowsFixture,

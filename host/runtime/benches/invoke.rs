@@ -35,7 +35,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 mod raw {
     wasmtime::component::bindgen!({
-        path: "../../wit/v0.1.0",
+        path: "../../wit/v0.2.0",
         world: "applet",
         exports: { default: async },
     });

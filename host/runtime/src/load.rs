@@ -38,7 +38,7 @@ pub enum LoadError {
     #[error("invalid component: {0}")]
     InvalidComponent(String),
     #[error(
-        "the component imports `{name}`, which this host does not provide (it provides wasi:*@0.2.x and coda:applet/*@0.1.x)"
+        "the component imports `{name}`, which this host does not provide (it provides wasi:*@0.2.x and coda:applet/*@0.1.x or @0.2.x)"
     )]
     UnknownImport { name: String },
     #[error(
@@ -78,6 +78,7 @@ const PROVIDED: &[(&str, &str)] = &[
     ("wasi:filesystem/", "0.2."),
     ("wasi:sockets/", "0.2."),
     ("coda:applet/", "0.1."),
+    ("coda:applet/", "0.2."),
 ];
 
 fn is_provided(name: &str) -> bool {
@@ -267,8 +268,10 @@ fn world_version(
         format!("it exports {}", exports.join(", "))
     };
     Err(LoadError::InvalidComponent(format!(
-        "the component does not export `{}` (the applet world's describe and run): {found}",
-        WorldVersion::V0_1_0.handler_export()
+        "the component does not export {} (the applet world's describe and run): {found}",
+        WorldVersion::ALL
+            .map(|v| format!("`{}`", v.handler_export()))
+            .join(" or ")
     )))
 }
 
@@ -387,7 +390,8 @@ mod tests {
         assert!(is_provided("coda:applet/data@0.1.0"));
         assert!(!is_provided("wasi:http/types@0.2.0"));
         assert!(!is_provided("wasi:io/poll@0.3.0"));
-        assert!(!is_provided("coda:applet/data@0.2.0"));
+        assert!(is_provided("coda:applet/kv@0.2.0"));
+        assert!(!is_provided("coda:applet/data@0.3.0"));
         assert!(!is_provided("acme:missing/thing@1.0.0"));
         assert!(!is_provided("unversioned"));
     }

@@ -20,6 +20,7 @@
 //! signed manifest pins, and the manifest declares every capability the component imports
 //! or its `describe` declares; otherwise nothing is stored.
 
+use coda_types::time::now_ms;
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
@@ -85,13 +86,6 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list))
         .routes(routes!(versions))
         .routes(routes!(describe, retire))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn too_large(limit: usize) -> ApiError {
@@ -224,7 +218,7 @@ fn builtin<'a>(state: &'a AppState, name: &str, version: &str) -> Option<&'a App
 }
 
 /// `POST /v1/applets`: the body is the component, or a signed vendor package.
-#[utoipa::path(post, path = "/v1/applets", request_body(description = "A WebAssembly component, or a vendor package signed by a key the operator trusts", content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/vnd.coda.package"))), responses((status = 201, description = "Installed", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/applets", request_body(description = "A WebAssembly component, or a vendor package signed by a key the operator trusts", content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/vnd.coda.package"))), responses((status = 201, description = "Installed", body = Object)), security(("tenant" = [])))]
 pub async fn upload(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -393,7 +387,7 @@ fn by_name(state: &AppState, tenant: &str) -> Result<BTreeMap<String, Json>, Api
 }
 
 /// `GET /v1/applets`.
-#[utoipa::path(get, path = "/v1/applets", responses((status = 200, description = "The tenant's applets", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/applets", responses((status = 200, description = "The tenant's applets", body = Object)), security(("tenant" = [])))]
 pub async fn list(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -413,7 +407,7 @@ fn unknown_applet(name: &str, version: Option<&str>) -> ApiError {
 }
 
 /// `GET /v1/applets/{name}`.
-#[utoipa::path(get, path = "/v1/applets/{name}", params(("name" = String, Path, description = "name")), responses((status = 200, description = "An applet's versions", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/applets/{name}", params(("name" = String, Path, description = "name")), responses((status = 200, description = "An applet's versions", body = Object)), security(("tenant" = [])))]
 pub async fn versions(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -426,7 +420,7 @@ pub async fn versions(
 }
 
 /// `GET /v1/applets/{name}/versions/{version}`.
-#[utoipa::path(get, path = "/v1/applets/{name}/versions/{version}", params(("name" = String, Path, description = "name"), ("version" = String, Path, description = "version")), responses((status = 200, description = "One version described", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/applets/{name}/versions/{version}", params(("name" = String, Path, description = "name"), ("version" = String, Path, description = "version")), responses((status = 200, description = "One version described", body = Object)), security(("tenant" = [])))]
 pub async fn describe(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -444,7 +438,7 @@ pub async fn describe(
 /// `DELETE /v1/applets/{name}/versions/{version}`: retires the version. Plan versions
 /// published before and runs in flight keep running it; publishing a plan that names it
 /// is refused from now on.
-#[utoipa::path(delete, path = "/v1/applets/{name}/versions/{version}", params(("name" = String, Path, description = "name"), ("version" = String, Path, description = "version")), responses((status = 200, description = "Retired", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(delete, path = "/v1/applets/{name}/versions/{version}", params(("name" = String, Path, description = "name"), ("version" = String, Path, description = "version")), responses((status = 200, description = "Retired", body = Object)), security(("tenant" = [])))]
 pub async fn retire(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

@@ -5,7 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use coda_plan::Problem;
 use serde::de::DeserializeOwned;
@@ -261,4 +261,57 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryArgs<T> {
             .map(|Query(t)| QueryArgs(t))
             .map_err(|e| ApiError::bad_request("invalid-query", e.body_text()))
     }
+}
+
+/// The window `[since, until)` of a query, each in ms when given, read by the one time
+/// parser (`coda_types::time`) with durations counted back from the same `now_ms`. A value
+/// that is not a time is a 400 naming the parameter and the forms it takes; a window that
+/// ends before it starts, a 400 naming both.
+pub(crate) fn time_window(
+    since: Option<&str>,
+    until: Option<&str>,
+    now_ms: i64,
+) -> Result<(Option<i64>, Option<i64>), ApiError> {
+    let read = |parameter: &str, text: Option<&str>| {
+        text.map(|text| {
+            coda_types::time::parse_time(parameter, text, now_ms)
+                .map_err(|e| ApiError::bad_request("invalid-query", e.to_string()))
+        })
+        .transpose()
+    };
+    let (since, until) = (read("since", since)?, read("until", until)?);
+    if let (Some(since), Some(until)) = (since, until) {
+        check_window(since, until)?;
+    }
+    Ok((since, until))
+}
+
+/// Refuses a window `[since, until)` that is empty or ends before it starts.
+pub(crate) fn check_window(since: i64, until: i64) -> Result<(), ApiError> {
+    use coda_types::time::format_time;
+    if until <= since {
+        return Err(ApiError::bad_request(
+            "invalid-query",
+            format!(
+                "`until` ({}) must be later than `since` ({})",
+                format_time(until),
+                format_time(since)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The answer to a path no route serves.
+pub(crate) async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found("no-route", format!("no endpoint {method} {}", uri.path()))
+}
+
+/// The answer to a method a route does not take.
+pub(crate) async fn no_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!("{} does not take {method}", uri.path()),
+    )
 }

@@ -14,13 +14,14 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use coda_store::{EffectRecord, StepRecord};
+use coda_types::capabilities::CallKind;
 use coda_types::values_json;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::api::unknown_run;
 use crate::error::PathArgs;
+use crate::runs::unknown_run;
 use crate::{ApiError, AppState, Tenant};
 
 /// What a secret's value is in a fixture taken from a run: values stay in the service.
@@ -38,7 +39,7 @@ struct FixtureQuery {
     step: Option<u64>,
 }
 
-#[utoipa::path(get, path = "/v1/runs/{id}/fixture", params(("id" = String, Path, description = "id"), ("step" = Option<u64>, Query, description = "the step's sequence number (default: the last failed applet step, else the last applet step)")), responses((status = 200, description = "The step as a test fixture for `coda applet test`", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/runs/{id}/fixture", params(("id" = String, Path, description = "id"), ("step" = Option<u64>, Query, description = "the step's sequence number (default: the last failed applet step, else the last applet step)")), responses((status = 200, description = "The step as a test fixture for `coda applet test`", body = Object)), security(("tenant" = [])))]
 async fn fixture(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -162,9 +163,10 @@ fn recorded_call(effect: &EffectRecord, with_digest: bool) -> Json {
     match (effect.result.get("Ok"), effect.result.get("Err")) {
         (_, Some(error)) => recorded["error"] = error.clone(),
         (Some(response), None) => {
-            recorded["response"] = match effect.kind.as_str() {
-                "http" => http_response(response),
-                "sql-query" => sql_rows(response),
+            recorded["response"] = match effect.kind.parse() {
+                Ok(CallKind::Http) => http_response(response),
+                Ok(CallKind::SqlQuery) => sql_rows(response),
+                // The journal's form is the fixture's for the others.
                 _ => response.clone(),
             }
         }

@@ -18,6 +18,7 @@ use coda_capabilities::grants::{self, Exceeds};
 use coda_capabilities::settings::{AppletGrant, TenantSettings};
 use coda_plan::{Catalog, Plan, Problem};
 use coda_store::SecretWrite;
+use coda_types::time::now_ms;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -36,13 +37,6 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(put_grant, delete_grant))
         .routes(routes!(list_secrets))
         .routes(routes!(put_secret, delete_secret))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// The tenant's ceiling document as stored (checked when the operator wrote it), or the
@@ -67,7 +61,7 @@ fn unknown_tenant(tenant: &str) -> ApiError {
     ApiError::not_found("unknown-tenant", format!("tenant `{tenant}` not found"))
 }
 
-#[utoipa::path(get, path = "/v1/operator/tenants/{tenant}/ceiling", params(("tenant" = String, Path, description = "tenant")), responses((status = 200, description = "The tenant's ceiling", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+#[utoipa::path(get, path = "/v1/operator/tenants/{tenant}/ceiling", params(("tenant" = String, Path, description = "tenant")), responses((status = 200, description = "The tenant's ceiling", body = Object)), security(("operator" = [])))]
 async fn get_tenant_ceiling(
     _: Operator,
     State(state): State<AppState>,
@@ -84,7 +78,7 @@ async fn get_tenant_ceiling(
     ))
 }
 
-#[utoipa::path(put, path = "/v1/operator/tenants/{tenant}/ceiling", params(("tenant" = String, Path, description = "tenant")), request_body(content = Object, content_type = "application/json", description = "The ceiling"), responses((status = 200, description = "Set", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+#[utoipa::path(put, path = "/v1/operator/tenants/{tenant}/ceiling", params(("tenant" = String, Path, description = "tenant")), request_body(content = Object, content_type = "application/json", description = "The ceiling"), responses((status = 200, description = "Set", body = Object)), security(("operator" = [])))]
 async fn put_tenant_ceiling(
     _: Operator,
     State(state): State<AppState>,
@@ -109,7 +103,7 @@ async fn put_tenant_ceiling(
     Ok(ceiling_answer(&tenant, &settings, true))
 }
 
-#[utoipa::path(get, path = "/v1/ceiling", responses((status = 200, description = "The tenant's own ceiling", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/ceiling", responses((status = 200, description = "The tenant's own ceiling", body = Object)), security(("tenant" = [])))]
 async fn get_ceiling(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -122,7 +116,7 @@ async fn get_ceiling(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/grants", responses((status = 200, description = "Grants per applet", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/grants", responses((status = 200, description = "Grants per applet", body = Object)), security(("tenant" = [])))]
 async fn list_grants(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -147,7 +141,7 @@ fn check_grant_key(applet: &str) -> Result<(), ApiError> {
     }
 }
 
-#[utoipa::path(put, path = "/v1/grants/{applet}", params(("applet" = String, Path, description = "applet")), request_body(content = Object, content_type = "application/json", description = "The grant"), responses((status = 200, description = "Granted", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(put, path = "/v1/grants/{applet}", params(("applet" = String, Path, description = "applet")), request_body(content = Object, content_type = "application/json", description = "The grant"), responses((status = 200, description = "Granted", body = Object)), security(("tenant" = [])))]
 async fn put_grant(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -197,7 +191,7 @@ fn exceeds_ceiling(applet: &str, exceeds: Vec<Exceeds>) -> ApiError {
     error
 }
 
-#[utoipa::path(delete, path = "/v1/grants/{applet}", params(("applet" = String, Path, description = "applet")), responses((status = 200, description = "Revoked", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(delete, path = "/v1/grants/{applet}", params(("applet" = String, Path, description = "applet")), responses((status = 200, description = "Revoked", body = Object)), security(("tenant" = [])))]
 async fn delete_grant(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -223,7 +217,7 @@ fn check_secret_name(name: &str) -> Result<(), ApiError> {
         .map_err(|e| ApiError::bad_request("invalid-secret-name", e.to_string()))
 }
 
-#[utoipa::path(put, path = "/v1/secrets/{name}", params(("name" = String, Path, description = "name")), request_body(content = Object, content_type = "application/json", description = "`{\"value\": \"...\"}`"), responses((status = 200, description = "Stored", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(put, path = "/v1/secrets/{name}", params(("name" = String, Path, description = "name")), request_body(content = Object, content_type = "application/json", description = "`{\"value\": \"...\"}`"), responses((status = 200, description = "Stored", body = Object)), security(("tenant" = [])))]
 async fn put_secret(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -267,7 +261,7 @@ async fn put_secret(
     }
 }
 
-#[utoipa::path(get, path = "/v1/secrets", responses((status = 200, description = "Secret names only", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/secrets", responses((status = 200, description = "Secret names only", body = Object)), security(("tenant" = [])))]
 async fn list_secrets(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -281,7 +275,7 @@ async fn list_secrets(
     Ok(Reply(json!({ "secrets": secrets })))
 }
 
-#[utoipa::path(delete, path = "/v1/secrets/{name}", params(("name" = String, Path, description = "name")), responses((status = 200, description = "Deleted", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(delete, path = "/v1/secrets/{name}", params(("name" = String, Path, description = "name")), responses((status = 200, description = "Deleted", body = Object)), security(("tenant" = [])))]
 async fn delete_secret(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

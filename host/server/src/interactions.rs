@@ -11,15 +11,17 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use coda_flow::{
-    CloneRequest, CustomerFields, DetailsPatch, DispositionSubmission, NOT_EDITABLE, WorkError,
+    CloneRequest, CustomerFields, DetailsPatch, DispositionSubmission, EventError, FlowError,
+    InteractionEvent, NOT_EDITABLE, SetPostFlow, WorkError,
 };
-use coda_store::{Channel, DispositionOption, PostContact};
+use coda_store::{Channel, DispositionOption, InteractionRecord, PostContact};
+use coda_types::names::NameKind;
+use coda_types::values_json;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value as Json, json};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::api::{interaction_json, unknown_interaction};
 use crate::auth::Caller;
 use crate::error::{JsonBody, PathArgs, body_bytes, parse_json};
 use crate::{ApiError, AppState, Tenant};
@@ -34,6 +36,10 @@ const MAX_LABEL: usize = 256;
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(post_event))
+        .routes(routes!(get_interaction))
+        .routes(routes!(put_post_flow, delete_post_flow))
+        .routes(routes!(deliver_event))
         .routes(routes!(patch_interaction))
         .routes(routes!(get_audit))
         .routes(routes!(clone_interaction))
@@ -84,7 +90,7 @@ fn from_json<T: DeserializeOwned>(value: Json) -> Result<T, ApiError> {
 
 /// `PATCH /v1/interactions/{id}`: a JSON merge patch of the editable details of a completed
 /// interaction (subject, type, result, notes, customer, custom_fields).
-#[utoipa::path(patch, path = "/v1/interactions/{id}", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The details to change"), responses((status = 200, description = "Edited", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(patch, path = "/v1/interactions/{id}", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The details to change"), responses((status = 200, description = "Edited", body = Object)), security(("tenant" = [])))]
 async fn patch_interaction(
     caller: Caller,
     State(state): State<AppState>,
@@ -117,7 +123,7 @@ async fn patch_interaction(
 }
 
 /// `GET /v1/interactions/{id}/audit`: every change to its details, oldest first.
-#[utoipa::path(get, path = "/v1/interactions/{id}/audit", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The audit trail", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/interactions/{id}/audit", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The audit trail", body = Object)), security(("tenant" = [])))]
 async fn get_audit(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -147,7 +153,7 @@ struct CloneBody {
 
 /// `POST /v1/interactions/{id}/clone`: a new active outbound interaction, assigned to the
 /// caller. An `Idempotency-Key` header makes a repeated request answer the same clone.
-#[utoipa::path(post, path = "/v1/interactions/{id}/clone", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The clone's changes"), responses((status = 200, description = "Cloned", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/interactions/{id}/clone", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The clone's changes"), responses((status = 200, description = "Cloned", body = Object)), security(("tenant" = [])))]
 async fn clone_interaction(
     caller: Caller,
     State(state): State<AppState>,
@@ -185,7 +191,7 @@ async fn clone_interaction(
 }
 
 /// `POST /v1/interactions/{id}/disposition`.
-#[utoipa::path(post, path = "/v1/interactions/{id}/disposition", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The disposition"), responses((status = 200, description = "Submitted", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/interactions/{id}/disposition", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The disposition"), responses((status = 200, description = "Submitted", body = Object)), security(("tenant" = [])))]
 async fn submit_disposition(
     caller: Caller,
     State(state): State<AppState>,
@@ -336,7 +342,7 @@ fn post_contact_json(skill: &str, config: &PostContact) -> Json {
 }
 
 /// `PUT /v1/skills/{skill}/post-contact`: automatic wrap-up or dispositions.
-#[utoipa::path(put, path = "/v1/skills/{skill}/post-contact", params(("skill" = String, Path, description = "skill")), request_body(content = Object, content_type = "application/json", description = "Wrap-up and dispositions for the skill"), responses((status = 200, description = "Set", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(put, path = "/v1/skills/{skill}/post-contact", params(("skill" = String, Path, description = "skill")), request_body(content = Object, content_type = "application/json", description = "Wrap-up and dispositions for the skill"), responses((status = 200, description = "Set", body = Object)), security(("tenant" = [])))]
 async fn put_post_contact(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -353,7 +359,7 @@ async fn put_post_contact(
 }
 
 /// `GET /v1/skills/{skill}/post-contact`.
-#[utoipa::path(get, path = "/v1/skills/{skill}/post-contact", params(("skill" = String, Path, description = "skill")), responses((status = 200, description = "The skill's post-contact work", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/skills/{skill}/post-contact", params(("skill" = String, Path, description = "skill")), responses((status = 200, description = "The skill's post-contact work", body = Object)), security(("tenant" = [])))]
 async fn get_post_contact(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -370,7 +376,7 @@ async fn get_post_contact(
 
 /// `GET /v1/agents/{agent}`: whether post-contact work keeps the agent unavailable, under
 /// which code and until when (`until_ms` null: until a disposition is submitted).
-#[utoipa::path(get, path = "/v1/agents/{agent}", params(("agent" = String, Path, description = "agent")), responses((status = 200, description = "The agent", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/agents/{agent}", params(("agent" = String, Path, description = "agent")), responses((status = 200, description = "The agent", body = Object)), security(("tenant" = [])))]
 async fn get_agent(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -390,4 +396,183 @@ async fn get_agent(
         "since_ms": view.state.since_ms,
         "until_ms": view.state.until_ms,
     })))
+}
+
+#[utoipa::path(post, path = "/v1/interactions/events", request_body(content = Object, content_type = "application/json", description = "An interaction event"), responses((status = 200, description = "Recorded; the runs it started", body = Object)), security(("tenant" = [])))]
+async fn post_event(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    JsonBody(event): JsonBody<InteractionEvent>,
+) -> Result<Reply<Json>, ApiError> {
+    // The live plan must exist when the interaction starts: found missing only at its end,
+    // the interaction would be stored and its post-interaction process silently lost.
+    if let InteractionEvent::Started {
+        plan: Some(plan), ..
+    } = &event
+        && state.store().plan(&tenant, plan, None)?.is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-plan",
+            format!("plan `{plan}` not found"),
+        ));
+    }
+    let outcome = state
+        .engine()
+        .on_event(&tenant, event)
+        .await
+        .map_err(flow_failed)?;
+    match outcome {
+        Ok(outcome) => Ok(Reply(json!({
+            "interaction": outcome.interaction.id,
+            "status": outcome.interaction.status,
+            "runs": outcome.runs.iter().map(|r| &r.id).collect::<Vec<_>>(),
+        }))),
+        Err(refused) => Err(event_refused(refused)),
+    }
+}
+
+/// An event or a change the interaction's state refuses.
+fn event_refused(refused: EventError) -> ApiError {
+    match &refused {
+        EventError::Unknown(_) => ApiError::not_found("unknown-interaction", refused.to_string()),
+        EventError::Completed(_) => ApiError::new(
+            StatusCode::CONFLICT,
+            "interaction-completed",
+            refused.to_string(),
+        ),
+        EventError::Conflict(..) => ApiError::new(
+            StatusCode::CONFLICT,
+            "interaction-conflict",
+            refused.to_string(),
+        ),
+        EventError::InvocationData(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-invocation-data",
+            refused.to_string(),
+        ),
+        EventError::QueueFull(full) => ApiError::queue_full(full),
+        EventError::InvalidName(_) => ApiError::bad_request("invalid-name", refused.to_string()),
+    }
+}
+
+/// The engine's failure: a plan that is not there is the request's (422), anything else
+/// the host's.
+fn flow_failed(e: FlowError) -> ApiError {
+    match e {
+        FlowError::PlanNotFound { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-plan",
+            e.to_string(),
+        ),
+        e => ApiError::from(e),
+    }
+}
+
+pub(crate) fn unknown_interaction(id: &str) -> ApiError {
+    event_refused(EventError::Unknown(id.to_owned()))
+}
+
+pub(crate) fn interaction_json(record: &InteractionRecord) -> Json {
+    json!({
+        "id": record.id,
+        "channel": record.channel,
+        "plan": record.plan,
+        "status": record.status,
+        "present": record.present,
+        "agent_reached": record.agent_reached,
+        "data": values_json(&record.data),
+        "post_flow": record.post_flow,
+        "post_flow_fired": record.post_flow_fired,
+        "updated_at_ms": record.updated_at_ms,
+        "skill": record.skill,
+        "agent": record.agent,
+        "completed_by": record.completed_by,
+        "completed_at_ms": record.completed_at_ms,
+        "details": record.details,
+        "follow_up": record.follow_up,
+        "post_contact": record.post_contact,
+        "disposition": record.disposition,
+    })
+}
+
+#[utoipa::path(get, path = "/v1/interactions/{id}", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The interaction", body = Object)), security(("tenant" = [])))]
+async fn get_interaction(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+) -> Result<Reply<Json>, ApiError> {
+    match state.store().interaction(&tenant, &id)? {
+        Some(record) => Ok(Reply(interaction_json(&record))),
+        None => Err(unknown_interaction(&id)),
+    }
+}
+
+/// Sets or replaces the post-flow action of a live interaction.
+#[utoipa::path(put, path = "/v1/interactions/{id}/post-flow", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The post-flow action"), responses((status = 200, description = "Set", body = Object)), security(("tenant" = [])))]
+async fn put_post_flow(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+    JsonBody(action): JsonBody<SetPostFlow>,
+) -> Result<Reply<Json>, ApiError> {
+    // The interaction first: another tenant's is a 404 whatever plan the action names.
+    if state.store().interaction(&tenant, &id)?.is_none() {
+        return Err(unknown_interaction(&id));
+    }
+    let record = state
+        .engine()
+        .set_post_flow_with(&tenant, &id, Some(action))
+        .await
+        .map_err(flow_failed)?
+        .map_err(event_refused)?;
+    Ok(Reply(interaction_json(&record)))
+}
+
+#[utoipa::path(delete, path = "/v1/interactions/{id}/post-flow", params(("id" = String, Path, description = "id")), responses((status = 200, description = "Cleared", body = Object)), security(("tenant" = [])))]
+async fn delete_post_flow(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .engine()
+        .set_post_flow_with(&tenant, &id, None)
+        .await
+        .map_err(flow_failed)?
+        .map_err(event_refused)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Delivers a named event (an agent's disposition, a survey reply) to the interaction's
+/// runs waiting for it; the body, any JSON, is their data source `Event`.
+#[utoipa::path(post, path = "/v1/interactions/{id}/events/{event}", params(("id" = String, Path, description = "id"), ("event" = String, Path, description = "event")), request_body(content = Object, content_type = "application/json", description = "Any JSON: the waiting runs' data source `Event` (may be empty)"), responses((status = 200, description = "The runs woken", body = Object)), security(("tenant" = [])))]
+async fn deliver_event(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs((id, event)): PathArgs<(String, String)>,
+    request: Request,
+) -> Result<Reply<Json>, ApiError> {
+    // Both become store keys and are echoed back: the naming rule, before anything else.
+    crate::error::check_name(NameKind::Interaction, &id)?;
+    crate::error::check_name(NameKind::Event, &event)?;
+    let bytes = body_bytes(request, &state).await?;
+    let payload: Json = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Json::Null
+    } else {
+        crate::error::parse_json(&bytes)?
+    };
+    // Woken runs are found by tenant already; this makes an interaction that is another
+    // tenant's (or nobody's) a 404 rather than a quiet "nothing woken".
+    if state.store().interaction(&tenant, &id)?.is_none() {
+        return Err(unknown_interaction(&id));
+    }
+    let woken = state
+        .engine()
+        .deliver(&tenant, &id, &event, payload)
+        .await
+        .map_err(flow_failed)?;
+    Ok(Reply(
+        json!({ "interaction": id, "event": event, "woken": woken }),
+    ))
 }

@@ -16,19 +16,20 @@
 //! error shape (`{"error": {"kind", "message"}}`), never a panic; a 5xx means the host
 //! itself failed (its database).
 
-mod api;
 mod applets;
 mod auth;
 mod console;
 mod error;
 mod fixture;
 mod grants;
+mod health;
 mod interactions;
 mod metrics;
 mod openapi;
 mod plans;
 mod runs;
 mod serve;
+mod tenants;
 mod usage;
 
 use std::sync::Arc;
@@ -38,7 +39,7 @@ use axum::extract::DefaultBodyLimit;
 use coda_flow::Engine;
 use coda_types::AppletInfo;
 use utoipa::OpenApi;
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::OpenApiRouter;
 
 pub use applets::{AppletInstaller, DEFAULT_UPLOAD_LIMIT, InspectedApplet, Refused};
 pub use auth::{
@@ -148,18 +149,14 @@ impl AppState {
         self
     }
 
-    /// The largest component `tenant` may upload, in bytes. The one place an upload's size
-    /// is decided: a tenant's own cap (from its ceiling) belongs here.
+    /// The largest component `tenant` may upload, in bytes, as
+    /// `coda_capabilities::grants::upload_limit` decides it from the tenant's ceiling; this
+    /// server's default when the ceiling cannot be read.
     pub fn upload_limit(&self, tenant: &str) -> usize {
-        // The operator's cap for this tenant (its ceiling's `upload_bytes`), which may be
-        // above the default (a Python applet carries its interpreter) or below it.
         match grants::tenant_ceiling(self, tenant) {
-            Ok(settings) => settings
-                .ceiling
-                .upload_bytes
-                .map_or(self.inner.upload_limit, |b| {
-                    usize::try_from(b).unwrap_or(usize::MAX)
-                }),
+            Ok(settings) => {
+                coda_capabilities::grants::upload_limit(&settings.ceiling, self.inner.upload_limit)
+            }
             Err(_) => self.inner.upload_limit,
         }
     }
@@ -216,8 +213,8 @@ pub fn router(state: AppState) -> Router {
         )
         // The web UI at `/` (console.rs): not API, so outside the document too.
         .merge(console::routes())
-        .fallback(api::no_route)
-        .method_not_allowed_fallback(api::no_method)
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::no_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -227,23 +224,13 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Every route, each registered with its OpenAPI entry: `routes!` takes the handlers'
-/// `#[utoipa::path]`, so a route cannot be served without being documented.
+/// Every route, each registered with its OpenAPI entry: each resource module's `routes()`
+/// takes its handlers' `#[utoipa::path]` through `routes!`, so a route cannot be served
+/// without being documented.
 fn api_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(api::healthz))
-        .routes(routes!(api::readyz))
-        .routes(routes!(api::create_tenant))
-        .routes(routes!(api::create_token))
-        .routes(routes!(api::revoke_token))
-        .routes(routes!(api::list_plans))
-        .routes(routes!(api::put_plan, api::get_plan))
-        .routes(routes!(api::get_plan_version))
-        .routes(routes!(api::post_event))
-        .routes(routes!(api::get_interaction))
-        .routes(routes!(api::put_post_flow, api::delete_post_flow))
-        .routes(routes!(api::deliver_event))
-        .routes(routes!(api::get_run))
+    let mut router = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(health::routes())
+        .merge(tenants::routes())
         .merge(metrics::routes())
         .merge(usage::routes())
         .merge(plans::routes())
@@ -251,7 +238,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(fixture::routes())
         .merge(applets::routes())
         .merge(interactions::routes())
-        .merge(grants::routes())
+        .merge(grants::routes());
+    openapi::declare_errors(router.get_openapi_mut());
+    router
 }
 
 /// The OpenAPI document of the whole API, as `GET /openapi.json` serves it.

@@ -65,12 +65,12 @@ struct Scrape {
     http: [u64; 5],
 }
 
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text", body = String, content_type = "text/plain"), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text", body = String, content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let engine = state.engine();
     let scrape = Scrape {
         runs: state.store().runs_by_state()?,
-        queue: state.store().queue_depths(crate::api::now_ms())?,
+        queue: state.store().queue_depths(coda_types::time::now_ms())?,
         in_flight: engine.steps_in_flight(),
         engine: engine.metrics(),
         http: state.inner.http.get(),

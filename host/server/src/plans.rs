@@ -1,18 +1,19 @@
-//! Plans beyond publish and fetch: validating one without storing it, a plan's versions, and
-//! the difference between two versions.
+//! Plans: publishing a version, listing and fetching them, validating one without storing
+//! it, a plan's versions, and the difference between two versions.
 
 use std::collections::BTreeSet;
 
 use axum::Json as Reply;
 use axum::extract::{Request, State};
-use axum::response::Response;
-use coda_plan::Plan;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use coda_plan::{Format, MemoryCatalog, Plan, Problem};
+use coda_types::time::now_ms;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::api::{self, checked_plan};
-use crate::error::{PathArgs, QueryArgs};
+use crate::error::{PathArgs, QueryArgs, body_bytes};
 use crate::{ApiError, AppState, Tenant};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
@@ -25,13 +26,16 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
             get_plan_named_validate,
             put_plan_named_validate
         ))
+        .routes(routes!(list_plans))
+        .routes(routes!(put_plan, get_plan))
+        .routes(routes!(get_plan_version))
         .routes(routes!(versions))
         .routes(routes!(diff))
 }
 
 /// Validates a plan exactly as publishing it would, storing nothing: 200 when it is valid,
 /// 422 with every problem (node and field) when it is not.
-#[utoipa::path(post, path = "/v1/plans/validate", request_body(content = String, content_type = "application/yaml", description = "A plan, YAML or JSON text; nothing is stored"), responses((status = 200, description = "The plan's problems", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/plans/validate", request_body(content = String, content_type = "application/yaml", description = "A plan, YAML or JSON text; nothing is stored"), responses((status = 200, description = "The plan's problems", body = Object)), security(("tenant" = [])))]
 async fn validate(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -43,21 +47,21 @@ async fn validate(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/plans/validate", responses((status = 200, description = "The plan named `validate`", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/plans/validate", responses((status = 200, description = "The plan named `validate`", body = Object)), security(("tenant" = [])))]
 async fn get_plan_named_validate(
     tenant: Tenant,
     state: State<AppState>,
 ) -> Result<Reply<Json>, ApiError> {
-    api::get_plan(tenant, state, PathArgs("validate".into())).await
+    get_plan(tenant, state, PathArgs("validate".into())).await
 }
 
-#[utoipa::path(put, path = "/v1/plans/validate", request_body(content = String, content_type = "application/yaml", description = "A plan named `validate`, YAML or JSON text"), responses((status = 200, description = "Published", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(put, path = "/v1/plans/validate", request_body(content = String, content_type = "application/yaml", description = "A plan named `validate`, YAML or JSON text"), responses((status = 200, description = "Published", body = Object)), security(("tenant" = [])))]
 async fn put_plan_named_validate(
     tenant: Tenant,
     state: State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    api::put_plan(tenant, state, PathArgs("validate".into()), request).await
+    put_plan(tenant, state, PathArgs("validate".into()), request).await
 }
 
 fn unknown_plan(name: &str) -> ApiError {
@@ -65,7 +69,7 @@ fn unknown_plan(name: &str) -> ApiError {
 }
 
 /// Every version of a plan: its number, when it was published and the digest of its body.
-#[utoipa::path(get, path = "/v1/plans/{name}/versions", params(("name" = String, Path, description = "name")), responses((status = 200, description = "A plan's versions", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/plans/{name}/versions", params(("name" = String, Path, description = "name")), responses((status = 200, description = "A plan's versions", body = Object)), security(("tenant" = [])))]
 async fn versions(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -108,7 +112,7 @@ fn version_param(param: &str, value: Option<&str>) -> Result<u32, ApiError> {
 
 /// The difference between two versions of a plan: a unified diff of their stored bodies
 /// (pretty-printed JSON, the canonical form) and what changed in the graph.
-#[utoipa::path(get, path = "/v1/plans/{name}/diff", params(("name" = String, Path, description = "name"), ("from" = u32, Query, description = "from version"), ("to" = u32, Query, description = "to version")), responses((status = 200, description = "The unified diff", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/plans/{name}/diff", params(("name" = String, Path, description = "name"), ("from" = u32, Query, description = "from version"), ("to" = u32, Query, description = "to version")), responses((status = 200, description = "The unified diff", body = Object)), security(("tenant" = [])))]
 async fn diff(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -202,4 +206,164 @@ fn summary(old: &Plan, new: &Plan) -> Json {
         "post_interaction": field(json!(old.post_interaction), json!(new.post_interaction)),
         "description": field(json!(old.description), json!(new.description)),
     })
+}
+
+/// The format a plan body is in: from its Content-Type, else sniffed from its first
+/// character.
+fn plan_format(headers: &HeaderMap, text: &str) -> Format {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.contains("yaml") {
+        Format::Yaml
+    } else if content_type.contains("json") {
+        Format::Json
+    } else {
+        Format::detect(text)
+    }
+}
+
+/// The catalog a tenant's plan is validated against: the built-in applets, the tenant's
+/// uploaded ones that are not retired, and the tenant's own plans (never another tenant's).
+fn catalog(state: &AppState, tenant: &str) -> Result<MemoryCatalog, ApiError> {
+    let mut catalog = MemoryCatalog::new();
+    for info in crate::applets::usable_applets(state, tenant)? {
+        catalog.insert_applet(info);
+    }
+    for plan in state.store().latest_plans(tenant)? {
+        // A stored plan was valid when published; one that no longer deserializes is
+        // simply not offered as a target.
+        if let Ok(stored) = serde_json::from_value::<Plan>(plan.body) {
+            catalog.insert_plan(plan.name, stored.plan_type);
+        }
+    }
+    Ok(catalog)
+}
+
+/// The plan a request's body holds, parsed and validated for `tenant` exactly as publishing
+/// it would (`POST /v1/plans/validate` and `PUT /v1/plans/{name}` share this, so that a plan
+/// that validates publishes). `published_as` is the name in the path of a publish.
+pub(crate) async fn checked_plan(
+    state: &AppState,
+    tenant: &str,
+    published_as: Option<&str>,
+    request: Request,
+) -> Result<Plan, ApiError> {
+    let headers = request.headers().clone();
+    let bytes = body_bytes(request, state).await?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        ApiError::bad_request("invalid-body", format!("the plan is not UTF-8: {e}"))
+    })?;
+    let plan =
+        coda_plan::parse_as(text, plan_format(&headers, text)).map_err(ApiError::invalid_plan)?;
+    if let Some(name) = published_as
+        && plan.name != name
+    {
+        return Err(ApiError::invalid_plan(vec![Problem {
+            node: None,
+            field: "name".into(),
+            message: format!(
+                "the plan is named `{}` but is published as `{name}`",
+                plan.name
+            ),
+        }]));
+    }
+    let mut catalog = catalog(state, tenant)?;
+    // The plan may name itself (a loop through a route, its own type for the checks).
+    catalog.insert_plan(&plan.name, plan.plan_type);
+    if let Err(problems) = coda_plan::validate(&plan, &catalog) {
+        let problems = crate::applets::naming_retired(state, tenant, &plan, problems)?;
+        return Err(ApiError::invalid_plan(problems));
+    }
+    crate::grants::check_plan_grants(state, tenant, &plan, &catalog)?;
+    Ok(plan)
+}
+
+#[utoipa::path(put, path = "/v1/plans/{name}", params(("name" = String, Path, description = "name")), request_body(content = String, content_type = "application/yaml", description = "A plan, YAML or JSON text"), responses((status = 200, description = "Published", body = Object)), security(("tenant" = [])))]
+async fn put_plan(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(name): PathArgs<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let plan = checked_plan(&state, &tenant, Some(&name), request).await?;
+    let body = serde_json::to_value(&plan).map_err(ApiError::internal)?;
+    let version = state
+        .store()
+        .publish_plan(&tenant, &plan.name, &body, now_ms())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Reply(json!({ "plan": plan.name, "version": version })),
+    )
+        .into_response())
+}
+
+#[utoipa::path(get, path = "/v1/plans", responses((status = 200, description = "The tenant's plans", body = Object)), security(("tenant" = [])))]
+async fn list_plans(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+) -> Result<Reply<Json>, ApiError> {
+    let plans: Vec<Json> = state
+        .store()
+        .latest_plans(&tenant)?
+        .into_iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "version": p.version,
+                "type": p.body.get("type"),
+                "created_at_ms": p.created_at_ms,
+            })
+        })
+        .collect();
+    Ok(Reply(json!({ "plans": plans })))
+}
+
+fn plan_answer(
+    state: &AppState,
+    tenant: &str,
+    name: &str,
+    version: Option<u32>,
+    asked: Option<&str>,
+) -> Result<Reply<Json>, ApiError> {
+    match state.store().plan(tenant, name, version)? {
+        Some((version, body)) => Ok(Reply(
+            json!({ "plan": name, "version": version, "body": body }),
+        )),
+        None => Err(ApiError::not_found(
+            "unknown-plan",
+            match asked {
+                Some(v) => format!("plan `{name}` version `{v}` not found"),
+                None => format!("plan `{name}` not found"),
+            },
+        )),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/plans/{name}", params(("name" = String, Path, description = "name")), responses((status = 200, description = "The plan's current version", body = Object)), security(("tenant" = [])))]
+async fn get_plan(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(name): PathArgs<String>,
+) -> Result<Reply<Json>, ApiError> {
+    plan_answer(&state, &tenant, &name, None, None)
+}
+
+#[utoipa::path(get, path = "/v1/plans/{name}/versions/{version}", params(("name" = String, Path, description = "name"), ("version" = u32, Path, description = "version")), responses((status = 200, description = "One version of a plan", body = Object)), security(("tenant" = [])))]
+async fn get_plan_version(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs((name, version)): PathArgs<(String, String)>,
+) -> Result<Reply<Json>, ApiError> {
+    // A version that is not a number is a version that does not exist: the same 404.
+    match version.parse::<u32>() {
+        Ok(v) if v > 0 => plan_answer(&state, &tenant, &name, Some(v), Some(&version)),
+        _ => Err(ApiError::not_found(
+            "unknown-plan",
+            format!("plan `{name}` version `{version}` not found"),
+        )),
+    }
 }

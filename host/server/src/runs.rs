@@ -9,14 +9,15 @@ use axum::Json as Reply;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use coda_store::{Control, RunFilter, RunStatus};
+use coda_store::{Control, RunFilter, RunRecord, RunStatus, StepRecord};
+use coda_types::time;
+use coda_types::values_json;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use tokio::sync::broadcast::{Receiver, error::RecvError};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::api::{run_json, step_json, unknown_run};
-use crate::error::{PathArgs, QueryArgs};
+use crate::error::{PathArgs, QueryArgs, time_window};
 use crate::{ApiError, AppState, Tenant};
 
 /// The default and the largest page of `GET /v1/runs`.
@@ -121,6 +122,7 @@ impl Drop for TailSlot {
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_runs))
+        .routes(routes!(get_run))
         .routes(routes!(cancel))
         .routes(routes!(retry))
         .routes(routes!(tail))
@@ -162,30 +164,7 @@ fn status_param(value: Option<&str>) -> Result<Option<RunStatus>, ApiError> {
         .transpose()
 }
 
-/// A time given as RFC 3339 (`2026-01-31T09:00:00Z`, with an offset) or as milliseconds
-/// since the Unix epoch; in ms.
-fn time_param(param: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
-    let Some(value) = value else {
-        return Ok(None);
-    };
-    let refuse = |why: String| {
-        bad_query(format!(
-            "`{param}` must be an RFC 3339 time (2026-01-31T09:00:00Z) or milliseconds since the Unix epoch, not `{value}`: {why}"
-        ))
-    };
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return value
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|e| refuse(e.to_string()));
-    }
-    value
-        .parse::<jiff::Timestamp>()
-        .map(|t| Some(t.as_millisecond()))
-        .map_err(|e| refuse(e.to_string()))
-}
-
-#[utoipa::path(get, path = "/v1/runs", params(("plan" = Option<String>, Query, description = "plan"), ("status" = Option<String>, Query, description = "status"), ("interaction" = Option<String>, Query, description = "interaction"), ("since" = Option<String>, Query, description = "RFC 3339"), ("until" = Option<String>, Query, description = "RFC 3339"), ("after" = Option<String>, Query, description = "the last run id of the previous page"), ("limit" = Option<usize>, Query, description = "limit")), responses((status = 200, description = "A page of runs", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/runs", params(("plan" = Option<String>, Query, description = "plan"), ("status" = Option<String>, Query, description = "status"), ("interaction" = Option<String>, Query, description = "interaction"), ("since" = Option<String>, Query, description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("until" = Option<String>, Query, description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("after" = Option<String>, Query, description = "the last run id of the previous page"), ("limit" = Option<usize>, Query, description = "limit")), responses((status = 200, description = "A page of runs", body = Object)), security(("tenant" = [])))]
 async fn list_runs(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -197,18 +176,18 @@ async fn list_runs(
             "`limit` must be 1 to {MAX_RUNS_PAGE}, not {limit}"
         )));
     }
+    let (since_ms, until_ms) = time_window(
+        query.since.as_deref(),
+        query.until.as_deref(),
+        time::now_ms(),
+    )?;
     let filter = RunFilter {
         plan: non_empty("plan", query.plan)?,
         status: status_param(query.status.as_deref())?,
         interaction: non_empty("interaction", query.interaction)?,
-        since_ms: time_param("since", query.since.as_deref())?,
-        until_ms: time_param("until", query.until.as_deref())?,
+        since_ms,
+        until_ms,
     };
-    if let (Some(since), Some(until)) = (filter.since_ms, filter.until_ms)
-        && until <= since
-    {
-        return Err(bad_query("`until` must be later than `since`".into()));
-    }
     let runs = state
         .store()
         .find_runs(&tenant, &filter, query.after.as_deref(), limit)?;
@@ -222,7 +201,7 @@ async fn list_runs(
 
 /// Cancels a run that has not finished (ready, parked or waiting; a step in flight then
 /// commits nothing). A finished run: 409 naming its status.
-#[utoipa::path(post, path = "/v1/runs/{id}/cancel", params(("id" = String, Path, description = "id")), responses((status = 200, description = "Cancelled", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", params(("id" = String, Path, description = "id")), responses((status = 200, description = "Cancelled", body = Object)), security(("tenant" = [])))]
 async fn cancel(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -238,7 +217,7 @@ async fn cancel(
 
 /// Retries a failed run from its failed node, as a new attempt. A run that is not failed:
 /// 409 naming its status.
-#[utoipa::path(post, path = "/v1/runs/{id}/retry", params(("id" = String, Path, description = "id")), responses((status = 200, description = "Retried from the failed step", body = Object), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/runs/{id}/retry", params(("id" = String, Path, description = "id")), responses((status = 200, description = "Retried from the failed step", body = Object)), security(("tenant" = [])))]
 async fn retry(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -268,7 +247,7 @@ fn control_answer(
 /// reconnecting client sends one), then each step as it commits (event `step`, id its
 /// sequence number, data the step as in `GET /v1/runs/{id}`), and `end` with the run's
 /// final status once it finishes; then the stream closes.
-#[utoipa::path(get, path = "/v1/runs/{id}/tail", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The run's journal as it grows", body = String, content_type = "text/event-stream"), (status = "4XX", description = "Refused: the one error shape", body = crate::openapi::ErrorBody), (status = "5XX", description = "The host itself failed (its database)", body = crate::openapi::ErrorBody)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/runs/{id}/tail", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The run's journal as it grows", body = String, content_type = "text/event-stream")), security(("tenant" = [])))]
 async fn tail(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -404,4 +383,51 @@ impl Tail {
             .push_back(Event::default().event("error").data(data.to_string()));
         self.done = true;
     }
+}
+
+pub(crate) fn run_json(run: &RunRecord) -> Json {
+    json!({
+        "id": run.id,
+        "plan": run.plan,
+        "plan_version": run.plan_version,
+        "interaction": run.interaction,
+        "status": run.status,
+        "node": run.node,
+        "attempt": run.attempt,
+        "due_at_ms": run.due_at_ms,
+        "wait": run.wait,
+        "created_at_ms": run.created_at_ms,
+        "updated_at_ms": run.updated_at_ms,
+    })
+}
+
+#[utoipa::path(get, path = "/v1/runs/{id}", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The run with its journal", body = Object)), security(("tenant" = [])))]
+async fn get_run(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathArgs(id): PathArgs<String>,
+) -> Result<Reply<Json>, ApiError> {
+    let store = state.store();
+    let Some(run) = store.run(&tenant, &id)? else {
+        return Err(unknown_run(&id));
+    };
+    let journal = store.journal(&tenant, &id)?;
+    // `effects` takes no tenant: the run was found under this tenant just above.
+    let effects = store.effects(&id, None)?;
+    let mut answer = run_json(&run);
+    answer["data"] = values_json(&run.data);
+    answer["journal"] = journal.iter().map(step_json).collect();
+    answer["effects"] = serde_json::to_value(&effects).unwrap_or(Json::Null);
+    Ok(Reply(answer))
+}
+
+pub(crate) fn unknown_run(id: &str) -> ApiError {
+    ApiError::not_found("unknown-run", format!("run `{id}` not found"))
+}
+
+/// A journal step as the API shows it (in a run, and in its live tail).
+pub(crate) fn step_json(step: &StepRecord) -> Json {
+    let mut json = serde_json::to_value(step).unwrap_or(Json::Null);
+    json["data_changes"] = values_json(&step.data_changes);
+    json
 }

@@ -5,9 +5,10 @@
 use crate::db::params;
 use serde::{Deserialize, Serialize};
 
+use crate::interactions::InteractionRecord;
 use crate::interactions::read_interaction;
 use crate::post_contact::{AgentState, write_agent_state};
-use crate::{InteractionRecord, Result, Store};
+use crate::{Result, Store};
 
 /// One field's change, as the trail keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

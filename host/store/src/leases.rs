@@ -16,16 +16,19 @@
 //! or not the node that took over has committed yet. A cancel from the API still wins: it
 //! moves the step sequence on, and the owner's commit fails on that fence.
 //!
-//! Claiming is two index seeks per tenant, as [`Store::due_runs_fair`] reads: a range of
+//! Claiming is two index seeks per tenant, whatever its backlog or parked runs: the
+//! tenants are found by a loose index scan (a recursive query stepping from one tenant to
+//! the next in `runs_due_by_tenant`; a window function over all due runs would read every
+//! one of them at every pick, and, without statistics, every parked run too), then a range of
 //! `runs_claimed` (only runs in flight are in it: a commit releases its claim) counts the
 //! tenant's live claims, and a range of `runs_due_by_tenant` finds its oldest due runs.
 //! On SQLite the single writer serializes claims, so two claims never race.
 
 use crate::db::{OptionalExtension, params};
 
-use crate::{RUN_COLUMNS, Result, RunRecord, Store, run_from_row};
-
-const UNFINISHED: &str = "status IN ('ready', 'parked', 'waiting')";
+use crate::queue::UNFINISHED;
+use crate::runs::{RUN_COLUMNS, RunRecord, run_from_row};
+use crate::{Result, Store};
 
 /// A run claimed by this node: run its next step, and commit it under `claim_seq`.
 #[derive(Debug, Clone, PartialEq)]
@@ -326,10 +329,10 @@ impl Store {
     /// node (or a run moved on) is [`crate::StoreError::Conflict`], and nothing is written.
     pub async fn commit_claimed_step(
         &self,
-        commit: crate::StepCommit,
+        commit: crate::journal::StepCommit,
         claim_seq: u64,
     ) -> Result<()> {
-        self.commit_fenced(commit, Some(claim_seq)).await
+        self.commit_fenced(commit, claim_seq).await
     }
 
     /// Journals a capability call's result made under a claim: fenced like
@@ -337,7 +340,7 @@ impl Store {
     pub async fn record_claimed_effect(
         &self,
         run_id: &str,
-        effect: crate::EffectRecord,
+        effect: crate::effects::EffectRecord,
         claim_seq: u64,
     ) -> Result<()> {
         self.record_effect_fenced(run_id, effect, Some(claim_seq))

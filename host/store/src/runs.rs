@@ -1,50 +1,116 @@
-//! Runs and plans as the API manages them: filtered pages of runs, a plan's versions,
-//! cancelling and retrying a run, and the notice of each journal commit that a live tail
-//! waits on.
+//! Runs: what a run is and where it stands, starting one (once per trigger), reading one or
+//! a filtered page of them, and cancelling and retrying one.
 //!
 //! Cancel and retry are writes like a step commit: each is journaled as a step of its own
 //! and moves the run's step sequence on, so a step that was in flight when it happened
 //! finds its fence gone and commits nothing.
 
-use std::sync::Arc;
-
 use crate::db::Conn;
 use crate::db::{OptionalExtension, params};
-use sha2::Digest;
+use coda_types::Values;
+use serde::{Deserialize, Serialize};
 
-use crate::{RUN_COLUMNS, Result, RunRecord, RunStatus, Store, run_from_row};
+use crate::waits::EventWait;
+use crate::{Result, Store, StoreError};
 
-/// How many commit notices a slow subscriber may fall behind before it is told it lagged
-/// (it then reads the journal again rather than trusting what it missed).
-const COMMITS_CAPACITY: usize = 1024;
-
-/// A commit to a run's journal, sent once it is on disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunCommitted {
-    pub run_id: Arc<str>,
-    /// The step's sequence number.
-    pub seq: u64,
-    /// The run's status after it.
-    pub status: RunStatus,
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    /// Has a node to run as soon as it is due.
+    Ready,
+    /// Paused until `due_at`.
+    Parked,
+    /// Waiting for an event until `due_at` (the timeout).
+    Waiting,
+    /// Ended through an exit (or an unwired one).
+    Done,
+    /// Ended through an error with no error exit wired.
+    Failed,
+    /// Stopped through the API before it finished.
+    Cancelled,
 }
 
-/// The sending side of the commit notices: a broadcast, so that a commit costs one send
-/// whether nobody or many are watching, and a watcher that goes away costs nothing.
-pub(crate) struct Commits(tokio::sync::broadcast::Sender<RunCommitted>);
-
-impl Commits {
-    pub(crate) fn new() -> Commits {
-        Commits(tokio::sync::broadcast::channel(COMMITS_CAPACITY).0)
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Ready => "ready",
+            RunStatus::Parked => "parked",
+            RunStatus::Waiting => "waiting",
+            RunStatus::Done => "done",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
     }
-
-    pub(crate) fn send(&self, run_id: &str, seq: u64, status: RunStatus) {
-        // No receiver is the common case, not an error.
-        let _ = self.0.send(RunCommitted {
-            run_id: run_id.into(),
-            seq,
-            status,
-        });
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "ready" => RunStatus::Ready,
+            "parked" => RunStatus::Parked,
+            "waiting" => RunStatus::Waiting,
+            "done" => RunStatus::Done,
+            "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
+            other => {
+                return Err(StoreError::Json(serde::de::Error::custom(format!(
+                    "unknown run status {other:?}"
+                ))));
+            }
+        })
     }
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Done | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+}
+
+/// A run to create.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub tenant: String,
+    pub plan: String,
+    pub plan_version: u32,
+    pub interaction: Option<String>,
+    /// Unique per tenant: the same trigger (interaction + event) starts one run, not two.
+    pub trigger_key: Option<String>,
+    pub start_node: String,
+    pub data: Values,
+    pub now_ms: i64,
+}
+
+/// The result of [`Store::start_run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedRun {
+    pub id: String,
+    /// False when the trigger had already started this run.
+    pub created: bool,
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub tenant: String,
+    pub plan: String,
+    pub plan_version: u32,
+    pub interaction: Option<String>,
+    pub status: RunStatus,
+    /// The node to run next; none once finished.
+    pub node: Option<String>,
+    /// Steps committed so far.
+    pub step_seq: u64,
+    /// The attempt the next step will be (1 unless retrying).
+    pub attempt: u32,
+    pub data: Values,
+    /// Node state, by node id.
+    pub state: std::collections::BTreeMap<String, Values>,
+    pub due_at_ms: Option<i64>,
+    pub wait: Option<EventWait>,
+    /// How many times the run has routed to another plan.
+    pub route_depth: u32,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
 }
 
 /// What `GET /v1/runs` filters on; every field left out matches every run.
@@ -60,16 +126,6 @@ pub struct RunFilter {
     pub until_ms: Option<i64>,
 }
 
-/// One stored version of a plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlanVersionInfo {
-    pub version: u32,
-    pub created_at_ms: i64,
-    /// `sha256:` and the hex SHA-256 of the stored body, so two versions (or a local file
-    /// and a version) can be compared without fetching them.
-    pub digest: String,
-}
-
 /// What cancelling or retrying a run came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Control {
@@ -82,9 +138,72 @@ pub enum Control {
 }
 
 impl Store {
-    /// Receives a notice of every journal commit made through this store from now on.
-    pub fn subscribe_commits(&self) -> tokio::sync::broadcast::Receiver<RunCommitted> {
-        self.commits.0.subscribe()
+    /// Creates a run, or finds the one its trigger already created: a unique insert, never
+    /// check-then-insert, so a trigger delivered twice (even at once) starts one run.
+    pub async fn start_run(&self, new: NewRun) -> Result<StartedRun> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let data = serde_json::to_string(&new.data)?;
+        self.writer
+            .write(move |tx| {
+                let inserted = tx.prepare_cached("INSERT INTO runs (id, tenant, plan, plan_version, interaction, trigger_key,
+                        status, node, step_seq, attempt, data, state, due_at, route_depth,
+                        created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'ready', ?7, 0, 1, ?8, '{}', ?9, 0, ?9, ?9)
+                     ON CONFLICT (tenant, trigger_key) DO NOTHING")?.execute(
+                    params![
+                        id,
+                        new.tenant,
+                        new.plan,
+                        new.plan_version,
+                        new.interaction,
+                        new.trigger_key,
+                        new.start_node,
+                        data,
+                        new.now_ms
+                    ],
+                )?;
+                if inserted == 1 {
+                    return Ok(StartedRun { id, created: true });
+                }
+                let existing: String = tx.query_row(
+                    "SELECT id FROM runs WHERE tenant = ?1 AND trigger_key = ?2",
+                    params![new.tenant, new.trigger_key],
+                    |r| r.get(0),
+                )?;
+                Ok(StartedRun {
+                    id: existing,
+                    created: false,
+                })
+            })
+            .await
+    }
+
+    /// A page of this tenant's runs, oldest first: those after `after` (a run id), at most
+    /// `limit`.
+    pub fn runs(&self, tenant: &str, after: Option<&str>, limit: usize) -> Result<Vec<RunRecord>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE tenant = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+            ))?;
+            let rows = stmt.query_map(
+                params![tenant, after.unwrap_or(""), limit as i64],
+                run_from_row,
+            )?;
+            rows.map(|r| r?).collect()
+        })
+    }
+
+    /// A run of this tenant; another tenant's run is `None`, exactly as a missing one.
+    pub fn run(&self, tenant: &str, id: &str) -> Result<Option<RunRecord>> {
+        self.read(|conn| {
+            conn.query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE tenant = ?1 AND id = ?2"),
+                params![tenant, id],
+                run_from_row,
+            )
+            .optional()?
+            .transpose()
+        })
     }
 
     /// A page of this tenant's runs matching `filter`, in id order (ids are time-ordered:
@@ -128,25 +247,6 @@ impl Store {
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(&args, run_from_row)?;
             rows.map(|r| r?).collect()
-        })
-    }
-
-    /// Every version of one of the tenant's plans, oldest first; empty when it has none.
-    pub fn plan_versions(&self, tenant: &str, name: &str) -> Result<Vec<PlanVersionInfo>> {
-        self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT version, created_at, body FROM plans
-                 WHERE tenant = ?1 AND name = ?2 ORDER BY version",
-            )?;
-            let rows = stmt.query_map(params![tenant, name], |r| {
-                let body: String = r.get(2)?;
-                Ok(PlanVersionInfo {
-                    version: r.get(0)?,
-                    created_at_ms: r.get(1)?,
-                    digest: format!("sha256:{}", hex::encode(sha2::Sha256::digest(body))),
-                })
-            })?;
-            rows.collect::<crate::Result<_>>()
         })
     }
 
@@ -305,6 +405,38 @@ impl Store {
         }
         Ok(control)
     }
+}
+
+pub(crate) const RUN_COLUMNS: &str =
+    "id, tenant, plan, plan_version, interaction, status, node, step_seq,
+    attempt, data, state, due_at, wait, route_depth, created_at, updated_at";
+
+pub(crate) fn run_from_row(r: &crate::db::Row) -> crate::Result<Result<RunRecord>> {
+    let status: String = r.get(5)?;
+    let data: String = r.get(9)?;
+    let state: String = r.get(10)?;
+    let wait: Option<String> = r.get(12)?;
+    let record = (|| -> Result<RunRecord> {
+        Ok(RunRecord {
+            id: r.get(0)?,
+            tenant: r.get(1)?,
+            plan: r.get(2)?,
+            plan_version: r.get(3)?,
+            interaction: r.get(4)?,
+            status: RunStatus::parse(&status)?,
+            node: r.get(6)?,
+            step_seq: r.get(7)?,
+            attempt: r.get(8)?,
+            data: serde_json::from_str(&data)?,
+            state: serde_json::from_str(&state)?,
+            due_at_ms: r.get(11)?,
+            wait: wait.as_deref().map(serde_json::from_str).transpose()?,
+            route_depth: r.get(13)?,
+            created_at_ms: r.get(14)?,
+            updated_at_ms: r.get(15)?,
+        })
+    })();
+    Ok(record)
 }
 
 fn run_in(conn: &Conn<'_>, tenant: &str, id: &str) -> Result<Option<RunRecord>> {

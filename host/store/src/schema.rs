@@ -203,6 +203,27 @@ const MIGRATIONS: &[&str] = &[
     // write that moves the run on (a commit, a retry, an event) starts the count afresh.
     "ALTER TABLE runs ADD COLUMN claim_step INTEGER;
     ALTER TABLE runs ADD COLUMN step_claims INTEGER NOT NULL DEFAULT 0;",
+    // 14: each tenant's key-value store (`kv.rs`): a row per live key, its value (the
+    // tagged JSON of a data-source value), its version, the bytes it counts (key and value)
+    // and when it expires (ms; NULL: never), found for pruning by the partial index; and per
+    // tenant the keys and bytes it holds, kept in the transaction of every write so that
+    // the ceiling's limits are checked without counting the rows.
+    "CREATE TABLE kv (
+        tenant TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        expires_at INTEGER,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant, key)
+    );
+    CREATE INDEX kv_expiry ON kv (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE kv_usage (
+        tenant TEXT PRIMARY KEY,
+        keys INTEGER NOT NULL,
+        bytes INTEGER NOT NULL
+    );",
 ];
 
 pub(crate) fn migrate_sqlite(conn: &mut rusqlite::Connection) -> Result<()> {

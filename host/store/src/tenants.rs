@@ -1,4 +1,4 @@
-//! The service's tenants and their API tokens, and the per-tenant plan listing it serves.
+//! The service's tenants and their API tokens.
 //!
 //! A token is stored only as the hex SHA-256 the caller computed; it is looked up by that
 //! hash (a unique index), never compared as text, and a revoked token is never found.
@@ -12,15 +12,6 @@ use crate::{Result, Store};
 pub struct NewToken {
     pub id: String,
     pub hash: String,
-}
-
-/// The latest version of one of a tenant's plans.
-#[derive(Debug, Clone)]
-pub struct PlanVersion {
-    pub name: String,
-    pub version: u32,
-    pub body: serde_json::Value,
-    pub created_at_ms: i64,
 }
 
 impl Store {
@@ -115,35 +106,5 @@ impl Store {
                 Ok(inserted == 1)
             })
             .await
-    }
-
-    /// The latest version of each of the tenant's plans, by name.
-    pub fn latest_plans(&self, tenant: &str) -> Result<Vec<PlanVersion>> {
-        self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT p.name, p.version, p.body, p.created_at FROM plans p
-                 WHERE p.tenant = ?1 AND p.version =
-                    (SELECT MAX(version) FROM plans q WHERE q.tenant = p.tenant AND q.name = p.name)
-                 ORDER BY p.name",
-            )?;
-            let rows = stmt.query_map(params![tenant], |r| {
-                Ok((
-                    r.get::<String>(0)?,
-                    r.get::<u32>(1)?,
-                    r.get::<String>(2)?,
-                    r.get::<i64>(3)?,
-                ))
-            })?;
-            rows.map(|row| {
-                let (name, version, body, created_at_ms) = row?;
-                Ok(PlanVersion {
-                    name,
-                    version,
-                    body: serde_json::from_str(&body)?,
-                    created_at_ms,
-                })
-            })
-            .collect()
-        })
     }
 }

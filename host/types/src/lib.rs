@@ -9,8 +9,10 @@
 
 pub mod capabilities;
 pub mod files;
+pub mod kv;
 pub mod names;
 pub mod scrub;
+pub mod time;
 pub mod yaml;
 
 /// The SQLite `application_id` of the host's own store ("coda"): the store writes it into
@@ -65,6 +67,23 @@ impl Value {
             Value::Text(s) => s.clone().into(),
             Value::Json(text) => serde_json::from_str(text)
                 .unwrap_or_else(|_| serde_json::Value::String(text.clone())),
+        }
+    }
+
+    /// Whether the value is one the host stores: a finite number, and JSON text that parses
+    /// to an array or an object. The one rule for data, state and kv writes.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Value::Number(n) if !n.is_finite() => Err(format!("number {n} is not finite")),
+            Value::Json(text) => match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(serde_json::Value::Array(_) | serde_json::Value::Object(_)) => Ok(()),
+                Ok(_) => Err(
+                    "a json value must be an array or an object; use the scalar variants for scalars"
+                        .into(),
+                ),
+                Err(e) => Err(format!("json value does not parse: {e}")),
+            },
+            _ => Ok(()),
         }
     }
 
@@ -170,15 +189,18 @@ pub enum Capability {
     Sql,
     Secrets,
     Interactions,
+    /// The tenant's key-value store (world 0.2.0 on).
+    Kv,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 5] = [
+    pub const ALL: [Capability; 6] = [
         Capability::Http,
         Capability::Email,
         Capability::Sql,
         Capability::Secrets,
         Capability::Interactions,
+        Capability::Kv,
     ];
 
     /// The name used in WIT, grants and manifests.
@@ -189,6 +211,7 @@ impl Capability {
             Capability::Sql => "sql",
             Capability::Secrets => "secrets",
             Capability::Interactions => "interactions",
+            Capability::Kv => "kv",
         }
     }
 }
@@ -419,6 +442,18 @@ impl InvokeError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn values_are_checked() {
+        assert!(Value::Json(r#"{"a":1}"#.into()).check().is_ok());
+        assert!(Value::Json("[1,2]".into()).check().is_ok());
+        let refused = |v: Value| v.check().unwrap_err();
+        assert!(refused(Value::Json("{not json".into())).contains("does not parse"));
+        assert!(refused(Value::Json("3".into())).contains("array or an object"));
+        assert!(refused(Value::Number(f64::NAN)).contains("not finite"));
+        assert!(Value::Number(f64::INFINITY).check().is_err());
+        assert!(Value::Text("anything \u{0} goes".into()).check().is_ok());
+    }
+
     use super::*;
 
     #[test]

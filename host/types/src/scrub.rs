@@ -28,7 +28,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine as _;
 use percent_encoding::{AsciiSet, CONTROLS, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::capabilities::{HttpResponse, SqlRows};
+use crate::capabilities::{CapabilityReply, HttpResponse, SqlRows};
 use crate::{HostError, InvocationReport, InvokeError, LogLine, Outcome, Value, Values};
 
 /// Secret values shorter than this many bytes are not scrubbed (see the module's doc).
@@ -519,6 +519,20 @@ impl Scrub for SqlRows {
         self.columns.scrub_with(scrubber);
         for row in &mut self.rows {
             row.iter_mut().for_each(|v| scrubber.value(v));
+        }
+    }
+}
+
+impl Scrub for CapabilityReply {
+    fn scrub_with(&mut self, scrubber: &Scrubber) {
+        match self {
+            CapabilityReply::Http(response) => response.scrub_with(scrubber),
+            CapabilityReply::SqlQuery(rows) => rows.scrub_with(scrubber),
+            CapabilityReply::SqlExecute(changed) => changed.scrub_with(scrubber),
+            CapabilityReply::Email(text)
+            | CapabilityReply::Secret(text)
+            | CapabilityReply::Interactions(text) => text.scrub_with(scrubber),
+            CapabilityReply::Kv(answer) => answer.scrub_with(scrubber),
         }
     }
 }

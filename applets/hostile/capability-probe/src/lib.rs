@@ -1,9 +1,9 @@
-//! Hostile: calls http, email, sql, secrets and interactions although it declares none of
-//! them, and records each answer in a data source (`http`, `email`, `sql_query`,
-//! `sql_execute`, `secrets`, `interactions`): `ok` or the host error's kind.
+//! Hostile: calls http, email, sql, secrets, interactions and kv although it declares none
+//! of them, and records each answer in a data source (`http`, `email`, `sql_query`,
+//! `sql_execute`, `secrets`, `interactions`, `kv`): `ok` or the host error's kind.
 
 use coda_sdk::{Applet, Context, Failure, HostError, Info, Outcome};
-use coda_sdk::{email, http, interactions, secrets, sql};
+use coda_sdk::{email, http, interactions, kv, secrets, sql};
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 struct Config {}
@@ -61,6 +61,7 @@ impl Applet for CapabilityProbe {
             assign_to: None,
         });
         cx.set_data("interactions", &answer(follow_up))?;
+        cx.set_data("kv", &answer(kv::increment("probe", 1, None)))?;
         Ok(Outcome::exit("done"))
     }
 }

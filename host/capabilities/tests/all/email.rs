@@ -2,6 +2,7 @@
 //! behind a tokio listener) that each test starts and stops.
 
 use coda_testkit::{SmtpMode, SmtpServer};
+use coda_types::capabilities::CapabilitiesExt as _;
 use coda_types::capabilities::EmailMessage;
 
 use crate::support::*;

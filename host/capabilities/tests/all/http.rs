@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get as route_get};
 use coda_types::HostError;
+use coda_types::capabilities::CapabilitiesExt as _;
 use coda_types::capabilities::{Capabilities, HttpRequest, HttpResponse};
 use tokio::sync::oneshot;
 

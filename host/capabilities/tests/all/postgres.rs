@@ -2,6 +2,7 @@
 //! `CODA_TEST_POSTGRES`.
 
 use coda_types::Value;
+use coda_types::capabilities::CapabilitiesExt as _;
 
 use crate::sqlite::{Dialect, exercise, settings};
 use crate::support::*;

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use coda_capabilities::FollowUps;
 use coda_types::HostError;
+use coda_types::capabilities::CapabilitiesExt as _;
 use coda_types::capabilities::{FollowUp, FollowUpChannel};
 
 use crate::support::*;

@@ -2,6 +2,7 @@
 
 use coda_types::Value;
 use coda_types::capabilities::Capabilities;
+use coda_types::capabilities::CapabilitiesExt as _;
 
 use crate::support::*;
 

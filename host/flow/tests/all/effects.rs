@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use coda_flow::{Applets, CapabilitySource, Engine, FlowLimits, StepInput, VirtualClock};
 use coda_plan::AppletRef;
 use coda_store::{RunStatus, Store};
-use coda_types::capabilities::{Capabilities, HttpRequest, HttpResponse};
+use coda_types::capabilities::{
+    Capabilities, CapabilitiesExt, CapabilityCall, CapabilityReply, HttpRequest, HttpResponse,
+};
 use coda_types::{AppletInfo, HostError, InvocationContext, InvocationReport, Outcome, Values};
 use serde_json::json;
 
@@ -21,18 +23,21 @@ struct Gateway {
 
 #[async_trait]
 impl Capabilities for Gateway {
-    async fn http_send(
+    async fn call(
         &self,
         cx: &InvocationContext,
-        request: HttpRequest,
-    ) -> Result<HttpResponse, HostError> {
+        call: CapabilityCall,
+    ) -> Result<CapabilityReply, HostError> {
+        let CapabilityCall::Http(request) = call else {
+            return Err(call.not_granted());
+        };
         let mut seen = self.seen.lock().unwrap();
         seen.push((cx.idempotency_key.clone(), request.url.clone()));
-        Ok(HttpResponse {
+        Ok(CapabilityReply::Http(HttpResponse {
             status: 201,
             headers: vec![],
             body: format!("call {}", seen.len()).into_bytes(),
-        })
+        }))
     }
 }
 

@@ -17,7 +17,9 @@ use coda_plan::AppletRef;
 use coda_store::{
     EffectRecord, RunStatus, RunUpdate, StepCommit, StepRecord, Store, StoreError, TenantSlots,
 };
-use coda_types::capabilities::{Capabilities, HttpRequest, HttpResponse};
+use coda_types::capabilities::{
+    Capabilities, CapabilitiesExt, CapabilityCall, CapabilityReply, HttpRequest, HttpResponse,
+};
 use coda_types::{
     AppletInfo, Failure, HostError, InvocationContext, InvocationReport, InvokeError, Outcome,
     Values,
@@ -637,11 +639,14 @@ struct Http {
 
 #[async_trait]
 impl Capabilities for Http {
-    async fn http_send(
+    async fn call(
         &self,
         cx: &InvocationContext,
-        request: HttpRequest,
-    ) -> Result<HttpResponse, HostError> {
+        call: CapabilityCall,
+    ) -> Result<CapabilityReply, HostError> {
+        let CapabilityCall::Http(request) = call else {
+            return Err(call.not_granted());
+        };
         let call = self
             .client
             .post(&request.url)
@@ -654,11 +659,11 @@ impl Capabilities for Http {
             .await
             .map_err(|e| HostError::Unavailable(e.to_string()))?
             .map_err(|e| HostError::Unavailable(e.to_string()))?;
-        Ok(HttpResponse {
+        Ok(CapabilityReply::Http(HttpResponse {
             status: response.status().as_u16(),
             headers: vec![],
             body: vec![],
-        })
+        }))
     }
 }
 

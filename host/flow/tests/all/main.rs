@@ -220,6 +220,69 @@ async fn the_same_ended_event_at_once_starts_one_run() {
     assert_eq!(ids.len(), 1, "{ids:?}");
 }
 
+/// Issue 15: `coda run`'s path. A process the caller names (a local run has no live plan)
+/// starts from the interaction's end exactly as its live plan's would: the same completed
+/// interaction and data sources, one run per trigger however often the end is delivered.
+#[tokio::test]
+async fn a_named_process_starts_from_the_end_as_the_live_plans_would() {
+    let host = host().await;
+    let started = |id: &str, plan: Option<&str>| {
+        event(
+            json!({"type": "started", "interaction": id, "channel": "chat", "plan": plan,
+            "data": {"CLID": "+15550100", "InteractionId": "not-this"}}),
+        )
+    };
+    let ended =
+        |id: &str| event(json!({"type": "ended", "interaction": id, "outcome": "resolved"}));
+    let local = |event| {
+        host.engine
+            .on_event_with_process("acme", event, "post-call")
+    };
+
+    send(
+        &host,
+        json!({"type": "started", "interaction": "served", "channel": "chat", "plan": "live",
+            "data": {"CLID": "+15550100", "InteractionId": "not-this"}}),
+    )
+    .await;
+    let served = send(
+        &host,
+        json!({"type": "ended", "interaction": "served", "outcome": "resolved"}),
+    )
+    .await;
+    assert!(
+        local(started("local", None))
+            .await
+            .unwrap()
+            .unwrap()
+            .runs
+            .is_empty()
+    );
+    let ran = local(ended("local")).await.unwrap().unwrap();
+    assert_eq!((served.runs.len(), ran.runs.len()), (1, 1));
+    let again = local(ended("local")).await.unwrap().unwrap();
+    assert_eq!(again.runs[0].id, ran.runs[0].id);
+    assert!(!again.runs[0].created);
+
+    let store = host.engine.store();
+    let served_run = store.run("acme", &served.runs[0].id).unwrap().unwrap();
+    let local_run = store.run("acme", &ran.runs[0].id).unwrap().unwrap();
+    assert_eq!(local_run.plan, served_run.plan);
+    let mut local_data = local_run.data.clone();
+    local_data.insert("InteractionId".into(), Value::Text("served".into()));
+    assert_eq!(local_data, served_run.data);
+    assert_eq!(
+        local_run.data.get("InteractionOutcome"),
+        Some(&Value::Text("resolved".into()))
+    );
+    assert_eq!(local_run.data.get("Channel"), None);
+    let (mut local_record, served_record) = (ran.interaction, served.interaction);
+    local_record.id = served_record.id.clone();
+    local_record.plan = served_record.plan.clone();
+    local_record.data = served_record.data.clone();
+    assert_eq!(local_record, served_record);
+}
+
 fn survey(target: PostFlowTarget) -> PostFlowAction {
     PostFlowAction {
         target,
@@ -348,13 +411,16 @@ async fn a_cleared_action_does_not_fire_and_unknown_or_foreign_interactions_are_
 async fn a_wait_goes_on_when_its_event_arrives() {
     let host = host().await;
     let started = start_run(&host, "dispo", Some("i6")).await;
-    // One step: the run now waits (its timeout is an hour away, so the virtual clock would
-    // jump there if we ran until idle).
-    let due = host.engine.store().due_runs(i64::MAX / 2, 10).unwrap();
-    host.engine
-        .step(due.into_iter().next().unwrap())
-        .await
-        .unwrap();
+    // One step, the one due when the run started: the run now waits (its timeout is an hour
+    // away, so the virtual clock would jump there if we ran until idle).
+    let created = host
+        .engine
+        .store()
+        .run("acme", &started)
+        .unwrap()
+        .unwrap()
+        .created_at_ms;
+    assert_eq!(host.engine.run_until(Some(created)).await.unwrap(), 1);
     let record = host.engine.store().run("acme", &started).unwrap().unwrap();
     assert_eq!(record.status, RunStatus::Waiting);
 
@@ -521,6 +587,7 @@ mod control;
 mod disk;
 mod effects;
 mod fair;
+mod kv;
 mod leases;
 mod poison;
 mod postgres;

@@ -10,7 +10,9 @@ use base64::Engine as _;
 use coda_flow::{Applets, CapabilitySource, Engine, FlowLimits, StepInput, VirtualClock};
 use coda_plan::AppletRef;
 use coda_store::{RunStatus, Store};
-use coda_types::capabilities::{Capabilities, HttpRequest, HttpResponse};
+use coda_types::capabilities::{
+    Capabilities, CapabilitiesExt, CapabilityCall, CapabilityReply, HttpRequest, HttpResponse,
+};
 use coda_types::{
     AppletInfo, Failure, HostError, InvocationContext, InvocationReport, InvokeError, LogLevel,
     LogLine, Outcome, Value, Values,
@@ -26,38 +28,45 @@ struct Downstream;
 
 #[async_trait]
 impl Capabilities for Downstream {
-    async fn secret_get(&self, _: &InvocationContext, name: String) -> Result<String, HostError> {
-        match name.as_str() {
-            "crm" => Ok(SECRET.into()),
-            _ => Err(HostError::NotGranted(format!("secret '{name}'"))),
-        }
-    }
-
-    async fn http_send(
+    async fn call(
         &self,
         _: &InvocationContext,
-        request: HttpRequest,
-    ) -> Result<HttpResponse, HostError> {
-        if request.url.contains("api.invalid") {
-            return Err(HostError::Unavailable(format!(
-                "error sending request for url ({}): dns error",
-                request.url
-            )));
+        call: CapabilityCall,
+    ) -> Result<CapabilityReply, HostError> {
+        match call {
+            CapabilityCall::Secret { name } if name == "crm" => {
+                Ok(CapabilityReply::Secret(SECRET.into()))
+            }
+            CapabilityCall::Secret { name } => {
+                Err(HostError::NotGranted(format!("secret '{name}'")))
+            }
+            CapabilityCall::Http(request) => http(request).map(CapabilityReply::Http),
+            other => Err(other.not_granted()),
         }
-        let auth = request
-            .headers
-            .iter()
-            .find(|(n, _)| n == "Authorization")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
-        Ok(HttpResponse {
-            status: 200,
-            headers: vec![("x-echo".into(), auth.clone())],
-            body: json!({ "you_sent": auth, "url": request.url })
-                .to_string()
-                .into_bytes(),
-        })
     }
+}
+
+/// The downstream's answer to a request.
+fn http(request: HttpRequest) -> Result<HttpResponse, HostError> {
+    if request.url.contains("api.invalid") {
+        return Err(HostError::Unavailable(format!(
+            "error sending request for url ({}): dns error",
+            request.url
+        )));
+    }
+    let auth = request
+        .headers
+        .iter()
+        .find(|(n, _)| n == "Authorization")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    Ok(HttpResponse {
+        status: 200,
+        headers: vec![("x-echo".into(), auth.clone())],
+        body: json!({ "you_sent": auth, "url": request.url })
+            .to_string()
+            .into_bytes(),
+    })
 }
 
 struct Source;

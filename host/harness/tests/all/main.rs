@@ -341,3 +341,120 @@ fn a_fixture_is_for_an_applet_by_name_whatever_its_version() {
         ["the fixture is for sms@0.1.0, the applet is hello@0.1.0"]
     );
 }
+
+mod dry_run {
+    //! The dry run's fixture layer on its own, with no component: what it answers and lists.
+
+    use std::sync::Arc;
+
+    use coda_harness::Fixture;
+    use coda_harness::dry_run::{DryRun, GrantCheck};
+    use coda_types::capabilities::{
+        CapabilitiesExt, CapabilityCall, DenyAll, EmailMessage, HttpRequest,
+    };
+    use coda_types::{HostError, InvocationContext};
+    use serde_json::json;
+
+    fn cx(node: &str) -> InvocationContext {
+        InvocationContext {
+            node: node.into(),
+            idempotency_key: "run-1/3".into(),
+            ..InvocationContext::default()
+        }
+    }
+
+    fn request(url: &str) -> HttpRequest {
+        HttpRequest {
+            method: "POST".into(),
+            url: url.into(),
+            headers: vec![],
+            body: vec![],
+            timeout: None,
+        }
+    }
+
+    fn email() -> EmailMessage {
+        EmailMessage {
+            to: vec!["ada@example.com".into()],
+            cc: vec![],
+            subject: "hi".into(),
+            text: "hello".into(),
+            html: None,
+            reply_to: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_is_answered_from_its_nodes_fixture_else_simulated_and_listed() {
+        let recorded =
+            Fixture::parse("secrets: {token: t0k}\ncalls:\n  - http: {response: {status: 202}}\n")
+                .unwrap();
+        let dry = DryRun::new([("notify".to_owned(), recorded)]);
+        let caps = dry.for_applet(Arc::new(DenyAll), None);
+        // An email where the fixture records http: simulated, the recording kept.
+        let id = caps.email_send(&cx("notify"), email()).await.unwrap();
+        assert_eq!(id, "<dry-run.run-1.3.0@coda.invalid>");
+        let response = caps
+            .http_send(&cx("notify"), request("https://hooks.example/a"))
+            .await
+            .unwrap();
+        assert_eq!(response.status, 202);
+        // Another node has no fixture: a plain success.
+        let response = caps
+            .http_send(&cx("other"), request("https://hooks.example/b"))
+            .await
+            .unwrap();
+        assert_eq!(response.status, 200);
+        // Secrets come from the fixtures, else from the real capabilities.
+        assert_eq!(
+            caps.secret_get(&cx("other"), "token".into()).await.unwrap(),
+            "t0k"
+        );
+        assert!(matches!(
+            caps.secret_get(&cx("other"), "other".into()).await,
+            Err(HostError::NotGranted(_))
+        ));
+        let effects = serde_json::to_value(dry.effects()).unwrap();
+        let listed: Vec<_> = effects
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["kind"].clone(), e["key"].clone(), e["answered"].clone()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (json!("email"), json!("run-1/3/0"), json!("simulated")),
+                (json!("http"), json!("run-1/3/1"), json!("recorded")),
+                (json!("http"), json!("run-1/3/2"), json!("simulated")),
+            ]
+        );
+        assert_eq!(
+            effects[1]["answer"],
+            json!({"response": {"status": 202, "headers": {}}})
+        );
+        assert!(dry.unused().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_call_the_grants_refuse_is_listed_not_granted_and_uses_no_recording() {
+        let recorded = Fixture::parse("calls:\n  - http: {response: {status: 202}}\n").unwrap();
+        let dry = DryRun::new([("notify".to_owned(), recorded)]);
+        let refuse: GrantCheck = Arc::new(|call: &CapabilityCall| match call {
+            CapabilityCall::Http(r) if r.url.contains("evil") => {
+                Err(HostError::NotGranted("http to evil.test:443".into()))
+            }
+            _ => Ok(()),
+        });
+        let caps = dry.for_applet(Arc::new(DenyAll), Some(refuse));
+        let refused = caps
+            .http_send(&cx("notify"), request("https://evil.test/"))
+            .await;
+        assert!(
+            matches!(refused, Err(HostError::NotGranted(_))),
+            "{refused:?}"
+        );
+        assert_eq!(dry.effects()[0].answered, "not-granted");
+        assert_eq!(dry.unused().get("notify"), Some(&1));
+    }
+}

@@ -3,8 +3,10 @@
 //! imports on [`HostState`](crate::sandbox::HostState), and converts its types to and from
 //! `coda-types`, so nothing outside this module depends on a WIT version.
 //!
-//! Adding v0.2.0: a `wit/v0.2.0/` folder, a `v0_2_0` module beside `v0_1_0`, a variant in
-//! [`WorldVersion`] and [`Pre`]; the v0.1.0 module keeps serving older components.
+//! Adding a version: a `wit/vX.Y.Z/` folder, a module beside the others, a variant in
+//! [`WorldVersion`] and [`Pre`], and its prefix in `load.rs`'s `PROVIDED`; the older modules
+//! keep serving older components. v0.2.0 added one interface (`kv`), so its module forwards
+//! every other import to v0.1.0's host side rather than implementing it twice.
 
 use wasmtime::component::{Component, Linker};
 
@@ -12,32 +14,37 @@ use crate::sandbox::HostState;
 use coda_types::{AppletInfo, Failure, Outcome};
 
 pub(crate) mod v0_1_0;
+pub(crate) mod v0_2_0;
 
 /// A world version, told from the name of the handler a component exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorldVersion {
     V0_1_0,
+    V0_2_0,
 }
 
 impl WorldVersion {
-    pub const ALL: [WorldVersion; 1] = [WorldVersion::V0_1_0];
+    pub const ALL: [WorldVersion; 2] = [WorldVersion::V0_1_0, WorldVersion::V0_2_0];
 
     /// The export every component of this version carries.
     pub fn handler_export(self) -> &'static str {
         match self {
             WorldVersion::V0_1_0 => "coda:applet/handler@0.1.0",
+            WorldVersion::V0_2_0 => "coda:applet/handler@0.2.0",
         }
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             WorldVersion::V0_1_0 => "0.1.0",
+            WorldVersion::V0_2_0 => "0.2.0",
         }
     }
 
     pub(crate) fn add_to_linker(self, linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         match self {
             WorldVersion::V0_1_0 => v0_1_0::add_to_linker(linker),
+            WorldVersion::V0_2_0 => v0_2_0::add_to_linker(linker),
         }
     }
 }
@@ -46,6 +53,7 @@ impl WorldVersion {
 #[derive(Clone)]
 pub(crate) enum Pre {
     V0_1_0(v0_1_0::AppletPre<HostState>),
+    V0_2_0(v0_2_0::AppletPre<HostState>),
 }
 
 impl Pre {
@@ -58,6 +66,9 @@ impl Pre {
             WorldVersion::V0_1_0 => Ok(Pre::V0_1_0(v0_1_0::AppletPre::new(
                 linker.instantiate_pre(component)?,
             )?)),
+            WorldVersion::V0_2_0 => Ok(Pre::V0_2_0(v0_2_0::AppletPre::new(
+                linker.instantiate_pre(component)?,
+            )?)),
         }
     }
 
@@ -67,6 +78,7 @@ impl Pre {
     ) -> wasmtime::Result<Result<AppletInfo, String>> {
         match self {
             Pre::V0_1_0(pre) => v0_1_0::describe(pre, store).await,
+            Pre::V0_2_0(pre) => v0_2_0::describe(pre, store).await,
         }
     }
 
@@ -77,6 +89,7 @@ impl Pre {
     ) -> wasmtime::Result<Result<Outcome, Failure>> {
         match self {
             Pre::V0_1_0(pre) => v0_1_0::run(pre, store, config).await,
+            Pre::V0_2_0(pre) => v0_2_0::run(pre, store, config).await,
         }
     }
 }

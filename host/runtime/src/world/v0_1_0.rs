@@ -5,7 +5,10 @@ use coda_types::{Capability, Failure, HostError, LogLevel, Outcome, Value};
 use wasmtime::Store;
 use wasmtime::component::Linker;
 
-use crate::capabilities::{EmailMessage, FollowUp, FollowUpChannel, HttpRequest};
+use crate::capabilities::{
+    CapabilityCall, CapabilityReply, EmailMessage, FollowUp, FollowUpChannel, HttpRequest,
+    SqlStatement,
+};
 use crate::sandbox::HostState;
 
 wasmtime::component::bindgen!({
@@ -66,7 +69,7 @@ pub(crate) async fn run(
     }))
 }
 
-fn convert_info(info: wit::AppletInfo) -> Result<coda_types::AppletInfo, String> {
+pub(super) fn convert_info(info: wit::AppletInfo) -> Result<coda_types::AppletInfo, String> {
     if info.config_schema.len() > crate::limits::MAX_SCHEMA_BYTES {
         return Err(format!(
             "config schema of {} bytes is larger than {} bytes",
@@ -97,7 +100,7 @@ fn convert_info(info: wit::AppletInfo) -> Result<coda_types::AppletInfo, String>
     })
 }
 
-fn outcome_from_wit(outcome: wit::Outcome) -> Outcome {
+pub(super) fn outcome_from_wit(outcome: wit::Outcome) -> Outcome {
     match outcome {
         wit::Outcome::Exit(exit) => Outcome::Exit(exit),
         wit::Outcome::Pause(p) => Outcome::Pause {
@@ -117,7 +120,7 @@ fn outcome_from_wit(outcome: wit::Outcome) -> Outcome {
     }
 }
 
-fn value_from_wit(value: wit::Value) -> Value {
+pub(super) fn value_from_wit(value: wit::Value) -> Value {
     match value {
         wit::Value::Null => Value::Null,
         wit::Value::Boolean(b) => Value::Boolean(b),
@@ -128,7 +131,7 @@ fn value_from_wit(value: wit::Value) -> Value {
     }
 }
 
-fn value_to_wit(value: &Value) -> wit::Value {
+pub(super) fn value_to_wit(value: &Value) -> wit::Value {
     match value {
         Value::Null => wit::Value::Null,
         Value::Boolean(b) => wit::Value::Boolean(*b),
@@ -142,7 +145,7 @@ fn value_to_wit(value: &Value) -> wit::Value {
 /// A host error as the applet gets it, scrubbed of the step's secret values: a capability
 /// may have used a credential the applet never read (an SMTP password) and a server may
 /// echo it.
-fn host_error_to_wit(mut error: HostError, scrubber: &Scrubber) -> wit::HostError {
+pub(super) fn host_error_to_wit(mut error: HostError, scrubber: &Scrubber) -> wit::HostError {
     scrubber.apply(&mut error);
     match error {
         HostError::NotGranted(m) => wit::HostError::NotGranted(m),
@@ -154,6 +157,30 @@ fn host_error_to_wit(mut error: HostError, scrubber: &Scrubber) -> wit::HostErro
 }
 
 type HostResult<T> = wasmtime::Result<Result<T, wit::HostError>>;
+
+impl HostState {
+    /// Every capability import passes here as one [`CapabilityCall`]: counted against the
+    /// invocation's host calls, then handed to the invocation's capabilities.
+    pub(super) async fn capability(
+        &mut self,
+        call: CapabilityCall,
+    ) -> wasmtime::Result<Result<CapabilityReply, HostError>> {
+        self.count_call()?;
+        let capabilities = self.capabilities.clone();
+        Ok(capabilities.call(&self.context, call).await)
+    }
+
+    /// A reply as the applet gets it: converted by `convert`, an error scrubbed.
+    pub(super) fn reply<T>(
+        &self,
+        reply: Result<CapabilityReply, HostError>,
+        convert: impl FnOnce(CapabilityReply) -> Result<T, HostError>,
+    ) -> Result<T, wit::HostError> {
+        reply
+            .and_then(convert)
+            .map_err(|e| host_error_to_wit(e, &self.context.scrubber))
+    }
+}
 
 impl wit::Host for HostState {}
 
@@ -229,7 +256,6 @@ impl coda::applet::http::Host for HostState {
         &mut self,
         request: coda::applet::http::Request,
     ) -> HostResult<coda::applet::http::Response> {
-        self.count_call()?;
         let request = HttpRequest {
             method: request.method,
             url: request.url,
@@ -243,11 +269,10 @@ impl coda::applet::http::Host for HostState {
                 .timeout_millis
                 .map(|ms| std::time::Duration::from_millis(ms.into())),
         };
-        let capabilities = self.capabilities.clone();
-        Ok(capabilities
-            .http_send(&self.context, request)
-            .await
-            .map(|r| coda::applet::http::Response {
+        let reply = self.capability(CapabilityCall::Http(request)).await?;
+        Ok(self.reply(reply, |reply| {
+            let r = reply.into_http()?;
+            Ok(coda::applet::http::Response {
                 status: r.status,
                 headers: r
                     .headers
@@ -256,13 +281,12 @@ impl coda::applet::http::Host for HostState {
                     .collect(),
                 body: r.body,
             })
-            .map_err(|e| host_error_to_wit(e, &self.context.scrubber)))
+        }))
     }
 }
 
 impl coda::applet::email::Host for HostState {
     async fn send(&mut self, message: coda::applet::email::Message) -> HostResult<String> {
-        self.count_call()?;
         let message = EmailMessage {
             to: message.to,
             cc: message.cc,
@@ -271,11 +295,8 @@ impl coda::applet::email::Host for HostState {
             html: message.html,
             reply_to: message.reply_to,
         };
-        let capabilities = self.capabilities.clone();
-        Ok(capabilities
-            .email_send(&self.context, message)
-            .await
-            .map_err(|e| host_error_to_wit(e, &self.context.scrubber)))
+        let reply = self.capability(CapabilityCall::Email(message)).await?;
+        Ok(self.reply(reply, CapabilityReply::into_email))
     }
 }
 
@@ -286,13 +307,15 @@ impl coda::applet::sql::Host for HostState {
         statement: String,
         params: Vec<wit::Value>,
     ) -> HostResult<coda::applet::sql::Rows> {
-        self.count_call()?;
-        let params = params.into_iter().map(value_from_wit).collect();
-        let capabilities = self.capabilities.clone();
-        Ok(capabilities
-            .sql_query(&self.context, database, statement, params)
-            .await
-            .map(|rows| coda::applet::sql::Rows {
+        let statement = SqlStatement {
+            database,
+            statement,
+            params: params.into_iter().map(value_from_wit).collect(),
+        };
+        let reply = self.capability(CapabilityCall::SqlQuery(statement)).await?;
+        Ok(self.reply(reply, |reply| {
+            let rows = reply.into_sql_query()?;
+            Ok(coda::applet::sql::Rows {
                 columns: rows.columns,
                 rows: rows
                     .rows
@@ -300,7 +323,7 @@ impl coda::applet::sql::Host for HostState {
                     .map(|row| row.iter().map(value_to_wit).collect())
                     .collect(),
             })
-            .map_err(|e| host_error_to_wit(e, &self.context.scrubber)))
+        }))
     }
 
     async fn execute(
@@ -309,21 +332,25 @@ impl coda::applet::sql::Host for HostState {
         statement: String,
         params: Vec<wit::Value>,
     ) -> HostResult<u64> {
-        self.count_call()?;
-        let params = params.into_iter().map(value_from_wit).collect();
-        let capabilities = self.capabilities.clone();
-        Ok(capabilities
-            .sql_execute(&self.context, database, statement, params)
-            .await
-            .map_err(|e| host_error_to_wit(e, &self.context.scrubber)))
+        let statement = SqlStatement {
+            database,
+            statement,
+            params: params.into_iter().map(value_from_wit).collect(),
+        };
+        let reply = self
+            .capability(CapabilityCall::SqlExecute(statement))
+            .await?;
+        Ok(self.reply(reply, CapabilityReply::into_sql_execute))
     }
 }
 
 impl coda::applet::secrets::Host for HostState {
     async fn get(&mut self, name: String) -> HostResult<String> {
-        self.count_call()?;
-        let capabilities = self.capabilities.clone();
-        let value = capabilities.secret_get(&self.context, name.clone()).await;
+        let call = CapabilityCall::Secret { name: name.clone() };
+        let value = self
+            .capability(call)
+            .await?
+            .and_then(CapabilityReply::into_secret);
         // Every secret an applet reads passes here: from now on the step's scrubber keeps
         // its value out of what the host writes.
         if let Ok(value) = &value {
@@ -339,7 +366,6 @@ impl coda::applet::interactions::Host for HostState {
         follow_up: coda::applet::interactions::FollowUp,
     ) -> HostResult<String> {
         use coda::applet::interactions::Channel;
-        self.count_call()?;
         let follow_up = FollowUp {
             channel: match follow_up.channel {
                 Channel::Phone => FollowUpChannel::Phone,
@@ -351,10 +377,9 @@ impl coda::applet::interactions::Host for HostState {
             subject: follow_up.subject,
             assign_to: follow_up.assign_to,
         };
-        let capabilities = self.capabilities.clone();
-        Ok(capabilities
-            .clone_interaction(&self.context, follow_up)
-            .await
-            .map_err(|e| host_error_to_wit(e, &self.context.scrubber)))
+        let reply = self
+            .capability(CapabilityCall::Interactions(follow_up))
+            .await?;
+        Ok(self.reply(reply, CapabilityReply::into_interactions))
     }
 }

@@ -323,6 +323,7 @@ async fn capability_probe() {
         "sql_execute",
         "secrets",
         "interactions",
+        "kv",
     ] {
         assert_eq!(
             report.data_changes.get(name),

@@ -15,7 +15,8 @@ async fn refuse(bytes: &[u8]) -> coda_runtime::LoadError {
 #[tokio::test]
 async fn describe_reports_info_and_coda_imports() {
     let applet = crate::load(applets::HELLO).await;
-    assert_eq!(applet.world, WorldVersion::V0_1_0);
+    // The SDK builds against the newest world.
+    assert_eq!(applet.world, WorldVersion::V0_2_0);
     assert_eq!(applet.info.name, "hello");
     assert_eq!(applet.info.exits, ["greeted", "anonymous"]);
     assert_eq!(
@@ -28,9 +29,46 @@ async fn describe_reports_info_and_coda_imports() {
     let probe = crate::load(applets::CAPABILITY_PROBE).await;
     assert_eq!(
         probe.coda_imports,
-        ["data", "email", "http", "interactions", "secrets", "sql"]
+        [
+            "data",
+            "email",
+            "http",
+            "interactions",
+            "kv",
+            "secrets",
+            "sql"
+        ]
     );
     assert_eq!(probe.info.capabilities, Vec::<Capability>::new());
+}
+
+/// A component of the first world, built against `wit/v0.1.0` without the SDK, loads as
+/// 0.1.0 and runs beside the 0.2.0 ones: data, a capability and its handler all work.
+#[tokio::test]
+async fn a_component_of_the_first_world_keeps_loading_and_running() {
+    let applet = crate::load(applets::WORLD_V0_1_0).await;
+    assert_eq!(applet.world, WorldVersion::V0_1_0);
+    assert_eq!(applet.info.capabilities, [Capability::Secrets]);
+    assert_eq!(applet.coda_imports, ["data", "secrets"]);
+    let mut invocation = coda_runtime::Invocation::new(crate::context(), serde_json::json!({}));
+    invocation
+        .data
+        .insert("Name".into(), coda_runtime::Value::Text("Ada".into()));
+    let report = runtime().invoke(&applet, invocation).await;
+    assert_eq!(
+        report.result,
+        Ok(coda_runtime::Outcome::Exit("greeted".into()))
+    );
+    assert_eq!(
+        report.data_changes.get("Greeting"),
+        Some(&coda_runtime::Value::Text(
+            "Hello, Ada! (secret refused)".into()
+        ))
+    );
+    let contact_frequency = crate::load(applets::CONTACT_FREQUENCY).await;
+    assert_eq!(contact_frequency.world, WorldVersion::V0_2_0);
+    assert_eq!(contact_frequency.info.capabilities, [Capability::Kv]);
+    assert_eq!(contact_frequency.coda_imports, ["data", "kv", "log"]);
 }
 
 #[tokio::test]

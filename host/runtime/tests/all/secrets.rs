@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use coda_runtime::capabilities::{Capabilities, HttpRequest, HttpResponse};
+use coda_runtime::capabilities::{Capabilities, CapabilityCall, CapabilityReply, HttpResponse};
 use coda_runtime::{HostError, Invocation, InvocationContext, InvokeError, Outcome};
 use serde_json::json;
 
@@ -21,29 +21,29 @@ struct Downstream {
 
 #[async_trait]
 impl Capabilities for Downstream {
-    async fn secret_get(&self, _: &InvocationContext, name: String) -> Result<String, HostError> {
-        match name.as_str() {
-            "crm-token" => Ok(SECRET.into()),
-            _ => Err(HostError::NotGranted(format!("secret '{name}'"))),
-        }
-    }
-
-    async fn http_send(
+    async fn call(
         &self,
         _: &InvocationContext,
-        request: HttpRequest,
-    ) -> Result<HttpResponse, HostError> {
-        if self.fail {
-            return Err(HostError::Unavailable(format!(
+        call: CapabilityCall,
+    ) -> Result<CapabilityReply, HostError> {
+        match call {
+            CapabilityCall::Secret { name } if name == "crm-token" => {
+                Ok(CapabilityReply::Secret(SECRET.into()))
+            }
+            CapabilityCall::Secret { name } => {
+                Err(HostError::NotGranted(format!("secret '{name}'")))
+            }
+            CapabilityCall::Http(request) if self.fail => Err(HostError::Unavailable(format!(
                 "error sending request for url ({})",
                 request.url
-            )));
+            ))),
+            CapabilityCall::Http(_) => Ok(CapabilityReply::Http(HttpResponse {
+                status: 200,
+                headers: vec![],
+                body: b"{}".to_vec(),
+            })),
+            other => Err(other.not_granted()),
         }
-        Ok(HttpResponse {
-            status: 200,
-            headers: vec![],
-            body: b"{}".to_vec(),
-        })
     }
 }
 

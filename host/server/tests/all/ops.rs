@@ -247,3 +247,75 @@ async fn usage_counts_a_tenants_invocations_and_fuel_in_a_window() {
     let (status, _) = call(&h, "GET", "/v1/usage", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// `since` and `until` mean the same on `/v1/runs` and `/v1/usage`: one parser, the same
+/// forms accepted, the same 400 (naming the parameter and the forms) for the same mistake.
+#[tokio::test]
+async fn since_and_until_mean_the_same_on_runs_and_usage() {
+    let h = harness_with_queue(1000);
+    let a = tenant(&h, "acme").await;
+    publish(&h, &a, "post-call", POST_CALL).await;
+    publish(&h, &a, "live", LIVE).await;
+    call_ends(&h, &a, "i1").await;
+    h.engine.run_until_idle().await.unwrap();
+
+    // The run and its two steps happened in the last hour: every form of "since before it"
+    // finds them, every form of "until before it" finds none.
+    for (query, found) in [
+        ("since=1h", true),
+        ("since=7d", true),
+        ("since=2020-01-01", true),
+        ("since=2020-01-01T00:00:00Z", true),
+        ("since=2020-01-01T01:00:00%2B01:00", true),
+        ("since=0", true),
+        ("until=1h", false),
+        ("since=2020-01-01&until=2020-02-01T00:00:00Z", false),
+        ("since=0&until=1577836800000", false),
+    ] {
+        let (status, runs) = call(&h, "GET", &format!("/v1/runs?{query}"), Some(&a), None).await;
+        assert_eq!(status, StatusCode::OK, "runs {query}: {runs}");
+        let (status, usage) = call(&h, "GET", &format!("/v1/usage?{query}"), Some(&a), None).await;
+        assert_eq!(status, StatusCode::OK, "usage {query}: {usage}");
+        assert_eq!(
+            runs["runs"].as_array().unwrap().len(),
+            usize::from(found),
+            "{query}: {runs}"
+        );
+        assert_eq!(
+            usage["invocations"],
+            if found { 2 } else { 0 },
+            "{query}: {usage}"
+        );
+    }
+
+    for (query, names) in [
+        ("since=yesterday", "`since` is not a time"),
+        ("until=2026-02-30", "`until` is not a time"),
+        ("since=2026-11-22T08:17:08", "`since` is not a time"),
+        ("since=-1h", "`since` is not a time"),
+        ("since=1h%20ago", "`since` is not a time"),
+        ("since=2026-02-01&until=2026-01-01", "`until`"),
+        ("since=1h&until=2h", "must be later than `since`"),
+    ] {
+        let mut messages = Vec::new();
+        for route in ["/v1/runs", "/v1/usage"] {
+            let (status, body) = call(&h, "GET", &format!("{route}?{query}"), Some(&a), None).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{route}?{query}: {body}");
+            assert_eq!(body["error"]["kind"], "invalid-query", "{body}");
+            let message = body["error"]["message"].as_str().unwrap().to_owned();
+            assert!(message.contains(names), "{route}?{query}: {message}");
+            messages.push(message);
+        }
+        // A window of durations names its times, which are each request's own "now".
+        if !query.contains("1h&") {
+            assert_eq!(messages[0], messages[1], "{query}");
+        }
+    }
+    // The message names the forms a time takes.
+    let (_, body) = call(&h, "GET", "/v1/runs?since=soon", Some(&a), None).await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("RFC 3339") && message.contains("7d"),
+        "{message}"
+    );
+}

@@ -37,10 +37,12 @@ macro_rules! on_every_backend {
 
 mod applets;
 mod grants;
+mod kv;
 mod runs;
 
 use coda_store::{
-    EventWait, NewRun, RunStatus, RunUpdate, StepCommit, StepRecord, Store, StoreError,
+    Claimed, EventWait, NewRun, RunStatus, RunUpdate, StepCommit, StepRecord, Store, StoreError,
+    TenantSlots,
 };
 use coda_types::{Value, Values};
 use serde_json::json;
@@ -216,6 +218,42 @@ fn update(node: Option<&str>, status: RunStatus, due: Option<i64>) -> RunUpdate 
     }
 }
 
+/// The node these tests claim runs as.
+const NODE: &str = "test-node";
+
+/// Claims for [`NODE`] every run of the given tenants due at `now_ms`, as the scheduler
+/// does (in turns across the tenants, in the order given, at most `per_tenant` of each).
+async fn claim_due(
+    store: &Store,
+    now_ms: i64,
+    per_tenant: usize,
+    tenants: &[&str],
+) -> Vec<Claimed> {
+    let slots = tenants
+        .iter()
+        .map(|tenant| TenantSlots {
+            tenant: (*tenant).to_owned(),
+            concurrency: 1_000,
+        })
+        .collect();
+    store
+        .claim_due_runs(NODE, now_ms, 60_000, per_tenant, 1_000, slots)
+        .await
+        .unwrap()
+}
+
+/// Commits a step the way the engine does: under a claim on its run, taken when the step
+/// is (`at_ms`) if the run is due then; otherwise the commit is fenced by the run's latest
+/// claim, as a step begun under it.
+async fn commit(store: &Store, commit: StepCommit) -> Result<(), StoreError> {
+    let claimed = claim_due(store, commit.step.at_ms, 1_000, &["acme"]).await;
+    let claim = match claimed.iter().find(|c| c.run.id == commit.run_id) {
+        Some(claimed) => claimed.claim_seq,
+        None => store.claim_of(&commit.run_id)?.map_or(0, |c| c.seq),
+    };
+    store.commit_claimed_step(commit, claim).await
+}
+
 async fn plan_versions_are_immutable_and_numbered() {
     let (_dir, store) = open();
     let v1 = store
@@ -270,17 +308,18 @@ async fn the_same_trigger_starts_one_run_even_at_once() {
 async fn a_step_commits_once_and_fences_the_next() {
     let (_dir, store) = open();
     let run = store.start_run(new_run(None)).await.unwrap();
-    let commit = StepCommit {
+    let step_once = StepCommit {
         input: None,
         run_id: run.id.clone(),
         expected_seq: 0,
         step: step(0),
         next: update(Some("route"), RunStatus::Ready, Some(2_000)),
     };
-    store.commit_step(commit.clone()).await.unwrap();
+    let step_again = step_once.clone();
+    commit(&store, step_once).await.unwrap();
     // The same step again (a node that lost its claim, a replayed commit): refused, and
     // nothing about the run changes.
-    let again = store.commit_step(commit).await.unwrap_err();
+    let again = commit(&store, step_again).await.unwrap_err();
     assert!(
         matches!(again, StoreError::Conflict { expected: 0, .. }),
         "{again}"
@@ -301,26 +340,30 @@ async fn a_step_keeps_what_its_applet_was_given_for_its_tenant_only() {
         data: [("CLID".to_owned(), Value::Text("+15550100".into()))].into(),
         state: [("passes".to_owned(), Value::Integer(2))].into(),
     };
-    store
-        .commit_step(StepCommit {
+    commit(
+        &store,
+        StepCommit {
             input: Some(input.clone()),
             run_id: run.id.clone(),
             expected_seq: 0,
             step: step(0),
             next: update(Some("route"), RunStatus::Ready, Some(2_000)),
-        })
-        .await
-        .unwrap();
-    store
-        .commit_step(StepCommit {
+        },
+    )
+    .await
+    .unwrap();
+    commit(
+        &store,
+        StepCommit {
             input: None,
             run_id: run.id.clone(),
             expected_seq: 1,
             step: step(1),
             next: update(None, RunStatus::Done, None),
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(store.step_input("acme", &run.id, 0).unwrap(), Some(input));
     // A step the host took itself, a step that does not exist, another tenant's run.
     assert_eq!(store.step_input("acme", &run.id, 1).unwrap(), None);
@@ -328,19 +371,21 @@ async fn a_step_keeps_what_its_applet_was_given_for_its_tenant_only() {
     assert_eq!(store.step_input("globex", &run.id, 0).unwrap(), None);
 }
 
-async fn only_due_runs_are_read_and_parked_ones_cost_disk() {
+async fn only_due_runs_are_claimed_and_parked_ones_cost_disk() {
     let (_dir, store) = open();
     let parked = store.start_run(new_run(None)).await.unwrap();
-    store
-        .commit_step(StepCommit {
+    commit(
+        &store,
+        StepCommit {
             input: None,
             run_id: parked.id.clone(),
             expected_seq: 0,
             step: step(0),
             next: update(Some("after"), RunStatus::Parked, Some(60_000)),
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     let waiting = store.start_run(new_run(None)).await.unwrap();
     let mut next = update(Some("on-timeout"), RunStatus::Waiting, Some(90_000));
     next.wait = Some(EventWait {
@@ -348,32 +393,32 @@ async fn only_due_runs_are_read_and_parked_ones_cost_disk() {
         on_event: Some("thank".into()),
         node: Some("wait".into()),
     });
-    store
-        .commit_step(StepCommit {
+    commit(
+        &store,
+        StepCommit {
             input: None,
             run_id: waiting.id.clone(),
             expected_seq: 0,
             step: step(0),
             next,
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     let ready = store.start_run(new_run(None)).await.unwrap();
 
-    let due: Vec<String> = store
-        .due_runs(2_000, 10)
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+    let ids =
+        |claimed: Vec<Claimed>| -> Vec<String> { claimed.into_iter().map(|c| c.run.id).collect() };
+    // At 2 s only the ready run is due, and claimed (until 62 s); the parked run is the next
+    // to become due.
+    let due = ids(claim_due(&store, 2_000, 10, &["acme"]).await);
     assert_eq!(due, std::slice::from_ref(&ready.id));
-    assert_eq!(store.next_due_at().unwrap(), Some(1_000));
-    let due: Vec<String> = store
-        .due_runs(100_000, 10)
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+    assert_eq!(
+        store.next_claimable(2_000).unwrap(),
+        (Some(60_000), Some(62_000))
+    );
+    // At 100 s every run is due, oldest due first (the ready run's claim has run out).
+    let due = ids(claim_due(&store, 100_000, 10, &["acme"]).await);
     assert_eq!(due, [ready.id, parked.id, waiting.id.clone()]);
     let record = store.run("acme", &waiting.id).unwrap().unwrap();
     assert_eq!(record.wait.unwrap().on_event.as_deref(), Some("thank"));
@@ -394,21 +439,27 @@ async fn concurrent_steps_share_commits() {
     for _ in 0..200 {
         runs.push(store.start_run(new_run(None)).await.unwrap().id);
     }
+    // The scheduler's pick: every run claimed in one write, each step then committed under
+    // its claim.
+    let claimed = claim_due(&store, 5_000, 1_000, &["acme"]).await;
+    assert_eq!(claimed.len(), runs.len());
     let before = store.write_stats();
-    let commits: Vec<_> = runs
-        .iter()
-        .map(|id| {
+    let commits: Vec<_> = claimed
+        .into_iter()
+        .map(|claimed| {
             let store = store.clone();
-            let id = id.clone();
             tokio::spawn(async move {
                 store
-                    .commit_step(StepCommit {
-                        input: None,
-                        run_id: id,
-                        expected_seq: 0,
-                        step: step(0),
-                        next: update(None, RunStatus::Done, None),
-                    })
+                    .commit_claimed_step(
+                        StepCommit {
+                            input: None,
+                            run_id: claimed.run.id,
+                            expected_seq: 0,
+                            step: step(0),
+                            next: update(None, RunStatus::Done, None),
+                        },
+                        claimed.claim_seq,
+                    )
                     .await
             })
         })
@@ -434,16 +485,18 @@ async fn what_was_committed_survives_reopening() {
         next.data = store.run("acme", &run.id).unwrap().unwrap().data;
         next.data
             .insert("Greeting".into(), Value::Text("Hi".into()));
-        store
-            .commit_step(StepCommit {
+        commit(
+            &store,
+            StepCommit {
                 input: None,
                 run_id: run.id.clone(),
                 expected_seq: 0,
                 step: step(0),
                 next,
-            })
-            .await
-            .unwrap();
+            },
+        )
+        .await
+        .unwrap();
         run.id
     };
     let store = db.open();
@@ -544,9 +597,9 @@ async fn latest_plans_lists_each_of_the_tenants_plans_once() {
     assert!(store.latest_plans("nobody").unwrap().is_empty());
 }
 
-/// The fair listing: every tenant's first due run, then every tenant's second, each tenant
+/// The fair claim: every tenant's first due run, then every tenant's second, each tenant
 /// at most `per_tenant`; backlogs counted per tenant, up to a cap.
-async fn due_runs_are_listed_in_turns_across_tenants() {
+async fn due_runs_are_claimed_in_turns_across_tenants() {
     let (_dir, store) = open();
     for (tenant, runs) in [("big", 50), ("small", 1), ("mid", 3)] {
         for i in 0..runs {
@@ -561,18 +614,23 @@ async fn due_runs_are_listed_in_turns_across_tenants() {
                 .unwrap();
         }
     }
-    let due = store.due_runs_fair(5_000, 2).unwrap();
-    let tenants: Vec<&str> = due.iter().map(|d| d.tenant.as_str()).collect();
-    // Turn 1 (tenants by name), then turn 2.
-    assert_eq!(tenants, ["big", "mid", "small", "big", "mid"]);
-    // Nothing is due before it is due.
-    assert!(store.due_runs_fair(999, 2).unwrap().is_empty());
-    let ids: Vec<String> = due.iter().map(|d| d.id.clone()).collect();
-    let runs = store.due_runs_by_id(&ids, 5_000).unwrap();
-    assert_eq!(
-        runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-        ids.iter().map(String::as_str).collect::<Vec<_>>()
+    // Nothing is claimed before it is due.
+    assert!(
+        claim_due(&store, 999, 2, &["big", "mid", "small"])
+            .await
+            .is_empty()
     );
+    let due = claim_due(&store, 5_000, 2, &["big", "mid", "small"]).await;
+    let tenants: Vec<&str> = due.iter().map(|d| d.run.tenant.as_str()).collect();
+    // Turn 1 (tenants in the order given), then turn 2.
+    assert_eq!(tenants, ["big", "mid", "small", "big", "mid"]);
+    // Each tenant's oldest due first.
+    let big: Vec<i64> = due
+        .iter()
+        .filter(|d| d.run.tenant == "big")
+        .map(|d| d.run.created_at_ms)
+        .collect();
+    assert_eq!(big, [1_000, 1_001]);
 
     assert_eq!(store.queued_runs("big", 5_000, 10).unwrap(), 10);
     assert_eq!(store.queued_runs("big", 5_000, 1_000).unwrap(), 50);
@@ -623,16 +681,18 @@ async fn usage_counts_steps_and_effects_in_a_window() {
             .await
             .unwrap();
     }
-    store
-        .commit_step(StepCommit {
+    commit(
+        &store,
+        StepCommit {
             input: None,
             run_id: run.clone(),
             expected_seq: 0,
             step: step(0),
             next: update(None, RunStatus::Done, None),
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     let usage = store.usage("acme", 0, 10_000).unwrap();
     assert_eq!((usage.invocations, usage.fuel_used), (1, 100));
     assert_eq!(
@@ -730,14 +790,14 @@ on_every_backend!(
     the_same_trigger_starts_one_run_even_at_once,
     a_step_commits_once_and_fences_the_next,
     a_step_keeps_what_its_applet_was_given_for_its_tenant_only,
-    only_due_runs_are_read_and_parked_ones_cost_disk,
+    only_due_runs_are_claimed_and_parked_ones_cost_disk,
     another_tenants_run_is_not_found,
     concurrent_steps_share_commits,
     what_was_committed_survives_reopening,
     tokens_are_found_by_hash_until_revoked_and_only_under_their_tenant,
     the_operator_token_is_stored_once,
     latest_plans_lists_each_of_the_tenants_plans_once,
-    due_runs_are_listed_in_turns_across_tenants,
+    due_runs_are_claimed_in_turns_across_tenants,
     usage_counts_steps_and_effects_in_a_window,
     two_nodes_opening_a_new_database_together_both_open_it,
 );

@@ -4,13 +4,15 @@
 use coda_store::{Control, RunFilter, RunStatus, StepCommit, StoreError};
 use serde_json::json;
 
-use super::{new_run, open, step, update};
+use super::{claim_due, commit, new_run, open, step, update};
 
 async fn a_cancel_fences_out_the_step_in_flight_and_is_announced() {
     let (_dir, store) = open();
     let mut commits = store.subscribe_commits();
     let run = store.start_run(new_run(None)).await.unwrap();
-    // A step begins at sequence 0; the run is cancelled before it commits.
+    // A step begins at sequence 0, under a claim; the run is cancelled before it commits.
+    let claimed = claim_due(&store, 1_000, 1, &["acme"]).await;
+    assert_eq!(claimed.len(), 1);
     let in_flight = StepCommit {
         input: None,
         run_id: run.id.clone(),
@@ -31,7 +33,10 @@ async fn a_cancel_fences_out_the_step_in_flight_and_is_announced() {
     assert_eq!((&*notice.run_id, notice.seq), (run.id.as_str(), 0));
     assert_eq!(notice.status, RunStatus::Cancelled);
     // The step's commit loses: the run stays cancelled, its journal holds only the cancel.
-    let lost = store.commit_step(in_flight).await.unwrap_err();
+    let lost = store
+        .commit_claimed_step(in_flight, claimed[0].claim_seq)
+        .await
+        .unwrap_err();
     assert!(
         matches!(lost, StoreError::Conflict { expected: 0, .. }),
         "{lost}"
@@ -42,7 +47,11 @@ async fn a_cancel_fences_out_the_step_in_flight_and_is_announced() {
     let journal = store.journal("acme", &run.id).unwrap();
     assert_eq!(journal.len(), 1);
     assert!(journal[0].note.starts_with("cancelled by API"));
-    assert!(store.due_runs(i64::MAX, 10).unwrap().is_empty());
+    assert!(
+        claim_due(&store, i64::MAX / 2, 10, &["acme"])
+            .await
+            .is_empty()
+    );
     // Refused once finished; another tenant's run is not found.
     assert!(matches!(
         store
@@ -67,16 +76,18 @@ async fn a_step_commit_is_announced_after_it_is_on_disk() {
     let (_dir, store) = open();
     let run = store.start_run(new_run(None)).await.unwrap();
     let mut commits = store.subscribe_commits();
-    store
-        .commit_step(StepCommit {
+    commit(
+        &store,
+        StepCommit {
             input: None,
             run_id: run.id.clone(),
             expected_seq: 0,
             step: step(0),
             next: update(None, RunStatus::Done, None),
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     let notice = commits.try_recv().unwrap();
     assert_eq!(notice.seq, 0);
     assert_eq!(notice.status, RunStatus::Done);
@@ -94,16 +105,18 @@ async fn the_journal_is_read_a_page_at_a_time_within_its_tenant() {
         } else {
             RunStatus::Ready
         };
-        store
-            .commit_step(StepCommit {
+        commit(
+            &store,
+            StepCommit {
                 input: None,
                 run_id: run.id.clone(),
                 expected_seq: seq,
                 step: step(seq),
                 next: update(Some("greet"), status, None),
-            })
-            .await
-            .unwrap();
+            },
+        )
+        .await
+        .unwrap();
     }
     let seqs = |from: u64, limit: usize| -> Vec<u64> {
         store

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use coda_capabilities::grants::InvocationCaps;
 use coda_flow::{Applets, StepInput};
 use coda_plan::AppletRef;
 use coda_runtime::{AppletInfo, Invocation, LoadOptions, LoadedApplet, Runtime};
@@ -135,20 +136,12 @@ impl Applets for DirApplets {
             .applets
             .get(&applet.to_string())
             .ok_or_else(|| format!("applet {applet} is not installed"))?;
-        Ok(self.run(loaded, input, Caps::default()).await)
+        Ok(self.run(loaded, input, InvocationCaps::default()).await)
     }
 
     fn expression_applet(&self) -> Option<AppletRef> {
         self.expression.clone()
     }
-}
-
-/// A tenant's own bounds on one invocation (its ceiling's `fuel` and `memory_bytes`), in
-/// place of the runtime's defaults where the operator set them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Caps {
-    pub fuel: Option<u64>,
-    pub memory_bytes: Option<u64>,
 }
 
 impl DirApplets {
@@ -157,15 +150,11 @@ impl DirApplets {
         &self,
         loaded: &LoadedApplet,
         input: StepInput,
-        caps: Caps,
+        caps: InvocationCaps,
     ) -> coda_runtime::Report {
         let mut invocation = Invocation::new(input.context, input.config);
-        if let Some(fuel) = caps.fuel {
-            invocation.limits.fuel = fuel;
-        }
-        if let Some(memory) = caps.memory_bytes {
-            invocation.limits.memory_bytes = memory;
-        }
+        (invocation.limits.fuel, invocation.limits.memory_bytes) =
+            caps.apply(invocation.limits.fuel, invocation.limits.memory_bytes);
         invocation.data = input.data;
         invocation.state = input.state;
         invocation.capabilities = input.capabilities;
@@ -187,14 +176,14 @@ pub struct ServiceApplets {
     /// a version is immutable, and a retired one still runs for the plans that use it.
     tenants: std::sync::RwLock<HashMap<(String, String), Arc<LoadedApplet>>>,
     /// Each tenant's invocation caps, from its ceiling.
-    ceilings: Arc<crate::grants::CeilingLimits>,
+    ceilings: Arc<crate::CeilingLimits>,
 }
 
 impl ServiceApplets {
     pub fn new(
         global: DirApplets,
         store: Arc<coda_store::Store>,
-        ceilings: Arc<crate::grants::CeilingLimits>,
+        ceilings: Arc<crate::CeilingLimits>,
     ) -> Self {
         ServiceApplets {
             global,

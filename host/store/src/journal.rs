@@ -1,0 +1,280 @@
+//! The steps journal: a step's commit (its journal entry and the run's next position,
+//! fenced by the run's step sequence and the node's claim), reading the journal back, and
+//! the notice of each commit that a live tail waits on.
+
+use std::sync::Arc;
+
+use crate::db::{OptionalExtension, params};
+use coda_types::Values;
+use serde::{Deserialize, Serialize};
+
+use crate::runs::RunStatus;
+use crate::waits::EventWait;
+use crate::{Result, Store, StoreError};
+
+/// How many commit notices a slow subscriber may fall behind before it is told it lagged
+/// (it then reads the journal again rather than trusting what it missed).
+const COMMITS_CAPACITY: usize = 1024;
+
+/// A commit to a run's journal, sent once it is on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunCommitted {
+    pub run_id: Arc<str>,
+    /// The step's sequence number.
+    pub seq: u64,
+    /// The run's status after it.
+    pub status: RunStatus,
+}
+
+/// The sending side of the commit notices: a broadcast, so that a commit costs one send
+/// whether nobody or many are watching, and a watcher that goes away costs nothing.
+pub(crate) struct Commits(tokio::sync::broadcast::Sender<RunCommitted>);
+
+impl Commits {
+    pub(crate) fn new() -> Commits {
+        Commits(tokio::sync::broadcast::channel(COMMITS_CAPACITY).0)
+    }
+
+    pub(crate) fn send(&self, run_id: &str, seq: u64, status: RunStatus) {
+        // No receiver is the common case, not an error.
+        let _ = self.0.send(RunCommitted {
+            run_id: run_id.into(),
+            seq,
+            status,
+        });
+    }
+}
+
+/// One journaled step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub seq: u64,
+    pub plan: String,
+    pub plan_version: u32,
+    pub node: String,
+    /// `name@version`; empty for a step the host took itself (a wait's timeout, a stop).
+    pub applet: String,
+    pub attempt: u32,
+    /// The outcome (`{"exit": ..}`, `{"pause": ..}`, ...) or `{"error": {"kind", ...}}`.
+    pub result: serde_json::Value,
+    /// Where the run went and why, in words: "exit next → route", "retry in 400 ms", ...
+    pub note: String,
+    pub fuel_used: u64,
+    pub duration_us: u64,
+    pub data_changes: Values,
+    pub at_ms: i64,
+    /// What the applet logged during the step (bounded by the invocation's log limit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<coda_types::LogLine>,
+}
+
+/// A step's commit: its journal entry and the run's next position, applied together.
+#[derive(Debug, Clone)]
+pub struct StepCommit {
+    pub run_id: String,
+    /// The run's `step_seq` when the step began: the fence.
+    pub expected_seq: u64,
+    pub step: StepRecord,
+    pub next: RunUpdate,
+    /// What the step's applet was given; none for a step the host took itself.
+    pub input: Option<StepInput>,
+}
+
+/// What an applet step was given: the run's data sources and its node's state, as they
+/// were when the step began. Journaled with the step, so that it can be run again offline.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepInput {
+    pub data: Values,
+    pub state: Values,
+}
+
+/// The run's position after a step.
+#[derive(Debug, Clone)]
+pub struct RunUpdate {
+    pub status: RunStatus,
+    pub plan: String,
+    pub plan_version: u32,
+    pub node: Option<String>,
+    pub attempt: u32,
+    pub data: Values,
+    pub state: std::collections::BTreeMap<String, Values>,
+    pub due_at_ms: Option<i64>,
+    pub wait: Option<EventWait>,
+    pub route_depth: u32,
+}
+
+impl Store {
+    /// Receives a notice of every journal commit made through this store from now on.
+    pub fn subscribe_commits(&self) -> tokio::sync::broadcast::Receiver<RunCommitted> {
+        self.commits.0.subscribe()
+    }
+
+    /// Commits a step and the run's next position together, fenced by the step sequence and
+    /// by the claim `claim` (`leases.rs`): the commit applies only while that claim is the
+    /// run's latest, and releases it in the same write.
+    pub(crate) async fn commit_fenced(&self, commit: StepCommit, claim: u64) -> Result<()> {
+        let step = commit.step;
+        let next = commit.next;
+        let result = serde_json::to_string(&step.result)?;
+        let changes = serde_json::to_string(&step.data_changes)?;
+        let data = serde_json::to_string(&next.data)?;
+        let state = serde_json::to_string(&next.state)?;
+        let wait = next.wait.as_ref().map(serde_json::to_string).transpose()?;
+        let input = commit
+            .input
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()?;
+        let logs = (!step.logs.is_empty())
+            .then(|| serde_json::to_string(&step.logs))
+            .transpose()?;
+        let (run_id, seq, status) = (commit.run_id.clone(), step.seq, next.status);
+        self.writer
+            .write(move |tx| {
+                let updated = tx
+                    .prepare_cached(
+                        "UPDATE runs SET status = ?1, plan = ?2, plan_version = ?3, node = ?4,
+                        step_seq = step_seq + 1, attempt = ?5, data = ?6, state = ?7, due_at = ?8,
+                        wait = ?9, route_depth = ?10, updated_at = ?11,
+                        claim_owner = NULL, claim_until = NULL
+                     WHERE id = ?12 AND step_seq = ?13 AND claim_seq = ?14",
+                    )?
+                    .execute(params![
+                        next.status.as_str(),
+                        next.plan,
+                        next.plan_version,
+                        next.node,
+                        next.attempt,
+                        data,
+                        state,
+                        next.due_at_ms,
+                        wait,
+                        next.route_depth,
+                        step.at_ms,
+                        commit.run_id,
+                        commit.expected_seq,
+                        claim
+                    ])?;
+                if updated != 1 {
+                    return Err(StoreError::Conflict {
+                        run: commit.run_id.clone(),
+                        expected: commit.expected_seq,
+                    });
+                }
+                tx.prepare_cached(
+                    "INSERT INTO steps (run_id, seq, plan, plan_version, node, applet, attempt,
+                        result, note, fuel_used, duration_us, data_changes, at, input, logs)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                )?
+                .execute(params![
+                    commit.run_id,
+                    step.seq,
+                    step.plan,
+                    step.plan_version,
+                    step.node,
+                    step.applet,
+                    step.attempt,
+                    result,
+                    step.note,
+                    step.fuel_used,
+                    step.duration_us,
+                    changes,
+                    step.at_ms,
+                    input,
+                    logs
+                ])?;
+                Ok(())
+            })
+            .await?;
+        self.commits.send(&run_id, seq, status);
+        Ok(())
+    }
+
+    /// The run's journal, in order; empty for another tenant's run.
+    pub fn journal(&self, tenant: &str, run_id: &str) -> Result<Vec<StepRecord>> {
+        self.journal_from(tenant, run_id, 0)
+    }
+
+    /// What step `seq` of the tenant's run was given, if it was an applet step journaled
+    /// with its input (steps journaled before migration 11 were not). `Ok(None)` also for a
+    /// run or step that does not exist, or belongs to another tenant.
+    pub fn step_input(&self, tenant: &str, run_id: &str, seq: u64) -> Result<Option<StepInput>> {
+        let text: Option<Option<String>> = self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT s.input FROM steps s JOIN runs r ON r.id = s.run_id
+                 WHERE r.tenant = ?1 AND s.run_id = ?2 AND s.seq = ?3",
+            )?
+            .query_row(params![tenant, run_id, seq], |r| r.get::<Option<String>>(0))
+            .optional()
+        })?;
+        match text.flatten() {
+            Some(text) => Ok(Some(serde_json::from_str(&text)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The run's journal from step `from_seq` on.
+    pub fn journal_from(
+        &self,
+        tenant: &str,
+        run_id: &str,
+        from_seq: u64,
+    ) -> Result<Vec<StepRecord>> {
+        self.journal_page(tenant, run_id, from_seq, usize::MAX)
+    }
+
+    /// At most `limit` steps of the run's journal from step `from_seq` on: a live tail reads
+    /// only what is new, a page at a time, so that a long journal is never held whole for
+    /// each of its watchers.
+    pub fn journal_page(
+        &self,
+        tenant: &str,
+        run_id: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StepRecord>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT s.seq, s.plan, s.plan_version, s.node, s.applet, s.attempt, s.result,
+                        s.note, s.fuel_used, s.duration_us, s.data_changes, s.at, s.logs
+                 FROM steps s JOIN runs r ON r.id = s.run_id
+                 WHERE r.tenant = ?1 AND s.run_id = ?2 AND s.seq >= ?3 ORDER BY s.seq LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(params![tenant, run_id, from_seq, limit], |r| {
+                let result: String = r.get(6)?;
+                let changes: String = r.get(10)?;
+                Ok((
+                    StepRecord {
+                        seq: r.get(0)?,
+                        plan: r.get(1)?,
+                        plan_version: r.get(2)?,
+                        node: r.get(3)?,
+                        applet: r.get(4)?,
+                        attempt: r.get(5)?,
+                        result: serde_json::Value::Null,
+                        note: r.get(7)?,
+                        fuel_used: r.get(8)?,
+                        duration_us: r.get(9)?,
+                        data_changes: Values::new(),
+                        at_ms: r.get(11)?,
+                        logs: Vec::new(),
+                    },
+                    result,
+                    changes,
+                    r.get::<Option<String>>(12)?,
+                ))
+            })?;
+            rows.map(|row| {
+                let (mut step, result, changes, logs) = row?;
+                step.result = serde_json::from_str(&result)?;
+                step.data_changes = serde_json::from_str(&changes)?;
+                if let Some(logs) = logs {
+                    step.logs = serde_json::from_str(&logs)?;
+                }
+                Ok(step)
+            })
+            .collect()
+        })
+    }
+}
