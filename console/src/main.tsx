@@ -12,6 +12,7 @@ import { Plan } from "./pages/Plan";
 import { Runs } from "./pages/Runs";
 import { Run } from "./pages/Run";
 import { Operator } from "./pages/Operator";
+import { Tenant } from "./pages/Tenant";
 import "./style.css";
 
 function App() {
@@ -42,7 +43,8 @@ function App() {
   const [first, second] = route.path;
   let page;
   if (role === "operator") {
-    page = <Operator />;
+    const tenant = first === "operator" && second === "tenants" ? route.path[2] : undefined;
+    page = tenant ? <Tenant tenant={tenant} /> : <Operator />;
   } else if (first === "plans" && second) {
     const v = Number(route.query.get("version"));
     page = <Plan name={second} version={Number.isInteger(v) && v > 0 ? v : null} />;

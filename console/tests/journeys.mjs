@@ -628,9 +628,72 @@ async function main() {
     }
   });
 
+  await operatorJourney({ context, base, op, operator });
+
   writeFileSync(join(OUT_DIR, "bench.json"), `${JSON.stringify(bench, null, 2)}\n`);
   console.error(`measured: ${JSON.stringify(bench)}`);
   return results.every((r) => r.ok);
+}
+
+// --- the operator: a tenant, its ceiling, its tokens (issue 16, item 8) ----------------------
+
+async function operatorJourney({ context, base, op, operator }) {
+  await journey("operator-tenant", context, async (page) => {
+    await signIn(page, base, operator);
+    await page.getByRole("heading", { name: "Operator" }).waitFor();
+    await page.getByLabel("Tenant id").fill("globex");
+    await page.getByRole("button", { name: "Create", exact: true }).click();
+    const first = page.locator(".shown-once");
+    await first.waitFor();
+    check((await first.textContent()).includes("you will not see it again"), "the first token is shown once, and says so");
+    check((await first.locator("code.secret").textContent()).startsWith("coda_"), "the first token's secret is shown");
+    await page.getByRole("link", { name: "globex", exact: true }).waitFor();
+    await page.getByRole("link", { name: "Set globex's ceiling and tokens" }).click();
+    await page.getByRole("heading", { name: "Tenant globex" }).waitFor();
+
+    // A bad value: the server's refusal beside the field it names, the field marked.
+    await page.getByLabel("Fuel per invocation").fill("-1");
+    await page.getByRole("button", { name: "Save ceiling" }).click();
+    const fuelError = page.locator("#err-ceiling\\.fuel");
+    await fuelError.waitFor();
+    check((await fuelError.textContent()).includes("expected u64"), `the refusal is the server's: ${await fuelError.textContent()}`);
+    check(await page.getByLabel("Fuel per invocation").getAttribute("aria-invalid") === "true", "the refused field is marked invalid");
+    check((await op("GET", "/v1/operator/tenants/globex/ceiling")).set === false, "a refused ceiling is not stored");
+    // A good one is stored.
+    await page.getByLabel("Fuel per invocation").fill("5000000");
+    await page.getByLabel("Email", { exact: true }).check();
+    await page.getByLabel("HTTP hosts").fill("api.example.com\n*.crm.example.com");
+    await page.getByRole("button", { name: "Save ceiling" }).click();
+    await page.getByText("Saved.").waitFor();
+    check(await page.locator(".field-error").count() === 0, "no refusal is left on the page");
+    const stored = await op("GET", "/v1/operator/tenants/globex/ceiling");
+    check(stored.ceiling.fuel === 5000000 && stored.ceiling.email === true, "the ceiling's fields are stored");
+    check(JSON.stringify(stored.ceiling.http_hosts) === JSON.stringify(["api.example.com", "*.crm.example.com"]), "the hosts are stored one a line");
+
+    // A token: shown once, listed, revoked after asking on the page.
+    await page.getByRole("button", { name: "Issue a token" }).click();
+    const shown = page.locator("section .shown-once");
+    await shown.waitFor();
+    check((await shown.textContent()).includes("you will not see it again"), "the new token says it is shown once");
+    const secret = await shown.locator("code.secret").textContent();
+    const tokenId = await shown.locator("p code").first().textContent();
+    check(secret.startsWith("coda_") && tokenId.startsWith("tok_"), "the secret and its id are shown");
+    check(await page.getByRole("button", { name: "Copy" }).count() >= 1, "with a copy button");
+    const row = page.locator(`tr[data-token="${tokenId}"]`);
+    check((await row.textContent()).includes("live"), "the issued token is listed, live");
+    await row.getByRole("button", { name: `Revoke ${tokenId}…` }).click();
+    await row.getByRole("alertdialog").filter({ hasText: "cannot be undone" }).waitFor();
+    await row.getByRole("button", { name: "Yes, revoke it" }).click();
+    await row.filter({ hasText: "revoked" }).waitFor();
+    check(await page.locator("code.secret").filter({ hasText: secret }).count() === 0, "a revoked token's secret is no longer on the page");
+
+    // The revoked token is refused at sign-in, with the reason.
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByLabel("Token").fill(secret);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("alert").filter({ hasText: "revoked" }).waitFor();
+    check(await page.evaluate(() => sessionStorage.length) === 0, "the revoked token is not kept");
+  });
 }
 
 let ok = false;

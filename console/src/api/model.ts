@@ -146,10 +146,51 @@ export interface GetAnswers {
   "/v1/applets/{name}/versions/{version}": AppletVersion;
   "/v1/runs": RunPage;
   "/v1/runs/{id}": RunDetail;
+  "/v1/operator/tenants/{tenant}/ceiling": CeilingView;
 }
 
 export interface PostAnswers {
   "/v1/operator/tenants": NewTenant;
+  "/v1/operator/tenants/{tenant}/tokens": NewToken;
 }
 
-export interface PutAnswers {}
+export interface PutAnswers {
+  "/v1/operator/tenants/{tenant}/ceiling": CeilingView;
+}
+
+// The operator's API (host/server/src/tenants.rs, grants.rs). A token's secret is in the
+// answer that issues it and nowhere else, ever again.
+export interface NewToken {
+  tenant: string;
+  token: string;
+  token_id: string;
+}
+
+// The ceiling's fields (coda_capabilities::settings::Ceiling). `kv` is there when this coda
+// has the key-value store; the GET answers every field, the PUT takes what is given.
+export interface Ceiling {
+  http_hosts: string[];
+  allow_private: string[];
+  email: boolean;
+  max_recipients: number;
+  databases: string[];
+  secrets: string[];
+  interactions: boolean;
+  email_per_hour: number | null;
+  max_secrets: number | null;
+  fuel: number | null;
+  memory_bytes: number | null;
+  upload_bytes: number | null;
+  concurrency: number | null;
+  kv?: Record<string, unknown> | null;
+}
+
+// GET /v1/operator/tenants/{tenant}/ceiling: the ceiling as the tenant may see it (no SMTP
+// credentials, database URLs redacted).
+export interface CeilingView {
+  tenant: string;
+  set: boolean;
+  ceiling: Ceiling;
+  smtp: (Record<string, unknown> & { authenticated?: boolean }) | null;
+  databases: Record<string, string>;
+}
