@@ -13,6 +13,7 @@ import { Runs } from "./pages/Runs";
 import { Run } from "./pages/Run";
 import { Operator } from "./pages/Operator";
 import { Tenant } from "./pages/Tenant";
+import { Usage } from "./pages/Usage";
 import "./style.css";
 
 function App() {
@@ -45,6 +46,8 @@ function App() {
   if (role === "operator") {
     const tenant = first === "operator" && second === "tenants" ? route.path[2] : undefined;
     page = tenant ? <Tenant tenant={tenant} /> : <Operator />;
+  } else if (first === "usage") {
+    page = <Usage route={route} />;
   } else if (first === "plans" && second) {
     const v = Number(route.query.get("version"));
     page = <Plan name={second} version={Number.isInteger(v) && v > 0 ? v : null} />;
@@ -55,7 +58,7 @@ function App() {
   } else {
     page = <Runs route={route} />;
   }
-  const nav = role === "operator" ? [["operator", "Tenants"]] : [["runs", "Runs"], ["plans", "Plans"]];
+  const nav = role === "operator" ? [["operator", "Tenants"]] : [["runs", "Runs"], ["plans", "Plans"], ["usage", "Usage"]];
   return (
     <>
       <button type="button" class="skip" onClick={() => document.getElementById("main")?.focus()}>

@@ -629,6 +629,7 @@ async function main() {
   });
 
   await operatorJourney({ context, base, op, operator });
+  await usageJourney({ context, base, acme, token });
 
   writeFileSync(join(OUT_DIR, "bench.json"), `${JSON.stringify(bench, null, 2)}\n`);
   console.error(`measured: ${JSON.stringify(bench)}`);
@@ -693,6 +694,43 @@ async function operatorJourney({ context, base, op, operator }) {
     await page.getByRole("button", { name: "Sign in" }).click();
     await page.getByRole("alert").filter({ hasText: "revoked" }).waitFor();
     check(await page.evaluate(() => sessionStorage.length) === 0, "the revoked token is not kept");
+  });
+}
+
+// --- usage over time (issue 16, item 7) ------------------------------------------------------
+
+async function usageJourney({ context, base, acme, token }) {
+  await journey("usage", context, async (page) => {
+    // A run, so today has invocations.
+    await acme("POST", "/v1/interactions/events", { type: "started", interaction: "call-usage", channel: "voice", plan: "live", data: {} });
+    await acme("POST", "/v1/interactions/events", { type: "ended", interaction: "call-usage", outcome: "none" });
+    const deadline = Date.now() + 15_000;
+    while ((await acme("GET", "/v1/usage")).invocations === 0) {
+      check(Date.now() < deadline, "the run's invocations are counted within 15 s");
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await signIn(page, base, token);
+    await page.getByRole("link", { name: "Usage" }).click();
+    await page.getByRole("heading", { name: "Usage" }).waitFor();
+    const chart = page.locator('figure.chart[data-metric="usage-invocations"]');
+    await chart.waitFor();
+    const total = Number((await chart.locator(".chart-total").textContent()).replace(/\D/g, ""));
+    check(total > 0, `the invocations chart counts the run (${total})`);
+    check(await chart.locator("rect").count() === 7, "a bar a day, seven days");
+    check((await chart.locator("svg title").first().textContent()) === "Invocations per day", "the chart has a title");
+    check((await chart.locator("svg desc").textContent()).includes("invocations in all"), "and a description");
+    for (const m of ["fuel", "emails", "http", "sql", "follow-ups"]) {
+      check(await page.locator(`figure.chart[data-metric="usage-${m}"]`).count() === 1, `a chart of ${m}`);
+    }
+    const todayBar = chart.locator(".bar rect").last();
+    check(/: [1-9][\d,.]* invocations$/.test(await todayBar.locator("title").textContent()), "today's bar says its value");
+    // The same numbers as a table.
+    await page.getByText("The same as a table").click();
+    const lastRow = page.locator(".usage-table tbody tr").last();
+    check(Number((await lastRow.locator("td").first().textContent()).replace(/\D/g, "")) === total, "the table gives the same numbers");
+    // Another range: a bar a day.
+    await page.getByLabel("Range").selectOption("14");
+    await page.waitForFunction(() => document.querySelectorAll('figure.chart[data-metric="usage-invocations"] rect').length === 14);
   });
 }
 

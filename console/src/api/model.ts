@@ -147,6 +147,7 @@ export interface GetAnswers {
   "/v1/runs": RunPage;
   "/v1/runs/{id}": RunDetail;
   "/v1/operator/tenants/{tenant}/ceiling": CeilingView;
+  "/v1/usage": Usage;
 }
 
 export interface PostAnswers {
@@ -193,4 +194,21 @@ export interface CeilingView {
   ceiling: Ceiling;
   smtp: (Record<string, unknown> & { authenticated?: boolean }) | null;
   databases: Record<string, string>;
+}
+
+// GET /v1/usage: totals for one window [since, until).
+export interface Usage {
+  tenant: string;
+  since: string;
+  until: string;
+  invocations: number;
+  fuel_used: number;
+  invocation_ms: number;
+  emails_sent: number;
+  email_calls: number;
+  http_calls: number;
+  sql_calls: number;
+  follow_ups: number;
+  kv_calls?: number;
+  effects: Record<string, unknown>;
 }
