@@ -636,6 +636,16 @@ async function main() {
   return results.every((r) => r.ok);
 }
 
+// The page at phone width does not scroll sideways; the viewport is put back after.
+async function fitsPhone(page, what) {
+  const before = page.viewportSize();
+  await page.setViewportSize({ width: 390, height: 844 });
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
+  await page.screenshot({ path: join(OUT_DIR, `${what.replace(/\W+/g, "-").replace(/^-|-$/g, "")}-phone.png`), fullPage: true });
+  await page.setViewportSize(before);
+  check(wide <= 0, `${what} fits a phone's width (overflow ${wide}px)`);
+}
+
 // --- the operator: a tenant, its ceiling, its tokens (issue 16, item 8) ----------------------
 
 async function operatorJourney({ context, base, op, operator }) {
@@ -680,6 +690,7 @@ async function operatorJourney({ context, base, op, operator }) {
     const tokenId = await shown.locator("p code").first().textContent();
     check(secret.startsWith("coda_") && tokenId.startsWith("tok_"), "the secret and its id are shown");
     check(await page.getByRole("button", { name: "Copy" }).count() >= 1, "with a copy button");
+    await fitsPhone(page, "the tenant's page");
     const row = page.locator(`tr[data-token="${tokenId}"]`);
     check((await row.textContent()).includes("live"), "the issued token is listed, live");
     await row.getByRole("button", { name: `Revoke ${tokenId}…` }).click();
@@ -731,6 +742,7 @@ async function usageJourney({ context, base, acme, token }) {
     // Another range: a bar a day.
     await page.getByLabel("Range").selectOption("14");
     await page.waitForFunction(() => document.querySelectorAll('figure.chart[data-metric="usage-invocations"] rect').length === 14);
+    await fitsPhone(page, "the usage page");
   });
 }
 
