@@ -34,7 +34,7 @@ function json(text: string | boolean | undefined, empty: unknown): unknown {
   }
 }
 
-export function CeilingEditor({ tenant, view, saved }: { tenant: string; view: CeilingView; saved: (v: CeilingView) => void }) {
+export function CeilingEditor({ tenant, view }: { tenant: string; view: CeilingView }) {
   const [values, setValues] = useState<Values>(() => valuesOf(view));
   const [refusal, setRefusal] = useState<{ field: string | null; message: string } | null>(null);
   const [error, setError] = useState<unknown>(null);
@@ -59,7 +59,6 @@ export function CeilingEditor({ tenant, view, saved }: { tenant: string; view: C
     try {
       const answer = await api.put("/v1/operator/tenants/{tenant}/ceiling", { path: { tenant }, body });
       setValues(valuesOf(answer));
-      saved(answer);
       setDone(true);
     } catch (err) {
       if (err instanceof ApiError && err.kind === "invalid-ceiling") setRefusal(refusedField(err.message));

@@ -19,7 +19,7 @@ export function Tenant({ tenant }: { tenant: string }) {
       {view.loading && !view.value ? <Loading what="the ceiling" /> : null}
       {view.value ? (
         <div class="tenant-split">
-          <CeilingEditor key={tenant} tenant={tenant} view={view.value} saved={() => {}} />
+          <CeilingEditor key={tenant} tenant={tenant} view={view.value} />
           <Tokens key={tenant} tenant={tenant} />
         </div>
       ) : null}
