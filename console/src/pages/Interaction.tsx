@@ -46,7 +46,8 @@ export function Interaction({ id }: { id: string }) {
               <h2>Disposition</h2>
               <DispositionForm i={i} onSubmitted={changed} />
               <h2>Clone</h2>
-              <CloneForm i={i} />
+              {/* Anew after each change: its subject is prefilled from the details. */}
+              <CloneForm key={i.updated_at_ms} i={i} />
             </>
           ) : (
             <p class="notice">

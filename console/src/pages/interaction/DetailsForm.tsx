@@ -145,7 +145,11 @@ export function DetailsForm({ i, onSaved }: { i: Interaction; onSaved: () => voi
           <div class="readonly-field" key={field}>
             <label>
               {label}
-              <input readOnly value={value === null ? "—" : String(value)} />
+              <input
+                readOnly
+                value={value === null ? "—" : field === "completed_at_ms" ? new Date(value as number).toLocaleString() : String(value)}
+                title={field === "completed_at_ms" && value !== null ? `${new Date(value as number).toISOString()} (UTC)` : undefined}
+              />
             </label>
             <button
               type="button"
