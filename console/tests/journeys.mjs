@@ -746,7 +746,9 @@ async function appletJourneys({ context, base, api, op }) {
     await upload.getByRole("button", { name: "Upload" }).click();
     await upload.getByText("Installed").waitFor();
     check((await upload.getByRole("status").textContent()).includes("needs secrets"), "what it needs is said");
-    await page.getByRole("link", { name: "world-v0-1-0", exact: true }).first().waitFor();
+    const row = page.locator("table.list tr").filter({ has: page.getByRole("link", { name: "world-v0-1-0", exact: true }) });
+    await row.locator('td[data-label="Imports"]').getByText("data, secrets").waitFor();
+    check((await row.textContent()).includes("unsigned"), "an uploaded component is unsigned");
 
     // Publishing a plan that uses it is refused: it is not granted secrets.
     let refused = "";
