@@ -26,7 +26,7 @@ export function Applet({ name }: { name: string }) {
             ))}
           </ol>
           <h2>Grant</h2>
-          <GrantEditor applet={name} />
+          <GrantFor name={name} versions={entry.value.versions.map((v) => v.version)} />
         </>
       ) : null}
     </Page>
@@ -140,5 +140,29 @@ function Version({ name, entry, onRetired }: { name: string; entry: AppletVersio
       ) : null}
       <Refusal error={error} />
     </article>
+  );
+}
+
+// A grant is for every version of the applet, or for one version (it then replaces the
+// applet's own for that version).
+function GrantFor({ name, versions }: { name: string; versions: string[] }) {
+  const [key, setKey] = useState(name);
+  return (
+    <>
+      {versions.length ? (
+        <form class="inline" onSubmit={(e) => e.preventDefault()}>
+          <label>
+            Grant for
+            <select value={key} onChange={(e) => setKey((e.target as HTMLSelectElement).value)}>
+              <option value={name}>every version</option>
+              {versions.map((v) => (
+                <option key={v} value={`${name}@${v}`}>version {v} only</option>
+              ))}
+            </select>
+          </label>
+        </form>
+      ) : null}
+      <GrantEditor key={key} applet={key} />
+    </>
   );
 }
