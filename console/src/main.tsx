@@ -1,5 +1,5 @@
-// The console's shell: sign in, then the pages a token may use (a tenant's: plans and runs;
-// the operator's: tenants), routed by the URL's fragment.
+// The console's shell: sign in, then the pages a token may use (a tenant's: plans, runs,
+// interactions, applets and secrets; the operator's: tenants), routed by the URL's fragment.
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { SIGNED_OUT } from "./api/client";
@@ -14,6 +14,10 @@ import { Run } from "./pages/Run";
 import { Operator } from "./pages/Operator";
 import { Tenant } from "./pages/Tenant";
 import { Usage } from "./pages/Usage";
+import { Interaction } from "./pages/Interaction";
+import { Applets } from "./pages/Applets";
+import { Applet } from "./pages/Applet";
+import { Secrets } from "./pages/Secrets";
 import "./style.css";
 
 function App() {
@@ -53,12 +57,20 @@ function App() {
     page = <Plan name={second} version={Number.isInteger(v) && v > 0 ? v : null} />;
   } else if (first === "plans") {
     page = <Plans />;
+  } else if (first === "interactions" && second) {
+    page = <Interaction id={second} />;
+  } else if (first === "applets" && second) {
+    page = <Applet name={second} />;
+  } else if (first === "applets") {
+    page = <Applets />;
+  } else if (first === "secrets") {
+    page = <Secrets />;
   } else if (first === "runs" && second) {
     page = <Run id={second} />;
   } else {
     page = <Runs route={route} />;
   }
-  const nav = role === "operator" ? [["operator", "Tenants"]] : [["runs", "Runs"], ["plans", "Plans"], ["usage", "Usage"]];
+  const nav = role === "operator" ? [["operator", "Tenants"]] : [["runs", "Runs"], ["plans", "Plans"], ["applets", "Applets"], ["secrets", "Secrets"], ["usage", "Usage"]];
   return (
     <>
       <button type="button" class="skip" onClick={() => document.getElementById("main")?.focus()}>

@@ -4,9 +4,9 @@
 // own `{error: {kind, message}}`.
 import type { paths } from "./schema";
 import { session } from "../session";
-import type { GetAnswers, PostAnswers, PutAnswers } from "./model";
+import type { GetAnswers, PatchAnswers, PostAnswers, PutAnswers } from "./model";
 
-type Method = "get" | "put" | "post" | "delete";
+type Method = "get" | "put" | "post" | "patch" | "delete";
 
 // The paths that have `method`.
 type PathsWith<M extends Method> = {
@@ -77,7 +77,11 @@ export async function request<T>(
   let body: BodyInit | undefined;
   if (args.body !== undefined) {
     headers["Content-Type"] = args.contentType ?? "application/json";
-    body = typeof args.body === "string" ? args.body : JSON.stringify(args.body);
+    // A string or a file's bytes (an applet upload) go as they are; anything else as JSON.
+    body =
+      typeof args.body === "string" || args.body instanceof Blob || args.body instanceof ArrayBuffer
+        ? (args.body as BodyInit)
+        : JSON.stringify(args.body);
   }
   let response: Response;
   try {
@@ -133,6 +137,8 @@ export const api = {
     request<Answer<PostAnswers, P>>("post", path, args),
   put: <P extends PathsWith<"put">>(path: P, args?: Args<P, "put">) =>
     request<Answer<PutAnswers, P>>("put", path, args),
+  patch: <P extends PathsWith<"patch">>(path: P, args?: Args<P, "patch">) =>
+    request<Answer<PatchAnswers, P>>("patch", path, args),
   del: <P extends PathsWith<"delete">>(path: P, args?: Args<P, "delete">) =>
     request<unknown>("delete", path, args),
 };

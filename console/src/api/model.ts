@@ -137,26 +137,134 @@ export interface NewTenant {
   token_id: string;
 }
 
+// Interactions (host/server/src/interactions.rs `interaction_json`).
+export interface Customer {
+  name: string | null;
+  phone: string | null;
+  email: string | null;
+}
+
+export interface InteractionDetails {
+  subject: string | null;
+  type: string | null;
+  result: string | null;
+  notes: string | null;
+  customer: Customer;
+  custom_fields: Record<string, unknown>;
+}
+
+export interface PostFlowAction {
+  target: string;
+  action: string;
+  plan: string;
+  invocation_data: unknown;
+}
+
+export interface Interaction {
+  id: string;
+  channel: string;
+  plan: string | null;
+  status: "active" | "completed";
+  present: unknown[];
+  agent_reached: boolean;
+  data: Record<string, unknown>;
+  post_flow: PostFlowAction | null;
+  post_flow_fired: boolean;
+  updated_at_ms: number;
+  skill: string | null;
+  agent: string | null;
+  completed_by: string | null;
+  completed_at_ms: number | null;
+  details: InteractionDetails | null;
+  follow_up: unknown;
+  post_contact: unknown;
+  disposition: unknown;
+}
+
+export interface AuditEntry {
+  seq: number;
+  field: string;
+  before: unknown;
+  after: unknown;
+  by: string;
+  at_ms: number;
+}
+
+// Applets (host/server/src/applets.rs `by_name`, `builtin_json`, `uploaded_json`).
+export interface AppletVersionEntry {
+  version: string;
+  origin: string;
+  retired: boolean;
+  digest?: string;
+  uploaded_at_ms?: number;
+}
+
+export interface AppletEntry {
+  name: string;
+  origins: string[];
+  versions: AppletVersionEntry[];
+}
+
+export interface AppletPackage {
+  vendor: string;
+  signed_by: string;
+  manifest: unknown;
+}
+
+export interface AppletDescription extends AppletVersion {
+  capabilities?: string[];
+  coda_imports?: string[];
+  config_schema?: unknown;
+  needs_live_party?: boolean;
+  digest?: string;
+  size?: number;
+  uploaded_at_ms?: number;
+  retired_at_ms?: number | null;
+  vendor?: string | null;
+  package?: AppletPackage | null;
+}
+
+// Grants and the operator's ceiling as the tenant sees it (host/capabilities settings.rs).
+export interface Grant {
+  http: string[];
+  email: boolean;
+  sql: string[];
+  secrets: string[];
+  interactions: boolean;
+  kv?: string[];
+}
+
 // What each GET answers, by path.
 export interface GetAnswers {
   "/v1/plans": { plans: PlanSummary[] };
   "/v1/plans/{name}": PlanVersion;
   "/v1/plans/{name}/versions": PlanVersions;
   "/v1/plans/{name}/versions/{version}": PlanVersion;
-  "/v1/applets/{name}/versions/{version}": AppletVersion;
+  "/v1/applets/{name}/versions/{version}": AppletDescription;
   "/v1/runs": RunPage;
   "/v1/runs/{id}": RunDetail;
   "/v1/operator/tenants/{tenant}/ceiling": CeilingView;
   "/v1/usage": Usage;
+  "/v1/interactions/{id}": Interaction;
+  "/v1/interactions/{id}/audit": { interaction: string; audit: AuditEntry[] };
+  "/v1/applets": { applets: AppletEntry[] };
+  "/v1/applets/{name}": AppletEntry;
+  "/v1/ceiling": CeilingView;
+  "/v1/grants": { grants: { applet: string; grant: Grant; updated_at_ms: number }[] };
+  "/v1/secrets": { secrets: (string | { name: string })[] };
 }
 
 export interface PostAnswers {
   "/v1/operator/tenants": NewTenant;
   "/v1/operator/tenants/{tenant}/tokens": NewToken;
+  "/v1/interactions/{id}/clone": Interaction;
+  "/v1/interactions/{id}/disposition": { interaction: string; disposition: unknown; woken: string[] };
+  "/v1/applets": AppletDescription;
 }
 
 export interface PutAnswers {
   "/v1/operator/tenants/{tenant}/ceiling": CeilingView;
+  "/v1/grants/{applet}": { applet: string; grant: Grant };
 }
 
 // The operator's API (host/server/src/tenants.rs, grants.rs). A token's secret is in the
@@ -211,4 +319,8 @@ export interface Usage {
   follow_ups: number;
   kv_calls?: number;
   effects: Record<string, unknown>;
+}
+
+export interface PatchAnswers {
+  "/v1/interactions/{id}": Interaction;
 }

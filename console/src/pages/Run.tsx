@@ -364,7 +364,7 @@ export function Run({ id }: { id: string }) {
               </a>
             </dd>
             <dt>Interaction</dt>
-            <dd>{run.interaction ?? "—"}</dd>
+            <dd>{run.interaction ? <a href={href(["interactions", run.interaction])}>{run.interaction}</a> : "—"}</dd>
             <dt>Node</dt>
             <dd>{whereNow(run) ?? "—"}</dd>
             <dt>Started</dt>
