@@ -9,6 +9,7 @@ import { forgetApplets } from "./applets";
 import { SignIn } from "./pages/SignIn";
 import { Plans } from "./pages/Plans";
 import { Plan } from "./pages/Plan";
+import { PlanEditor } from "./pages/PlanEditor";
 import { Runs } from "./pages/Runs";
 import { Run } from "./pages/Run";
 import { Operator } from "./pages/Operator";
@@ -39,10 +40,14 @@ function App() {
     setRole(null);
     location.hash = "#/";
   };
-  const [first, second] = route.path;
+  const [first, second, third] = route.path;
   let page;
   if (role === "operator") {
     page = <Operator />;
+  } else if (first === "new-plan") {
+    page = <PlanEditor name={null} />;
+  } else if (first === "plans" && second && third === "edit") {
+    page = <PlanEditor name={second} />;
   } else if (first === "plans" && second) {
     const v = Number(route.query.get("version"));
     page = <Plan name={second} version={Number.isInteger(v) && v > 0 ? v : null} />;
