@@ -1,8 +1,10 @@
 // A plan's text as the editor holds it, read in the browser only to draw the graph while
 // typing: what is valid is the server's answer (`POST /v1/plans/validate`), never this.
-// JSON is read by the browser itself; YAML by js-yaml (about 13 KB compressed).
-import { dump, load } from "js-yaml";
+// JSON is read by the browser itself; YAML by js-yaml (about 13 KB compressed), loaded
+// only when the editor first needs it so that the console's first load stays small.
 import type { PlanBody, PlanNode } from "../api/model";
+
+const yaml = () => import("js-yaml");
 
 export type PlanFormat = "yaml" | "json";
 
@@ -17,10 +19,10 @@ export function contentType(format: PlanFormat): string {
 
 /// The text's plan in the shape the graph draws, or why it cannot be read. Whatever the
 /// text holds is narrowed to strings: a half-typed plan must not break the drawing.
-export function readPlan(text: string): { plan: PlanBody } | { error: string } {
+export async function readPlan(text: string): Promise<{ plan: PlanBody } | { error: string }> {
   let raw: unknown;
   try {
-    raw = formatOf(text) === "json" ? JSON.parse(text) : load(text);
+    raw = formatOf(text) === "json" ? JSON.parse(text) : (await yaml()).load(text);
   } catch (e) {
     return { error: (e as Error).message.split("\n")[0] ?? "unreadable" };
   }
@@ -59,8 +61,8 @@ export function readPlan(text: string): { plan: PlanBody } | { error: string } {
 }
 
 /// A stored plan (JSON) as YAML text to edit: people write plans in YAML (examples/plans).
-export function planToYaml(body: PlanBody): string {
-  return dump(body, { lineWidth: 100, noRefs: true });
+export async function planToYaml(body: PlanBody): Promise<string> {
+  return (await yaml()).dump(body, { lineWidth: 100, noRefs: true });
 }
 
 /// The line (1-based) a problem points at: the parser's "at line N" or, for a problem of a

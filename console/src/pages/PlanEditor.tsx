@@ -36,8 +36,11 @@ type Check =
 /// `name` null: a new plan; else a new version of `name`, starting from its latest.
 export function PlanEditor({ name }: { name: string | null }) {
   const latest = useLoad(
-    async (signal) =>
-      name === null ? null : await api.get("/v1/plans/{name}", { path: { name }, signal }),
+    async (signal) => {
+      if (name === null) return { text: NEW_PLAN, version: null };
+      const plan = await api.get("/v1/plans/{name}", { path: { name }, signal });
+      return { text: await planToYaml(plan.body), version: plan.version };
+    },
     [name],
   );
   const title = name === null ? "New plan" : `Edit plan ${name}`;
@@ -60,8 +63,8 @@ export function PlanEditor({ name }: { name: string | null }) {
       key={name ?? ""}
       title={title}
       name={name}
-      initial={latest.value ? planToYaml(latest.value.body) : NEW_PLAN}
-      basedOn={latest.value?.version ?? null}
+      initial={latest.value!.text}
+      basedOn={latest.value!.version}
     />
   );
 }
@@ -82,7 +85,8 @@ function Editor(props: { title: string; name: string | null; initial: string; ba
     const abort = new AbortController();
     setCheck({ state: "checking" });
     const timer = setTimeout(async () => {
-      const read = readPlan(text);
+      const read = await readPlan(text);
+      if (abort.signal.aborted) return;
       if ("plan" in read) {
         setUnreadable(null);
         const applets = await appletsOf(drawable(read.plan));
