@@ -324,6 +324,12 @@ async function planEditorJourney({ page, base, token }) {
   const wide = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
   check(wide <= 0, `the editor fits the phone's width (overflow ${wide}px)`);
   await page.setViewportSize({ width: 1280, height: 800 });
+  // The same mistake in JSON is pinned the same way.
+  await text.fill(JSON.stringify({ ...DIFFED_V1, name: "edited", nodes: { ...DIFFED_V1.nodes, same: { ...DIFFED_V1.nodes.same, exits: { next: "gone" } } } }, null, 2));
+  await page.locator('g.node.mark-problem[data-node="same"]').waitFor();
+  check((await problem.locator(".problem-field").textContent()) === "nodes.same.exits.next", "the JSON plan's problem names its field");
+  await text.fill(EDITED_WRONG);
+  await page.locator('g.node.mark-problem[data-node="stamp"]').waitFor();
   // Publishing it is refused, with the reason.
   await page.getByRole("button", { name: "Publish" }).click();
   await page.getByRole("alert").filter({ hasText: "invalid-plan" }).waitFor();
@@ -367,7 +373,8 @@ const DIFFED_V1 = {
   nodes: {
     first: { applet: "set-data@0.1.0", config: { set: [{ name: "A", value: "1" }] }, exits: { next: "old" } },
     old: { applet: "set-data@0.1.0", config: { set: [{ name: "B", value: "2" }] }, exits: { next: "last" } },
-    last: { applet: "loop-counter@0.1.0", config: { times: 1 } },
+    last: { applet: "loop-counter@0.1.0", config: { times: 1 }, exits: { next: "same" } },
+    same: { applet: "set-data@0.1.0", config: { set: [{ name: "C", value: "3" }] } },
   },
 };
 const DIFFED_V2 = {
@@ -375,7 +382,8 @@ const DIFFED_V2 = {
   nodes: {
     first: { applet: "set-data@0.1.0", config: { set: [{ name: "A", value: "changed" }] }, exits: { next: "fresh" } },
     fresh: { applet: "pause@0.1.0", config: { seconds: 1 }, exits: { next: "last" } },
-    last: { applet: "loop-counter@0.1.0", config: { times: 1 } },
+    last: { applet: "set-data@0.1.0", config: { set: [{ name: "D", value: "4" }] }, exits: { next: "same" } },
+    same: DIFFED_V1.nodes.same,
   },
 };
 
@@ -397,14 +405,17 @@ async function planDiffJourney({ page, base, token, acme }) {
   await diff.locator('g.node.mark-changed[data-node="first"]').waitFor();
   check(await diff.locator('g.node.mark-added[data-node="fresh"]').count() === 1, "the added node is marked");
   check(await diff.locator('g.node.mark-removed[data-node="old"]').count() === 1, "the removed node is drawn, marked");
-  check(await diff.locator("g.node.mark-changed, g.node.mark-added, g.node.mark-removed").count() === 3, "the unchanged node is not marked");
+  check(await diff.locator("g.node.mark-changed, g.node.mark-added, g.node.mark-removed").count() === 4, "four nodes marked");
+  check(await diff.locator('g.node[data-node="same"]').getAttribute("class") === "node", "the unchanged node is not marked");
   check((await diff.locator('g.node[data-node="first"]').getAttribute("aria-label")).includes("changed in version 2: config, exits"), "the changed node's label says what changed");
   const legend = await diff.getByRole("list", { name: "Legend" }).textContent();
   check(legend.includes("added") && legend.includes("changed") && legend.includes("removed"), "the legend names each mark");
   const changes = diff.getByRole("complementary", { name: "What changed" });
-  const first = await changes.locator("li.change-changed").textContent();
+  const first = await changes.locator("li.change-changed").filter({ hasText: "node first" }).textContent();
   check(first.includes("next: old → fresh"), `the exit change is listed (${first})`);
   check(first.includes('"changed"'), "the config after the change is shown");
+  const last = await changes.locator("li.change-changed").filter({ hasText: "node last" }).textContent();
+  check(last.includes("loop-counter@0.1.0 → set-data@0.1.0"), `the applet change is listed (${last})`);
   check((await changes.locator("li.change-added").textContent()).includes("pause@0.1.0"), "the added node's applet is listed");
   check((await changes.locator("li.change-removed").textContent()).includes("was set-data@0.1.0"), "the removed node's applet is listed");
 }
