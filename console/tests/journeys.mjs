@@ -302,6 +302,14 @@ async function planEditorJourney({ page, base, token }) {
   // The starting text is a valid plan, checked by the server.
   await status.filter({ hasText: "Valid" }).waitFor();
   const text = page.getByLabel("Plan text (YAML or JSON)");
+  // Tab indents in the text; Escape, then Tab, leaves it (the keyboard is not trapped).
+  await text.focus();
+  await text.press("Control+End");
+  await page.keyboard.press("Tab");
+  check((await text.inputValue()).endsWith("\n  "), "Tab indents by two spaces");
+  await page.keyboard.press("Escape");
+  await page.keyboard.press("Tab");
+  check(await text.evaluate((t) => document.activeElement !== t), "Escape then Tab moves on");
   await text.fill(EDITED_WRONG);
   await status.filter({ hasText: "1 problem" }).waitFor();
   // Pinned to the node on the graph, and to its field in the list beside the text.
