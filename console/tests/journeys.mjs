@@ -426,6 +426,10 @@ async function planDiffJourney({ page, base, token, acme }) {
   check(last.includes("loop-counter@0.1.0 → set-data@0.1.0"), `the applet change is listed (${last})`);
   check((await changes.locator("li.change-added").textContent()).includes("pause@0.1.0"), "the added node's applet is listed");
   check((await changes.locator("li.change-removed").textContent()).includes("was set-data@0.1.0"), "the removed node's applet is listed");
+  await page.setViewportSize({ width: 390, height: 800 });
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
+  check(wide <= 0, `the comparison fits the phone's width (overflow ${wide}px)`);
+  await page.setViewportSize({ width: 1280, height: 800 });
 }
 
 // --- the run -------------------------------------------------------------------------------
