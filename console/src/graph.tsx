@@ -18,6 +18,15 @@ export interface RunPath {
 
 export const edgeKey = (from: string, exit: string) => `${from}\u0000${exit}`;
 
+/// A mark on a node beyond the run's path: a problem the editor pinned to it, or what a
+/// version diff says of it. `kind` styles it (class `mark-KIND`) and `badge` is drawn in its
+/// corner, so the mark is not told by colour alone; `note` is added to its spoken label.
+export interface NodeMark {
+  kind: string;
+  badge: string;
+  note: string;
+}
+
 interface LaidNode {
   id: string;
   kind: "node" | "end";
@@ -172,6 +181,9 @@ export function PlanGraph(props: {
   path?: RunPath;
   selected?: string | null;
   onSelect?: (node: string) => void;
+  marks?: Map<string, NodeMark>;
+  /// Legend entries for the marks drawn: the kind (its key's style) and what it means.
+  markLegend?: { kind: string; badge: string; label: string }[];
 }) {
   const { plan, applets, path } = props;
   const laid = useMemo(() => {
@@ -232,6 +244,7 @@ export function PlanGraph(props: {
               );
             }
             const visits = path?.visits.get(n.id) ?? 0;
+            const mark = props.marks?.get(n.id);
             const cls = [
               "node",
               n.id === plan.start ? "start" : "",
@@ -239,12 +252,15 @@ export function PlanGraph(props: {
               path?.current === n.id ? "current" : "",
               path?.failed === n.id ? "failed" : "",
               props.selected === n.id ? "selected" : "",
+              mark ? `mark-${mark.kind}` : "",
             ]
               .filter(Boolean)
               .join(" ");
             const label = `Node ${n.id}, applet ${n.subtitle}${n.id === plan.start ? ", the start" : ""}${
               visits ? `, visited ${visits} time${visits > 1 ? "s" : ""}` : ""
-            }${path?.current === n.id ? ", the run is here" : ""}${path?.failed === n.id ? ", the run failed here" : ""}`;
+            }${path?.current === n.id ? ", the run is here" : ""}${path?.failed === n.id ? ", the run failed here" : ""}${
+              mark ? `, ${mark.note}` : ""
+            }`;
             const select = () => props.onSelect?.(n.id);
             return (
               <g
@@ -271,6 +287,11 @@ export function PlanGraph(props: {
                 <text x={n.x} y={y + 36} text-anchor="middle" class="node-applet">
                   {n.subtitle}
                 </text>
+                {mark ? (
+                  <text x={x + 6} y={y + 12} class="mark-badge" aria-hidden="true">
+                    {mark.badge}
+                  </text>
+                ) : null}
                 {visits > 1 ? (
                   <text x={x + n.width - 6} y={y + 12} text-anchor="end" class="visits">
                     ×{visits}
@@ -286,6 +307,12 @@ export function PlanGraph(props: {
         <li><span class="key key-error" aria-hidden="true" />error exit</li>
         <li><span class="key key-end" aria-hidden="true" />unwired exit: ends the run</li>
         {path ? <li><span class="key key-taken" aria-hidden="true" />the run's path</li> : null}
+        {props.markLegend?.map((m) => (
+          <li key={m.kind}>
+            <span class={`key key-mark mark-${m.kind}`} aria-hidden="true">{m.badge}</span>
+            {m.label}
+          </li>
+        ))}
       </ul>
     </figure>
   );

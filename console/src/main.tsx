@@ -9,6 +9,7 @@ import { forgetApplets } from "./applets";
 import { SignIn } from "./pages/SignIn";
 import { Plans } from "./pages/Plans";
 import { Plan } from "./pages/Plan";
+import { PlanEditor } from "./pages/PlanEditor";
 import { Runs } from "./pages/Runs";
 import { Run } from "./pages/Run";
 import { Operator } from "./pages/Operator";
@@ -45,13 +46,17 @@ function App() {
     setRole(null);
     location.hash = "#/";
   };
-  const [first, second] = route.path;
+  const [first, second, third] = route.path;
   let page;
   if (role === "operator") {
     const tenant = first === "operator" && second === "tenants" ? route.path[2] : undefined;
     page = tenant ? <Tenant tenant={tenant} /> : <Operator />;
   } else if (first === "usage") {
     page = <Usage route={route} />;
+  } else if (first === "new-plan") {
+    page = <PlanEditor name={null} />;
+  } else if (first === "plans" && second && third === "edit") {
+    page = <PlanEditor name={second} />;
   } else if (first === "plans" && second) {
     const v = Number(route.query.get("version"));
     page = <Plan name={second} version={Number.isInteger(v) && v > 0 ? v : null} />;

@@ -272,6 +272,169 @@ function bigPlan(name, errors) {
   return { name, type: "unattended", description: "50 nodes, for BENCHMARKS.md", start: n(0), nodes };
 }
 
+// --- the plan editor and version diff ------------------------------------------------------
+
+// A plan written in the editor with a mistake (an exit to a node that is not there), then
+// fixed: the mistake is pinned to its node on the graph and to its field in the list.
+const EDITED_WRONG = `name: edited
+type: unattended
+description: Written in the console's editor
+start: stamp
+nodes:
+  stamp:
+    applet: set-data@0.1.0
+    config:
+      set:
+        - name: Stamped
+          value: "yes"
+    exits:
+      next: nowhere
+`;
+const EDITED_FIXED = EDITED_WRONG.replace("next: nowhere", "next: count") + `  count:
+    applet: loop-counter@0.1.0
+    config:
+      times: 2
+`;
+
+async function planEditorJourney({ page, base, token }) {
+  await signIn(page, base, token);
+  await page.getByRole("link", { name: "Plans" }).click();
+  await page.getByRole("link", { name: "New plan" }).click();
+  await page.getByRole("heading", { name: "New plan" }).waitFor();
+  const status = page.locator("#check-status");
+  // The starting text is a valid plan, checked by the server.
+  await status.filter({ hasText: "Valid" }).waitFor();
+  const text = page.getByLabel("Plan text (YAML or JSON)");
+  // Tab indents in the text; Escape, then Tab, leaves it (the keyboard is not trapped).
+  await text.focus();
+  await text.press("Control+End");
+  await page.keyboard.press("Tab");
+  check((await text.inputValue()).endsWith("\n  "), "Tab indents by two spaces");
+  await page.keyboard.press("Escape");
+  await page.keyboard.press("Tab");
+  check(await text.evaluate((t) => document.activeElement !== t), "Escape then Tab moves on");
+  await text.fill(EDITED_WRONG);
+  await status.filter({ hasText: "1 problem" }).waitFor();
+  // Pinned to the node on the graph, and to its field in the list beside the text.
+  await page.locator('g.node.mark-problem[data-node="stamp"]').waitFor();
+  check((await page.locator('g.node[data-node="stamp"]').getAttribute("aria-label")).includes("1 problem"), "the node's label says it has a problem");
+  const problem = page.getByRole("list", { name: "Problems" }).locator("li");
+  check(await problem.count() === 1, "one problem listed");
+  check((await problem.locator(".problem-field").textContent()) === "nodes.stamp.exits.next", "the problem names its field");
+  check((await problem.locator(".problem-message").textContent()).includes('"nowhere"'), "the problem says what is wrong");
+  check(await page.locator(".gutter .bad-line").count() >= 1, "the problem's line is marked beside the text");
+  check((await page.getByRole("list", { name: "Legend" }).textContent()).includes("node with a problem"), "the legend explains the mark");
+  // The problem's node button selects it on the graph and puts the caret on its line.
+  await problem.getByRole("button", { name: "node stamp" }).click();
+  await page.locator('g.node.selected[data-node="stamp"]').waitFor();
+  const caretLine = await text.evaluate((t) => t.value.slice(0, t.selectionStart).split("\n").length);
+  check(caretLine === 6, `the caret is on the node's line (${caretLine})`);
+  await page.screenshot({ path: join(OUT_DIR, "plan-editor-problem.png"), fullPage: true });
+  // At phone width the text, the problems and the graph stack, nothing wider than the screen.
+  await page.setViewportSize({ width: 390, height: 800 });
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
+  check(wide <= 0, `the editor fits the phone's width (overflow ${wide}px)`);
+  await page.setViewportSize({ width: 1280, height: 800 });
+  // The same mistake in JSON is pinned the same way.
+  await text.fill(JSON.stringify({ ...DIFFED_V1, name: "edited", nodes: { ...DIFFED_V1.nodes, same: { ...DIFFED_V1.nodes.same, exits: { next: "gone" } } } }, null, 2));
+  await page.locator('g.node.mark-problem[data-node="same"]').waitFor();
+  check((await problem.locator(".problem-field").textContent()) === "nodes.same.exits.next", "the JSON plan's problem names its field");
+  await text.fill(EDITED_WRONG);
+  await page.locator('g.node.mark-problem[data-node="stamp"]').waitFor();
+  // Publishing it is refused, with the reason.
+  await page.getByRole("button", { name: "Publish" }).click();
+  await page.getByRole("alert").filter({ hasText: "invalid-plan" }).waitFor();
+  // Fixed: the mark goes, and it publishes as version 1.
+  await text.fill(EDITED_FIXED);
+  await status.filter({ hasText: "Valid" }).waitFor();
+  await page.locator('g.node[data-node="count"]').waitFor();
+  check(await page.locator("g.node.mark-problem").count() === 0, "no node is marked once fixed");
+  check(await page.getByRole("list", { name: "Problems" }).count() === 0, "no problem listed once fixed");
+  await page.getByRole("button", { name: "Publish" }).click();
+  await page.locator(".notice").filter({ hasText: "Published edited version 1" }).waitFor();
+  await page.getByRole("link", { name: "Open the plan" }).click();
+  await page.getByRole("heading", { name: "Plan edited" }).waitFor();
+  await page.locator('g.node[data-node="count"]').waitFor();
+  check((await page.locator("ol.versions").textContent()).includes("Version 1"), "the version list shows version 1");
+  // A new version from the latest: the editor starts from its text (as YAML).
+  await page.getByRole("link", { name: "Edit (new version)" }).click();
+  await page.getByRole("heading", { name: "Edit plan edited" }).waitFor();
+  await status.filter({ hasText: "Valid" }).waitFor();
+  const v1 = await text.inputValue();
+  check(v1.includes("loop-counter@0.1.0") && v1.includes("times: 2"), "the editor starts from the latest version");
+  await text.fill(v1.replace("times: 2", "times: 3"));
+  await status.filter({ hasText: "Valid" }).waitFor();
+  await page.getByRole("button", { name: "Publish" }).click();
+  await page.locator(".notice").filter({ hasText: "Published edited version 2" }).waitFor();
+  await page.getByRole("link", { name: "Open the plan" }).click();
+  await page.locator("ol.versions").filter({ hasText: "Version 2" }).waitFor();
+  check((await page.locator("dl.facts").first().textContent()).includes("2"), "the plan page shows version 2");
+  // The two versions compared: the changed node is marked.
+  await page.getByRole("button", { name: "Compare" }).click();
+  await page.locator('.diff g.node.mark-changed[data-node="count"]').waitFor();
+  check(await page.locator(".diff g.node.mark-changed").count() === 1, "only the changed node is marked");
+}
+
+// Two versions published through the API: a node changed (applet version, config, an
+// exit), one added, one removed; the diff marks each on the graph and lists what changed.
+const DIFFED_V1 = {
+  name: "diffed",
+  type: "unattended",
+  start: "first",
+  nodes: {
+    first: { applet: "set-data@0.1.0", config: { set: [{ name: "A", value: "1" }] }, exits: { next: "old" } },
+    old: { applet: "set-data@0.1.0", config: { set: [{ name: "B", value: "2" }] }, exits: { next: "last" } },
+    last: { applet: "loop-counter@0.1.0", config: { times: 1 }, exits: { next: "same" } },
+    same: { applet: "set-data@0.1.0", config: { set: [{ name: "C", value: "3" }] } },
+  },
+};
+const DIFFED_V2 = {
+  ...DIFFED_V1,
+  nodes: {
+    first: { applet: "set-data@0.1.0", config: { set: [{ name: "A", value: "changed" }] }, exits: { next: "fresh" } },
+    fresh: { applet: "pause@0.1.0", config: { seconds: 1 }, exits: { next: "last" } },
+    last: { applet: "set-data@0.1.0", config: { set: [{ name: "D", value: "4" }] }, exits: { next: "same" } },
+    same: DIFFED_V1.nodes.same,
+  },
+};
+
+async function planDiffJourney({ page, base, token, acme }) {
+  await acme("PUT", "/v1/plans/diffed", DIFFED_V1);
+  await acme("PUT", "/v1/plans/diffed", DIFFED_V2);
+  await signIn(page, base, token);
+  await page.goto(`${base}/#/plans/diffed`);
+  await page.getByRole("heading", { name: "Compare versions" }).waitFor();
+  // The same version twice: identical.
+  await page.getByLabel("From version").selectOption("2");
+  await page.getByLabel("To version").selectOption("2");
+  await page.getByRole("button", { name: "Compare" }).click();
+  await page.getByRole("status").filter({ hasText: "identical" }).waitFor();
+  // Version 1 to 2 (the last page, for the screenshot).
+  await page.getByLabel("From version").selectOption("1");
+  await page.getByRole("button", { name: "Compare" }).click();
+  const diff = page.locator(".diff");
+  await diff.locator('g.node.mark-changed[data-node="first"]').waitFor();
+  check(await diff.locator('g.node.mark-added[data-node="fresh"]').count() === 1, "the added node is marked");
+  check(await diff.locator('g.node.mark-removed[data-node="old"]').count() === 1, "the removed node is drawn, marked");
+  check(await diff.locator("g.node.mark-changed, g.node.mark-added, g.node.mark-removed").count() === 4, "four nodes marked");
+  check(await diff.locator('g.node[data-node="same"]').getAttribute("class") === "node", "the unchanged node is not marked");
+  check((await diff.locator('g.node[data-node="first"]').getAttribute("aria-label")).includes("changed in version 2: config, exits"), "the changed node's label says what changed");
+  const legend = await diff.getByRole("list", { name: "Legend" }).textContent();
+  check(legend.includes("added") && legend.includes("changed") && legend.includes("removed"), "the legend names each mark");
+  const changes = diff.getByRole("complementary", { name: "What changed" });
+  const first = await changes.locator("li.change-changed").filter({ hasText: "node first" }).textContent();
+  check(first.includes("next: old → fresh"), `the exit change is listed (${first})`);
+  check(first.includes('"changed"'), "the config after the change is shown");
+  const last = await changes.locator("li.change-changed").filter({ hasText: "node last" }).textContent();
+  check(last.includes("loop-counter@0.1.0 → set-data@0.1.0"), `the applet change is listed (${last})`);
+  check((await changes.locator("li.change-added").textContent()).includes("pause@0.1.0"), "the added node's applet is listed");
+  check((await changes.locator("li.change-removed").textContent()).includes("was set-data@0.1.0"), "the removed node's applet is listed");
+  await page.setViewportSize({ width: 390, height: 800 });
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
+  check(wide <= 0, `the comparison fits the phone's width (overflow ${wide}px)`);
+  await page.setViewportSize({ width: 1280, height: 800 });
+}
+
 // --- the run -------------------------------------------------------------------------------
 
 async function main() {
@@ -407,6 +570,9 @@ async function main() {
     await page.goto(`${base}/#/plans/wrapup`);
     await page.locator('g.node[data-node="stamp"]').waitFor();
   });
+
+  await journey("plan-editor", context, (page) => planEditorJourney({ page, base, token }));
+  await journey("plan-diff", context, (page) => planDiffJourney({ page, base, token, acme }));
 
   await journey("live-run", context, async (page) => {
     await signIn(page, base, token);
@@ -748,6 +914,9 @@ async function usageJourney({ context, base, acme, token }) {
     await page.getByLabel("Range").selectOption("14");
     await page.waitForFunction(() => document.querySelectorAll('figure.chart[data-metric="usage-invocations"] rect').length === 14);
     await fitsPhone(page, "the usage page");
+  });
+}
+
 // --- interactions (issue 16, item 5) -------------------------------------------------------
 
 async function interactionJourneys({ context, base, token, acme }) {

@@ -131,6 +131,35 @@ export interface PlanVersions {
   versions: { version: number; created_at_ms: number; digest: string }[];
 }
 
+/// `GET /v1/plans/{name}/diff` (plans.rs `diff`, `summary`): the text diff of two stored
+/// bodies and what changed node by node (`summary` is null when a body no longer parses).
+export interface PlanDiff {
+  plan: string;
+  from: number;
+  to: number;
+  identical: boolean;
+  unified: string;
+  summary: {
+    nodes_added: string[];
+    nodes_removed: string[];
+    nodes_changed: {
+      node: string;
+      changed: ("applet" | "version" | "config" | "exits" | "error")[];
+      from: { applet: string };
+      to: { applet: string };
+    }[];
+    start: FieldChange | null;
+    type: FieldChange | null;
+    post_interaction: FieldChange | null;
+    description: FieldChange | null;
+  } | null;
+}
+
+export interface FieldChange {
+  from: unknown;
+  to: unknown;
+}
+
 export interface NewTenant {
   tenant: string;
   token: string;
@@ -240,6 +269,7 @@ export interface GetAnswers {
   "/v1/plans/{name}": PlanVersion;
   "/v1/plans/{name}/versions": PlanVersions;
   "/v1/plans/{name}/versions/{version}": PlanVersion;
+  "/v1/plans/{name}/diff": PlanDiff;
   "/v1/applets/{name}/versions/{version}": AppletDescription;
   "/v1/runs": RunPage;
   "/v1/runs/{id}": RunDetail;
@@ -255,6 +285,7 @@ export interface GetAnswers {
 }
 
 export interface PostAnswers {
+  "/v1/plans/validate": { valid: true; plan: string; type: string };
   "/v1/operator/tenants": NewTenant;
   "/v1/operator/tenants/{tenant}/tokens": NewToken;
   "/v1/interactions/{id}/clone": Interaction;
@@ -265,6 +296,7 @@ export interface PostAnswers {
 export interface PutAnswers {
   "/v1/operator/tenants/{tenant}/ceiling": CeilingView;
   "/v1/grants/{applet}": { applet: string; grant: Grant };
+  "/v1/plans/{name}": { plan: string; version: number };
 }
 
 // The operator's API (host/server/src/tenants.rs, grants.rs). A token's secret is in the

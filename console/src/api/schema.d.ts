@@ -2205,9 +2205,9 @@ export interface operations {
                 status?: string;
                 /** @description interaction */
                 interaction?: string;
-                /** @description RFC 3339 */
+                /** @description RFC 3339, a date, ms since the epoch, or a duration ago (7d) */
                 since?: string;
-                /** @description RFC 3339 */
+                /** @description RFC 3339, a date, ms since the epoch, or a duration ago (7d) */
                 until?: string;
                 /** @description the last run id of the previous page */
                 after?: string;
@@ -2672,9 +2672,9 @@ export interface operations {
     usage: {
         parameters: {
             query?: {
-                /** @description RFC 3339 */
+                /** @description RFC 3339, a date, ms since the epoch, or a duration ago (7d) */
                 since?: string;
-                /** @description RFC 3339 */
+                /** @description RFC 3339, a date, ms since the epoch, or a duration ago (7d) */
                 until?: string;
             };
             header?: never;

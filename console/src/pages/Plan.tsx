@@ -5,6 +5,7 @@ import { api } from "../api/client";
 import type { PlanVersion } from "../api/model";
 import { appletsOf } from "../applets";
 import { PlanGraph } from "../graph";
+import { VersionDiff } from "./PlanDiff";
 import { href } from "../route";
 import { Time } from "../time";
 import { ErrorNote, JsonText, Loading, Page, useLoad } from "../ui";
@@ -33,7 +34,12 @@ export function Plan({ name, version }: { name: string; version: number | null }
   return (
     <Page
       title={`Plan ${name}`}
-      actions={<a href={href(["runs"], { plan: name })}>Runs of this plan</a>}
+      actions={
+        <>
+          <a href={href(["plans", name, "edit"])}>Edit (new version)</a>
+          <a href={href(["runs"], { plan: name })}>Runs of this plan</a>
+        </>
+      }
     >
       <ErrorNote error={plan.error} />
       {plan.loading && !p ? <Loading what="the plan" /> : null}
@@ -113,6 +119,7 @@ export function Plan({ name, version }: { name: string; version: number | null }
           ))}
         </ol>
       ) : null}
+      {versions.value ? <VersionDiff name={name} versions={versions.value.versions} /> : null}
     </Page>
   );
 }

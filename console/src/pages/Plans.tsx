@@ -10,11 +10,11 @@ export function Plans() {
     [],
   );
   return (
-    <Page title="Plans">
+    <Page title="Plans" actions={<a href={href(["new-plan"])}>New plan</a>}>
       <ErrorNote error={plans.error} />
       {plans.loading && !plans.value ? <Loading what="plans" /> : null}
       {plans.value && plans.value.plans.length === 0 ? (
-        <p>No plans yet. Publish one with <code>PUT /v1/plans/NAME</code> or <code>coda plan publish</code>.</p>
+        <p>No plans yet. Write one in the <a href={href(["new-plan"])}>editor</a>, or publish one with <code>PUT /v1/plans/NAME</code> or <code>coda plan publish</code>.</p>
       ) : null}
       {plans.value && plans.value.plans.length > 0 ? (
         <table class="list">
