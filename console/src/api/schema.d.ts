@@ -924,6 +924,8 @@ export interface components {
             interaction: string;
             woken: string[];
         };
+        /** @description Any JSON but null: the waiting runs' data source `Event` */
+        EventPayload: Record<string, never> | unknown[] | string | number | boolean;
         /** @description An interaction event recorded: the interaction's status and the runs it started. */
         EventRecorded: {
             interaction: string;
@@ -2145,10 +2147,10 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description Any JSON: the waiting runs' data source `Event` (may be empty) */
-        requestBody: {
+        /** @description Any JSON: the waiting runs' data source `Event`; optional */
+        requestBody?: {
             content: {
-                "application/json": Record<string, never>;
+                "application/json": components["schemas"]["EventPayload"] | null;
             };
         };
         responses: {

@@ -664,7 +664,7 @@ async fn delete_post_flow(
 
 /// Delivers a named event (an agent's disposition, a survey reply) to the interaction's
 /// runs waiting for it; the body, any JSON, is their data source `Event`.
-#[utoipa::path(post, path = "/v1/interactions/{id}/events/{event}", params(("id" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the interaction's id"), ("event" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,14}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the event's name")), request_body(content = Object, content_type = "application/json", description = "Any JSON: the waiting runs' data source `Event` (may be empty)"), responses((status = 200, description = "The runs woken", body = EventDelivered)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/interactions/{id}/events/{event}", params(("id" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the interaction's id"), ("event" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,14}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the event's name")), request_body(content = Option<crate::openapi::bodies::EventPayload>, content_type = "application/json", description = "Any JSON: the waiting runs' data source `Event`; optional"), responses((status = 200, description = "The runs woken", body = EventDelivered)), security(("tenant" = [])))]
 async fn deliver_event(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

@@ -275,6 +275,36 @@ pub(crate) mod bodies {
     )]
     pub struct AddressRange(String);
 
+    /// A named event's payload: any JSON but `null` (the body is optional: leave it out for
+    /// none), the waiting runs' data source `Event`. Written by hand: `null` must be no
+    /// payload, or the optional body's `oneOf [payload, null]` would match it twice.
+    pub struct EventPayload;
+
+    impl utoipa::PartialSchema for EventPayload {
+        fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+            use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+            let any_but_null = [
+                Type::Object,
+                Type::Array,
+                Type::String,
+                Type::Number,
+                Type::Boolean,
+            ];
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter(any_but_null))
+                .description(Some(
+                    "Any JSON but null: the waiting runs' data source `Event`",
+                ))
+                .into()
+        }
+    }
+
+    impl ToSchema for EventPayload {
+        fn name() -> std::borrow::Cow<'static, str> {
+            "EventPayload".into()
+        }
+    }
+
     /// Bytes as sent: a component or a package.
     #[derive(ToSchema)]
     #[schema(value_type = String, format = Binary)]
