@@ -658,6 +658,255 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description An IPv4 address range (`10.20.0.0/16`; the server also takes IPv6 ranges). */
+        AddressRange: string;
+        /** @description An agent's post-contact state. */
+        Agent: {
+            agent: string;
+            interaction: string;
+            /** Format: int64 */
+            since_ms: number;
+            /** @description `available` or `unavailable`. */
+            state: string;
+            unavailable_code: string;
+            /**
+             * Format: int64
+             * @description Null: until a disposition is submitted.
+             */
+            until_ms?: number | null;
+        };
+        /**
+         * @description One version described: what it declares (`describe`: its exits, config, needs) and
+         *     imports, and for an upload its record (digest, size, vendor and package when signed).
+         */
+        AppletDescribed: {
+            name: string;
+            /** @description `built-in` or `uploaded`. */
+            origin: string;
+            retired: boolean;
+            version: string;
+        } & {
+            [key: string]: components["schemas"]["Value"];
+        };
+        /** @description An applet name's versions, built-in and uploaded. */
+        AppletEntry: {
+            name: string;
+            /** @description `built-in`, `uploaded` or both. */
+            origins: string[];
+            /** @description In version order. */
+            versions: components["schemas"]["AppletVersion"][];
+        };
+        /**
+         * @description What a tenant grants one applet; each field at most what the operator's ceiling
+         *     allows (more: 422).
+         */
+        AppletGrant: {
+            email?: boolean;
+            http?: components["schemas"]["HostPattern"][];
+            interactions?: boolean;
+            /** @description Key prefixes of the tenant's key-value store (`contact/`); `""`: every key. */
+            kv?: string[];
+            secrets?: components["schemas"]["SecretName"][];
+            /** @description Database names. */
+            sql?: string[];
+        };
+        /** @description The tenant's applets, by name. */
+        AppletList: {
+            applets: components["schemas"]["AppletEntry"][];
+        };
+        /** @description One version of an applet, as its name's list shows it. */
+        AppletVersion: {
+            /** @description An uploaded version's SHA-256. */
+            digest?: string | null;
+            /** @description `built-in` or `uploaded`. */
+            origin: string;
+            retired: boolean;
+            /** Format: int64 */
+            uploaded_at_ms?: number | null;
+            version: string;
+        };
+        /** @description An interaction's audit trail. */
+        Audit: {
+            /**
+             * @description Every change to its details, oldest first: who, when, and each field's old and new
+             *     value.
+             */
+            audit: components["schemas"]["Value"][];
+            interaction: string;
+        };
+        /**
+         * Format: binary
+         * @description Bytes as sent: a component or a package.
+         */
+        Bytes: string;
+        /** @description Capability calls of one kind. */
+        Calls: {
+            /**
+             * Format: int64
+             * @description Calls made, whatever their result.
+             */
+            calls: number;
+            /**
+             * Format: int64
+             * @description Calls that succeeded; the rest answered a host error.
+             */
+            succeeded: number;
+        };
+        /** @description What the operator allows a tenant at most; everything defaults to nothing. */
+        Ceiling: {
+            /**
+             * @description Address ranges otherwise refused (loopback, private, link-local) that the
+             *     tenant's HTTP calls may reach.
+             */
+            allow_private?: components["schemas"]["AddressRange"][];
+            /** Format: int32 */
+            concurrency?: number | null;
+            databases?: string[];
+            email?: boolean;
+            /** Format: int32 */
+            email_per_hour?: number | null;
+            /** Format: int64 */
+            fuel?: number | null;
+            /** @description Host patterns the tenant's HTTP calls may reach. */
+            http_hosts?: components["schemas"]["HostPattern"][];
+            interactions?: boolean;
+            /**
+             * @description The tenant's key-value store and its limits (`{}` for the defaults); none: no
+             *     key-value store.
+             */
+            kv?: {
+                [key: string]: components["schemas"]["Value"];
+            } | null;
+            /** Format: int32 */
+            max_recipients?: number | null;
+            /** Format: int32 */
+            max_secrets?: number | null;
+            /** Format: int64 */
+            memory_bytes?: number | null;
+            /**
+             * @description Secret names: for a settings file; the service's tenants name their own (cap
+             *     how many with `max_secrets`), so it is always empty here.
+             */
+            secrets?: string[];
+            /** Format: int64 */
+            upload_bytes?: number | null;
+        };
+        /**
+         * @description A tenant's ceiling as the operator sets it, with the SMTP server and databases it
+         *     may use.
+         */
+        CeilingSettings: {
+            ceiling?: components["schemas"]["Ceiling"] | null;
+            /** @description Database URLs by name (`sqlite:PATH`, `postgres://...`). */
+            databases?: {
+                [key: string]: string;
+            };
+            /** @description `{host, port, tls, username, password, from, timeout_ms}`. */
+            smtp?: {
+                [key: string]: components["schemas"]["Value"];
+            } | null;
+        };
+        /**
+         * @description A tenant's ceiling as the operator set it (database URLs without their passwords, the
+         *     SMTP server without its credentials).
+         */
+        CeilingView: {
+            /** @description The limits (`http_hosts`, `email`, `max_secrets`, `fuel`, `kv`, ...), as set. */
+            ceiling: components["schemas"]["Ceiling"];
+            /** @description Database URLs by name, their passwords redacted. */
+            databases: {
+                [key: string]: string;
+            };
+            /** @description Whether the operator set one; if not, this is the default that allows nothing. */
+            set: boolean;
+            /** @description `{host, port, tls, from, timeout_ms, authenticated}`, or null. */
+            smtp: components["schemas"]["Value"];
+            tenant: string;
+        };
+        /**
+         * @description An interaction's channel.
+         * @enum {string}
+         */
+        Channel: "voice" | "chat" | "sms" | "email" | "task";
+        /** @description A new outbound interaction cloned from a completed one. */
+        CloneRequest: {
+            channel: components["schemas"]["Channel"];
+            customer?: components["schemas"]["CustomerFields"] | null;
+            queue: string;
+            /** @description The original's when left out. */
+            subject?: string | null;
+        };
+        /** @description The new tenant. */
+        CreateTenant: {
+            /** @description Its id: 1 to 64 characters of a-z 0-9 . _ -, the first a letter or digit. */
+            id: string;
+        };
+        /** @description The customer's contact in a patch or a clone; `null` clears a field. */
+        CustomerFields: {
+            email?: string | null;
+            name?: string | null;
+            /** @description Digits, spaces and `+-().`, at most 32. */
+            phone?: string | null;
+        };
+        /** @description A JSON merge patch of a completed interaction's editable details; `null` clears. */
+        DetailsPatch: {
+            /** @description By name; a `null` value removes that field, `null` for the map removes all. */
+            custom_fields?: {
+                [key: string]: components["schemas"]["Value"];
+            } | null;
+            customer?: components["schemas"]["CustomerFields"] | null;
+            notes?: string | null;
+            result?: string | null;
+            subject?: string | null;
+            type?: string | null;
+        };
+        /** @description A disposition an agent submits. */
+        Disposition: {
+            /** Format: double */
+            amount?: number | null;
+            code: string;
+            notes?: string | null;
+        };
+        /** @description One disposition a skill offers. */
+        DispositionBody: {
+            amount?: boolean;
+            code: string;
+            label: string;
+        };
+        /** @description A disposition submitted. */
+        DispositionSubmitted: {
+            /** @description The disposition as recorded. */
+            disposition: components["schemas"]["Value"];
+            interaction: string;
+            /** @description The runs waiting for it that it woke. */
+            woken: string[];
+        };
+        /** @description One capability call of a step, journaled once. */
+        Effect: {
+            /** Format: int64 */
+            at_ms: number;
+            /**
+             * Format: int32
+             * @description The call's position in the step, from 0.
+             */
+            call_seq: number;
+            /** @description SHA-256 of the request: a replay matches the same call. */
+            digest: string;
+            /** @description `http`, `email`, `sql-query`, `sql-execute`, `interactions`, `kv`. */
+            kind: string;
+            /** @description The call's result as the applet got it. */
+            result: components["schemas"]["Value"];
+            /** Format: int64 */
+            step_seq: number;
+        };
+        /** @description The interaction ended: its post-interaction plan starts. */
+        Ended: {
+            interaction: string;
+            outcome?: string | null;
+            type: components["schemas"]["EndedType"];
+        };
+        /** @enum {string} */
+        EndedType: "ended";
         /** @description The one error shape of every refusal: `{"error": {"kind", "message"}}`. */
         ErrorBody: {
             error: components["schemas"]["ErrorDetail"];
@@ -668,6 +917,430 @@ export interface components {
             kind: string;
             /** @description For a person: names the field or value at fault. */
             message: string;
+        };
+        /** @description A named event delivered: the runs it woke. */
+        EventDelivered: {
+            event: string;
+            interaction: string;
+            woken: string[];
+        };
+        /** @description Any JSON but null: the waiting runs' data source `Event` */
+        EventPayload: Record<string, never> | unknown[] | string | number | boolean;
+        /** @description An interaction event recorded: the interaction's status and the runs it started. */
+        EventRecorded: {
+            interaction: string;
+            runs: string[];
+            /** @description `active` or `completed`. */
+            status: string;
+        };
+        /** @description A fixture of `coda applet test`: one step's input, its recorded calls, and what it did. */
+        Fixture: {
+            /** @description `name@version`. */
+            applet: string;
+            /** @description When the step ran (RFC 3339). */
+            at?: string | null;
+            /** @description The capability calls it made, with their recorded results. */
+            calls: components["schemas"]["Value"][];
+            /** @description The node's config. */
+            config: components["schemas"]["Value"];
+            /** @description `{tenant, run, plan, node, idempotency_key, attempt, interaction}`. */
+            context: {
+                [key: string]: components["schemas"]["Value"];
+            };
+            /** @description The run's data sources as the step began, by name. */
+            data: {
+                [key: string]: components["schemas"]["Value"];
+            };
+            /** @description Which run, step, applet and node it came from, in words. */
+            description: string;
+            /** @description What the step did: its exit or error and the data it set. */
+            expect: {
+                [key: string]: components["schemas"]["Value"];
+            };
+            /** @description The secrets granted to the applet, each with a placeholder for a test value. */
+            secrets: {
+                [key: string]: components["schemas"]["Value"];
+            };
+            /** @description The node's state as the step began, by name. */
+            state: {
+                [key: string]: components["schemas"]["Value"];
+            };
+        };
+        /** @description One applet's grant. */
+        GrantEntry: {
+            /** @description The applet's name, or name@version. */
+            applet: string;
+            grant: components["schemas"]["AppletGrant"];
+            /**
+             * Format: int64
+             * @description When it was last set; absent in the answer to setting it.
+             */
+            updated_at_ms?: number | null;
+        };
+        /** @description The tenant's grants. */
+        GrantList: {
+            grants: components["schemas"]["GrantEntry"][];
+        };
+        /** @description `{"status": "ok"}` (alive) or `{"status": "ready"}`. */
+        Health: {
+            status: string;
+        };
+        /**
+         * @description A host pattern: `api.example.com`, `*.example.com`, `*`, each with an optional
+         *     `:port` or `:*` (the server also takes `[IPv6]:port`).
+         */
+        HostPattern: string;
+        /**
+         * @description An interaction: its state, parties, data sources, post-flow action, and once
+         *     completed its details, post-contact work and disposition.
+         */
+        Interaction: {
+            agent?: string | null;
+            agent_reached: boolean;
+            channel: components["schemas"]["Channel"];
+            /** Format: int64 */
+            completed_at_ms?: number | null;
+            /** @description Whose token completed it. */
+            completed_by?: string | null;
+            /** @description Its data sources, by name. */
+            data: {
+                [key: string]: components["schemas"]["Value"];
+            };
+            /**
+             * @description Its editable details once completed (subject, type, result, notes, customer,
+             *     custom_fields), or null.
+             */
+            details: components["schemas"]["Value"];
+            /** @description The submitted disposition, or null. */
+            disposition: components["schemas"]["Value"];
+            /** @description The interaction it was cloned from, for a follow-up; or null. */
+            follow_up: components["schemas"]["Value"];
+            id: string;
+            /** @description The live plan. */
+            plan?: string | null;
+            /** @description The post-contact work it began, or null. */
+            post_contact: components["schemas"]["Value"];
+            /** @description `{target, action, plan, invocation_data}`, or null. */
+            post_flow: components["schemas"]["Value"];
+            post_flow_fired: boolean;
+            /** @description The parties present now (`caller`, `agent`). */
+            present: components["schemas"]["Party"][];
+            skill?: string | null;
+            /** @description `active` or `completed`. */
+            status: string;
+            /** Format: int64 */
+            updated_at_ms: number;
+        };
+        /** @description An event about an interaction, as a contact center sends it (`type` says which). */
+        InteractionEvent: components["schemas"]["Started"] | components["schemas"]["PartyJoined"] | components["schemas"]["PartyDisconnected"] | components["schemas"]["Ended"];
+        /**
+         * @description The started run's data source `InvocationData`: a JSON value, or an expression
+         *     over the interaction's data sources.
+         */
+        InvocationData: components["schemas"]["InvocationJson"] | components["schemas"]["InvocationExpression"];
+        /** @description An expression over the interaction's data sources, evaluated when the action is set. */
+        InvocationExpression: {
+            expression: string;
+        };
+        /** @description A JSON value, as given. */
+        InvocationJson: {
+            json: components["schemas"]["Value"];
+        };
+        /** @description One line an applet logged. */
+        LogLine: {
+            /** @description `trace`, `debug`, `info`, `warn` or `error`. */
+            level: string;
+            message: string;
+        };
+        /**
+         * @description A skill's post-contact work: a timed wrap-up, or dispositions to submit.
+         * @enum {string}
+         */
+        Mode: "wrap-up" | "dispositions";
+        /**
+         * @description A party of an interaction.
+         * @enum {string}
+         */
+        Party: "caller" | "agent";
+        /** @description A party left. */
+        PartyDisconnected: {
+            interaction: string;
+            party: components["schemas"]["Party"];
+            type: components["schemas"]["PartyDisconnectedType"];
+        };
+        /** @enum {string} */
+        PartyDisconnectedType: "party-disconnected";
+        /** @description A party joined. */
+        PartyJoined: {
+            /** @description Which agent joined (an agent party). */
+            agent?: string | null;
+            interaction: string;
+            party: components["schemas"]["Party"];
+            type: components["schemas"]["PartyJoinedType"];
+        };
+        /** @enum {string} */
+        PartyJoinedType: "party-joined";
+        /** @description The difference between two versions of a plan. */
+        PlanDiff: {
+            /** Format: int32 */
+            from: number;
+            identical: boolean;
+            plan: string;
+            /**
+             * @description What changed, node by node (`nodes_added`, `nodes_removed`, `nodes_changed`, and
+             *     `start`, `type`, `post_interaction`, `description` as `{from, to}` when changed);
+             *     null when a stored body no longer parses.
+             */
+            summary: components["schemas"]["Value"];
+            /** Format: int32 */
+            to: number;
+            /** @description A unified diff of the two bodies, pretty-printed JSON. */
+            unified: string;
+        };
+        /** @description A plan's latest version, as listed. */
+        PlanEntry: {
+            /** Format: int64 */
+            created_at_ms: number;
+            name: string;
+            type?: components["schemas"]["Value"] | null;
+            /** Format: int32 */
+            version: number;
+        };
+        /** @description The tenant's plans. */
+        PlanList: {
+            plans: components["schemas"]["PlanEntry"][];
+        };
+        /** @description One version of a plan, with its body (the plan as JSON). */
+        PlanVersion: {
+            /** @description The plan, in its canonical JSON form. */
+            body: components["schemas"]["Value"];
+            plan: string;
+            /** Format: int32 */
+            version: number;
+        };
+        /** @description A skill's post-contact work, as set. */
+        PostContactAnswer: {
+            skill: string;
+        } & {
+            [key: string]: components["schemas"]["Value"];
+        };
+        /** @description A skill's post-contact work, flat so that every field's error names it. */
+        PostContactBody: {
+            dispositions?: components["schemas"]["DispositionBody"][] | null;
+            mode: components["schemas"]["Mode"];
+            /** Format: int32 */
+            seconds?: number | null;
+            unavailable_code?: string | null;
+        };
+        /**
+         * @description Which disconnect fires a post-flow action.
+         * @enum {string}
+         */
+        PostFlowTarget: "agent" | "caller" | "any";
+        /** @description A plan published: its name and the version it became. */
+        Published: {
+            plan: string;
+            /** Format: int32 */
+            version: number;
+        };
+        /** @description A run as lists and controls show it (without its data and journal). */
+        Run: {
+            /**
+             * Format: int32
+             * @description The attempt the next step will be (1 unless retrying).
+             */
+            attempt: number;
+            /** Format: int64 */
+            created_at_ms: number;
+            /**
+             * Format: int64
+             * @description When a parked or waiting run goes on (ms since the epoch).
+             */
+            due_at_ms?: number | null;
+            id: string;
+            interaction?: string | null;
+            /** @description The node to run next; none once finished. */
+            node?: string | null;
+            /** @description The plan it is in now (a route moves it to another). */
+            plan: string;
+            /** Format: int32 */
+            plan_version: number;
+            status: components["schemas"]["RunStatusName"];
+            /** Format: int64 */
+            updated_at_ms: number;
+            wait?: components["schemas"]["Wait"] | null;
+        };
+        /** @description A run with its data, its journal and its capability calls. */
+        RunDetail: components["schemas"]["Run"] & {
+            /** @description The run's data sources: any JSON values, by name. */
+            data: {
+                [key: string]: components["schemas"]["Value"];
+            };
+            effects: components["schemas"]["Effect"][];
+            journal: components["schemas"]["Step"][];
+        };
+        /** @description A page of runs, newest first. */
+        RunPage: {
+            /** @description Pass as `after` for the next page; none on the last. */
+            next?: string | null;
+            runs: components["schemas"]["Run"][];
+        };
+        /**
+         * @description A run's status.
+         * @enum {string}
+         */
+        RunStatusName: "ready" | "parked" | "waiting" | "done" | "failed" | "cancelled";
+        /** @description A secret's value: write-only, never shown again. */
+        SecretBody: {
+            value: string;
+        };
+        /** @description A secret by name: its value is never shown. */
+        SecretEntry: {
+            name: string;
+            /** Format: int64 */
+            updated_at_ms: number;
+        };
+        /** @description The tenant's secrets, names only. */
+        SecretList: {
+            secrets: components["schemas"]["SecretEntry"][];
+        };
+        /** @description A secret's name. */
+        SecretName: string;
+        /** @description A post-flow action to set on a live interaction. */
+        SetPostFlow: {
+            /** @description What kind of flow it starts (`inbound-call-flow`, `voice-survey-flow`). */
+            action: string;
+            invocation_data: components["schemas"]["InvocationData"];
+            plan: string;
+            target: components["schemas"]["PostFlowTarget"];
+        };
+        /** @description The interaction started. */
+        Started: {
+            channel: components["schemas"]["Channel"];
+            /** @description Data sources: CLID, DialedNumber, Language and custom ones. */
+            data?: {
+                [key: string]: components["schemas"]["Value"];
+            };
+            interaction: string;
+            /** @description The live plan; its `post_interaction` plan starts when the interaction ends. */
+            plan?: string | null;
+            /** @description The skill it was routed by. */
+            skill?: string | null;
+            type: components["schemas"]["StartedType"];
+        };
+        /**
+         * @description The one `type` of each event.
+         * @enum {string}
+         */
+        StartedType: "started";
+        /** @description One step of a run's journal (in a run, and in its live tail). */
+        Step: {
+            /** @description `name@version`; empty for a step the host took itself (a wait's timeout, a stop). */
+            applet: string;
+            /** Format: int64 */
+            at_ms: number;
+            /** Format: int32 */
+            attempt: number;
+            /** @description The data the step set, by name. */
+            data_changes: {
+                [key: string]: components["schemas"]["Value"];
+            };
+            /** Format: int64 */
+            duration_us: number;
+            /** Format: int64 */
+            fuel_used: number;
+            /** @description What the applet logged. */
+            logs?: components["schemas"]["LogLine"][];
+            node: string;
+            /** @description Where the run went and why, in words. */
+            note: string;
+            plan: string;
+            /** Format: int32 */
+            plan_version: number;
+            /** @description The outcome (`{"exit": ..}`, `{"pause": ..}`, ...) or `{"error": {"kind", ...}}`. */
+            result: components["schemas"]["Value"];
+            /** Format: int64 */
+            seq: number;
+        };
+        /** @description A new token of a tenant: its secret is shown this once. */
+        TokenIssued: {
+            tenant: string;
+            /** @description The bearer token. */
+            token: string;
+            /** @description For revoking it. */
+            token_id: string;
+        };
+        /** @description What a tenant used in `[since, until)`. */
+        UsageAnswer: {
+            /**
+             * @description Capability calls by kind (`http`, `email`, `sql-query`, `sql-execute`,
+             *     `interactions`, `kv`).
+             */
+            effects: {
+                [key: string]: components["schemas"]["Calls"];
+            };
+            /** Format: int64 */
+            email_calls: number;
+            /** Format: int64 */
+            emails_sent: number;
+            /** Format: int64 */
+            follow_ups: number;
+            /**
+             * Format: int64
+             * @description Fuel those invocations used.
+             */
+            fuel_used: number;
+            /** Format: int64 */
+            http_calls: number;
+            /**
+             * Format: int64
+             * @description Wall time those invocations took.
+             */
+            invocation_ms: number;
+            /**
+             * Format: int64
+             * @description Steps that ran an applet.
+             */
+            invocations: number;
+            /** Format: int64 */
+            kv_calls: number;
+            /** @description RFC 3339. */
+            since: string;
+            /** Format: int64 */
+            sql_calls: number;
+            tenant: string;
+            /** @description RFC 3339. */
+            until: string;
+        };
+        /** @description A valid plan (an invalid one is refused with every problem). */
+        Validated: {
+            plan: string;
+            /** @description The plan's type (`post-interaction`, ...). */
+            type: string;
+            valid: boolean;
+        };
+        Value: unknown;
+        /** @description One published version: when, and the digest of its body. */
+        VersionEntry: {
+            /** Format: int64 */
+            created_at_ms: number;
+            digest: string;
+            /** Format: int32 */
+            version: number;
+        };
+        /** @description A plan's versions, oldest first. */
+        VersionList: {
+            plan: string;
+            versions: components["schemas"]["VersionEntry"][];
+        };
+        /** @description What a waiting run waits for. */
+        Wait: {
+            /** @description The named event (`POST /v1/interactions/{id}/events/{event}`). */
+            event: string;
+            /** @description The node that waits. */
+            node?: string | null;
+            /** @description The node the event leads to; none: the run ends. */
+            on_event?: string | null;
         };
     };
     responses: never;
@@ -693,7 +1366,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Health"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -725,13 +1398,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Prometheus text */
+            /** @description OpenMetrics text (Prometheus reads it) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/plain": string;
+                    "application/openmetrics-text": string;
                 };
             };
             /** @description Refused: the one error shape */
@@ -769,7 +1442,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Health"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -797,7 +1470,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description agent */
+                /** @description the agent's id */
                 agent: string;
             };
             cookie?: never;
@@ -810,7 +1483,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Agent"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -848,7 +1521,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["AppletList"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -878,11 +1551,12 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description A WebAssembly component, or a vendor package signed by a key the operator trusts */
+        /** @description A WebAssembly component (any content type but the package's), or a vendor package signed by a key the operator trusts */
         requestBody: {
             content: {
-                "application/vnd.coda.package": number[];
-                "application/wasm": number[];
+                "application/octet-stream": components["schemas"]["Bytes"];
+                "application/vnd.coda.package": components["schemas"]["Bytes"];
+                "application/wasm": components["schemas"]["Bytes"];
             };
         };
         responses: {
@@ -892,7 +1566,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["AppletDescribed"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -920,7 +1594,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description name */
+                /** @description the applet's name */
                 name: string;
             };
             cookie?: never;
@@ -933,7 +1607,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["AppletEntry"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -961,9 +1635,9 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description name */
+                /** @description the applet's name */
                 name: string;
-                /** @description version */
+                /** @description an exact version (1.2.0) */
                 version: string;
             };
             cookie?: never;
@@ -976,7 +1650,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["AppletDescribed"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1004,9 +1678,9 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description name */
+                /** @description the applet's name */
                 name: string;
-                /** @description version */
+                /** @description an exact version (1.2.0) */
                 version: string;
             };
             cookie?: never;
@@ -1019,7 +1693,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["AppletDescribed"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1057,7 +1731,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["CeilingView"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1095,7 +1769,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["GrantList"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1123,15 +1797,14 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description applet */
+                /** @description an applet's name, or name@version for one version */
                 applet: string;
             };
             cookie?: never;
         };
-        /** @description The grant */
         requestBody: {
             content: {
-                "application/json": Record<string, never>;
+                "application/json": components["schemas"]["AppletGrant"];
             };
         };
         responses: {
@@ -1141,7 +1814,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["GrantEntry"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1169,7 +1842,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description applet */
+                /** @description an applet's name, or name@version for one version */
                 applet: string;
             };
             cookie?: never;
@@ -1177,13 +1850,11 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description Revoked */
-            200: {
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    "application/json": Record<string, never>;
-                };
+                content?: never;
             };
             /** @description Refused: the one error shape */
             "4XX": {
@@ -1212,10 +1883,9 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description An interaction event */
         requestBody: {
             content: {
-                "application/json": Record<string, never>;
+                "application/json": components["schemas"]["InteractionEvent"];
             };
         };
         responses: {
@@ -1225,7 +1895,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["EventRecorded"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1253,7 +1923,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description id */
+                /** @description the interaction's id */
                 id: string;
             };
             cookie?: never;
@@ -1266,7 +1936,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Interaction"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1294,15 +1964,14 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description id */
+                /** @description the interaction's id */
                 id: string;
             };
             cookie?: never;
         };
-        /** @description The details to change */
         requestBody: {
             content: {
-                "application/json": Record<string, never>;
+                "application/json": components["schemas"]["DetailsPatch"];
             };
         };
         responses: {
@@ -1312,7 +1981,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Interaction"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1340,7 +2009,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description id */
+                /** @description the interaction's id */
                 id: string;
             };
             cookie?: never;
@@ -1353,7 +2022,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Audit"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1381,25 +2050,24 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description id */
+                /** @description the interaction's id */
                 id: string;
             };
             cookie?: never;
         };
-        /** @description The clone's changes */
         requestBody: {
             content: {
-                "application/json": Record<string, never>;
+                "application/json": components["schemas"]["CloneRequest"];
             };
         };
         responses: {
             /** @description Cloned */
-            200: {
+            201: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Interaction"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1427,15 +2095,14 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description id */
+                /** @description the interaction's id */
                 id: string;
             };
             cookie?: never;
         };
-        /** @description The disposition */
         requestBody: {
             content: {
-                "application/json": Record<string, never>;
+                "application/json": components["schemas"]["Disposition"];
             };
         };
         responses: {
@@ -1445,7 +2112,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["DispositionSubmitted"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1473,17 +2140,17 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description id */
+                /** @description the interaction's id */
                 id: string;
-                /** @description event */
+                /** @description the event's name */
                 event: string;
             };
             cookie?: never;
         };
-        /** @description Any JSON: the waiting runs' data source `Event` (may be empty) */
-        requestBody: {
+        /** @description Any JSON: the waiting runs' data source `Event`; optional */
+        requestBody?: {
             content: {
-                "application/json": Record<string, never>;
+                "application/json": components["schemas"]["EventPayload"] | null;
             };
         };
         responses: {
@@ -1493,7 +2160,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["EventDelivered"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1521,15 +2188,14 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description id */
+                /** @description the interaction's id */
                 id: string;
             };
             cookie?: never;
         };
-        /** @description The post-flow action */
         requestBody: {
             content: {
-                "application/json": Record<string, never>;
+                "application/json": components["schemas"]["SetPostFlow"];
             };
         };
         responses: {
@@ -1539,7 +2205,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Interaction"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1567,7 +2233,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description id */
+                /** @description the interaction's id */
                 id: string;
             };
             cookie?: never;
@@ -1575,13 +2241,11 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description Cleared */
-            200: {
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    "application/json": Record<string, never>;
-                };
+                content?: never;
             };
             /** @description Refused: the one error shape */
             "4XX": {
@@ -1610,20 +2274,19 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description The new tenant: `{"id"}` */
         requestBody: {
             content: {
-                "application/json": Record<string, never>;
+                "application/json": components["schemas"]["CreateTenant"];
             };
         };
         responses: {
-            /** @description Created */
-            200: {
+            /** @description Created, with its first token */
+            201: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["TokenIssued"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1651,7 +2314,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description tenant */
+                /** @description the tenant's id */
                 tenant: string;
             };
             cookie?: never;
@@ -1664,7 +2327,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["CeilingView"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1692,15 +2355,14 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description tenant */
+                /** @description the tenant's id */
                 tenant: string;
             };
             cookie?: never;
         };
-        /** @description The ceiling */
         requestBody: {
             content: {
-                "application/json": Record<string, never>;
+                "application/json": components["schemas"]["CeilingSettings"];
             };
         };
         responses: {
@@ -1710,7 +2372,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["CeilingView"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1738,7 +2400,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description tenant */
+                /** @description the tenant's id */
                 tenant: string;
             };
             cookie?: never;
@@ -1746,12 +2408,12 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description A new token, shown once */
-            200: {
+            201: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["TokenIssued"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1779,9 +2441,9 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description tenant */
+                /** @description the tenant's id */
                 tenant: string;
-                /** @description token_id */
+                /** @description the token's id */
                 token_id: string;
             };
             cookie?: never;
@@ -1789,13 +2451,11 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description Revoked */
-            200: {
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    "application/json": Record<string, never>;
-                };
+                content?: never;
             };
             /** @description Refused: the one error shape */
             "4XX": {
@@ -1832,7 +2492,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["PlanList"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1870,7 +2530,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["PlanVersion"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1908,12 +2568,12 @@ export interface operations {
         };
         responses: {
             /** @description Published */
-            200: {
+            201: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Published"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1950,13 +2610,13 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The plan's problems */
+            /** @description Valid (an invalid plan: 422 with its problems) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Validated"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -1984,7 +2644,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description name */
+                /** @description the plan's name */
                 name: string;
             };
             cookie?: never;
@@ -1997,7 +2657,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["PlanVersion"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -2025,7 +2685,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description name */
+                /** @description the plan's name */
                 name: string;
             };
             cookie?: never;
@@ -2038,12 +2698,12 @@ export interface operations {
         };
         responses: {
             /** @description Published */
-            200: {
+            201: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Published"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -2076,7 +2736,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description name */
+                /** @description the plan's name */
                 name: string;
             };
             cookie?: never;
@@ -2089,7 +2749,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["PlanDiff"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -2117,7 +2777,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description name */
+                /** @description the plan's name */
                 name: string;
             };
             cookie?: never;
@@ -2130,7 +2790,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["VersionList"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -2158,9 +2818,9 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description name */
+                /** @description the plan's name */
                 name: string;
-                /** @description version */
+                /** @description the version */
                 version: number;
             };
             cookie?: never;
@@ -2173,7 +2833,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["PlanVersion"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -2199,19 +2859,19 @@ export interface operations {
     list_runs: {
         parameters: {
             query?: {
-                /** @description plan */
+                /** @description the plan the run is in now */
                 plan?: string;
-                /** @description status */
+                /** @description ready, parked, waiting, done, failed or cancelled */
                 status?: string;
-                /** @description interaction */
+                /** @description the interaction that started it */
                 interaction?: string;
                 /** @description RFC 3339, a date, ms since the epoch, or a duration ago (7d) */
                 since?: string;
                 /** @description RFC 3339, a date, ms since the epoch, or a duration ago (7d) */
                 until?: string;
-                /** @description the last run id of the previous page */
+                /** @description the last run id of the previous page (`next` of the previous page) */
                 after?: string;
-                /** @description limit */
+                /** @description the most runs on the page (default 100) */
                 limit?: number;
             };
             header?: never;
@@ -2226,7 +2886,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["RunPage"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -2254,7 +2914,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description id */
+                /** @description the run's id */
                 id: string;
             };
             cookie?: never;
@@ -2267,7 +2927,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["RunDetail"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -2295,7 +2955,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description id */
+                /** @description the run's id */
                 id: string;
             };
             cookie?: never;
@@ -2308,7 +2968,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Run"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -2339,7 +2999,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description id */
+                /** @description the run's id */
                 id: string;
             };
             cookie?: never;
@@ -2352,7 +3012,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Fixture"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -2380,7 +3040,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description id */
+                /** @description the run's id */
                 id: string;
             };
             cookie?: never;
@@ -2393,7 +3053,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Run"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -2421,7 +3081,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description id */
+                /** @description the run's id */
                 id: string;
             };
             cookie?: never;
@@ -2472,7 +3132,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["SecretList"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -2500,26 +3160,23 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description name */
+                /** @description the secret's name */
                 name: string;
             };
             cookie?: never;
         };
-        /** @description `{"value": "..."}` */
         requestBody: {
             content: {
-                "application/json": Record<string, never>;
+                "application/json": components["schemas"]["SecretBody"];
             };
         };
         responses: {
             /** @description Stored */
-            200: {
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    "application/json": Record<string, never>;
-                };
+                content?: never;
             };
             /** @description Refused: the one error shape */
             "4XX": {
@@ -2546,7 +3203,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description name */
+                /** @description the secret's name */
                 name: string;
             };
             cookie?: never;
@@ -2554,13 +3211,11 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description Deleted */
-            200: {
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    "application/json": Record<string, never>;
-                };
+                content?: never;
             };
             /** @description Refused: the one error shape */
             "4XX": {
@@ -2587,7 +3242,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description skill */
+                /** @description the skill's name */
                 skill: string;
             };
             cookie?: never;
@@ -2600,7 +3255,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["PostContactAnswer"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -2628,15 +3283,14 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description skill */
+                /** @description the skill's name */
                 skill: string;
             };
             cookie?: never;
         };
-        /** @description Wrap-up and dispositions for the skill */
         requestBody: {
             content: {
-                "application/json": Record<string, never>;
+                "application/json": components["schemas"]["PostContactBody"];
             };
         };
         responses: {
@@ -2646,7 +3300,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["PostContactAnswer"];
                 };
             };
             /** @description Refused: the one error shape */
@@ -2689,7 +3343,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["UsageAnswer"];
                 };
             };
             /** @description Refused: the one error shape */

@@ -33,7 +33,9 @@ use coda_plan::{Plan, Problem, compare_versions};
 use coda_store::{AppletRecord, NewApplet, PutApplet};
 use coda_types::AppletInfo;
 use http_body_util::BodyExt;
+use serde::Serialize;
 use serde_json::{Value as Json, json};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::PathArgs;
@@ -218,7 +220,7 @@ fn builtin<'a>(state: &'a AppState, name: &str, version: &str) -> Option<&'a App
 }
 
 /// `POST /v1/applets`: the body is the component, or a signed vendor package.
-#[utoipa::path(post, path = "/v1/applets", request_body(description = "A WebAssembly component, or a vendor package signed by a key the operator trusts", content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/vnd.coda.package"))), responses((status = 201, description = "Installed", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/applets", request_body(description = "A WebAssembly component (any content type but the package's), or a vendor package signed by a key the operator trusts", content((crate::openapi::bodies::Bytes = "application/wasm"), (crate::openapi::bodies::Bytes = "application/octet-stream"), (crate::openapi::bodies::Bytes = "application/vnd.coda.package"))), responses((status = 201, description = "Installed", body = AppletDescribed)), security(("tenant" = [])))]
 pub async fn upload(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -303,7 +305,11 @@ pub async fn upload(
         PutApplet::Created(record) => {
             let vendor = package.as_ref().map(|p| p.manifest.vendor.as_str());
             tracing::info!(tenant, applet = %format!("{name}@{version}"), digest = %record.digest, size = record.size, vendor, "applet uploaded");
-            Ok((StatusCode::CREATED, Reply(uploaded_json(&record))).into_response())
+            Ok((
+                StatusCode::CREATED,
+                Reply(AppletDescribed::from_json(uploaded_json(&record))),
+            )
+                .into_response())
         }
         PutApplet::Unchanged(record) => Ok(Reply(uploaded_json(&record)).into_response()),
         PutApplet::Conflict(record) if record.retired_at_ms.is_some() => Err(ApiError::new(
@@ -323,36 +329,103 @@ pub async fn upload(
     }
 }
 
+/// One version of an applet, as its name's list shows it.
+#[derive(Serialize, ToSchema)]
+pub struct AppletVersion {
+    version: String,
+    /// `built-in` or `uploaded`.
+    origin: &'static str,
+    /// An uploaded version's SHA-256.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uploaded_at_ms: Option<i64>,
+    retired: bool,
+}
+
+/// An applet name's versions, built-in and uploaded.
+#[derive(Serialize, ToSchema)]
+pub struct AppletEntry {
+    name: String,
+    /// `built-in`, `uploaded` or both.
+    origins: Vec<&'static str>,
+    /// In version order.
+    versions: Vec<AppletVersion>,
+}
+
+/// The tenant's applets, by name.
+#[derive(Serialize, ToSchema)]
+pub struct AppletList {
+    applets: Vec<AppletEntry>,
+}
+
+/// One version described: what it declares (`describe`: its exits, config, needs) and
+/// imports, and for an upload its record (digest, size, vendor and package when signed).
+#[derive(Serialize, ToSchema)]
+pub struct AppletDescribed {
+    name: String,
+    version: String,
+    /// `built-in` or `uploaded`.
+    origin: String,
+    retired: bool,
+    /// The rest of what it describes and, for an upload, its record: `description`,
+    /// `exits`, `config`, `needs`, `digest`, `size`, `coda_imports`, `uploaded_at_ms`,
+    /// `retired_at_ms`, `vendor`, `package`.
+    #[serde(flatten)]
+    described: serde_json::Map<String, Json>,
+}
+
+impl AppletDescribed {
+    fn from_json(json: Json) -> AppletDescribed {
+        let mut described = match json {
+            Json::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        let mut text = |key: &str| match described.remove(key) {
+            Some(Json::String(s)) => s,
+            _ => String::new(),
+        };
+        let (name, version, origin) = (text("name"), text("version"), text("origin"));
+        let retired = described
+            .remove("retired")
+            .and_then(|r| r.as_bool())
+            .unwrap_or(false);
+        AppletDescribed {
+            name,
+            version,
+            origin,
+            retired,
+            described,
+        }
+    }
+}
+
 /// One applet name's versions, built-in and uploaded, in version order.
-fn version_entries(builtins: &[&AppletInfo], uploaded: &[&AppletRecord]) -> Vec<Json> {
-    let mut entries: Vec<(String, Json)> = builtins
+fn version_entries(builtins: &[&AppletInfo], uploaded: &[&AppletRecord]) -> Vec<AppletVersion> {
+    let mut entries: Vec<AppletVersion> = builtins
         .iter()
-        .map(|i| {
-            (
-                i.version.clone(),
-                json!({ "version": i.version, "origin": "built-in", "retired": false }),
-            )
+        .map(|i| AppletVersion {
+            version: i.version.clone(),
+            origin: "built-in",
+            digest: None,
+            uploaded_at_ms: None,
+            retired: false,
         })
-        .chain(uploaded.iter().map(|r| {
-            (
-                r.version.clone(),
-                json!({
-                    "version": r.version,
-                    "origin": "uploaded",
-                    "digest": r.digest,
-                    "uploaded_at_ms": r.uploaded_at_ms,
-                    "retired": r.retired_at_ms.is_some(),
-                }),
-            )
+        .chain(uploaded.iter().map(|r| AppletVersion {
+            version: r.version.clone(),
+            origin: "uploaded",
+            digest: Some(r.digest.clone()),
+            uploaded_at_ms: Some(r.uploaded_at_ms),
+            retired: r.retired_at_ms.is_some(),
         }))
         .collect();
-    entries.sort_by(|a, b| compare_versions(&a.0, &b.0));
-    entries.into_iter().map(|(_, entry)| entry).collect()
+    entries.sort_by(|a, b| compare_versions(&a.version, &b.version));
+    entries
 }
 
 /// The tenant's view of the applets, by name (`{name, origins, versions}` each): built-ins
 /// and its own uploads.
-fn by_name(state: &AppState, tenant: &str) -> Result<BTreeMap<String, Json>, ApiError> {
+fn by_name(state: &AppState, tenant: &str) -> Result<BTreeMap<String, AppletEntry>, ApiError> {
     let records = state.store().tenant_applets(tenant)?;
     let mut names: BTreeSet<&str> = state
         .inner
@@ -380,20 +453,24 @@ fn by_name(state: &AppState, tenant: &str) -> Result<BTreeMap<String, Json>, Api
         let versions = version_entries(&builtins, &uploaded);
         answer.insert(
             name.to_owned(),
-            json!({ "name": name, "origins": origins, "versions": versions }),
+            AppletEntry {
+                name: name.to_owned(),
+                origins,
+                versions,
+            },
         );
     }
     Ok(answer)
 }
 
 /// `GET /v1/applets`.
-#[utoipa::path(get, path = "/v1/applets", responses((status = 200, description = "The tenant's applets", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/applets", responses((status = 200, description = "The tenant's applets", body = AppletList)), security(("tenant" = [])))]
 pub async fn list(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-) -> Result<Reply<Json>, ApiError> {
-    let applets: Vec<Json> = by_name(&state, &tenant)?.into_values().collect();
-    Ok(Reply(json!({ "applets": applets })))
+) -> Result<Reply<AppletList>, ApiError> {
+    let applets = by_name(&state, &tenant)?.into_values().collect();
+    Ok(Reply(AppletList { applets }))
 }
 
 fn unknown_applet(name: &str, version: Option<&str>) -> ApiError {
@@ -407,12 +484,12 @@ fn unknown_applet(name: &str, version: Option<&str>) -> ApiError {
 }
 
 /// `GET /v1/applets/{name}`.
-#[utoipa::path(get, path = "/v1/applets/{name}", params(("name" = String, Path, description = "name")), responses((status = 200, description = "An applet's versions", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/applets/{name}", params(("name" = String, Path, pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$", description = "the applet's name")), responses((status = 200, description = "An applet's versions", body = AppletEntry)), security(("tenant" = [])))]
 pub async fn versions(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathArgs(name): PathArgs<String>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<AppletEntry>, ApiError> {
     match by_name(&state, &tenant)?.remove(&name) {
         Some(entry) => Ok(Reply(entry)),
         None => Err(unknown_applet(&name, None)),
@@ -420,17 +497,17 @@ pub async fn versions(
 }
 
 /// `GET /v1/applets/{name}/versions/{version}`.
-#[utoipa::path(get, path = "/v1/applets/{name}/versions/{version}", params(("name" = String, Path, description = "name"), ("version" = String, Path, description = "version")), responses((status = 200, description = "One version described", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/applets/{name}/versions/{version}", params(("name" = String, Path, pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$", description = "the applet's name"), ("version" = String, Path, description = "an exact version (1.2.0)")), responses((status = 200, description = "One version described", body = AppletDescribed)), security(("tenant" = [])))]
 pub async fn describe(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathArgs((name, version)): PathArgs<(String, String)>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<AppletDescribed>, ApiError> {
     if let Some(info) = builtin(&state, &name, &version) {
-        return Ok(Reply(builtin_json(info)));
+        return Ok(Reply(AppletDescribed::from_json(builtin_json(info))));
     }
     match state.store().tenant_applet(&tenant, &name, &version)? {
-        Some(record) => Ok(Reply(uploaded_json(&record))),
+        Some(record) => Ok(Reply(AppletDescribed::from_json(uploaded_json(&record)))),
         None => Err(unknown_applet(&name, Some(&version))),
     }
 }
@@ -438,12 +515,12 @@ pub async fn describe(
 /// `DELETE /v1/applets/{name}/versions/{version}`: retires the version. Plan versions
 /// published before and runs in flight keep running it; publishing a plan that names it
 /// is refused from now on.
-#[utoipa::path(delete, path = "/v1/applets/{name}/versions/{version}", params(("name" = String, Path, description = "name"), ("version" = String, Path, description = "version")), responses((status = 200, description = "Retired", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(delete, path = "/v1/applets/{name}/versions/{version}", params(("name" = String, Path, pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$", description = "the applet's name"), ("version" = String, Path, description = "an exact version (1.2.0)")), responses((status = 200, description = "Retired", body = AppletDescribed)), security(("tenant" = [])))]
 pub async fn retire(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathArgs((name, version)): PathArgs<(String, String)>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<AppletDescribed>, ApiError> {
     if builtin(&state, &name, &version).is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -456,7 +533,7 @@ pub async fn retire(
         .retire_applet(&tenant, &name, &version, now_ms())
         .await?
     {
-        Some(record) => Ok(Reply(uploaded_json(&record))),
+        Some(record) => Ok(Reply(AppletDescribed::from_json(uploaded_json(&record)))),
         None => Err(unknown_applet(&name, Some(&version))),
     }
 }

@@ -9,7 +9,7 @@ use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use coda_plan::Problem;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde_json::{Value as Json, json};
 
 /// A refused or failed request: its status, a stable `kind` for programs and a message for
 /// people.
@@ -180,6 +180,35 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    parse_json_exactly(bytes).or_else(|refused| integers_written_as_floats(bytes).ok_or(refused))
+}
+
+/// A body whose integers are written as floats (`30.0`), which JSON Schema counts as
+/// integers and serde does not: read again with those numbers as the integers they are.
+/// Only tried on a body refused as written, so a body that reads as written is unchanged.
+fn integers_written_as_floats<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    fn integral(value: &mut Json) -> bool {
+        match value {
+            Json::Number(n) => match n.as_f64() {
+                Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                    *value = Json::from(f as i64);
+                    true
+                }
+                _ => false,
+            },
+            Json::Array(items) => items.iter_mut().fold(false, |any, v| integral(v) | any),
+            Json::Object(map) => map.values_mut().fold(false, |any, v| integral(v) | any),
+            _ => false,
+        }
+    }
+    let mut value: Json = serde_json::from_slice(bytes).ok()?;
+    if !integral(&mut value) {
+        return None;
+    }
+    serde_json::from_value(value).ok()
+}
+
+fn parse_json_exactly<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -289,8 +318,11 @@ pub(crate) fn time_window(
 /// Refuses a window `[since, until)` that is empty or ends before it starts.
 pub(crate) fn check_window(since: i64, until: i64) -> Result<(), ApiError> {
     use coda_types::time::format_time;
+    // Each time is well-formed: it is their order that is refused, 422 as every rule the
+    // API's document cannot state.
     if until <= since {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-query",
             format!(
                 "`until` ({}) must be later than `since` ({})",

@@ -9,7 +9,7 @@
 //! with a placeholder to fill in.
 
 use axum::Json as Reply;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -18,9 +18,10 @@ use coda_types::capabilities::CallKind;
 use coda_types::values_json;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::error::PathArgs;
+use crate::error::{PathArgs, QueryArgs};
 use crate::runs::unknown_run;
 use crate::{ApiError, AppState, Tenant};
 
@@ -31,6 +32,32 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(fixture))
 }
 
+/// A fixture of `coda applet test`: one step's input, its recorded calls, and what it did.
+#[derive(ToSchema)]
+#[allow(dead_code)] // only its schema is used: the handler writes the fixture's JSON itself
+pub struct Fixture {
+    /// Which run, step, applet and node it came from, in words.
+    description: String,
+    /// `name@version`.
+    applet: String,
+    /// The node's config.
+    config: Json,
+    /// The run's data sources as the step began, by name.
+    data: Map<String, Json>,
+    /// The node's state as the step began, by name.
+    state: Map<String, Json>,
+    /// The secrets granted to the applet, each with a placeholder for a test value.
+    secrets: Map<String, Json>,
+    /// `{tenant, run, plan, node, idempotency_key, attempt, interaction}`.
+    context: Map<String, Json>,
+    /// The capability calls it made, with their recorded results.
+    calls: Vec<Json>,
+    /// What the step did: its exit or error and the data it set.
+    expect: Map<String, Json>,
+    /// When the step ran (RFC 3339).
+    at: Option<String>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FixtureQuery {
@@ -39,12 +66,12 @@ struct FixtureQuery {
     step: Option<u64>,
 }
 
-#[utoipa::path(get, path = "/v1/runs/{id}/fixture", params(("id" = String, Path, description = "id"), ("step" = Option<u64>, Query, description = "the step's sequence number (default: the last failed applet step, else the last applet step)")), responses((status = 200, description = "The step as a test fixture for `coda applet test`", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/runs/{id}/fixture", params(("id" = String, Path, description = "the run's id"), ("step" = Option<u64>, Query, description = "the step's sequence number (default: the last failed applet step, else the last applet step)")), responses((status = 200, description = "The step as a test fixture for `coda applet test`", body = Fixture)), security(("tenant" = [])))]
 async fn fixture(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathArgs(id): PathArgs<String>,
-    Query(query): Query<FixtureQuery>,
+    QueryArgs(query): QueryArgs<FixtureQuery>,
 ) -> Result<Reply<Json>, ApiError> {
     let store = state.store();
     let Some(run) = store.run(&tenant, &id)? else {

@@ -19,8 +19,9 @@ use coda_capabilities::settings::{AppletGrant, TenantSettings};
 use coda_plan::{Catalog, Plan, Problem};
 use coda_store::SecretWrite;
 use coda_types::time::now_ms;
-use serde::Deserialize;
-use serde_json::{Value as Json, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{JsonBody, PathArgs};
@@ -50,23 +51,78 @@ pub(crate) fn tenant_ceiling(state: &AppState, tenant: &str) -> Result<TenantSet
     }
 }
 
-fn ceiling_answer(tenant: &str, settings: &TenantSettings, set: bool) -> Reply<Json> {
+/// A tenant's ceiling as the operator set it (database URLs without their passwords, the
+/// SMTP server without its credentials).
+#[derive(Serialize, ToSchema)]
+pub struct CeilingView {
+    tenant: String,
+    /// Whether the operator set one; if not, this is the default that allows nothing.
+    set: bool,
+    /// The limits (`http_hosts`, `email`, `max_secrets`, `fuel`, `kv`, ...), as set.
+    #[schema(value_type = crate::openapi::bodies::Ceiling)]
+    ceiling: Json,
+    /// `{host, port, tls, from, timeout_ms, authenticated}`, or null.
+    smtp: Json,
+    /// Database URLs by name, their passwords redacted.
+    databases: std::collections::BTreeMap<String, String>,
+}
+
+fn ceiling_answer(tenant: &str, settings: &TenantSettings, set: bool) -> Reply<CeilingView> {
     let mut view = settings.ceiling_view();
-    view["tenant"] = tenant.into();
-    view["set"] = set.into();
-    Reply(view)
+    Reply(CeilingView {
+        tenant: tenant.to_owned(),
+        set,
+        ceiling: view["ceiling"].take(),
+        smtp: view["smtp"].take(),
+        databases: settings
+            .databases
+            .iter()
+            .map(|(name, url)| (name.clone(), url.redacted().to_string()))
+            .collect(),
+    })
+}
+
+/// One applet's grant.
+#[derive(Serialize, ToSchema)]
+pub struct GrantEntry {
+    /// The applet's name, or name@version.
+    applet: String,
+    #[schema(value_type = crate::openapi::bodies::AppletGrant)]
+    grant: Json,
+    /// When it was last set; absent in the answer to setting it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    updated_at_ms: Option<i64>,
+}
+
+/// The tenant's grants.
+#[derive(Serialize, ToSchema)]
+pub struct GrantList {
+    grants: Vec<GrantEntry>,
+}
+
+/// A secret by name: its value is never shown.
+#[derive(Serialize, ToSchema)]
+pub struct SecretEntry {
+    name: String,
+    updated_at_ms: i64,
+}
+
+/// The tenant's secrets, names only.
+#[derive(Serialize, ToSchema)]
+pub struct SecretList {
+    secrets: Vec<SecretEntry>,
 }
 
 fn unknown_tenant(tenant: &str) -> ApiError {
     ApiError::not_found("unknown-tenant", format!("tenant `{tenant}` not found"))
 }
 
-#[utoipa::path(get, path = "/v1/operator/tenants/{tenant}/ceiling", params(("tenant" = String, Path, description = "tenant")), responses((status = 200, description = "The tenant's ceiling", body = Object)), security(("operator" = [])))]
+#[utoipa::path(get, path = "/v1/operator/tenants/{tenant}/ceiling", params(("tenant" = String, Path, pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$", description = "the tenant's id")), responses((status = 200, description = "The tenant's ceiling", body = CeilingView)), security(("operator" = [])))]
 async fn get_tenant_ceiling(
     _: Operator,
     State(state): State<AppState>,
     PathArgs(tenant): PathArgs<String>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<CeilingView>, ApiError> {
     // A tenant that was never created answers 404, one without a ceiling the default.
     let Some(set) = state.store().ceiling_state(&tenant)? else {
         return Err(unknown_tenant(&tenant));
@@ -78,13 +134,13 @@ async fn get_tenant_ceiling(
     ))
 }
 
-#[utoipa::path(put, path = "/v1/operator/tenants/{tenant}/ceiling", params(("tenant" = String, Path, description = "tenant")), request_body(content = Object, content_type = "application/json", description = "The ceiling"), responses((status = 200, description = "Set", body = Object)), security(("operator" = [])))]
+#[utoipa::path(put, path = "/v1/operator/tenants/{tenant}/ceiling", params(("tenant" = String, Path, pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$", description = "the tenant's id")), request_body = crate::openapi::bodies::CeilingSettings, responses((status = 200, description = "Set", body = CeilingView)), security(("operator" = [])))]
 async fn put_tenant_ceiling(
     _: Operator,
     State(state): State<AppState>,
     PathArgs(tenant): PathArgs<String>,
     JsonBody(body): JsonBody<Json>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<CeilingView>, ApiError> {
     let settings = TenantSettings::from_ceiling_json(&tenant, &body).map_err(|e| {
         let at = if e.path.is_empty() {
             String::new()
@@ -103,11 +159,11 @@ async fn put_tenant_ceiling(
     Ok(ceiling_answer(&tenant, &settings, true))
 }
 
-#[utoipa::path(get, path = "/v1/ceiling", responses((status = 200, description = "The tenant's own ceiling", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/ceiling", responses((status = 200, description = "The tenant's own ceiling", body = CeilingView)), security(("tenant" = [])))]
 async fn get_ceiling(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<CeilingView>, ApiError> {
     let set = state.store().ceiling(&tenant)?.is_some();
     Ok(ceiling_answer(
         &tenant,
@@ -116,18 +172,22 @@ async fn get_ceiling(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/grants", responses((status = 200, description = "Grants per applet", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/grants", responses((status = 200, description = "Grants per applet", body = GrantList)), security(("tenant" = [])))]
 async fn list_grants(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-) -> Result<Reply<Json>, ApiError> {
-    let grants: Vec<Json> = state
+) -> Result<Reply<GrantList>, ApiError> {
+    let grants = state
         .store()
         .grants(&tenant)?
         .into_iter()
-        .map(|g| json!({ "applet": g.applet, "grant": g.body, "updated_at_ms": g.updated_at_ms }))
+        .map(|g| GrantEntry {
+            applet: g.applet,
+            grant: g.body,
+            updated_at_ms: Some(g.updated_at_ms),
+        })
         .collect();
-    Ok(Reply(json!({ "grants": grants })))
+    Ok(Reply(GrantList { grants }))
 }
 
 fn check_grant_key(applet: &str) -> Result<(), ApiError> {
@@ -141,13 +201,13 @@ fn check_grant_key(applet: &str) -> Result<(), ApiError> {
     }
 }
 
-#[utoipa::path(put, path = "/v1/grants/{applet}", params(("applet" = String, Path, description = "applet")), request_body(content = Object, content_type = "application/json", description = "The grant"), responses((status = 200, description = "Granted", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(put, path = "/v1/grants/{applet}", params(("applet" = String, Path, pattern = r"^[a-z0-9][a-z0-9._-]{0,63}(?:@(?:0|[1-9][0-9]{0,8})\.(?:0|[1-9][0-9]{0,8})\.(?:0|[1-9][0-9]{0,8}))?$", description = "an applet's name, or name@version for one version")), request_body = crate::openapi::bodies::AppletGrant, responses((status = 200, description = "Granted", body = GrantEntry)), security(("tenant" = [])))]
 async fn put_grant(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathArgs(applet): PathArgs<String>,
     JsonBody(grant): JsonBody<AppletGrant>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<GrantEntry>, ApiError> {
     check_grant_key(&applet)?;
     // The secrets a grant names follow the secrets' own rule: a grant cannot name a secret
     // the secrets API would refuse.
@@ -164,7 +224,11 @@ async fn put_grant(
         .store()
         .put_grant(&tenant, &applet, &body, now_ms())
         .await?;
-    Ok(Reply(json!({ "applet": applet, "grant": body })))
+    Ok(Reply(GrantEntry {
+        applet,
+        grant: body,
+        updated_at_ms: None,
+    }))
 }
 
 fn exceeds_ceiling(applet: &str, exceeds: Vec<Exceeds>) -> ApiError {
@@ -191,7 +255,7 @@ fn exceeds_ceiling(applet: &str, exceeds: Vec<Exceeds>) -> ApiError {
     error
 }
 
-#[utoipa::path(delete, path = "/v1/grants/{applet}", params(("applet" = String, Path, description = "applet")), responses((status = 200, description = "Revoked", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(delete, path = "/v1/grants/{applet}", params(("applet" = String, Path, pattern = r"^[a-z0-9][a-z0-9._-]{0,63}(?:@(?:0|[1-9][0-9]{0,8})\.(?:0|[1-9][0-9]{0,8})\.(?:0|[1-9][0-9]{0,8}))?$", description = "an applet's name, or name@version for one version")), responses((status = 204, description = "Revoked")), security(("tenant" = [])))]
 async fn delete_grant(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -206,9 +270,10 @@ async fn delete_grant(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+/// A secret's value: write-only, never shown again.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SecretBody {
+pub struct SecretBody {
     value: String,
 }
 
@@ -217,7 +282,7 @@ fn check_secret_name(name: &str) -> Result<(), ApiError> {
         .map_err(|e| ApiError::bad_request("invalid-secret-name", e.to_string()))
 }
 
-#[utoipa::path(put, path = "/v1/secrets/{name}", params(("name" = String, Path, description = "name")), request_body(content = Object, content_type = "application/json", description = "`{\"value\": \"...\"}`"), responses((status = 200, description = "Stored", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(put, path = "/v1/secrets/{name}", params(("name" = String, Path, pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$", description = "the secret's name")), request_body = SecretBody, responses((status = 204, description = "Stored")), security(("tenant" = [])))]
 async fn put_secret(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -261,21 +326,24 @@ async fn put_secret(
     }
 }
 
-#[utoipa::path(get, path = "/v1/secrets", responses((status = 200, description = "Secret names only", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/secrets", responses((status = 200, description = "Secret names only", body = SecretList)), security(("tenant" = [])))]
 async fn list_secrets(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-) -> Result<Reply<Json>, ApiError> {
-    let secrets: Vec<Json> = state
+) -> Result<Reply<SecretList>, ApiError> {
+    let secrets = state
         .store()
         .secret_names(&tenant)?
         .into_iter()
-        .map(|s| json!({ "name": s.name, "updated_at_ms": s.updated_at_ms }))
+        .map(|s| SecretEntry {
+            name: s.name,
+            updated_at_ms: s.updated_at_ms,
+        })
         .collect();
-    Ok(Reply(json!({ "secrets": secrets })))
+    Ok(Reply(SecretList { secrets }))
 }
 
-#[utoipa::path(delete, path = "/v1/secrets/{name}", params(("name" = String, Path, description = "name")), responses((status = 200, description = "Deleted", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(delete, path = "/v1/secrets/{name}", params(("name" = String, Path, pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$", description = "the secret's name")), responses((status = 204, description = "Deleted")), security(("tenant" = [])))]
 async fn delete_secret(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

@@ -17,9 +17,10 @@ use coda_flow::{
 use coda_store::{Channel, DispositionOption, InteractionRecord, PostContact};
 use coda_types::names::NameKind;
 use coda_types::values_json;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::Caller;
@@ -90,13 +91,13 @@ fn from_json<T: DeserializeOwned>(value: Json) -> Result<T, ApiError> {
 
 /// `PATCH /v1/interactions/{id}`: a JSON merge patch of the editable details of a completed
 /// interaction (subject, type, result, notes, customer, custom_fields).
-#[utoipa::path(patch, path = "/v1/interactions/{id}", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The details to change"), responses((status = 200, description = "Edited", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(patch, path = "/v1/interactions/{id}", params(("id" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the interaction's id")), request_body = crate::openapi::bodies::DetailsPatch, responses((status = 200, description = "Edited", body = Interaction)), security(("tenant" = [])))]
 async fn patch_interaction(
     caller: Caller,
     State(state): State<AppState>,
     PathArgs(id): PathArgs<String>,
     request: Request,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<Interaction>, ApiError> {
     let bytes = body_bytes(request, &state).await?;
     let body: serde_json::Map<String, Json> = parse_json(&bytes)?;
     // Who completed it and its activity are refused by name, not as merely unknown.
@@ -123,17 +124,24 @@ async fn patch_interaction(
 }
 
 /// `GET /v1/interactions/{id}/audit`: every change to its details, oldest first.
-#[utoipa::path(get, path = "/v1/interactions/{id}/audit", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The audit trail", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/interactions/{id}/audit", params(("id" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the interaction's id")), responses((status = 200, description = "The audit trail", body = Audit)), security(("tenant" = [])))]
 async fn get_audit(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathArgs(id): PathArgs<String>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<Audit>, ApiError> {
     if state.store().interaction(&tenant, &id)?.is_none() {
         return Err(unknown_interaction(&id));
     }
     let audit = state.store().interaction_audit(&tenant, &id)?;
-    Ok(Reply(json!({ "interaction": id, "audit": audit })))
+    let audit = match json!(audit) {
+        Json::Array(entries) => entries,
+        _ => Vec::new(),
+    };
+    Ok(Reply(Audit {
+        interaction: id,
+        audit,
+    }))
 }
 
 /// The Clone Interaction form.
@@ -153,7 +161,7 @@ struct CloneBody {
 
 /// `POST /v1/interactions/{id}/clone`: a new active outbound interaction, assigned to the
 /// caller. An `Idempotency-Key` header makes a repeated request answer the same clone.
-#[utoipa::path(post, path = "/v1/interactions/{id}/clone", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The clone's changes"), responses((status = 200, description = "Cloned", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/interactions/{id}/clone", params(("id" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the interaction's id")), request_body = crate::openapi::bodies::CloneRequest, responses((status = 201, description = "Cloned", body = Interaction)), security(("tenant" = [])))]
 async fn clone_interaction(
     caller: Caller,
     State(state): State<AppState>,
@@ -191,37 +199,38 @@ async fn clone_interaction(
 }
 
 /// `POST /v1/interactions/{id}/disposition`.
-#[utoipa::path(post, path = "/v1/interactions/{id}/disposition", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The disposition"), responses((status = 200, description = "Submitted", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/interactions/{id}/disposition", params(("id" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the interaction's id")), request_body = crate::openapi::bodies::Disposition, responses((status = 200, description = "Submitted", body = DispositionSubmitted)), security(("tenant" = [])))]
 async fn submit_disposition(
     caller: Caller,
     State(state): State<AppState>,
     PathArgs(id): PathArgs<String>,
     JsonBody(body): JsonBody<DispositionSubmission>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<DispositionSubmitted>, ApiError> {
     let (record, woken) = state
         .engine()
         .submit_disposition(&caller.tenant, &id, &caller.token_id, body)
         .await
         .map_err(internal)?
         .map_err(refused)?;
-    Ok(Reply(json!({
-        "interaction": record.id,
-        "disposition": record.disposition,
-        "woken": woken,
-    })))
+    Ok(Reply(DispositionSubmitted {
+        interaction: record.id,
+        disposition: json!(record.disposition),
+        woken,
+    }))
 }
 
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+/// A skill's post-contact work: a timed wrap-up, or dispositions to submit.
+#[derive(Deserialize, ToSchema, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
-enum Mode {
+pub enum Mode {
     WrapUp,
     Dispositions,
 }
 
 /// A skill's post-contact work, flat so that every field's error names it.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PostContactBody {
+pub struct PostContactBody {
     mode: Mode,
     #[serde(default)]
     seconds: Option<u32>,
@@ -231,9 +240,10 @@ struct PostContactBody {
     dispositions: Option<Vec<DispositionBody>>,
 }
 
-#[derive(Deserialize)]
+/// One disposition a skill offers.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DispositionBody {
+pub struct DispositionBody {
     code: String,
     label: String,
     #[serde(default)]
@@ -335,20 +345,24 @@ impl PostContactBody {
     }
 }
 
-fn post_contact_json(skill: &str, config: &PostContact) -> Json {
-    let mut answer = serde_json::to_value(config).unwrap_or(Json::Null);
-    answer["skill"] = json!(skill);
-    answer
+fn post_contact_json(skill: &str, config: &PostContact) -> PostContactAnswer {
+    PostContactAnswer {
+        skill: skill.to_owned(),
+        config: match serde_json::to_value(config) {
+            Ok(Json::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        },
+    }
 }
 
 /// `PUT /v1/skills/{skill}/post-contact`: automatic wrap-up or dispositions.
-#[utoipa::path(put, path = "/v1/skills/{skill}/post-contact", params(("skill" = String, Path, description = "skill")), request_body(content = Object, content_type = "application/json", description = "Wrap-up and dispositions for the skill"), responses((status = 200, description = "Set", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(put, path = "/v1/skills/{skill}/post-contact", params(("skill" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the skill's name")), request_body = PostContactBody, responses((status = 200, description = "Set", body = PostContactAnswer)), security(("tenant" = [])))]
 async fn put_post_contact(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathArgs(skill): PathArgs<String>,
     JsonBody(body): JsonBody<PostContactBody>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<PostContactAnswer>, ApiError> {
     crate::error::check_name(coda_types::names::NameKind::Skill, &skill)?;
     let config = body.validate()?;
     state
@@ -359,12 +373,12 @@ async fn put_post_contact(
 }
 
 /// `GET /v1/skills/{skill}/post-contact`.
-#[utoipa::path(get, path = "/v1/skills/{skill}/post-contact", params(("skill" = String, Path, description = "skill")), responses((status = 200, description = "The skill's post-contact work", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/skills/{skill}/post-contact", params(("skill" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the skill's name")), responses((status = 200, description = "The skill's post-contact work", body = PostContactAnswer)), security(("tenant" = [])))]
 async fn get_post_contact(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathArgs(skill): PathArgs<String>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<PostContactAnswer>, ApiError> {
     match state.store().post_contact(&tenant, &skill)? {
         Some(config) => Ok(Reply(post_contact_json(&skill, &config))),
         None => Err(ApiError::not_found(
@@ -376,34 +390,38 @@ async fn get_post_contact(
 
 /// `GET /v1/agents/{agent}`: whether post-contact work keeps the agent unavailable, under
 /// which code and until when (`until_ms` null: until a disposition is submitted).
-#[utoipa::path(get, path = "/v1/agents/{agent}", params(("agent" = String, Path, description = "agent")), responses((status = 200, description = "The agent", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/agents/{agent}", params(("agent" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the agent's id")), responses((status = 200, description = "The agent", body = Agent)), security(("tenant" = [])))]
 async fn get_agent(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathArgs(agent): PathArgs<String>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<Agent>, ApiError> {
     let Some(view) = state.engine().agent(&tenant, &agent).map_err(internal)? else {
         return Err(ApiError::not_found(
             "unknown-agent",
             format!("agent `{agent}` has no post-contact state"),
         ));
     };
-    Ok(Reply(json!({
-        "agent": agent,
-        "state": if view.unavailable { "unavailable" } else { "available" },
-        "unavailable_code": view.state.unavailable_code,
-        "interaction": view.state.interaction,
-        "since_ms": view.state.since_ms,
-        "until_ms": view.state.until_ms,
-    })))
+    Ok(Reply(Agent {
+        agent,
+        state: if view.unavailable {
+            "unavailable"
+        } else {
+            "available"
+        },
+        unavailable_code: view.state.unavailable_code,
+        interaction: view.state.interaction,
+        since_ms: view.state.since_ms,
+        until_ms: view.state.until_ms,
+    }))
 }
 
-#[utoipa::path(post, path = "/v1/interactions/events", request_body(content = Object, content_type = "application/json", description = "An interaction event"), responses((status = 200, description = "Recorded; the runs it started", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/interactions/events", request_body = crate::openapi::bodies::InteractionEvent, responses((status = 200, description = "Recorded; the runs it started", body = EventRecorded)), security(("tenant" = [])))]
 async fn post_event(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     JsonBody(event): JsonBody<InteractionEvent>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<EventRecorded>, ApiError> {
     // The live plan must exist when the interaction starts: found missing only at its end,
     // the interaction would be stored and its post-interaction process silently lost.
     if let InteractionEvent::Started {
@@ -423,11 +441,11 @@ async fn post_event(
         .await
         .map_err(flow_failed)?;
     match outcome {
-        Ok(outcome) => Ok(Reply(json!({
-            "interaction": outcome.interaction.id,
-            "status": outcome.interaction.status,
-            "runs": outcome.runs.iter().map(|r| &r.id).collect::<Vec<_>>(),
-        }))),
+        Ok(outcome) => Ok(Reply(EventRecorded {
+            status: json!(outcome.interaction.status),
+            interaction: outcome.interaction.id,
+            runs: outcome.runs.into_iter().map(|r| r.id).collect(),
+        })),
         Err(refused) => Err(event_refused(refused)),
     }
 }
@@ -473,35 +491,135 @@ pub(crate) fn unknown_interaction(id: &str) -> ApiError {
     event_refused(EventError::Unknown(id.to_owned()))
 }
 
-pub(crate) fn interaction_json(record: &InteractionRecord) -> Json {
-    json!({
-        "id": record.id,
-        "channel": record.channel,
-        "plan": record.plan,
-        "status": record.status,
-        "present": record.present,
-        "agent_reached": record.agent_reached,
-        "data": values_json(&record.data),
-        "post_flow": record.post_flow,
-        "post_flow_fired": record.post_flow_fired,
-        "updated_at_ms": record.updated_at_ms,
-        "skill": record.skill,
-        "agent": record.agent,
-        "completed_by": record.completed_by,
-        "completed_at_ms": record.completed_at_ms,
-        "details": record.details,
-        "follow_up": record.follow_up,
-        "post_contact": record.post_contact,
-        "disposition": record.disposition,
-    })
+/// An interaction: its state, parties, data sources, post-flow action, and once
+/// completed its details, post-contact work and disposition.
+#[derive(Serialize, ToSchema)]
+pub struct Interaction {
+    id: String,
+    #[schema(value_type = crate::openapi::bodies::Channel)]
+    channel: Json,
+    /// The live plan.
+    plan: Option<String>,
+    /// `active` or `completed`.
+    #[schema(value_type = String)]
+    status: Json,
+    /// The parties present now (`caller`, `agent`).
+    #[schema(value_type = Vec<crate::openapi::bodies::Party>)]
+    present: Json,
+    agent_reached: bool,
+    /// Its data sources, by name.
+    data: serde_json::Map<String, Json>,
+    /// `{target, action, plan, invocation_data}`, or null.
+    post_flow: Json,
+    post_flow_fired: bool,
+    updated_at_ms: i64,
+    skill: Option<String>,
+    agent: Option<String>,
+    /// Whose token completed it.
+    completed_by: Option<String>,
+    completed_at_ms: Option<i64>,
+    /// Its editable details once completed (subject, type, result, notes, customer,
+    /// custom_fields), or null.
+    details: Json,
+    /// The interaction it was cloned from, for a follow-up; or null.
+    follow_up: Json,
+    /// The post-contact work it began, or null.
+    post_contact: Json,
+    /// The submitted disposition, or null.
+    disposition: Json,
 }
 
-#[utoipa::path(get, path = "/v1/interactions/{id}", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The interaction", body = Object)), security(("tenant" = [])))]
+pub(crate) fn interaction_json(record: &InteractionRecord) -> Interaction {
+    Interaction {
+        id: record.id.clone(),
+        channel: json!(record.channel),
+        plan: record.plan.clone(),
+        status: json!(record.status),
+        present: json!(record.present),
+        agent_reached: record.agent_reached,
+        data: match values_json(&record.data) {
+            Json::Object(map) => map,
+            _ => serde_json::Map::new(),
+        },
+        post_flow: json!(record.post_flow),
+        post_flow_fired: record.post_flow_fired,
+        updated_at_ms: record.updated_at_ms,
+        skill: record.skill.clone(),
+        agent: record.agent.clone(),
+        completed_by: record.completed_by.clone(),
+        completed_at_ms: record.completed_at_ms,
+        details: json!(record.details),
+        follow_up: json!(record.follow_up),
+        post_contact: json!(record.post_contact),
+        disposition: json!(record.disposition),
+    }
+}
+
+/// An interaction's audit trail.
+#[derive(Serialize, ToSchema)]
+pub struct Audit {
+    interaction: String,
+    /// Every change to its details, oldest first: who, when, and each field's old and new
+    /// value.
+    audit: Vec<Json>,
+}
+
+/// A disposition submitted.
+#[derive(Serialize, ToSchema)]
+pub struct DispositionSubmitted {
+    interaction: String,
+    /// The disposition as recorded.
+    disposition: Json,
+    /// The runs waiting for it that it woke.
+    woken: Vec<String>,
+}
+
+/// An agent's post-contact state.
+#[derive(Serialize, ToSchema)]
+pub struct Agent {
+    agent: String,
+    /// `available` or `unavailable`.
+    state: &'static str,
+    unavailable_code: String,
+    interaction: String,
+    since_ms: i64,
+    /// Null: until a disposition is submitted.
+    until_ms: Option<i64>,
+}
+
+/// An interaction event recorded: the interaction's status and the runs it started.
+#[derive(Serialize, ToSchema)]
+pub struct EventRecorded {
+    interaction: String,
+    /// `active` or `completed`.
+    #[schema(value_type = String)]
+    status: Json,
+    runs: Vec<String>,
+}
+
+/// A named event delivered: the runs it woke.
+#[derive(Serialize, ToSchema)]
+pub struct EventDelivered {
+    interaction: String,
+    event: String,
+    woken: Vec<String>,
+}
+
+/// A skill's post-contact work, as set.
+#[derive(Serialize, ToSchema)]
+pub struct PostContactAnswer {
+    skill: String,
+    /// `{mode, seconds, unavailable_code, dispositions}` as set.
+    #[serde(flatten)]
+    config: serde_json::Map<String, Json>,
+}
+
+#[utoipa::path(get, path = "/v1/interactions/{id}", params(("id" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the interaction's id")), responses((status = 200, description = "The interaction", body = Interaction)), security(("tenant" = [])))]
 async fn get_interaction(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathArgs(id): PathArgs<String>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<Interaction>, ApiError> {
     match state.store().interaction(&tenant, &id)? {
         Some(record) => Ok(Reply(interaction_json(&record))),
         None => Err(unknown_interaction(&id)),
@@ -509,13 +627,13 @@ async fn get_interaction(
 }
 
 /// Sets or replaces the post-flow action of a live interaction.
-#[utoipa::path(put, path = "/v1/interactions/{id}/post-flow", params(("id" = String, Path, description = "id")), request_body(content = Object, content_type = "application/json", description = "The post-flow action"), responses((status = 200, description = "Set", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(put, path = "/v1/interactions/{id}/post-flow", params(("id" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the interaction's id")), request_body = crate::openapi::bodies::SetPostFlow, responses((status = 200, description = "Set", body = Interaction)), security(("tenant" = [])))]
 async fn put_post_flow(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathArgs(id): PathArgs<String>,
     JsonBody(action): JsonBody<SetPostFlow>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<Interaction>, ApiError> {
     // The interaction first: another tenant's is a 404 whatever plan the action names.
     if state.store().interaction(&tenant, &id)?.is_none() {
         return Err(unknown_interaction(&id));
@@ -529,7 +647,7 @@ async fn put_post_flow(
     Ok(Reply(interaction_json(&record)))
 }
 
-#[utoipa::path(delete, path = "/v1/interactions/{id}/post-flow", params(("id" = String, Path, description = "id")), responses((status = 200, description = "Cleared", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(delete, path = "/v1/interactions/{id}/post-flow", params(("id" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the interaction's id")), responses((status = 204, description = "Cleared")), security(("tenant" = [])))]
 async fn delete_post_flow(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -546,13 +664,13 @@ async fn delete_post_flow(
 
 /// Delivers a named event (an agent's disposition, a survey reply) to the interaction's
 /// runs waiting for it; the body, any JSON, is their data source `Event`.
-#[utoipa::path(post, path = "/v1/interactions/{id}/events/{event}", params(("id" = String, Path, description = "id"), ("event" = String, Path, description = "event")), request_body(content = Object, content_type = "application/json", description = "Any JSON: the waiting runs' data source `Event` (may be empty)"), responses((status = 200, description = "The runs woken", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/interactions/{id}/events/{event}", params(("id" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the interaction's id"), ("event" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,14}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the event's name")), request_body(content = Option<crate::openapi::bodies::EventPayload>, content_type = "application/json", description = "Any JSON: the waiting runs' data source `Event`; optional"), responses((status = 200, description = "The runs woken", body = EventDelivered)), security(("tenant" = [])))]
 async fn deliver_event(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathArgs((id, event)): PathArgs<(String, String)>,
     request: Request,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<EventDelivered>, ApiError> {
     // Both become store keys and are echoed back: the naming rule, before anything else.
     crate::error::check_name(NameKind::Interaction, &id)?;
     crate::error::check_name(NameKind::Event, &event)?;
@@ -572,7 +690,9 @@ async fn deliver_event(
         .deliver(&tenant, &id, &event, payload)
         .await
         .map_err(flow_failed)?;
-    Ok(Reply(
-        json!({ "interaction": id, "event": event, "woken": woken }),
-    ))
+    Ok(Reply(EventDelivered {
+        interaction: id,
+        event,
+        woken,
+    }))
 }

@@ -65,7 +65,7 @@ struct Scrape {
     http: [u64; 5],
 }
 
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text", body = String, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "OpenMetrics text (Prometheus reads it)", body = String, content_type = "application/openmetrics-text")))]
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let engine = state.engine();
     let scrape = Scrape {

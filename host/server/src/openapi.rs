@@ -103,3 +103,365 @@ pub(crate) async fn document(
 ) -> Reply<serde_json::Value> {
     Reply((*doc).clone())
 }
+
+/// The schemas of request bodies whose Rust types live in crates that know nothing of
+/// OpenAPI (coda-flow, coda-capabilities, coda-store). Each mirrors its type field for field
+/// (`deny_unknown_fields` as it does, so the document refuses what the server refuses);
+/// only the schema is used, the handlers deserialize the real type.
+#[allow(dead_code)]
+pub(crate) mod bodies {
+    use serde::Deserialize;
+    use serde_json::Value as Json;
+    use utoipa::ToSchema;
+
+    /// An interaction's channel.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum Channel {
+        Voice,
+        Chat,
+        Sms,
+        Email,
+        Task,
+    }
+
+    /// A party of an interaction.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum Party {
+        Caller,
+        Agent,
+    }
+
+    /// An event about an interaction, as a contact center sends it (`type` says which).
+    #[derive(Deserialize, ToSchema)]
+    #[serde(untagged)]
+    pub enum InteractionEvent {
+        Started(Started),
+        PartyJoined(PartyJoined),
+        PartyDisconnected(PartyDisconnected),
+        Ended(Ended),
+    }
+
+    /// The one `type` of each event.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum StartedType {
+        Started,
+    }
+    #[derive(Deserialize, ToSchema)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum PartyJoinedType {
+        PartyJoined,
+    }
+    #[derive(Deserialize, ToSchema)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum PartyDisconnectedType {
+        PartyDisconnected,
+    }
+    #[derive(Deserialize, ToSchema)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum EndedType {
+        Ended,
+    }
+
+    /// The interaction started.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Started {
+        #[serde(rename = "type")]
+        kind: StartedType,
+        #[schema(
+            pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$"
+        )]
+        interaction: String,
+        channel: Channel,
+        /// The live plan; its `post_interaction` plan starts when the interaction ends.
+        #[serde(default)]
+        #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+        plan: Option<String>,
+        /// Data sources: CLID, DialedNumber, Language and custom ones.
+        #[serde(default)]
+        data: serde_json::Map<String, Json>,
+        /// The skill it was routed by.
+        #[serde(default)]
+        #[schema(
+            pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$"
+        )]
+        skill: Option<String>,
+    }
+
+    /// A party joined.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct PartyJoined {
+        #[serde(rename = "type")]
+        kind: PartyJoinedType,
+        #[schema(
+            pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$"
+        )]
+        interaction: String,
+        party: Party,
+        /// Which agent joined (an agent party).
+        #[serde(default)]
+        #[schema(
+            pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$"
+        )]
+        agent: Option<String>,
+    }
+
+    /// A party left.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct PartyDisconnected {
+        #[serde(rename = "type")]
+        kind: PartyDisconnectedType,
+        #[schema(
+            pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$"
+        )]
+        interaction: String,
+        party: Party,
+    }
+
+    /// The interaction ended: its post-interaction plan starts.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Ended {
+        #[serde(rename = "type")]
+        kind: EndedType,
+        #[schema(
+            pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$"
+        )]
+        interaction: String,
+        #[serde(default)]
+        outcome: Option<String>,
+    }
+
+    /// The started run's data source `InvocationData`: a JSON value, or an expression
+    /// over the interaction's data sources.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(untagged)]
+    pub enum InvocationData {
+        Json(InvocationJson),
+        Expression(InvocationExpression),
+    }
+
+    /// A JSON value, as given.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct InvocationJson {
+        json: Json,
+    }
+
+    /// An expression over the interaction's data sources, evaluated when the action is set.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct InvocationExpression {
+        expression: String,
+    }
+
+    /// A host pattern: `api.example.com`, `*.example.com`, `*`, each with an optional
+    /// `:port` or `:*` (the server also takes `[IPv6]:port`).
+    #[derive(Deserialize, ToSchema)]
+    #[schema(
+        pattern = r"^(?:\*|(?:\*\.)?[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?)(?::(?:\*|[1-9][0-9]{0,3}))?$"
+    )]
+    pub struct HostPattern(String);
+
+    /// An IPv4 address range (`10.20.0.0/16`; the server also takes IPv6 ranges).
+    #[derive(Deserialize, ToSchema)]
+    #[schema(
+        pattern = r"^(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}/(?:3[0-2]|[12]?[0-9])$"
+    )]
+    pub struct AddressRange(String);
+
+    /// A named event's payload: any JSON but `null` (the body is optional: leave it out for
+    /// none), the waiting runs' data source `Event`. Written by hand: `null` must be no
+    /// payload, or the optional body's `oneOf [payload, null]` would match it twice.
+    pub struct EventPayload;
+
+    impl utoipa::PartialSchema for EventPayload {
+        fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+            use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+            let any_but_null = [
+                Type::Object,
+                Type::Array,
+                Type::String,
+                Type::Number,
+                Type::Boolean,
+            ];
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter(any_but_null))
+                .description(Some(
+                    "Any JSON but null: the waiting runs' data source `Event`",
+                ))
+                .into()
+        }
+    }
+
+    impl ToSchema for EventPayload {
+        fn name() -> std::borrow::Cow<'static, str> {
+            "EventPayload".into()
+        }
+    }
+
+    /// Bytes as sent: a component or a package.
+    #[derive(ToSchema)]
+    #[schema(value_type = String, format = Binary)]
+    pub struct Bytes(Vec<u8>);
+
+    /// A secret's name.
+    #[derive(Deserialize, ToSchema)]
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+    pub struct SecretName(String);
+
+    /// The customer's contact in a patch or a clone; `null` clears a field.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct CustomerFields {
+        name: Option<String>,
+        /// Digits, spaces and `+-().`, at most 32.
+        #[schema(pattern = r"^[ +().-]{0,16}[0-9][0-9 +().-]{0,15}$")]
+        phone: Option<String>,
+        email: Option<String>,
+    }
+
+    /// A JSON merge patch of a completed interaction's editable details; `null` clears.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct DetailsPatch {
+        subject: Option<String>,
+        #[serde(rename = "type")]
+        interaction_type: Option<String>,
+        result: Option<String>,
+        notes: Option<String>,
+        /// `null` clears the whole contact.
+        customer: Option<CustomerFields>,
+        /// By name; a `null` value removes that field, `null` for the map removes all.
+        custom_fields: Option<serde_json::Map<String, Json>>,
+    }
+
+    /// A new outbound interaction cloned from a completed one.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct CloneRequest {
+        channel: Channel,
+        queue: String,
+        /// The original's when left out.
+        #[serde(default)]
+        subject: Option<String>,
+        /// Changes to the customer prefilled from the original.
+        #[serde(default)]
+        customer: Option<CustomerFields>,
+    }
+
+    /// A disposition an agent submits.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Disposition {
+        code: String,
+        #[serde(default)]
+        amount: Option<f64>,
+        #[serde(default)]
+        notes: Option<String>,
+    }
+
+    /// Which disconnect fires a post-flow action.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum PostFlowTarget {
+        Agent,
+        Caller,
+        Any,
+    }
+
+    /// A post-flow action to set on a live interaction.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct SetPostFlow {
+        target: PostFlowTarget,
+        /// What kind of flow it starts (`inbound-call-flow`, `voice-survey-flow`).
+        action: String,
+        #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+        plan: String,
+        invocation_data: InvocationData,
+    }
+
+    /// What a tenant grants one applet; each field at most what the operator's ceiling
+    /// allows (more: 422).
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct AppletGrant {
+        #[serde(default)]
+        http: Vec<HostPattern>,
+        #[serde(default)]
+        email: bool,
+        /// Database names.
+        #[serde(default)]
+        sql: Vec<String>,
+        #[serde(default)]
+        secrets: Vec<SecretName>,
+        #[serde(default)]
+        interactions: bool,
+        /// Key prefixes of the tenant's key-value store (`contact/`); `""`: every key.
+        #[serde(default)]
+        kv: Vec<String>,
+    }
+
+    /// What the operator allows a tenant at most; everything defaults to nothing.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Ceiling {
+        /// Host patterns the tenant's HTTP calls may reach.
+        #[serde(default)]
+        http_hosts: Vec<HostPattern>,
+        /// Address ranges otherwise refused (loopback, private, link-local) that the
+        /// tenant's HTTP calls may reach.
+        #[serde(default)]
+        allow_private: Vec<AddressRange>,
+        #[serde(default)]
+        email: bool,
+        #[serde(default)]
+        max_recipients: Option<u32>,
+        #[serde(default)]
+        databases: Vec<String>,
+        /// Secret names: for a settings file; the service's tenants name their own (cap
+        /// how many with `max_secrets`), so it is always empty here.
+        #[serde(default)]
+        #[schema(max_items = 0)]
+        secrets: Vec<String>,
+        #[serde(default)]
+        interactions: bool,
+        #[serde(default)]
+        email_per_hour: Option<u32>,
+        #[serde(default)]
+        max_secrets: Option<u32>,
+        #[serde(default)]
+        fuel: Option<u64>,
+        #[serde(default)]
+        memory_bytes: Option<u64>,
+        #[serde(default)]
+        upload_bytes: Option<u64>,
+        #[serde(default)]
+        concurrency: Option<u32>,
+        /// The tenant's key-value store and its limits (`{}` for the defaults); none: no
+        /// key-value store.
+        #[serde(default)]
+        kv: Option<serde_json::Map<String, Json>>,
+    }
+
+    /// A tenant's ceiling as the operator sets it, with the SMTP server and databases it
+    /// may use.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct CeilingSettings {
+        #[serde(default)]
+        ceiling: Option<Ceiling>,
+        /// `{host, port, tls, username, password, from, timeout_ms}`.
+        #[serde(default)]
+        smtp: Option<serde_json::Map<String, Json>>,
+        /// Database URLs by name (`sqlite:PATH`, `postgres://...`).
+        #[serde(default)]
+        databases: std::collections::BTreeMap<String, String>,
+    }
+}

@@ -9,12 +9,87 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use coda_plan::{Format, MemoryCatalog, Plan, Problem};
 use coda_types::time::now_ms;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{PathArgs, QueryArgs, body_bytes};
 use crate::{ApiError, AppState, Tenant};
+
+/// A plan published: its name and the version it became.
+#[derive(Serialize, ToSchema)]
+pub struct Published {
+    plan: String,
+    version: u32,
+}
+
+/// A valid plan (an invalid one is refused with every problem).
+#[derive(Serialize, ToSchema)]
+pub struct Validated {
+    valid: bool,
+    plan: String,
+    /// The plan's type (`post-interaction`, ...).
+    #[serde(rename = "type")]
+    #[schema(value_type = String)]
+    plan_type: coda_plan::PlanType,
+}
+
+/// A plan's latest version, as listed.
+#[derive(Serialize, ToSchema)]
+pub struct PlanEntry {
+    name: String,
+    version: u32,
+    /// The plan's type, as published.
+    #[serde(rename = "type")]
+    plan_type: Option<Json>,
+    created_at_ms: i64,
+}
+
+/// The tenant's plans.
+#[derive(Serialize, ToSchema)]
+pub struct PlanList {
+    plans: Vec<PlanEntry>,
+}
+
+/// One version of a plan, with its body (the plan as JSON).
+#[derive(Serialize, ToSchema)]
+pub struct PlanVersion {
+    plan: String,
+    version: u32,
+    /// The plan, in its canonical JSON form.
+    body: Json,
+}
+
+/// One published version: when, and the digest of its body.
+#[derive(Serialize, ToSchema)]
+pub struct VersionEntry {
+    version: u32,
+    created_at_ms: i64,
+    digest: String,
+}
+
+/// A plan's versions, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct VersionList {
+    plan: String,
+    versions: Vec<VersionEntry>,
+}
+
+/// The difference between two versions of a plan.
+#[derive(Serialize, ToSchema)]
+pub struct PlanDiff {
+    plan: String,
+    from: u32,
+    to: u32,
+    identical: bool,
+    /// A unified diff of the two bodies, pretty-printed JSON.
+    unified: String,
+    /// What changed, node by node (`nodes_added`, `nodes_removed`, `nodes_changed`, and
+    /// `start`, `type`, `post_interaction`, `description` as `{from, to}` when changed);
+    /// null when a stored body no longer parses.
+    summary: Json,
+}
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -35,27 +110,29 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 
 /// Validates a plan exactly as publishing it would, storing nothing: 200 when it is valid,
 /// 422 with every problem (node and field) when it is not.
-#[utoipa::path(post, path = "/v1/plans/validate", request_body(content = String, content_type = "application/yaml", description = "A plan, YAML or JSON text; nothing is stored"), responses((status = 200, description = "The plan's problems", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/plans/validate", request_body(content = String, content_type = "application/yaml", description = "A plan, YAML or JSON text; nothing is stored"), responses((status = 200, description = "Valid (an invalid plan: 422 with its problems)", body = Validated)), security(("tenant" = [])))]
 async fn validate(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     request: Request,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<Validated>, ApiError> {
     let plan = checked_plan(&state, &tenant, None, request).await?;
-    Ok(Reply(
-        json!({ "valid": true, "plan": plan.name, "type": plan.plan_type }),
-    ))
+    Ok(Reply(Validated {
+        valid: true,
+        plan: plan.name,
+        plan_type: plan.plan_type,
+    }))
 }
 
-#[utoipa::path(get, path = "/v1/plans/validate", responses((status = 200, description = "The plan named `validate`", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/plans/validate", responses((status = 200, description = "The plan named `validate`", body = PlanVersion)), security(("tenant" = [])))]
 async fn get_plan_named_validate(
     tenant: Tenant,
     state: State<AppState>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<PlanVersion>, ApiError> {
     get_plan(tenant, state, PathArgs("validate".into())).await
 }
 
-#[utoipa::path(put, path = "/v1/plans/validate", request_body(content = String, content_type = "application/yaml", description = "A plan named `validate`, YAML or JSON text"), responses((status = 200, description = "Published", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(put, path = "/v1/plans/validate", request_body(content = String, content_type = "application/yaml", description = "A plan named `validate`, YAML or JSON text"), responses((status = 201, description = "Published", body = Published)), security(("tenant" = [])))]
 async fn put_plan_named_validate(
     tenant: Tenant,
     state: State<AppState>,
@@ -69,21 +146,28 @@ fn unknown_plan(name: &str) -> ApiError {
 }
 
 /// Every version of a plan: its number, when it was published and the digest of its body.
-#[utoipa::path(get, path = "/v1/plans/{name}/versions", params(("name" = String, Path, description = "name")), responses((status = 200, description = "A plan's versions", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/plans/{name}/versions", params(("name" = String, Path, pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$", description = "the plan's name")), responses((status = 200, description = "A plan's versions", body = VersionList)), security(("tenant" = [])))]
 async fn versions(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathArgs(name): PathArgs<String>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<VersionList>, ApiError> {
     let versions = state.store().plan_versions(&tenant, &name)?;
     if versions.is_empty() {
         return Err(unknown_plan(&name));
     }
-    let versions: Vec<Json> = versions
+    let versions = versions
         .iter()
-        .map(|v| json!({ "version": v.version, "created_at_ms": v.created_at_ms, "digest": v.digest }))
+        .map(|v| VersionEntry {
+            version: v.version,
+            created_at_ms: v.created_at_ms,
+            digest: v.digest.clone(),
+        })
         .collect();
-    Ok(Reply(json!({ "plan": name, "versions": versions })))
+    Ok(Reply(VersionList {
+        plan: name,
+        versions,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -112,13 +196,13 @@ fn version_param(param: &str, value: Option<&str>) -> Result<u32, ApiError> {
 
 /// The difference between two versions of a plan: a unified diff of their stored bodies
 /// (pretty-printed JSON, the canonical form) and what changed in the graph.
-#[utoipa::path(get, path = "/v1/plans/{name}/diff", params(("name" = String, Path, description = "name"), ("from" = u32, Query, description = "from version"), ("to" = u32, Query, description = "to version")), responses((status = 200, description = "The unified diff", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/plans/{name}/diff", params(("name" = String, Path, pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$", description = "the plan's name"), ("from" = u32, Query, minimum = 1, description = "from version"), ("to" = u32, Query, minimum = 1, description = "to version")), responses((status = 200, description = "The unified diff", body = PlanDiff)), security(("tenant" = [])))]
 async fn diff(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathArgs(name): PathArgs<String>,
     QueryArgs(query): QueryArgs<DiffQuery>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<PlanDiff>, ApiError> {
     let from = version_param("from", query.from.as_deref())?;
     let to = version_param("to", query.to.as_deref())?;
     let store = state.store();
@@ -150,14 +234,14 @@ async fn diff(
         (Ok(old), Ok(new)) => summary(&old, &new),
         _ => Json::Null,
     };
-    Ok(Reply(json!({
-        "plan": name,
-        "from": from,
-        "to": to,
-        "identical": unified.is_empty(),
-        "unified": unified,
-        "summary": summary,
-    })))
+    Ok(Reply(PlanDiff {
+        plan: name,
+        from,
+        to,
+        identical: unified.is_empty(),
+        unified,
+        summary,
+    }))
 }
 
 /// What changed between two versions of a plan, node by node.
@@ -281,7 +365,7 @@ pub(crate) async fn checked_plan(
     Ok(plan)
 }
 
-#[utoipa::path(put, path = "/v1/plans/{name}", params(("name" = String, Path, description = "name")), request_body(content = String, content_type = "application/yaml", description = "A plan, YAML or JSON text"), responses((status = 200, description = "Published", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(put, path = "/v1/plans/{name}", params(("name" = String, Path, pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$", description = "the plan's name")), request_body(content = String, content_type = "application/yaml", description = "A plan, YAML or JSON text"), responses((status = 201, description = "Published", body = Published)), security(("tenant" = [])))]
 async fn put_plan(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -296,30 +380,31 @@ async fn put_plan(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Reply(json!({ "plan": plan.name, "version": version })),
+        Reply(Published {
+            plan: plan.name,
+            version,
+        }),
     )
         .into_response())
 }
 
-#[utoipa::path(get, path = "/v1/plans", responses((status = 200, description = "The tenant's plans", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/plans", responses((status = 200, description = "The tenant's plans", body = PlanList)), security(("tenant" = [])))]
 async fn list_plans(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-) -> Result<Reply<Json>, ApiError> {
-    let plans: Vec<Json> = state
+) -> Result<Reply<PlanList>, ApiError> {
+    let plans = state
         .store()
         .latest_plans(&tenant)?
         .into_iter()
-        .map(|p| {
-            json!({
-                "name": p.name,
-                "version": p.version,
-                "type": p.body.get("type"),
-                "created_at_ms": p.created_at_ms,
-            })
+        .map(|p| PlanEntry {
+            plan_type: p.body.get("type").cloned(),
+            name: p.name,
+            version: p.version,
+            created_at_ms: p.created_at_ms,
         })
         .collect();
-    Ok(Reply(json!({ "plans": plans })))
+    Ok(Reply(PlanList { plans }))
 }
 
 fn plan_answer(
@@ -328,11 +413,13 @@ fn plan_answer(
     name: &str,
     version: Option<u32>,
     asked: Option<&str>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<PlanVersion>, ApiError> {
     match state.store().plan(tenant, name, version)? {
-        Some((version, body)) => Ok(Reply(
-            json!({ "plan": name, "version": version, "body": body }),
-        )),
+        Some((version, body)) => Ok(Reply(PlanVersion {
+            plan: name.to_owned(),
+            version,
+            body,
+        })),
         None => Err(ApiError::not_found(
             "unknown-plan",
             match asked {
@@ -343,21 +430,21 @@ fn plan_answer(
     }
 }
 
-#[utoipa::path(get, path = "/v1/plans/{name}", params(("name" = String, Path, description = "name")), responses((status = 200, description = "The plan's current version", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/plans/{name}", params(("name" = String, Path, pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$", description = "the plan's name")), responses((status = 200, description = "The plan's current version", body = PlanVersion)), security(("tenant" = [])))]
 async fn get_plan(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathArgs(name): PathArgs<String>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<PlanVersion>, ApiError> {
     plan_answer(&state, &tenant, &name, None, None)
 }
 
-#[utoipa::path(get, path = "/v1/plans/{name}/versions/{version}", params(("name" = String, Path, description = "name"), ("version" = u32, Path, description = "version")), responses((status = 200, description = "One version of a plan", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/plans/{name}/versions/{version}", params(("name" = String, Path, pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$", description = "the plan's name"), ("version" = u32, Path, minimum = 1, description = "the version")), responses((status = 200, description = "One version of a plan", body = PlanVersion)), security(("tenant" = [])))]
 async fn get_plan_version(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathArgs((name, version)): PathArgs<(String, String)>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<PlanVersion>, ApiError> {
     // A version that is not a number is a version that does not exist: the same 404.
     match version.parse::<u32>() {
         Ok(v) if v > 0 => plan_answer(&state, &tenant, &name, Some(v), Some(&version)),

@@ -12,9 +12,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use coda_store::{Control, RunFilter, RunRecord, RunStatus, StepRecord};
 use coda_types::time;
 use coda_types::values_json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 use tokio::sync::broadcast::{Receiver, error::RecvError};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{PathArgs, QueryArgs, time_window};
@@ -164,12 +165,12 @@ fn status_param(value: Option<&str>) -> Result<Option<RunStatus>, ApiError> {
         .transpose()
 }
 
-#[utoipa::path(get, path = "/v1/runs", params(("plan" = Option<String>, Query, description = "plan"), ("status" = Option<String>, Query, description = "status"), ("interaction" = Option<String>, Query, description = "interaction"), ("since" = Option<String>, Query, description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("until" = Option<String>, Query, description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("after" = Option<String>, Query, description = "the last run id of the previous page"), ("limit" = Option<usize>, Query, description = "limit")), responses((status = 200, description = "A page of runs", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/runs", params(("plan" = Option<String>, Query, min_length = 1, description = "the plan the run is in now"), ("status" = Option<String>, Query, pattern = r"^(?:ready|parked|waiting|done|failed|cancelled)$", description = "ready, parked, waiting, done, failed or cancelled"), ("interaction" = Option<String>, Query, min_length = 1, description = "the interaction that started it"), ("since" = Option<String>, Query, pattern = r"^(?:[0-9]{1,13}|[1-9][0-9]{0,3}[smhdw]|(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])(?:T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,3})?Z)?)$", description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("until" = Option<String>, Query, pattern = r"^(?:[0-9]{1,13}|[1-9][0-9]{0,3}[smhdw]|(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])(?:T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,3})?Z)?)$", description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("after" = Option<String>, Query, description = "the last run id of the previous page (`next` of the previous page)"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "the most runs on the page (default 100)")), responses((status = 200, description = "A page of runs", body = RunPage)), security(("tenant" = [])))]
 async fn list_runs(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     QueryArgs(query): QueryArgs<RunsQuery>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<RunPage>, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_RUNS_PAGE);
     if !(1..=MAX_RUNS_PAGE).contains(&limit) {
         return Err(bad_query(format!(
@@ -193,20 +194,20 @@ async fn list_runs(
         .find_runs(&tenant, &filter, query.after.as_deref(), limit)?;
     // A full page may have a next one; the client passes this as `after`.
     let next = (runs.len() == limit).then(|| runs.last().map(|r| r.id.clone()));
-    Ok(Reply(json!({
-        "runs": runs.iter().map(run_json).collect::<Vec<_>>(),
-        "next": next.flatten(),
-    })))
+    Ok(Reply(RunPage {
+        runs: runs.iter().map(run_json).collect(),
+        next: next.flatten(),
+    }))
 }
 
 /// Cancels a run that has not finished (ready, parked or waiting; a step in flight then
 /// commits nothing). A finished run: 409 naming its status.
-#[utoipa::path(post, path = "/v1/runs/{id}/cancel", params(("id" = String, Path, description = "id")), responses((status = 200, description = "Cancelled", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", params(("id" = String, Path, description = "the run's id")), responses((status = 200, description = "Cancelled", body = Run)), security(("tenant" = [])))]
 async fn cancel(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathArgs(id): PathArgs<String>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<Run>, ApiError> {
     let control = state
         .engine()
         .cancel(&tenant, &id)
@@ -217,12 +218,12 @@ async fn cancel(
 
 /// Retries a failed run from its failed node, as a new attempt. A run that is not failed:
 /// 409 naming its status.
-#[utoipa::path(post, path = "/v1/runs/{id}/retry", params(("id" = String, Path, description = "id")), responses((status = 200, description = "Retried from the failed step", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/runs/{id}/retry", params(("id" = String, Path, description = "the run's id")), responses((status = 200, description = "Retried from the failed step", body = Run)), security(("tenant" = [])))]
 async fn retry(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathArgs(id): PathArgs<String>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<Run>, ApiError> {
     let control = state
         .engine()
         .retry(&tenant, &id)
@@ -235,7 +236,7 @@ fn control_answer(
     control: Control,
     id: &str,
     refused: &'static str,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<Run>, ApiError> {
     match control {
         Control::Applied(run) => Ok(Reply(run_json(&run))),
         Control::NotFound => Err(unknown_run(id)),
@@ -247,7 +248,7 @@ fn control_answer(
 /// reconnecting client sends one), then each step as it commits (event `step`, id its
 /// sequence number, data the step as in `GET /v1/runs/{id}`), and `end` with the run's
 /// final status once it finishes; then the stream closes.
-#[utoipa::path(get, path = "/v1/runs/{id}/tail", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The run's journal as it grows", body = String, content_type = "text/event-stream")), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/runs/{id}/tail", params(("id" = String, Path, description = "the run's id")), responses((status = 200, description = "The run's journal as it grows", body = String, content_type = "text/event-stream")), security(("tenant" = [])))]
 async fn tail(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -385,28 +386,151 @@ impl Tail {
     }
 }
 
-pub(crate) fn run_json(run: &RunRecord) -> Json {
-    json!({
-        "id": run.id,
-        "plan": run.plan,
-        "plan_version": run.plan_version,
-        "interaction": run.interaction,
-        "status": run.status,
-        "node": run.node,
-        "attempt": run.attempt,
-        "due_at_ms": run.due_at_ms,
-        "wait": run.wait,
-        "created_at_ms": run.created_at_ms,
-        "updated_at_ms": run.updated_at_ms,
-    })
+/// A run as lists and controls show it (without its data and journal).
+#[derive(Serialize, ToSchema)]
+pub struct Run {
+    id: String,
+    /// The plan it is in now (a route moves it to another).
+    plan: String,
+    plan_version: u32,
+    interaction: Option<String>,
+    #[schema(value_type = RunStatusName)]
+    status: RunStatus,
+    /// The node to run next; none once finished.
+    node: Option<String>,
+    /// The attempt the next step will be (1 unless retrying).
+    attempt: u32,
+    /// When a parked or waiting run goes on (ms since the epoch).
+    due_at_ms: Option<i64>,
+    /// What a waiting run waits for.
+    #[schema(value_type = Option<Wait>)]
+    wait: Option<coda_store::EventWait>,
+    created_at_ms: i64,
+    updated_at_ms: i64,
 }
 
-#[utoipa::path(get, path = "/v1/runs/{id}", params(("id" = String, Path, description = "id")), responses((status = 200, description = "The run with its journal", body = Object)), security(("tenant" = [])))]
+/// A run's status.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // only its schema is used: `RunStatus` serializes itself
+pub enum RunStatusName {
+    Ready,
+    Parked,
+    Waiting,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+/// What a waiting run waits for.
+#[derive(ToSchema)]
+#[allow(dead_code)] // only its schema is used: `EventWait` serializes itself
+pub struct Wait {
+    /// The named event (`POST /v1/interactions/{id}/events/{event}`).
+    event: String,
+    /// The node the event leads to; none: the run ends.
+    on_event: Option<String>,
+    /// The node that waits.
+    node: Option<String>,
+}
+
+/// A page of runs, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct RunPage {
+    runs: Vec<Run>,
+    /// Pass as `after` for the next page; none on the last.
+    next: Option<String>,
+}
+
+/// A run with its data, its journal and its capability calls.
+#[derive(Serialize, ToSchema)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    run: Run,
+    /// The run's data sources: any JSON values, by name.
+    data: serde_json::Map<String, Json>,
+    journal: Vec<Step>,
+    effects: Vec<Effect>,
+}
+
+/// One step of a run's journal (in a run, and in its live tail).
+#[derive(Serialize, ToSchema)]
+pub struct Step {
+    seq: u64,
+    plan: String,
+    plan_version: u32,
+    node: String,
+    /// `name@version`; empty for a step the host took itself (a wait's timeout, a stop).
+    applet: String,
+    attempt: u32,
+    /// The outcome (`{"exit": ..}`, `{"pause": ..}`, ...) or `{"error": {"kind", ...}}`.
+    result: Json,
+    /// Where the run went and why, in words.
+    note: String,
+    fuel_used: u64,
+    duration_us: u64,
+    /// The data the step set, by name.
+    data_changes: serde_json::Map<String, Json>,
+    at_ms: i64,
+    /// What the applet logged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    logs: Vec<LogLine>,
+}
+
+/// One line an applet logged.
+#[derive(Serialize, ToSchema)]
+pub struct LogLine {
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    #[schema(value_type = String)]
+    level: coda_types::LogLevel,
+    message: String,
+}
+
+/// One capability call of a step, journaled once.
+#[derive(Serialize, ToSchema)]
+pub struct Effect {
+    step_seq: u64,
+    /// The call's position in the step, from 0.
+    call_seq: u32,
+    /// `http`, `email`, `sql-query`, `sql-execute`, `interactions`, `kv`.
+    kind: String,
+    /// SHA-256 of the request: a replay matches the same call.
+    digest: String,
+    /// The call's result as the applet got it.
+    result: Json,
+    at_ms: i64,
+}
+
+pub(crate) fn run_json(run: &RunRecord) -> Run {
+    Run {
+        id: run.id.clone(),
+        plan: run.plan.clone(),
+        plan_version: run.plan_version,
+        interaction: run.interaction.clone(),
+        status: run.status,
+        node: run.node.clone(),
+        attempt: run.attempt,
+        due_at_ms: run.due_at_ms,
+        wait: run.wait.clone(),
+        created_at_ms: run.created_at_ms,
+        updated_at_ms: run.updated_at_ms,
+    }
+}
+
+/// Values as a JSON object.
+fn values_map(values: &coda_types::Values) -> serde_json::Map<String, Json> {
+    match values_json(values) {
+        Json::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/runs/{id}", params(("id" = String, Path, description = "the run's id")), responses((status = 200, description = "The run with its journal", body = RunDetail)), security(("tenant" = [])))]
 async fn get_run(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathArgs(id): PathArgs<String>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<RunDetail>, ApiError> {
     let store = state.store();
     let Some(run) = store.run(&tenant, &id)? else {
         return Err(unknown_run(&id));
@@ -414,11 +538,22 @@ async fn get_run(
     let journal = store.journal(&tenant, &id)?;
     // `effects` takes no tenant: the run was found under this tenant just above.
     let effects = store.effects(&id, None)?;
-    let mut answer = run_json(&run);
-    answer["data"] = values_json(&run.data);
-    answer["journal"] = journal.iter().map(step_json).collect();
-    answer["effects"] = serde_json::to_value(&effects).unwrap_or(Json::Null);
-    Ok(Reply(answer))
+    Ok(Reply(RunDetail {
+        run: run_json(&run),
+        data: values_map(&run.data),
+        journal: journal.iter().map(step_json).collect(),
+        effects: effects
+            .into_iter()
+            .map(|e| Effect {
+                step_seq: e.step_seq,
+                call_seq: e.call_seq,
+                kind: e.kind,
+                digest: e.digest,
+                result: e.result,
+                at_ms: e.at_ms,
+            })
+            .collect(),
+    }))
 }
 
 pub(crate) fn unknown_run(id: &str) -> ApiError {
@@ -426,8 +561,27 @@ pub(crate) fn unknown_run(id: &str) -> ApiError {
 }
 
 /// A journal step as the API shows it (in a run, and in its live tail).
-pub(crate) fn step_json(step: &StepRecord) -> Json {
-    let mut json = serde_json::to_value(step).unwrap_or(Json::Null);
-    json["data_changes"] = values_json(&step.data_changes);
-    json
+pub(crate) fn step_json(step: &StepRecord) -> Step {
+    Step {
+        seq: step.seq,
+        plan: step.plan.clone(),
+        plan_version: step.plan_version,
+        node: step.node.clone(),
+        applet: step.applet.clone(),
+        attempt: step.attempt,
+        result: step.result.clone(),
+        note: step.note.clone(),
+        fuel_used: step.fuel_used,
+        duration_us: step.duration_us,
+        data_changes: values_map(&step.data_changes),
+        at_ms: step.at_ms,
+        logs: step
+            .logs
+            .iter()
+            .map(|l| LogLine {
+                level: l.level,
+                message: l.message.clone(),
+            })
+            .collect(),
+    }
 }

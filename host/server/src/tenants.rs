@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use coda_store::NewToken;
 use coda_types::names::{NameKind, check_name};
 use coda_types::time::now_ms;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{JsonBody, PathArgs};
@@ -32,13 +32,26 @@ fn fresh_token() -> Result<(String, NewToken), ApiError> {
     Ok((secret, NewToken { id, hash }))
 }
 
-#[derive(Deserialize)]
+/// The new tenant.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
+    /// Its id: 1 to 64 characters of a-z 0-9 . _ -, the first a letter or digit.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
     id: String,
 }
 
-#[utoipa::path(post, path = "/v1/operator/tenants", request_body(content = Object, content_type = "application/json", description = "The new tenant: `{\"id\"}`"), responses((status = 200, description = "Created", body = Object)), security(("operator" = [])))]
+/// A new token of a tenant: its secret is shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct TokenIssued {
+    tenant: String,
+    /// For revoking it.
+    token_id: String,
+    /// The bearer token.
+    token: String,
+}
+
+#[utoipa::path(post, path = "/v1/operator/tenants", request_body = CreateTenant, responses((status = 201, description = "Created, with its first token", body = TokenIssued)), security(("operator" = [])))]
 async fn create_tenant(
     _: Operator,
     State(state): State<AppState>,
@@ -67,12 +80,16 @@ async fn create_tenant(
     }
     Ok((
         StatusCode::CREATED,
-        Reply(json!({ "tenant": body.id, "token_id": token_id, "token": secret })),
+        Reply(TokenIssued {
+            tenant: body.id,
+            token_id,
+            token: secret,
+        }),
     )
         .into_response())
 }
 
-#[utoipa::path(post, path = "/v1/operator/tenants/{tenant}/tokens", params(("tenant" = String, Path, description = "tenant")), responses((status = 200, description = "A new token, shown once", body = Object)), security(("operator" = [])))]
+#[utoipa::path(post, path = "/v1/operator/tenants/{tenant}/tokens", params(("tenant" = String, Path, pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$", description = "the tenant's id")), responses((status = 201, description = "A new token, shown once", body = TokenIssued)), security(("operator" = [])))]
 async fn create_token(
     _: Operator,
     State(state): State<AppState>,
@@ -85,7 +102,11 @@ async fn create_token(
     }
     Ok((
         StatusCode::CREATED,
-        Reply(json!({ "tenant": tenant, "token_id": token_id, "token": secret })),
+        Reply(TokenIssued {
+            tenant,
+            token_id,
+            token: secret,
+        }),
     )
         .into_response())
 }
@@ -94,7 +115,7 @@ fn unknown_tenant(tenant: &str) -> ApiError {
     ApiError::not_found("unknown-tenant", format!("tenant `{tenant}` not found"))
 }
 
-#[utoipa::path(delete, path = "/v1/operator/tenants/{tenant}/tokens/{token_id}", params(("tenant" = String, Path, description = "tenant"), ("token_id" = String, Path, description = "token_id")), responses((status = 200, description = "Revoked", body = Object)), security(("operator" = [])))]
+#[utoipa::path(delete, path = "/v1/operator/tenants/{tenant}/tokens/{token_id}", params(("tenant" = String, Path, pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$", description = "the tenant's id"), ("token_id" = String, Path, description = "the token's id")), responses((status = 204, description = "Revoked")), security(("operator" = [])))]
 async fn revoke_token(
     _: Operator,
     State(state): State<AppState>,

@@ -6,12 +6,46 @@ use axum::Json as Reply;
 use axum::extract::State;
 use coda_types::capabilities::CallKind;
 use coda_types::time::{self, format_time, month_start};
-use serde::Deserialize;
-use serde_json::{Value as Json, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{QueryArgs, check_window, time_window};
 use crate::{ApiError, AppState, Tenant};
+
+/// What a tenant used in `[since, until)`.
+#[derive(Serialize, ToSchema)]
+pub struct UsageAnswer {
+    tenant: String,
+    /// RFC 3339.
+    since: String,
+    /// RFC 3339.
+    until: String,
+    /// Steps that ran an applet.
+    invocations: u64,
+    /// Fuel those invocations used.
+    fuel_used: u64,
+    /// Wall time those invocations took.
+    invocation_ms: u64,
+    emails_sent: u64,
+    email_calls: u64,
+    http_calls: u64,
+    sql_calls: u64,
+    follow_ups: u64,
+    kv_calls: u64,
+    /// Capability calls by kind (`http`, `email`, `sql-query`, `sql-execute`,
+    /// `interactions`, `kv`).
+    effects: std::collections::BTreeMap<String, Calls>,
+}
+
+/// Capability calls of one kind.
+#[derive(Serialize, ToSchema)]
+pub struct Calls {
+    /// Calls made, whatever their result.
+    calls: u64,
+    /// Calls that succeeded; the rest answered a host error.
+    succeeded: u64,
+}
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(usage))
@@ -26,12 +60,12 @@ pub struct UsageQuery {
 
 /// The window `[since, until)`: `until` defaults to now, `since` to the start of `until`'s
 /// month (UTC), the usual billing period.
-#[utoipa::path(get, path = "/v1/usage", params(("since" = Option<String>, Query, description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("until" = Option<String>, Query, description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)")), responses((status = 200, description = "The tenant's usage", body = Object)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/usage", params(("since" = Option<String>, Query, pattern = r"^(?:[0-9]{1,13}|[1-9][0-9]{0,3}[smhdw]|(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])(?:T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,3})?Z)?)$", description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("until" = Option<String>, Query, pattern = r"^(?:[0-9]{1,13}|[1-9][0-9]{0,3}[smhdw]|(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])(?:T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,3})?Z)?)$", description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)")), responses((status = 200, description = "The tenant's usage", body = UsageAnswer)), security(("tenant" = [])))]
 async fn usage(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     QueryArgs(query): QueryArgs<UsageQuery>,
-) -> Result<Reply<Json>, ApiError> {
+) -> Result<Reply<UsageAnswer>, ApiError> {
     let now = time::now_ms();
     let (since, until) = time_window(query.since.as_deref(), query.until.as_deref(), now)?;
     let until = until.unwrap_or(now);
@@ -45,19 +79,29 @@ async fn usage(
         .get(CallKind::Email.as_str())
         .copied()
         .unwrap_or_default();
-    Ok(Reply(json!({
-        "tenant": tenant,
-        "since": format_time(since),
-        "until": format_time(until),
-        "invocations": usage.invocations,
-        "fuel_used": usage.fuel_used,
-        "invocation_ms": usage.duration_us / 1000,
-        "emails_sent": email.succeeded,
-        "email_calls": email.calls,
-        "http_calls": calls(CallKind::Http),
-        "sql_calls": calls(CallKind::SqlQuery) + calls(CallKind::SqlExecute),
-        "follow_ups": calls(CallKind::Interactions),
-        "kv_calls": calls(CallKind::Kv),
-        "effects": usage.effects,
-    })))
+    Ok(Reply(UsageAnswer {
+        tenant,
+        since: format_time(since),
+        until: format_time(until),
+        invocations: usage.invocations,
+        fuel_used: usage.fuel_used,
+        invocation_ms: usage.duration_us / 1000,
+        emails_sent: email.succeeded,
+        email_calls: email.calls,
+        http_calls: calls(CallKind::Http),
+        sql_calls: calls(CallKind::SqlQuery) + calls(CallKind::SqlExecute),
+        follow_ups: calls(CallKind::Interactions),
+        kv_calls: calls(CallKind::Kv),
+        effects: usage
+            .effects
+            .iter()
+            .map(|(kind, c)| {
+                let calls = Calls {
+                    calls: c.calls,
+                    succeeded: c.succeeded,
+                };
+                (kind.clone(), calls)
+            })
+            .collect(),
+    }))
 }

@@ -380,3 +380,72 @@ async fn malformed_input_answers_4xx_in_the_error_shape() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Every body is described by its schema: a JSON request or answer names a component (or,
+/// for a named event's payload, says it is any object), never a bare `object`.
+#[tokio::test]
+async fn every_json_body_has_its_schema() {
+    let h = super::harness();
+    let doc = document(&h).await;
+    let schemas = &doc["components"]["schemas"];
+    let mut untyped = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let mut bodies = vec![("request", &op["requestBody"]["content"])];
+            for (status, answer) in op["responses"].as_object().unwrap() {
+                if status.starts_with('2') {
+                    bodies.push(("answer", &answer["content"]));
+                }
+            }
+            for (which, content) in bodies {
+                let Some(schema) = content.get("application/json").map(|c| &c["schema"]) else {
+                    continue;
+                };
+                let named = schema["$ref"]
+                    .as_str()
+                    .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                    .is_some_and(|name| schemas[name].is_object());
+                let any_payload = path.ends_with("/events/{event}") && which == "request";
+                if !named && !any_payload {
+                    untyped.push(format!("{method} {path} {which}: {schema}"));
+                }
+            }
+        }
+    }
+    assert!(untyped.is_empty(), "{}", untyped.join("\n"));
+}
+
+/// JSON Schema counts `30.0` as an integer: a body that writes one so is read as the
+/// integer, where serde alone would refuse it.
+#[tokio::test]
+async fn an_integer_written_as_a_float_is_read_as_the_integer() {
+    let h = super::harness();
+    let acme = tenant(&h, "acme").await;
+    let (status, body) = call(
+        &h,
+        "PUT",
+        "/v1/skills/sales/post-contact",
+        Some(&acme),
+        json_body(json!({ "mode": "wrap-up", "seconds": 30.0, "unavailable_code": "acw" })),
+    )
+    .await;
+    assert!(status.is_success(), "{status} {body}");
+    assert_eq!(body["seconds"], 30, "{body}");
+    // A fraction is still no integer.
+    let (status, body) = call(
+        &h,
+        "PUT",
+        "/v1/skills/sales/post-contact",
+        Some(&acme),
+        json_body(json!({ "mode": "wrap-up", "seconds": 30.5, "unavailable_code": "acw" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("seconds"),
+        "{body}"
+    );
+}

@@ -537,7 +537,13 @@ async fn runs_are_filtered_by_plan_status_interaction_and_time() {
         ("colour=red", "colour"),
     ] {
         let (status, body) = call(h, "GET", &format!("/v1/runs?{query}"), Some(&acme), None).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        // Two times in the wrong order are well-formed: refused 422, not 400.
+        let expected = if query.contains("&until=1999") {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        assert_eq!(status, expected, "{query}: {body}");
         let message = body["error"]["message"].as_str().unwrap();
         assert!(message.contains(names), "{query}: {message}");
     }
