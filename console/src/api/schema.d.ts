@@ -312,7 +312,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        get: operations["list_tenants"];
         put?: never;
         post: operations["create_tenant"];
         delete?: never;
@@ -344,7 +344,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        get: operations["list_tokens"];
         put?: never;
         post: operations["create_token"];
         delete?: never;
@@ -1342,6 +1342,31 @@ export interface components {
             /** @description The node the event leads to; none: the run ends. */
             on_event?: string | null;
         };
+        TenantEntry: {
+            id: string;
+            /** Format: int64 */
+            created_at_ms: number;
+            /** Format: int64 */
+            live_tokens: number;
+            /** Format: int64 */
+            ceiling_updated_at_ms?: number | null;
+        };
+        TenantPage: {
+            tenants: components["schemas"]["TenantEntry"][];
+            next?: string | null;
+        };
+        TokenEntry: {
+            id: string;
+            /** Format: int64 */
+            created_at_ms: number;
+            /** Format: int64 */
+            revoked_at_ms?: number | null;
+        };
+        TokenPage: {
+            tenant: string;
+            tokens: components["schemas"]["TokenEntry"][];
+            next?: string | null;
+        };
     };
     responses: never;
     parameters: never;
@@ -2267,6 +2292,29 @@ export interface operations {
             };
         };
     };
+    list_tenants: {
+        parameters: {
+            query?: {
+                after?: string | null;
+                limit?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description x */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TenantPage"];
+                };
+            };
+        };
+    };
     create_tenant: {
         parameters: {
             query?: never;
@@ -2391,6 +2439,31 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_tokens: {
+        parameters: {
+            query?: {
+                after?: string | null;
+                limit?: number | null;
+            };
+            header?: never;
+            path: {
+                tenant: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description x */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenPage"];
                 };
             };
         };
