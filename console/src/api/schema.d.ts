@@ -329,6 +329,13 @@ export interface paths {
             cookie?: never;
         };
         get: operations["get_tenant_ceiling"];
+        /**
+         * Sets the tenant's ceiling. The answer of `GET` may be changed and sent back as it is:
+         *     what it shows in place of a credential keeps the stored one. An `smtp` without
+         *     `username` and `password` keeps the stored pair (`"authenticated": false` drops it); a
+         *     database URL exactly as `GET` shows it (`***` in place of its credentials) keeps the
+         *     stored URL. Credentials given replace the stored ones.
+         */
         put: operations["put_tenant_ceiling"];
         post?: never;
         delete?: never;
@@ -793,27 +800,41 @@ export interface components {
         };
         /**
          * @description A tenant's ceiling as the operator sets it, with the SMTP server and databases it
-         *     may use.
+         *     may use. The answer of `GET` is accepted back as it is: what it shows in place of a
+         *     credential keeps the stored one.
          */
         CeilingSettings: {
             ceiling?: components["schemas"]["Ceiling"] | null;
-            /** @description Database URLs by name (`sqlite:PATH`, `postgres://...`). */
+            /**
+             * @description Database URLs by name (`sqlite:PATH`, `postgres://...`). A URL exactly as `GET`
+             *     shows it (`***` in place of its credentials) keeps the stored URL; any other
+             *     replaces it.
+             */
             databases?: {
                 [key: string]: string;
             };
-            /** @description `{host, port, tls, username, password, from, timeout_ms}`. */
+            /** @description As `GET` shows it; ignored. */
+            set?: boolean | null;
+            /**
+             * @description `{host, port, tls, username, password, from, timeout_ms, authenticated}`.
+             *     Without `username` and `password` the stored ones are kept;
+             *     `"authenticated": false` drops them; given, they replace them.
+             */
             smtp?: {
                 [key: string]: components["schemas"]["Value"];
             } | null;
+            /** @description As `GET` shows it: if given, the tenant of the path. */
+            tenant?: string | null;
         };
         /**
-         * @description A tenant's ceiling as the operator set it (database URLs without their passwords, the
-         *     SMTP server without its credentials).
+         * @description A tenant's ceiling as the operator set it (database URLs with `***` in place of their
+         *     credentials, the SMTP server without its credentials). The operator's `PUT` takes it
+         *     back as it is and keeps what it hides.
          */
         CeilingView: {
             /** @description The limits (`http_hosts`, `email`, `max_secrets`, `fuel`, `kv`, ...), as set. */
             ceiling: components["schemas"]["Ceiling"];
-            /** @description Database URLs by name, their passwords redacted. */
+            /** @description Database URLs by name, `***` in place of their credentials. */
             databases: {
                 [key: string]: string;
             };
@@ -1262,6 +1283,40 @@ export interface components {
             /** Format: int64 */
             seq: number;
         };
+        /** @description A tenant as the operator's list shows it. */
+        TenantEntry: {
+            /**
+             * Format: int64
+             * @description When the operator last set its ceiling; null: never, so it allows nothing.
+             */
+            ceiling_updated_at_ms?: number | null;
+            /** Format: int64 */
+            created_at_ms: number;
+            id: string;
+            /**
+             * Format: int64
+             * @description How many of its tokens are not revoked.
+             */
+            live_tokens: number;
+        };
+        /** @description A page of tenants, by id. */
+        TenantPage: {
+            /** @description Pass as `after` for the next page; none on the last. */
+            next?: string | null;
+            tenants: components["schemas"]["TenantEntry"][];
+        };
+        /** @description A tenant's token: its id and times, never its secret. */
+        TokenEntry: {
+            /** Format: int64 */
+            created_at_ms: number;
+            /** @description For revoking it. */
+            id: string;
+            /**
+             * Format: int64
+             * @description When it was revoked; null: live.
+             */
+            revoked_at_ms?: number | null;
+        };
         /** @description A new token of a tenant: its secret is shown this once. */
         TokenIssued: {
             tenant: string;
@@ -1269,6 +1324,13 @@ export interface components {
             token: string;
             /** @description For revoking it. */
             token_id: string;
+        };
+        /** @description A page of a tenant's tokens, newest first. */
+        TokenPage: {
+            /** @description Pass as `after` for the next page; none on the last. */
+            next?: string | null;
+            tenant: string;
+            tokens: components["schemas"]["TokenEntry"][];
         };
         /** @description What a tenant used in `[since, until)`. */
         UsageAnswer: {
@@ -1341,31 +1403,6 @@ export interface components {
             node?: string | null;
             /** @description The node the event leads to; none: the run ends. */
             on_event?: string | null;
-        };
-        TenantEntry: {
-            id: string;
-            /** Format: int64 */
-            created_at_ms: number;
-            /** Format: int64 */
-            live_tokens: number;
-            /** Format: int64 */
-            ceiling_updated_at_ms?: number | null;
-        };
-        TenantPage: {
-            tenants: components["schemas"]["TenantEntry"][];
-            next?: string | null;
-        };
-        TokenEntry: {
-            id: string;
-            /** Format: int64 */
-            created_at_ms: number;
-            /** Format: int64 */
-            revoked_at_ms?: number | null;
-        };
-        TokenPage: {
-            tenant: string;
-            tokens: components["schemas"]["TokenEntry"][];
-            next?: string | null;
         };
     };
     responses: never;
@@ -2295,8 +2332,10 @@ export interface operations {
     list_tenants: {
         parameters: {
             query?: {
-                after?: string | null;
-                limit?: number | null;
+                /** @description the last tenant id of the previous page (`next` of the previous page) */
+                after?: string;
+                /** @description the most tenants on the page (default 100) */
+                limit?: number;
             };
             header?: never;
             path?: never;
@@ -2304,13 +2343,31 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description x */
+            /** @description A page of tenants, by id */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["TenantPage"];
+                };
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -2446,24 +2503,45 @@ export interface operations {
     list_tokens: {
         parameters: {
             query?: {
-                after?: string | null;
-                limit?: number | null;
+                /** @description the last token id of the previous page (`next` of the previous page) */
+                after?: string;
+                /** @description the most tokens on the page (default 100) */
+                limit?: number;
             };
             header?: never;
             path: {
+                /** @description the tenant's id */
                 tenant: string;
             };
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description x */
+            /** @description A page of the tenant's tokens, newest first */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["TokenPage"];
+                };
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
