@@ -174,7 +174,9 @@ mod tests {
         let stored = stored();
         let shown = view(&stored);
         let text = shown.to_string();
-        assert!(!text.contains("secret") && !text.contains("app"), "{text}");
+        for hidden in ["smtp-secret", "db-secret", "q-secret", "app:", "\"u\""] {
+            assert!(!text.contains(hidden), "{hidden} shown: {text}");
+        }
         assert_eq!(shown["databases"]["crm"], "postgres://***@db.test/crm");
         let kept = with_kept_credentials("acme", &shown, Some(&stored)).unwrap();
         let settings = TenantSettings::from_ceiling_json("acme", &kept).unwrap();
