@@ -797,7 +797,7 @@ async function main() {
     }
   });
 
-  await operatorJourney({ context, base, op, operator });
+  await operatorJourney({ context, base, op, operator, revokedId: revoked.token_id });
   await usageJourney({ context, base, acme, token });
   await interactionJourneys({ context, base, token, acme });
   await appletJourneys({ context, base, api, op });
@@ -819,10 +819,28 @@ async function fitsPhone(page, what) {
 
 // --- the operator: a tenant, its ceiling, its tokens (issue 16, item 8) ----------------------
 
-async function operatorJourney({ context, base, op, operator }) {
+async function operatorJourney({ context, base, op, operator, revokedId }) {
   await journey("operator-tenant", context, async (page) => {
     await signIn(page, base, operator);
     await page.getByRole("heading", { name: "Operator" }).waitFor();
+    // The list is the API's: acme was created through the API, never in this browser.
+    const acmeRow = page.locator('tr[data-tenant="acme"]');
+    await acmeRow.getByRole("link", { name: "acme", exact: true }).waitFor();
+    check((await acmeRow.locator('td[data-label="Live tokens"]').textContent()).trim() === "1", "acme's one live token is counted (its other ones were revoked)");
+    // Another journey may have set acme's ceiling: the list says what the API says.
+    const acmeSet = (await op("GET", "/v1/operator/tenants/acme/ceiling")).set;
+    check((await acmeRow.textContent()).includes("never set") === !acmeSet, "the list says whether acme's ceiling is set");
+    // Its tokens, listed by the API: the one revoked through the API shows as revoked.
+    await acmeRow.getByRole("link", { name: "acme", exact: true }).click();
+    await page.getByRole("heading", { name: "Tenant acme" }).waitFor();
+    const revokedRow = page.locator(`tr[data-token="${revokedId}"]`);
+    await revokedRow.waitFor();
+    check((await revokedRow.locator('td[data-label="State"]').textContent()).startsWith("revoked"), "a token revoked through the API is listed as revoked");
+    check(await revokedRow.getByRole("button", { name: /Revoke/ }).count() === 0, "a revoked token offers no revoke");
+    check(await page.locator("tr[data-token]").filter({ hasText: "live" }).count() === 1, "acme's live token is listed as live");
+    await page.getByRole("link", { name: "All tenants" }).click();
+    await page.getByRole("heading", { name: "Operator" }).waitFor();
+
     await page.getByLabel("Tenant id").fill("globex");
     await page.getByRole("button", { name: "Create", exact: true }).click();
     const first = page.locator(".shown-once");
@@ -851,6 +869,29 @@ async function operatorJourney({ context, base, op, operator }) {
     const stored = await op("GET", "/v1/operator/tenants/globex/ceiling");
     check(stored.ceiling.fuel === 5000000 && stored.ceiling.email === true, "the ceiling's fields are stored");
     check(JSON.stringify(stored.ceiling.http_hosts) === JSON.stringify(["api.example.com", "*.crm.example.com"]), "the hosts are stored one a line");
+
+    // Credentials set once (here through the API) are kept when the page saves a change
+    // without them: it says "kept" and does not ask for them again.
+    const SMTP_SECRET = "smtp-secret-typed-once";
+    const DB_SECRET = "db-secret-typed-once";
+    await op("PUT", "/v1/operator/tenants/globex/ceiling", {
+      ceiling: { ...stored.ceiling, email: true, databases: ["crm"] },
+      smtp: { host: "mail.example.com", port: 587, from: "Globex <ops@globex.example>", username: "globex", password: SMTP_SECRET },
+      databases: { crm: `postgres://app:${DB_SECRET}@db.example.com/crm` },
+    });
+    await page.reload();
+    await page.getByRole("heading", { name: "Tenant globex" }).waitFor();
+    await page.locator(".credentials-state").filter({ hasText: "kept (not shown)" }).waitFor();
+    check((await page.locator(".kept-databases").textContent()).includes("crm"), "the database's credentials say kept");
+    check(!(await page.content()).includes(SMTP_SECRET) && !(await page.content()).includes(DB_SECRET), "no credential is on the page");
+    check(await page.getByRole("button", { name: "Replace…" }).count() === 1, "the SMTP credentials can be replaced");
+    await page.getByLabel("Fuel per invocation").fill("6000000");
+    await page.getByRole("button", { name: "Save ceiling" }).click();
+    await page.getByText("Saved.").waitFor();
+    const kept = await op("GET", "/v1/operator/tenants/globex/ceiling");
+    check(kept.ceiling.fuel === 6000000, "the change is stored");
+    check(kept.smtp?.authenticated === true, "the SMTP credentials were kept without being typed again");
+    check(kept.databases.crm === "postgres://***@db.example.com/crm", `the database's credentials were kept: ${kept.databases.crm}`);
 
     // A token: shown once, listed, revoked after asking on the page.
     await page.getByRole("button", { name: "Issue a token" }).click();

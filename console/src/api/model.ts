@@ -356,3 +356,13 @@ export interface Usage {
 export interface PatchAnswers {
   "/v1/interactions/{id}": Interaction;
 }
+
+// The operator's lists (host/server/src/tenants.rs), typed by the document itself; these
+// merge into the answer maps above.
+import type { components } from "./schema";
+export type TenantEntry = components["schemas"]["TenantEntry"];
+export type TokenEntry = components["schemas"]["TokenEntry"];
+export interface GetAnswers {
+  "/v1/operator/tenants": components["schemas"]["TenantPage"];
+  "/v1/operator/tenants/{tenant}/tokens": components["schemas"]["TokenPage"];
+}

@@ -312,7 +312,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        get: operations["list_tenants"];
         put?: never;
         post: operations["create_tenant"];
         delete?: never;
@@ -329,6 +329,13 @@ export interface paths {
             cookie?: never;
         };
         get: operations["get_tenant_ceiling"];
+        /**
+         * Sets the tenant's ceiling. The answer of `GET` may be changed and sent back as it is:
+         *     what it shows in place of a credential keeps the stored one. An `smtp` without
+         *     `username` and `password` keeps the stored pair (`"authenticated": false` drops it); a
+         *     database URL exactly as `GET` shows it (`***` in place of its credentials) keeps the
+         *     stored URL. Credentials given replace the stored ones.
+         */
         put: operations["put_tenant_ceiling"];
         post?: never;
         delete?: never;
@@ -344,7 +351,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        get: operations["list_tokens"];
         put?: never;
         post: operations["create_token"];
         delete?: never;
@@ -793,27 +800,41 @@ export interface components {
         };
         /**
          * @description A tenant's ceiling as the operator sets it, with the SMTP server and databases it
-         *     may use.
+         *     may use. The answer of `GET` is accepted back as it is: what it shows in place of a
+         *     credential keeps the stored one.
          */
         CeilingSettings: {
             ceiling?: components["schemas"]["Ceiling"] | null;
-            /** @description Database URLs by name (`sqlite:PATH`, `postgres://...`). */
+            /**
+             * @description Database URLs by name (`sqlite:PATH`, `postgres://...`). A URL exactly as `GET`
+             *     shows it (`***` in place of its credentials) keeps the stored URL; any other
+             *     replaces it.
+             */
             databases?: {
                 [key: string]: string;
             };
-            /** @description `{host, port, tls, username, password, from, timeout_ms}`. */
+            /** @description As `GET` shows it; ignored. */
+            set?: boolean | null;
+            /**
+             * @description `{host, port, tls, username, password, from, timeout_ms, authenticated}`.
+             *     Without `username` and `password` the stored ones are kept;
+             *     `"authenticated": false` drops them; given, they replace them.
+             */
             smtp?: {
                 [key: string]: components["schemas"]["Value"];
             } | null;
+            /** @description As `GET` shows it: if given, the tenant of the path. */
+            tenant?: string | null;
         };
         /**
-         * @description A tenant's ceiling as the operator set it (database URLs without their passwords, the
-         *     SMTP server without its credentials).
+         * @description A tenant's ceiling as the operator set it (database URLs with `***` in place of their
+         *     credentials, the SMTP server without its credentials). The operator's `PUT` takes it
+         *     back as it is and keeps what it hides.
          */
         CeilingView: {
             /** @description The limits (`http_hosts`, `email`, `max_secrets`, `fuel`, `kv`, ...), as set. */
             ceiling: components["schemas"]["Ceiling"];
-            /** @description Database URLs by name, their passwords redacted. */
+            /** @description Database URLs by name, `***` in place of their credentials. */
             databases: {
                 [key: string]: string;
             };
@@ -1262,6 +1283,40 @@ export interface components {
             /** Format: int64 */
             seq: number;
         };
+        /** @description A tenant as the operator's list shows it. */
+        TenantEntry: {
+            /**
+             * Format: int64
+             * @description When the operator last set its ceiling; null: never, so it allows nothing.
+             */
+            ceiling_updated_at_ms?: number | null;
+            /** Format: int64 */
+            created_at_ms: number;
+            id: string;
+            /**
+             * Format: int64
+             * @description How many of its tokens are not revoked.
+             */
+            live_tokens: number;
+        };
+        /** @description A page of tenants, by id. */
+        TenantPage: {
+            /** @description Pass as `after` for the next page; none on the last. */
+            next?: string | null;
+            tenants: components["schemas"]["TenantEntry"][];
+        };
+        /** @description A tenant's token: its id and times, never its secret. */
+        TokenEntry: {
+            /** Format: int64 */
+            created_at_ms: number;
+            /** @description For revoking it. */
+            id: string;
+            /**
+             * Format: int64
+             * @description When it was revoked; null: live.
+             */
+            revoked_at_ms?: number | null;
+        };
         /** @description A new token of a tenant: its secret is shown this once. */
         TokenIssued: {
             tenant: string;
@@ -1269,6 +1324,13 @@ export interface components {
             token: string;
             /** @description For revoking it. */
             token_id: string;
+        };
+        /** @description A page of a tenant's tokens, newest first. */
+        TokenPage: {
+            /** @description Pass as `after` for the next page; none on the last. */
+            next?: string | null;
+            tenant: string;
+            tokens: components["schemas"]["TokenEntry"][];
         };
         /** @description What a tenant used in `[since, until)`. */
         UsageAnswer: {
@@ -2267,6 +2329,49 @@ export interface operations {
             };
         };
     };
+    list_tenants: {
+        parameters: {
+            query?: {
+                /** @description the last tenant id of the previous page (`next` of the previous page) */
+                after?: string;
+                /** @description the most tenants on the page (default 100) */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of tenants, by id */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TenantPage"];
+                };
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     create_tenant: {
         parameters: {
             query?: never;
@@ -2373,6 +2478,52 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CeilingView"];
+                };
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_tokens: {
+        parameters: {
+            query?: {
+                /** @description the last token id of the previous page (`next` of the previous page) */
+                after?: string;
+                /** @description the most tokens on the page (default 100) */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description the tenant's id */
+                tenant: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the tenant's tokens, newest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenPage"];
                 };
             };
             /** @description Refused: the one error shape */

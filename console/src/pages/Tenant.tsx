@@ -1,6 +1,5 @@
 // One tenant, for the operator: its ceiling and its tokens.
 import { api } from "../api/client";
-import { memory } from "../operatorMemory";
 import { href } from "../route";
 import { ErrorNote, Loading, Page, useLoad } from "../ui";
 import { CeilingEditor } from "./CeilingEditor";
@@ -8,11 +7,7 @@ import { Tokens } from "./Tokens";
 
 export function Tenant({ tenant }: { tenant: string }) {
   // The ceiling's GET is also how the page learns the tenant exists (404 otherwise).
-  const view = useLoad(async (signal) => {
-    const v = await api.get("/v1/operator/tenants/{tenant}/ceiling", { path: { tenant }, signal });
-    memory.rememberTenant(tenant);
-    return v;
-  }, [tenant]);
+  const view = useLoad((signal) => api.get("/v1/operator/tenants/{tenant}/ceiling", { path: { tenant }, signal }), [tenant]);
   return (
     <Page title={`Tenant ${tenant}`} actions={<a href={href(["operator"])}>All tenants</a>}>
       <ErrorNote error={view.error} />

@@ -1,18 +1,22 @@
-// A tenant's tokens, for the operator: issue one (its secret shown once), the ones issued
-// from this browser, and revoking one (asked on the page first). The API does not list a
-// tenant's tokens, so a token issued elsewhere is revoked by its id.
+// A tenant's tokens, for the operator: the list from the API (newest first, by page; ids and
+// times, never a secret), issuing one (its secret shown once) and revoking one (asked on the
+// page first).
 import { useState } from "preact/hooks";
 import { api } from "../api/client";
-import { memory } from "../operatorMemory";
+import type { TokenEntry } from "../api/model";
 import { ShownOnce } from "../shownOnce";
 import { Time } from "../time";
-import { ErrorNote } from "../ui";
+import { ErrorNote, Loading, useLoad } from "../ui";
+
+const PAGE = 50;
 
 export function Tokens({ tenant }: { tenant: string }) {
-  const [tokens, setTokens] = useState(() => memory.tokens(tenant));
+  // The pages loaded so far, each after the last one's `next`: "More" appends one.
+  const [pages, setPages] = useState(1);
+  const loaded = useLoad((signal) => loadTokens(tenant, pages, signal), [tenant, pages]);
+  const list = { ...loaded, tokens: loaded.value?.tokens ?? [], more: loaded.value?.more ?? false };
   const [fresh, setFresh] = useState<{ token: string; token_id: string } | null>(null);
   const [asking, setAsking] = useState<string | null>(null);
-  const [byId, setById] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const [note, setNote] = useState<string | null>(null);
@@ -23,9 +27,8 @@ export function Tokens({ tenant }: { tenant: string }) {
     setNote(null);
     try {
       const answer = await api.post("/v1/operator/tenants/{tenant}/tokens", { path: { tenant } });
-      memory.rememberToken(tenant, answer.token_id, Date.now());
-      setTokens(memory.tokens(tenant));
       setFresh(answer);
+      list.reload();
     } catch (e) {
       setError(e);
     } finally {
@@ -37,12 +40,10 @@ export function Tokens({ tenant }: { tenant: string }) {
     setError(null);
     try {
       await api.del("/v1/operator/tenants/{tenant}/tokens/{token_id}", { path: { tenant, token_id: id } });
-      memory.markRevoked(tenant, id, Date.now());
-      setTokens(memory.tokens(tenant));
       setAsking(null);
-      setById("");
       if (fresh?.token_id === id) setFresh(null);
       setNote(`Token ${id} revoked: it is refused from now on.`);
+      list.reload();
     } catch (e) {
       setError(e);
     } finally {
@@ -50,6 +51,7 @@ export function Tokens({ tenant }: { tenant: string }) {
     }
   };
 
+  const tokens = list.tokens;
   return (
     <section aria-labelledby="tokens-title">
       <h2 id="tokens-title">Tokens</h2>
@@ -63,9 +65,11 @@ export function Tokens({ tenant }: { tenant: string }) {
         </p>
       ) : null}
       <ErrorNote error={error} />
+      <ErrorNote error={list.error} />
+      {list.loading && !tokens.length ? <Loading what="the tokens" /> : null}
       {tokens.length ? (
         <table class="list tokens">
-          <caption class="visually-hidden">Tokens issued from this browser</caption>
+          <caption class="visually-hidden">The tenant's tokens, newest first</caption>
           <thead>
             <tr>
               <th scope="col">Token id</th>
@@ -78,9 +82,9 @@ export function Tokens({ tenant }: { tenant: string }) {
             {tokens.map((t) => (
               <tr key={t.id} data-token={t.id}>
                 <td data-label="Token id"><code>{t.id}</code></td>
-                <td data-label="Issued">{t.issued_at_ms ? <Time ms={t.issued_at_ms} /> : <span class="muted">—</span>}</td>
+                <td data-label="Issued"><Time ms={t.created_at_ms} /></td>
                 <td data-label="State">
-                  {t.revoked_at_ms ? (
+                  {t.revoked_at_ms != null ? (
                     <>
                       revoked <Time ms={t.revoked_at_ms} />
                     </>
@@ -89,7 +93,7 @@ export function Tokens({ tenant }: { tenant: string }) {
                   )}
                 </td>
                 <td>
-                  {t.revoked_at_ms ? null : asking === t.id ? (
+                  {t.revoked_at_ms != null ? null : asking === t.id ? (
                     <div class="confirm" role="alertdialog" aria-labelledby={`revoke-${t.id}`}>
                       <p id={`revoke-${t.id}`}>
                         Revoke token {t.id}? Whatever uses it is refused from its next request.
@@ -112,37 +116,27 @@ export function Tokens({ tenant }: { tenant: string }) {
             ))}
           </tbody>
         </table>
-      ) : (
-        <p class="muted">No tokens issued from this browser.</p>
-      )}
-      <p class="muted">
-        coda does not list a tenant's tokens: above are the ones issued from this browser.
-        Revoke any other by its id.
-      </p>
-      <form
-        class="inline"
-        onSubmit={(e) => {
-          e.preventDefault();
-          if (byId.trim()) setAsking(byId.trim());
-        }}
-      >
-        <label>
-          Token id
-          <input value={byId} onInput={(e) => setById((e.target as HTMLInputElement).value)} placeholder="tok_…" required />
-        </label>
-        <button type="submit" class="secondary">Revoke…</button>
-      </form>
-      {asking && !tokens.some((t) => t.id === asking) ? (
-        <div class="confirm" role="alertdialog" aria-labelledby="revoke-by-id">
-          <p id="revoke-by-id">Revoke token {asking} of {tenant}? This cannot be undone.</p>
-          <button type="button" onClick={() => revoke(asking)} disabled={busy} autoFocus>
-            Yes, revoke it
-          </button>{" "}
-          <button type="button" class="secondary" onClick={() => setAsking(null)} disabled={busy}>
-            Keep it
-          </button>
-        </div>
+      ) : !list.loading && !list.error ? (
+        <p class="muted">{tenant} has no tokens.</p>
+      ) : null}
+      {list.more ? (
+        <button type="button" class="secondary" onClick={() => setPages((n) => n + 1)} disabled={list.loading}>
+          More tokens
+        </button>
       ) : null}
     </section>
   );
+}
+
+// The first `pages` pages of the tenant's tokens, each after the last one's `next`.
+async function loadTokens(tenant: string, pages: number, signal: AbortSignal) {
+  const tokens: TokenEntry[] = [];
+  let after: string | undefined;
+  for (let i = 0; i < pages; i++) {
+    const page = await api.get("/v1/operator/tenants/{tenant}/tokens", { path: { tenant }, query: { after, limit: PAGE }, signal });
+    tokens.push(...page.tokens);
+    after = page.next ?? undefined;
+    if (after === undefined) break;
+  }
+  return { tokens, more: after !== undefined };
 }

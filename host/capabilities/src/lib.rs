@@ -17,6 +17,7 @@
 //! This crate depends on no wasmtime crate and not on `coda-runtime`: it sees only
 //! `coda-types`.
 
+pub mod ceiling_doc;
 mod email;
 pub mod grants;
 mod http;

@@ -307,14 +307,22 @@ impl TryFrom<String> for DatabaseUrl {
 }
 
 impl DatabaseUrl {
-    /// The URL without its credentials (user and password), for showing to a tenant.
+    /// The URL without its credentials, for showing: a user and password become
+    /// [`HIDDEN`](crate::ceiling_doc::HIDDEN) (`postgres://***@db/crm`), as does a password
+    /// in the query, so the reader sees that there are some, and the operator's ceiling
+    /// written back as shown keeps them (`crate::ceiling_doc`).
     pub fn redacted(&self) -> String {
         match self {
             DatabaseUrl::Sqlite(path) => format!("sqlite:{}", path.display()),
             DatabaseUrl::Postgres(text) => match url::Url::parse(text) {
                 Ok(mut url) => {
+                    let had_credentials = !url.username().is_empty() || url.password().is_some();
                     let _ = url.set_password(None);
-                    let _ = url.set_username("");
+                    let _ = url.set_username(if had_credentials {
+                        crate::ceiling_doc::HIDDEN
+                    } else {
+                        ""
+                    });
                     // A password may sit in the query too (`?password=`).
                     coda_types::scrub::redact_url(url.as_str())
                 }
@@ -378,7 +386,7 @@ fn source_prefix(name: &Option<String>) -> String {
 }
 
 impl SettingsError {
-    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         SettingsError {
             source_name: None,
             path: path.into(),

@@ -14,6 +14,8 @@
 use axum::Json as Reply;
 use axum::extract::State;
 use axum::http::StatusCode;
+use coda_capabilities::SettingsError;
+use coda_capabilities::ceiling_doc;
 use coda_capabilities::grants::{self, Exceeds};
 use coda_capabilities::settings::{AppletGrant, TenantSettings};
 use coda_plan::{Catalog, Plan, Problem};
@@ -51,8 +53,9 @@ pub(crate) fn tenant_ceiling(state: &AppState, tenant: &str) -> Result<TenantSet
     }
 }
 
-/// A tenant's ceiling as the operator set it (database URLs without their passwords, the
-/// SMTP server without its credentials).
+/// A tenant's ceiling as the operator set it (database URLs with `***` in place of their
+/// credentials, the SMTP server without its credentials). The operator's `PUT` takes it
+/// back as it is and keeps what it hides.
 #[derive(Serialize, ToSchema)]
 pub struct CeilingView {
     tenant: String,
@@ -63,7 +66,7 @@ pub struct CeilingView {
     ceiling: Json,
     /// `{host, port, tls, from, timeout_ms, authenticated}`, or null.
     smtp: Json,
-    /// Database URLs by name, their passwords redacted.
+    /// Database URLs by name, `***` in place of their credentials.
     databases: std::collections::BTreeMap<String, String>,
 }
 
@@ -134,6 +137,11 @@ async fn get_tenant_ceiling(
     ))
 }
 
+/// Sets the tenant's ceiling. The answer of `GET` may be changed and sent back as it is:
+/// what it shows in place of a credential keeps the stored one. An `smtp` without
+/// `username` and `password` keeps the stored pair (`"authenticated": false` drops it); a
+/// database URL exactly as `GET` shows it (`***` in place of its credentials) keeps the
+/// stored URL. Credentials given replace the stored ones.
 #[utoipa::path(put, path = "/v1/operator/tenants/{tenant}/ceiling", params(("tenant" = String, Path, pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$", description = "the tenant's id")), request_body = crate::openapi::bodies::CeilingSettings, responses((status = 200, description = "Set", body = CeilingView)), security(("operator" = [])))]
 async fn put_tenant_ceiling(
     _: Operator,
@@ -141,22 +149,32 @@ async fn put_tenant_ceiling(
     PathArgs(tenant): PathArgs<String>,
     JsonBody(body): JsonBody<Json>,
 ) -> Result<Reply<CeilingView>, ApiError> {
-    let settings = TenantSettings::from_ceiling_json(&tenant, &body).map_err(|e| {
-        let at = if e.path.is_empty() {
-            String::new()
-        } else {
-            format!("at `{}`: ", e.path)
-        };
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-ceiling",
-            format!("{at}{}", e.message),
-        )
-    })?;
+    if state.store().ceiling_state(&tenant)?.is_none() {
+        return Err(unknown_tenant(&tenant));
+    }
+    // What the GET showed in place of a credential keeps the stored one (`ceiling_doc`), so
+    // the answer of GET can be changed and written back without retyping passwords.
+    let stored = state.store().ceiling(&tenant)?;
+    let body = ceiling_doc::with_kept_credentials(&tenant, &body, stored.as_ref())
+        .map_err(invalid_ceiling)?;
+    let settings = TenantSettings::from_ceiling_json(&tenant, &body).map_err(invalid_ceiling)?;
     if !state.store().set_ceiling(&tenant, &body, now_ms()).await? {
         return Err(unknown_tenant(&tenant));
     }
     Ok(ceiling_answer(&tenant, &settings, true))
+}
+
+fn invalid_ceiling(e: SettingsError) -> ApiError {
+    let at = if e.path.is_empty() {
+        String::new()
+    } else {
+        format!("at `{}`: ", e.path)
+    };
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-ceiling",
+        format!("{at}{}", e.message),
+    )
 }
 
 #[utoipa::path(get, path = "/v1/ceiling", responses((status = 200, description = "The tenant's own ceiling", body = CeilingView)), security(("tenant" = [])))]

@@ -451,16 +451,28 @@ pub(crate) mod bodies {
     }
 
     /// A tenant's ceiling as the operator sets it, with the SMTP server and databases it
-    /// may use.
+    /// may use. The answer of `GET` is accepted back as it is: what it shows in place of a
+    /// credential keeps the stored one.
     #[derive(Deserialize, ToSchema)]
     #[serde(deny_unknown_fields)]
     pub struct CeilingSettings {
+        /// As `GET` shows it: if given, the tenant of the path.
+        #[serde(default)]
+        #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+        tenant: Option<String>,
+        /// As `GET` shows it; ignored.
+        #[serde(default)]
+        set: Option<bool>,
         #[serde(default)]
         ceiling: Option<Ceiling>,
-        /// `{host, port, tls, username, password, from, timeout_ms}`.
+        /// `{host, port, tls, username, password, from, timeout_ms, authenticated}`.
+        /// Without `username` and `password` the stored ones are kept;
+        /// `"authenticated": false` drops them; given, they replace them.
         #[serde(default)]
         smtp: Option<serde_json::Map<String, Json>>,
-        /// Database URLs by name (`sqlite:PATH`, `postgres://...`).
+        /// Database URLs by name (`sqlite:PATH`, `postgres://...`). A URL exactly as `GET`
+        /// shows it (`***` in place of its credentials) keeps the stored URL; any other
+        /// replaces it.
         #[serde(default)]
         databases: std::collections::BTreeMap<String, String>,
     }

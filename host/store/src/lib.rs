@@ -51,7 +51,7 @@ pub use kv::{EffectSlot, KV_PRUNE_BATCH, KvResult};
 pub use leases::{ClaimState, Claimed, TenantSlots};
 pub use plans::{PlanVersion, PlanVersionInfo};
 pub use runs::{Control, NewRun, RunFilter, RunRecord, RunStatus, StartedRun};
-pub use tenants::NewToken;
+pub use tenants::{NewToken, TenantInfo, TokenInfo};
 pub use usage::{EffectCount, Usage};
 pub use waits::EventWait;
 pub use writer::WriteStats;

@@ -224,6 +224,9 @@ const MIGRATIONS: &[&str] = &[
         keys INTEGER NOT NULL,
         bytes INTEGER NOT NULL
     );",
+    // 15: the operator's lists: a tenant's tokens (`GET /v1/operator/tenants/{tenant}/tokens`,
+    // newest first) and the live ones counted per tenant, without a scan of every token.
+    "CREATE INDEX tokens_tenant ON tokens (tenant, created_at, id);",
 ];
 
 pub(crate) fn migrate_sqlite(conn: &mut rusqlite::Connection) -> Result<()> {

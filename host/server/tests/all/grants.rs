@@ -176,6 +176,88 @@ async fn the_ceiling_is_the_operators_to_set_and_the_tenant_sees_it_without_cred
     assert_eq!(body["tenant"], "globex");
 }
 
+/// The stored ceiling's credentials, read back through the tenant's settings.
+fn stored_credentials(h: &Harness) -> (Option<String>, Option<String>, Option<String>) {
+    let body = h.engine.store().ceiling("acme").unwrap().unwrap();
+    let settings =
+        coda_capabilities::settings::TenantSettings::from_ceiling_json("acme", &body).unwrap();
+    let smtp = settings.smtp.unwrap();
+    (
+        smtp.username,
+        smtp.password.map(|p| p.expose().to_owned()),
+        body["databases"]["crm"].as_str().map(str::to_owned),
+    )
+}
+
+#[tokio::test]
+async fn a_ceiling_read_changed_and_written_back_keeps_its_credentials() {
+    let (h, _) = harness();
+    tenant(&h, "acme").await;
+    let (status, _) = call(&h, "PUT", CEILING, Some(OPERATOR), json_body(ceiling())).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The operator's view hides them, marking the database's with `***`.
+    let (_, mut view) = call(&h, "GET", CEILING, Some(OPERATOR), None).await;
+    assert_eq!(view["databases"]["crm"], "postgres://***@db.test/crm");
+    assert_eq!(view["smtp"]["authenticated"], true);
+    let text = view.to_string();
+    assert!(!text.contains("password-plain"), "{text}");
+
+    // Changed and written back as it is: a limit changes, the credentials stay.
+    view["ceiling"]["fuel"] = json!(1000);
+    let (status, answer) = call(&h, "PUT", CEILING, Some(OPERATOR), json_body(view.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ceiling"]["fuel"], 1000);
+    assert_eq!(
+        stored_credentials(&h),
+        (
+            Some("acme".into()),
+            Some("smtp-password-plain".into()),
+            Some("postgres://app:db-password-plain@db.test/crm".into())
+        )
+    );
+
+    // A credential given replaces the stored one.
+    view["smtp"]["username"] = json!("acme2");
+    view["smtp"]["password"] = json!("smtp-password-new");
+    view["databases"]["crm"] = json!("postgres://app:db-password-new@db.test/crm");
+    let (status, answer) = call(&h, "PUT", CEILING, Some(OPERATOR), json_body(view.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        stored_credentials(&h),
+        (
+            Some("acme2".into()),
+            Some("smtp-password-new".into()),
+            Some("postgres://app:db-password-new@db.test/crm".into())
+        )
+    );
+
+    // The marker where nothing is stored for it is refused, naming the field, and so is
+    // the view of another tenant.
+    let (_, mut view) = call(&h, "GET", CEILING, Some(OPERATOR), None).await;
+    view["databases"]["crm"] = json!("postgres://***@other.test/crm");
+    let (status, body) = call(&h, "PUT", CEILING, Some(OPERATOR), json_body(view.clone())).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`databases.crm`"),
+        "{body}"
+    );
+    view["databases"]["crm"] = json!("postgres://***@db.test/crm");
+    view["tenant"] = json!("globex");
+    let (status, body) = call(&h, "PUT", CEILING, Some(OPERATOR), json_body(view)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`tenant`"),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn a_grant_must_lie_within_the_ceiling() {
     let (h, _) = harness();

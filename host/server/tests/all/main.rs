@@ -29,6 +29,7 @@ mod console;
 mod faults;
 mod interactions;
 mod openapi;
+mod operator_lists;
 mod ops;
 mod plans_runs;
 

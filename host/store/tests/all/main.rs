@@ -39,6 +39,7 @@ mod applets;
 mod grants;
 mod kv;
 mod runs;
+mod tenants;
 
 use coda_store::{
     Claimed, EventWait, NewRun, RunStatus, RunUpdate, StepCommit, StepRecord, Store, StoreError,
