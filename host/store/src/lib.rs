@@ -35,8 +35,8 @@ pub use applets::{AppletRecord, NewApplet, PutApplet};
 pub use audit::{AuditEntry, FieldChange, InteractionChange};
 pub use interactions::{
     Channel, Customer, CustomerPatch, FollowUpOf, FollowUpRefused, InteractionDetails,
-    InteractionFilter, InteractionRecord, InteractionSummary, InteractionStatus, NewFollowUp, Party, PostContactWork, PostFlowAction,
-    PostFlowTarget, SubmittedDisposition,
+    InteractionFilter, InteractionRecord, InteractionStatus, InteractionSummary, NewFollowUp,
+    Party, PostContactWork, PostFlowAction, PostFlowTarget, SubmittedDisposition,
 };
 pub use post_contact::{AgentState, DispositionOption, PostContact};
 

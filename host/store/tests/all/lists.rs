@@ -2,8 +2,8 @@
 //! with their filters, and usage cut into buckets.
 
 use coda_store::{
-    Channel, InteractionFilter, InteractionRecord, InteractionStatus, ListOrder, NewRun,
-    RunFilter, RunStatus,
+    Channel, InteractionFilter, InteractionRecord, InteractionStatus, ListOrder, NewRun, RunFilter,
+    RunStatus,
 };
 use serde_json::json;
 
@@ -26,7 +26,10 @@ async fn runs_are_paged_oldest_or_newest_first_with_none_missed_or_repeated() {
     let (_dir, store) = open();
     // Created at 1000, 1000, 1000, 2000, 2000, 3000, 4000: ties are ordered by id.
     let mut made: Vec<(i64, String)> = Vec::new();
-    for (n, at) in [1_000, 1_000, 1_000, 2_000, 2_000, 3_000, 4_000].into_iter().enumerate() {
+    for (n, at) in [1_000, 1_000, 1_000, 2_000, 2_000, 3_000, 4_000]
+        .into_iter()
+        .enumerate()
+    {
         let run = NewRun {
             now_ms: at,
             plan: if n % 2 == 0 { "even" } else { "odd" }.into(),
@@ -74,7 +77,11 @@ async fn runs_are_paged_oldest_or_newest_first_with_none_missed_or_repeated() {
         .into_iter()
         .map(|r| r.id)
         .collect();
-    assert_eq!(expected.len(), 3, "runs 0, 2 and 4 (run 6 is at the window's end)");
+    assert_eq!(
+        expected.len(),
+        3,
+        "runs 0, 2 and 4 (run 6 is at the window's end)"
+    );
     let newest_pages = read_all(2, |after| {
         store
             .find_runs("acme", &by_plan, ListOrder::NewestFirst, after, 2)
@@ -83,7 +90,10 @@ async fn runs_are_paged_oldest_or_newest_first_with_none_missed_or_repeated() {
             .map(|r| r.id)
             .collect()
     });
-    assert_eq!(newest_pages, expected.iter().rev().cloned().collect::<Vec<_>>());
+    assert_eq!(
+        newest_pages,
+        expected.iter().rev().cloned().collect::<Vec<_>>()
+    );
     let ready_for_int_0 = RunFilter {
         status: Some(RunStatus::Ready),
         interaction: Some("int-0".into()),
@@ -99,13 +109,25 @@ async fn runs_are_paged_oldest_or_newest_first_with_none_missed_or_repeated() {
     // A cursor that names no run of the tenant (another tenant's included) ends the list.
     assert!(
         store
-            .find_runs("globex", &RunFilter::default(), ListOrder::NewestFirst, Some(&oldest[0]), 10)
+            .find_runs(
+                "globex",
+                &RunFilter::default(),
+                ListOrder::NewestFirst,
+                Some(&oldest[0]),
+                10
+            )
             .unwrap()
             .is_empty()
     );
     assert!(
         store
-            .find_runs("acme", &RunFilter::default(), ListOrder::OldestFirst, Some("nope"), 10)
+            .find_runs(
+                "acme",
+                &RunFilter::default(),
+                ListOrder::OldestFirst,
+                Some("nope"),
+                10
+            )
             .unwrap()
             .is_empty()
     );
@@ -184,11 +206,18 @@ async fn interactions_are_listed_by_filter_and_paged_in_either_order() {
             .collect()
     };
     let all = InteractionFilter::default();
-    assert_eq!(ids(&all, ListOrder::OldestFirst, None, 10), ["c-1", "c-2", "c-3", "c-4"]);
+    assert_eq!(
+        ids(&all, ListOrder::OldestFirst, None, 10),
+        ["c-1", "c-2", "c-3", "c-4"]
+    );
     for limit in [1, 2, 3] {
-        let newest = read_all(limit, |after| ids(&all, ListOrder::NewestFirst, after, limit));
+        let newest = read_all(limit, |after| {
+            ids(&all, ListOrder::NewestFirst, after, limit)
+        });
         assert_eq!(newest, ["c-4", "c-3", "c-2", "c-1"], "pages of {limit}");
-        let oldest = read_all(limit, |after| ids(&all, ListOrder::OldestFirst, after, limit));
+        let oldest = read_all(limit, |after| {
+            ids(&all, ListOrder::OldestFirst, after, limit)
+        });
         assert_eq!(oldest, ["c-1", "c-2", "c-3", "c-4"], "pages of {limit}");
     }
     let completed = InteractionFilter {
@@ -200,20 +229,29 @@ async fn interactions_are_listed_by_filter_and_paged_in_either_order() {
         channel: Some(Channel::Voice),
         ..InteractionFilter::default()
     };
-    assert_eq!(ids(&voice, ListOrder::NewestFirst, None, 10), ["c-3", "c-1"]);
+    assert_eq!(
+        ids(&voice, ListOrder::NewestFirst, None, 10),
+        ["c-3", "c-1"]
+    );
     let sales_window = InteractionFilter {
         skill: Some("sales".into()),
         since_ms: Some(1_500),
         until_ms: Some(3_500),
         ..InteractionFilter::default()
     };
-    assert_eq!(ids(&sales_window, ListOrder::OldestFirst, None, 10), ["c-4"]);
+    assert_eq!(
+        ids(&sales_window, ListOrder::OldestFirst, None, 10),
+        ["c-4"]
+    );
     // Each entry counts the runs the interaction started; its times are its own.
     let found = store
         .find_interactions("acme", &all, ListOrder::OldestFirst, None, 10)
         .unwrap();
     let c1 = &found[0];
-    assert_eq!((c1.created_at_ms, c1.record.updated_at_ms, c1.runs), (1_000, 9_000, 0));
+    assert_eq!(
+        (c1.created_at_ms, c1.record.updated_at_ms, c1.runs),
+        (1_000, 9_000, 0)
+    );
     assert_eq!((found[1].record.id.as_str(), found[1].runs), ("c-2", 1));
     // Another tenant's interactions are not listed, nor is its id a cursor here.
     assert_eq!(
@@ -231,7 +269,10 @@ async fn usage_buckets_add_up_to_the_windows_totals() {
     let run = store.start_run(new_run(None)).await.unwrap().id;
     // Calls at 0.5 h, 1.5 h, 1.9 h and 3.2 h; the window is [0, 3.5 h).
     let hour = 3_600_000;
-    for (n, at) in [hour / 2, hour * 3 / 2, hour * 19 / 10, hour * 32 / 10].into_iter().enumerate() {
+    for (n, at) in [hour / 2, hour * 3 / 2, hour * 19 / 10, hour * 32 / 10]
+        .into_iter()
+        .enumerate()
+    {
         store
             .record_effect(
                 &run,
@@ -252,11 +293,16 @@ async fn usage_buckets_add_up_to_the_windows_totals() {
     assert_eq!(series.len(), 4, "three whole hours and half of one");
     let calls = |i: usize, kind: &str| series[i].effects.get(kind).map_or(0, |c| c.calls);
     assert_eq!(
-        (0..4).map(|i| (calls(i, "email"), calls(i, "http"))).collect::<Vec<_>>(),
+        (0..4)
+            .map(|i| (calls(i, "email"), calls(i, "http")))
+            .collect::<Vec<_>>(),
         [(1, 0), (1, 1), (0, 0), (1, 0)]
     );
     let total = store.usage("acme", 0, until).unwrap();
-    assert_eq!(total.effects["email"].calls, (0..4).map(|i| calls(i, "email")).sum::<u64>());
+    assert_eq!(
+        total.effects["email"].calls,
+        (0..4).map(|i| calls(i, "email")).sum::<u64>()
+    );
     assert_eq!(coda_store::bucket_count(0, until, hour), 4);
     assert_eq!(coda_store::bucket_count(0, 3 * hour, hour), 3);
 }
