@@ -16,6 +16,7 @@ import { Operator } from "./pages/Operator";
 import { Tenant } from "./pages/Tenant";
 import { Usage } from "./pages/Usage";
 import { Interaction } from "./pages/Interaction";
+import { Interactions } from "./pages/Interactions";
 import { Applets } from "./pages/Applets";
 import { Applet } from "./pages/Applet";
 import { Secrets } from "./pages/Secrets";
@@ -64,6 +65,8 @@ function App() {
     page = <Plans />;
   } else if (first === "interactions" && second) {
     page = <Interaction id={second} />;
+  } else if (first === "interactions") {
+    page = <Interactions route={route} />;
   } else if (first === "applets" && second) {
     page = <Applet name={second} />;
   } else if (first === "applets") {
@@ -75,7 +78,7 @@ function App() {
   } else {
     page = <Runs route={route} />;
   }
-  const nav = role === "operator" ? [["operator", "Tenants"]] : [["runs", "Runs"], ["plans", "Plans"], ["applets", "Applets"], ["secrets", "Secrets"], ["usage", "Usage"]];
+  const nav = role === "operator" ? [["operator", "Tenants"]] : [["runs", "Runs"], ["interactions", "Interactions"], ["plans", "Plans"], ["applets", "Applets"], ["secrets", "Secrets"], ["usage", "Usage"]];
   return (
     <>
       <button type="button" class="skip" onClick={() => document.getElementById("main")?.focus()}>

@@ -30,3 +30,17 @@ export function duration(us: number): string {
 export function number(n: number): string {
   return n.toLocaleString();
 }
+
+// <input type=datetime-local> gives the viewer's wall time; the API takes RFC 3339.
+export function toInstant(local: string): string | undefined {
+  if (!local) return undefined;
+  const d = new Date(local);
+  return Number.isNaN(d.getTime()) ? undefined : d.toISOString();
+}
+export function toLocal(instant: string | null): string {
+  if (!instant) return "";
+  const d = new Date(instant);
+  if (Number.isNaN(d.getTime())) return "";
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}

@@ -649,7 +649,8 @@ async function main() {
     check((await page.locator("ol.timeline").textContent()).includes("<a href=javascript:alert(4)>click</a>"), "a data value with markup is shown as written");
     check((await page.locator("dl.data").last().textContent()).includes("<iframe src=javascript:alert(5)></iframe>"), "event data with markup is shown as written");
     check((await page.locator("ol.effects").textContent()).includes(`{"name":${JSON.stringify(HOSTILE_HTTP)}}`), "an HTTP body with markup is shown as written");
-    check(keys.length === 1 && (await page.locator(".step-section code").first().textContent()) === keys[0], `the effect's idempotency key is the one the CRM got (${keys[0]})`);
+    // data-connector sends its step's key as Idempotency-Key: the one the API gives as step_key.
+    check(keys.length === 1 && (await page.locator("ol.effects code.step-key").first().textContent()) === keys[0], `the effect's step key, as the API gives it, is the one the CRM got (${keys[0]})`);
     check(await page.locator("main img, main iframe, main script, main b, main i, main a[href^=javascript], main style").count() === 0, "no markup from data became elements");
     check(await page.evaluate(() => getComputedStyle(document.body).display) !== "none", "no style from data applied");
     // Give any handler that might have been planted a moment to fire: none may.
@@ -753,9 +754,21 @@ async function main() {
       return rows.length > 0 && rows.every((id) => !ids.includes(id));
     }, first);
     await page.getByRole("link", { name: "First page" }).waitFor();
-    const all = await acme("GET", "/v1/runs?plan=wrapup&limit=1000");
+    const all = await acme("GET", "/v1/runs?plan=wrapup&limit=1000&order=newest");
     const second = await page.locator("tr[data-run]").evaluateAll((rows) => rows.map((r) => r.dataset.run));
-    check(JSON.stringify([...first, ...second]) === JSON.stringify(all.runs.map((r) => r.id).slice(0, first.length + second.length)), "the pages follow the API's order");
+    check(JSON.stringify([...first, ...second]) === JSON.stringify(all.runs.map((r) => r.id).slice(0, first.length + second.length)), "the pages follow the API's order, newest first");
+    check(first[0] === waiting, "the newest run heads the list");
+    // Oldest first, chosen in the form: the list turns round.
+    await page.goto(`${base}/#/runs?plan=wrapup`);
+    await page.locator(`tr[data-run="${waiting}"]`).waitFor();
+    check((await page.getByLabel("Order").inputValue()) === "newest", "newest first unless asked");
+    await page.getByLabel("Order").selectOption("oldest");
+    await page.getByRole("button", { name: "Apply" }).click();
+    await page.waitForURL(/order=oldest/);
+    const oldest = (await acme("GET", "/v1/runs?plan=wrapup&limit=1000&order=oldest")).runs.map((r) => r.id);
+    await page.waitForFunction((id) => document.querySelector("tr[data-run]")?.dataset.run === id, oldest[0]);
+    const shown = await page.locator("tr[data-run]").evaluateAll((rows) => rows.map((r) => r.dataset.run));
+    check(JSON.stringify(shown) === JSON.stringify(oldest.slice(0, shown.length)), "oldest first, as the API orders it");
   });
 
   await journey("phone-width", context, async (page) => {
@@ -933,12 +946,20 @@ async function usageJourney({ context, base, acme, token }) {
       await new Promise((r) => setTimeout(r, 200));
     }
     await signIn(page, base, token);
+    // The whole range in one request: the API's hours, added up into the viewer's days.
+    const asked = [];
+    page.on("request", (req) => {
+      if (new URL(req.url()).pathname === "/v1/usage") asked.push(new URL(req.url()).searchParams);
+    });
     await page.getByRole("link", { name: "Usage" }).click();
     await page.getByRole("heading", { name: "Usage" }).waitFor();
     const chart = page.locator('figure.chart[data-metric="usage-invocations"]');
     await chart.waitFor();
+    check(asked.length === 1 && asked[0].get("bucket") === "hour", `one request for the week, by the hour (${asked.length} made)`);
+    const week = await acme("GET", `/v1/usage?since=${asked[0].get("since")}&until=${asked[0].get("until")}`);
     const total = Number((await chart.locator(".chart-total").textContent()).replace(/\D/g, ""));
     check(total > 0, `the invocations chart counts the run (${total})`);
+    check(total === week.invocations, `the chart's total is the API's for the window (${total}, ${week.invocations})`);
     check(await chart.locator("rect").count() === 7, "a bar a day, seven days");
     check((await chart.locator("svg title").first().textContent()) === "Invocations per day", "the chart has a title");
     check((await chart.locator("svg desc").textContent()).includes("invocations in all"), "and a description");
@@ -954,6 +975,7 @@ async function usageJourney({ context, base, acme, token }) {
     // Another range: a bar a day.
     await page.getByLabel("Range").selectOption("14");
     await page.waitForFunction(() => document.querySelectorAll('figure.chart[data-metric="usage-invocations"] rect').length === 14);
+    check(asked.length === 2, `one more request for 14 days (${asked.length} in all)`);
     await fitsPhone(page, "the usage page");
   });
 }
@@ -961,6 +983,50 @@ async function usageJourney({ context, base, acme, token }) {
 // --- interactions (issue 16, item 5) -------------------------------------------------------
 
 async function interactionJourneys({ context, base, token, acme }) {
+  await journey("interactions-list", context, async (page) => {
+    // Three calls: two by the list skill (one a chat left active), one by another.
+    await acme("POST", "/v1/interactions/events", { type: "started", interaction: "list-1", channel: "voice", skill: "list-skill", plan: "live", data: {} });
+    await acme("POST", "/v1/interactions/events", { type: "ended", interaction: "list-1", outcome: "none" });
+    await acme("POST", "/v1/interactions/events", { type: "started", interaction: "list-2", channel: "chat", skill: "list-skill", data: {} });
+    await acme("POST", "/v1/interactions/events", { type: "started", interaction: "list-3", channel: "voice", skill: "other-skill", data: {} });
+    await signIn(page, base, token);
+    await page.getByRole("link", { name: "Interactions" }).click();
+    await page.getByRole("heading", { name: "Interactions" }).waitFor();
+    const rows = () => page.locator("tr[data-interaction]").evaluateAll((r) => r.map((x) => x.dataset.interaction));
+    await page.locator('tr[data-interaction="list-3"]').waitFor();
+    const newest = (await acme("GET", "/v1/interactions?order=newest&limit=25")).interactions.map((i) => i.id);
+    check(JSON.stringify(await rows()) === JSON.stringify(newest), "newest first, as the API lists them");
+    check((await rows())[0] === "list-3", "the last one seen heads the list");
+    // Filters: the skill and the channel, in the address.
+    await page.getByLabel("Skill").fill("list-skill");
+    await page.getByLabel("Channel").selectOption("chat");
+    await page.getByRole("button", { name: "Apply" }).click();
+    await page.waitForURL(/channel=chat/);
+    check(/skill=list-skill/.test(page.url()), "the filters are in the address");
+    await page.waitForFunction(() => [...document.querySelectorAll("tr[data-interaction]")].map((r) => r.dataset.interaction).join() === "list-2");
+    const row = page.locator('tr[data-interaction="list-2"]');
+    check((await row.locator('td[data-label="Status"]').textContent()) === "active", "its status");
+    check((await row.locator('td[data-label="Channel"]').textContent()) === "chat", "its channel");
+    // Pages of one: the API's `after`, never the whole list.
+    await page.goto(`${base}/#/interactions?skill=list-skill&limit=1`);
+    await page.waitForFunction(() => document.querySelectorAll("tr[data-interaction]").length === 1);
+    const first = await rows();
+    await page.getByRole("link", { name: "Next page" }).click();
+    await page.waitForURL(/after=/);
+    await page.waitForFunction((ids) => {
+      const shown = [...document.querySelectorAll("tr[data-interaction]")].map((r) => r.dataset.interaction);
+      return shown.length === 1 && !ids.includes(shown[0]);
+    }, first);
+    check(JSON.stringify([...first, ...(await rows())]) === JSON.stringify(["list-2", "list-1"]), "page by page, newest first");
+    // The completed one links to its own page, and its runs to the runs list.
+    check((await page.locator('tr[data-interaction="list-1"] td[data-label="Runs"]').textContent()) === "1", "list-1 started one run");
+    await page.getByRole("link", { name: "list-1" }).click();
+    await page.getByRole("heading", { name: "Interaction list-1" }).waitFor();
+    await page.goBack();
+    await page.locator('tr[data-interaction="list-1"]').waitFor();
+    await fitsPhone(page, "the interactions list");
+  });
+
   await journey("interaction-edit", context, async (page) => {
     await acme("POST", "/v1/interactions/events", { type: "started", interaction: "edit-1", channel: "voice", plan: "live", data: { CLID: "+15550142", CustomerName: "Lin" } });
     const ended = await acme("POST", "/v1/interactions/events", { type: "ended", interaction: "edit-1", outcome: "callback" });

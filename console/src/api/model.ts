@@ -98,6 +98,10 @@ export interface Effect {
   call_seq: number;
   kind: string;
   digest: string;
+  // The step's idempotency key (what the applet was given; data-connector sends it) and
+  // the key the host gives the call itself when the request sets none, as the API gives them.
+  step_key: string;
+  call_key: string;
   result: unknown;
   at_ms: number;
 }
@@ -118,12 +122,6 @@ export interface RunPage {
 export function whereNow(run: Run): string | null {
   if (run.status === "done" || run.status === "failed" || run.status === "cancelled") return null;
   return (run.status === "waiting" ? run.wait?.node : null) ?? run.node;
-}
-
-// The idempotency key a step's effects were sent with: the same for every attempt of the
-// step (coda-flow `decide::idempotency_key`: the run and the first attempt's sequence).
-export function idempotencyKey(run: string, step: Step): string {
-  return `${run}/${Math.max(0, step.seq - (step.attempt - 1))}`;
 }
 
 export interface PlanVersions {
@@ -275,6 +273,7 @@ export interface GetAnswers {
   "/v1/runs/{id}": RunDetail;
   "/v1/operator/tenants/{tenant}/ceiling": CeilingView;
   "/v1/usage": Usage;
+  "/v1/interactions": InteractionPage;
   "/v1/interactions/{id}": Interaction;
   "/v1/interactions/{id}/audit": { interaction: string; audit: AuditEntry[] };
   "/v1/applets": { applets: AppletEntry[] };
@@ -336,11 +335,49 @@ export interface CeilingView {
   databases: Record<string, string>;
 }
 
-// GET /v1/usage: totals for one window [since, until).
-export interface Usage {
+// GET /v1/interactions (interactions.rs `InteractionEntry`): a page, `next` the `after` of
+// the following one.
+export interface InteractionEntry {
+  id: string;
+  status: string;
+  channel: string;
+  skill: string | null;
+  agent: string | null;
+  plan: string | null;
+  created_at_ms: number;
+  updated_at_ms: number;
+  completed_at_ms: number | null;
+  parties: number;
+  runs: number;
+  edits: number;
+  disposition: string | null;
+  follow_up_of: string | null;
+}
+
+export interface InteractionPage {
+  interactions: InteractionEntry[];
+  next: string | null;
+}
+
+// The counts of a window or of one bucket of it (usage.rs `UsageCounts`).
+export interface UsageCounts {
+  invocations: number;
+  fuel_used: number;
+  invocation_ms: number;
+  emails_sent: number;
+  email_calls: number;
+  http_calls: number;
+  sql_calls: number;
+  follow_ups: number;
+  kv_calls?: number;
+}
+
+// GET /v1/usage: totals for one window [since, until), and with `bucket` its series.
+export interface Usage extends UsageCounts {
   tenant: string;
   since: string;
   until: string;
+  buckets?: (UsageCounts & { since: string; until: string })[];
   invocations: number;
   fuel_used: number;
   invocation_ms: number;

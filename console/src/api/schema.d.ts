@@ -178,6 +178,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/interactions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The tenant's interactions, a page at a time by keyset (`after` the previous page's
+         *     `next`), oldest first unless `order=newest`, by when each was first seen.
+         */
+        get: operations["list_interactions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/interactions/events": {
         parameters: {
             query?: never;
@@ -650,7 +670,9 @@ export interface paths {
         };
         /**
          * The window `[since, until)`: `until` defaults to now, `since` to the start of `until`'s
-         *     month (UTC), the usual billing period.
+         *     month (UTC), the usual billing period. With `bucket=hour` or `bucket=day`, also the
+         *     series of the window's hours or days counted from `since` (at most 1000: more is a 422
+         *     naming the limit).
          */
         get: operations["usage"];
         put?: never;
@@ -907,6 +929,12 @@ export interface components {
             /** Format: int64 */
             at_ms: number;
             /**
+             * @description The key the host gives this call itself (coda-flow `call_key`: the step's key and the
+             *     call's position): sent as the `Idempotency-Key` header of an HTTP request that sets
+             *     none, and what an email's Message-ID is made from.
+             */
+            call_key: string;
+            /**
              * Format: int32
              * @description The call's position in the step, from 0.
              */
@@ -917,6 +945,12 @@ export interface components {
             kind: string;
             /** @description The call's result as the applet got it. */
             result: components["schemas"]["Value"];
+            /**
+             * @description The step's idempotency key, as the applet's context gave it (`cx.idempotency_key()`):
+             *     the same on every attempt of the step. An applet that sets its own `Idempotency-Key`
+             *     from it (the built-in `data-connector` does) sends this one.
+             */
+            step_key: string;
             /** Format: int64 */
             step_seq: number;
         };
@@ -1052,8 +1086,52 @@ export interface components {
             /** Format: int64 */
             updated_at_ms: number;
         };
+        /** @description An interaction as its list shows it (`GET /v1/interactions/{id}` has the rest). */
+        InteractionEntry: {
+            /** @description The agent who last joined it. */
+            agent?: string | null;
+            channel: components["schemas"]["Channel"];
+            /** Format: int64 */
+            completed_at_ms?: number | null;
+            /**
+             * Format: int64
+             * @description When it was first seen (ms since the epoch).
+             */
+            created_at_ms: number;
+            /** @description The submitted disposition's code, if any. */
+            disposition?: string | null;
+            /**
+             * Format: int64
+             * @description The edits in its audit trail.
+             */
+            edits: number;
+            /** @description The interaction it was cloned from, for a follow-up. */
+            follow_up_of?: string | null;
+            id: string;
+            /** @description The parties present now. */
+            parties: number;
+            /** @description The live plan. */
+            plan?: string | null;
+            /**
+             * Format: int64
+             * @description The runs it started.
+             */
+            runs: number;
+            /** @description The skill it was routed by. */
+            skill?: string | null;
+            /** @description `active` or `completed`. */
+            status: string;
+            /** Format: int64 */
+            updated_at_ms: number;
+        };
         /** @description An event about an interaction, as a contact center sends it (`type` says which). */
         InteractionEvent: components["schemas"]["Started"] | components["schemas"]["PartyJoined"] | components["schemas"]["PartyDisconnected"] | components["schemas"]["Ended"];
+        /** @description A page of interactions. */
+        InteractionPage: {
+            interactions: components["schemas"]["InteractionEntry"][];
+            /** @description Pass as `after` for the next page; none on the last. */
+            next?: string | null;
+        };
         /**
          * @description The started run's data source `InvocationData`: a JSON value, or an expression
          *     over the interaction's data sources.
@@ -1200,7 +1278,7 @@ export interface components {
             effects: components["schemas"]["Effect"][];
             journal: components["schemas"]["Step"][];
         };
-        /** @description A page of runs, newest first. */
+        /** @description A page of runs, in the order asked for (oldest first unless `order=newest`). */
         RunPage: {
             /** @description Pass as `after` for the next page; none on the last. */
             next?: string | null;
@@ -1333,7 +1411,13 @@ export interface components {
             tokens: components["schemas"]["TokenEntry"][];
         };
         /** @description What a tenant used in `[since, until)`. */
-        UsageAnswer: {
+        UsageAnswer: components["schemas"]["UsageCounts"] & {
+            /**
+             * @description With `bucket`: the window cut into hours or days from `since` (the last one cut
+             *     short at `until`), oldest first, every one present; their counts add up to the
+             *     totals above.
+             */
+            buckets?: components["schemas"]["UsageBucket"][] | null;
             /**
              * @description Capability calls by kind (`http`, `email`, `sql-query`, `sql-execute`,
              *     `interactions`, `kv`).
@@ -1341,6 +1425,21 @@ export interface components {
             effects: {
                 [key: string]: components["schemas"]["Calls"];
             };
+            /** @description RFC 3339. */
+            since: string;
+            tenant: string;
+            /** @description RFC 3339. */
+            until: string;
+        };
+        /** @description One bucket of the series: `[since, until)`. */
+        UsageBucket: components["schemas"]["UsageCounts"] & {
+            /** @description RFC 3339. */
+            since: string;
+            /** @description RFC 3339. */
+            until: string;
+        };
+        /** @description The counts of a window or of one of its buckets. */
+        UsageCounts: {
             /** Format: int64 */
             email_calls: number;
             /** Format: int64 */
@@ -1366,13 +1465,8 @@ export interface components {
             invocations: number;
             /** Format: int64 */
             kv_calls: number;
-            /** @description RFC 3339. */
-            since: string;
             /** Format: int64 */
             sql_calls: number;
-            tenant: string;
-            /** @description RFC 3339. */
-            until: string;
         };
         /** @description A valid plan (an invalid one is refused with every problem). */
         Validated: {
@@ -1917,6 +2011,61 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_interactions: {
+        parameters: {
+            query?: {
+                /** @description active or completed */
+                status?: string;
+                /** @description voice, chat, sms, email or task */
+                channel?: string;
+                /** @description the skill it was routed by */
+                skill?: string;
+                /** @description first seen at or after: RFC 3339, a date, ms since the epoch, or a duration ago (7d) */
+                since?: string;
+                /** @description first seen before: RFC 3339, a date, ms since the epoch, or a duration ago (7d) */
+                until?: string;
+                /** @description `oldest` (the default) or `newest` first, by when first seen */
+                order?: string;
+                /** @description the last interaction id of the previous page (`next` of the previous page), in the same order */
+                after?: string;
+                /** @description the most interactions on the page (default 100) */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of interactions */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InteractionPage"];
+                };
             };
             /** @description Refused: the one error shape */
             "4XX": {
@@ -3020,7 +3169,9 @@ export interface operations {
                 since?: string;
                 /** @description RFC 3339, a date, ms since the epoch, or a duration ago (7d) */
                 until?: string;
-                /** @description the last run id of the previous page (`next` of the previous page) */
+                /** @description `oldest` (the default) or `newest` first, by creation time */
+                order?: string;
+                /** @description the last run id of the previous page (`next` of the previous page), in the same order */
                 after?: string;
                 /** @description the most runs on the page (default 100) */
                 limit?: number;
@@ -3481,6 +3632,8 @@ export interface operations {
                 since?: string;
                 /** @description RFC 3339, a date, ms since the epoch, or a duration ago (7d) */
                 until?: string;
+                /** @description `hour` or `day`: also the series of the window's hours or days from `since`, at most 1000 */
+                bucket?: string;
             };
             header?: never;
             path?: never;

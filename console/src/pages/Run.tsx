@@ -4,7 +4,6 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api } from "../api/client";
 import {
-  idempotencyKey,
   whereNow,
   type AppletVersion,
   type Effect,
@@ -185,15 +184,15 @@ function StepCard({ run, step, effects }: { run: string; step: Step; effects: Ef
       {effects.length ? (
         <div class="step-section">
           <h4>Effects</h4>
-          <p class="muted">
-            Idempotency key <code>{idempotencyKey(run, step)}</code>
-          </p>
           <ol class="effects">
             {effects.map((e) => (
               <li key={`${e.step_seq}/${e.call_seq}`}>
                 <span>
                   call {e.call_seq}: <strong>{e.kind}</strong>
                 </span>{" "}
+                <span class="muted">step key</span> <code class="step-key">{e.step_key}</code>{" "}
+                <span class="muted" title="sent by the host when the request sets no Idempotency-Key">call key</span>{" "}
+                <code class="call-key">{e.call_key}</code>{" "}
                 <code title={e.digest}>{e.digest.slice(0, 16)}…</code> <Time ms={e.at_ms} />
                 <EffectResult effect={e} />
               </li>

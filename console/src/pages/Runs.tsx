@@ -1,30 +1,26 @@
 // The runs list with the API's filters and paging (`after` the last id of a page, never
-// everything at once). The API lists runs oldest first; the last page (one that is not
-// full) is polled, so new runs appear on it while it is open.
+// everything at once), newest first unless the viewer asks for oldest first. The page new
+// runs land on is polled while it is open, so they appear without a reload: the first page
+// newest first, the last one (not full) oldest first.
 import { useEffect, useState } from "preact/hooks";
 import { api } from "../api/client";
 import { RUN_STATUSES, whereNow, type RunPage } from "../api/model";
 import { go, href, type Route } from "../route";
-import { Time } from "../time";
+import { Time, toInstant, toLocal } from "../time";
 import { ErrorNote, Loading, Page, Status, useLoad } from "../ui";
 
-const FILTERS = ["plan", "status", "interaction", "since", "until"] as const;
+const FILTERS = ["plan", "status", "interaction", "since", "until", "order"] as const;
+// The console's order when the address names none; the API's own default is oldest.
+const ORDERS = [
+  ["newest", "Newest first"],
+  ["oldest", "Oldest first"],
+] as const;
+type Order = (typeof ORDERS)[number][0];
+function orderOf(value: string | null): Order {
+  return value === "oldest" ? "oldest" : "newest";
+}
 const PAGE_SIZES = ["25", "100", "500"];
 const POLL_MS = 2000;
-
-// <input type=datetime-local> gives the viewer's wall time; the API takes RFC 3339.
-function toInstant(local: string): string | undefined {
-  if (!local) return undefined;
-  const d = new Date(local);
-  return Number.isNaN(d.getTime()) ? undefined : d.toISOString();
-}
-function toLocal(instant: string | null): string {
-  if (!instant) return "";
-  const d = new Date(instant);
-  if (Number.isNaN(d.getTime())) return "";
-  const pad = (n: number) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
-}
 
 export function Runs({ route }: { route: Route }) {
   const q = route.query;
@@ -34,6 +30,7 @@ export function Runs({ route }: { route: Route }) {
     interaction: q.get("interaction") ?? undefined,
     since: q.get("since") ?? undefined,
     until: q.get("until") ?? undefined,
+    order: orderOf(q.get("order")),
     after: q.get("after") ?? undefined,
     limit: Number(q.get("limit") ?? "25"),
   };
@@ -41,15 +38,16 @@ export function Runs({ route }: { route: Route }) {
     (signal) => api.get("/v1/runs", { query, signal }),
     [q.toString()],
   );
-  // The last page grows as runs start: look again while it is open and visible.
-  const last = page.value !== undefined && page.value.next === null;
+  // The page new runs land on grows as they start: look again while it is open and visible.
+  const growing =
+    page.value !== undefined && (query.order === "newest" ? query.after === undefined : page.value.next === null);
   useEffect(() => {
-    if (!last) return;
+    if (!growing) return;
     const t = setInterval(() => {
       if (document.visibilityState === "visible") page.reload();
     }, POLL_MS);
     return () => clearInterval(t);
-  }, [last, q.toString()]);
+  }, [growing, q.toString()]);
 
   const [form, setForm] = useState<Record<string, string>>({});
   useEffect(() => {
@@ -59,6 +57,7 @@ export function Runs({ route }: { route: Route }) {
       interaction: q.get("interaction") ?? "",
       since: toLocal(q.get("since")),
       until: toLocal(q.get("until")),
+      order: orderOf(q.get("order")),
       limit: q.get("limit") ?? "25",
     });
   }, [q.toString()]);
@@ -72,6 +71,7 @@ export function Runs({ route }: { route: Route }) {
       interaction: form.interaction?.trim(),
       since: toInstant(form.since ?? ""),
       until: toInstant(form.until ?? ""),
+      order: form.order === "oldest" ? "oldest" : undefined,
       limit: form.limit === "25" ? undefined : form.limit,
     });
   };
@@ -110,6 +110,16 @@ export function Runs({ route }: { route: Route }) {
           <input type="datetime-local" name="until" value={form.until ?? ""} onInput={set("until")} />
         </label>
         <label>
+          Order
+          <select name="order" value={form.order ?? "newest"} onChange={set("order")}>
+            {ORDERS.map(([value, label]) => (
+              <option value={value} key={value}>
+                {label}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
           Per page
           <select name="limit" value={form.limit ?? "25"} onChange={set("limit")}>
             {[...new Set([...PAGE_SIZES, form.limit ?? "25"])].map((s) => (
@@ -129,7 +139,7 @@ export function Runs({ route }: { route: Route }) {
           <p role="status">No runs match.</p>
         ) : (
           <table class="list runs">
-            <caption class="visually-hidden">Runs, oldest first</caption>
+            <caption class="visually-hidden">Runs, {query.order} first</caption>
             <thead>
               <tr>
                 <th scope="col">Run</th>
@@ -178,7 +188,9 @@ export function Runs({ route }: { route: Route }) {
             Next page
           </a>
         ) : page.value ? (
-          <span class="muted">Last page: new runs appear here as they start.</span>
+          <span class="muted">
+            {query.order === "newest" ? "Last page." : "Last page: new runs appear here as they start."}
+          </span>
         ) : null}
       </nav>
     </Page>

@@ -1,6 +1,6 @@
 // The tenant's usage over time: one small chart per measure, a day a bar, and the same
 // numbers as a table (for screen readers, copying, and anyone who prefers figures).
-import type { Usage as UsageTotals } from "../api/model";
+import type { UsageCounts as UsageTotals } from "../api/model";
 import { BarChart } from "../barChart";
 import { go, type Route } from "../route";
 import { Time } from "../time";

@@ -129,6 +129,14 @@ pub fn idempotency_key(run: &str, seq: u64, attempt: u32) -> String {
     format!("{run}/{first}")
 }
 
+/// The idempotency key a downstream sees for one capability call of a step (an HTTP
+/// request's `Idempotency-Key`, an email's): the step's key ([`idempotency_key`]) and the
+/// call's position in the step, so it is stable across re-executions and retries of the
+/// step. The API shows each journaled effect's key through this same function.
+pub fn call_key(step_key: &str, call_seq: u32) -> String {
+    format!("{step_key}/{call_seq}")
+}
+
 pub(crate) fn finish(run: &RunRecord, status: RunStatus) -> RunUpdate {
     RunUpdate {
         status,

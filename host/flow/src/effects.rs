@@ -184,7 +184,7 @@ impl JournaledCapabilities {
         // The key a downstream sees: stable for this call position across re-executions
         // and retries of the step.
         let mut call_cx = cx.clone();
-        call_cx.idempotency_key = format!("{}/{call_seq}", cx.idempotency_key);
+        call_cx.idempotency_key = crate::decide::call_key(&cx.idempotency_key, call_seq);
         // A key-value call's effect is the run store's own: told where, the store writes the
         // record in the write's transaction, so no kill can leave one without the other.
         let mut call = call;

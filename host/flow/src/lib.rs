@@ -40,7 +40,7 @@ pub use completed::{
 pub use control::CANCELLED_BY_API;
 /// The idempotency key of a run's step: `{run}/{first sequence number of the step}`.
 pub use decide::idempotency_key as step_key;
-pub use decide::{FlowLimits, HOST_FAULT};
+pub use decide::{FlowLimits, HOST_FAULT, call_key};
 pub use effects::{JournaledCapabilities, ReplaySummary};
 pub use fair::{DefaultLimits, QueueFull, TenantLimit, TenantLimits};
 pub use interactions::{

@@ -14,7 +14,10 @@ use coda_flow::{
     CloneRequest, CustomerFields, DetailsPatch, DispositionSubmission, EventError, FlowError,
     InteractionEvent, NOT_EDITABLE, SetPostFlow, WorkError,
 };
-use coda_store::{Channel, DispositionOption, InteractionRecord, PostContact};
+use coda_store::{
+    Channel, DispositionOption, InteractionFilter, InteractionRecord, InteractionStatus,
+    InteractionSummary, PostContact,
+};
 use coda_types::names::NameKind;
 use coda_types::values_json;
 use serde::de::DeserializeOwned;
@@ -24,8 +27,13 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::Caller;
-use crate::error::{JsonBody, PathArgs, body_bytes, parse_json};
+use crate::error::{JsonBody, PathArgs, QueryArgs, body_bytes, parse_json, time_window};
+use crate::paging::{list_order, page_limit};
 use crate::{ApiError, AppState, Tenant};
+
+/// The default and the largest page of `GET /v1/interactions`.
+const DEFAULT_INTERACTIONS_PAGE: usize = 100;
+const MAX_INTERACTIONS_PAGE: usize = 1000;
 
 /// The longest wrap-up: an hour.
 const MAX_WRAP_UP_SECONDS: u32 = 3600;
@@ -38,6 +46,7 @@ const MAX_LABEL: usize = 256;
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(post_event))
+        .routes(routes!(list_interactions))
         .routes(routes!(get_interaction))
         .routes(routes!(put_post_flow, delete_post_flow))
         .routes(routes!(deliver_event))
@@ -612,6 +621,140 @@ pub struct PostContactAnswer {
     /// `{mode, seconds, unavailable_code, dispositions}` as set.
     #[serde(flatten)]
     config: serde_json::Map<String, Json>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InteractionsQuery {
+    status: Option<String>,
+    channel: Option<String>,
+    skill: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    order: Option<String>,
+    /// The last interaction id of the previous page.
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// A filter value read by the store's own (serde) names: `completed`, `sms`.
+fn named<T: DeserializeOwned>(
+    param: &str,
+    value: Option<String>,
+    allowed: &str,
+) -> Result<Option<T>, ApiError> {
+    value
+        .map(|v| {
+            serde_json::from_value(Json::String(v.clone())).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid-query",
+                    format!("`{param}` must be one of {allowed}, not `{v}`"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// The tenant's interactions, a page at a time by keyset (`after` the previous page's
+/// `next`), oldest first unless `order=newest`, by when each was first seen.
+#[utoipa::path(get, path = "/v1/interactions", params(("status" = Option<String>, Query, pattern = r"^(?:active|completed)$", description = "active or completed"), ("channel" = Option<String>, Query, pattern = r"^(?:voice|chat|sms|email|task)$", description = "voice, chat, sms, email or task"), ("skill" = Option<String>, Query, min_length = 1, description = "the skill it was routed by"), ("since" = Option<String>, Query, pattern = r"^(?:[0-9]{1,13}|[1-9][0-9]{0,3}[smhdw]|(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])(?:T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,3})?Z)?)$", description = "first seen at or after: RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("until" = Option<String>, Query, pattern = r"^(?:[0-9]{1,13}|[1-9][0-9]{0,3}[smhdw]|(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])(?:T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,3})?Z)?)$", description = "first seen before: RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("order" = Option<String>, Query, pattern = r"^(?:oldest|newest)$", description = "`oldest` (the default) or `newest` first, by when first seen"), ("after" = Option<String>, Query, description = "the last interaction id of the previous page (`next` of the previous page), in the same order"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "the most interactions on the page (default 100)")), responses((status = 200, description = "A page of interactions", body = InteractionPage)), security(("tenant" = [])))]
+async fn list_interactions(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    QueryArgs(query): QueryArgs<InteractionsQuery>,
+) -> Result<Reply<InteractionPage>, ApiError> {
+    let limit = page_limit(
+        query.limit,
+        DEFAULT_INTERACTIONS_PAGE,
+        MAX_INTERACTIONS_PAGE,
+    )?;
+    let order = list_order(query.order.as_deref())?;
+    let (since_ms, until_ms) = time_window(
+        query.since.as_deref(),
+        query.until.as_deref(),
+        coda_types::time::now_ms(),
+    )?;
+    if query.skill.as_deref() == Some("") {
+        return Err(ApiError::bad_request("invalid-query", "`skill` is empty"));
+    }
+    let filter = InteractionFilter {
+        status: named::<InteractionStatus>("status", query.status, "active, completed")?,
+        channel: named::<Channel>("channel", query.channel, "voice, chat, sms, email, task")?,
+        skill: query.skill,
+        since_ms,
+        until_ms,
+    };
+    let found =
+        state
+            .store()
+            .find_interactions(&tenant, &filter, order, query.after.as_deref(), limit)?;
+    // A full page may have a next one; the client passes this as `after`.
+    let next = (found.len() == limit)
+        .then(|| found.last().map(|i| i.record.id.clone()))
+        .flatten();
+    Ok(Reply(InteractionPage {
+        interactions: found.iter().map(entry_json).collect(),
+        next,
+    }))
+}
+
+/// A page of interactions.
+#[derive(Serialize, ToSchema)]
+pub struct InteractionPage {
+    interactions: Vec<InteractionEntry>,
+    /// Pass as `after` for the next page; none on the last.
+    next: Option<String>,
+}
+
+/// An interaction as its list shows it (`GET /v1/interactions/{id}` has the rest).
+#[derive(Serialize, ToSchema)]
+pub struct InteractionEntry {
+    id: String,
+    /// `active` or `completed`.
+    #[schema(value_type = String)]
+    status: Json,
+    #[schema(value_type = crate::openapi::bodies::Channel)]
+    channel: Json,
+    /// The skill it was routed by.
+    skill: Option<String>,
+    /// The agent who last joined it.
+    agent: Option<String>,
+    /// The live plan.
+    plan: Option<String>,
+    /// When it was first seen (ms since the epoch).
+    created_at_ms: i64,
+    updated_at_ms: i64,
+    completed_at_ms: Option<i64>,
+    /// The parties present now.
+    parties: usize,
+    /// The runs it started.
+    runs: u64,
+    /// The edits in its audit trail.
+    edits: u64,
+    /// The submitted disposition's code, if any.
+    disposition: Option<String>,
+    /// The interaction it was cloned from, for a follow-up.
+    follow_up_of: Option<String>,
+}
+
+fn entry_json(found: &InteractionSummary) -> InteractionEntry {
+    let record = &found.record;
+    InteractionEntry {
+        id: record.id.clone(),
+        status: json!(record.status),
+        channel: json!(record.channel),
+        skill: record.skill.clone(),
+        agent: record.agent.clone(),
+        plan: record.plan.clone(),
+        created_at_ms: found.created_at_ms,
+        updated_at_ms: record.updated_at_ms,
+        completed_at_ms: record.completed_at_ms,
+        parties: record.present.len(),
+        runs: found.runs,
+        edits: found.edits,
+        disposition: record.disposition.as_ref().map(|d| d.code.clone()),
+        follow_up_of: record.follow_up.as_ref().map(|f| f.source.clone()),
+    }
 }
 
 #[utoipa::path(get, path = "/v1/interactions/{id}", params(("id" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the interaction's id")), responses((status = 200, description = "The interaction", body = Interaction)), security(("tenant" = [])))]

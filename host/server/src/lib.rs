@@ -26,6 +26,7 @@ mod health;
 mod interactions;
 mod metrics;
 mod openapi;
+mod paging;
 mod plans;
 mod runs;
 mod serve;

@@ -19,6 +19,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{PathArgs, QueryArgs, time_window};
+use crate::paging::{list_order, page_limit};
 use crate::{ApiError, AppState, Tenant};
 
 /// The default and the largest page of `GET /v1/runs`.
@@ -135,6 +136,7 @@ struct RunsQuery {
     /// The last run id of the previous page.
     after: Option<String>,
     limit: Option<usize>,
+    order: Option<String>,
     plan: Option<String>,
     status: Option<String>,
     interaction: Option<String>,
@@ -165,18 +167,14 @@ fn status_param(value: Option<&str>) -> Result<Option<RunStatus>, ApiError> {
         .transpose()
 }
 
-#[utoipa::path(get, path = "/v1/runs", params(("plan" = Option<String>, Query, min_length = 1, description = "the plan the run is in now"), ("status" = Option<String>, Query, pattern = r"^(?:ready|parked|waiting|done|failed|cancelled)$", description = "ready, parked, waiting, done, failed or cancelled"), ("interaction" = Option<String>, Query, min_length = 1, description = "the interaction that started it"), ("since" = Option<String>, Query, pattern = r"^(?:[0-9]{1,13}|[1-9][0-9]{0,3}[smhdw]|(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])(?:T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,3})?Z)?)$", description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("until" = Option<String>, Query, pattern = r"^(?:[0-9]{1,13}|[1-9][0-9]{0,3}[smhdw]|(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])(?:T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,3})?Z)?)$", description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("after" = Option<String>, Query, description = "the last run id of the previous page (`next` of the previous page)"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "the most runs on the page (default 100)")), responses((status = 200, description = "A page of runs", body = RunPage)), security(("tenant" = [])))]
+#[utoipa::path(get, path = "/v1/runs", params(("plan" = Option<String>, Query, min_length = 1, description = "the plan the run is in now"), ("status" = Option<String>, Query, pattern = r"^(?:ready|parked|waiting|done|failed|cancelled)$", description = "ready, parked, waiting, done, failed or cancelled"), ("interaction" = Option<String>, Query, min_length = 1, description = "the interaction that started it"), ("since" = Option<String>, Query, pattern = r"^(?:[0-9]{1,13}|[1-9][0-9]{0,3}[smhdw]|(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])(?:T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,3})?Z)?)$", description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("until" = Option<String>, Query, pattern = r"^(?:[0-9]{1,13}|[1-9][0-9]{0,3}[smhdw]|(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])(?:T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,3})?Z)?)$", description = "RFC 3339, a date, ms since the epoch, or a duration ago (7d)"), ("order" = Option<String>, Query, pattern = r"^(?:oldest|newest)$", description = "`oldest` (the default) or `newest` first, by creation time"), ("after" = Option<String>, Query, description = "the last run id of the previous page (`next` of the previous page), in the same order"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "the most runs on the page (default 100)")), responses((status = 200, description = "A page of runs", body = RunPage)), security(("tenant" = [])))]
 async fn list_runs(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     QueryArgs(query): QueryArgs<RunsQuery>,
 ) -> Result<Reply<RunPage>, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_RUNS_PAGE);
-    if !(1..=MAX_RUNS_PAGE).contains(&limit) {
-        return Err(bad_query(format!(
-            "`limit` must be 1 to {MAX_RUNS_PAGE}, not {limit}"
-        )));
-    }
+    let limit = page_limit(query.limit, DEFAULT_RUNS_PAGE, MAX_RUNS_PAGE)?;
+    let order = list_order(query.order.as_deref())?;
     let (since_ms, until_ms) = time_window(
         query.since.as_deref(),
         query.until.as_deref(),
@@ -191,7 +189,7 @@ async fn list_runs(
     };
     let runs = state
         .store()
-        .find_runs(&tenant, &filter, query.after.as_deref(), limit)?;
+        .find_runs(&tenant, &filter, order, query.after.as_deref(), limit)?;
     // A full page may have a next one; the client passes this as `after`.
     let next = (runs.len() == limit).then(|| runs.last().map(|r| r.id.clone()));
     Ok(Reply(RunPage {
@@ -434,7 +432,7 @@ pub struct Wait {
     node: Option<String>,
 }
 
-/// A page of runs, newest first.
+/// A page of runs, in the order asked for (oldest first unless `order=newest`).
 #[derive(Serialize, ToSchema)]
 pub struct RunPage {
     runs: Vec<Run>,
@@ -496,6 +494,14 @@ pub struct Effect {
     kind: String,
     /// SHA-256 of the request: a replay matches the same call.
     digest: String,
+    /// The step's idempotency key, as the applet's context gave it (`cx.idempotency_key()`):
+    /// the same on every attempt of the step. An applet that sets its own `Idempotency-Key`
+    /// from it (the built-in `data-connector` does) sends this one.
+    step_key: String,
+    /// The key the host gives this call itself (coda-flow `call_key`: the step's key and the
+    /// call's position): sent as the `Idempotency-Key` header of an HTTP request that sets
+    /// none, and what an email's Message-ID is made from.
+    call_key: String,
     /// The call's result as the applet got it.
     result: Json,
     at_ms: i64,
@@ -538,6 +544,18 @@ async fn get_run(
     let journal = store.journal(&tenant, &id)?;
     // `effects` takes no tenant: the run was found under this tenant just above.
     let effects = store.effects(&id, None)?;
+    // A step's key names it by its first attempt: the attempt is the journal's for a
+    // committed step, the run's own for the step in flight (its calls are journaled before
+    // the step commits).
+    let attempt_at = |seq: u64| {
+        journal
+            .iter()
+            .find(|step| step.seq == seq)
+            .map_or(run.attempt, |step| step.attempt)
+    };
+    let step_key_of = |e: &coda_store::EffectRecord| {
+        coda_flow::step_key(&run.id, e.step_seq, attempt_at(e.step_seq))
+    };
     Ok(Reply(RunDetail {
         run: run_json(&run),
         data: values_map(&run.data),
@@ -545,6 +563,8 @@ async fn get_run(
         effects: effects
             .into_iter()
             .map(|e| Effect {
+                call_key: coda_flow::call_key(&step_key_of(&e), e.call_seq),
+                step_key: step_key_of(&e),
                 step_seq: e.step_seq,
                 call_seq: e.call_seq,
                 kind: e.kind,

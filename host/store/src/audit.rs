@@ -6,7 +6,7 @@ use crate::db::params;
 use serde::{Deserialize, Serialize};
 
 use crate::interactions::InteractionRecord;
-use crate::interactions::read_interaction;
+use crate::interactions::{read_interaction, write_interaction};
 use crate::post_contact::{AgentState, write_agent_state};
 use crate::{Result, Store};
 
@@ -81,11 +81,7 @@ impl Store {
                     Err(refused) => return Ok(Err(refused)),
                 };
                 let record = &change.record;
-                conn.prepare_cached(
-                    "INSERT INTO interactions (tenant, id, body, updated_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (tenant, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
-                )?
-                .execute(params![tenant, id, serde_json::to_string(record)?, record.updated_at_ms])?;
+                write_interaction(conn, &tenant, record)?;
                 let mut entries = Vec::with_capacity(change.audit.len());
                 if !change.audit.is_empty() {
                     // The writer is the only writer: the next number cannot be taken meanwhile.

@@ -6,6 +6,7 @@ use crate::db::{OptionalExtension, params};
 use coda_types::Values;
 use serde::{Deserialize, Serialize};
 
+use crate::paging::{ListOrder, PageQuery};
 use crate::{Result, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,6 +199,63 @@ pub(crate) fn read_interaction(
     Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
 }
 
+/// Writes an interaction: its body, and beside it the columns its list filters and pages on
+/// (`status`, `channel`, `skill`, and `created_at`, the time of its first write, kept by
+/// every later one). The one place an interaction row is written, so they never disagree.
+pub(crate) fn write_interaction(
+    conn: &Conn<'_>,
+    tenant: &str,
+    record: &InteractionRecord,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO interactions (tenant, id, body, updated_at, created_at, status, channel, skill)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7)
+         ON CONFLICT (tenant, id) DO UPDATE SET body = excluded.body,
+             updated_at = excluded.updated_at, status = excluded.status,
+             channel = excluded.channel, skill = excluded.skill",
+    )?
+    .execute(params![
+        tenant,
+        record.id,
+        serde_json::to_string(record)?,
+        record.updated_at_ms,
+        serde_name(&record.status)?,
+        serde_name(&record.channel)?,
+        record.skill
+    ])?;
+    Ok(())
+}
+
+/// A unit variant's name as it is serialized (`completed`, `sms`): the one spelling.
+fn serde_name(value: &impl Serialize) -> Result<String> {
+    match serde_json::to_value(value)? {
+        serde_json::Value::String(name) => Ok(name),
+        other => Ok(other.to_string()),
+    }
+}
+
+/// What `GET /v1/interactions` filters on; every field left out matches every interaction.
+#[derive(Debug, Clone, Default)]
+pub struct InteractionFilter {
+    pub status: Option<InteractionStatus>,
+    pub channel: Option<Channel>,
+    pub skill: Option<String>,
+    /// First seen at or after (ms since the Unix epoch).
+    pub since_ms: Option<i64>,
+    /// First seen before.
+    pub until_ms: Option<i64>,
+}
+
+/// An interaction as its list shows it: the record, when it was first seen, and how many
+/// runs it started and edits it had.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InteractionSummary {
+    pub record: InteractionRecord,
+    pub created_at_ms: i64,
+    pub runs: u64,
+    pub edits: u64,
+}
+
 /// The id of the follow-up a key creates: derived from the key, so a repeated call (a step
 /// re-executed after a crash, a retry) finds the one it created instead of making another.
 fn follow_up_id(tenant: &str, key: &str) -> String {
@@ -313,13 +371,79 @@ impl Store {
                     post_contact: None,
                     disposition: None,
                 };
-                conn.execute(
-                    "INSERT INTO interactions (tenant, id, body, updated_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![tenant, id, serde_json::to_string(&record)?, record.updated_at_ms],
-                )?;
+                write_interaction(conn, &tenant, &record)?;
                 Ok(Ok(record))
             })
             .await
+    }
+
+    /// A page of this tenant's interactions matching `filter`, in the order they were first
+    /// seen (`order`), after the interaction `after`, at most `limit`. An `after` that names
+    /// no interaction of this tenant ends the list: an empty page.
+    pub fn find_interactions(
+        &self,
+        tenant: &str,
+        filter: &InteractionFilter,
+        order: ListOrder,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<InteractionSummary>> {
+        // The counts are index ranges: runs by (tenant, interaction), edits by the audit
+        // trail's key.
+        let mut query = PageQuery::new(
+            "body, created_at,
+             (SELECT COUNT(*) FROM runs
+              WHERE runs.tenant = interactions.tenant AND runs.interaction = interactions.id),
+             (SELECT COUNT(*) FROM interaction_audit a
+              WHERE a.tenant = interactions.tenant AND a.interaction = interactions.id)",
+            "interactions",
+            tenant,
+        );
+        if let Some(status) = &filter.status {
+            query.condition("status", "=", serde_name(status)?.into());
+        }
+        if let Some(channel) = &filter.channel {
+            query.condition("channel", "=", serde_name(channel)?.into());
+        }
+        if let Some(skill) = &filter.skill {
+            query.condition("skill", "=", skill.clone().into());
+        }
+        if let Some(since) = filter.since_ms {
+            query.condition("created_at", ">=", since.into());
+        }
+        if let Some(until) = filter.until_ms {
+            query.condition("created_at", "<", until.into());
+        }
+        self.read(|conn| {
+            if let Some(after) = after {
+                let created_at: Option<i64> = conn
+                    .prepare_cached(
+                        "SELECT created_at FROM interactions WHERE tenant = ?1 AND id = ?2",
+                    )?
+                    .query_row(params![tenant, after], |r| r.get(0))
+                    .optional()?;
+                let Some(created_at) = created_at else {
+                    return Ok(Vec::new());
+                };
+                query.after(order, created_at, after);
+            }
+            let (sql, args) = query.finish(order, limit);
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(&args, |r| {
+                let body: String = r.get(0)?;
+                Ok((body, r.get::<i64>(1)?, r.get::<u64>(2)?, r.get::<u64>(3)?))
+            })?;
+            rows.map(|row| {
+                let (body, created_at_ms, runs, edits) = row?;
+                Ok(InteractionSummary {
+                    record: serde_json::from_str(&body)?,
+                    created_at_ms,
+                    runs,
+                    edits,
+                })
+            })
+            .collect()
+        })
     }
 
     /// An interaction of this tenant; another tenant's is `None`.
@@ -346,11 +470,7 @@ impl Store {
                     Ok(updated) => updated,
                     Err(refused) => return Ok(Err(refused)),
                 };
-                conn.execute(
-                    "INSERT INTO interactions (tenant, id, body, updated_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (tenant, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
-                    params![tenant, id, serde_json::to_string(&updated)?, updated.updated_at_ms],
-                )?;
+                write_interaction(conn, &tenant, &updated)?;
                 Ok(Ok(updated))
             })
             .await

@@ -20,6 +20,7 @@ mod interactions;
 mod journal;
 mod kv;
 mod leases;
+mod paging;
 mod plans;
 mod post_contact;
 mod queue;
@@ -34,8 +35,8 @@ pub use applets::{AppletRecord, NewApplet, PutApplet};
 pub use audit::{AuditEntry, FieldChange, InteractionChange};
 pub use interactions::{
     Channel, Customer, CustomerPatch, FollowUpOf, FollowUpRefused, InteractionDetails,
-    InteractionRecord, InteractionStatus, NewFollowUp, Party, PostContactWork, PostFlowAction,
-    PostFlowTarget, SubmittedDisposition,
+    InteractionFilter, InteractionRecord, InteractionStatus, InteractionSummary, NewFollowUp,
+    Party, PostContactWork, PostFlowAction, PostFlowTarget, SubmittedDisposition,
 };
 pub use post_contact::{AgentState, DispositionOption, PostContact};
 
@@ -49,10 +50,11 @@ pub use grants::{GrantRecord, SecretInfo, SecretWrite, SecretsKey};
 pub use journal::{RunCommitted, RunUpdate, StepCommit, StepInput, StepRecord};
 pub use kv::{EffectSlot, KV_PRUNE_BATCH, KvResult};
 pub use leases::{ClaimState, Claimed, TenantSlots};
+pub use paging::ListOrder;
 pub use plans::{PlanVersion, PlanVersionInfo};
 pub use runs::{Control, NewRun, RunFilter, RunRecord, RunStatus, StartedRun};
 pub use tenants::{NewToken, TenantInfo, TokenInfo};
-pub use usage::{EffectCount, Usage};
+pub use usage::{EffectCount, Usage, bucket_count};
 pub use waits::EventWait;
 pub use writer::WriteStats;
 

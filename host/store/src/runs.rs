@@ -10,6 +10,7 @@ use crate::db::{OptionalExtension, params};
 use coda_types::Values;
 use serde::{Deserialize, Serialize};
 
+use crate::paging::{ListOrder, PageQuery};
 use crate::waits::EventWait;
 use crate::{Result, Store, StoreError};
 
@@ -206,44 +207,46 @@ impl Store {
         })
     }
 
-    /// A page of this tenant's runs matching `filter`, in id order (ids are time-ordered:
-    /// oldest first), after the run id `after`, at most `limit`.
+    /// A page of this tenant's runs matching `filter`, in creation order (`order`: oldest
+    /// or newest first; runs created in the same millisecond by id), after the run `after`,
+    /// at most `limit`. An `after` that names no run of this tenant ends the list: an empty
+    /// page.
     pub fn find_runs(
         &self,
         tenant: &str,
         filter: &RunFilter,
+        order: ListOrder,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RunRecord>> {
-        // Only the conditions asked for are in the query, so SQLite can pick the index that
-        // fits; the values are always bound, never formatted in.
-        let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE tenant = ?1 AND id > ?2");
-        let mut args: Vec<crate::db::Value> = vec![
-            tenant.to_owned().into(),
-            after.unwrap_or("").to_owned().into(),
-        ];
-        let mut condition = |column: &str, op: &str, value: crate::db::Value| {
-            args.push(value);
-            sql.push_str(&format!(" AND {column} {op} ?{}", args.len()));
-        };
+        let mut query = PageQuery::new(RUN_COLUMNS, "runs", tenant);
         if let Some(plan) = &filter.plan {
-            condition("plan", "=", plan.clone().into());
+            query.condition("plan", "=", plan.clone().into());
         }
         if let Some(status) = filter.status {
-            condition("status", "=", status.as_str().to_owned().into());
+            query.condition("status", "=", status.as_str().to_owned().into());
         }
         if let Some(interaction) = &filter.interaction {
-            condition("interaction", "=", interaction.clone().into());
+            query.condition("interaction", "=", interaction.clone().into());
         }
         if let Some(since) = filter.since_ms {
-            condition("created_at", ">=", since.into());
+            query.condition("created_at", ">=", since.into());
         }
         if let Some(until) = filter.until_ms {
-            condition("created_at", "<", until.into());
+            query.condition("created_at", "<", until.into());
         }
-        args.push((limit.min(i64::MAX as usize) as i64).into());
-        sql.push_str(&format!(" ORDER BY id LIMIT ?{}", args.len()));
         self.read(|conn| {
+            if let Some(after) = after {
+                let created_at: Option<i64> = conn
+                    .prepare_cached("SELECT created_at FROM runs WHERE tenant = ?1 AND id = ?2")?
+                    .query_row(params![tenant, after], |r| r.get(0))
+                    .optional()?;
+                let Some(created_at) = created_at else {
+                    return Ok(Vec::new());
+                };
+                query.after(order, created_at, after);
+            }
+            let (sql, args) = query.finish(order, limit);
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(&args, run_from_row)?;
             rows.map(|r| r?).collect()

@@ -1298,3 +1298,134 @@ async fn a_heavy_post_flow_expression_is_stopped_by_a_limit_and_blocks_no_other_
     let (_, body) = call(&h, "GET", "/v1/interactions/c1", Some(&acme), None).await;
     assert_eq!(body["post_flow"]["invocation_data"]["n"], 120, "{body}");
 }
+
+/// The ids of a page of `GET /v1/interactions`.
+fn listed(body: &Json) -> Vec<String> {
+    body["interactions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no interactions in {body}"))
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn interactions_are_listed_filtered_and_paged_in_either_order() {
+    let h = harness();
+    let (acme, _) = tenant(&h, "acme").await;
+    let (other, _) = tenant(&h, "other").await;
+    // l1 and l3 completed (by the sales and billing skills); l2 a chat still active.
+    completed_call(&h, &acme, "l1", "sales", "agent-1", None).await;
+    event(
+        &h,
+        &acme,
+        json!({ "type": "started", "interaction": "l2", "channel": "chat", "skill": "sales" }),
+    )
+    .await;
+    completed_call(&h, &acme, "l3", "billing", "agent-2", None).await;
+    completed_call(&h, &other, "o1", "sales", "agent-9", None).await;
+    let (status, _) = call(
+        &h,
+        "PATCH",
+        "/v1/interactions/l1",
+        Some(&acme),
+        json_body(json!({ "subject": "Renewal" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let list = |query: &str| {
+        let (h, acme, query) = (&h, acme.clone(), query.to_owned());
+        async move {
+            let (status, body) = call(
+                h,
+                "GET",
+                &format!("/v1/interactions?{query}"),
+                Some(&acme),
+                None,
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{query}: {body}");
+            body
+        }
+    };
+    let all = list("").await;
+    assert_eq!(listed(&all), ["l1", "l2", "l3"], "oldest first by default");
+    assert_eq!(listed(&list("order=newest").await), ["l3", "l2", "l1"]);
+    // What an entry says: its status, channel, skill, times and counts.
+    let l1 = &all["interactions"][0];
+    assert_eq!(
+        (
+            &l1["status"],
+            &l1["channel"],
+            &l1["skill"],
+            &l1["edits"],
+            &l1["runs"]
+        ),
+        (
+            &json!("completed"),
+            &json!("voice"),
+            &json!("sales"),
+            &json!(1),
+            &json!(0)
+        )
+    );
+    assert!(l1["completed_at_ms"].as_i64().unwrap() >= l1["created_at_ms"].as_i64().unwrap());
+    assert_eq!(all["interactions"][1]["completed_at_ms"], Json::Null);
+    // Filters.
+    assert_eq!(listed(&list("status=active").await), ["l2"]);
+    assert_eq!(
+        listed(&list("status=completed&order=newest").await),
+        ["l3", "l1"]
+    );
+    assert_eq!(listed(&list("channel=chat").await), ["l2"]);
+    assert_eq!(listed(&list("skill=sales").await), ["l1", "l2"]);
+    assert_eq!(listed(&list("skill=sales&channel=voice").await), ["l1"]);
+    assert_eq!(
+        listed(&list("since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z").await).len(),
+        3
+    );
+    assert!(listed(&list("until=2000-01-01T00:00:00Z").await).is_empty());
+    // Pages of one, both ways: each once, none missed.
+    for (order, expected) in [
+        ("newest", ["l3", "l2", "l1"]),
+        ("oldest", ["l1", "l2", "l3"]),
+    ] {
+        let mut read = Vec::new();
+        let mut query = format!("order={order}&limit=1");
+        loop {
+            let page = list(&query).await;
+            read.extend(listed(&page));
+            match page["next"].as_str() {
+                Some(next) => query = format!("order={order}&limit=1&after={next}"),
+                None => break,
+            }
+        }
+        assert_eq!(read, expected, "{order} first");
+    }
+    // Another tenant sees only its own; an id of ours is no cursor for it.
+    let (_, theirs) = call(&h, "GET", "/v1/interactions", Some(&other), None).await;
+    assert_eq!(listed(&theirs), ["o1"]);
+    let (_, theirs) = call(&h, "GET", "/v1/interactions?after=l1", Some(&other), None).await;
+    assert!(listed(&theirs).is_empty(), "{theirs}");
+    // Bad values are 400s naming the parameter.
+    for (query, names) in [
+        ("status=closed", "`status`"),
+        ("channel=fax", "`channel`"),
+        ("skill=", "`skill`"),
+        ("order=random", "`order`"),
+        ("limit=0", "`limit`"),
+        ("since=soon", "`since`"),
+    ] {
+        let (status, body) = call(
+            &h,
+            "GET",
+            &format!("/v1/interactions?{query}"),
+            Some(&acme),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(names), "{query}: {message}");
+    }
+}

@@ -26,6 +26,7 @@ use tower::ServiceExt;
 
 mod conn;
 mod console;
+mod effects_usage;
 mod faults;
 mod interactions;
 mod openapi;

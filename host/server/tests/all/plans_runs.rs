@@ -1015,3 +1015,111 @@ async fn a_long_journal_is_tailed_a_page_at_a_time_in_order_to_its_end() {
     assert_eq!(events[STEPS].data["status"], "done");
     s.stop().await;
 }
+
+/// Every page of `GET {path}&after=…` from the first until `next` is none: the ids in the
+/// order read.
+async fn every_page(h: &Harness, token: &str, path: &str) -> Vec<String> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let url = match &after {
+            Some(after) => format!("{path}&after={after}"),
+            None => path.to_owned(),
+        };
+        let (status, body) = call(h, "GET", &url, Some(token), None).await;
+        assert_eq!(status, StatusCode::OK, "{url}: {body}");
+        all.extend(ids(&body));
+        match body["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => return all,
+        }
+    }
+}
+
+#[tokio::test]
+async fn runs_are_listed_newest_or_oldest_first_a_page_at_a_time() {
+    let s = served();
+    let h = &s.h;
+    let acme = tenant(h, "acme").await;
+    let globex = tenant(h, "globex").await;
+    publish(h, &acme, "alpha", ALPHA).await;
+    publish(h, &acme, "waiter", WAITER).await;
+    let mut started = Vec::new();
+    for n in 0..7 {
+        let plan = if n % 3 == 0 { "waiter" } else { "alpha" };
+        started.push(start(h, "acme", plan, Some(&format!("i{}", n % 2))).await);
+    }
+    for (n, run) in started.iter().enumerate() {
+        let status = if n % 3 == 0 { "waiting" } else { "done" };
+        reaches(h, &acme, run, status).await;
+    }
+    // The whole list, oldest first, as the default has always answered it.
+    let (_, body) = call(h, "GET", "/v1/runs?limit=1000", Some(&acme), None).await;
+    let oldest = ids(&body);
+    assert_eq!(oldest.len(), 7);
+    let newest: Vec<String> = oldest.iter().rev().cloned().collect();
+    let (_, body) = call(
+        h,
+        "GET",
+        "/v1/runs?limit=1000&order=newest",
+        Some(&acme),
+        None,
+    )
+    .await;
+    assert_eq!(ids(&body), newest);
+    let (_, body) = call(h, "GET", "/v1/runs?order=oldest", Some(&acme), None).await;
+    assert_eq!(ids(&body), oldest);
+    // Pages of 1, 2 and 3 in either order: every run once, none missed.
+    for limit in [1, 2, 3] {
+        for (order, expected) in [("newest", &newest), ("oldest", &oldest)] {
+            let read = every_page(h, &acme, &format!("/v1/runs?order={order}&limit={limit}")).await;
+            assert_eq!(&read, expected, "{order} first by pages of {limit}");
+        }
+    }
+    // Filters page the same way, newest first.
+    let filtered = |filter: &str| {
+        let expected: Vec<String> = newest
+            .iter()
+            .filter(|id| {
+                let n = started.iter().position(|s| s == *id).unwrap();
+                match filter {
+                    "status=waiting" => n % 3 == 0,
+                    "plan=alpha" => n % 3 != 0,
+                    "interaction=i1" => n % 2 == 1,
+                    _ => unreachable!(),
+                }
+            })
+            .cloned()
+            .collect();
+        expected
+    };
+    for filter in ["status=waiting", "plan=alpha", "interaction=i1"] {
+        let read = every_page(h, &acme, &format!("/v1/runs?order=newest&limit=2&{filter}")).await;
+        assert_eq!(read, filtered(filter), "{filter}");
+    }
+    let read = every_page(
+        h,
+        &acme,
+        "/v1/runs?order=newest&limit=2&since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z",
+    )
+    .await;
+    assert_eq!(read, newest);
+    // Another tenant sees nothing in either order, even from one of these as a cursor.
+    for query in [
+        "order=newest",
+        "order=oldest",
+        &format!("order=newest&after={}", oldest[3]),
+    ] {
+        let (_, body) = call(h, "GET", &format!("/v1/runs?{query}"), Some(&globex), None).await;
+        assert!(ids(&body).is_empty(), "{query}: {body}");
+    }
+    // An order that is not one: a 400 naming the parameter and its values.
+    let (status, body) = call(h, "GET", "/v1/runs?order=sideways", Some(&acme), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`order`") && message.contains("newest"),
+        "{message}"
+    );
+    s.stop().await;
+}

@@ -38,6 +38,7 @@ macro_rules! on_every_backend {
 mod applets;
 mod grants;
 mod kv;
+mod lists;
 mod runs;
 mod tenants;
 

@@ -1,7 +1,7 @@
 //! Runs as the API manages them: a cancel fences out a step begun before it, every journal
 //! commit is announced once on disk, filters narrow within the tenant, versions carry digests.
 
-use coda_store::{Control, RunFilter, RunStatus, StepCommit, StoreError};
+use coda_store::{Control, ListOrder, RunFilter, RunStatus, StepCommit, StoreError};
 use serde_json::json;
 
 use super::{claim_due, commit, new_run, open, step, update};
@@ -149,7 +149,7 @@ async fn runs_are_found_by_filter_within_their_tenant() {
     let b = store.start_run(other).await.unwrap();
     let find = |filter: RunFilter| -> Vec<String> {
         store
-            .find_runs("acme", &filter, None, 10)
+            .find_runs("acme", &filter, ListOrder::OldestFirst, None, 10)
             .unwrap()
             .into_iter()
             .map(|r| r.id)
@@ -183,7 +183,7 @@ async fn runs_are_found_by_filter_within_their_tenant() {
     assert_eq!(find(ready).len(), 2);
     assert!(
         store
-            .find_runs("globex", &by_plan, None, 10)
+            .find_runs("globex", &by_plan, ListOrder::OldestFirst, None, 10)
             .unwrap()
             .is_empty()
     );
