@@ -16,6 +16,7 @@ mod audit;
 mod db;
 mod effects;
 mod grants;
+mod inputs;
 mod interactions;
 mod journal;
 mod kv;

@@ -224,6 +224,11 @@ const MIGRATIONS: &[&str] = &[
         keys INTEGER NOT NULL,
         bytes INTEGER NOT NULL
     );",
+    // 15: a step's input without a copy of the run's data at every step (`inputs.rs`):
+    // `input` keeps the data in full at a run's first step only, and each step keeps how its
+    // commit changed the data (`=`: exactly its `data_changes`; else JSON of what it set and
+    // removed). NULL for steps journaled before.
+    "ALTER TABLE steps ADD COLUMN data_delta TEXT;",
 ];
 
 pub(crate) fn migrate_sqlite(conn: &mut rusqlite::Connection) -> Result<()> {
