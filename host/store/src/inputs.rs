@@ -87,25 +87,27 @@ pub(crate) fn current_data(tx: &Conn<'_>, run_id: &str) -> Result<Option<Values>
     Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
 }
 
+/// A step row as `step_input` reads it: seq, applet, input, data_changes, data_delta.
+type JournalRow = (u64, String, Option<String>, String, Option<String>);
+
 impl Store {
     /// What step `seq` of the tenant's run was given, if it was an applet step and its
     /// input can be rebuilt (a run journaled partly before migration 15 may not).
     /// `Ok(None)` also for a run or step that does not exist, or belongs to another tenant.
     pub fn step_input(&self, tenant: &str, run_id: &str, seq: u64) -> Result<Option<StepInput>> {
-        let rows: Vec<(u64, String, Option<String>, String, Option<String>)> =
-            self.read(|conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT s.seq, s.applet, s.input, s.data_changes, s.data_delta
+        let rows: Vec<JournalRow> = self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT s.seq, s.applet, s.input, s.data_changes, s.data_delta
                      FROM steps s JOIN runs r ON r.id = s.run_id
                      WHERE r.tenant = ?1 AND s.run_id = ?2 AND s.seq <= ?3 ORDER BY s.seq",
-                )?;
-                let rows = stmt
-                    .query_map(params![tenant, run_id, seq], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                    })?
-                    .collect::<Result<_>>()?;
-                Ok(rows)
-            })?;
+            )?;
+            let rows = stmt
+                .query_map(params![tenant, run_id, seq], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<Result<_>>()?;
+            Ok(rows)
+        })?;
         // The data as the row at hand began, while it is known.
         let mut data: Option<Values> = None;
         for (at, applet, input, changes, delta) in rows {
