@@ -2,7 +2,8 @@
 //! (`coda runs show ID --as-fixture`, run by `coda applet test`), so that a failing
 //! production case becomes a test.
 //!
-//! The step's input (its data sources and node state) is journaled with it; its
+//! The step's input (its data sources and node state) is rebuilt from the journal (the
+//! run's first data and each step's change of it, `coda-store`'s `inputs.rs`); its
 //! capability calls come from the effect journal, answers and request digests; the config
 //! from the plan version the step ran; the expectation from what the step did. Secret
 //! values never leave the service: the secrets granted to the applet are listed by name

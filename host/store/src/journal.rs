@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
-use crate::db::{OptionalExtension, params};
+use crate::db::params;
 use coda_types::Values;
 use serde::{Deserialize, Serialize};
 
+use crate::inputs::{self, StoredInput};
 use crate::runs::RunStatus;
 use crate::waits::EventWait;
 use crate::{Result, Store, StoreError};
@@ -120,17 +121,45 @@ impl Store {
         let data = serde_json::to_string(&next.data)?;
         let state = serde_json::to_string(&next.state)?;
         let wait = next.wait.as_ref().map(serde_json::to_string).transpose()?;
-        let input = commit
-            .input
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()?;
+        // What the step was given (inputs.rs): the data in full at the run's first step
+        // only, and how this commit changes it. A step the host took carries no input: its
+        // change is reckoned from the run's data as stored, in the write.
+        let given = match &commit.input {
+            Some(given) => {
+                let stored = StoredInput {
+                    data: (step.seq == 0).then(|| given.data.clone()),
+                    state: given.state.clone(),
+                };
+                Some((
+                    serde_json::to_string(&stored)?,
+                    inputs::delta_column(&given.data, &next.data, &step.data_changes)?,
+                ))
+            }
+            None => None,
+        };
         let logs = (!step.logs.is_empty())
             .then(|| serde_json::to_string(&step.logs))
             .transpose()?;
         let (run_id, seq, status) = (commit.run_id.clone(), step.seq, next.status);
         self.writer
             .write(move |tx| {
+                let (input, delta) = match given {
+                    Some((input, delta)) => (Some(input), delta),
+                    None => {
+                        let before = inputs::current_data(tx, &commit.run_id)?.unwrap_or_default();
+                        let delta =
+                            inputs::delta_column(&before, &next.data, &step.data_changes)?;
+                        let input = (step.seq == 0)
+                            .then(|| {
+                                serde_json::to_string(&StoredInput {
+                                    data: Some(before),
+                                    state: Values::new(),
+                                })
+                            })
+                            .transpose()?;
+                        (input, delta)
+                    }
+                };
                 let updated = tx
                     .prepare_cached(
                         "UPDATE runs SET status = ?1, plan = ?2, plan_version = ?3, node = ?4,
@@ -163,8 +192,9 @@ impl Store {
                 }
                 tx.prepare_cached(
                     "INSERT INTO steps (run_id, seq, plan, plan_version, node, applet, attempt,
-                        result, note, fuel_used, duration_us, data_changes, at, input, logs)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                        result, note, fuel_used, duration_us, data_changes, at, input, logs,
+                        data_delta)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 )?
                 .execute(params![
                     commit.run_id,
@@ -181,7 +211,8 @@ impl Store {
                     changes,
                     step.at_ms,
                     input,
-                    logs
+                    logs,
+                    delta
                 ])?;
                 Ok(())
             })
@@ -193,24 +224,6 @@ impl Store {
     /// The run's journal, in order; empty for another tenant's run.
     pub fn journal(&self, tenant: &str, run_id: &str) -> Result<Vec<StepRecord>> {
         self.journal_from(tenant, run_id, 0)
-    }
-
-    /// What step `seq` of the tenant's run was given, if it was an applet step journaled
-    /// with its input (steps journaled before migration 11 were not). `Ok(None)` also for a
-    /// run or step that does not exist, or belongs to another tenant.
-    pub fn step_input(&self, tenant: &str, run_id: &str, seq: u64) -> Result<Option<StepInput>> {
-        let text: Option<Option<String>> = self.read(|conn| {
-            conn.prepare_cached(
-                "SELECT s.input FROM steps s JOIN runs r ON r.id = s.run_id
-                 WHERE r.tenant = ?1 AND s.run_id = ?2 AND s.seq = ?3",
-            )?
-            .query_row(params![tenant, run_id, seq], |r| r.get::<Option<String>>(0))
-            .optional()
-        })?;
-        match text.flatten() {
-            Some(text) => Ok(Some(serde_json::from_str(&text)?)),
-            None => Ok(None),
-        }
     }
 
     /// The run's journal from step `from_seq` on.

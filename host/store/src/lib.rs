@@ -16,6 +16,7 @@ mod audit;
 mod db;
 mod effects;
 mod grants;
+mod inputs;
 mod interactions;
 mod journal;
 mod kv;
@@ -144,16 +145,37 @@ enum Reads {
     Pg(std::sync::Arc<db::Pg>),
 }
 
+/// The page size of a new SQLite file. The WAL gets a frame per page a commit changes, and
+/// a step commit changes a few rows in several b-trees (the run, its claim and due entries,
+/// the journal entry and its indexes): at 4 KiB a page, rewriting those pages whole was most
+/// of the bytes a workflow wrote (BENCHMARKS.md, "Bytes written per workflow"). 1 KiB pages
+/// still hold a run or a journal entry each. A file keeps the page size it was made with.
+const NEW_FILE_PAGE_SIZE: u32 = 1024;
+
+/// How much the WAL holds before a checkpoint copies its pages into the database: a page
+/// changed by many commits in that window is copied once, so a longer window writes less
+/// (the 1,000 pages SQLite defaults to are 1 MiB at 1 KiB pages). Bounded, since a reader
+/// and the recovery after a crash go through the WAL.
+const WAL_CHECKPOINT_BYTES: u32 = 16 << 20;
+
 fn open_connection(path: &Path) -> Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path).map_err(|source| StoreError::Open {
         path: path.to_owned(),
         source,
     })?;
+    // Only a file with no page yet takes it: before the WAL header is written.
+    conn.pragma_update(None, "page_size", NEW_FILE_PAGE_SIZE)?;
     // WAL: readers do not block the writer. FULL: a commit survives power loss, not only a
     // process crash. The busy timeout lets a reader wait out a checkpoint.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    let page_size: u32 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        WAL_CHECKPOINT_BYTES / page_size.max(512),
+    )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
 }
@@ -230,7 +252,8 @@ impl Store {
         self.writer.stats()
     }
 
-    /// Caps the SQLite file at `pages` pages (`PRAGMA max_page_count`; a page is 4 KiB):
+    /// Caps the SQLite file at `pages` pages (`PRAGMA max_page_count`; a page is 1 KiB in a file made
+    /// by this version, 4 KiB in an older one):
     /// the bound an operator may put on the disk the database takes, and how the fault
     /// suite fills a disk. A write past it fails whole, as disk full, and nothing of it is
     /// stored. Returns the cap in force (SQLite never sets it below the pages in use). On

@@ -468,8 +468,8 @@ fn insert_host_step(
 ) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO steps (run_id, seq, plan, plan_version, node, applet, attempt,
-            result, note, fuel_used, duration_us, data_changes, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, '', ?6, ?7, ?8, 0, 0, '{}', ?9)",
+            result, note, fuel_used, duration_us, data_changes, at, data_delta)
+         VALUES (?1, ?2, ?3, ?4, ?5, '', ?6, ?7, ?8, 0, 0, '{}', ?9, '=')",
     )?
     .execute(params![
         run.id,

@@ -255,6 +255,11 @@ const MIGRATIONS: &[&str] = &[
     // 17: the operator's lists: a tenant's tokens (`GET /v1/operator/tenants/{tenant}/tokens`,
     // newest first) and the live ones counted per tenant, without a scan of every token.
     "CREATE INDEX tokens_tenant ON tokens (tenant, created_at, id);",
+    // 18: a step's input without a copy of the run's data at every step (`inputs.rs`):
+    // `input` keeps the data in full at a run's first step only, and each step keeps how its
+    // commit changed the data (`=`: exactly its `data_changes`; else JSON of what it set and
+    // removed). NULL for steps journaled before.
+    "ALTER TABLE steps ADD COLUMN data_delta TEXT;",
 ];
 
 pub(crate) fn migrate_sqlite(conn: &mut rusqlite::Connection) -> Result<()> {

@@ -78,8 +78,8 @@ impl Store {
                     let mut changes = extra.clone();
                     changes.insert("Event".into(), payload.clone());
                     conn.prepare_cached("INSERT INTO steps (run_id, seq, plan, plan_version, node, applet, attempt,
-                            result, note, fuel_used, duration_us, data_changes, at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, '', 1, ?6, ?7, 0, 0, ?8, ?9)")?.execute(
+                            result, note, fuel_used, duration_us, data_changes, at, data_delta)
+                         VALUES (?1, ?2, ?3, ?4, ?5, '', 1, ?6, ?7, 0, 0, ?8, ?9, '=')")?.execute(
                         params![
                             run.id,
                             run.step_seq,

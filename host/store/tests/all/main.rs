@@ -373,6 +373,87 @@ async fn a_step_keeps_what_its_applet_was_given_for_its_tenant_only() {
     assert_eq!(store.step_input("globex", &run.id, 0).unwrap(), None);
 }
 
+/// A step's input is journaled as the first step's data and each commit's change of it
+/// (an applet's changes, the host's `LastError`, a removal), and reads back whole.
+async fn every_steps_input_is_rebuilt_from_the_first_steps_data_and_each_change() {
+    let (_dir, store) = open();
+    let run = store.start_run(new_run(None)).await.unwrap();
+    let values = |pairs: &[(&str, &str)]| -> Values {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Value::Text((*v).to_owned())))
+            .collect()
+    };
+    let given = |data: Values, passes: Option<i64>| coda_store::StepInput {
+        data,
+        state: passes
+            .map(|p| [("passes".to_owned(), Value::Integer(p))].into())
+            .unwrap_or_default(),
+    };
+    let first = given(values(&[("CLID", "+15550100")]), None);
+    let greeted = values(&[("CLID", "+15550100"), ("Greeting", "hi")]);
+    let failed = values(&[
+        ("CLID", "+15550100"),
+        ("Greeting", "hi"),
+        ("LastError", "boom"),
+    ]);
+    let third = given(failed.clone(), Some(1));
+    let fourth = given(values(&[("CLID", "+15550100"), ("Greeting", "bye")]), None);
+    let steps = [
+        // An applet's step: its changes are the whole change.
+        (
+            Some(first.clone()),
+            values(&[("Greeting", "hi")]),
+            greeted.clone(),
+        ),
+        // The host's step: the data it adds is not an applet's change.
+        (None, Values::new(), failed),
+        // Changes and a removal.
+        (
+            Some(third.clone()),
+            values(&[("Greeting", "bye")]),
+            fourth.data.clone(),
+        ),
+        (Some(fourth.clone()), Values::new(), fourth.data.clone()),
+    ];
+    for (seq, (input, changes, after)) in steps.into_iter().enumerate() {
+        let mut record = step(seq as u64);
+        record.data_changes = changes;
+        if input.is_none() {
+            record.applet = String::new();
+        }
+        let mut next = update(Some("route"), RunStatus::Ready, Some(2_000));
+        next.data = after;
+        commit(
+            &store,
+            StepCommit {
+                input,
+                run_id: run.id.clone(),
+                expected_seq: seq as u64,
+                step: record,
+                next,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(store.step_input("acme", &run.id, 0).unwrap(), Some(first));
+    assert_eq!(store.step_input("acme", &run.id, 1).unwrap(), None);
+    assert_eq!(store.step_input("acme", &run.id, 2).unwrap(), Some(third));
+    assert_eq!(store.step_input("acme", &run.id, 3).unwrap(), Some(fourth));
+    assert_eq!(store.step_input("globex", &run.id, 3).unwrap(), None);
+    // The journal still shows each step's own changes.
+    let journal = store.journal("acme", &run.id).unwrap();
+    assert_eq!(
+        journal[0].data_changes,
+        greeted
+            .into_iter()
+            .filter(|(k, _)| k == "Greeting")
+            .collect()
+    );
+    assert!(journal[1].data_changes.is_empty());
+}
+
 async fn only_due_runs_are_claimed_and_parked_ones_cost_disk() {
     let (_dir, store) = open();
     let parked = store.start_run(new_run(None)).await.unwrap();
@@ -792,6 +873,7 @@ on_every_backend!(
     the_same_trigger_starts_one_run_even_at_once,
     a_step_commits_once_and_fences_the_next,
     a_step_keeps_what_its_applet_was_given_for_its_tenant_only,
+    every_steps_input_is_rebuilt_from_the_first_steps_data_and_each_change,
     only_due_runs_are_claimed_and_parked_ones_cost_disk,
     another_tenants_run_is_not_found,
     concurrent_steps_share_commits,
