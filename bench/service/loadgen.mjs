@@ -49,7 +49,20 @@ const TICK = 100; // USER_HZ on Linux
 // Tails stay open for a run's whole life: one socket each, beside the event requests.
 const agent = new http.Agent({ keepAlive: true, maxSockets: 2 * C + 8, maxFreeSockets: 2 * C + 8 });
 
-function request(method, path, body, headers = {}) {
+// A full queue is answered 429 with Retry-After (coda's backpressure): wait and send again,
+// as a contact center's delivery would. The open loop meets it once it outruns the runs.
+async function request(method, path, body, headers = {}) {
+  for (;;) {
+    try {
+      return await requestOnce(method, path, body, headers);
+    } catch (e) {
+      if (e.retryAfter === undefined) throw e;
+      await new Promise((r) => setTimeout(r, e.retryAfter * 1000));
+    }
+  }
+}
+
+function requestOnce(method, path, body, headers) {
   const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = http.request(
@@ -71,7 +84,9 @@ function request(method, path, body, headers = {}) {
         res.on("end", () => {
           const text = Buffer.concat(chunks).toString();
           if (res.statusCode < 200 || res.statusCode > 299) {
-            return reject(new Error(`${method} ${path}: HTTP ${res.statusCode}: ${text.slice(0, 300)}`));
+            const e = new Error(`${method} ${path}: HTTP ${res.statusCode}: ${text.slice(0, 300)}`);
+            if (res.statusCode === 429) e.retryAfter = Number(res.headers["retry-after"] ?? 1);
+            return reject(e);
           }
           try {
             resolve(text ? JSON.parse(text) : null);

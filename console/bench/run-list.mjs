@@ -101,7 +101,15 @@ async function startCoda() {
 
 function api(port, token) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY + 4 });
-  return (method, path, body, contentType = "application/json") =>
+  // A full queue is answered 429 with Retry-After: wait that long and send again, as a
+  // contact center's delivery would.
+  const call = (method, path, body, contentType = "application/json") =>
+    once(method, path, body, contentType).catch(async (e) => {
+      if (e.retryAfter === undefined) throw e;
+      await new Promise((r) => setTimeout(r, e.retryAfter * 1000));
+      return call(method, path, body, contentType);
+    });
+  const once = (method, path, body, contentType) =>
     new Promise((ok, fail) => {
       const data = body === undefined ? undefined : Buffer.from(typeof body === "string" ? body : JSON.stringify(body));
       const req = http.request(
@@ -111,7 +119,11 @@ function api(port, token) {
           res.on("data", (c) => chunks.push(c));
           res.on("end", () => {
             const text = Buffer.concat(chunks).toString();
-            if (res.statusCode > 299) return fail(new Error(`${method} ${path}: ${res.statusCode} ${text.slice(0, 300)}`));
+            if (res.statusCode > 299) {
+              const e = new Error(`${method} ${path}: ${res.statusCode} ${text.slice(0, 300)}`);
+              if (res.statusCode === 429) e.retryAfter = Number(res.headers["retry-after"] ?? 1);
+              return fail(e);
+            }
             ok(text ? JSON.parse(text) : null);
           });
         }
@@ -119,6 +131,7 @@ function api(port, token) {
       req.on("error", fail);
       req.end(data);
     });
+  return call;
 }
 
 async function seed(call) {
