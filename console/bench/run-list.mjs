@@ -214,7 +214,11 @@ async function main() {
     api100.push(await timeCall(call, path));
   }
 
-  // The console: from the address to 100 rows on screen, a fresh page each time.
+  // What the API said, before the browser part (which can fail on its own).
+  process.stderr.write(`${JSON.stringify({ walk: { pages, ms: +walkMs.toFixed(0) }, api: api100 }, null, 2)}\n`);
+
+  // The console: from the address to 100 rows on screen (its page size chosen in the
+  // address), a fresh page each time.
   const profile = mkdtempSync(join(tmpdir(), "coda-run-list-chromium-"));
   cleanups.push(() => rmSync(profile, { recursive: true, force: true }));
   const context = await chromium.launchPersistentContext(profile, {
@@ -233,9 +237,9 @@ async function main() {
   await page.getByRole("button", { name: "Sign out" }).waitFor();
   const consoleTimes = {};
   for (const [what, hash] of [
-    ["runs page", "#/runs"],
-    ["failed runs", "#/runs?status=failed"],
-    ["middle page", `#/runs?after=${encodeURIComponent(middle)}`],
+    ["runs page", "#/runs?limit=100"],
+    ["failed runs", "#/runs?status=failed&limit=100"],
+    ["middle page", `#/runs?after=${encodeURIComponent(middle)}&limit=100`],
   ]) {
     const times = [];
     for (let i = 0; i < 7; i++) {
