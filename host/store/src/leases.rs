@@ -66,11 +66,21 @@ impl Store {
     /// before claiming.
     pub fn queued_tenants(&self) -> Result<Vec<String>> {
         self.read(|conn| {
+            // SQLite's planner, left to itself, takes `runs_status_created` (tenant, status,
+            // …) for `MIN(tenant)` and walks every finished run of the first tenant before
+            // its first unfinished one: a pick then cost O(finished runs), and 100,000 runs
+            // slowed the service threefold. The partial index holds unfinished runs only.
+            // PostgreSQL has no such hint, and plans the partial index by its size.
+            let runs = if conn.is_postgres() {
+                "runs"
+            } else {
+                "runs INDEXED BY runs_due_by_tenant"
+            };
             let mut stmt = conn.prepare_cached(&format!(
                 "WITH RECURSIVE queued (tenant) AS (
-                     SELECT MIN(tenant) FROM runs WHERE {UNFINISHED}
+                     SELECT MIN(tenant) FROM {runs} WHERE {UNFINISHED}
                      UNION ALL
-                     SELECT (SELECT MIN(tenant) FROM runs
+                     SELECT (SELECT MIN(tenant) FROM {runs}
                              WHERE {UNFINISHED} AND tenant > queued.tenant)
                      FROM queued WHERE queued.tenant IS NOT NULL
                  )
