@@ -5,16 +5,12 @@ import { useEffect, useState } from "preact/hooks";
 import { api } from "../api/client";
 import { go, href, type Route } from "../route";
 import { Time, toInstant, toLocal } from "../time";
+import { DEFAULT_PAGE_SIZE, OrderField, orderOf, PageSizeField } from "../listControls";
 import { ErrorNote, Loading, Page, Status, useLoad } from "../ui";
 
 const FILTERS = ["status", "channel", "skill", "since", "until", "order"] as const;
 const STATUSES = ["active", "completed"];
 const CHANNELS = ["voice", "chat", "sms", "email", "task"];
-const PAGE_SIZES = ["25", "100", "500"];
-
-function orderOf(value: string | null): "newest" | "oldest" {
-  return value === "oldest" ? "oldest" : "newest";
-}
 
 export function Interactions({ route }: { route: Route }) {
   const q = route.query;
@@ -26,7 +22,7 @@ export function Interactions({ route }: { route: Route }) {
     until: q.get("until") ?? undefined,
     order: orderOf(q.get("order")),
     after: q.get("after") ?? undefined,
-    limit: Number(q.get("limit") ?? "25"),
+    limit: Number(q.get("limit") ?? DEFAULT_PAGE_SIZE),
   };
   const page = useLoad((signal) => api.get("/v1/interactions", { query, signal }), [q.toString()]);
 
@@ -39,7 +35,7 @@ export function Interactions({ route }: { route: Route }) {
       since: toLocal(q.get("since")),
       until: toLocal(q.get("until")),
       order: orderOf(q.get("order")),
-      limit: q.get("limit") ?? "25",
+      limit: q.get("limit") ?? DEFAULT_PAGE_SIZE,
     });
   }, [q.toString()]);
   const set = (k: string) => (e: Event) => setForm({ ...form, [k]: (e.target as HTMLInputElement).value });
@@ -52,7 +48,7 @@ export function Interactions({ route }: { route: Route }) {
       since: toInstant(form.since ?? ""),
       until: toInstant(form.until ?? ""),
       order: form.order === "oldest" ? "oldest" : undefined,
-      limit: form.limit === "25" ? undefined : form.limit,
+      limit: form.limit === DEFAULT_PAGE_SIZE ? undefined : form.limit,
     });
   };
   const current = Object.fromEntries([...FILTERS, "limit"].map((k) => [k, q.get(k) ?? undefined]));
@@ -87,23 +83,8 @@ export function Interactions({ route }: { route: Route }) {
           First seen before
           <input type="datetime-local" name="until" value={form.until ?? ""} onInput={set("until")} />
         </label>
-        <label>
-          Order
-          <select name="order" value={form.order ?? "newest"} onChange={set("order")}>
-            <option value="newest">Newest first</option>
-            <option value="oldest">Oldest first</option>
-          </select>
-        </label>
-        <label>
-          Per page
-          <select name="limit" value={form.limit ?? "25"} onChange={set("limit")}>
-            {[...new Set([...PAGE_SIZES, form.limit ?? "25"])].map((s) => (
-              <option value={s} key={s}>
-                {s}
-              </option>
-            ))}
-          </select>
-        </label>
+        <OrderField value={form.order} onChange={set("order")} />
+        <PageSizeField value={form.limit} onChange={set("limit")} />
         <button type="submit">Apply</button>
         <a href={href(["interactions"])}>Clear</a>
       </form>

@@ -7,19 +7,10 @@ import { api } from "../api/client";
 import { RUN_STATUSES, whereNow, type RunPage } from "../api/model";
 import { go, href, type Route } from "../route";
 import { Time, toInstant, toLocal } from "../time";
+import { DEFAULT_PAGE_SIZE, OrderField, orderOf, PageSizeField } from "../listControls";
 import { ErrorNote, Loading, Page, Status, useLoad } from "../ui";
 
 const FILTERS = ["plan", "status", "interaction", "since", "until", "order"] as const;
-// The console's order when the address names none; the API's own default is oldest.
-const ORDERS = [
-  ["newest", "Newest first"],
-  ["oldest", "Oldest first"],
-] as const;
-type Order = (typeof ORDERS)[number][0];
-function orderOf(value: string | null): Order {
-  return value === "oldest" ? "oldest" : "newest";
-}
-const PAGE_SIZES = ["25", "100", "500"];
 const POLL_MS = 2000;
 
 export function Runs({ route }: { route: Route }) {
@@ -32,7 +23,7 @@ export function Runs({ route }: { route: Route }) {
     until: q.get("until") ?? undefined,
     order: orderOf(q.get("order")),
     after: q.get("after") ?? undefined,
-    limit: Number(q.get("limit") ?? "25"),
+    limit: Number(q.get("limit") ?? DEFAULT_PAGE_SIZE),
   };
   const page = useLoad(
     (signal) => api.get("/v1/runs", { query, signal }),
@@ -58,7 +49,7 @@ export function Runs({ route }: { route: Route }) {
       since: toLocal(q.get("since")),
       until: toLocal(q.get("until")),
       order: orderOf(q.get("order")),
-      limit: q.get("limit") ?? "25",
+      limit: q.get("limit") ?? DEFAULT_PAGE_SIZE,
     });
   }, [q.toString()]);
   const set = (k: string) => (e: Event) =>
@@ -72,7 +63,7 @@ export function Runs({ route }: { route: Route }) {
       since: toInstant(form.since ?? ""),
       until: toInstant(form.until ?? ""),
       order: form.order === "oldest" ? "oldest" : undefined,
-      limit: form.limit === "25" ? undefined : form.limit,
+      limit: form.limit === DEFAULT_PAGE_SIZE ? undefined : form.limit,
     });
   };
   const current = Object.fromEntries(
@@ -109,26 +100,8 @@ export function Runs({ route }: { route: Route }) {
           Created before
           <input type="datetime-local" name="until" value={form.until ?? ""} onInput={set("until")} />
         </label>
-        <label>
-          Order
-          <select name="order" value={form.order ?? "newest"} onChange={set("order")}>
-            {ORDERS.map(([value, label]) => (
-              <option value={value} key={value}>
-                {label}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Per page
-          <select name="limit" value={form.limit ?? "25"} onChange={set("limit")}>
-            {[...new Set([...PAGE_SIZES, form.limit ?? "25"])].map((s) => (
-              <option value={s} key={s}>
-                {s}
-              </option>
-            ))}
-          </select>
-        </label>
+        <OrderField value={form.order} onChange={set("order")} />
+        <PageSizeField value={form.limit} onChange={set("limit")} />
         <button type="submit">Apply</button>
         <a href={href(["runs"])}>Clear</a>
       </form>
