@@ -254,6 +254,32 @@ function loopback(path, method = "GET") {
   });
 }
 
+// coda's own counters (GET /metrics): the store's group commits and writes, the scheduler's
+// picks and the steps continued under a kept claim; per workflow they are deterministic where
+// wall time is not (the machine is shared). Null for Restate or a coda without them.
+function codaCounters() {
+  if (TARGET !== "coda") return Promise.resolve(null);
+  return new Promise((resolve) => {
+    const req = http.request({ host: BASE.hostname, port: BASE.port, path: "/metrics", agent }, (res) => {
+      const ch = [];
+      res.on("data", (c) => ch.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(ch).toString();
+        const get = (name) => +(new RegExp(`^${name}_total (\\d+)`, "m").exec(text)?.[1] ?? NaN);
+        resolve({
+          commits: get("coda_store_commits"),
+          writes: get("coda_store_writes"),
+          picks: get("coda_scheduler_picks"),
+          continued: get("coda_steps_continued"),
+          steps: get("coda_steps"),
+        });
+      });
+    });
+    req.on("error", () => resolve(null));
+    req.end();
+  });
+}
+
 // ---- warm-up (not measured) ----
 if (WARMUP > 0) {
   const w = await drive(WARMUP, C, `${PREFIX}-warm`, null);
@@ -270,6 +296,7 @@ for (const [name, pid] of Object.entries(PIDS)) {
   } catch {}
   before[name] = procStat(pid);
 }
+const counters0 = await codaCounters();
 const sys0 = sysCpu();
 const cpu0 = process.cpuUsage();
 const lat = new Float64Array(N);
@@ -280,6 +307,7 @@ if (MODE === "open") await allFinished();
 const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
 const cpu1 = process.cpuUsage(cpu0);
 const sys1 = sysCpu();
+const counters1 = await codaCounters();
 
 const procs = {};
 for (const [name, pid] of Object.entries(PIDS)) {
@@ -324,6 +352,13 @@ const result = {
     : {}),
   machineCpuBusyPct: +(100 * (1 - (sys1.idle - sys0.idle) / (sys1.total - sys0.total))).toFixed(1),
   procs,
+  ...(counters0 && counters1
+    ? {
+        perWorkflow: Object.fromEntries(
+          Object.keys(counters0).map((k) => [k, +((counters1[k] - counters0[k]) / N).toFixed(2)])
+        ),
+      }
+    : {}),
   loopback: await loopback("/stats"),
 };
 console.log(JSON.stringify(result));

@@ -99,6 +99,11 @@ pub struct SchedulerConfig {
     pub max_step_starts: Option<u32>,
     /// Bytes a run's data and state may hold together (`FlowLimits::max_run_data_bytes`).
     pub max_run_data_bytes: Option<u64>,
+    /// Steps of one run taken back to back under one claim (`FlowLimits::continue_steps`;
+    /// 1: every step goes back to the queue).
+    pub continue_steps: Option<u32>,
+    /// How long one run's steps may go on back to back (`FlowLimits::continue_ms`).
+    pub continue_ms: Option<u64>,
 }
 
 impl ServeConfig {
@@ -156,6 +161,8 @@ impl ServeConfig {
             ("tenant_queue", s.tenant_queue),
             ("max_step_starts", s.max_step_starts.map(u64::from)),
             ("max_run_data_bytes", s.max_run_data_bytes),
+            ("continue_steps", s.continue_steps.map(u64::from)),
+            ("continue_ms", s.continue_ms),
         ] {
             if value == Some(0) {
                 return Err(format!("at `scheduler.{field}`: must be at least 1"));
@@ -215,6 +222,8 @@ mod tests {
             config.scheduler.max_run_data_bytes,
             Some(flow.max_run_data_bytes)
         );
+        assert_eq!(config.scheduler.continue_steps, Some(flow.continue_steps));
+        assert_eq!(config.scheduler.continue_ms, Some(flow.continue_ms));
         assert_eq!(config.compile_timeout_ms, Some(60_000));
         // Relative to the file's directory, not to wherever `coda serve` was started.
         assert!(config.grants.unwrap().starts_with(path.parent().unwrap()));

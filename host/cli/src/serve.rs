@@ -222,6 +222,8 @@ impl ServeArgs {
                 max_run_data_bytes: scheduler
                     .max_run_data_bytes
                     .unwrap_or(defaults.max_run_data_bytes),
+                continue_steps: scheduler.continue_steps.unwrap_or(defaults.continue_steps),
+                continue_ms: scheduler.continue_ms.unwrap_or(defaults.continue_ms),
                 ..defaults
             },
             node_id,
@@ -595,10 +597,13 @@ mod tests {
             }
             .settings()
         };
-        let set = settings("scheduler: { max_step_starts: 5, max_run_data_bytes: 65536 }")
-            .unwrap_or_else(|e| panic!("{}", e.error));
+        let set = settings(
+            "scheduler: { max_step_starts: 5, max_run_data_bytes: 65536, continue_steps: 1, continue_ms: 20 }",
+        )
+        .unwrap_or_else(|e| panic!("{}", e.error));
         assert_eq!(set.limits.max_step_starts, 5);
         assert_eq!(set.limits.max_run_data_bytes, 65536);
+        assert_eq!((set.limits.continue_steps, set.limits.continue_ms), (1, 20));
         let defaults = coda_flow::FlowLimits::default();
         let set = settings("scheduler: { batch: 4 }").unwrap_or_else(|e| panic!("{}", e.error));
         assert_eq!(set.limits.max_step_starts, defaults.max_step_starts);
@@ -606,6 +611,7 @@ mod tests {
         for refused in [
             "scheduler: { max_step_starts: 0 }",
             "scheduler: { max_run_data_bytes: 0 }",
+            "scheduler: { continue_steps: 0 }",
         ] {
             let Err(exit) = settings(refused) else {
                 panic!("{refused} was taken")

@@ -53,6 +53,14 @@ pub struct FlowLimits {
     /// (and the commit of its failure) is refused for good. A step whose changes would take
     /// the run past the cap fails with kind `data` (a limit), its changes discarded.
     pub max_run_data_bytes: u64,
+    /// Steps of one run taken back to back under one claim (`continuation.rs`): a step
+    /// whose commit leaves its run due now keeps the claim and its task runs the next step
+    /// at once, without a pick or a claim's write, at most this many steps in a row...
+    pub continue_steps: u32,
+    /// ... and for at most this long (ms) from the first of them; then the claim is
+    /// released with the commit and the run goes back to the queue, taking its turn
+    /// among the tenants' runs like any other (1 step: no continuation).
+    pub continue_ms: u64,
 }
 
 impl Default for FlowLimits {
@@ -71,6 +79,10 @@ impl Default for FlowLimits {
             lease_ms: 30_000,
             max_step_starts: 20,
             max_run_data_bytes: 4 << 20,
+            // A flow's usual length runs in one go; a long loop goes back to the queue
+            // every 16 steps or 100 ms, so a freed slot is soon another run's.
+            continue_steps: 16,
+            continue_ms: 100,
         }
     }
 }

@@ -243,6 +243,7 @@ impl Engine {
                 tenant,
             })
             .collect();
+        self.metrics.picked();
         let claimed = self
             .store
             .claim_due_runs(

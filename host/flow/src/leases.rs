@@ -126,6 +126,13 @@ impl Claims {
         )
     }
 
+    /// A commit kept `lease`'s claim for the run's next step, renewing it in the store (the
+    /// commit was sent at `sent`): its local deadline moves as a renewal's does.
+    pub(crate) fn kept(&self, lease: &Lease, sent: Instant) {
+        let mut deadline = lease.deadline();
+        *deadline = (*deadline).max(sent + self.trust);
+    }
+
     /// The claims to renew now. A claim whose local deadline has passed is not renewed
     /// (this node woke from a pause, or its renewals failed too long): it is given up, and
     /// its step abandoned, even if the store would still renew it.

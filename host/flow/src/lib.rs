@@ -14,6 +14,7 @@
 
 mod clock;
 mod completed;
+mod continuation;
 mod control;
 mod decide;
 mod effects;
@@ -475,11 +476,12 @@ impl Engine {
                         self.claims.hold(&claimed.run.id, claimed.claim_seq, asked);
                     let engine = self.clone();
                     set.spawn(async move {
-                        // The tenant's slot and the claim's heartbeat are held until the step
-                        // is over, however it ends.
+                        // The tenant's slot and the claim's heartbeat are held until the
+                        // step, and the steps continued under its claim, are over, however
+                        // they end.
                         let _slot = slot;
                         let _claim = claim;
-                        engine.step_contained(claimed, lease).await
+                        engine.step_and_continue(claimed, lease).await
                     });
                 }
             }
@@ -539,7 +541,7 @@ impl Engine {
             match done {
                 // A step's own errors and panics were contained by `step_contained`: what
                 // comes back here is the store's (unavailable), which stops this pass.
-                Some(Ok(committed)) => steps += u64::from(committed?),
+                Some(Ok(committed)) => steps += committed?,
                 Some(Err(ended)) => {
                     tracing::error!("a step's task ended without a result: {ended}");
                 }
@@ -567,11 +569,15 @@ impl Engine {
     /// (the host crashed or failed in it each time, even in committing its failure) is not
     /// started again: its run is parked as failed with the reason. The count is the
     /// store's (`Claimed::step_claims`), so restarts cannot loop on it.
+    ///
+    /// With `may_continue`, the step's commit keeps the claim when the run's next step is
+    /// due now, and that step comes back to be run (`continuation.rs`).
     async fn step_contained(
         &self,
         claimed: coda_store::Claimed,
         lease: Arc<leases::Lease>,
-    ) -> Result<bool> {
+        may_continue: bool,
+    ) -> Result<continuation::Stepped> {
         use futures_util::FutureExt;
         let coda_store::Claimed {
             run,
@@ -586,17 +592,24 @@ impl Engine {
             tracing::error!(run = %run.id, node = run.node.as_deref().unwrap_or(""), "{why}; the run is parked");
             let decision = decide::park(&run, run.node.as_deref().unwrap_or(""), &why);
             let commit = self.host_commit(&run, decision);
-            return self.commit_fault(commit, claim_seq, &run.id).await;
+            return self
+                .commit_fault(commit, claim_seq, &run.id)
+                .await
+                .map(continuation::Stepped::ended);
         }
         // The step's scrubber outlives the step: the text of a fault in it (a store error,
         // a panic's message) may hold a secret value the step read, and is scrubbed too.
         let scrubber = coda_types::scrub::Scrubber::default();
-        let stepped =
-            std::panic::AssertUnwindSafe(self.step_claimed(run.clone(), lease, scrubber.clone()))
-                .catch_unwind()
-                .await;
+        let stepped = std::panic::AssertUnwindSafe(self.step_claimed(
+            run.clone(),
+            lease,
+            scrubber.clone(),
+            may_continue,
+        ))
+        .catch_unwind()
+        .await;
         let why = match stepped {
-            Ok(Ok(committed)) => return Ok(committed),
+            Ok(Ok(stepped)) => return Ok(stepped),
             Ok(Err(FlowError::Store(e))) if e.is_unavailable() => return Err(e.into()),
             Ok(Err(e)) => format!("the host failed in this step: {e}"),
             Err(panic) => {
@@ -611,7 +624,10 @@ impl Engine {
         let why = scrubber.scrub(&why).into_owned();
         tracing::error!(run = %run.id, node = run.node.as_deref().unwrap_or(""), "{why}; the step fails");
         let commit = scrub::commit(self.fault_commit(&run, &why), &scrubber);
-        self.commit_fault(commit, claim_seq, &run.id).await
+        // A fault's commit releases the claim: the run goes back to the queue.
+        self.commit_fault(commit, claim_seq, &run.id)
+            .await
+            .map(continuation::Stepped::ended)
     }
 
     /// Commits a step the host decided on after a fault. If even that fails (other than
@@ -670,34 +686,59 @@ impl Engine {
     }
 
     /// Runs one step of a run claimed under `lease` and commits it under that claim
-    /// (releasing it). Returns false when the claim was lost (the heartbeat found it taken
-    /// over, this node's local deadline for it passed before an effectful call, or the
-    /// commit was refused by the claim fence) or the run moved on: nothing is then
+    /// (releasing it, or with `may_continue` keeping it when the run's next step is due
+    /// now: `continuation.rs`). Not committed when the claim was lost (the heartbeat found
+    /// it taken over, this node's local deadline for it passed before an effectful call, or
+    /// the commit was refused by the claim fence) or the run moved on: nothing is then
     /// committed, and nothing is counted, since the run is another node's now.
     async fn step_claimed(
         &self,
         run: RunRecord,
         lease: Arc<leases::Lease>,
         scrubber: coda_types::scrub::Scrubber,
-    ) -> Result<bool> {
+        may_continue: bool,
+    ) -> Result<continuation::Stepped> {
         let id = run.id.clone();
         let claim_seq = lease.seq();
         let commit = tokio::select! {
             commit = self.next_commit(&run, Some(&lease), scrubber) => commit,
-            _ = lease.lost() => return Ok(false),
+            _ = lease.lost() => return Ok(continuation::Stepped::ended(false)),
         };
         // Given up inside the step (an effectful call was refused): whatever the step came
         // to, it is not this node's to commit, not even as a failure.
         if lease.was_lost() {
             tracing::warn!(run = %id, claim = claim_seq, "the run's claim was given up during its step: the step is abandoned");
-            return Ok(false);
+            return Ok(continuation::Stepped::ended(false));
         }
         let commit = commit?;
         let sample = metrics::StepSample::of(&commit.step);
-        match self.store.commit_claimed_step(commit, claim_seq).await {
-            Ok(()) => {
+        let keep = may_continue
+            .then(|| self.keep_claim(&commit, &lease))
+            .flatten();
+        // Taken before the write is sent: a kept claim's local deadline counts from it.
+        let sent = std::time::Instant::now();
+        let committed = match keep {
+            Some(keep) => {
+                self.store
+                    .commit_claimed_step_and_continue(commit, claim_seq, keep)
+                    .await
+            }
+            None => self
+                .store
+                .commit_claimed_step(commit, claim_seq)
+                .await
+                .map(|()| None),
+        };
+        match committed {
+            Ok(next) => {
                 self.metrics.record(sample);
-                Ok(true)
+                if next.is_some() {
+                    self.claims.kept(&lease, sent);
+                }
+                Ok(continuation::Stepped {
+                    committed: true,
+                    next,
+                })
             }
             Err(coda_store::StoreError::Conflict { run, expected }) => {
                 // Another node took the run over, or the run was cancelled while the step
@@ -711,7 +752,7 @@ impl Engine {
                 {
                     tracing::warn!("releasing a claim failed: {e}");
                 }
-                Ok(false)
+                Ok(continuation::Stepped::ended(false))
             }
             Err(e) => Err(e.into()),
         }

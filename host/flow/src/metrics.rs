@@ -25,6 +25,8 @@ pub(crate) struct FlowMetrics {
     duration_buckets: [AtomicU64; STEP_DURATION_BUCKETS.len() + 1],
     duration_sum_us: AtomicU64,
     fuel_used: AtomicU64,
+    picks: AtomicU64,
+    continued: AtomicU64,
     errors: Mutex<Errors>,
 }
 
@@ -50,6 +52,11 @@ pub struct MetricsSnapshot {
     pub errors: BTreeMap<String, u64>,
     /// Steps that a sandbox limit ended, by the limit (`fuel`, `memory`, `deadline`…).
     pub limit_hits: BTreeMap<String, u64>,
+    /// Times the scheduler read the queue and claimed due runs (one store write each).
+    pub picks: u64,
+    /// Steps started under the claim of their run's previous step (no pick, no claim's
+    /// write of their own: `continuation.rs`).
+    pub continued: u64,
 }
 
 /// What a committed step says about itself, taken before the commit consumes it.
@@ -104,6 +111,14 @@ impl FlowMetrics {
         }
     }
 
+    pub(crate) fn picked(&self) {
+        self.picks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn continued(&self) {
+        self.continued.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         let errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
         MetricsSnapshot {
@@ -122,6 +137,8 @@ impl FlowMetrics {
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
+            picks: self.picks.load(Ordering::Relaxed),
+            continued: self.continued.load(Ordering::Relaxed),
         }
     }
 }

@@ -62,6 +62,7 @@ struct Scrape {
     queue: Vec<(String, u64)>,
     in_flight: Vec<(String, usize)>,
     engine: MetricsSnapshot,
+    writes: coda_store::WriteStats,
     http: [u64; 5],
 }
 
@@ -73,6 +74,7 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         queue: state.store().queue_depths(coda_types::time::now_ms())?,
         in_flight: engine.steps_in_flight(),
         engine: engine.metrics(),
+        writes: state.store().write_stats(),
         http: state.inner.http.get(),
     };
     let mut registry = Registry::default();
@@ -136,6 +138,26 @@ impl Collector for Scrape {
                 e.invocations,
             ),
             ("coda_fuel_used", "Fuel used by applets", e.fuel_used),
+            (
+                "coda_scheduler_picks",
+                "Times the scheduler read the queue and claimed due runs",
+                e.picks,
+            ),
+            (
+                "coda_steps_continued",
+                "Steps run under the claim of their run's previous step, without a pick",
+                e.continued,
+            ),
+            (
+                "coda_store_commits",
+                "Transactions the store's writer committed (group commits)",
+                self.writes.batches,
+            ),
+            (
+                "coda_store_writes",
+                "Writes folded into the store's transactions",
+                self.writes.writes,
+            ),
         ] {
             ConstCounter::new(value).encode(encoder.encode_descriptor(
                 name,

@@ -271,6 +271,7 @@ async fn tail(
         next_seq,
         commits,
         queue: VecDeque::new(),
+        noticed: None,
         read: false,
         more: false,
         done: false,
@@ -293,6 +294,10 @@ struct Tail {
     next_seq: u64,
     commits: Receiver<coda_store::RunCommitted>,
     queue: VecDeque<Event>,
+    /// The run's status as the last notice for it said, until the next read takes it: the
+    /// notice is sent once its commit is on disk, so the journal read after it holds that
+    /// step, and the run itself need not be read again.
+    noticed: Option<RunStatus>,
     /// Whether the journal has been read once (the replay).
     read: bool,
     /// Whether the last read filled a page: there may be more to read without waiting.
@@ -323,7 +328,10 @@ impl Tail {
     async fn changed(&mut self) {
         loop {
             match tokio::time::timeout(TAIL_POLL, self.commits.recv()).await {
-                Ok(Ok(commit)) if *commit.run_id == *self.id => return,
+                Ok(Ok(commit)) if *commit.run_id == *self.id => {
+                    self.noticed = Some(commit.status);
+                    return;
+                }
                 Ok(Ok(_)) => continue,
                 Ok(Err(RecvError::Lagged(_))) | Err(_) => return,
                 Ok(Err(RecvError::Closed)) => {
@@ -337,11 +345,15 @@ impl Tail {
     /// Queues the steps committed since the last read, and `end` if the run has finished.
     fn catch_up(&mut self) {
         let store = self.state.store();
-        // The run first, its journal second: a run seen finished has all its steps
-        // committed, so the journal read after it holds them all.
-        let run = match store.run(&self.tenant, &self.id) {
-            Ok(run) => run,
-            Err(e) => return self.fail(e),
+        // The run's status first, its journal second: a run seen finished has all its
+        // steps committed, so the journal read after it holds them all. A notice for the
+        // run says its status after the commit it announces: no need to read it again.
+        let status = match self.noticed.take() {
+            Some(status) => Some(status),
+            None => match store.run(&self.tenant, &self.id) {
+                Ok(run) => run.map(|r| r.status),
+                Err(e) => return self.fail(e),
+            },
         };
         let steps = match store.journal_page(&self.tenant, &self.id, self.next_seq, TAIL_PAGE) {
             Ok(steps) => steps,
@@ -363,9 +375,8 @@ impl Tail {
         if self.more {
             return;
         }
-        let finished = run.as_ref().is_none_or(|r| r.status.is_finished());
+        let finished = status.is_none_or(RunStatus::is_finished);
         if finished {
-            let status = run.map(|r| r.status);
             let data = json!({ "run": self.id, "status": status, "steps": self.next_seq });
             self.queue
                 .push_back(Event::default().event("end").data(data.to_string()));

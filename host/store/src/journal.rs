@@ -112,8 +112,14 @@ impl Store {
 
     /// Commits a step and the run's next position together, fenced by the step sequence and
     /// by the claim `claim` (`leases.rs`): the commit applies only while that claim is the
-    /// run's latest, and releases it in the same write.
-    pub(crate) async fn commit_fenced(&self, commit: StepCommit, claim: u64) -> Result<()> {
+    /// run's latest, and releases it in the same write. `then` runs in the same write once
+    /// the commit applied (`leases.rs` keeps the claim there for the run's next step).
+    pub(crate) async fn commit_fenced<T: Send + 'static>(
+        &self,
+        commit: StepCommit,
+        claim: u64,
+        then: impl FnOnce(&crate::db::Conn<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let step = commit.step;
         let next = commit.next;
         let result = serde_json::to_string(&step.result)?;
@@ -141,7 +147,8 @@ impl Store {
             .then(|| serde_json::to_string(&step.logs))
             .transpose()?;
         let (run_id, seq, status) = (commit.run_id.clone(), step.seq, next.status);
-        self.writer
+        let then = self
+            .writer
             .write(move |tx| {
                 let (input, delta) = match given {
                     Some((input, delta)) => (Some(input), delta),
@@ -214,11 +221,11 @@ impl Store {
                     logs,
                     delta
                 ])?;
-                Ok(())
+                then(tx)
             })
             .await?;
         self.commits.send(&run_id, seq, status);
-        Ok(())
+        Ok(then)
     }
 
     /// The run's journal, in order; empty for another tenant's run.

@@ -10,7 +10,9 @@
 //!
 //! **Architecture Invariant:** a step commits only under the claim it ran with. A commit
 //! made under a claim ([`Store::commit_claimed_step`]) is fenced by the run's step sequence
-//! *and* its `claim_seq`, and releases the claim in the same write; the effect journal's
+//! *and* its `claim_seq`, and releases the claim in the same write, or keeps it for the
+//! run's next step when that is due now ([`Store::commit_claimed_step_and_continue`], the
+//! same claim number, its lease renewed, the next step's start counted); the effect journal's
 //! writes are fenced the same way ([`Store::record_claimed_effect`]). A node paused past its
 //! lease (SIGSTOP) that wakes up finds its claim number gone and commits nothing, whether
 //! or not the node that took over has committed yet. A cancel from the API still wins: it
@@ -41,6 +43,18 @@ pub struct Claimed {
     /// in the step, a stop dropped it, a lease ran out). The engine parks a run whose step
     /// was started too often.
     pub step_claims: u32,
+}
+
+/// How a step's commit keeps its claim for the run's next step
+/// ([`Store::commit_claimed_step_and_continue`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeepClaim {
+    /// The node holding the claim.
+    pub node: String,
+    /// The scheduler's time: the next step is taken only if it is due by then.
+    pub now_ms: i64,
+    /// The kept claim's new lease: `now_ms` plus the lease.
+    pub until_ms: i64,
 }
 
 /// A tenant with due work, and how many of its runs may be in flight at once across all
@@ -323,7 +337,53 @@ impl Store {
         commit: crate::journal::StepCommit,
         claim_seq: u64,
     ) -> Result<()> {
-        self.commit_fenced(commit, claim_seq).await
+        self.commit_fenced(commit, claim_seq, |_| Ok(())).await
+    }
+
+    /// [`Store::commit_claimed_step`], keeping the claim for the run's next step when the
+    /// commit leaves the run due now (`ready`, `due_at <= keep.now_ms`): the claim's owner
+    /// stays `keep.node`, its lease runs to `keep.until_ms`, its number (the fence) stays
+    /// `claim_seq`, and the next step's start is counted as a claim counts it
+    /// (`step_claims`), all in the commit's own write. Returns the run as committed, under
+    /// the kept claim, or `None` when the run is not due now (finished, waiting, paused,
+    /// retrying later): the claim was then released as by [`Store::commit_claimed_step`].
+    ///
+    /// A continuation is a claim like any other: the heartbeat renews it, another node
+    /// takes the run only once its lease runs out, a cancel moves the step sequence on so
+    /// the next commit under it is refused, and a host that dies in the next step has
+    /// counted that step's start.
+    pub async fn commit_claimed_step_and_continue(
+        &self,
+        commit: crate::journal::StepCommit,
+        claim_seq: u64,
+        keep: KeepClaim,
+    ) -> Result<Option<Claimed>> {
+        let run_id = commit.run_id.clone();
+        self.commit_fenced(commit, claim_seq, move |tx| {
+            // The commit above released the claim; its fence held, so the run is this
+            // claim's: take it again for the step the commit made due.
+            tx.prepare_cached(&format!(
+                "UPDATE runs SET claim_owner = ?1, claim_until = ?2,
+                    step_claims = CASE WHEN claim_step = step_seq THEN step_claims + 1 ELSE 1 END,
+                    claim_step = step_seq
+                 WHERE id = ?3 AND claim_seq = ?4 AND status = 'ready' AND due_at <= ?5
+                 RETURNING {RUN_COLUMNS}, step_claims"
+            ))?
+            .query_row(
+                params![keep.node, keep.until_ms, run_id, claim_seq, keep.now_ms],
+                |r| Ok((run_from_row(r)?, r.get::<u32>(16)?)),
+            )
+            .optional()?
+            .map(|(run, step_claims)| {
+                Ok(Claimed {
+                    run: run?,
+                    claim_seq,
+                    step_claims,
+                })
+            })
+            .transpose()
+        })
+        .await
     }
 
     /// Journals a capability call's result made under a claim: fenced like

@@ -50,7 +50,7 @@ pub use effects::EffectRecord;
 pub use grants::{GrantRecord, SecretInfo, SecretWrite, SecretsKey};
 pub use journal::{RunCommitted, RunUpdate, StepCommit, StepInput, StepRecord};
 pub use kv::{EffectSlot, KV_PRUNE_BATCH, KvResult};
-pub use leases::{ClaimState, Claimed, TenantSlots};
+pub use leases::{ClaimState, Claimed, KeepClaim, TenantSlots};
 pub use paging::ListOrder;
 pub use plans::{PlanVersion, PlanVersionInfo};
 pub use runs::{Control, NewRun, RunFilter, RunRecord, RunStatus, StartedRun};

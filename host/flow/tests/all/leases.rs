@@ -280,10 +280,11 @@ async fn a_dead_nodes_runs_are_taken_over_once_its_lease_runs_out() {
         .unwrap();
     assert_eq!(steps, 18);
     assert_done_once(b.store(), "acme", &ids, 3);
-    // B waited for A's leases (it could not take a live claim), and claimed each run anew.
+    // B waited for A's leases (it could not take a live claim), and claimed each run anew:
+    // a claim number past A's (1), under which its steps continued.
     assert!(began.elapsed() >= Duration::from_millis(150), "{began:?}");
     for id in &ids {
-        assert!(b.store().claim_of(id).unwrap().unwrap().seq >= 4);
+        assert!(b.store().claim_of(id).unwrap().unwrap().seq >= 2);
     }
 }
 

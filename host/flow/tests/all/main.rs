@@ -583,6 +583,7 @@ async fn after_the_contact_leaves_a_live_step_ends_the_run_and_says_why() {
     assert_eq!(run.status, RunStatus::Done);
 }
 
+mod continuation;
 mod control;
 mod disk;
 mod effects;

@@ -189,6 +189,10 @@ async fn metrics_are_served_without_a_token_in_prometheus_text() {
         "coda_fuel_used_total 4",
         "coda_step_duration_seconds_count 4",
         "coda_step_duration_seconds_bucket{le=\"0.0001\"} 4",
+        // Each run's second step follows its first under the same claim, without a pick.
+        "coda_steps_continued_total 2",
+        "# TYPE coda_scheduler_picks counter",
+        "# TYPE coda_store_commits counter",
     ] {
         assert!(text.contains(line), "no `{line}` in:\n{text}");
     }

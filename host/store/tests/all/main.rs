@@ -256,6 +256,111 @@ async fn commit(store: &Store, commit: StepCommit) -> Result<(), StoreError> {
     store.commit_claimed_step(commit, claim).await
 }
 
+/// A commit that leaves its run due now keeps its claim for the next step (same number,
+/// lease renewed, the next step's start counted as a claim counts it); one that leaves it
+/// due later, or finished, releases it; a stale claim's commit is refused either way.
+async fn a_kept_claim_carries_its_run_to_the_next_step_due_now() {
+    let (_dir, store) = open();
+    let run = store.start_run(new_run(None)).await.unwrap();
+    let claimed = claim_due(&store, 2_000, 1_000, &["acme"]).await;
+    let seq = claimed[0].claim_seq;
+    let keep = |now_ms: i64| coda_store::KeepClaim {
+        node: NODE.into(),
+        now_ms,
+        until_ms: now_ms + 60_000,
+    };
+    let at = |seq: u64, next: RunUpdate| StepCommit {
+        input: None,
+        run_id: run.id.clone(),
+        expected_seq: seq,
+        step: step(seq),
+        next,
+    };
+    // Due now: kept, the run as committed, its next step's start counted once.
+    let next = store
+        .commit_claimed_step_and_continue(
+            at(0, update(Some("route"), RunStatus::Ready, Some(2_000))),
+            seq,
+            keep(2_000),
+        )
+        .await
+        .unwrap()
+        .expect("the claim was kept");
+    assert_eq!((next.claim_seq, next.step_claims), (seq, 1));
+    assert_eq!(next.run.step_seq, 1);
+    assert_eq!(next.run.node.as_deref(), Some("route"));
+    let claim = store.claim_of(&run.id).unwrap().unwrap();
+    assert_eq!(claim.owner.as_deref(), Some(NODE));
+    assert_eq!((claim.until_ms, claim.seq), (Some(62_000), seq));
+    // Kept is held: no one else claims the run meanwhile.
+    assert!(claim_due(&store, 3_000, 1_000, &["acme"]).await.is_empty());
+    // A stale claim's commit is refused, and nothing is kept or released by it.
+    let stale = store
+        .commit_claimed_step_and_continue(
+            at(1, update(Some("send"), RunStatus::Ready, Some(2_000))),
+            seq - 1,
+            keep(2_000),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(stale, StoreError::Conflict { expected: 1, .. }),
+        "{stale}"
+    );
+    assert_eq!(store.claim_of(&run.id).unwrap().unwrap(), claim);
+    // Due later (a retry's backoff): released with the commit.
+    let later = store
+        .commit_claimed_step_and_continue(
+            at(1, update(Some("send"), RunStatus::Ready, Some(9_000))),
+            seq,
+            keep(2_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(later, None);
+    assert_eq!(store.claim_of(&run.id).unwrap().unwrap().owner, None);
+    // Claimed again when due; its last step finishes the run: released.
+    let again = claim_due(&store, 9_000, 1_000, &["acme"]).await;
+    assert_eq!((again[0].claim_seq, again[0].step_claims), (seq + 1, 1));
+    let done = store
+        .commit_claimed_step_and_continue(
+            at(2, update(None, RunStatus::Done, None)),
+            seq + 1,
+            keep(9_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, None);
+    assert_eq!(store.claim_of(&run.id).unwrap().unwrap().owner, None);
+
+    // A host that dies in a continued step has counted its start: the next claim, once the
+    // kept lease ran out, is that step's second.
+    let other = store.start_run(new_run(None)).await.unwrap();
+    let first = claim_due(&store, 10_000, 1_000, &["acme"]).await;
+    let kept = store
+        .commit_claimed_step_and_continue(
+            StepCommit {
+                input: None,
+                run_id: other.id.clone(),
+                expected_seq: 0,
+                step: step(0),
+                next: update(Some("route"), RunStatus::Ready, Some(10_000)),
+            },
+            first[0].claim_seq,
+            keep(10_000),
+        )
+        .await
+        .unwrap()
+        .expect("kept");
+    assert_eq!(kept.step_claims, 1);
+    let retaken = claim_due(&store, 70_001, 1_000, &["acme"]).await;
+    assert_eq!(retaken[0].run.id, other.id);
+    assert_eq!(
+        (retaken[0].claim_seq, retaken[0].step_claims),
+        (first[0].claim_seq + 1, 2)
+    );
+}
+
 async fn plan_versions_are_immutable_and_numbered() {
     let (_dir, store) = open();
     let v1 = store
@@ -869,6 +974,7 @@ fn a_database_location_that_cannot_be_opened_is_named_without_its_password() {
 }
 
 on_every_backend!(
+    a_kept_claim_carries_its_run_to_the_next_step_due_now,
     plan_versions_are_immutable_and_numbered,
     the_same_trigger_starts_one_run_even_at_once,
     a_step_commits_once_and_fences_the_next,
