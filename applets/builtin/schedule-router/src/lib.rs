@@ -288,7 +288,21 @@ impl Applet for ScheduleRouter {
     }
 }
 
-coda_sdk::export_applet!(ScheduleRouter);
+/// The pre-initialization: parses every zone of the bundled time-zone database into jiff's
+/// global cache, and formats a local time once, so that a step finds its zone parsed in the
+/// snapshot instead of reading and parsing its TZif data (a host that does not
+/// pre-initialize leaves jiff to parse each zone when a step first asks for it).
+fn init() {
+    let db = jiff::tz::db();
+    for name in db.available() {
+        let _ = db.get(name.as_str());
+    }
+    if let Ok(berlin) = TimeZone::get("Europe/Berlin") {
+        let _ = jiff::Timestamp::UNIX_EPOCH.to_zoned(berlin).to_string();
+    }
+}
+
+coda_sdk::export_applet!(ScheduleRouter, init = init);
 
 #[cfg(test)]
 mod tests {
