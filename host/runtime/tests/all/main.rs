@@ -1,9 +1,11 @@
 //! The runtime's integration tests: one binary (link time matters), modules by subject.
 //! Applets come from `coda-applet-artifacts`, built once for wasm32-wasip2.
 
+mod builtin_steps;
 mod hostile;
 mod isolation;
 mod loading;
+mod preinit;
 mod secrets;
 
 use std::sync::{Arc, OnceLock};
