@@ -11,6 +11,8 @@
 //! so this is instantiation plus `run`), and the time the load took (compile, and the init
 //! and second compile of a pre-initialization; no artifact cache).
 
+// Shared with the test suite: each reads only some of the steps' fields.
+#[allow(dead_code)]
 #[path = "../tests/all/builtin_steps.rs"]
 mod builtin_steps;
 

@@ -1,6 +1,8 @@
 //! The runtime's integration tests: one binary (link time matters), modules by subject.
 //! Applets come from `coda-applet-artifacts`, built once for wasm32-wasip2.
 
+// Shared with the example `builtin_fuel`: each reads only some of the steps' fields.
+#[allow(dead_code)]
 mod builtin_steps;
 mod hostile;
 mod isolation;
