@@ -288,17 +288,16 @@ impl Applet for ScheduleRouter {
     }
 }
 
-/// The pre-initialization: parses every zone of the bundled time-zone database into jiff's
-/// global cache, and formats a local time once, so that a step finds its zone parsed in the
-/// snapshot instead of reading and parsing its TZif data (a host that does not
-/// pre-initialize leaves jiff to parse each zone when a step first asks for it).
+/// The pre-initialization: opens the bundled time-zone database (jiff's global handle and
+/// its index of names) and formats a local time once, so a step only parses the one zone
+/// it asks for. Parsing every zone here would save a step that parse but make a heap of a
+/// few MiB that every step's instance maps and writes into, which costs more time than
+/// the parse (BENCHMARKS.md).
 fn init() {
     let db = jiff::tz::db();
-    for name in db.available() {
-        let _ = db.get(name.as_str());
-    }
-    if let Ok(berlin) = TimeZone::get("Europe/Berlin") {
-        let _ = jiff::Timestamp::UNIX_EPOCH.to_zoned(berlin).to_string();
+    let _ = db.available().count();
+    if let Ok(utc) = TimeZone::get("UTC") {
+        let _ = jiff::Timestamp::UNIX_EPOCH.to_zoned(utc).to_string();
     }
 }
 

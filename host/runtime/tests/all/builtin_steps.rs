@@ -141,7 +141,7 @@ pub fn steps() -> Vec<Step> {
             }}),
             data: vec![],
             goal: None,
-            bound: Some(30_000),
+            bound: Some(105_000),
         },
         Step {
             name: "loop-counter (no init)",
