@@ -92,12 +92,41 @@ pub mod log {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::applet::{describe, run};
+    pub use wit_bindgen;
 }
 
 /// Exports `$applet` (a type implementing [`Applet`]) as this component's
 /// `coda:applet/handler@0.2.0`. Call it once per applet crate.
+///
+/// `export_applet!(MyApplet, init = my_init)` also exports `my_init` (a `fn()`) as
+/// `wizer-initialize`: the host runs it once when it loads the component and starts every
+/// step from the memory it leaves, so what it sets up (a parsed environment, tables) costs
+/// nothing per step. Keep what it builds in a `static` (`OnceLock`) that `run` also fills
+/// when empty: a host that does not pre-initialize never calls it. It sees no data, state,
+/// config or capability, stopped clocks and seeded random numbers (so draw secrets in `run`).
 #[macro_export]
 macro_rules! export_applet {
+    ($applet:ty, init = $init:path) => {
+        $crate::export_applet!($applet);
+        // Wizer's export, in a world of its own beside the coda world (which is unchanged):
+        // the component's world is the union of the two.
+        #[doc(hidden)]
+        #[allow(clippy::all)]
+        mod __coda_init {
+            $crate::__private::wit_bindgen::generate!({
+                inline: "package coda:sdk-init; world applet-init { export wizer-initialize: func(); }",
+                world: "coda:sdk-init/applet-init",
+                runtime_path: "::coda_sdk::__private::wit_bindgen::rt",
+            });
+        }
+        struct __CodaInit;
+        impl __coda_init::Guest for __CodaInit {
+            fn wizer_initialize() {
+                $init()
+            }
+        }
+        __coda_init::export!(__CodaInit with_types_in __coda_init);
+    };
     ($applet:ty) => {
         const _: () = {
             struct __CodaHandler;

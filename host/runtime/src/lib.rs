@@ -16,6 +16,7 @@ mod cache;
 mod engine;
 pub mod limits;
 mod load;
+mod preinit;
 mod sandbox;
 mod world;
 
@@ -31,6 +32,7 @@ pub use coda_types::{
 };
 pub use limits::Limits;
 pub use load::{LoadError, LoadOptions};
+pub use preinit::{INIT_EXPORT, PreInit};
 pub use world::WorldVersion;
 
 use crate::capabilities::{Capabilities, DenyAll};
@@ -72,6 +74,9 @@ pub struct LoadedApplet {
     pub coda_imports: Vec<String>,
     /// True when this load compiled the component rather than finding it cached.
     pub compiled: bool,
+    /// Whether steps start from a snapshot taken after the component's `wizer-initialize`,
+    /// and whether this load ran it (see `preinit.rs`).
+    pub pre_init: PreInit,
     pre: world::Pre,
 }
 
@@ -228,7 +233,7 @@ impl Runtime {
 
     /// Settles one guest call made under [`budget`]: its value, or the typed error its
     /// failure stands for.
-    fn settle<T>(
+    pub(crate) fn settle<T>(
         &self,
         outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
         store: &wasmtime::Store<HostState>,

@@ -69,6 +69,24 @@ pub const MAX_NAME_BYTES: usize = 256;
 /// Longest config schema `describe` may return.
 pub const MAX_SCHEMA_BYTES: usize = 1 << 20;
 
+/// The largest pre-initialized component (`preinit.rs`): the component with its memory
+/// after `wizer-initialize` as data segments. An init that fills its memory makes a snapshot
+/// that is refused (`too-large`) rather than stored, compiled and mapped into every step.
+pub const MAX_SNAPSHOT_BYTES: u64 = 64 << 20;
+
+/// Fuel for reading a snapshot out of an initialized instance: wizer's own accessor
+/// functions (a few instructions per memory and global), never the applet's code, given a
+/// budget of their own so that an init that stopped just short of its limit still snapshots.
+pub const SNAPSHOT_FUEL: u64 = 1_000_000;
+
+/// The wall clock an init reads (2000-01-01T00:00:00Z, as time since the epoch): stopped, so a
+/// snapshot does not depend on when it was made.
+pub const INIT_CLOCK: Duration = Duration::from_secs(946_684_800);
+
+/// The seed of both random generators an init reads: fixed, so a snapshot does not depend
+/// on where it was made and holds nothing another upload of the same bytes would not.
+pub const INIT_RANDOM_SEED: u64 = 0x636f_6461_2d69_6e69;
+
 /// The limits of one invocation. `Limits::default()` holds the documented defaults; override
 /// a field to change one: `Limits { fuel: 1_000, ..Limits::default() }`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

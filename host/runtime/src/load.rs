@@ -7,6 +7,7 @@ use std::time::Instant;
 use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
+use crate::preinit::{self, PreInit};
 use crate::sandbox::{self, HostState};
 use crate::world::{Pre, WorldVersion};
 use crate::{InvokeError, LoadedApplet, Runtime, Values, cache, limits};
@@ -45,6 +46,12 @@ pub enum LoadError {
         "compiling the component took longer than the compile limit of {millis} ms (the operator's `--compile-timeout-ms`)"
     )]
     CompileTimeout { millis: u128 },
+    #[error("the component's `wizer-initialize` failed: {0}")]
+    Init(InvokeError),
+    #[error(
+        "the pre-initialized component is {size} bytes, more than the {limit} bytes a snapshot may be (its init filled too much memory)"
+    )]
+    SnapshotTooLarge { size: u64, limit: u64 },
     #[error("the component's describe failed: {0}")]
     Describe(InvokeError),
     #[error("the component's describe returned an invalid answer: {0}")]
@@ -61,7 +68,8 @@ impl LoadError {
             LoadError::InvalidComponent(_) => "invalid-component",
             LoadError::UnknownImport { .. } => "unknown-import",
             LoadError::CompileTimeout { .. } => "compile-timeout",
-            LoadError::Describe(e) => e.kind(),
+            LoadError::Init(e) | LoadError::Describe(e) => e.kind(),
+            LoadError::SnapshotTooLarge { .. } => "too-large",
             LoadError::InvalidInfo(_) => "invalid-component",
             LoadError::Internal(_) => "internal",
         }
@@ -119,17 +127,51 @@ impl Runtime {
     /// Loads a component: checks its size and kind, compiles it (or loads its cached
     /// artifact), checks its exports and imports, links it and calls its `describe`.
     /// The same bytes loaded twice are compiled and described once per process.
+    ///
+    /// A component that exports `wizer-initialize` is pre-initialized first (`preinit.rs`):
+    /// its init runs once under `options.limits`, and what is compiled is the snapshot.
     pub async fn load(
         &self,
         bytes: &[u8],
         options: &LoadOptions,
     ) -> Result<Arc<LoadedApplet>, LoadError> {
+        self.load_with(bytes, options, true).await
+    }
+
+    /// Loads a component as it was built, without running its `wizer-initialize`: what a
+    /// host that does not pre-initialize runs, for comparing the two.
+    pub async fn load_as_built(
+        &self,
+        bytes: &[u8],
+        options: &LoadOptions,
+    ) -> Result<Arc<LoadedApplet>, LoadError> {
+        self.load_with(bytes, options, false).await
+    }
+
+    async fn load_with(
+        &self,
+        bytes: &[u8],
+        options: &LoadOptions,
+        pre_initialize: bool,
+    ) -> Result<Arc<LoadedApplet>, LoadError> {
         check_bytes(bytes, options)?;
         let digest = cache::digest(bytes);
-        if let Some(loaded) = self.loaded_applet(&digest) {
+        // The same bytes loaded as built are another applet in this process.
+        let key = if pre_initialize {
+            digest.clone()
+        } else {
+            format!("{digest}:as-built")
+        };
+        if let Some(loaded) = self.loaded_applet(&key) {
             return Ok(loaded);
         }
-        let (component, compiled) = self.component(bytes, &digest).await?;
+        let (code, pre_init) = if pre_initialize {
+            self.pre_initialized(bytes, &digest, options.limits).await?
+        } else {
+            (bytes.to_vec(), PreInit::None)
+        };
+        let code_digest = preinit::code_digest(&code, &digest, pre_init);
+        let (component, compiled) = self.component(&code, &code_digest).await?;
         let world = world_version(&component, &self.inner.engine)?;
         let coda_imports = check_imports(&component, &self.inner.engine)?;
         let pre = Pre::new(world, &self.inner.linker, &component).map_err(link_error)?;
@@ -140,6 +182,7 @@ impl Runtime {
             info,
             coda_imports,
             compiled,
+            pre_init,
             pre,
         });
         // Another task may have loaded the same bytes meanwhile; either copy is equivalent.
@@ -147,7 +190,7 @@ impl Runtime {
             .loaded
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(digest, loaded.clone());
+            .insert(key, loaded.clone());
         Ok(loaded)
     }
 
@@ -191,7 +234,7 @@ impl Runtime {
     }
 
     /// Compiles on a blocking thread, one compile at a time, within the compile timeout.
-    async fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
+    pub(crate) async fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
         let permits = self.inner.compile_permits.clone();
         let timeout = self.inner.config.compile_timeout;
         let engine = self.inner.engine.clone();

@@ -145,6 +145,49 @@ fn deny_all_wasi(wall_clock: Option<SystemTime>) -> WasiCtx {
     builder.build()
 }
 
+/// The clocks an initialization sees: stopped at [`limits::INIT_CLOCK`], so what an init
+/// reads from them is the same on every node and at every upload.
+struct StoppedClock;
+
+impl HostWallClock for StoppedClock {
+    fn resolution(&self) -> Duration {
+        limits::CLOCK_RESOLUTION
+    }
+    fn now(&self) -> Duration {
+        limits::INIT_CLOCK
+    }
+}
+
+impl HostMonotonicClock for StoppedClock {
+    fn resolution(&self) -> u64 {
+        limits::CLOCK_RESOLUTION.as_nanos() as u64
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// The WASI context of a pre-initialization (`preinit.rs`): granted nothing, like an
+/// invocation's, and deterministic besides: stopped clocks, and both random generators
+/// seeded with [`limits::INIT_RANDOM_SEED`]. A snapshot is then a function of the
+/// component's bytes alone: the same on every node, and holding nothing of the machine,
+/// the moment or another upload (a key an init draws is no secret: draw those in `run`).
+fn init_wasi() -> WasiCtx {
+    use rand::SeedableRng;
+    let mut builder = WasiCtx::builder();
+    builder
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }))
+        .wall_clock(StoppedClock)
+        .monotonic_clock(StoppedClock)
+        .secure_random(rand::rngs::StdRng::seed_from_u64(limits::INIT_RANDOM_SEED))
+        .insecure_random(rand::rngs::StdRng::seed_from_u64(limits::INIT_RANDOM_SEED))
+        .insecure_random_seed(u128::from(limits::INIT_RANDOM_SEED));
+    builder.build()
+}
+
 /// Everything one invocation's imports reach.
 pub(crate) struct HostState {
     wasi: WasiCtx,
@@ -204,6 +247,22 @@ impl HostState {
             data_bytes: 0,
             host_calls: 0,
             stopped: None,
+        }
+    }
+
+    /// The state of a pre-initialization: no tenant, data, state or capability, and the
+    /// deterministic WASI of [`init_wasi`].
+    pub(crate) fn for_init(limits: Limits) -> Self {
+        HostState {
+            wasi: init_wasi(),
+            ..HostState::new(
+                limits,
+                InvocationContext::default(),
+                Values::new(),
+                Values::new(),
+                Arc::new(crate::capabilities::DenyAll),
+                None,
+            )
         }
     }
 

@@ -74,4 +74,5 @@ impl Applet for ContactFrequency {
     }
 }
 
-coda_sdk::export_applet!(ContactFrequency);
+// The template engine is set up at load, not in every step (`coda_template::init`).
+coda_sdk::export_applet!(ContactFrequency, init = coda_template::init);

@@ -109,4 +109,5 @@ impl Applet for CreateFollowUp {
     }
 }
 
-coda_sdk::export_applet!(CreateFollowUp);
+// The template engine is set up at load, not in every step (`coda_template::init`).
+coda_sdk::export_applet!(CreateFollowUp, init = coda_template::init);

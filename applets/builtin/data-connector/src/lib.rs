@@ -250,4 +250,5 @@ fn host_of(url: &str) -> &str {
     authority.rsplit('@').next().unwrap_or_default()
 }
 
-coda_sdk::export_applet!(DataConnector);
+// The template engine is set up at load, not in every step (`coda_template::init`).
+coda_sdk::export_applet!(DataConnector, init = coda_template::init);

@@ -87,4 +87,5 @@ impl Applet for DataRouter {
     }
 }
 
-coda_sdk::export_applet!(DataRouter);
+// The CEL standard library is registered at load, not in every step (`coda_expr::init`).
+coda_sdk::export_applet!(DataRouter, init = coda_expr::init);

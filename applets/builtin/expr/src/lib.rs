@@ -6,9 +6,9 @@
 //! data sources are CEL maps and lists. One module says how data becomes CEL and back, so
 //! both applets read and write values the same way.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Display;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use cel::IdedExpr;
 use cel::common::ast::{EntryExpr, Expr, IdedEntryExpr};
@@ -29,12 +29,30 @@ pub fn bad_expression(what: impl Display, source: &str, error: impl Display) -> 
     )
 }
 
+/// CEL's standard library. Registering it costs about 250 000 instructions, so it is done
+/// once per component rather than per step: by [`init`] when the host pre-initializes the
+/// applet (the registered library is then in the snapshot every step starts from), else by
+/// the step's first evaluation (a step setting only literals never pays it).
+static STDLIB: OnceLock<Arc<Env>> = OnceLock::new();
+
+fn stdlib() -> Arc<Env> {
+    STDLIB.get_or_init(|| Arc::new(Env::stdlib())).clone()
+}
+
+/// The applets' pre-initialization (`export_applet!(A, init = coda_expr::init)`): registers
+/// the standard library, then parses and evaluates one expression using the common kinds
+/// of call, so that their first-use set-up is in the snapshot too.
+pub fn init() {
+    let scope = Scope {
+        sources: BTreeMap::from([("Name".to_owned(), Cel::String(Arc::new("Ada".into())))]),
+    };
+    let warm_up = r#"has(data.Name) && Name + "!" == "Ada!" && Name.startsWith("A")
+        && size([1, 2].filter(v, v > 1)) == 1 && {"k": 1.5}.k > 1.0 && int("2") == 2"#;
+    let _ = scope.eval_source(warm_up);
+}
+
 /// The data sources of one run, as an expression sees them.
 pub struct Scope {
-    /// CEL's standard library, registered on first evaluation: registering it costs about
-    /// 250 000 instructions in every fresh instance, which a step setting only literals
-    /// should not pay.
-    env: std::cell::OnceCell<Arc<Env>>,
     sources: BTreeMap<String, Cel>,
 }
 
@@ -46,10 +64,7 @@ impl Scope {
             .into_iter()
             .map(|(name, json)| (name, from_json(&json)))
             .collect();
-        Scope {
-            env: std::cell::OnceCell::new(),
-            sources,
-        }
+        Scope { sources }
     }
 
     /// Makes a data source the step has just set visible to the expressions after it.
@@ -78,33 +93,40 @@ impl Scope {
                 "nested {depth} levels deep, more than the {MAX_DEPTH} allowed"
             ));
         }
-        Ok(Program(expression))
+        let names = identifiers(&expression);
+        Ok(Program { expression, names })
     }
 
     /// Evaluates `program` over the data sources as they are now.
     pub fn eval(&self, program: &Program) -> Result<Cel, String> {
-        let env = self.env.get_or_init(|| Arc::new(Env::stdlib()));
-        let mut cx = CelContext::with_env(env.clone());
-        let data: HashMap<Key, Cel> = self
-            .sources
-            .iter()
-            .map(|(name, value)| (Key::String(Arc::new(name.clone())), value.clone()))
-            .collect();
-        bind(
-            &mut cx,
-            "data",
-            Cel::Map(Map {
-                map: Arc::new(data),
-            }),
-        )?;
+        let mut cx = CelContext::with_env(stdlib());
+        // Only what the expression names is made a CEL variable: converting a value costs,
+        // and the whole `data` map most of all (about a third of a one-line step).
+        if program.names.contains("data") {
+            let data: HashMap<Key, Cel> = self
+                .sources
+                .iter()
+                .map(|(name, value)| (Key::String(Arc::new(name.clone())), value.clone()))
+                .collect();
+            bind(
+                &mut cx,
+                "data",
+                Cel::Map(Map {
+                    map: Arc::new(data),
+                }),
+            )?;
+        }
         // `data` is always the map, even if a data source is also called `data`: it is
         // reachable as `data.data` then.
-        for (name, value) in &self.sources {
-            if name != "data" && is_identifier(name) {
+        for name in &program.names {
+            if name != "data"
+                && is_identifier(name)
+                && let Some(value) = self.sources.get(name)
+            {
                 bind(&mut cx, name, value.clone())?;
             }
         }
-        Cel::resolve(&program.0, &cx).map_err(|e| e.to_string())
+        Cel::resolve(&program.expression, &cx).map_err(|e| e.to_string())
     }
 
     /// Evaluates a condition: anything but a bool is an error.
@@ -131,7 +153,25 @@ const MAX_DEPTH: usize = 250;
 const MAX_NODES: usize = 10_000;
 
 /// A parsed expression, ready to evaluate any number of times.
-pub struct Program(IdedExpr);
+pub struct Program {
+    expression: IdedExpr,
+    /// Every identifier the expression names (variables, and the bound names of macros,
+    /// which no data source shadows since macros bind them in a scope of their own).
+    names: BTreeSet<String>,
+}
+
+/// The identifiers an expression names, walked without recursion.
+fn identifiers(root: &IdedExpr) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        if let Expr::Ident(name) = &node.expr {
+            names.insert(name.clone());
+        }
+        stack.extend(children(node));
+    }
+    names
+}
 
 /// The depth of an expression tree, walked without recursion.
 fn depth(root: &IdedExpr) -> usize {

@@ -288,7 +288,20 @@ impl Applet for ScheduleRouter {
     }
 }
 
-coda_sdk::export_applet!(ScheduleRouter);
+/// The pre-initialization: opens the bundled time-zone database (jiff's global handle and
+/// its index of names) and formats a local time once, so a step only parses the one zone
+/// it asks for. Parsing every zone here would save a step that parse but make a heap of a
+/// few MiB that every step's instance maps and writes into, which costs more time than
+/// the parse (BENCHMARKS.md).
+fn init() {
+    let db = jiff::tz::db();
+    let _ = db.available().count();
+    if let Ok(utc) = TimeZone::get("UTC") {
+        let _ = jiff::Timestamp::UNIX_EPOCH.to_zoned(utc).to_string();
+    }
+}
+
+coda_sdk::export_applet!(ScheduleRouter, init = init);
 
 #[cfg(test)]
 mod tests {

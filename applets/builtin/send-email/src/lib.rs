@@ -127,4 +127,5 @@ fn address(templates: &Templates, field: &str, template: &str) -> Result<String,
     Ok(address)
 }
 
-coda_sdk::export_applet!(SendEmail);
+// The template engine is set up at load, not in every step (`coda_template::init`).
+coda_sdk::export_applet!(SendEmail, init = coda_template::init);

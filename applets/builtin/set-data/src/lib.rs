@@ -87,4 +87,5 @@ impl Applet for SetData {
     }
 }
 
-coda_sdk::export_applet!(SetData);
+// The CEL standard library is registered at load, not in every step (`coda_expr::init`).
+coda_sdk::export_applet!(SetData, init = coda_expr::init);

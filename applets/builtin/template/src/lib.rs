@@ -14,7 +14,7 @@ mod http;
 mod template;
 
 pub use http::{MAX_RETRY_AFTER, header, retry_after};
-pub use template::{Mode, Templates};
+pub use template::{Mode, Templates, init};
 
 use coda_sdk::{Context, Failure, HostError, secrets};
 

@@ -6,6 +6,8 @@
 //! a template can reach nothing but the values it is given. The sandbox's fuel, memory and
 //! deadline bound what a template can cost.
 
+use std::sync::OnceLock;
+
 use coda_sdk::Failure;
 use minijinja::value::ValueKind;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value};
@@ -40,17 +42,36 @@ const URL_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 
 /// One engine and one context, for every template of an invocation.
 pub struct Templates {
-    env: Environment<'static>,
+    env: &'static Environment<'static>,
     context: Value,
 }
 
-impl Templates {
-    /// The engine over `data` (all data sources of the run, as JSON) and `secrets`
-    /// (alias, value).
-    pub fn new(
-        data: serde_json::Map<String, serde_json::Value>,
-        secrets: Vec<(String, String)>,
-    ) -> Self {
+/// The engine with coda's settings and filters. Setting it up (MiniJinja registers its
+/// built-in filters, tests and functions) costs more than rendering a template, so it is
+/// built once per component and shared: by [`init`] when the host pre-initializes the
+/// applet (it is then in the snapshot every step starts from), else by the step's first
+/// template. Templates are compiled from it without being stored in it
+/// (`template_from_named_str`), so nothing of one step's templates stays in it.
+static ENGINE: OnceLock<Environment<'static>> = OnceLock::new();
+
+/// The applets' pre-initialization (`export_applet!(A, init = coda_template::init)`): builds
+/// the engine and renders a template of each mode with the filters applets use, so that
+/// their first-use set-up is in the snapshot too.
+pub fn init() {
+    let data = serde_json::json!({"Name": "Ada", "Id": "a/b", "Items": [1, 2]});
+    let serde_json::Value::Object(data) = data else {
+        return;
+    };
+    let templates = Templates::new(data, vec![("token".into(), "t".into())]);
+    let warm_up = "{{ Name | default('there') | lower | trim }} {{ Id | urlencode }} \
+                   {{ Items | tojson }} {{ data.Name }} {{ secrets.token }}\
+                   {% for i in Items %}{% if i > 1 %}{{ i }}{% endif %}{% endfor %}";
+    let _ = templates.render("init", warm_up);
+    let _ = templates.render_as("init", "<p>{{ Name }}</p>", Mode::Html);
+}
+
+fn engine() -> &'static Environment<'static> {
+    ENGINE.get_or_init(|| {
         let mut env = Environment::new();
         // Printing or iterating a data source that is not there is an error naming the
         // template, not an empty string: an SMS to "" or an email saying "Dear ," is worse
@@ -66,7 +87,17 @@ impl Templates {
         // Replaces the built-in `urlencode`, which leaves `/` alone (as Jinja2 does): a value
         // put in a URL path must not be able to add path segments.
         env.add_filter("urlencode", urlencode);
+        env
+    })
+}
 
+impl Templates {
+    /// The engine over `data` (all data sources of the run, as JSON) and `secrets`
+    /// (alias, value).
+    pub fn new(
+        data: serde_json::Map<String, serde_json::Value>,
+        secrets: Vec<(String, String)>,
+    ) -> Self {
         let top_level = data
             .iter()
             .filter(|(name, _)| is_identifier(name) && *name != DATA && *name != SECRETS)
@@ -79,7 +110,10 @@ impl Templates {
                 .into_iter()
                 .chain([(DATA.to_string(), data), (SECRETS.to_string(), secrets)]),
         );
-        Templates { env, context }
+        Templates {
+            env: engine(),
+            context,
+        }
     }
 
     /// Renders `source` as plain text; `field` names it in a failure (`url`, `headers.X`).

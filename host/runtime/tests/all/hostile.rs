@@ -333,3 +333,145 @@ async fn capability_probe() {
     }
     assert_host_still_serves().await;
 }
+
+#[tokio::test]
+async fn init_loop() {
+    // The init is the tenant's code: it runs under the load's fuel, and an endless one is
+    // refused at load, naming the init and the limit, instead of holding the upload.
+    let bytes = applets::read(applets::INIT_LOOP);
+    let limits = Limits {
+        fuel: 5_000_000,
+        ..Limits::default()
+    };
+    let error = runtime()
+        .load(
+            &bytes,
+            &LoadOptions {
+                limits,
+                ..LoadOptions::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), "fuel", "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("the component's `wizer-initialize` failed: "),
+        "{error}"
+    );
+    // Without fuel to stop it, the deadline does.
+    let limits = Limits {
+        fuel: u64::MAX / 2,
+        deadline: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let started = std::time::Instant::now();
+    let error = runtime()
+        .load(
+            &bytes,
+            &LoadOptions {
+                limits,
+                ..LoadOptions::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), "deadline", "{error}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Loaded as built (a host that does not pre-initialize), its `run` is harmless.
+    let applet = runtime()
+        .load_as_built(&bytes, &LoadOptions::default())
+        .await
+        .unwrap();
+    let report = runtime()
+        .invoke(&applet, Invocation::new(context(), json!({})))
+        .await;
+    assert_eq!(
+        report.result,
+        Ok(coda_runtime::Outcome::Exit("next".into()))
+    );
+    assert_host_still_serves().await;
+}
+
+#[tokio::test]
+async fn init_memory() {
+    // 96 MiB kept by the init: over a 64 MiB memory limit, the init is stopped there…
+    let bytes = applets::read(applets::INIT_MEMORY);
+    let limits = Limits {
+        memory_bytes: 64 << 20,
+        ..Limits::default()
+    };
+    let error = runtime()
+        .load(
+            &bytes,
+            &LoadOptions {
+                limits,
+                ..LoadOptions::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), "memory", "{error}");
+    assert!(error.to_string().contains("wizer-initialize"), "{error}");
+    // … and within the default 128 MiB it finishes, but its snapshot is past the largest
+    // the host keeps: refused, not stored or compiled.
+    let error = runtime()
+        .load(&bytes, &LoadOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), "too-large", "{error}");
+    assert!(
+        matches!(error, coda_runtime::LoadError::SnapshotTooLarge { size, limit }
+            if size > 96 << 20 && limit == coda_runtime::limits::MAX_SNAPSHOT_BYTES),
+        "{error:?}"
+    );
+    assert_host_still_serves().await;
+}
+
+#[tokio::test]
+async fn init_probe() {
+    // What an init reads from random numbers and clocks is the same on every runtime (a
+    // snapshot is a function of the bytes alone, and holds nothing of the machine or the
+    // moment), while `run` still gets fresh random numbers.
+    let bytes = applets::read(applets::INIT_PROBE);
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let fresh = coda_runtime::Runtime::new(coda_runtime::RuntimeConfig {
+            max_concurrent_instances: 4,
+            ..Default::default()
+        })
+        .unwrap();
+        let applet = fresh.load(&bytes, &LoadOptions::default()).await.unwrap();
+        assert_eq!(applet.pre_init, coda_runtime::PreInit::Ran);
+        let report = fresh
+            .invoke(&applet, Invocation::new(context(), json!({})))
+            .await;
+        assert_eq!(
+            report.result,
+            Ok(coda_runtime::Outcome::Exit("next".into()))
+        );
+        seen.push(report.data_changes);
+    }
+    let text = |i: usize, name: &str| match seen[i].get(name) {
+        Some(Value::Text(t)) => t.clone(),
+        other => panic!("{name}: {other:?}"),
+    };
+    for name in [
+        "InitRandom",
+        "InitInsecureRandom",
+        "InitSeed",
+        "InitWallSeconds",
+        "InitMonotonic",
+    ] {
+        assert_eq!(text(0, name), text(1, name), "{name}");
+    }
+    assert_eq!(
+        text(0, "InitWallSeconds"),
+        coda_runtime::limits::INIT_CLOCK.as_secs().to_string()
+    );
+    assert_eq!(text(0, "InitMonotonic"), "0");
+    assert_ne!(text(0, "RunRandom"), text(1, "RunRandom"));
+    assert_ne!(text(0, "RunRandom"), text(0, "InitRandom"));
+    assert_host_still_serves().await;
+}

@@ -1,9 +1,13 @@
 //! The runtime's integration tests: one binary (link time matters), modules by subject.
 //! Applets come from `coda-applet-artifacts`, built once for wasm32-wasip2.
 
+// Shared with the example `builtin_fuel`: each reads only some of the steps' fields.
+#[allow(dead_code)]
+mod builtin_steps;
 mod hostile;
 mod isolation;
 mod loading;
+mod preinit;
 mod secrets;
 
 use std::sync::{Arc, OnceLock};
