@@ -4,7 +4,7 @@
 //! run's step sequence on, so a step of it in flight loses its commit (the engine sees a
 //! conflict and drops the step's result) and the run stays cancelled.
 
-use coda_store::{Control, RunCommitted};
+use coda_store::{Control, RunWatch};
 
 use crate::{Engine, Result};
 
@@ -34,9 +34,9 @@ impl Engine {
         Ok(control)
     }
 
-    /// A notice of every journal commit from now on (steps, events, cancels, retries):
-    /// what a live tail of a run waits on.
-    pub fn subscribe_commits(&self) -> tokio::sync::broadcast::Receiver<RunCommitted> {
-        self.store.subscribe_commits()
+    /// A notice of each journal commit of run `run_id` from now on (steps, events,
+    /// cancels, retries): what a live tail of the run waits on.
+    pub fn watch_run(&self, run_id: &str) -> RunWatch {
+        self.store.watch_run(run_id)
     }
 }

@@ -14,7 +14,6 @@ use coda_types::time;
 use coda_types::values_json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
-use tokio::sync::broadcast::{Receiver, error::RecvError};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -40,7 +39,10 @@ const TAIL_PAGE: usize = 8;
 pub const DEFAULT_MAX_TAILS: usize = 1024;
 
 /// The most live tails one tenant may have open at once: one tenant cannot take them all.
-pub const DEFAULT_MAX_TAILS_PER_TENANT: usize = 64;
+/// A quarter of them, so that a contact center following each of a few hundred runs at once
+/// fits (an open tail costs its connection and a read every [`TAIL_POLL`]; a commit wakes
+/// only its own run's tails).
+pub const DEFAULT_MAX_TAILS_PER_TENANT: usize = 256;
 
 /// What `Retry-After` says when a tail is refused for the caps.
 const TAILS_RETRY_AFTER_SECS: u64 = 5;
@@ -255,7 +257,7 @@ async fn tail(
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let slot = state.inner.tails.take(&tenant)?;
     // Subscribed before the first read, so that no commit falls between the two.
-    let commits = state.engine().subscribe_commits();
+    let commits = state.engine().watch_run(&id);
     if state.store().run(&tenant, &id)?.is_none() {
         return Err(unknown_run(&id));
     }
@@ -285,14 +287,14 @@ async fn tail(
 }
 
 /// A tail's state between events. Dropped with the response when the client goes: a
-/// broadcast receiver, a page of steps at most, and its place among the open tails.
+/// watch on the run's commits, a page of steps at most, and its place among the open tails.
 struct Tail {
     state: AppState,
     tenant: String,
     id: String,
     /// The first step not yet sent.
     next_seq: u64,
-    commits: Receiver<coda_store::RunCommitted>,
+    commits: coda_store::RunWatch,
     queue: VecDeque<Event>,
     /// The run's status as the last notice for it said, until the next read takes it: the
     /// notice is sent once its commit is on disk, so the journal read after it holds that
@@ -323,22 +325,11 @@ impl Tail {
         }
     }
 
-    /// Waits until this run may have a new commit: a notice for it, a lag (notices were
-    /// missed: look), the store gone (look once more, then end), or the poll interval.
+    /// Waits until this run may have a new commit: a notice for it from this node, or the
+    /// poll interval (another node's commit, which no notice here announces).
     async fn changed(&mut self) {
-        loop {
-            match tokio::time::timeout(TAIL_POLL, self.commits.recv()).await {
-                Ok(Ok(commit)) if *commit.run_id == *self.id => {
-                    self.noticed = Some(commit.status);
-                    return;
-                }
-                Ok(Ok(_)) => continue,
-                Ok(Err(RecvError::Lagged(_))) | Err(_) => return,
-                Ok(Err(RecvError::Closed)) => {
-                    self.done = true;
-                    return;
-                }
-            }
+        if let Ok(commit) = tokio::time::timeout(TAIL_POLL, self.commits.changed()).await {
+            self.noticed = Some(commit.status);
         }
     }
 

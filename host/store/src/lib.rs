@@ -48,7 +48,7 @@ use db::Conn;
 
 pub use effects::EffectRecord;
 pub use grants::{GrantRecord, SecretInfo, SecretWrite, SecretsKey};
-pub use journal::{RunCommitted, RunUpdate, StepCommit, StepInput, StepRecord};
+pub use journal::{RunCommitted, RunUpdate, RunWatch, StepCommit, StepInput, StepRecord};
 pub use kv::{EffectSlot, KV_PRUNE_BATCH, KvResult};
 pub use leases::{ClaimState, Claimed, KeepClaim, TenantSlots};
 pub use paging::ListOrder;

@@ -247,7 +247,6 @@ async fn a_serving_engine_outlives_a_poisoned_step() {
         Arc::new(coda_flow::WallClock),
         FlowLimits::default(),
     ));
-    let mut commits = engine.subscribe_commits();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn({
         let engine = engine.clone();
@@ -262,13 +261,17 @@ async fn a_serving_engine_outlives_a_poisoned_step() {
     let bare = start(&engine, "acme", "bare-pill").await;
     // Started after the pill: the scheduler must still be there to take it.
     let calm = start(&engine, "globex", "calm").await;
+    let (bare_commits, calm_commits) = (engine.watch_run(&bare), engine.watch_run(&calm));
     let finished = |tenant: &str, id: &str| {
         let status = store.run(tenant, id).unwrap().unwrap().status;
         status == RunStatus::Done || status == RunStatus::Failed
     };
     tokio::time::timeout(std::time::Duration::from_secs(10), async {
         while !(finished("acme", &bare) && finished("globex", &calm)) {
-            commits.recv().await.unwrap();
+            tokio::select! {
+                _ = bare_commits.changed() => {}
+                _ = calm_commits.changed() => {}
+            }
         }
     })
     .await

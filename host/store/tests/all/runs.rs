@@ -8,8 +8,8 @@ use super::{claim_due, commit, new_run, open, step, update};
 
 async fn a_cancel_fences_out_the_step_in_flight_and_is_announced() {
     let (_dir, store) = open();
-    let mut commits = store.subscribe_commits();
     let run = store.start_run(new_run(None)).await.unwrap();
+    let commits = store.watch_run(&run.id);
     // A step begins at sequence 0, under a claim; the run is cancelled before it commits.
     let claimed = claim_due(&store, 1_000, 1, &["acme"]).await;
     assert_eq!(claimed.len(), 1);
@@ -29,7 +29,7 @@ async fn a_cancel_fences_out_the_step_in_flight_and_is_announced() {
     };
     assert_eq!(cancelled.status, RunStatus::Cancelled);
     assert_eq!(cancelled.step_seq, 1);
-    let notice = commits.recv().await.unwrap();
+    let notice = commits.changed().await;
     assert_eq!((&*notice.run_id, notice.seq), (run.id.as_str(), 0));
     assert_eq!(notice.status, RunStatus::Cancelled);
     // The step's commit loses: the run stays cancelled, its journal holds only the cancel.
@@ -72,10 +72,14 @@ async fn a_cancel_fences_out_the_step_in_flight_and_is_announced() {
     );
 }
 
-async fn a_step_commit_is_announced_after_it_is_on_disk() {
+async fn a_step_commit_is_announced_after_it_is_on_disk_to_its_runs_watchers_only() {
     let (_dir, store) = open();
     let run = store.start_run(new_run(None)).await.unwrap();
-    let mut commits = store.subscribe_commits();
+    let other = store.start_run(new_run(Some("other"))).await.unwrap();
+    let (watch, second_watch) = (store.watch_run(&run.id), store.watch_run(&run.id));
+    let other_watch = store.watch_run(&other.id);
+    let dropped = store.watch_run(&run.id);
+    drop(dropped);
     commit(
         &store,
         StepCommit {
@@ -88,12 +92,27 @@ async fn a_step_commit_is_announced_after_it_is_on_disk() {
     )
     .await
     .unwrap();
-    let notice = commits.try_recv().unwrap();
-    assert_eq!(notice.seq, 0);
-    assert_eq!(notice.status, RunStatus::Done);
+    // Both of the run's watchers hear of it; the notice was kept until asked for.
+    for watch in [&watch, &second_watch] {
+        let notice = watch.changed().await;
+        assert_eq!((&*notice.run_id, notice.seq), (run.id.as_str(), 0));
+        assert_eq!(notice.status, RunStatus::Done);
+    }
     // What the notice announces is readable.
     assert_eq!(store.journal_from("acme", &run.id, 0).unwrap().len(), 1);
     assert!(store.journal_from("acme", &run.id, 1).unwrap().is_empty());
+    // The other run's watcher was not woken, and is by its own run's commit.
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(50), other_watch.changed());
+    assert!(quiet.await.is_err(), "woken by another run's commit");
+    store
+        .cancel_run("acme", &other.id, "cancelled by API", 1_500)
+        .await
+        .unwrap();
+    let notice = other_watch.changed().await;
+    assert_eq!(
+        (&*notice.run_id, notice.status),
+        (other.id.as_str(), RunStatus::Cancelled)
+    );
 }
 
 async fn the_journal_is_read_a_page_at_a_time_within_its_tenant() {
@@ -218,7 +237,7 @@ async fn plan_versions_carry_their_time_and_digest() {
 
 on_every_backend!(
     a_cancel_fences_out_the_step_in_flight_and_is_announced,
-    a_step_commit_is_announced_after_it_is_on_disk,
+    a_step_commit_is_announced_after_it_is_on_disk_to_its_runs_watchers_only,
     the_journal_is_read_a_page_at_a_time_within_its_tenant,
     runs_are_found_by_filter_within_their_tenant,
     plan_versions_carry_their_time_and_digest,
