@@ -429,10 +429,11 @@ impl Engine {
                     at_ms: now,
                     audit,
                     agent_state: None,
+                    start: None,
                 })
             })
             .await?
-            .map(|(change, entries)| (change.record, entries)))
+            .map(|changed| (changed.change.record, changed.audit)))
     }
 
     /// The interaction if it is this tenant's and completed.
@@ -628,11 +629,12 @@ impl Engine {
                     at_ms: now,
                     audit,
                     agent_state,
+                    start: None,
                 })
             })
             .await?;
         let record = match stored {
-            Ok((change, _)) => change.record,
+            Ok(changed) => changed.change.record,
             Err(refused) => return Ok(Err(refused)),
         };
         let woken = self

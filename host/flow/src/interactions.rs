@@ -6,8 +6,8 @@
 //! two nodes at once, starts one run.
 
 use coda_store::{
-    Channel, InteractionChange, InteractionRecord, InteractionStatus, Party, PostFlowAction,
-    PostFlowTarget, StartedRun,
+    Channel, InteractionChange, InteractionRecord, InteractionStatus, NewRun, Party,
+    PostFlowAction, PostFlowTarget, StartedRun,
 };
 use std::sync::Arc;
 
@@ -286,31 +286,36 @@ impl Engine {
             return Ok(Err(e.into()));
         }
         let now = self.clock.now_ms();
+        let before = self.store.interaction(tenant, event.interaction())?;
+        // The run the interaction's completion would start, resolved before the write so that
+        // the write can start it: the interaction's end and its run are one commit.
+        let ending = match &before {
+            Some(record) => self.ending_start(tenant, record, process)?,
+            None => None,
+        };
         // Backpressure, checked before anything is written: an event that would start a
         // run while the tenant's queue is full is refused whole, to be sent again later.
-        if self.would_start_run(tenant, &event, now, process)?
+        if would_start_run(before.as_ref(), &event, now, ending.is_some())
             && let Err(full) = self.admit(tenant)?
         {
             return Ok(Err(full.into()));
         }
         // An event that may complete the interaction brings its skill's post-contact work,
         // read first (a skill is set when the interaction starts and never changes).
-        let post_contact = match &event {
-            InteractionEvent::PartyDisconnected { interaction, .. }
-            | InteractionEvent::Ended { interaction, .. } => {
-                match self.store.interaction(tenant, interaction)? {
-                    Some(InteractionRecord {
-                        skill: Some(skill),
-                        status: InteractionStatus::Active,
-                        ..
-                    }) => self.store.post_contact(tenant, &skill)?,
-                    _ => None,
-                }
-            }
+        let post_contact = match (&event, &before) {
+            (
+                InteractionEvent::PartyDisconnected { .. } | InteractionEvent::Ended { .. },
+                Some(InteractionRecord {
+                    skill: Some(skill),
+                    status: InteractionStatus::Active,
+                    ..
+                }),
+            ) => self.store.post_contact(tenant, skill)?,
             _ => None,
         };
         let applied = event.clone();
-        let record = match self
+        let (tenant_owned, planned_from) = (tenant.to_owned(), before.and_then(|r| r.plan));
+        let changed = match self
             .store
             .change_interaction(
                 tenant,
@@ -327,14 +332,25 @@ impl Engine {
                     {
                         crate::completed::begin_post_contact(&mut change, config, now);
                     }
+                    // Started with the completion, unless the live plan changed since it
+                    // was resolved (then it is started after, from the plan as it is now).
+                    let record = &change.record;
+                    if record.status == InteractionStatus::Completed
+                        && !record.post_flow_fired
+                        && record.plan == planned_from
+                        && let Some(ending) = ending
+                    {
+                        change.start = Some(ending.new_run(&tenant_owned, record, now));
+                    }
                     Ok(change)
                 },
             )
             .await?
         {
-            Ok((change, _)) => change.record,
+            Ok(changed) => changed,
             Err(refused) => return Ok(Err(refused)),
         };
+        let record = changed.change.record;
         let mut runs = Vec::new();
         // Started by its trigger key: a redelivered disconnect finds the run it started.
         if let (InteractionEvent::PartyDisconnected { party, .. }, Some(action)) =
@@ -351,7 +367,10 @@ impl Engine {
                     .await?,
             );
         }
-        if record.status == InteractionStatus::Completed
+        if let Some(started) = changed.started {
+            self.wake();
+            runs.push(started);
+        } else if record.status == InteractionStatus::Completed
             && !record.post_flow_fired
             && let Some(process) = self.ending_process(tenant, &record, process)?
         {
@@ -366,42 +385,23 @@ impl Engine {
         }))
     }
 
-    /// Whether `event` would start a run that does not exist yet: it fires the post-flow
-    /// action, or completes an interaction whose live plan has a post-interaction process.
-    /// A redelivered event, which finds its run started, starts nothing.
-    fn would_start_run(
+    /// The run `record`'s completion would start, resolved to its plan's version and first
+    /// node; none when it has no post-interaction process (see [`Engine::ending_process`]).
+    fn ending_start(
         &self,
         tenant: &str,
-        event: &InteractionEvent,
-        now: i64,
+        record: &InteractionRecord,
         process: Option<&str>,
-    ) -> Result<bool> {
-        if matches!(
-            event,
-            InteractionEvent::Started { .. } | InteractionEvent::PartyJoined { .. }
-        ) {
-            return Ok(false);
-        }
-        let before = self.store.interaction(tenant, event.interaction())?;
-        let Ok(after) = apply(before.clone(), event, now) else {
-            // Refused anyway, without starting anything.
-            return Ok(false);
+    ) -> Result<Option<EndingStart>> {
+        let Some(plan) = self.ending_process(tenant, record, process)? else {
+            return Ok(None);
         };
-        let Some(before) = before else {
-            return Ok(false);
-        };
-        if after.post_flow_fired && !before.post_flow_fired {
-            return Ok(true);
-        }
-        let completes = after.status == InteractionStatus::Completed
-            && before.status != InteractionStatus::Completed
-            && !after.post_flow_fired;
-        Ok(completes
-            && self
-                .ending_process(tenant, &after, process)
-                .ok()
-                .flatten()
-                .is_some())
+        let (version, resolved) = self.plan(tenant, &plan, None)?;
+        Ok(Some(EndingStart {
+            plan,
+            version,
+            start_node: resolved.start.clone(),
+        }))
     }
 
     /// The plan that `record`'s completion starts: `process` when the caller names one (a
@@ -631,6 +631,61 @@ impl Engine {
         }
         Ok(woken)
     }
+}
+
+/// The post-interaction run an interaction's completion starts, resolved before the write.
+struct EndingStart {
+    plan: String,
+    version: u32,
+    start_node: String,
+}
+
+impl EndingStart {
+    /// The run, keyed by the interaction's `ended` trigger: the same key
+    /// [`Engine::start_triggered`] gives it, so a redelivered event finds it.
+    fn new_run(self, tenant: &str, record: &InteractionRecord, now_ms: i64) -> NewRun {
+        NewRun {
+            tenant: tenant.to_owned(),
+            plan: self.plan,
+            plan_version: self.version,
+            interaction: Some(record.id.clone()),
+            trigger_key: Some(format!("{}/ended", record.id)),
+            start_node: self.start_node,
+            data: record.data.clone(),
+            now_ms,
+        }
+    }
+}
+
+/// Whether `event` would start a run that does not exist yet: it fires the post-flow
+/// action, or completes an interaction (`before`) whose completion starts a run. A
+/// redelivered event, which finds its run started, starts nothing.
+fn would_start_run(
+    before: Option<&InteractionRecord>,
+    event: &InteractionEvent,
+    now: i64,
+    completion_starts_run: bool,
+) -> bool {
+    if matches!(
+        event,
+        InteractionEvent::Started { .. } | InteractionEvent::PartyJoined { .. }
+    ) {
+        return false;
+    }
+    let Some(before) = before else {
+        return false;
+    };
+    let Ok(after) = apply(Some(before.clone()), event, now) else {
+        // Refused anyway, without starting anything.
+        return false;
+    };
+    if after.post_flow_fired && !before.post_flow_fired {
+        return true;
+    }
+    after.status == InteractionStatus::Completed
+        && before.status != InteractionStatus::Completed
+        && !after.post_flow_fired
+        && completion_starts_run
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::interactions::InteractionRecord;
 use crate::interactions::{read_interaction, write_interaction};
 use crate::post_contact::{AgentState, write_agent_state};
+use crate::runs::{NewRun, StartedRun, insert_run};
 use crate::{Result, Store};
 
 /// One field's change, as the trail keeps it.
@@ -35,7 +36,7 @@ pub struct FieldChange {
 }
 
 /// What a change writes: the interaction, the audited field changes made by `by` at
-/// `at_ms`, and an agent's new state.
+/// `at_ms`, an agent's new state, and the run its completion starts.
 #[derive(Debug, Clone)]
 pub struct InteractionChange {
     pub record: InteractionRecord,
@@ -44,6 +45,19 @@ pub struct InteractionChange {
     pub audit: Vec<FieldChange>,
     /// The agent and their new state.
     pub agent_state: Option<(String, AgentState)>,
+    /// A run to start in the same write (a unique insert on its trigger key, as
+    /// [`Store::start_run`]): the interaction's end and its post-interaction run are
+    /// stored together, in one commit rather than two in sequence.
+    pub start: Option<NewRun>,
+}
+
+/// What [`Store::change_interaction`] wrote: the change, the audit entries it added, and
+/// the run it started (or found started by the same trigger).
+#[derive(Debug, Clone)]
+pub struct InteractionChanged {
+    pub change: InteractionChange,
+    pub audit: Vec<AuditEntry>,
+    pub started: Option<StartedRun>,
 }
 
 impl InteractionChange {
@@ -55,15 +69,15 @@ impl InteractionChange {
             by: String::new(),
             audit: Vec::new(),
             agent_state: None,
+            start: None,
         }
     }
 }
 
 impl Store {
-    /// Reads, changes and writes an interaction with its audit entries and agent state, in
-    /// one transaction. `change` gets the current record (none if there is none) and returns
-    /// the change, or an error that leaves everything untouched. Answers the change and the
-    /// audit entries it added.
+    /// Reads, changes and writes an interaction with its audit entries, agent state and the
+    /// run it starts, in one transaction. `change` gets the current record (none if there is
+    /// none) and returns the change, or an error that leaves everything untouched.
     pub async fn change_interaction<E: Send + 'static>(
         &self,
         tenant: &str,
@@ -71,7 +85,7 @@ impl Store {
         change: impl FnOnce(Option<InteractionRecord>) -> std::result::Result<InteractionChange, E>
         + Send
         + 'static,
-    ) -> Result<std::result::Result<(InteractionChange, Vec<AuditEntry>), E>> {
+    ) -> Result<std::result::Result<InteractionChanged, E>> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.writer
             .write(move |conn| {
@@ -120,7 +134,15 @@ impl Store {
                 if let Some((agent, state)) = &change.agent_state {
                     write_agent_state(conn, &tenant, agent, state, change.at_ms)?;
                 }
-                Ok(Ok((change, entries)))
+                let started = match &change.start {
+                    Some(new) => Some(insert_run(conn, new)?),
+                    None => None,
+                };
+                Ok(Ok(InteractionChanged {
+                    change,
+                    audit: entries,
+                    started,
+                }))
             })
             .await
     }

@@ -33,7 +33,7 @@ mod waits;
 mod writer;
 
 pub use applets::{AppletRecord, NewApplet, PutApplet};
-pub use audit::{AuditEntry, FieldChange, InteractionChange};
+pub use audit::{AuditEntry, FieldChange, InteractionChange, InteractionChanged};
 pub use interactions::{
     Channel, Customer, CustomerPatch, FollowUpOf, FollowUpRefused, InteractionDetails,
     InteractionFilter, InteractionRecord, InteractionStatus, InteractionSummary, NewFollowUp,

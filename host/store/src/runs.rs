@@ -142,41 +142,7 @@ impl Store {
     /// Creates a run, or finds the one its trigger already created: a unique insert, never
     /// check-then-insert, so a trigger delivered twice (even at once) starts one run.
     pub async fn start_run(&self, new: NewRun) -> Result<StartedRun> {
-        let id = uuid::Uuid::now_v7().to_string();
-        let data = serde_json::to_string(&new.data)?;
-        self.writer
-            .write(move |tx| {
-                let inserted = tx.prepare_cached("INSERT INTO runs (id, tenant, plan, plan_version, interaction, trigger_key,
-                        status, node, step_seq, attempt, data, state, due_at, route_depth,
-                        created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'ready', ?7, 0, 1, ?8, '{}', ?9, 0, ?9, ?9)
-                     ON CONFLICT (tenant, trigger_key) DO NOTHING")?.execute(
-                    params![
-                        id,
-                        new.tenant,
-                        new.plan,
-                        new.plan_version,
-                        new.interaction,
-                        new.trigger_key,
-                        new.start_node,
-                        data,
-                        new.now_ms
-                    ],
-                )?;
-                if inserted == 1 {
-                    return Ok(StartedRun { id, created: true });
-                }
-                let existing: String = tx.query_row(
-                    "SELECT id FROM runs WHERE tenant = ?1 AND trigger_key = ?2",
-                    params![new.tenant, new.trigger_key],
-                    |r| r.get(0),
-                )?;
-                Ok(StartedRun {
-                    id: existing,
-                    created: false,
-                })
-            })
-            .await
+        self.writer.write(move |tx| insert_run(tx, &new)).await
     }
 
     /// A page of this tenant's runs, oldest first: those after `after` (a run id), at most
@@ -483,4 +449,42 @@ fn insert_host_step(
         now_ms
     ])?;
     Ok(())
+}
+
+/// Inserts a new run, or finds the one its trigger already created (see
+/// [`Store::start_run`]); within a write, so that other changes can be stored with it.
+pub(crate) fn insert_run(tx: &Conn<'_>, new: &NewRun) -> Result<StartedRun> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let data = serde_json::to_string(&new.data)?;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO runs (id, tenant, plan, plan_version, interaction, trigger_key,
+                status, node, step_seq, attempt, data, state, due_at, route_depth,
+                created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'ready', ?7, 0, 1, ?8, '{}', ?9, 0, ?9, ?9)
+             ON CONFLICT (tenant, trigger_key) DO NOTHING",
+        )?
+        .execute(params![
+            id,
+            new.tenant,
+            new.plan,
+            new.plan_version,
+            new.interaction,
+            new.trigger_key,
+            new.start_node,
+            data,
+            new.now_ms
+        ])?;
+    if inserted == 1 {
+        return Ok(StartedRun { id, created: true });
+    }
+    let existing: String = tx.query_row(
+        "SELECT id FROM runs WHERE tenant = ?1 AND trigger_key = ?2",
+        params![new.tenant, new.trigger_key],
+        |r| r.get(0),
+    )?;
+    Ok(StartedRun {
+        id: existing,
+        created: false,
+    })
 }

@@ -157,12 +157,16 @@ async fn the_end_of_an_interaction_starts_its_post_interaction_process_once() {
     )
     .await;
     assert!(out.runs.is_empty(), "the caller is still there");
+    let writes = host.engine.store().write_stats().writes;
     let out = send(
         &host,
         json!({"type": "party-disconnected", "interaction": "i1", "party": "caller"}),
     )
     .await;
     assert_eq!(out.runs.len(), 1);
+    // The interaction's end and its run are stored in one write, not two in sequence: a
+    // crash cannot leave one without the other, and the event costs one commit.
+    assert_eq!(host.engine.store().write_stats().writes - writes, 1);
     let run = &out.runs[0];
     assert!(run.created);
     // An explicit `ended` afterwards, and the same again: the same run, not a new one.
