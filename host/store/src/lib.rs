@@ -163,15 +163,21 @@ const WAL_CHECKPOINT_BYTES: u32 = 16 << 20;
 /// (well over a hundred) would push each other out and be parsed again.
 const STATEMENT_CACHE: usize = 512;
 
+/// How long opening a SQLite file waits out other processes opening it.
+const OPEN_BUSY_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn open_connection(path: &Path) -> Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path).map_err(|source| StoreError::Open {
         path: path.to_owned(),
         source,
     })?;
+    // First, so that every step below waits out another process opening the same file
+    // (turning a new file to WAL takes a write lock) instead of failing busy at once.
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // Only a file with no page yet takes it: before the WAL header is written.
     conn.pragma_update(None, "page_size", NEW_FILE_PAGE_SIZE)?;
     // WAL: readers do not block the writer. FULL: a commit survives power loss, not only a
-    // process crash. The busy timeout lets a reader wait out a checkpoint.
+    // process crash. The busy timeout also lets a reader wait out a checkpoint.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -181,7 +187,6 @@ fn open_connection(path: &Path) -> Result<rusqlite::Connection> {
         "wal_autocheckpoint",
         WAL_CHECKPOINT_BYTES / page_size.max(512),
     )?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // A cached statement keeps its plan whatever values are bound to it. Without this,
     // SQLite 3.54 marks a statement whose plan looked at a bound value (a `LIMIT ?`, a
@@ -200,9 +205,22 @@ impl Store {
     /// Opens (creating if needed) the SQLite database at `path` and brings its schema up
     /// to date.
     pub fn open(path: &Path) -> Result<Store> {
-        let mut conn = open_connection(path)?;
-        schema::migrate_sqlite(&mut conn)?;
-        let reader = open_connection(path)?;
+        // Processes opening a new file together: SQLite answers busy at once, without its
+        // busy handler, to one that turns the file to WAL while another does; it finds the
+        // file turned when it looks again.
+        let started = std::time::Instant::now();
+        let (conn, reader) = loop {
+            let opened = open_connection(path).and_then(|mut conn| {
+                schema::migrate_sqlite(&mut conn)?;
+                Ok((conn, open_connection(path)?))
+            });
+            match opened {
+                Err(e) if e.is_unavailable() && started.elapsed() < OPEN_BUSY_FOR => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                opened => break opened?,
+            }
+        };
         Ok(Store {
             writer: writer::Writer::start(writer::WriteConn::Sqlite(conn)),
             reads: Reads::Sqlite(Mutex::new(reader)),
