@@ -213,6 +213,12 @@ impl Engine {
         name: &str,
         version: Option<u32>,
     ) -> Result<(u32, Arc<Plan>)> {
+        // The latest version is asked for by number first: every event resolves its live
+        // plan this way, and reading and parsing the whole body each time was most of it.
+        let version = match version {
+            Some(v) => Some(v),
+            None => self.store.latest_plan_version(tenant, name)?,
+        };
         if let Some(v) = version
             && let Some(plan) = self.cached_plan(tenant, name, v)
         {

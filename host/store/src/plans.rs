@@ -74,6 +74,19 @@ impl Store {
         })
     }
 
+    /// The latest version of one of the tenant's plans, without its body: what a caller
+    /// holding parsed versions needs to know whether it holds the latest.
+    pub fn latest_plan_version(&self, tenant: &str, name: &str) -> Result<Option<u32>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT version FROM plans WHERE tenant = ?1 AND name = ?2
+                 ORDER BY version DESC LIMIT 1",
+            )?
+            .query_row(params![tenant, name], |r| r.get(0))
+            .optional()
+        })
+    }
+
     /// Every version of one of the tenant's plans, oldest first; empty when it has none.
     pub fn plan_versions(&self, tenant: &str, name: &str) -> Result<Vec<PlanVersionInfo>> {
         self.read(|conn| {
