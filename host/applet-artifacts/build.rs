@@ -50,8 +50,10 @@ fn main() {
         _ => root.join("target/wasm"),
     };
 
-    let applets = build(&root, &applets_dir, &target_dir);
-    let out = PathBuf::from(env::var_os("OUT_DIR").unwrap()).join("applets.rs");
+    let mut applets = build(&root, &applets_dir, &target_dir);
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
+    snapshot_builtins(&mut applets, &out_dir.join("builtin"));
+    let out = out_dir.join("applets.rs");
     std::fs::write(&out, generate(&applets))
         .unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
 }
@@ -138,6 +140,29 @@ fn build(root: &Path, applets_dir: &Path, target_dir: &Path) -> Vec<Applet> {
     }
     applets.sort_by(|a, b| a.package.cmp(&b.package));
     applets
+}
+
+/// Copies the built-in components into this build's own directory and points at the copies:
+/// the bytes embedded (`BUILTIN`) and the path of each built-in's constant are then the same
+/// file, whatever builds `target/wasm` again later. (A later build of the applets, by
+/// `./dev` or by this script run for another profile, is not byte for byte the same, and
+/// a `coda` refuses a file that names a built-in with other contents.)
+fn snapshot_builtins(applets: &mut [Applet], dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    for applet in applets.iter_mut().filter(|a| a.builtin) {
+        let Some(name) = applet.wasm.file_name() else {
+            continue;
+        };
+        let copy = dir.join(name);
+        std::fs::copy(&applet.wasm, &copy).unwrap_or_else(|e| {
+            panic!(
+                "copying {} to {}: {e}",
+                applet.wasm.display(),
+                copy.display()
+            )
+        });
+        applet.wasm = copy;
+    }
 }
 
 /// The package name from the message's package id (`path+file:///…/dir#name@version`, or
