@@ -337,16 +337,17 @@ impl Store {
         commit: crate::journal::StepCommit,
         claim_seq: u64,
     ) -> Result<()> {
-        self.commit_fenced(commit, claim_seq, |_| Ok(())).await
+        self.commit_fenced(commit, claim_seq, None).await.map(|_| ())
     }
 
     /// [`Store::commit_claimed_step`], keeping the claim for the run's next step when the
     /// commit leaves the run due now (`ready`, `due_at <= keep.now_ms`): the claim's owner
     /// stays `keep.node`, its lease runs to `keep.until_ms`, its number (the fence) stays
     /// `claim_seq`, and the next step's start is counted as a claim counts it
-    /// (`step_claims`), all in the commit's own write. Returns the run as committed, under
-    /// the kept claim, or `None` when the run is not due now (finished, waiting, paused,
-    /// retrying later): the claim was then released as by [`Store::commit_claimed_step`].
+    /// (`step_claims`), all in the commit's own write ([`KEEP_CLAIM`]). Returns the run as
+    /// committed, under the kept claim, or `None` when the run is not due now (finished,
+    /// waiting, paused, retrying later): the claim was then released as by
+    /// [`Store::commit_claimed_step`].
     ///
     /// A continuation is a claim like any other: the heartbeat renews it, another node
     /// takes the run only once its lease runs out, a cancel moves the step sequence on so
@@ -358,32 +359,7 @@ impl Store {
         claim_seq: u64,
         keep: KeepClaim,
     ) -> Result<Option<Claimed>> {
-        let run_id = commit.run_id.clone();
-        self.commit_fenced(commit, claim_seq, move |tx| {
-            // The commit above released the claim; its fence held, so the run is this
-            // claim's: take it again for the step the commit made due.
-            tx.prepare_cached(&format!(
-                "UPDATE runs SET claim_owner = ?1, claim_until = ?2,
-                    step_claims = CASE WHEN claim_step = step_seq THEN step_claims + 1 ELSE 1 END,
-                    claim_step = step_seq
-                 WHERE id = ?3 AND claim_seq = ?4 AND status = 'ready' AND due_at <= ?5
-                 RETURNING {RUN_COLUMNS}, step_claims"
-            ))?
-            .query_row(
-                params![keep.node, keep.until_ms, run_id, claim_seq, keep.now_ms],
-                |r| Ok((run_from_row(r)?, r.get::<u32>(16)?)),
-            )
-            .optional()?
-            .map(|(run, step_claims)| {
-                Ok(Claimed {
-                    run: run?,
-                    claim_seq,
-                    step_claims,
-                })
-            })
-            .transpose()
-        })
-        .await
+        self.commit_fenced(commit, claim_seq, Some(keep)).await
     }
 
     /// Journals a capability call's result made under a claim: fenced like
@@ -398,6 +374,15 @@ impl Store {
             .await
     }
 }
+
+/// A step's commit keeping its claim for the run's next step (part of the step's commit,
+/// `journal.rs`, whose parameter list it shares): the commit released the claim and its
+/// fence held, so the run is this claim's; it is taken again for the step the commit made
+/// due, counted as a claim counts it. `?30` the node, `?31` the lease's end, `?32` now.
+pub(crate) const KEEP_CLAIM: &str = "UPDATE runs SET claim_owner = ?30, claim_until = ?31,
+        step_claims = CASE WHEN claim_step = step_seq THEN step_claims + 1 ELSE 1 END,
+        claim_step = step_seq
+     WHERE id = ?12 AND claim_seq = ?14 AND status = 'ready' AND due_at <= ?32";
 
 /// The loose index scan behind [`Store::queued_tenants`]. SQLite's planner, left to itself,
 /// takes `runs_status_created` (tenant, status, …) for `MIN(tenant)` and walks every finished

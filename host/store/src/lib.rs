@@ -220,7 +220,7 @@ impl Store {
             reason: e.to_string(),
             unavailable: e.is_unavailable(),
         };
-        let mut conn = pg.connect().map_err(open_error)?;
+        let mut conn = pg.connect_writer().map_err(open_error)?;
         schema::migrate_postgres(&mut conn).map_err(open_error)?;
         Ok(Store {
             writer: writer::Writer::start(writer::WriteConn::Pg {
@@ -247,9 +247,16 @@ impl Store {
         }
     }
 
-    /// Group-commit statistics: batches and writes since start.
+    /// Group-commit statistics: batches and writes since start, and on PostgreSQL the
+    /// round trips made to the server.
     pub fn write_stats(&self) -> WriteStats {
-        self.writer.stats()
+        let mut stats = self.writer.stats();
+        if let Reads::Pg(pg) = &self.reads {
+            use std::sync::atomic::Ordering;
+            stats.write_round_trips = pg.write_trips.load(Ordering::Relaxed);
+            stats.read_round_trips = pg.read_trips.load(Ordering::Relaxed);
+        }
+        stats
     }
 
     /// Caps the SQLite file at `pages` pages (`PRAGMA max_page_count`; a page is 1 KiB in a file made
