@@ -234,6 +234,9 @@ pub(crate) struct PgConn {
     trips: Arc<AtomicU64>,
     /// Simple statements sent ahead of the next exchange (`;`-separated).
     deferred: String,
+    /// Whether the transaction in hand made a run due that another node may take: its
+    /// commit then tells the other nodes (`listen.rs`).
+    made_work: bool,
 }
 
 /// The outcome of each statement of a [`PgConn::pipeline`], and of the `COMMIT` that ended
@@ -268,6 +271,7 @@ impl PgConn {
             statements: HashMap::new(),
             trips,
             deferred: String::new(),
+            made_work: false,
         })
     }
 
@@ -284,9 +288,15 @@ impl PgConn {
         self.deferred.push_str(sql);
     }
 
-    /// Forgets what was deferred (the connection is being dropped or reset).
+    /// Forgets what was deferred and noted (a transaction begins or was rolled back).
     pub(crate) fn clear_deferred(&mut self) {
         self.deferred.clear();
+        self.made_work = false;
+    }
+
+    /// Whether the transaction in hand made work for other nodes, forgetting it.
+    pub(crate) fn take_made_work(&mut self) -> bool {
+        std::mem::take(&mut self.made_work)
     }
 
     /// Waits for one exchange with the server, the deferred statements sent ahead of it in
@@ -313,8 +323,12 @@ impl PgConn {
         }
         let text = to_postgres(sql);
         let deferred = std::mem::take(&mut self.deferred);
-        let statement =
-            Self::round_trip(&self.client, &self.trips, deferred, self.client.prepare(&text))?;
+        let statement = Self::round_trip(
+            &self.client,
+            &self.trips,
+            deferred,
+            self.client.prepare(&text),
+        )?;
         self.statements.insert(sql.to_owned(), statement.clone());
         Ok(statement)
     }
@@ -393,7 +407,6 @@ impl PgConn {
                 .zip(&refs)
                 .map(|(statement, refs)| maybe_done(client.query(statement, refs).boxed()))
                 .collect();
-            let mut commit = Box::pin(maybe_done(client.batch_execute(end)));
             // A request is queued on the connection when its future is first polled: poll
             // each once, in order, before awaiting any answer.
             futures::future::poll_fn(|cx| {
@@ -401,6 +414,21 @@ impl PgConn {
                 for query in &mut queries {
                     let _ = Pin::new(query).poll(cx);
                 }
+                std::task::Poll::Ready(())
+            })
+            .await;
+            // A statement answered at once failed in the client (a parameter that does not
+            // encode) and was never sent: the server has no error to abort the transaction
+            // with, so it is rolled back rather than committed without it.
+            let unsent = queries
+                .iter()
+                .any(|query| matches!(query, futures::future::MaybeDone::Done(Err(_))));
+            let mut commit = Box::pin(maybe_done(client.batch_execute(if unsent {
+                "ROLLBACK"
+            } else {
+                end
+            })));
+            futures::future::poll_fn(|cx| {
                 let _ = commit.as_mut().poll(cx);
                 std::task::Poll::Ready(())
             })
@@ -563,6 +591,16 @@ impl<'a> Conn<'a> {
             }
         }
     }
+
+    /// Notes that this write made a run due that another node sharing the database may
+    /// take (a new run, a woken one, a released claim): on PostgreSQL the transaction's
+    /// commit then wakes the other nodes' schedulers (`listen.rs`). Nothing on SQLite,
+    /// which one process owns.
+    pub(crate) fn made_work(&self) {
+        if let Conn::Pg(conn) = self {
+            conn.borrow_mut().made_work = true;
+        }
+    }
 }
 
 /// A statement of a [`Conn`].
@@ -719,6 +757,9 @@ pub(crate) struct Pg {
     /// Round trips made by the writer's connection and by the read connections.
     pub(crate) write_trips: Arc<AtomicU64>,
     pub(crate) read_trips: Arc<AtomicU64>,
+    /// This store's id among the nodes sharing the database: its notices of new work
+    /// carry it, so that its own listener passes over them (`listen.rs`).
+    pub(crate) id: String,
 }
 
 impl Pg {
@@ -737,12 +778,20 @@ impl Pg {
             readers: std::sync::Mutex::new(Vec::new()),
             write_trips: Arc::default(),
             read_trips: Arc::default(),
+            id: uuid::Uuid::now_v7().simple().to_string(),
         }))
     }
 
     /// A connection for the writer (its round trips counted as the writer's).
     pub(crate) fn connect_writer(&self) -> Result<PgConn> {
         self.connect(self.write_trips.clone())
+    }
+
+    /// Runs `task` on the store's runtime, for as long as the store is open.
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Some(runtime) = &self.runtime {
+            runtime.spawn(task);
+        }
     }
 
     fn connect(&self, trips: Arc<AtomicU64>) -> Result<PgConn> {

@@ -42,7 +42,10 @@ impl Store {
         claim: Option<u64>,
     ) -> Result<()> {
         let params = effect_params(run_id, &effect, claim)?;
-        let rows = self.writer.write_one(JOURNAL_EFFECT.to_owned(), params).await?;
+        let rows = self
+            .writer
+            .write_one(JOURNAL_EFFECT.to_owned(), params, false)
+            .await?;
         fenced(rows.len(), run_id, effect.step_seq)
     }
 

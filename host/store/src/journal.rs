@@ -193,10 +193,22 @@ impl Store {
             keep.as_ref().map(|k| k.now_ms)
         ]
         .to_vec();
-        let (run_id, seq, status, expected) =
-            (commit.run_id.clone(), step.seq, next.status, commit.expected_seq);
+        let (run_id, seq, status, expected) = (
+            commit.run_id.clone(),
+            step.seq,
+            next.status,
+            commit.expected_seq,
+        );
+        // A run left due (not finished, not continued here) may be another node's to take.
+        let continues = keep.as_ref().is_some_and(|k| {
+            next.status == RunStatus::Ready && next.due_at_ms.is_some_and(|due| due <= k.now_ms)
+        });
+        let makes_work = !next.status.is_finished() && !continues;
         let kept = if self.is_postgres() && given.is_some() {
-            let rows = self.writer.write_one(commit_call(), values).await?;
+            let rows = self
+                .writer
+                .write_one(commit_call(), values, makes_work)
+                .await?;
             committed(rows.first(), claim, &run_id, expected)?
         } else {
             let step_data_changes = commit.step.data_changes.clone();
@@ -204,7 +216,8 @@ impl Store {
             self.writer
                 .write(move |tx| {
                     if given.is_none() {
-                        let before = inputs::current_data(tx, &run_id_of(&values))?.unwrap_or_default();
+                        let before =
+                            inputs::current_data(tx, &run_id_of(&values))?.unwrap_or_default();
                         values[DELTA] =
                             inputs::delta_column(&before, &next_data, &step_data_changes)?
                                 .to_value();
@@ -217,6 +230,9 @@ impl Store {
                             })
                             .transpose()?
                             .to_value();
+                    }
+                    if makes_work {
+                        tx.made_work();
                     }
                     apply_commit(tx, &values, claim, expected)
                 })
@@ -330,8 +346,8 @@ fn run_id_of(values: &[Value]) -> String {
 const COMMIT_TYPES: [&str; COMMIT_PARAMS] = [
     "text", "text", "bigint", "text", "bigint", "text", "text", "bigint", "text", "bigint",
     "bigint", "text", "bigint", "bigint", "bigint", "text", "bigint", "text", "text", "bigint",
-    "text", "text", "bigint", "bigint", "text", "bigint", "text", "text", "text", "text",
-    "bigint", "bigint",
+    "text", "text", "bigint", "bigint", "text", "bigint", "text", "text", "text", "text", "bigint",
+    "bigint",
 ];
 
 /// PostgreSQL's step commit: one function made of [`COMMIT_RUN`], [`JOURNAL_STEP`] and
@@ -383,13 +399,22 @@ fn commit_call() -> String {
 
 /// A commit inside a write: on PostgreSQL the function's call, on SQLite its three
 /// statements.
-fn apply_commit(tx: &Conn<'_>, values: &[Value], claim: u64, expected: u64) -> Result<Option<Claimed>> {
+fn apply_commit(
+    tx: &Conn<'_>,
+    values: &[Value],
+    claim: u64,
+    expected: u64,
+) -> Result<Option<Claimed>> {
     let run_id = run_id_of(values);
     if tx.is_postgres() {
         let rows = tx.query(&commit_call(), values)?;
         return committed(rows.first(), claim, &run_id, expected);
     }
-    if tx.prepare_cached(COMMIT_RUN)?.execute(&values[..RUN_PARAMS])? != 1 {
+    if tx
+        .prepare_cached(COMMIT_RUN)?
+        .execute(&values[..RUN_PARAMS])?
+        != 1
+    {
         return Err(StoreError::Conflict {
             run: run_id,
             expected,
@@ -400,9 +425,11 @@ fn apply_commit(tx: &Conn<'_>, values: &[Value], claim: u64, expected: u64) -> R
     if values[KEEP_NODE] == Value::Null {
         return Ok(None);
     }
-    tx.prepare_cached(&format!("{KEEP_CLAIM} RETURNING {RUN_COLUMNS}, step_claims"))?
-        .query_row(values, |r| claimed_from(r, claim))
-        .optional()
+    tx.prepare_cached(&format!(
+        "{KEEP_CLAIM} RETURNING {RUN_COLUMNS}, step_claims"
+    ))?
+    .query_row(values, |r| claimed_from(r, claim))
+    .optional()
 }
 
 /// Where the commit's parameters hold the kept claim's node (NULL: release it).
@@ -410,7 +437,12 @@ const KEEP_NODE: usize = 29;
 
 /// What the function's answer says: no row, the fence refused the commit; a row with no
 /// claim owner, committed and released; else committed under the kept claim.
-fn committed(row: Option<&Row>, claim: u64, run_id: &str, expected: u64) -> Result<Option<Claimed>> {
+fn committed(
+    row: Option<&Row>,
+    claim: u64,
+    run_id: &str,
+    expected: u64,
+) -> Result<Option<Claimed>> {
     let Some(row) = row else {
         return Err(StoreError::Conflict {
             run: run_id.to_owned(),

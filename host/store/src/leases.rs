@@ -178,28 +178,26 @@ impl Store {
                 // Only a claim still free or expired is taken: a row another node claimed
                 // meanwhile is left alone. The step's claims are counted in the same write,
                 // so a crash at any point of the step has counted it.
-                let mut claim = tx.prepare_cached(
+                // The run comes back with its claim: one statement a run.
+                let mut claim = tx.prepare_cached(&format!(
                     "UPDATE runs SET claim_owner = ?1, claim_until = ?2, claim_seq = claim_seq + 1,
                         step_claims = CASE WHEN claim_step = step_seq THEN step_claims + 1 ELSE 1 END,
                         claim_step = step_seq
                      WHERE id = ?3 AND (claim_until IS NULL OR claim_until < ?4)
-                     RETURNING claim_seq, step_claims",
-                )?;
-                let mut read =
-                    tx.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?;
+                     RETURNING {RUN_COLUMNS}, claim_seq, step_claims"
+                ))?;
                 let mut claimed = Vec::with_capacity(order.len());
                 for id in order {
-                    let Some((claim_seq, step_claims)) = claim
+                    let Some((run, claim_seq, step_claims)) = claim
                         .query_row(params![node, until, id, now_ms], |r| {
-                            Ok((r.get::<u64>(0)?, r.get::<u32>(1)?))
+                            Ok((run_from_row(r)?, r.get::<u64>(16)?, r.get::<u32>(17)?))
                         })
                         .optional()?
                     else {
                         continue;
                     };
-                    let run = read.query_row(params![id], run_from_row)??;
                     claimed.push(Claimed {
-                        run,
+                        run: run?,
                         claim_seq,
                         step_claims,
                     });
@@ -266,6 +264,7 @@ impl Store {
                 for (id, seq) in &claims {
                     stmt.execute(params![id, seq, node])?;
                 }
+                tx.made_work();
                 Ok(())
             })
             .await
@@ -278,12 +277,16 @@ impl Store {
         let node = node.to_owned();
         self.writer
             .write(move |tx| {
-                Ok(tx
+                let released = tx
                     .prepare_cached(
                         "UPDATE runs SET claim_owner = NULL, claim_until = NULL
                          WHERE claim_owner = ?1",
                     )?
-                    .execute(params![node])? as usize)
+                    .execute(params![node])? as usize;
+                if released > 0 {
+                    tx.made_work();
+                }
+                Ok(released)
             })
             .await
     }
@@ -337,7 +340,9 @@ impl Store {
         commit: crate::journal::StepCommit,
         claim_seq: u64,
     ) -> Result<()> {
-        self.commit_fenced(commit, claim_seq, None).await.map(|_| ())
+        self.commit_fenced(commit, claim_seq, None)
+            .await
+            .map(|_| ())
     }
 
     /// [`Store::commit_claimed_step`], keeping the claim for the run's next step when the

@@ -21,6 +21,7 @@ mod interactions;
 mod journal;
 mod kv;
 mod leases;
+mod listen;
 mod paging;
 mod plans;
 mod post_contact;
@@ -138,6 +139,8 @@ pub struct Store {
     reads: Reads,
     /// Told of every journal commit, after it is on disk (live tails wait on it).
     commits: journal::Commits,
+    /// Woken when another node sharing the database made a run due (`listen.rs`).
+    work: std::sync::Arc<tokio::sync::Notify>,
 }
 
 enum Reads {
@@ -191,6 +194,7 @@ impl Store {
             writer: writer::Writer::start(writer::WriteConn::Sqlite(conn)),
             reads: Reads::Sqlite(Mutex::new(reader)),
             commits: journal::Commits::new(),
+            work: Default::default(),
         })
     }
 
@@ -222,6 +226,8 @@ impl Store {
         };
         let mut conn = pg.connect_writer().map_err(open_error)?;
         schema::migrate_postgres(&mut conn).map_err(open_error)?;
+        let work = std::sync::Arc::new(tokio::sync::Notify::new());
+        pg.spawn(listen::listen(pg.url.clone(), pg.id.clone(), work.clone()));
         Ok(Store {
             writer: writer::Writer::start(writer::WriteConn::Pg {
                 pg: pg.clone(),
@@ -229,7 +235,17 @@ impl Store {
             }),
             reads: Reads::Pg(pg),
             commits: journal::Commits::new(),
+            work,
         })
+    }
+
+    /// Resolves when another node sharing the database has made a run due (started one,
+    /// woke or retried one, released a claim, left a run queued after a step), or when this
+    /// store's listener (re)connected and may have missed such news: the scheduler then
+    /// looks at the queue (`listen.rs`). Notices that come while nobody waits are kept as
+    /// one. Never on SQLite, which one process owns.
+    pub async fn work_elsewhere(&self) {
+        self.work.notified().await
     }
 
     /// Whether this store is on PostgreSQL.

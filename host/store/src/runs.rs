@@ -164,6 +164,7 @@ impl Store {
                     ],
                 )?;
                 if inserted == 1 {
+                    tx.made_work();
                     return Ok(StartedRun { id, created: true });
                 }
                 let existing: String = tx.query_row(
@@ -383,6 +384,7 @@ impl Store {
                     run.id,
                     run.step_seq
                 ])?;
+                tx.made_work();
                 let at = RunRecord {
                     plan,
                     plan_version,

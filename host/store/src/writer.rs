@@ -26,6 +26,9 @@ enum Job {
 struct OneStatement {
     sql: String,
     params: Vec<Value>,
+    /// Whether the write, once applied, made a run due that another node may take
+    /// ([`Conn::made_work`]).
+    makes_work: bool,
     /// Told the statement's rows, and the batch's failure if it failed.
     answer: Answer,
 }
@@ -37,6 +40,9 @@ impl Job {
             Job::Any(job) => job(conn),
             Job::One(one) => {
                 let rows = in_savepoint(conn, |c| c.query(&one.sql, &one.params));
+                if one.makes_work && rows.is_ok() {
+                    conn.made_work();
+                }
                 let answer = one.answer;
                 Box::new(move |failure| answer(rows, failure))
             }
@@ -147,7 +153,12 @@ impl Writer {
     /// [`Writer::write`] for a write that is one statement (`sql` with `params`): its
     /// rows, once the batch is committed. On PostgreSQL such writes cost no round trip of
     /// their own: a batch of them goes out as one pipeline.
-    pub(crate) async fn write_one(&self, sql: String, params: Vec<Value>) -> Result<Vec<Row>> {
+    pub(crate) async fn write_one(
+        &self,
+        sql: String,
+        params: Vec<Value>,
+        makes_work: bool,
+    ) -> Result<Vec<Row>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let answer: Answer = Box::new(move |rows, failure| {
             let answer = match failure {
@@ -159,6 +170,7 @@ impl Writer {
         let job = Job::One(OneStatement {
             sql,
             params,
+            makes_work,
             answer,
         });
         self.jobs.send(job).map_err(|_| StoreError::WriterGone)?;
@@ -229,7 +241,7 @@ fn commit_pg(pg: &Pg, slot: &mut Option<PgConn>, batch: Vec<Job>) -> (Vec<Reply>
                 Job::Any(_) => None,
             })
             .collect();
-        match commit_pipelined(conn, ones) {
+        match commit_pipelined(conn, ones, &pg.id) {
             Ok(replies) => return (replies, None),
             Err((ones, Some(failure))) => {
                 let replies = ones
@@ -255,6 +267,9 @@ fn commit_pg(pg: &Pg, slot: &mut Option<PgConn>, batch: Vec<Job>) -> (Vec<Reply>
         let view = Conn::pg(conn);
         batch.into_iter().map(|job| job.run(&view)).collect()
     };
+    if conn.take_made_work() {
+        conn.defer(&crate::listen::notice(&pg.id));
+    }
     match conn.batch("COMMIT") {
         Ok(()) => (replies, None),
         Err(e) => {
@@ -275,6 +290,7 @@ fn commit_pg(pg: &Pg, slot: &mut Option<PgConn>, batch: Vec<Job>) -> (Vec<Reply>
 fn commit_pipelined(
     conn: &mut PgConn,
     batch: Vec<OneStatement>,
+    id: &str,
 ) -> std::result::Result<Vec<Reply>, (Vec<OneStatement>, Option<String>)> {
     conn.clear_deferred();
     conn.defer("BEGIN");
@@ -282,7 +298,12 @@ fn commit_pipelined(
         .iter()
         .map(|one| (one.sql.as_str(), one.params.as_slice()))
         .collect();
-    let Pipelined { statements, commit } = conn.pipeline(&statements, "COMMIT");
+    let end = if batch.iter().any(|one| one.makes_work) {
+        format!("{};COMMIT", crate::listen::notice(id))
+    } else {
+        "COMMIT".to_owned()
+    };
+    let Pipelined { statements, commit } = conn.pipeline(&statements, &end);
     match commit {
         Ok(()) if statements.iter().all(Result::is_ok) => Ok(batch
             .into_iter()

@@ -70,10 +70,7 @@ impl Applets for Script {
                     body: b"hello".to_vec(),
                     timeout: None,
                 };
-                let _ = input
-                    .capabilities
-                    .http_send(&input.context, request)
-                    .await;
+                let _ = input.capabilities.http_send(&input.context, request).await;
             }
             _ => {}
         }
@@ -362,8 +359,15 @@ async fn a_runs_five_steps_on_postgres_take_few_round_trips() {
         let before = store.write_stats();
         assert_eq!(engine.run_until_idle().await.unwrap(), 5);
         let after = store.write_stats();
-        assert_eq!(store.run("acme", &run).unwrap().unwrap().status, RunStatus::Done);
-        assert_eq!(store.effects(&run, None).unwrap().len(), 1, "the call's record");
+        assert_eq!(
+            store.run("acme", &run).unwrap().unwrap().status,
+            RunStatus::Done
+        );
+        assert_eq!(
+            store.effects(&run, None).unwrap().len(),
+            1,
+            "the call's record"
+        );
         trips.push((
             after.write_round_trips - before.write_round_trips,
             after.read_round_trips - before.read_round_trips,
@@ -371,8 +375,13 @@ async fn a_runs_five_steps_on_postgres_take_few_round_trips() {
     }
     let (writes, reads) = trips[1];
     eprintln!("five steps on PostgreSQL: {writes} write and {reads} read round trips");
-    assert!(writes <= 100, "{writes} write round trips");
-    assert!(reads <= 100, "{reads} read round trips");
+    // The claim (its tenant's lock, its count of live claims, its oldest due runs, the
+    // claim returning the run, the commit: 5), the effect's record (1), each step's commit
+    // (1 each, the claim kept by the first four): 11. Reads: the effect journal at the
+    // step's one call, and the scheduler's look at the queue before and after. It was 49
+    // and 9 before the commit became one statement and the batches pipelines.
+    assert!(writes <= 11, "{writes} write round trips");
+    assert!(reads <= 5, "{reads} read round trips");
     drop((engine, store));
     drop(database);
 }
