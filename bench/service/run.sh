@@ -60,6 +60,11 @@ wait_http() { # url
 start_coda() { # tag
     local data="$WORK/coda-data"
     rm -rf "$data" && mkdir -p "$data"
+    # A PostgreSQL database starts empty too, as the SQLite file does.
+    if [[ $CODA_DB == postgres* ]]; then
+        psql -q "$CODA_DB" -c 'DROP SCHEMA public CASCADE; CREATE SCHEMA public' >/dev/null
+        psql -qtA "$CODA_DB" -c "SELECT pg_stat_statements_reset()" >/dev/null 2>&1 || true
+    fi
     LOOPBACK_PORT=8026 node "$HERE/loopback.mjs" >"$WORK/logs/loopback-$1.log" 2>&1 &
     PIDS+=($!)
     local operator=bench-operator-$RANDOM$RANDOM
@@ -101,6 +106,17 @@ start_restate() { # tag
     return 1
 }
 
+# The store's counters after a coda run (warm-up included): group commits, writes and, on
+# PostgreSQL, round trips; and with pg_stat_statements in the server, the statements it ran.
+store_counters() { # tag
+    curl -sf http://127.0.0.1:8080/metrics | grep -E '^coda_store_' >"$OUT_DIR/store-$1.txt" || true
+    if [[ $CODA_DB == postgres* ]]; then
+        psql -qtA "$CODA_DB" -c "SELECT 'pg_statements_total ' || SUM(calls) FROM pg_stat_statements
+            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())" \
+            >>"$OUT_DIR/store-$1.txt" 2>/dev/null || true
+    fi
+}
+
 mkdir -p "$WORK/logs" "$OUT_DIR"
 {
     echo "date: $(date -u +%FT%TZ)  commit: $(git -C "$ROOT" rev-parse --short HEAD)"
@@ -118,6 +134,7 @@ for rep in $(seq 1 "$REPS"); do
                 start_coda "$tag"
                 node "$HERE/loadgen.mjs" --target coda --api http://127.0.0.1:8080 --token "$TOKEN" \
                     --n "$N" --c "$C" --warmup "$WARMUP" --prefix "$tag" --pid "server=$CODA_PID" | tee -a "$RAW" >&2
+                store_counters "$tag"
             else
                 start_restate "$tag"
                 node "$HERE/loadgen.mjs" --target restate --ingress http://127.0.0.1:8080 \

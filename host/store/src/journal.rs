@@ -207,7 +207,7 @@ impl Store {
         let kept = if self.is_postgres() && given.is_some() {
             let rows = self
                 .writer
-                .write_one(commit_call(), values, makes_work)
+                .write_one(commit_call().to_owned(), values, makes_work)
                 .await?;
             committed(rows.first(), claim, &run_id, expected)?
         } else {
@@ -388,13 +388,16 @@ pub(crate) fn commit_function() -> &'static (String, String) {
 
 /// The call of [`commit_function`], with the run's columns, its step claims and its
 /// claim's owner.
-fn commit_call() -> String {
-    let placeholders: Vec<String> = (1..=COMMIT_PARAMS).map(|i| format!("?{i}")).collect();
-    format!(
-        "SELECT {RUN_COLUMNS}, step_claims, claim_owner FROM {}({})",
-        commit_function().0,
-        placeholders.join(", ")
-    )
+fn commit_call() -> &'static str {
+    static CALL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CALL.get_or_init(|| {
+        let placeholders: Vec<String> = (1..=COMMIT_PARAMS).map(|i| format!("?{i}")).collect();
+        format!(
+            "SELECT {RUN_COLUMNS}, step_claims, claim_owner FROM {}({})",
+            commit_function().0,
+            placeholders.join(", ")
+        )
+    })
 }
 
 /// A commit inside a write: on PostgreSQL the function's call, on SQLite its three
@@ -407,7 +410,7 @@ fn apply_commit(
 ) -> Result<Option<Claimed>> {
     let run_id = run_id_of(values);
     if tx.is_postgres() {
-        let rows = tx.query(&commit_call(), values)?;
+        let rows = tx.query(commit_call(), values)?;
         return committed(rows.first(), claim, &run_id, expected);
     }
     if tx
