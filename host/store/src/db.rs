@@ -294,6 +294,11 @@ impl PgConn {
         self.made_work = false;
     }
 
+    /// Notes that the transaction in hand made work for other nodes.
+    pub(crate) fn note_made_work(&mut self) {
+        self.made_work = true;
+    }
+
     /// Whether the transaction in hand made work for other nodes, forgetting it.
     pub(crate) fn take_made_work(&mut self) -> bool {
         std::mem::take(&mut self.made_work)
@@ -368,11 +373,15 @@ impl PgConn {
         rows_of(&rows)
     }
 
-    /// The deferred statements, then `statements`, then `end` (a simple statement: the
-    /// `COMMIT`), all sent before any answer is awaited: one round trip for all of them.
+    /// The deferred statements, then `statements`, then `end` if any (a simple statement:
+    /// the `COMMIT`), all sent before any answer is awaited: one round trip for all of them.
     /// Each statement's outcome is its own; after one fails the rest fail too (the
     /// transaction is aborted) and a `COMMIT` rolls back.
-    pub(crate) fn pipeline(&mut self, statements: &[(&str, &[Value])], end: &str) -> Pipelined {
+    pub(crate) fn pipeline(
+        &mut self,
+        statements: &[(&str, &[Value])],
+        end: Option<&str>,
+    ) -> Pipelined {
         let mut prepared = Vec::with_capacity(statements.len());
         for (sql, _) in statements {
             // Each statement is prepared once per connection; the first time costs a round
@@ -423,11 +432,14 @@ impl PgConn {
             let unsent = queries
                 .iter()
                 .any(|query| matches!(query, futures::future::MaybeDone::Done(Err(_))));
-            let mut commit = Box::pin(maybe_done(client.batch_execute(if unsent {
-                "ROLLBACK"
-            } else {
-                end
-            })));
+            // Without an end (the transaction goes on) nothing is rolled back here: the
+            // caller rolls back to its savepoint when a statement failed.
+            let end = match end {
+                Some(_) if unsent => "ROLLBACK",
+                Some(end) => end,
+                None => "",
+            };
+            let mut commit = Box::pin(maybe_done(client.batch_execute(end)));
             futures::future::poll_fn(|cx| {
                 let _ = commit.as_mut().poll(cx);
                 std::task::Poll::Ready(())

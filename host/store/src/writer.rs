@@ -219,9 +219,12 @@ fn commit_sqlite(conn: &mut rusqlite::Connection, batch: Vec<Job>) -> (Vec<Reply
 }
 
 /// The same on PostgreSQL, connecting first when there is no live connection. A batch of
-/// single-statement writes is one pipeline ([`commit_pipelined`]); any other goes statement
-/// by statement, each write in its savepoint, with `BEGIN`, the savepoints and their
-/// releases sent along with the statements rather than each in a round trip of its own.
+/// only single-statement writes is one pipeline with its `BEGIN` and `COMMIT`
+/// ([`commit_pipelined`]). Otherwise its single-statement writes go first, as one pipeline
+/// in a savepoint of their own ([`pipeline_ones`]; the batch's writes were all waiting at
+/// once, so any order of them is one they could have come in), then each other write
+/// statement by statement in its savepoint; `BEGIN`, the savepoints and their releases are
+/// sent along with the statements rather than each in a round trip of its own.
 fn commit_pg(pg: &Pg, slot: &mut Option<PgConn>, batch: Vec<Job>) -> (Vec<Reply>, Option<String>) {
     if slot.as_ref().is_none_or(PgConn::is_closed) {
         *slot = None;
@@ -233,14 +236,15 @@ fn commit_pg(pg: &Pg, slot: &mut Option<PgConn>, batch: Vec<Job>) -> (Vec<Reply>
     let Some(conn) = slot.as_mut() else {
         return (Vec::new(), Some("database unavailable".into()));
     };
-    let batch = if batch.iter().all(|job| matches!(job, Job::One(_))) {
-        let ones = batch
-            .into_iter()
-            .filter_map(|job| match job {
-                Job::One(one) => Some(one),
-                Job::Any(_) => None,
-            })
-            .collect();
+    let mut ones = Vec::new();
+    let mut anys = Vec::new();
+    for job in batch {
+        match job {
+            Job::One(one) => ones.push(one),
+            any => anys.push(any),
+        }
+    }
+    if anys.is_empty() {
         match commit_pipelined(conn, ones, &pg.id) {
             Ok(replies) => return (replies, None),
             Err((ones, Some(failure))) => {
@@ -256,17 +260,17 @@ fn commit_pg(pg: &Pg, slot: &mut Option<PgConn>, batch: Vec<Job>) -> (Vec<Reply>
                 }
                 return (replies, Some(failure));
             }
-            Err((ones, None)) => ones.into_iter().map(Job::One).collect(),
+            // A statement failed: the batch was rolled back, and is run again below.
+            Err((again, None)) => ones = again,
         }
-    } else {
-        batch
-    };
+    }
     conn.clear_deferred();
     conn.defer("BEGIN");
-    let replies: Vec<Reply> = {
+    let mut replies = pipeline_ones(conn, ones);
+    {
         let view = Conn::pg(conn);
-        batch.into_iter().map(|job| job.run(&view)).collect()
-    };
+        replies.extend(anys.into_iter().map(|job| job.run(&view)));
+    }
     if conn.take_made_work() {
         conn.defer(&crate::listen::notice(&pg.id));
     }
@@ -280,6 +284,40 @@ fn commit_pg(pg: &Pg, slot: &mut Option<PgConn>, batch: Vec<Job>) -> (Vec<Reply>
             (replies, Some(e.to_string()))
         }
     }
+}
+
+/// Single-statement writes inside the batch's transaction: one pipeline in a savepoint;
+/// if a statement of it failed, rolled back to the savepoint and run again one savepoint
+/// each, so that only the failing write fails.
+fn pipeline_ones(conn: &mut PgConn, ones: Vec<OneStatement>) -> Vec<Reply> {
+    if ones.len() > 1 {
+        conn.defer("SAVEPOINT ones");
+        let statements: Vec<(&str, &[Value])> = ones
+            .iter()
+            .map(|one| (one.sql.as_str(), one.params.as_slice()))
+            .collect();
+        let Pipelined { statements, .. } = conn.pipeline(&statements, None);
+        if statements.iter().all(Result::is_ok) {
+            conn.defer("RELEASE ones");
+            return ones
+                .into_iter()
+                .zip(statements)
+                .map(|(one, rows)| -> Reply {
+                    if one.makes_work {
+                        conn.note_made_work();
+                    }
+                    let answer = one.answer;
+                    Box::new(move |failure| answer(rows, failure))
+                })
+                .collect();
+        }
+        conn.defer("ROLLBACK TO ones");
+        conn.defer("RELEASE ones");
+    }
+    let view = Conn::pg(conn);
+    ones.into_iter()
+        .map(|one| Job::One(one).run(&view))
+        .collect()
 }
 
 /// `BEGIN`, every statement and `COMMIT` in one round trip. When a statement failed, the
@@ -303,7 +341,7 @@ fn commit_pipelined(
     } else {
         "COMMIT".to_owned()
     };
-    let Pipelined { statements, commit } = conn.pipeline(&statements, &end);
+    let Pipelined { statements, commit } = conn.pipeline(&statements, Some(&end));
     match commit {
         Ok(()) if statements.iter().all(Result::is_ok) => Ok(batch
             .into_iter()

@@ -171,9 +171,9 @@ async fn a_step_costs_one_round_trip_and_the_fence_holds() {
     }
 }
 
-/// Writes pipelined together, one of which PostgreSQL refuses (a NUL in text): the others
-/// commit, the refused one fails alone with its own error (the batch is run again one
-/// savepoint a write).
+/// Writes pipelined together, one of which PostgreSQL refuses (a NUL in text), beside other
+/// writes: the others commit, the refused one fails alone with its own error (the batch, or
+/// its pipeline's savepoint, is run again one savepoint a write).
 async fn a_failing_write_in_a_pipelined_batch_fails_alone() {
     let (_dir, store) = open();
     let store = std::sync::Arc::new(store);
@@ -198,7 +198,17 @@ async fn a_failing_write_in_a_pipelined_batch_fails_alone() {
             })
         })
         .collect();
+    // Other writes in the same batches (statements run one by one, each in its savepoint).
+    let starts: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.start_run(new_run(None)).await })
+        })
+        .collect();
     let mut failed = Vec::new();
+    for start in starts {
+        start.await.unwrap().unwrap();
+    }
     for write in writes {
         let (run, recorded) = write.await.unwrap();
         match recorded {
