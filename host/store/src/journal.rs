@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::db::{Conn, OptionalExtension, Row, ToValue, Value, params, to_postgres};
-use crate::leases::{Claimed, KEEP_CLAIM, KeepClaim};
+use crate::db::{Conn, Row, ToValue, Value, params, to_postgres};
+use crate::leases::{CLAIM_AFTER_COMMIT, Claimed, KeepClaim};
 use crate::runs::{RUN_COLUMNS, run_from_row};
 use coda_types::Values;
 use serde::{Deserialize, Serialize};
@@ -115,13 +115,12 @@ impl Store {
     /// Commits a step and the run's next position together, fenced by the step sequence and
     /// by the claim `claim` (`leases.rs`): the commit applies only while that claim is the
     /// run's latest, and releases it in the same write, or with `keep` keeps it for the
-    /// run's next step when that is due now (`leases.rs`, [`KEEP_CLAIM`]). Returns the run
-    /// under the kept claim, if it was kept.
+    /// run's next step when that is due now (`leases.rs`, [`CLAIM_AFTER_COMMIT`]). Returns
+    /// the run under the kept claim, if it was kept.
     ///
-    /// One write of [`COMMIT_RUN`], [`JOURNAL_STEP`] and [`KEEP_CLAIM`], over one list of
-    /// parameters: on SQLite three statements; on PostgreSQL one call of the function made
-    /// of the same three ([`commit_function`]), one round trip, pipelined with the other
-    /// writes of its batch.
+    /// One write of [`commit_run`] and [`JOURNAL_STEP`], over one list of parameters: on
+    /// SQLite two statements; on PostgreSQL one call of the function made of the same two
+    /// ([`commit_function`]), one round trip, pipelined with the other writes of its batch.
     pub(crate) async fn commit_fenced(
         &self,
         commit: StepCommit,
@@ -313,13 +312,20 @@ impl Store {
     }
 }
 
-/// The run's next position, fenced by its step sequence (`?13`) and the claim (`?14`),
-/// releasing the claim. Parameters: see [`Store::commit_fenced`]'s list.
-const COMMIT_RUN: &str = "UPDATE runs SET status = ?1, plan = ?2, plan_version = ?3, node = ?4,
-        step_seq = step_seq + 1, attempt = ?5, data = ?6, state = ?7, due_at = ?8,
-        wait = ?9, route_depth = ?10, updated_at = ?11,
-        claim_owner = NULL, claim_until = NULL
-     WHERE id = ?12 AND step_seq = ?13 AND claim_seq = ?14";
+/// The run's next position, fenced by its step sequence (`?13`) and the claim (`?14`), the
+/// claim kept or released ([`CLAIM_AFTER_COMMIT`]), the row returned. Parameters: see
+/// [`Store::commit_fenced`]'s list.
+fn commit_run() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "UPDATE runs SET status = ?1, plan = ?2, plan_version = ?3, node = ?4,
+                step_seq = step_seq + 1, attempt = ?5, data = ?6, state = ?7, due_at = ?8,
+                wait = ?9, route_depth = ?10, updated_at = ?11, {CLAIM_AFTER_COMMIT}
+             WHERE id = ?12 AND step_seq = ?13 AND claim_seq = ?14"
+        )
+    })
+}
 
 /// The step's journal entry.
 const JOURNAL_STEP: &str = "INSERT INTO steps (run_id, seq, plan, plan_version, node, applet,
@@ -330,9 +336,8 @@ const JOURNAL_STEP: &str = "INSERT INTO steps (run_id, seq, plan, plan_version, 
 const RUN_ID: usize = 11;
 const INPUT: usize = 26;
 const DELTA: usize = 28;
-/// How many parameters the commit takes; the first [`COMMIT_RUN`] and [`JOURNAL_STEP`] use.
+/// How many parameters the commit takes; the first [`JOURNAL_STEP`] uses.
 const COMMIT_PARAMS: usize = 32;
-const RUN_PARAMS: usize = 14;
 const STEP_PARAMS: usize = 29;
 
 fn run_id_of(values: &[Value]) -> String {
@@ -350,8 +355,8 @@ const COMMIT_TYPES: [&str; COMMIT_PARAMS] = [
     "bigint",
 ];
 
-/// PostgreSQL's step commit: one function made of [`COMMIT_RUN`], [`JOURNAL_STEP`] and
-/// [`KEEP_CLAIM`] as written for SQLite (PL/pgSQL reads `$N` as the function's Nth
+/// PostgreSQL's step commit: one function made of [`commit_run`] and [`JOURNAL_STEP`] as
+/// written for SQLite (PL/pgSQL reads `$N` as the function's Nth
 /// parameter), so that a step's commit is one statement, one round trip. It returns the
 /// run's row once committed (its claim kept, or released: `claim_owner` says which), and
 /// no row when the fence refused the commit. Its name carries a digest of its text, so a
@@ -366,14 +371,10 @@ pub(crate) fn commit_function() -> &'static (String, String) {
                  {} RETURNING runs.* INTO row;
                  IF NOT FOUND THEN RETURN; END IF;
                  {};
-                 IF $30 IS NOT NULL THEN
-                     {} RETURNING runs.* INTO row;
-                 END IF;
                  RETURN NEXT row;
              END",
-            to_postgres(COMMIT_RUN),
+            to_postgres(commit_run()),
             to_postgres(JOURNAL_STEP),
-            to_postgres(KEEP_CLAIM),
         );
         use sha2::{Digest, Sha256};
         let digest = hex::encode(&Sha256::digest(body.as_bytes())[..6]);
@@ -400,7 +401,7 @@ fn commit_call() -> &'static str {
     })
 }
 
-/// A commit inside a write: on PostgreSQL the function's call, on SQLite its three
+/// A commit inside a write: on PostgreSQL the function's call, on SQLite its two
 /// statements.
 fn apply_commit(
     tx: &Conn<'_>,
@@ -413,30 +414,21 @@ fn apply_commit(
         let rows = tx.query(commit_call(), values)?;
         return committed(rows.first(), claim, &run_id, expected);
     }
-    if tx
-        .prepare_cached(COMMIT_RUN)?
-        .execute(&values[..RUN_PARAMS])?
-        != 1
-    {
-        return Err(StoreError::Conflict {
-            run: run_id,
-            expected,
-        });
+    static RETURNING: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = RETURNING.get_or_init(|| {
+        format!(
+            "{} RETURNING {RUN_COLUMNS}, step_claims, claim_owner",
+            commit_run()
+        )
+    });
+    let rows = tx.query(sql, values)?;
+    if rows.is_empty() {
+        return committed(None, claim, &run_id, expected);
     }
     tx.prepare_cached(JOURNAL_STEP)?
         .execute(&values[..STEP_PARAMS])?;
-    if values[KEEP_NODE] == Value::Null {
-        return Ok(None);
-    }
-    tx.prepare_cached(&format!(
-        "{KEEP_CLAIM} RETURNING {RUN_COLUMNS}, step_claims"
-    ))?
-    .query_row(values, |r| claimed_from(r, claim))
-    .optional()
+    committed(rows.first(), claim, &run_id, expected)
 }
-
-/// Where the commit's parameters hold the kept claim's node (NULL: release it).
-const KEEP_NODE: usize = 29;
 
 /// What the function's answer says: no row, the fence refused the commit; a row with no
 /// claim owner, committed and released; else committed under the kept claim.

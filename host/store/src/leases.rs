@@ -349,7 +349,7 @@ impl Store {
     /// commit leaves the run due now (`ready`, `due_at <= keep.now_ms`): the claim's owner
     /// stays `keep.node`, its lease runs to `keep.until_ms`, its number (the fence) stays
     /// `claim_seq`, and the next step's start is counted as a claim counts it
-    /// (`step_claims`), all in the commit's own write ([`KEEP_CLAIM`]). Returns the run as
+    /// (`step_claims`), all in the commit's own write (`CLAIM_AFTER_COMMIT`). Returns the run as
     /// committed, under the kept claim, or `None` when the run is not due now (finished,
     /// waiting, paused, retrying later): the claim was then released as by
     /// [`Store::commit_claimed_step`].
@@ -380,14 +380,20 @@ impl Store {
     }
 }
 
-/// A step's commit keeping its claim for the run's next step (part of the step's commit,
-/// `journal.rs`, whose parameter list it shares): the commit released the claim and its
-/// fence held, so the run is this claim's; it is taken again for the step the commit made
-/// due, counted as a claim counts it. `?30` the node, `?31` the lease's end, `?32` now.
-pub(crate) const KEEP_CLAIM: &str = "UPDATE runs SET claim_owner = ?30, claim_until = ?31,
-        step_claims = CASE WHEN claim_step = step_seq THEN step_claims + 1 ELSE 1 END,
-        claim_step = step_seq
-     WHERE id = ?12 AND claim_seq = ?14 AND status = 'ready' AND due_at <= ?32";
+/// The claim as a step's commit leaves it (part of the commit's one `UPDATE`, `journal.rs`,
+/// whose parameters it shares): kept for the run's next step when the commit asks to
+/// (`?30`, the node) and leaves the run ready and due by `?32` (now): the lease then runs to
+/// `?31`, and the next step's start is counted as a claim counts it (the columns on the
+/// right are the row's before the commit, whose step sequence it moves on by one). Else
+/// released. The fence (`claim_seq`) is the commit's own.
+pub(crate) const CLAIM_AFTER_COMMIT: &str = "
+        claim_owner = CASE WHEN ?30 IS NOT NULL AND ?1 = 'ready' AND ?8 <= ?32 THEN ?30 END,
+        claim_until = CASE WHEN ?30 IS NOT NULL AND ?1 = 'ready' AND ?8 <= ?32 THEN ?31 END,
+        step_claims = CASE WHEN ?30 IS NOT NULL AND ?1 = 'ready' AND ?8 <= ?32 THEN
+            CASE WHEN claim_step = step_seq + 1 THEN step_claims + 1 ELSE 1 END
+            ELSE step_claims END,
+        claim_step = CASE WHEN ?30 IS NOT NULL AND ?1 = 'ready' AND ?8 <= ?32 THEN step_seq + 1
+            ELSE claim_step END";
 
 /// The loose index scan behind [`Store::queued_tenants`]. SQLite's planner, left to itself,
 /// takes `runs_status_created` (tenant, status, …) for `MIN(tenant)` and walks every finished
