@@ -5,8 +5,8 @@
 # (loadgen.mjs), then coda's open loop once per repetition; it prints the median table.
 #
 # env: N (20000) WARMUP (1000) CONCURRENCIES ("16 64 256") REPS (3) TARGETS ("coda restate")
-#      OPEN (1: also the open loop, N runs) CODA_DB (a postgres:// URL; default SQLite in the
-#      data dir) CODA_BIN (a coda already built; default: built here, release) OUT_DIR (target/bench/service) NETNS (1: loopback-only network namespace)
+#      OPEN (1: also the open loop, N runs) CODA_DB (a postgres://…/NAME URL, NAME a database
+#      dropped and made again for each run; default SQLite in the data dir) CODA_BIN (a coda already built; default: built here, release) OUT_DIR (target/bench/service) NETNS (1: loopback-only network namespace)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -60,6 +60,13 @@ wait_http() { # url
 start_coda() { # tag
     local data="$WORK/coda-data"
     rm -rf "$data" && mkdir -p "$data"
+    # A PostgreSQL database starts empty too, as the SQLite file does: CODA_DB names a
+    # database of its own (not `postgres`), dropped and made again from `postgres`.
+    if [[ $CODA_DB == postgres* ]]; then
+        psql -q "${CODA_DB%/*}/postgres" -c "DROP DATABASE IF EXISTS ${CODA_DB##*/} WITH (FORCE)" \
+            -c "CREATE DATABASE ${CODA_DB##*/}" >/dev/null
+        psql -qtA "${CODA_DB%/*}/postgres" -c "SELECT pg_stat_statements_reset()" >/dev/null 2>&1 || true
+    fi
     LOOPBACK_PORT=8026 node "$HERE/loopback.mjs" >"$WORK/logs/loopback-$1.log" 2>&1 &
     PIDS+=($!)
     local operator=bench-operator-$RANDOM$RANDOM
@@ -101,6 +108,17 @@ start_restate() { # tag
     return 1
 }
 
+# The store's counters after a coda run (warm-up included): group commits, writes and, on
+# PostgreSQL, round trips; and with pg_stat_statements in the server, the statements it ran.
+store_counters() { # tag
+    curl -sf http://127.0.0.1:8080/metrics | grep -E '^coda_store_' >"$OUT_DIR/store-$1.txt" || true
+    if [[ $CODA_DB == postgres* ]]; then
+        psql -qtA "${CODA_DB%/*}/postgres" -c "SELECT 'pg_statements_total ' || SUM(calls)
+            FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '${CODA_DB##*/}')" \
+            >>"$OUT_DIR/store-$1.txt" 2>/dev/null || true
+    fi
+}
+
 mkdir -p "$WORK/logs" "$OUT_DIR"
 {
     echo "date: $(date -u +%FT%TZ)  commit: $(git -C "$ROOT" rev-parse --short HEAD)"
@@ -118,6 +136,7 @@ for rep in $(seq 1 "$REPS"); do
                 start_coda "$tag"
                 node "$HERE/loadgen.mjs" --target coda --api http://127.0.0.1:8080 --token "$TOKEN" \
                     --n "$N" --c "$C" --warmup "$WARMUP" --prefix "$tag" --pid "server=$CODA_PID" | tee -a "$RAW" >&2
+                store_counters "$tag"
             else
                 start_restate "$tag"
                 node "$HERE/loadgen.mjs" --target restate --ingress http://127.0.0.1:8080 \

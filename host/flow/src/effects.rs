@@ -78,7 +78,9 @@ pub struct JournaledCapabilities {
     claim: Option<u64>,
     /// This node's hold on that claim: no call is made once it cannot be sure of it.
     lease: Option<Arc<Lease>>,
-    journaled: Vec<EffectRecord>,
+    /// What this step already journaled, read at its first effectful call: most steps
+    /// make none, and a read is a round trip on PostgreSQL.
+    journaled: std::sync::OnceLock<Vec<EffectRecord>>,
     progress: Mutex<Progress>,
 }
 
@@ -89,7 +91,8 @@ struct Progress {
 }
 
 impl JournaledCapabilities {
-    /// Reads what this step already journaled (nothing on a first execution).
+    /// The journal of this step's calls; what it already journaled (nothing on a first
+    /// execution) is read at its first effectful call.
     pub fn new(
         inner: Arc<dyn Capabilities>,
         store: Arc<Store>,
@@ -97,7 +100,7 @@ impl JournaledCapabilities {
         step_seq: u64,
         now_ms: i64,
     ) -> coda_store::Result<Self> {
-        let journaled = store.effects(run_id, Some(step_seq))?;
+        let journaled = std::sync::OnceLock::new();
         Ok(JournaledCapabilities {
             inner,
             store,
@@ -146,7 +149,22 @@ impl JournaledCapabilities {
             seq
         };
         let digest = request_digest(&call);
-        if let Some(done) = self.journaled.iter().find(|e| e.call_seq == call_seq) {
+        let journaled = match self.journaled.get() {
+            Some(journaled) => journaled,
+            None => {
+                // Unread, the journal cannot say whether this call was made: it is not made.
+                let read = self
+                    .store
+                    .effects(&self.run_id, Some(self.step_seq))
+                    .map_err(|e| {
+                        HostError::Unavailable(format!(
+                            "the {kind} call was not made: the step's effect journal could not be read ({e})"
+                        ))
+                    })?;
+                self.journaled.get_or_init(|| read)
+            }
+        };
+        if let Some(done) = journaled.iter().find(|e| e.call_seq == call_seq) {
             if done.kind == kind.as_str() && done.digest == digest {
                 match journaled_result(kind, done.result.clone()) {
                     Ok(result) => {

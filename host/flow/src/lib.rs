@@ -293,6 +293,16 @@ impl Engine {
         const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
         let mut backoff = None::<std::time::Duration>;
         let mut pruned_at = None::<std::time::Instant>;
+        // Another node's new work (on PostgreSQL, its commit's notice) wakes this scheduler
+        // as a local start does, rather than at the next poll. Stopped with `serve`.
+        let mut forward = tokio::task::JoinSet::new();
+        let engine = self.clone();
+        forward.spawn(async move {
+            loop {
+                engine.store.work_elsewhere().await;
+                engine.wake();
+            }
+        });
         loop {
             if pruned_at.is_none_or(|at| at.elapsed() >= KV_PRUNE_EVERY) {
                 pruned_at = Some(std::time::Instant::now());
@@ -332,8 +342,9 @@ impl Engine {
                     }
                 },
             };
-            // Woken by a started run or a delivered event, or at least every half lease:
-            // another node's runs whose claims ran out (it died) are due here too.
+            // Woken by a started run or a delivered event (here or, on PostgreSQL, on
+            // another node), or at least every half lease: another node's runs whose claims
+            // ran out (it died) are due here too.
             let poll = std::time::Duration::from_millis((self.limits.lease_ms / 2).max(1));
             let pause = async {
                 match backoff.filter(|_| failed) {

@@ -158,6 +158,16 @@ impl Collector for Scrape {
                 "Writes folded into the store's transactions",
                 self.writes.writes,
             ),
+            (
+                "coda_store_write_round_trips",
+                "Round trips of the store's writer to PostgreSQL (0 on SQLite)",
+                self.writes.write_round_trips,
+            ),
+            (
+                "coda_store_read_round_trips",
+                "Round trips of the store's reads to PostgreSQL (0 on SQLite)",
+                self.writes.read_round_trips,
+            ),
         ] {
             ConstCounter::new(value).encode(encoder.encode_descriptor(
                 name,

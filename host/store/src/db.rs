@@ -17,6 +17,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BytesMut;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
@@ -219,13 +220,38 @@ impl<T> OptionalExtension<T> for Result<T> {
 
 /// A PostgreSQL connection: the client, its prepared statements by SQL text, and the task
 /// driving its socket on the store's runtime.
+///
+/// A round trip is the cost that counts on PostgreSQL (a statement waits on another
+/// process), so what need not be waited on is not: the simple statements whose answers
+/// nothing reads (`BEGIN`, `SAVEPOINT`, `RELEASE`) are deferred and sent in the same round
+/// trip as the next statement that is waited on, ahead of it on the connection (the server
+/// runs them in order, and an error in one is that next call's error); and a batch of
+/// single-statement writes goes out as one pipeline ([`PgConn::pipeline`]).
 pub(crate) struct PgConn {
     pub(crate) client: tokio_postgres::Client,
     statements: HashMap<String, tokio_postgres::Statement>,
+    /// Where this connection counts its round trips (the writer's or the readers').
+    trips: Arc<AtomicU64>,
+    /// Simple statements sent ahead of the next exchange (`;`-separated).
+    deferred: String,
+    /// Whether the transaction in hand made a run due that another node may take: its
+    /// commit then tells the other nodes (`listen.rs`).
+    made_work: bool,
+}
+
+/// The outcome of each statement of a [`PgConn::pipeline`], and of the `COMMIT` that ended
+/// it (which, after a statement failed, rolled the transaction back instead).
+pub(crate) struct Pipelined {
+    pub(crate) statements: Vec<Result<Vec<Row>>>,
+    pub(crate) commit: Result<()>,
 }
 
 impl PgConn {
-    pub(crate) fn connect(url: &str, runtime: &tokio::runtime::Handle) -> Result<PgConn> {
+    pub(crate) fn connect(
+        url: &str,
+        runtime: &tokio::runtime::Handle,
+        trips: Arc<AtomicU64>,
+    ) -> Result<PgConn> {
         let url = url.to_owned();
         let task = runtime.spawn(async move {
             let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
@@ -243,6 +269,9 @@ impl PgConn {
         Ok(PgConn {
             client,
             statements: HashMap::new(),
+            trips,
+            deferred: String::new(),
+            made_work: false,
         })
     }
 
@@ -250,42 +279,217 @@ impl PgConn {
         self.client.is_closed()
     }
 
+    /// Sends `sql` (a simple statement, no parameters, whose answer nobody reads) with the
+    /// next exchange rather than in a round trip of its own.
+    pub(crate) fn defer(&mut self, sql: &str) {
+        if !self.deferred.is_empty() {
+            self.deferred.push(';');
+        }
+        self.deferred.push_str(sql);
+    }
+
+    /// Forgets what was deferred and noted (a transaction begins or was rolled back).
+    pub(crate) fn clear_deferred(&mut self) {
+        self.deferred.clear();
+        self.made_work = false;
+    }
+
+    /// Notes that the transaction in hand made work for other nodes.
+    pub(crate) fn note_made_work(&mut self) {
+        self.made_work = true;
+    }
+
+    /// Whether the transaction in hand made work for other nodes, forgetting it.
+    pub(crate) fn take_made_work(&mut self) -> bool {
+        std::mem::take(&mut self.made_work)
+    }
+
+    /// Waits for one exchange with the server, the deferred statements sent ahead of it in
+    /// the same round trip, counting it.
+    fn round_trip<T>(
+        client: &tokio_postgres::Client,
+        trips: &AtomicU64,
+        deferred: String,
+        exchange: impl std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+    ) -> Result<T> {
+        trips.fetch_add(1, Ordering::Relaxed);
+        futures::executor::block_on(async {
+            // Polled in order: the deferred statements are queued on the connection first.
+            let (ahead, answer) =
+                futures::future::join(send_deferred(client, &deferred), exchange).await;
+            ahead?;
+            Ok(answer?)
+        })
+    }
+
     fn statement(&mut self, sql: &str) -> Result<tokio_postgres::Statement> {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
         let text = to_postgres(sql);
-        let statement = futures::executor::block_on(self.client.prepare(&text))?;
+        let deferred = std::mem::take(&mut self.deferred);
+        let statement = Self::round_trip(
+            &self.client,
+            &self.trips,
+            deferred,
+            self.client.prepare(&text),
+        )?;
         self.statements.insert(sql.to_owned(), statement.clone());
         Ok(statement)
     }
 
+    /// Runs `sql` (simple statements, `;`-separated) after the deferred ones, in one round
+    /// trip.
     pub(crate) fn batch(&mut self, sql: &str) -> Result<()> {
-        futures::executor::block_on(self.client.batch_execute(sql))?;
-        Ok(())
+        self.defer(sql);
+        let all = std::mem::take(&mut self.deferred);
+        Self::round_trip(&self.client, &self.trips, String::new(), async {
+            self.client.batch_execute(&all).await
+        })
     }
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
         let statement = self.statement(sql)?;
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
-        Ok(futures::executor::block_on(
+        let deferred = std::mem::take(&mut self.deferred);
+        Self::round_trip(
+            &self.client,
+            &self.trips,
+            deferred,
             self.client.execute(&statement, &refs),
-        )?)
+        )
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
         let statement = self.statement(sql)?;
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
-        let rows = futures::executor::block_on(self.client.query(&statement, &refs))?;
-        rows.iter()
-            .map(|row| {
-                let values = (0..row.len())
-                    .map(|i| row.try_get::<_, Value>(i))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                Ok(Row { values })
-            })
-            .collect()
+        let deferred = std::mem::take(&mut self.deferred);
+        let rows = Self::round_trip(
+            &self.client,
+            &self.trips,
+            deferred,
+            self.client.query(&statement, &refs),
+        )?;
+        rows_of(&rows)
     }
+
+    /// The deferred statements, then `statements`, then `end` if any (a simple statement:
+    /// the `COMMIT`), all sent before any answer is awaited: one round trip for all of them.
+    /// Each statement's outcome is its own; after one fails the rest fail too (the
+    /// transaction is aborted) and a `COMMIT` rolls back.
+    pub(crate) fn pipeline(
+        &mut self,
+        statements: &[(&str, &[Value])],
+        end: Option<&str>,
+    ) -> Pipelined {
+        let mut prepared = Vec::with_capacity(statements.len());
+        for (sql, _) in statements {
+            // Each statement is prepared once per connection; the first time costs a round
+            // trip of its own.
+            match self.statement(sql) {
+                Ok(statement) => prepared.push(statement),
+                Err(e) => {
+                    let why = e.to_string();
+                    return Pipelined {
+                        statements: statements
+                            .iter()
+                            .map(|_| Err(StoreError::NotCommitted(why.clone())))
+                            .collect(),
+                        commit: Err(e),
+                    };
+                }
+            }
+        }
+        let refs: Vec<Vec<&(dyn ToSql + Sync)>> = statements
+            .iter()
+            .map(|(_, params)| params.iter().map(|p| p as _).collect())
+            .collect();
+        let deferred = std::mem::take(&mut self.deferred);
+        self.trips.fetch_add(1, Ordering::Relaxed);
+        let client = &self.client;
+        futures::executor::block_on(async {
+            use futures::future::{FutureExt, maybe_done};
+            use std::pin::Pin;
+            let mut ahead = Box::pin(maybe_done(send_deferred(client, &deferred)));
+            let mut queries: Vec<_> = prepared
+                .iter()
+                .zip(&refs)
+                .map(|(statement, refs)| maybe_done(client.query(statement, refs).boxed()))
+                .collect();
+            // A request is queued on the connection when its future is first polled: poll
+            // each once, in order, before awaiting any answer.
+            futures::future::poll_fn(|cx| {
+                let _ = ahead.as_mut().poll(cx);
+                for query in &mut queries {
+                    let _ = Pin::new(query).poll(cx);
+                }
+                std::task::Poll::Ready(())
+            })
+            .await;
+            // A statement answered at once failed in the client (a parameter that does not
+            // encode) and was never sent: the server has no error to abort the transaction
+            // with, so it is rolled back rather than committed without it.
+            let unsent = queries
+                .iter()
+                .any(|query| matches!(query, futures::future::MaybeDone::Done(Err(_))));
+            // Without an end (the transaction goes on) nothing is rolled back here: the
+            // caller rolls back to its savepoint when a statement failed.
+            let end = match end {
+                Some(_) if unsent => "ROLLBACK",
+                Some(end) => end,
+                None => "",
+            };
+            let mut commit = Box::pin(maybe_done(client.batch_execute(end)));
+            futures::future::poll_fn(|cx| {
+                let _ = commit.as_mut().poll(cx);
+                std::task::Poll::Ready(())
+            })
+            .await;
+            ahead.as_mut().await;
+            for query in &mut queries {
+                Pin::new(query).await;
+            }
+            commit.as_mut().await;
+            let ahead = ahead.as_mut().take_output().unwrap_or(Ok(()));
+            let statements = queries
+                .iter_mut()
+                .map(|query| match Pin::new(query).take_output() {
+                    Some(Ok(rows)) => rows_of(&rows),
+                    Some(Err(e)) => Err(e.into()),
+                    None => Err(StoreError::NotCommitted("no answer".into())),
+                })
+                .collect();
+            let commit = match (ahead, commit.as_mut().take_output()) {
+                (Err(e), _) | (_, Some(Err(e))) => Err(e.into()),
+                (Ok(()), Some(Ok(()))) => Ok(()),
+                (Ok(()), None) => Err(StoreError::NotCommitted("no answer".into())),
+            };
+            Pipelined { statements, commit }
+        })
+    }
+}
+
+/// The deferred statements, if any (nothing is sent for none).
+async fn send_deferred(
+    client: &tokio_postgres::Client,
+    deferred: &str,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    if deferred.is_empty() {
+        Ok(())
+    } else {
+        client.batch_execute(deferred).await
+    }
+}
+
+fn rows_of(rows: &[tokio_postgres::Row]) -> Result<Vec<Row>> {
+    rows.iter()
+        .map(|row| {
+            let values = (0..row.len())
+                .map(|i| row.try_get::<_, Value>(i))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(Row { values })
+        })
+        .collect()
 }
 
 /// `?N` placeholders to `$N`, outside string literals and quoted names.
@@ -383,11 +587,30 @@ impl<'a> Conn<'a> {
         }
     }
 
-    /// Statements separated by `;`, no parameters.
-    pub fn execute_batch(&self, sql: &str) -> Result<()> {
+    /// A simple statement (no parameters) whose answer nothing reads: on SQLite run now
+    /// (cached, as a batch runs it for every write), on PostgreSQL sent with the next
+    /// statement, in its round trip ([`PgConn::defer`]). Its error, if any, is that next
+    /// statement's.
+    pub(crate) fn defer(&self, sql: &str) -> Result<()> {
         match self {
-            Conn::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
-            Conn::Pg(conn) => conn.borrow_mut().batch(sql),
+            Conn::Sqlite(conn) => {
+                conn.prepare_cached(sql)?.execute([])?;
+                Ok(())
+            }
+            Conn::Pg(conn) => {
+                conn.borrow_mut().defer(sql);
+                Ok(())
+            }
+        }
+    }
+
+    /// Notes that this write made a run due that another node sharing the database may
+    /// take (a new run, a woken one, a released claim): on PostgreSQL the transaction's
+    /// commit then wakes the other nodes' schedulers (`listen.rs`). Nothing on SQLite,
+    /// which one process owns.
+    pub(crate) fn made_work(&self) {
+        if let Conn::Pg(conn) = self {
+            conn.borrow_mut().made_work = true;
         }
     }
 }
@@ -543,6 +766,12 @@ pub(crate) struct Pg {
     pub(crate) url: String,
     runtime: Option<tokio::runtime::Runtime>,
     readers: std::sync::Mutex<Vec<PgConn>>,
+    /// Round trips made by the writer's connection and by the read connections.
+    pub(crate) write_trips: Arc<AtomicU64>,
+    pub(crate) read_trips: Arc<AtomicU64>,
+    /// This store's id among the nodes sharing the database: its notices of new work
+    /// carry it, so that its own listener passes over them (`listen.rs`).
+    pub(crate) id: String,
 }
 
 impl Pg {
@@ -559,16 +788,31 @@ impl Pg {
             url: url.to_owned(),
             runtime: Some(runtime),
             readers: std::sync::Mutex::new(Vec::new()),
+            write_trips: Arc::default(),
+            read_trips: Arc::default(),
+            id: uuid::Uuid::now_v7().simple().to_string(),
         }))
     }
 
-    pub(crate) fn connect(&self) -> Result<PgConn> {
+    /// A connection for the writer (its round trips counted as the writer's).
+    pub(crate) fn connect_writer(&self) -> Result<PgConn> {
+        self.connect(self.write_trips.clone())
+    }
+
+    /// Runs `task` on the store's runtime, for as long as the store is open.
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Some(runtime) = &self.runtime {
+            runtime.spawn(task);
+        }
+    }
+
+    fn connect(&self, trips: Arc<AtomicU64>) -> Result<PgConn> {
         let handle = self
             .runtime
             .as_ref()
             .map(|r| r.handle().clone())
             .ok_or(StoreError::WriterGone)?;
-        PgConn::connect(&self.url, &handle)
+        PgConn::connect(&self.url, &handle, trips)
     }
 
     /// Runs `f` on a read connection: a pooled one, or a new one (a broken connection is
@@ -577,7 +821,7 @@ impl Pg {
         let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut conn = match pooled {
             Some(conn) if !conn.is_closed() => conn,
-            _ => self.connect()?,
+            _ => self.connect(self.read_trips.clone())?,
         };
         let result = f(&Conn::pg(&mut conn));
         if !conn.is_closed() {

@@ -2,7 +2,7 @@
 //! sees it, so that a step run again after a crash gets the results back instead of acting
 //! twice.
 
-use crate::db::{Conn, OptionalExtension, params};
+use crate::db::{Conn, OptionalExtension, Value, params};
 use serde::{Deserialize, Serialize};
 
 use crate::{Result, Store, StoreError};
@@ -41,10 +41,12 @@ impl Store {
         effect: EffectRecord,
         claim: Option<u64>,
     ) -> Result<()> {
-        let run_id = run_id.to_owned();
-        self.writer
-            .write(move |tx| journal_effect(tx, &run_id, &effect, claim))
-            .await
+        let params = effect_params(run_id, &effect, claim)?;
+        let rows = self
+            .writer
+            .write_one(JOURNAL_EFFECT.to_owned(), params, false)
+            .await?;
+        fenced(rows.len(), run_id, effect.step_seq)
     }
 
     /// The journaled capability calls of a run, in step and call order; `step_seq` narrows
@@ -104,6 +106,48 @@ pub(crate) fn check_effect_fence(
     }
 }
 
+/// One effect record, fenced (see [`Store::record_effect`]) in the statement itself: the
+/// row is taken from the run only while it is at the step (`?2`) and, when `?8` is a
+/// claim's number, under that claim. A different call at this position (a diverged replay)
+/// replaces the record; the same call never does: its first journaled result is the truth
+/// (the row is still returned, so that a fenced write always answers one row).
+const JOURNAL_EFFECT: &str = "INSERT INTO effects (run_id, step_seq, call_seq, kind, digest, result, at)
+     SELECT id, step_seq, ?3, ?4, ?5, ?6, ?7 FROM runs
+     WHERE id = ?1 AND step_seq = ?2 AND (CAST(?8 AS BIGINT) IS NULL OR claim_seq = ?8)
+     ON CONFLICT (run_id, step_seq, call_seq) DO UPDATE SET
+        kind = CASE WHEN effects.digest <> excluded.digest THEN excluded.kind ELSE effects.kind END,
+        result = CASE WHEN effects.digest <> excluded.digest THEN excluded.result ELSE effects.result END,
+        at = CASE WHEN effects.digest <> excluded.digest THEN excluded.at ELSE effects.at END,
+        digest = excluded.digest
+     RETURNING run_id";
+
+fn effect_params(run_id: &str, effect: &EffectRecord, claim: Option<u64>) -> Result<Vec<Value>> {
+    let result = serde_json::to_string(&effect.result)?;
+    Ok(params![
+        run_id,
+        effect.step_seq,
+        effect.call_seq,
+        effect.kind.clone(),
+        effect.digest.clone(),
+        result,
+        effect.at_ms,
+        claim
+    ]
+    .to_vec())
+}
+
+/// The fence's verdict from the rows the record's statement answered.
+fn fenced(rows: usize, run_id: &str, step_seq: u64) -> Result<()> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict {
+            run: run_id.to_owned(),
+            expected: step_seq,
+        })
+    }
+}
+
 /// Writes one effect record inside `tx`, fenced (see [`Store::record_effect`]).
 pub(crate) fn journal_effect(
     tx: &Conn<'_>,
@@ -111,26 +155,6 @@ pub(crate) fn journal_effect(
     effect: &EffectRecord,
     claim: Option<u64>,
 ) -> Result<()> {
-    check_effect_fence(tx, run_id, effect.step_seq, claim)?;
-    let result = serde_json::to_string(&effect.result)?;
-    // A different call at this position (a diverged replay) replaces the record; the same
-    // call never does: its first journaled result is the truth.
-    tx.prepare_cached(
-        "INSERT INTO effects (run_id, step_seq, call_seq, kind, digest, result, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (run_id, step_seq, call_seq) DO UPDATE SET
-            kind = excluded.kind, digest = excluded.digest,
-            result = excluded.result, at = excluded.at
-         WHERE effects.digest <> excluded.digest",
-    )?
-    .execute(params![
-        run_id,
-        effect.step_seq,
-        effect.call_seq,
-        effect.kind.clone(),
-        effect.digest.clone(),
-        result,
-        effect.at_ms
-    ])?;
-    Ok(())
+    let rows = tx.query(JOURNAL_EFFECT, &effect_params(run_id, effect, claim)?)?;
+    fenced(rows.len(), run_id, effect.step_seq)
 }

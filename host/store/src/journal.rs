@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::db::params;
+use crate::db::{Conn, Row, ToValue, Value, params, to_postgres};
+use crate::leases::{CLAIM_AFTER_COMMIT, Claimed, KeepClaim};
+use crate::runs::{RUN_COLUMNS, run_from_row};
 use coda_types::Values;
 use serde::{Deserialize, Serialize};
 
@@ -193,16 +195,21 @@ impl Store {
 
     /// Commits a step and the run's next position together, fenced by the step sequence and
     /// by the claim `claim` (`leases.rs`): the commit applies only while that claim is the
-    /// run's latest, and releases it in the same write. `then` runs in the same write once
-    /// the commit applied (`leases.rs` keeps the claim there for the run's next step).
-    pub(crate) async fn commit_fenced<T: Send + 'static>(
+    /// run's latest, and releases it in the same write, or with `keep` keeps it for the
+    /// run's next step when that is due now (`leases.rs`, [`CLAIM_AFTER_COMMIT`]). Returns
+    /// the run under the kept claim, if it was kept.
+    ///
+    /// One write of [`commit_run`] and [`JOURNAL_STEP`], over one list of parameters: on
+    /// SQLite two statements; on PostgreSQL one call of the function made of the same two
+    /// ([`commit_function`]), one round trip, pipelined with the other writes of its batch.
+    pub(crate) async fn commit_fenced(
         &self,
         commit: StepCommit,
         claim: u64,
-        then: impl FnOnce(&crate::db::Conn<'_>) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let step = commit.step;
-        let next = commit.next;
+        keep: Option<KeepClaim>,
+    ) -> Result<Option<Claimed>> {
+        let step = &commit.step;
+        let next = &commit.next;
         let result = serde_json::to_string(&step.result)?;
         let changes = serde_json::to_string(&step.data_changes)?;
         let data = serde_json::to_string(&next.data)?;
@@ -227,86 +234,92 @@ impl Store {
         let logs = (!step.logs.is_empty())
             .then(|| serde_json::to_string(&step.logs))
             .transpose()?;
-        let (run_id, seq, status) = (commit.run_id.clone(), step.seq, next.status);
-        let then = self
-            .writer
-            .write(move |tx| {
-                let (input, delta) = match given {
-                    Some((input, delta)) => (Some(input), delta),
-                    None => {
-                        let before = inputs::current_data(tx, &commit.run_id)?.unwrap_or_default();
-                        let delta =
-                            inputs::delta_column(&before, &next.data, &step.data_changes)?;
-                        let input = (step.seq == 0)
+        let (input, delta) = match &given {
+            Some((input, delta)) => (Some(input.clone()), delta.clone().to_value()),
+            None => (None, Value::Null),
+        };
+        let mut values: Vec<Value> = params![
+            next.status.as_str(),
+            next.plan,
+            next.plan_version,
+            next.node,
+            next.attempt,
+            data,
+            state,
+            next.due_at_ms,
+            wait,
+            next.route_depth,
+            step.at_ms,
+            commit.run_id,
+            commit.expected_seq,
+            claim,
+            step.seq,
+            step.plan,
+            step.plan_version,
+            step.node,
+            step.applet,
+            step.attempt,
+            result,
+            step.note,
+            step.fuel_used,
+            step.duration_us,
+            changes,
+            step.at_ms,
+            input,
+            logs,
+            delta,
+            keep.as_ref().map(|k| k.node.clone()),
+            keep.as_ref().map(|k| k.until_ms),
+            keep.as_ref().map(|k| k.now_ms)
+        ]
+        .to_vec();
+        let (run_id, seq, status, expected) = (
+            commit.run_id.clone(),
+            step.seq,
+            next.status,
+            commit.expected_seq,
+        );
+        // A run left due (not finished, not continued here) may be another node's to take.
+        let continues = keep.as_ref().is_some_and(|k| {
+            next.status == RunStatus::Ready && next.due_at_ms.is_some_and(|due| due <= k.now_ms)
+        });
+        let makes_work = !next.status.is_finished() && !continues;
+        let kept = if self.is_postgres() && given.is_some() {
+            let rows = self
+                .writer
+                .write_one(commit_call().to_owned(), values, makes_work)
+                .await?;
+            committed(rows.first(), claim, &run_id, expected)?
+        } else {
+            let step_data_changes = commit.step.data_changes.clone();
+            let next_data = commit.next.data.clone();
+            self.writer
+                .write(move |tx| {
+                    if given.is_none() {
+                        let before =
+                            inputs::current_data(tx, &run_id_of(&values))?.unwrap_or_default();
+                        values[DELTA] =
+                            inputs::delta_column(&before, &next_data, &step_data_changes)?
+                                .to_value();
+                        values[INPUT] = (seq == 0)
                             .then(|| {
                                 serde_json::to_string(&StoredInput {
                                     data: Some(before),
                                     state: Values::new(),
                                 })
                             })
-                            .transpose()?;
-                        (input, delta)
+                            .transpose()?
+                            .to_value();
                     }
-                };
-                let updated = tx
-                    .prepare_cached(
-                        "UPDATE runs SET status = ?1, plan = ?2, plan_version = ?3, node = ?4,
-                        step_seq = step_seq + 1, attempt = ?5, data = ?6, state = ?7, due_at = ?8,
-                        wait = ?9, route_depth = ?10, updated_at = ?11,
-                        claim_owner = NULL, claim_until = NULL
-                     WHERE id = ?12 AND step_seq = ?13 AND claim_seq = ?14",
-                    )?
-                    .execute(params![
-                        next.status.as_str(),
-                        next.plan,
-                        next.plan_version,
-                        next.node,
-                        next.attempt,
-                        data,
-                        state,
-                        next.due_at_ms,
-                        wait,
-                        next.route_depth,
-                        step.at_ms,
-                        commit.run_id,
-                        commit.expected_seq,
-                        claim
-                    ])?;
-                if updated != 1 {
-                    return Err(StoreError::Conflict {
-                        run: commit.run_id.clone(),
-                        expected: commit.expected_seq,
-                    });
-                }
-                tx.prepare_cached(
-                    "INSERT INTO steps (run_id, seq, plan, plan_version, node, applet, attempt,
-                        result, note, fuel_used, duration_us, data_changes, at, input, logs,
-                        data_delta)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-                )?
-                .execute(params![
-                    commit.run_id,
-                    step.seq,
-                    step.plan,
-                    step.plan_version,
-                    step.node,
-                    step.applet,
-                    step.attempt,
-                    result,
-                    step.note,
-                    step.fuel_used,
-                    step.duration_us,
-                    changes,
-                    step.at_ms,
-                    input,
-                    logs,
-                    delta
-                ])?;
-                then(tx)
-            })
-            .await?;
+                    if makes_work {
+                        tx.made_work();
+                    }
+                    apply_commit(tx, &values, claim, expected)
+                })
+                .await?
+        };
         self.commits.send(&run_id, seq, status);
-        Ok(then)
+        Ok(kept)
     }
 
     /// The run's journal, in order; empty for another tenant's run.
@@ -378,4 +391,151 @@ impl Store {
             .collect()
         })
     }
+}
+
+/// The run's next position, fenced by its step sequence (`?13`) and the claim (`?14`), the
+/// claim kept or released ([`CLAIM_AFTER_COMMIT`]), the row returned. Parameters: see
+/// [`Store::commit_fenced`]'s list.
+fn commit_run() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "UPDATE runs SET status = ?1, plan = ?2, plan_version = ?3, node = ?4,
+                step_seq = step_seq + 1, attempt = ?5, data = ?6, state = ?7, due_at = ?8,
+                wait = ?9, route_depth = ?10, updated_at = ?11, {CLAIM_AFTER_COMMIT}
+             WHERE id = ?12 AND step_seq = ?13 AND claim_seq = ?14"
+        )
+    })
+}
+
+/// The step's journal entry.
+const JOURNAL_STEP: &str = "INSERT INTO steps (run_id, seq, plan, plan_version, node, applet,
+        attempt, result, note, fuel_used, duration_us, data_changes, at, input, logs, data_delta)
+     VALUES (?12, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)";
+
+/// Where the commit's parameters hold the run's id, the step's input and its data delta.
+const RUN_ID: usize = 11;
+const INPUT: usize = 26;
+const DELTA: usize = 28;
+/// How many parameters the commit takes; the first [`JOURNAL_STEP`] uses.
+const COMMIT_PARAMS: usize = 32;
+const STEP_PARAMS: usize = 29;
+
+fn run_id_of(values: &[Value]) -> String {
+    match values.get(RUN_ID) {
+        Some(Value::Text(id)) => id.clone(),
+        _ => String::new(),
+    }
+}
+
+/// The commit's parameter types on PostgreSQL, in order (`?1` to `?32`).
+const COMMIT_TYPES: [&str; COMMIT_PARAMS] = [
+    "text", "text", "bigint", "text", "bigint", "text", "text", "bigint", "text", "bigint",
+    "bigint", "text", "bigint", "bigint", "bigint", "text", "bigint", "text", "text", "bigint",
+    "text", "text", "bigint", "bigint", "text", "bigint", "text", "text", "text", "text", "bigint",
+    "bigint",
+];
+
+/// PostgreSQL's step commit: one function made of [`commit_run`] and [`JOURNAL_STEP`] as
+/// written for SQLite (PL/pgSQL reads `$N` as the function's Nth
+/// parameter), so that a step's commit is one statement, one round trip. It returns the
+/// run's row once committed (its claim kept, or released: `claim_owner` says which), and
+/// no row when the fence refused the commit. Its name carries a digest of its text, so a
+/// node of another version sharing the database keeps its own; it is (re)made when a store
+/// opens ([`crate::schema::migrate_postgres`]). Returns the name and the `CREATE`.
+pub(crate) fn commit_function() -> &'static (String, String) {
+    static FUNCTION: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    FUNCTION.get_or_init(|| {
+        let body = format!(
+            "DECLARE row runs;
+             BEGIN
+                 {} RETURNING runs.* INTO row;
+                 IF NOT FOUND THEN RETURN; END IF;
+                 {};
+                 RETURN NEXT row;
+             END",
+            to_postgres(commit_run()),
+            to_postgres(JOURNAL_STEP),
+        );
+        use sha2::{Digest, Sha256};
+        let digest = hex::encode(&Sha256::digest(body.as_bytes())[..6]);
+        let name = format!("coda_commit_step_{digest}");
+        let create = format!(
+            "CREATE OR REPLACE FUNCTION {name}({}) RETURNS SETOF runs LANGUAGE plpgsql AS $fn$ {body} $fn$",
+            COMMIT_TYPES.join(", ")
+        );
+        (name, create)
+    })
+}
+
+/// The call of [`commit_function`], with the run's columns, its step claims and its
+/// claim's owner.
+fn commit_call() -> &'static str {
+    static CALL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CALL.get_or_init(|| {
+        let placeholders: Vec<String> = (1..=COMMIT_PARAMS).map(|i| format!("?{i}")).collect();
+        format!(
+            "SELECT {RUN_COLUMNS}, step_claims, claim_owner FROM {}({})",
+            commit_function().0,
+            placeholders.join(", ")
+        )
+    })
+}
+
+/// A commit inside a write: on PostgreSQL the function's call, on SQLite its two
+/// statements.
+fn apply_commit(
+    tx: &Conn<'_>,
+    values: &[Value],
+    claim: u64,
+    expected: u64,
+) -> Result<Option<Claimed>> {
+    let run_id = run_id_of(values);
+    if tx.is_postgres() {
+        let rows = tx.query(commit_call(), values)?;
+        return committed(rows.first(), claim, &run_id, expected);
+    }
+    static RETURNING: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = RETURNING.get_or_init(|| {
+        format!(
+            "{} RETURNING {RUN_COLUMNS}, step_claims, claim_owner",
+            commit_run()
+        )
+    });
+    let rows = tx.query(sql, values)?;
+    if rows.is_empty() {
+        return committed(None, claim, &run_id, expected);
+    }
+    tx.prepare_cached(JOURNAL_STEP)?
+        .execute(&values[..STEP_PARAMS])?;
+    committed(rows.first(), claim, &run_id, expected)
+}
+
+/// What the function's answer says: no row, the fence refused the commit; a row with no
+/// claim owner, committed and released; else committed under the kept claim.
+fn committed(
+    row: Option<&Row>,
+    claim: u64,
+    run_id: &str,
+    expected: u64,
+) -> Result<Option<Claimed>> {
+    let Some(row) = row else {
+        return Err(StoreError::Conflict {
+            run: run_id.to_owned(),
+            expected,
+        });
+    };
+    if row.get::<Option<String>>(17)?.is_none() {
+        return Ok(None);
+    }
+    claimed_from(row, claim).map(Some)
+}
+
+/// A run row followed by its `step_claims`, as a claim kept by `claim`.
+fn claimed_from(r: &Row, claim: u64) -> Result<Claimed> {
+    Ok(Claimed {
+        run: run_from_row(r)??,
+        claim_seq: claim,
+        step_claims: r.get(16)?,
+    })
 }

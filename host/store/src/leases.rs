@@ -178,28 +178,26 @@ impl Store {
                 // Only a claim still free or expired is taken: a row another node claimed
                 // meanwhile is left alone. The step's claims are counted in the same write,
                 // so a crash at any point of the step has counted it.
-                let mut claim = tx.prepare_cached(
+                // The run comes back with its claim: one statement a run.
+                let mut claim = tx.prepare_cached(&format!(
                     "UPDATE runs SET claim_owner = ?1, claim_until = ?2, claim_seq = claim_seq + 1,
                         step_claims = CASE WHEN claim_step = step_seq THEN step_claims + 1 ELSE 1 END,
                         claim_step = step_seq
                      WHERE id = ?3 AND (claim_until IS NULL OR claim_until < ?4)
-                     RETURNING claim_seq, step_claims",
-                )?;
-                let mut read =
-                    tx.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?;
+                     RETURNING {RUN_COLUMNS}, claim_seq, step_claims"
+                ))?;
                 let mut claimed = Vec::with_capacity(order.len());
                 for id in order {
-                    let Some((claim_seq, step_claims)) = claim
+                    let Some((run, claim_seq, step_claims)) = claim
                         .query_row(params![node, until, id, now_ms], |r| {
-                            Ok((r.get::<u64>(0)?, r.get::<u32>(1)?))
+                            Ok((run_from_row(r)?, r.get::<u64>(16)?, r.get::<u32>(17)?))
                         })
                         .optional()?
                     else {
                         continue;
                     };
-                    let run = read.query_row(params![id], run_from_row)??;
                     claimed.push(Claimed {
-                        run,
+                        run: run?,
                         claim_seq,
                         step_claims,
                     });
@@ -266,6 +264,7 @@ impl Store {
                 for (id, seq) in &claims {
                     stmt.execute(params![id, seq, node])?;
                 }
+                tx.made_work();
                 Ok(())
             })
             .await
@@ -278,12 +277,16 @@ impl Store {
         let node = node.to_owned();
         self.writer
             .write(move |tx| {
-                Ok(tx
+                let released = tx
                     .prepare_cached(
                         "UPDATE runs SET claim_owner = NULL, claim_until = NULL
                          WHERE claim_owner = ?1",
                     )?
-                    .execute(params![node])? as usize)
+                    .execute(params![node])? as usize;
+                if released > 0 {
+                    tx.made_work();
+                }
+                Ok(released)
             })
             .await
     }
@@ -337,16 +340,19 @@ impl Store {
         commit: crate::journal::StepCommit,
         claim_seq: u64,
     ) -> Result<()> {
-        self.commit_fenced(commit, claim_seq, |_| Ok(())).await
+        self.commit_fenced(commit, claim_seq, None)
+            .await
+            .map(|_| ())
     }
 
     /// [`Store::commit_claimed_step`], keeping the claim for the run's next step when the
     /// commit leaves the run due now (`ready`, `due_at <= keep.now_ms`): the claim's owner
     /// stays `keep.node`, its lease runs to `keep.until_ms`, its number (the fence) stays
     /// `claim_seq`, and the next step's start is counted as a claim counts it
-    /// (`step_claims`), all in the commit's own write. Returns the run as committed, under
-    /// the kept claim, or `None` when the run is not due now (finished, waiting, paused,
-    /// retrying later): the claim was then released as by [`Store::commit_claimed_step`].
+    /// (`step_claims`), all in the commit's own write (`CLAIM_AFTER_COMMIT`). Returns the run as
+    /// committed, under the kept claim, or `None` when the run is not due now (finished,
+    /// waiting, paused, retrying later): the claim was then released as by
+    /// [`Store::commit_claimed_step`].
     ///
     /// A continuation is a claim like any other: the heartbeat renews it, another node
     /// takes the run only once its lease runs out, a cancel moves the step sequence on so
@@ -358,32 +364,7 @@ impl Store {
         claim_seq: u64,
         keep: KeepClaim,
     ) -> Result<Option<Claimed>> {
-        let run_id = commit.run_id.clone();
-        self.commit_fenced(commit, claim_seq, move |tx| {
-            // The commit above released the claim; its fence held, so the run is this
-            // claim's: take it again for the step the commit made due.
-            tx.prepare_cached(&format!(
-                "UPDATE runs SET claim_owner = ?1, claim_until = ?2,
-                    step_claims = CASE WHEN claim_step = step_seq THEN step_claims + 1 ELSE 1 END,
-                    claim_step = step_seq
-                 WHERE id = ?3 AND claim_seq = ?4 AND status = 'ready' AND due_at <= ?5
-                 RETURNING {RUN_COLUMNS}, step_claims"
-            ))?
-            .query_row(
-                params![keep.node, keep.until_ms, run_id, claim_seq, keep.now_ms],
-                |r| Ok((run_from_row(r)?, r.get::<u32>(16)?)),
-            )
-            .optional()?
-            .map(|(run, step_claims)| {
-                Ok(Claimed {
-                    run: run?,
-                    claim_seq,
-                    step_claims,
-                })
-            })
-            .transpose()
-        })
-        .await
+        self.commit_fenced(commit, claim_seq, Some(keep)).await
     }
 
     /// Journals a capability call's result made under a claim: fenced like
@@ -398,6 +379,21 @@ impl Store {
             .await
     }
 }
+
+/// The claim as a step's commit leaves it (part of the commit's one `UPDATE`, `journal.rs`,
+/// whose parameters it shares): kept for the run's next step when the commit asks to
+/// (`?30`, the node) and leaves the run ready and due by `?32` (now): the lease then runs to
+/// `?31`, and the next step's start is counted as a claim counts it (the columns on the
+/// right are the row's before the commit, whose step sequence it moves on by one). Else
+/// released. The fence (`claim_seq`) is the commit's own.
+pub(crate) const CLAIM_AFTER_COMMIT: &str = "
+        claim_owner = CASE WHEN ?30 IS NOT NULL AND ?1 = 'ready' AND ?8 <= ?32 THEN ?30 END,
+        claim_until = CASE WHEN ?30 IS NOT NULL AND ?1 = 'ready' AND ?8 <= ?32 THEN ?31 END,
+        step_claims = CASE WHEN ?30 IS NOT NULL AND ?1 = 'ready' AND ?8 <= ?32 THEN
+            CASE WHEN claim_step = step_seq + 1 THEN step_claims + 1 ELSE 1 END
+            ELSE step_claims END,
+        claim_step = CASE WHEN ?30 IS NOT NULL AND ?1 = 'ready' AND ?8 <= ?32 THEN step_seq + 1
+            ELSE claim_step END";
 
 /// The loose index scan behind [`Store::queued_tenants`]. SQLite's planner, left to itself,
 /// takes `runs_status_created` (tenant, status, …) for `MIN(tenant)` and walks every finished

@@ -21,6 +21,7 @@ mod interactions;
 mod journal;
 mod kv;
 mod leases;
+mod listen;
 mod paging;
 mod plans;
 mod post_contact;
@@ -138,6 +139,8 @@ pub struct Store {
     reads: Reads,
     /// Told of every journal commit, after it is on disk (live tails wait on it).
     commits: journal::Commits,
+    /// Woken when another node sharing the database made a run due (`listen.rs`).
+    work: std::sync::Arc<tokio::sync::Notify>,
 }
 
 enum Reads {
@@ -225,6 +228,7 @@ impl Store {
             writer: writer::Writer::start(writer::WriteConn::Sqlite(conn)),
             reads: Reads::Sqlite(Mutex::new(reader)),
             commits: journal::Commits::new(),
+            work: Default::default(),
         })
     }
 
@@ -254,8 +258,10 @@ impl Store {
             reason: e.to_string(),
             unavailable: e.is_unavailable(),
         };
-        let mut conn = pg.connect().map_err(open_error)?;
+        let mut conn = pg.connect_writer().map_err(open_error)?;
         schema::migrate_postgres(&mut conn).map_err(open_error)?;
+        let work = std::sync::Arc::new(tokio::sync::Notify::new());
+        pg.spawn(listen::listen(pg.url.clone(), pg.id.clone(), work.clone()));
         Ok(Store {
             writer: writer::Writer::start(writer::WriteConn::Pg {
                 pg: pg.clone(),
@@ -263,7 +269,17 @@ impl Store {
             }),
             reads: Reads::Pg(pg),
             commits: journal::Commits::new(),
+            work,
         })
+    }
+
+    /// Resolves when another node sharing the database has made a run due (started one,
+    /// woke or retried one, released a claim, left a run queued after a step), or when this
+    /// store's listener (re)connected and may have missed such news: the scheduler then
+    /// looks at the queue (`listen.rs`). Notices that come while nobody waits are kept as
+    /// one. Never on SQLite, which one process owns.
+    pub async fn work_elsewhere(&self) {
+        self.work.notified().await
     }
 
     /// Whether this store is on PostgreSQL.
@@ -281,9 +297,16 @@ impl Store {
         }
     }
 
-    /// Group-commit statistics: batches and writes since start.
+    /// Group-commit statistics: batches and writes since start, and on PostgreSQL the
+    /// round trips made to the server.
     pub fn write_stats(&self) -> WriteStats {
-        self.writer.stats()
+        let mut stats = self.writer.stats();
+        if let Reads::Pg(pg) = &self.reads {
+            use std::sync::atomic::Ordering;
+            stats.write_round_trips = pg.write_trips.load(Ordering::Relaxed);
+            stats.read_round_trips = pg.read_trips.load(Ordering::Relaxed);
+        }
+        stats
     }
 
     /// Caps the SQLite file at `pages` pages (`PRAGMA max_page_count`; a page is 1 KiB in a file made

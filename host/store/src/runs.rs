@@ -349,6 +349,7 @@ impl Store {
                     run.id,
                     run.step_seq
                 ])?;
+                tx.made_work();
                 let at = RunRecord {
                     plan,
                     plan_version,
@@ -476,6 +477,7 @@ pub(crate) fn insert_run(tx: &Conn<'_>, new: &NewRun) -> Result<StartedRun> {
             new.now_ms
         ])?;
     if inserted == 1 {
+        tx.made_work();
         return Ok(StartedRun { id, created: true });
     }
     let existing: String = tx.query_row(

@@ -315,6 +315,9 @@ pub(crate) fn migrate_postgres(conn: &mut PgConn) -> Result<()> {
                 let _ = conn.batch("ROLLBACK");
             })?;
         }
+        // Not a numbered migration: made from this version's statements each time a store
+        // opens (its name carries their digest), PostgreSQL's only.
+        conn.batch(&crate::journal::commit_function().1)?;
         Ok(())
     })();
     let unlocked = conn.batch(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));

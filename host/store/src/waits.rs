@@ -94,6 +94,9 @@ impl Store {
                     )?;
                     woken.push((run.id, run.step_seq, RunStatus::parse(status)?));
                 }
+                if !woken.is_empty() {
+                    conn.made_work();
+                }
                 Ok(woken)
             })
             .await?;

@@ -59,6 +59,19 @@ impl Applets for Script {
         match applet.name() {
             "gated" => self.gate.notified().await,
             "hangs" => std::future::pending::<()>().await,
+            // One effectful call, as the benchmark's data-connector step makes (refused
+            // here: the engine grants no capability, and the refusal is journaled too).
+            "calls" => {
+                use coda_types::capabilities::{CapabilitiesExt, HttpRequest};
+                let request = HttpRequest {
+                    method: "POST".into(),
+                    url: "http://127.0.0.1:9/".into(),
+                    headers: vec![],
+                    body: b"hello".to_vec(),
+                    timeout: None,
+                };
+                let _ = input.capabilities.http_send(&input.context, request).await;
+            }
             _ => {}
         }
         Ok(InvocationReport {
@@ -308,4 +321,67 @@ async fn a_continued_step_the_host_never_finishes_is_parked_after_its_starts_acr
     assert_eq!(record.status, RunStatus::Failed);
     let journal = store.journal("acme", &run).unwrap();
     assert!(journal[1].note.contains("parked"), "{}", journal[1].note);
+}
+
+/// The benchmark's five steps on PostgreSQL (the fourth making one effectful call), counted
+/// in round trips to the server: the claim, the effect's record, the five commits and the
+/// reads a step makes. Each is a wait on another process, so this is what bounds one
+/// node's pace on PostgreSQL (BENCHMARKS.md, "PostgreSQL at SQLite's pace"); the bound
+/// fails the test if a change adds round trips back.
+#[tokio::test]
+async fn a_runs_five_steps_on_postgres_take_few_round_trips() {
+    let Some(database) = crate::postgres::Database::new("five_round_trips") else {
+        return;
+    };
+    let store = Arc::new(Store::open_url(&database.url).unwrap());
+    publish(&store, "acme", &chain("five", 5, &[(3, "calls")])).await;
+    let script = Arc::new(Script::default());
+    let engine = engine(&store, &script, FlowLimits::default());
+    engine.run_until_idle().await.unwrap();
+    // A first run prepares each statement on its connections (a round trip each, once per
+    // connection): counted from the second.
+    let mut trips = Vec::new();
+    for _ in 0..2 {
+        let run = store
+            .start_run(coda_store::NewRun {
+                tenant: "acme".into(),
+                plan: "five".into(),
+                plan_version: 1,
+                interaction: None,
+                trigger_key: None,
+                start_node: "n0".into(),
+                data: Values::new(),
+                now_ms: 0,
+            })
+            .await
+            .unwrap()
+            .id;
+        let before = store.write_stats();
+        assert_eq!(engine.run_until_idle().await.unwrap(), 5);
+        let after = store.write_stats();
+        assert_eq!(
+            store.run("acme", &run).unwrap().unwrap().status,
+            RunStatus::Done
+        );
+        assert_eq!(
+            store.effects(&run, None).unwrap().len(),
+            1,
+            "the call's record"
+        );
+        trips.push((
+            after.write_round_trips - before.write_round_trips,
+            after.read_round_trips - before.read_round_trips,
+        ));
+    }
+    let (writes, reads) = trips[1];
+    eprintln!("five steps on PostgreSQL: {writes} write and {reads} read round trips");
+    // The claim (its tenant's lock, its count of live claims, its oldest due runs, the
+    // claim returning the run, the commit: 5), the effect's record (1), each step's commit
+    // (1 each, the claim kept by the first four): 11. Reads: the effect journal at the
+    // step's one call, and the scheduler's look at the queue before and after. It was 49
+    // and 9 before the commit became one statement and the batches pipelines.
+    assert!(writes <= 11, "{writes} write round trips");
+    assert!(reads <= 5, "{reads} read round trips");
+    drop((engine, store));
+    drop(database);
 }

@@ -112,3 +112,90 @@ async fn an_engine_on_postgres_runs_a_flow_on_a_current_thread_runtime() {
 async fn an_engine_on_postgres_runs_a_flow_on_a_multi_thread_runtime() {
     a_flow_runs_to_its_end("multi").await;
 }
+
+/// Another node's new run wakes an idle engine on PostgreSQL at once (the commit's notice,
+/// LISTEN/NOTIFY), not at its poll, which is set to 30 s here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_engine_is_woken_by_another_nodes_new_run() {
+    use std::time::{Duration, Instant};
+    let Some(database) = Database::new("woken") else {
+        return;
+    };
+    let here = std::sync::Arc::new(Store::open_url(&database.url).unwrap());
+    let there = Store::open_url(&database.url).unwrap();
+    let plan = coda_plan::parse(
+        "name: post-call\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: step@1.0.0\n",
+    )
+    .unwrap();
+    there
+        .publish_plan("acme", &plan.name, &serde_json::to_value(&plan).unwrap(), 0)
+        .await
+        .unwrap();
+    let engine = std::sync::Arc::new(coda_flow::Engine::new(
+        here.clone(),
+        std::sync::Arc::new(crate::Script),
+        std::sync::Arc::new(coda_flow::WallClock),
+        coda_flow::FlowLimits {
+            lease_ms: 60_000,
+            ..coda_flow::FlowLimits::default()
+        },
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .serve(async {
+                    let _ = stopped.await;
+                })
+                .await
+        })
+    };
+    let start = || coda_store::NewRun {
+        tenant: "acme".into(),
+        plan: "post-call".into(),
+        plan_version: 1,
+        interaction: None,
+        trigger_key: None,
+        start_node: "a".into(),
+        data: coda_types::Values::new(),
+        now_ms: coda_types::time::now_ms(),
+    };
+    // The first run, however it is found, leaves the engine idle after its last step; the
+    // second is started by the other node once it is: once its scheduler has stopped
+    // reading the database (nothing tells when it went to sleep, so quiet for 300 ms is
+    // taken as asleep; without the notice it would sleep the 30 s).
+    for round in 0..2 {
+        if round == 1 {
+            let mut reads = here.write_stats().read_round_trips;
+            loop {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let now = here.write_stats().read_round_trips;
+                if now == reads {
+                    break;
+                }
+                reads = now;
+            }
+        }
+        let began = Instant::now();
+        let run = there.start_run(start()).await.unwrap().id;
+        // Watched from now on; a commit made before the watch shows in the run's status.
+        let commits = here.watch_run(&run);
+        let done = tokio::time::timeout(Duration::from_secs(10), async {
+            while here.run("acme", &run).unwrap().unwrap().status != RunStatus::Done {
+                commits.changed().await;
+            }
+        })
+        .await;
+        assert!(done.is_ok(), "round {round}: the idle engine was not woken");
+        assert!(
+            began.elapsed() < Duration::from_secs(3),
+            "round {round}: {:?}",
+            began.elapsed()
+        );
+    }
+    stop.send(()).unwrap();
+    serving.await.unwrap().unwrap();
+    drop((engine, here, there));
+    drop(database);
+}

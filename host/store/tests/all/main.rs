@@ -39,6 +39,7 @@ mod applets;
 mod grants;
 mod kv;
 mod lists;
+mod round_trips;
 mod runs;
 mod tenants;
 
