@@ -288,10 +288,17 @@ impl Engine {
         let now = self.clock.now_ms();
         let before = self.store.interaction(tenant, event.interaction())?;
         // The run the interaction's completion would start, resolved before the write so that
-        // the write can start it: the interaction's end and its run are one commit.
+        // the write can start it: the interaction's end and its run are one commit. Only for
+        // an event that leaves the interaction completed: any other event is applied whether
+        // or not its post-interaction plan can be found.
+        let completes = before.as_ref().is_some_and(|record| {
+            apply(Some(record.clone()), &event, now).is_ok_and(|after| {
+                after.status == InteractionStatus::Completed && !after.post_flow_fired
+            })
+        });
         let ending = match &before {
-            Some(record) => self.ending_start(tenant, record, process)?,
-            None => None,
+            Some(record) if completes => self.ending_start(tenant, record, process)?,
+            _ => None,
         };
         // Backpressure, checked before anything is written: an event that would start a
         // run while the tenant's queue is full is refused whole, to be sent again later.

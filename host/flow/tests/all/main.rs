@@ -199,6 +199,68 @@ async fn the_end_of_an_interaction_starts_its_post_interaction_process_once() {
     assert_eq!(record.status, RunStatus::Done);
 }
 
+/// A live plan whose post-interaction plan is not published: the events before the end are
+/// applied as usual, and the end is refused whole (nothing stored, the interaction still
+/// active), naming the plan, until the plan is published and the end sent again.
+#[tokio::test]
+async fn an_end_whose_process_is_missing_is_refused_whole_and_earlier_events_are_not() {
+    let host = host().await;
+    let store = host.engine.store();
+    let orphan = coda_plan::parse(
+        "name: orphan\ntype: default\nstart: a\npost_interaction: nowhere\nnodes:\n  a:\n    applet: step@1.0.0\n",
+    )
+    .unwrap();
+    store
+        .publish_plan("acme", "orphan", &serde_json::to_value(&orphan).unwrap(), 0)
+        .await
+        .unwrap();
+    send(
+        &host,
+        json!({"type": "started", "interaction": "o1", "channel": "voice", "plan": "orphan"}),
+    )
+    .await;
+    send(
+        &host,
+        json!({"type": "party-joined", "interaction": "o1", "party": "agent"}),
+    )
+    .await;
+    let out = send(
+        &host,
+        json!({"type": "party-disconnected", "interaction": "o1", "party": "agent"}),
+    )
+    .await;
+    assert!(out.runs.is_empty());
+    let ended = event(json!({"type": "ended", "interaction": "o1", "outcome": "completed"}));
+    let refused = host
+        .engine
+        .on_event("acme", ended.clone())
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("nowhere"), "{refused}");
+    let record = store.interaction("acme", "o1").unwrap().unwrap();
+    assert_eq!(record.status, coda_store::InteractionStatus::Active);
+    // Published, the same end goes through and starts the run.
+    let nowhere = coda_plan::parse(
+        "name: nowhere\ntype: unattended\nstart: a\nnodes:\n  a:\n    applet: step@1.0.0\n",
+    )
+    .unwrap();
+    store
+        .publish_plan(
+            "acme",
+            "nowhere",
+            &serde_json::to_value(&nowhere).unwrap(),
+            0,
+        )
+        .await
+        .unwrap();
+    let out = host.engine.on_event("acme", ended).await.unwrap().unwrap();
+    assert_eq!(out.runs.len(), 1);
+    assert_eq!(
+        out.interaction.status,
+        coda_store::InteractionStatus::Completed
+    );
+}
+
 #[tokio::test]
 async fn the_same_ended_event_at_once_starts_one_run() {
     let host = Arc::new(host().await);
