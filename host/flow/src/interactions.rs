@@ -291,10 +291,13 @@ impl Engine {
         // the write can start it: the interaction's end and its run are one commit. Only for
         // an event that leaves the interaction completed: any other event is applied whether
         // or not its post-interaction plan can be found.
-        let completes = before.as_ref().is_some_and(|record| {
-            apply(Some(record.clone()), &event, now).is_ok_and(|after| {
-                after.status == InteractionStatus::Completed && !after.post_flow_fired
-            })
+        // The event applied to the interaction as read, once: what it would start is
+        // decided on this (the write applies it again, to the record it reads itself).
+        let after = before
+            .as_ref()
+            .and_then(|record| apply(Some(record.clone()), &event, now).ok());
+        let completes = after.as_ref().is_some_and(|after| {
+            after.status == InteractionStatus::Completed && !after.post_flow_fired
         });
         let ending = match &before {
             Some(record) if completes => self.ending_start(tenant, record, process)?,
@@ -302,7 +305,7 @@ impl Engine {
         };
         // Backpressure, checked before anything is written: an event that would start a
         // run while the tenant's queue is full is refused whole, to be sent again later.
-        if would_start_run(before.as_ref(), &event, now, ending.is_some())
+        if would_start_run(before.as_ref(), after.as_ref(), &event, ending.is_some())
             && let Err(full) = self.admit(tenant)?
         {
             return Ok(Err(full.into()));
@@ -664,13 +667,14 @@ impl EndingStart {
     }
 }
 
-/// Whether `event` would start a run that does not exist yet: it fires the post-flow
-/// action, or completes an interaction (`before`) whose completion starts a run. A
-/// redelivered event, which finds its run started, starts nothing.
+/// Whether `event`, taking the interaction from `before` to `after`, would start a run that
+/// does not exist yet: it fires the post-flow action, or completes an interaction whose
+/// completion starts a run. A redelivered event, which finds its run started, starts
+/// nothing.
 fn would_start_run(
     before: Option<&InteractionRecord>,
+    after: Option<&InteractionRecord>,
     event: &InteractionEvent,
-    now: i64,
     completion_starts_run: bool,
 ) -> bool {
     if matches!(
@@ -679,11 +683,8 @@ fn would_start_run(
     ) {
         return false;
     }
-    let Some(before) = before else {
-        return false;
-    };
-    let Ok(after) = apply(Some(before.clone()), event, now) else {
-        // Refused anyway, without starting anything.
+    // No interaction, or the event refused: nothing is started.
+    let (Some(before), Some(after)) = (before, after) else {
         return false;
     };
     if after.post_flow_fired && !before.post_flow_fired {
