@@ -54,12 +54,12 @@ impl Commits {
 
     pub(crate) fn send(&self, run_id: &str, seq: u64, status: RunStatus) {
         let watchers = lock(&self.0);
-        let Some(slots) = watchers.get(run_id) else {
+        let Some((watched, slots)) = watchers.get_key_value(run_id) else {
             return; // nobody watches this run: the common case
         };
         for slot in slots {
             let notice = RunCommitted {
-                run_id: run_id.into(),
+                run_id: watched.clone(),
                 seq,
                 status,
             };
