@@ -151,20 +151,7 @@ async fn a_runs_five_steps_take_one_pick_and_one_claim() {
     // Started in the store, without waking the scheduler: a wake while the run is in
     // flight would make a pick of its own (that finds nothing to claim), which is not
     // the run's cost.
-    let run = store
-        .start_run(coda_store::NewRun {
-            tenant: "acme".into(),
-            plan: "five".into(),
-            plan_version: 1,
-            interaction: None,
-            trigger_key: None,
-            start_node: "n0".into(),
-            data: Values::new(),
-            now_ms: 0,
-        })
-        .await
-        .unwrap()
-        .id;
+    let run = store.start_run(five_step_run()).await.unwrap().id;
     let (writes, metrics) = (store.write_stats(), engine.metrics());
     assert_eq!(engine.run_until_idle().await.unwrap(), 5);
     let record = store.run("acme", &run).unwrap().unwrap();
@@ -342,20 +329,7 @@ async fn a_runs_five_steps_on_postgres_take_few_round_trips() {
     // connection): counted from the second.
     let mut trips = Vec::new();
     for _ in 0..2 {
-        let run = store
-            .start_run(coda_store::NewRun {
-                tenant: "acme".into(),
-                plan: "five".into(),
-                plan_version: 1,
-                interaction: None,
-                trigger_key: None,
-                start_node: "n0".into(),
-                data: Values::new(),
-                now_ms: 0,
-            })
-            .await
-            .unwrap()
-            .id;
+        let run = store.start_run(five_step_run()).await.unwrap().id;
         let before = store.write_stats();
         assert_eq!(engine.run_until_idle().await.unwrap(), 5);
         let after = store.write_stats();
@@ -384,4 +358,19 @@ async fn a_runs_five_steps_on_postgres_take_few_round_trips() {
     assert!(reads <= 5, "{reads} read round trips");
     drop((engine, store));
     drop(database);
+}
+
+/// A run of tenant acme's plan `five` (version 1) at its first node, to start in the store
+/// itself: without waking the scheduler, so that a pass counts only the run's own cost.
+fn five_step_run() -> coda_store::NewRun {
+    coda_store::NewRun {
+        tenant: "acme".into(),
+        plan: "five".into(),
+        plan_version: 1,
+        interaction: None,
+        trigger_key: None,
+        start_node: "n0".into(),
+        data: Values::new(),
+        now_ms: 0,
+    }
 }
