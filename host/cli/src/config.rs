@@ -94,7 +94,7 @@ pub struct SchedulerConfig {
     /// How long a node's claim on a run lasts without renewal (`--lease-ms`,
     /// `$CODA_LEASE_MS`).
     pub lease_ms: Option<u64>,
-    /// Starts of one step without a commit before its run is parked
+    /// Starts alone of one step without a commit before its run is parked
     /// (`FlowLimits::max_step_starts`).
     pub max_step_starts: Option<u32>,
     /// Bytes a run's data and state may hold together (`FlowLimits::max_run_data_bytes`).

@@ -583,7 +583,7 @@ mod tests {
     }
 
     /// The run limits an operator sets in `scheduler:` reach the engine (issue 14 left
-    /// `max_step_starts` at its built-in 20); left out, the defaults hold; 0 is refused.
+    /// `max_step_starts` at its built-in 5); left out, the defaults hold; 0 is refused.
     #[test]
     fn the_scheduler_section_sets_the_run_limits() {
         let dir = tempfile::tempdir().unwrap();
@@ -598,10 +598,10 @@ mod tests {
             .settings()
         };
         let set = settings(
-            "scheduler: { max_step_starts: 5, max_run_data_bytes: 65536, continue_steps: 1, continue_ms: 20 }",
+            "scheduler: { max_step_starts: 7, max_run_data_bytes: 65536, continue_steps: 1, continue_ms: 20 }",
         )
         .unwrap_or_else(|e| panic!("{}", e.error));
-        assert_eq!(set.limits.max_step_starts, 5);
+        assert_eq!(set.limits.max_step_starts, 7);
         assert_eq!(set.limits.max_run_data_bytes, 65536);
         assert_eq!((set.limits.continue_steps, set.limits.continue_ms), (1, 20));
         let defaults = coda_flow::FlowLimits::default();

@@ -36,14 +36,15 @@ pub struct FlowLimits {
     /// claims of the steps in flight every third of it, and a node that dies (or is paused)
     /// for longer has its runs taken over by the others.
     pub lease_ms: u64,
-    /// How often one step of a run may be started (claimed) without committing before the
-    /// run is parked: failed with the error kind `host-fault` and the reason, instead of
-    /// being started again. A step ends without a commit when the host died in it every
-    /// time (a poison pill that kills the process; errors and panics fail the step at once
-    /// and need no count), but also when the host died for another reason while the step
-    /// was in flight, a stop dropped it or a lease ran out: every step in flight at a crash
-    /// counts one. Hence the room: the crash suite's 50 SIGKILLs with up to 300 runs in
-    /// flight take an innocent step to 9. Counted in the store, so restarts count too.
+    /// How often one step of a run may be started alone in its host without committing
+    /// before the run is parked: failed with the error kind `host-fault` and the reason,
+    /// instead of being started again. A step ends without a commit when the host died in
+    /// it every time (a poison pill that kills the process; errors and panics fail the step
+    /// at once and need no count), but also when the host died for another reason while the
+    /// step was in flight beside the culprit. So a step claimed again and again runs alone
+    /// (`suspects.rs`), and only those starts count: a host that dies then died in it.
+    /// Counted in the store, so restarts count too. A poison pill is parked after the two
+    /// failures that make it a suspect and this many alone.
     pub max_step_starts: u32,
     /// Bytes a run's data sources and node state may hold together (names plus values,
     /// counted like the sandbox's per-invocation `data` limit). A run's data is stored
@@ -77,7 +78,7 @@ impl Default for FlowLimits {
             // Above a step's own deadline (15 s), so a step that ends at all commits.
             drain_ms: 30_000,
             lease_ms: 30_000,
-            max_step_starts: 20,
+            max_step_starts: 5,
             max_run_data_bytes: 4 << 20,
             // A flow's usual length runs in one go; a long loop goes back to the queue
             // every 16 steps or 100 ms, so a freed slot is soon another run's.

@@ -23,6 +23,7 @@ mod interactions;
 mod leases;
 mod metrics;
 mod scrub;
+mod suspects;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -162,6 +163,8 @@ pub struct Engine {
     /// Set once this node's first pass has released the claims an earlier process under
     /// the same id left behind.
     claims_reset: std::sync::atomic::AtomicBool,
+    /// Steps claimed often run alone (`suspects.rs`).
+    suspects: suspects::Gate,
 }
 
 impl Engine {
@@ -186,6 +189,7 @@ impl Engine {
             node: uuid::Uuid::now_v7().to_string(),
             claims: Arc::new(leases::Claims::new(limits.lease_ms)),
             claims_reset: std::sync::atomic::AtomicBool::new(false),
+            suspects: suspects::Gate::default(),
         }
     }
 
@@ -582,10 +586,11 @@ impl Engine {
     /// and the service goes on with every other run. Only the store being unavailable
     /// comes back as an error: that is everyone's, and the scheduler backs off.
     ///
-    /// A step started more than [`FlowLimits::max_step_starts`] times without a commit
-    /// (the host crashed or failed in it each time, even in committing its failure) is not
-    /// started again: its run is parked as failed with the reason. The count is the
-    /// store's (`Claimed::step_claims`), so restarts cannot loop on it.
+    /// A step claimed often without a commit (its host died or failed in it, or beside
+    /// it) runs alone in this host, its start recorded first (`suspects.rs`). Started
+    /// alone more than [`FlowLimits::max_step_starts`] times without a commit, it is not
+    /// started again: its run is parked as failed with the reason. The counts are the
+    /// store's, so restarts cannot loop on it.
     ///
     /// With `may_continue`, the step's commit keeps the claim when the run's next step is
     /// due now, and that step comes back to be run (`continuation.rs`).
@@ -601,18 +606,31 @@ impl Engine {
             claim_seq,
             step_claims,
         } = claimed;
-        if step_claims > self.limits.max_step_starts {
-            let why = format!(
-                "the step was started {} times and never finished: the host failed or stopped in it each time",
-                step_claims - 1
-            );
-            tracing::error!(run = %run.id, node = run.node.as_deref().unwrap_or(""), "{why}; the run is parked");
-            let decision = decide::park(&run, run.node.as_deref().unwrap_or(""), &why);
-            let commit = self.host_commit(&run, decision);
-            return self
-                .commit_fault(commit, claim_seq, &run.id)
-                .await
-                .map(continuation::Stepped::ended);
+        let turn = self.suspects.enter(step_claims).await;
+        if turn.alone() {
+            let starts = match self.store.start_alone(&run.id, claim_seq).await {
+                Ok(Some(starts)) => starts,
+                // Another node holds the run now: its step is theirs.
+                Ok(None) => return Ok(continuation::Stepped::ended(false)),
+                Err(e) if e.is_unavailable() => return Err(e.into()),
+                Err(e) => {
+                    tracing::error!(run = %run.id, "the step's start alone could not be recorded ({e}); it is tried again after its lease");
+                    return Ok(continuation::Stepped::ended(false));
+                }
+            };
+            if starts > self.limits.max_step_starts {
+                let why = format!(
+                    "the step was started {} times alone and never finished: the host failed or stopped in it each time",
+                    starts - 1
+                );
+                tracing::error!(run = %run.id, node = run.node.as_deref().unwrap_or(""), "{why}; the run is parked");
+                let decision = decide::park(&run, run.node.as_deref().unwrap_or(""), &why);
+                let commit = self.host_commit(&run, decision);
+                return self
+                    .commit_fault(commit, claim_seq, &run.id)
+                    .await
+                    .map(continuation::Stepped::ended);
+            }
         }
         // The step's scrubber outlives the step: the text of a fault in it (a store error,
         // a panic's message) may hold a secret value the step read, and is scrubbed too.
@@ -656,7 +674,7 @@ impl Engine {
             Err(coda_store::StoreError::Conflict { .. }) => Ok(false),
             Err(e) if e.is_unavailable() => Err(e.into()),
             Err(e) => {
-                tracing::error!(%run, "the step's failure could not be committed either ({e}); the run is tried again after its lease, and parked after {} starts", self.limits.max_step_starts);
+                tracing::error!(%run, "the step's failure could not be committed either ({e}); the run is tried again after its lease, and parked after {} starts alone", self.limits.max_step_starts);
                 Ok(false)
             }
         }

@@ -40,8 +40,8 @@ pub struct Claimed {
     pub claim_seq: u64,
     /// How many times the run's current step has been claimed, this claim included: more
     /// than once when an earlier claim ended without a commit (the host crashed or failed
-    /// in the step, a stop dropped it, a lease ran out). The engine parks a run whose step
-    /// was started too often.
+    /// in the step, a stop dropped it, a lease ran out). The engine runs a step claimed
+    /// often alone, and parks it when it keeps failing alone ([`Store::start_alone`]).
     pub step_claims: u32,
 }
 
@@ -203,6 +203,28 @@ impl Store {
                     });
                 }
                 Ok(claimed)
+            })
+            .await
+    }
+
+    /// Records that the run's current step, claimed under `claim_seq`, starts alone in its
+    /// host (no other step beside it: coda-flow's suspects), before it runs, so a host that
+    /// dies in it has counted the start. Returns how many times this step has started
+    /// alone, this start included; none when the claim was lost (another node holds the
+    /// run), and the step must not run.
+    pub async fn start_alone(&self, run_id: &str, claim_seq: u64) -> Result<Option<u32>> {
+        let run_id = run_id.to_owned();
+        self.writer
+            .write(move |tx| {
+                tx.prepare_cached(
+                        "UPDATE runs SET
+                            solo_starts = CASE WHEN solo_step = step_seq THEN solo_starts + 1 ELSE 1 END,
+                            solo_step = step_seq
+                         WHERE id = ?1 AND claim_seq = ?2 AND claim_owner IS NOT NULL
+                         RETURNING solo_starts",
+                    )?
+                    .query_row(params![run_id, claim_seq], |r| r.get::<u32>(0))
+                    .optional()
             })
             .await
     }

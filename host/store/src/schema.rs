@@ -260,6 +260,12 @@ const MIGRATIONS: &[&str] = &[
     // commit changed the data (`=`: exactly its `data_changes`; else JSON of what it set and
     // removed). NULL for steps journaled before.
     "ALTER TABLE steps ADD COLUMN data_delta TEXT;",
+    // 19: how often the run's current step was started alone in its host (the engine's
+    // suspects, `suspects.rs` in coda-flow): only such a start is a failure of that step's
+    // own when the host dies, so only these count toward parking it. `solo_step` is the
+    // `step_seq` the count is for, so any write that moves the run on starts it afresh.
+    "ALTER TABLE runs ADD COLUMN solo_step INTEGER;
+    ALTER TABLE runs ADD COLUMN solo_starts INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(crate) fn migrate_sqlite(conn: &mut rusqlite::Connection) -> Result<()> {

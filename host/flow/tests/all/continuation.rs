@@ -1,8 +1,9 @@
 //! Claim continuation (`continuation.rs`): a run's steps back to back under one claim.
 //! A run's steps cost one pick and one claim instead of one of each per step; a run
 //! cancelled while it continues stops at its next commit; a continuation yields to another
-//! tenant's run at its bound; and a continued step the host never finishes has counted its
-//! start, so `max_step_starts` parks its run across restarts.
+//! tenant's run at its bound; a continued step the host never finishes has counted its
+//! start, so `max_step_starts` parks its run across restarts; and only the step that takes
+//! its host down is parked, not the steps in flight beside it (`suspects.rs`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,11 +16,13 @@ use coda_types::{AppletInfo, InvocationReport, Outcome, Values};
 use serde_json::json;
 
 /// `next` for every applet, recording (tenant, node) in order; `gated` waits for the
-/// test's gate first, and `hangs` never ends (the host dies in it).
+/// test's gate first (unless the gate was left open), and `hangs` never ends (the host
+/// dies in it).
 #[derive(Default)]
 struct Script {
     invoked: Mutex<Vec<(String, String)>>,
     gate: tokio::sync::Notify,
+    open: std::sync::atomic::AtomicBool,
 }
 
 impl Script {
@@ -57,7 +60,9 @@ impl Applets for Script {
             .unwrap()
             .push((tenant.to_owned(), input.context.node.clone()));
         match applet.name() {
-            "gated" => self.gate.notified().await,
+            "gated" if !self.open.load(std::sync::atomic::Ordering::SeqCst) => {
+                self.gate.notified().await
+            }
             "hangs" => std::future::pending::<()>().await,
             // One effectful call, as the benchmark's data-connector step makes (refused
             // here: the engine grants no capability, and the refusal is journaled too).
@@ -250,8 +255,9 @@ async fn a_continuation_yields_to_another_tenants_run_at_its_bound() {
 }
 
 /// A continued step the host dies in, again and again: its start was counted by the
-/// commit that kept the claim, so with `max_step_starts: 2` the second host to die in it
-/// is the last; the third parks the run instead of starting the step again.
+/// commit that kept the claim, so after two deaths it is a suspect and runs alone; with
+/// `max_step_starts: 2` the second host to die in it alone is the last, and the next one
+/// parks the run instead of starting the step again.
 #[tokio::test]
 async fn a_continued_step_the_host_never_finishes_is_parked_after_its_starts_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
@@ -274,8 +280,9 @@ async fn a_continued_step_the_host_never_finishes_is_parked_after_its_starts_acr
             limits,
         ));
         run = start(&first, "acme", "doomed").await;
-        // Two hosts in turn die in n1 (the pass dropped mid-step, as a SIGKILL would).
-        for host in 0..2 {
+        // Four hosts in turn die in n1 (the pass dropped mid-step, as a SIGKILL would):
+        // two make it a suspect, two more die in it alone.
+        for host in 0..4 {
             let engine = Arc::new(Engine::new(
                 store.clone(),
                 script.clone(),
@@ -289,7 +296,7 @@ async fn a_continued_step_the_host_never_finishes_is_parked_after_its_starts_acr
             clock.advance_to(clock.now_ms() + limits.lease_ms as i64 + 1);
         }
         // The first host took n1 straight after n0's commit, without a claim of its own.
-        assert_eq!(script.nodes(), ["n0", "n1", "n1"]);
+        assert_eq!(script.nodes(), ["n0", "n1", "n1", "n1", "n1"]);
     }
     let store = Arc::new(Store::open(&db).unwrap());
     let engine = Arc::new(Engine::new(
@@ -298,16 +305,83 @@ async fn a_continued_step_the_host_never_finishes_is_parked_after_its_starts_acr
         clock.clone(),
         limits,
     ));
-    // Had the continued start not been counted, n1 would start a third time and hang.
+    // Had the continued start not been counted, n1 would start again and hang.
     tokio::time::timeout(Duration::from_secs(30), engine.run_until_idle())
         .await
-        .expect("n1 was started a third time")
+        .expect("n1 was started again")
         .unwrap();
-    assert_eq!(script.nodes(), ["n0", "n1", "n1"]);
+    assert_eq!(script.nodes(), ["n0", "n1", "n1", "n1", "n1"]);
     let record = store.run("acme", &run).unwrap().unwrap();
     assert_eq!(record.status, RunStatus::Failed);
     let journal = store.journal("acme", &run).unwrap();
     assert!(journal[1].note.contains("parked"), "{}", journal[1].note);
+}
+
+/// A step that takes its host down, in flight beside sound steps that are slow: every
+/// death counts a claim for all of them, yet only the culprit is parked. Two deaths make
+/// each of them a suspect; suspects run alone, only the deaths of a step alone count
+/// toward `max_step_starts`, and the sound ones finish though they were claimed more
+/// often than that bound.
+#[tokio::test]
+async fn only_the_step_that_takes_its_host_down_is_parked_not_the_ones_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("coda.db");
+    let limits = FlowLimits {
+        lease_ms: 1_000,
+        max_step_starts: 2,
+        ..FlowLimits::default()
+    };
+    let clock = Arc::new(VirtualClock::new());
+    let script = Arc::new(Script::default());
+    let store = Arc::new(Store::open(&db).unwrap());
+    publish(&store, "acme", &chain("culprit", 2, &[(0, "hangs")])).await;
+    publish(&store, "acme", &chain("sound", 2, &[(0, "gated")])).await;
+    let starter = Engine::new(store.clone(), script.clone(), clock.clone(), limits);
+    let culprit = start(&starter, "acme", "culprit").await;
+    let mut sound = Vec::new();
+    for _ in 0..3 {
+        sound.push(start(&starter, "acme", "sound").await);
+    }
+    // Hosts die (each pass dropped mid-step, as a SIGKILL would) until one ends by itself.
+    let mut deaths = 0;
+    loop {
+        if deaths == 2 {
+            // The sound steps would finish now, given a turn.
+            script.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let host = Arc::new(Engine::new(
+            store.clone(),
+            script.clone(),
+            clock.clone(),
+            limits,
+        ));
+        match tokio::time::timeout(Duration::from_millis(300), host.run_until_idle()).await {
+            Ok(pass) => {
+                pass.unwrap();
+                break;
+            }
+            Err(_) => deaths += 1,
+        }
+        assert!(deaths <= 8, "the hosts kept dying");
+        clock.advance_to(clock.now_ms() + limits.lease_ms as i64 + 1);
+    }
+    // Two deaths beside the others, two alone; the fifth host parks the culprit.
+    assert_eq!(deaths, 4);
+    let record = store.run("acme", &culprit).unwrap().unwrap();
+    assert_eq!(record.status, RunStatus::Failed);
+    let journal = store.journal("acme", &culprit).unwrap();
+    assert!(
+        journal[0].note.contains("started 2 times alone"),
+        "{}",
+        journal[0].note
+    );
+    for run in &sound {
+        let record = store.run("acme", run).unwrap().unwrap();
+        assert_eq!(record.status, RunStatus::Done, "run {run}");
+    }
+    // Each sound step ran in the two crowded deaths, then once more, alone, to its end.
+    let ran = script.nodes().iter().filter(|n| *n == "n0").count();
+    assert_eq!(ran, 2 * 4 + 2 + 3, "{:?}", script.nodes());
 }
 
 /// The benchmark's five steps on PostgreSQL (the fourth making one effectful call), counted
