@@ -284,13 +284,18 @@ impl Store {
             next.status == RunStatus::Ready && next.due_at_ms.is_some_and(|due| due <= k.now_ms)
         });
         let makes_work = !next.status.is_finished() && !continues;
-        let kept = if self.is_postgres() && given.is_some() {
+        // A commit that parks its run on a wait takes an event stored for it before
+        // (`events.rs`) in the same write; only such a commit pays that lookup.
+        let parks = next.status == RunStatus::Waiting && next.wait.is_some();
+        let mut taken = None;
+        let kept = if self.is_postgres() && given.is_some() && !parks {
             let rows = self
                 .writer
                 .write_one(commit_call().to_owned(), values, makes_work)
                 .await?;
             committed(rows.first(), claim, &run_id, expected)?
         } else {
+            let at_ms = commit.step.at_ms;
             let step_data_changes = commit.step.data_changes.clone();
             let next_data = commit.next.data.clone();
             self.writer
@@ -314,11 +319,23 @@ impl Store {
                     if makes_work {
                         tx.made_work();
                     }
-                    apply_commit(tx, &values, claim, expected)
+                    let kept = apply_commit(tx, &values, claim, expected)?;
+                    let taken = match parks {
+                        true => crate::events::take_on_park(tx, &run_id_of(&values), at_ms)?,
+                        false => None,
+                    };
+                    Ok((kept, taken))
                 })
-                .await?
+                .await
+                .map(|(kept, woken)| {
+                    taken = woken;
+                    kept
+                })?
         };
         self.commits.send(&run_id, seq, status);
+        if let Some(woken) = taken {
+            self.announce(vec![woken]);
+        }
         Ok(kept)
     }
 

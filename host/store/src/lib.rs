@@ -15,6 +15,7 @@ mod applets;
 mod audit;
 mod db;
 mod effects;
+mod events;
 mod grants;
 mod inputs;
 mod interactions;
@@ -48,6 +49,9 @@ use std::sync::Mutex;
 use db::Conn;
 
 pub use effects::EffectRecord;
+pub use events::{
+    Delivery, EVENT_PRUNE_BATCH, EventLimits, EventsFull, HeldEvent, Hold, NamedEvent, StoredEvent,
+};
 pub use grants::{GrantRecord, SecretInfo, SecretWrite, SecretsKey};
 pub use journal::{RunCommitted, RunUpdate, RunWatch, StepCommit, StepInput, StepRecord};
 pub use kv::{EffectSlot, KV_PRUNE_BATCH, KvResult};
@@ -79,6 +83,9 @@ pub enum StoreError {
     Conflict { run: String, expected: u64 },
     #[error("the store's writer has stopped")]
     WriterGone,
+    /// An event would be kept past a bound of its tenant or interaction: nothing was written.
+    #[error(transparent)]
+    EventsFull(#[from] EventsFull),
     /// The transaction holding this write failed (disk full, I/O error): nothing of it is
     /// stored.
     #[error("the write was not committed: {0}")]
