@@ -170,12 +170,14 @@ impl Store {
                 Ok(Ok((change, entries, started, delivered)))
             })
             .await?;
-        Ok(changed.map(|(change, audit, started, delivered)| InteractionChanged {
-            change,
-            audit,
-            started,
-            delivered: delivered.map(|d| d.announce(self)),
-        }))
+        Ok(
+            changed.map(|(change, audit, started, delivered)| InteractionChanged {
+                change,
+                audit,
+                started,
+                delivered: delivered.map(|d| d.announce(self)),
+            }),
+        )
     }
 
     /// The audit trail of an interaction of this tenant, oldest first (another tenant's

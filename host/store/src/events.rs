@@ -360,9 +360,7 @@ pub(crate) fn deliver_in(
         woken.extend(wake_run(tx, run, arrival, now_ms)?);
     }
     let taken_by = (!woken.is_empty())
-        .then(|| {
-            serde_json::to_string(&woken.iter().map(|(id, ..)| id).collect::<Vec<_>>())
-        })
+        .then(|| serde_json::to_string(&woken.iter().map(|(id, ..)| id).collect::<Vec<_>>()))
         .transpose()?;
     let expires_at_ms = now_ms.saturating_add(limits.keep_ms);
     tx.prepare_cached(
@@ -415,10 +413,9 @@ pub(crate) fn take_on_park(tx: &Conn<'_>, run_id: &str, now_ms: i64) -> Result<O
                  AND expires_at > ?4
              ORDER BY seq LIMIT 1",
         )?
-        .query_row(
-            params![run.tenant, interaction, wait.event, now_ms],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        .query_row(params![run.tenant, interaction, wait.event, now_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
     let Some((seq, payload, data)) = found else {
         return Ok(None);

@@ -108,7 +108,10 @@ pub(crate) fn wake_run(
         run.step_seq,
         run.plan,
         run.plan_version,
-        wait.node.clone().or_else(|| run.node.clone()).unwrap_or_default(),
+        wait.node
+            .clone()
+            .or_else(|| run.node.clone())
+            .unwrap_or_default(),
         serde_json::json!({ "event": event }).to_string(),
         note,
         serde_json::to_string(&changes)?,
