@@ -112,7 +112,8 @@ pub struct HeldOutcome {
 /// What an accepted interaction event did: applied, or held until its interaction starts.
 #[derive(Debug, Clone)]
 pub enum EventAccepted {
-    Applied(EventOutcome),
+    /// Boxed: an interaction record is large beside a held event's answer.
+    Applied(Box<EventOutcome>),
     Held(HeldOutcome),
 }
 
@@ -120,7 +121,7 @@ impl EventAccepted {
     /// The outcome of an applied event; none for a held one.
     pub fn applied(self) -> Option<EventOutcome> {
         match self {
-            EventAccepted::Applied(outcome) => Some(outcome),
+            EventAccepted::Applied(outcome) => Some(*outcome),
             EventAccepted::Held(_) => None,
         }
     }
@@ -360,7 +361,7 @@ impl Engine {
                             }
                         }
                     }
-                    return Ok(Ok(EventAccepted::Applied(outcome)));
+                    return Ok(Ok(EventAccepted::Applied(Box::new(outcome))));
                 }
                 Err(EventError::Unknown(_)) if !starts => match self.hold(tenant, &event).await? {
                     Ok(Some(held)) => return Ok(Ok(EventAccepted::Held(held))),

@@ -169,7 +169,7 @@ impl Store {
             let rows = conn.query(
                 "SELECT seq, name, payload, received_at, expires_at, taken_by, taken_at
                  FROM named_events WHERE tenant = ?1 AND interaction = ?2 ORDER BY seq",
-                &params![tenant, interaction],
+                params![tenant, interaction],
             )?;
             rows.iter()
                 .map(|r| {
@@ -262,7 +262,7 @@ impl Store {
             conn.query(
                 "SELECT seq, body, received_at FROM held_events
                  WHERE tenant = ?1 AND interaction = ?2 ORDER BY seq",
-                &params![tenant, interaction],
+                params![tenant, interaction],
             )?
             .iter()
             .map(|r| {
@@ -294,7 +294,7 @@ impl Store {
                 "SELECT DISTINCT h.tenant, h.interaction FROM held_events h
                  JOIN interactions i ON i.tenant = h.tenant AND i.id = h.interaction
                  LIMIT ?1",
-                &params![max],
+                params![max],
             )?
             .iter()
             .map(|r| Ok((r.get(0)?, r.get(1)?)))

@@ -62,7 +62,7 @@ async fn a_disposition_sent_before_the_wait_is_taken_by_it() {
         );
         let events = host.engine.store().named_events("acme", "i7").unwrap();
         assert_eq!(events.len(), 1);
-        assert_eq!(events[0].taken_by, [run.clone()]);
+        assert_eq!(events[0].taken_by, std::slice::from_ref(&run));
 
         // One event per wait: a second run waiting for it later finds none left, waits, and
         // is woken by the next one.
@@ -90,7 +90,7 @@ async fn a_disposition_sent_before_the_wait_is_taken_by_it() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(woke.woken, [second.clone()]);
+        assert_eq!(woke.woken, std::slice::from_ref(&second));
         assert!(!woke.kept);
     }
 }

@@ -868,6 +868,7 @@ async fn a_tail_replays_the_steps_then_streams_new_ones_and_ends() {
     h.engine
         .deliver("acme", "i-gone", "disposition", json!(null))
         .await
+        .unwrap()
         .unwrap();
     reaches(h, &acme, &other, "done").await;
     s.stop().await;

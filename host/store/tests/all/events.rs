@@ -86,7 +86,7 @@ async fn an_event_wakes_the_runs_waiting_for_it_in_the_write_that_stores_it() {
         .deliver_event(named("acme", "int-1", "disposition", 7), LIMITS, 3_000)
         .await
         .unwrap();
-    assert_eq!(delivered.woken, [run.clone()]);
+    assert_eq!(delivered.woken, std::slice::from_ref(&run));
     assert!(!delivered.kept);
     assert_eq!((delivered.seq, delivered.expires_at_ms), (2, 13_000));
     let record = store.run("acme", &run).unwrap().unwrap();
@@ -100,7 +100,7 @@ async fn an_event_wakes_the_runs_waiting_for_it_in_the_write_that_stores_it() {
     // Stored, and taken by the run it woke, in that one write.
     let events = store.named_events("acme", "int-1").unwrap();
     assert_eq!(events.len(), 2);
-    assert_eq!(events[1].taken_by, [run.clone()]);
+    assert_eq!(events[1].taken_by, std::slice::from_ref(&run));
     assert_eq!(events[1].taken_at_ms, Some(3_000));
     assert!(events[0].taken_by.is_empty());
     assert_eq!(store.event_counts("acme").unwrap(), (1, 0));
