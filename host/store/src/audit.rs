@@ -159,6 +159,8 @@ impl Store {
                     None => None,
                 };
                 if let Some(seq) = change.release_held {
+                    // Gone already when a start applied it meanwhile (two starts at once):
+                    // the event is applied again, which starts nothing twice (trigger keys).
                     release_held_in(conn, &tenant, &id, seq)?;
                 }
                 let delivered = match &change.event {

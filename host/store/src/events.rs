@@ -281,7 +281,7 @@ impl Store {
     pub async fn release_held(&self, tenant: &str, interaction: &str, seq: u64) -> Result<()> {
         let (tenant, interaction) = (tenant.to_owned(), interaction.to_owned());
         self.writer
-            .write(move |tx| release_held_in(tx, &tenant, &interaction, seq))
+            .write(move |tx| release_held_in(tx, &tenant, &interaction, seq).map(drop))
             .await
     }
 
@@ -445,13 +445,14 @@ pub(crate) fn take_on_park(tx: &Conn<'_>, run_id: &str, now_ms: i64) -> Result<O
     Ok(Some(woken))
 }
 
-/// Deletes a held event (applied, or refused by its interaction), uncounting it.
+/// Deletes a held event (applied, or refused by its interaction), uncounting it; whether it
+/// was there to delete.
 pub(crate) fn release_held_in(
     tx: &Conn<'_>,
     tenant: &str,
     interaction: &str,
     seq: u64,
-) -> Result<()> {
+) -> Result<bool> {
     let deleted = tx
         .prepare_cached(
             "DELETE FROM held_events WHERE tenant = ?1 AND interaction = ?2 AND seq = ?3",
@@ -460,7 +461,7 @@ pub(crate) fn release_held_in(
     if deleted > 0 {
         add_counts(tx, tenant, 0, -1)?;
     }
-    Ok(())
+    Ok(deleted > 0)
 }
 
 /// On PostgreSQL, the interaction's lock for the rest of the transaction (see the module's
@@ -542,12 +543,14 @@ fn prune(tx: &Conn<'_>, tenant: Option<&str>, now_ms: i64, max: u32) -> Result<u
         })?
         .collect::<Result<_>>()?;
     for (tenant, interaction, seq, taken_at) in &named {
-        deleted += tx
+        let gone = tx
             .prepare_cached(
                 "DELETE FROM named_events WHERE tenant = ?1 AND interaction = ?2 AND seq = ?3",
             )?
             .execute(params![tenant, interaction, seq])?;
-        if taken_at.is_none() {
+        deleted += gone;
+        // Uncounted only if this write deleted it (another node's pass may have, first).
+        if gone > 0 && taken_at.is_none() {
             add_counts(tx, tenant, -1, 0)?;
         }
     }
@@ -562,8 +565,7 @@ fn prune(tx: &Conn<'_>, tenant: Option<&str>, now_ms: i64, max: u32) -> Result<u
         })?
         .collect::<Result<_>>()?;
     for (tenant, interaction, seq) in &held {
-        deleted += 1;
-        release_held_in(tx, tenant, interaction, *seq)?;
+        deleted += u64::from(release_held_in(tx, tenant, interaction, *seq)?);
     }
     Ok(deleted)
 }
