@@ -31,7 +31,7 @@ use coda_types::Values;
 
 use crate::db::{Conn, OptionalExtension, params};
 use crate::interactions::read_interaction;
-use crate::runs::{RUN_COLUMNS, RunRecord, run_from_row};
+use crate::runs::RunRecord;
 use crate::waits::{Arrival, Woken, waiting_for, wake_run};
 use crate::{Result, Store, StoreError};
 
@@ -390,18 +390,10 @@ pub(crate) fn deliver_in(
     })
 }
 
-/// Inside the commit that parked run `run_id` on a wait: takes the interaction's oldest
-/// untaken, unexpired event of the wait's name, if there is one, and wakes the run with it
-/// (journaled as the step after the commit's). None when nothing was there to take.
-pub(crate) fn take_on_park(tx: &Conn<'_>, run_id: &str, now_ms: i64) -> Result<Option<Woken>> {
-    let run: Option<RunRecord> = tx
-        .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?
-        .query_row(params![run_id], run_from_row)
-        .optional()?
-        .transpose()?;
-    let Some(run) = run else {
-        return Ok(None);
-    };
+/// Inside the commit that parked `run` (as committed) on a wait: takes the interaction's
+/// oldest untaken, unexpired event of the wait's name, if there is one, and wakes the run
+/// with it (journaled as the step after the commit's). None when nothing was there to take.
+pub(crate) fn take_on_park(tx: &Conn<'_>, run: &RunRecord, now_ms: i64) -> Result<Option<Woken>> {
     let (Some(interaction), Some(wait)) = (&run.interaction, &run.wait) else {
         return Ok(None);
     };
@@ -427,7 +419,7 @@ pub(crate) fn take_on_park(tx: &Conn<'_>, run_id: &str, now_ms: i64) -> Result<O
         payload: &payload,
         extra: &extra,
     };
-    let Some(woken) = wake_run(tx, &run, arrival, now_ms)? else {
+    let Some(woken) = wake_run(tx, run, arrival, now_ms)? else {
         return Ok(None);
     };
     tx.prepare_cached(

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use crate::db::{Conn, Row, ToValue, Value, params, to_postgres};
 use crate::leases::{CLAIM_AFTER_COMMIT, Claimed, KeepClaim};
-use crate::runs::{RUN_COLUMNS, run_from_row};
+use crate::runs::{RUN_COLUMNS, RunRecord, run_from_row};
 use coda_types::Values;
 use serde::{Deserialize, Serialize};
 
@@ -319,9 +319,9 @@ impl Store {
                     if makes_work {
                         tx.made_work();
                     }
-                    let kept = apply_commit(tx, &values, claim, expected)?;
+                    let (kept, run) = apply_commit(tx, &values, claim, expected)?;
                     let taken = match parks {
-                        true => crate::events::take_on_park(tx, &run_id_of(&values), at_ms)?,
+                        true => crate::events::take_on_park(tx, &run, at_ms)?,
                         false => None,
                     };
                     Ok((kept, taken))
@@ -500,17 +500,26 @@ fn commit_call() -> &'static str {
 }
 
 /// A commit inside a write: on PostgreSQL the function's call, on SQLite its two
-/// statements.
+/// statements. Also answers the run as committed (what a parking commit's event lookup
+/// reads, `events.rs`).
 fn apply_commit(
     tx: &Conn<'_>,
     values: &[Value],
     claim: u64,
     expected: u64,
-) -> Result<Option<Claimed>> {
+) -> Result<(Option<Claimed>, RunRecord)> {
     let run_id = run_id_of(values);
+    let as_committed = |row: Option<&Row>| -> Result<(Option<Claimed>, RunRecord)> {
+        let kept = committed(row, claim, &run_id, expected)?;
+        let run = match row {
+            Some(row) => run_from_row(row)??,
+            None => return Err(StoreError::NoRow),
+        };
+        Ok((kept, run))
+    };
     if tx.is_postgres() {
         let rows = tx.query(commit_call(), values)?;
-        return committed(rows.first(), claim, &run_id, expected);
+        return as_committed(rows.first());
     }
     static RETURNING: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = RETURNING.get_or_init(|| {
@@ -521,11 +530,11 @@ fn apply_commit(
     });
     let rows = tx.query(sql, values)?;
     if rows.is_empty() {
-        return committed(None, claim, &run_id, expected);
+        return as_committed(None);
     }
     tx.prepare_cached(JOURNAL_STEP)?
         .execute(&values[..STEP_PARAMS])?;
-    committed(rows.first(), claim, &run_id, expected)
+    as_committed(rows.first())
 }
 
 /// What the function's answer says: no row, the fence refused the commit; a row with no
