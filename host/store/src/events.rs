@@ -156,10 +156,18 @@ impl Store {
         limits: EventLimits,
         now_ms: i64,
     ) -> Result<Delivery> {
-        let delivered = self
-            .writer
-            .write(move |tx| deliver_in(tx, &event, &limits, now_ms))
-            .await?;
+        let mut tries = 0;
+        let delivered = loop {
+            let event = event.clone();
+            match self
+                .writer
+                .write(move |tx| deliver_in(tx, &event, &limits, now_ms))
+                .await
+            {
+                Err(e) if e.is_deadlock() && tries + 1 < crate::DEADLOCK_TRIES => tries += 1,
+                done => break done?,
+            }
+        };
         Ok(delivered.announce(self))
     }
 
@@ -197,6 +205,26 @@ impl Store {
     /// start applies it or it expires. [`Hold::Started`] when the interaction exists by the
     /// time of the write (it started meanwhile): nothing is held, the caller applies it.
     pub async fn hold_event(
+        &self,
+        tenant: &str,
+        interaction: &str,
+        body: String,
+        limits: EventLimits,
+        now_ms: i64,
+    ) -> Result<Hold> {
+        let mut tries = 0;
+        loop {
+            match self
+                .hold_once(tenant, interaction, body.clone(), limits, now_ms)
+                .await
+            {
+                Err(e) if e.is_deadlock() && tries + 1 < crate::DEADLOCK_TRIES => tries += 1,
+                done => return done,
+            }
+        }
+    }
+
+    async fn hold_once(
         &self,
         tenant: &str,
         interaction: &str,

@@ -238,7 +238,7 @@ impl Store {
             Some((input, delta)) => (Some(input.clone()), delta.clone().to_value()),
             None => (None, Value::Null),
         };
-        let mut values: Vec<Value> = params![
+        let values: Vec<Value> = params![
             next.status.as_str(),
             next.plan,
             next.plan_version,
@@ -296,41 +296,61 @@ impl Store {
             committed(rows.first(), claim, &run_id, expected)?
         } else {
             let at_ms = commit.step.at_ms;
-            let step_data_changes = commit.step.data_changes.clone();
-            let next_data = commit.next.data.clone();
-            self.writer
-                .write(move |tx| {
-                    if given.is_none() {
-                        let before =
-                            inputs::current_data(tx, &run_id_of(&values))?.unwrap_or_default();
-                        values[DELTA] =
-                            inputs::delta_column(&before, &next_data, &step_data_changes)?
-                                .to_value();
-                        values[INPUT] = (seq == 0)
-                            .then(|| {
-                                serde_json::to_string(&StoredInput {
-                                    data: Some(before),
-                                    state: Values::new(),
+            let host_step = given.is_none();
+            let mut tries = 0;
+            let mut attempt = values;
+            // A parking commit takes its interaction's lock (`events.rs`): chosen as a
+            // deadlock's victim on PostgreSQL, nothing of it was written, and it is sent
+            // again. Only its parameters are kept for that: other commits are not copied.
+            loop {
+                let spare = parks.then(|| attempt.clone());
+                let mut values = attempt;
+                let step_data_changes = commit.step.data_changes.clone();
+                let next_data = commit.next.data.clone();
+                let written = self
+                    .writer
+                    .write(move |tx| {
+                        if host_step {
+                            let before =
+                                inputs::current_data(tx, &run_id_of(&values))?.unwrap_or_default();
+                            values[DELTA] =
+                                inputs::delta_column(&before, &next_data, &step_data_changes)?
+                                    .to_value();
+                            values[INPUT] = (seq == 0)
+                                .then(|| {
+                                    serde_json::to_string(&StoredInput {
+                                        data: Some(before),
+                                        state: Values::new(),
+                                    })
                                 })
-                            })
-                            .transpose()?
-                            .to_value();
+                                .transpose()?
+                                .to_value();
+                        }
+                        if makes_work {
+                            tx.made_work();
+                        }
+                        let (kept, run) = apply_commit(tx, &values, claim, expected)?;
+                        let taken = match parks {
+                            true => crate::events::take_on_park(tx, &run, at_ms)?,
+                            false => None,
+                        };
+                        Ok((kept, taken))
+                    })
+                    .await;
+                match (written, spare) {
+                    (Err(e), Some(spare))
+                        if e.is_deadlock() && tries + 1 < crate::DEADLOCK_TRIES =>
+                    {
+                        tries += 1;
+                        attempt = spare;
                     }
-                    if makes_work {
-                        tx.made_work();
+                    (done, _) => {
+                        let (kept, woken) = done?;
+                        taken = woken;
+                        break kept;
                     }
-                    let (kept, run) = apply_commit(tx, &values, claim, expected)?;
-                    let taken = match parks {
-                        true => crate::events::take_on_park(tx, &run, at_ms)?,
-                        false => None,
-                    };
-                    Ok((kept, taken))
-                })
-                .await
-                .map(|(kept, woken)| {
-                    taken = woken;
-                    kept
-                })?
+                }
+            }
         };
         self.commits.send(&run_id, seq, status);
         if let Some(woken) = taken {

@@ -122,9 +122,13 @@ impl StoreError {
                 e.is_closed()
                     || e.code().is_none_or(|code| {
                         // Class 08 (connection exception), 57P0x (shutdown, cannot connect
-                        // now), 53 (insufficient resources).
+                        // now), 53 (insufficient resources), 40P01 (chosen as a deadlock's
+                        // victim: rolled back, the same write goes through once sent again).
                         let code = code.code();
-                        code.starts_with("08") || code.starts_with("57P") || code.starts_with("53")
+                        code.starts_with("08")
+                            || code.starts_with("57P")
+                            || code.starts_with("53")
+                            || code == "40P01"
                     })
             }
             StoreError::NotCommitted(_) | StoreError::WriterGone => true,
@@ -133,6 +137,21 @@ impl StoreError {
         }
     }
 }
+
+impl StoreError {
+    /// PostgreSQL chose this write as a deadlock's victim (two nodes' transactions each
+    /// holding an interaction's lock the other waits for, `events.rs`): nothing of it was
+    /// written, and sent again it goes through.
+    pub fn is_deadlock(&self) -> bool {
+        matches!(self, StoreError::Postgres(e)
+            if e.code() == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED))
+    }
+}
+
+/// How often a write that takes an interaction's lock (`events.rs`) is sent again when
+/// PostgreSQL picks it as a deadlock's victim, before the error is the caller's (then an
+/// unavailable store: the API's 503, a step run again later).
+pub(crate) const DEADLOCK_TRIES: usize = 5;
 
 /// A database URL without its passwords, for messages (the rule is `coda-types`').
 pub use coda_types::scrub::redact_url;

@@ -394,7 +394,82 @@ async fn held_events_are_bounded_per_interaction_and_tenant() {
     assert!(store.held_events("acme", "c-3").unwrap().is_empty());
 }
 
+/// Two nodes at once on one database: one parks runs on their waits while the other
+/// delivers their events, each interaction's two writes racing. Whichever wins, no event is
+/// left untaken beside a run waiting for it: every run is woken, every event taken once.
+async fn a_delivery_and_a_parking_commit_racing_on_two_nodes_lose_nothing() {
+    let db = crate::Db::new();
+    let parking = std::sync::Arc::new(db.open());
+    let delivering = std::sync::Arc::new(db.open());
+    const N: usize = 40;
+    let mut runs = Vec::new();
+    for i in 0..N {
+        let mut new = new_run(None);
+        new.interaction = Some(format!("race-{i}"));
+        runs.push(parking.start_run(new).await.unwrap().id);
+    }
+    let claimed = crate::claim_due(&parking, 2_000, 1_000, &["acme"]).await;
+    let parks = {
+        let parking = parking.clone();
+        let runs = runs.clone();
+        tokio::spawn(async move {
+            let mut commits = Vec::new();
+            for run in &runs {
+                let claim = claimed.iter().find(|c| &c.run.id == run).unwrap().claim_seq;
+                let mut next = update(Some("late"), RunStatus::Waiting, Some(3_600_000));
+                next.wait = Some(EventWait {
+                    event: "reply".into(),
+                    on_event: Some("thank".into()),
+                    node: Some("wait".into()),
+                });
+                let parking = parking.clone();
+                let commit = StepCommit {
+                    input: None,
+                    run_id: run.clone(),
+                    expected_seq: 0,
+                    step: step(0),
+                    next,
+                };
+                commits.push(tokio::spawn(async move {
+                    parking.commit_claimed_step(commit, claim).await.unwrap()
+                }));
+            }
+            for commit in commits {
+                commit.await.unwrap();
+            }
+        })
+    };
+    let mut deliveries = Vec::new();
+    for i in 0..N {
+        let delivering = delivering.clone();
+        deliveries.push(tokio::spawn(async move {
+            delivering
+                .deliver_event(
+                    named("acme", &format!("race-{i}"), "reply", i as i64),
+                    EventLimits::default(),
+                    2_000,
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    parks.await.unwrap();
+    for delivery in deliveries {
+        delivery.await.unwrap();
+    }
+    for (i, run) in runs.iter().enumerate() {
+        let record = parking.run("acme", run).unwrap().unwrap();
+        assert_eq!(record.status, RunStatus::Ready, "race-{i}: {record:?}");
+        assert_eq!(record.data.get("Event"), Some(&Value::Integer(i as i64)));
+        let events = parking.named_events("acme", &format!("race-{i}")).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].taken_by, std::slice::from_ref(run));
+    }
+    assert_eq!(parking.event_counts("acme").unwrap(), (0, 0));
+}
+
 on_every_backend!(
+    a_delivery_and_a_parking_commit_racing_on_two_nodes_lose_nothing,
     an_event_wakes_the_runs_waiting_for_it_in_the_write_that_stores_it,
     an_event_that_came_first_is_taken_by_the_commit_that_parks_on_it,
     several_kept_events_are_taken_oldest_first_one_per_wait,
