@@ -311,20 +311,7 @@ impl Store {
                     .writer
                     .write(move |tx| {
                         if host_step {
-                            let before =
-                                inputs::current_data(tx, &run_id_of(&values))?.unwrap_or_default();
-                            values[DELTA] =
-                                inputs::delta_column(&before, &next_data, &step_data_changes)?
-                                    .to_value();
-                            values[INPUT] = (seq == 0)
-                                .then(|| {
-                                    serde_json::to_string(&StoredInput {
-                                        data: Some(before),
-                                        state: Values::new(),
-                                    })
-                                })
-                                .transpose()?
-                                .to_value();
+                            host_step_input(tx, &mut values, seq, &next_data, &step_data_changes)?;
                         }
                         if makes_work {
                             tx.made_work();
@@ -428,6 +415,29 @@ impl Store {
             .collect()
         })
     }
+}
+
+/// A step the host took carries no input: its data delta is reckoned from the run's data
+/// as stored, in the write, and at the run's first step that data is its input.
+fn host_step_input(
+    tx: &Conn<'_>,
+    values: &mut [Value],
+    seq: u64,
+    next_data: &Values,
+    step_data_changes: &Values,
+) -> Result<()> {
+    let before = inputs::current_data(tx, &run_id_of(values))?.unwrap_or_default();
+    values[DELTA] = inputs::delta_column(&before, next_data, step_data_changes)?.to_value();
+    values[INPUT] = (seq == 0)
+        .then(|| {
+            serde_json::to_string(&StoredInput {
+                data: Some(before),
+                state: Values::new(),
+            })
+        })
+        .transpose()?
+        .to_value();
+    Ok(())
 }
 
 /// The run's next position, fenced by its step sequence (`?13`) and the claim (`?14`), the
