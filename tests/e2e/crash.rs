@@ -729,9 +729,22 @@ fn try_call(address: &str, method: &str, path: &str, token: &str, body: &str) ->
 /// between being stored and waking its run, whichever came first.
 #[test]
 fn events_sent_early_or_late_survive_sigkill_and_wake_their_runs() {
-    use crate::serve::{OPERATOR, start};
+    events_survive_sigkill(None);
+}
+
+/// The same with `coda serve --db postgres://…` (needs `CODA_TEST_POSTGRES`).
+#[test]
+fn events_sent_early_or_late_survive_sigkill_on_postgres() {
+    let database = crate::serve_postgres::Database::new("events_sigkill");
+    events_survive_sigkill(Some(&database.url));
+}
+
+fn events_survive_sigkill(postgres: Option<&str>) {
+    use crate::serve::{OPERATOR, start_with};
     const INTERACTIONS: usize = 40;
     let data = tempfile::tempdir().unwrap();
+    let args: Vec<&str> = postgres.map(|url| vec!["--db", url]).unwrap_or_default();
+    let start = |data: &std::path::Path, operator| start_with(data, operator, &args);
     let mut server = start(data.path(), Some(OPERATOR));
     let token = server.create_tenant("acme");
     for (name, body) in [
@@ -829,6 +842,9 @@ fn events_sent_early_or_late_survive_sigkill_and_wake_their_runs() {
     );
     let summary = server.stop();
     assert!(summary.is_object(), "{summary}");
-    let store = Store::open(&data.path().join("coda.db")).unwrap();
+    let store = match postgres {
+        Some(url) => Store::open_url(url).unwrap(),
+        None => Store::open(&data.path().join("coda.db")).unwrap(),
+    };
     assert_eq!(store.integrity_check().unwrap(), "ok");
 }
