@@ -55,7 +55,7 @@ pub struct InteractionChange {
     /// runs waiting for it, together or not at all.
     pub event: Option<(NamedEvent, EventLimits)>,
     /// The held early event this change applies (`events.rs`): released in the same write,
-    /// so it is applied once.
+    /// so no later start or scheduler's pass applies it again.
     pub release_held: Option<u64>,
 }
 
