@@ -694,3 +694,157 @@ fn kv_increments_survive_sigkill_applied_once_each() {
         Value::Integer(runs.len() as i64)
     );
 }
+
+/// A post-interaction run that waits an hour for the event `reply`; `got` records that it
+/// came (the timeout's `late` that it did not).
+const WAITER: &str = r#"{"name": "waiter", "type": "unattended", "start": "wait", "nodes": {
+  "wait": {"applet": "wait-for-event@0.1.0", "config": {"event": "reply", "timeout_seconds": 3600},
+           "exits": {"received": "got", "timeout": "late"}},
+  "got": {"applet": "set-data@0.1.0", "config": {"set": [{"name": "Path", "value": "event"}]}},
+  "late": {"applet": "set-data@0.1.0", "config": {"set": [{"name": "Path", "value": "timeout"}]}}}}"#;
+
+/// One request to a server that may have been killed: `None` when the connection failed or
+/// was cut before a whole answer came (nothing was acknowledged).
+fn try_call(address: &str, method: &str, path: &str, token: &str, body: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, _) = response.split_once("\r\n\r\n")?;
+    head.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Named events sent while their runs start and reach their waits, some before and some
+/// after, with `coda serve` killed with SIGKILL every few requests and started again: an
+/// event is sent until the API acknowledges it (at least once, as platforms do). At the end
+/// every run went on by its event, none by its timeout: no acknowledged event was lost
+/// between being stored and waking its run, whichever came first.
+#[test]
+fn events_sent_early_or_late_survive_sigkill_and_wake_their_runs() {
+    events_survive_sigkill(None);
+}
+
+/// The same with `coda serve --db postgres://…` (needs `CODA_TEST_POSTGRES`).
+#[test]
+fn events_sent_early_or_late_survive_sigkill_on_postgres() {
+    let database = crate::serve_postgres::Database::new("events_sigkill");
+    events_survive_sigkill(Some(&database.url));
+}
+
+fn events_survive_sigkill(postgres: Option<&str>) {
+    use crate::serve::{OPERATOR, start_with};
+    const INTERACTIONS: usize = 40;
+    let data = tempfile::tempdir().unwrap();
+    let args: Vec<&str> = postgres.map(|url| vec!["--db", url]).unwrap_or_default();
+    let start = |data: &std::path::Path, operator| start_with(data, operator, &args);
+    let mut server = start(data.path(), Some(OPERATOR));
+    let token = server.create_tenant("acme");
+    for (name, body) in [
+        ("waiter", WAITER.to_owned()),
+        (
+            "live",
+            r#"{"name": "live", "type": "default", "start": "greet", "post_interaction": "waiter",
+  "nodes": {"greet": {"applet": "set-data@0.1.0", "config": {"set": [{"name": "Greeted", "value": "yes"}]}}}}"#
+                .to_owned(),
+        ),
+    ] {
+        let (status, answer) =
+            server.call("PUT", &format!("/v1/plans/{name}"), Some(&token), Some(&body));
+        assert!(status == 200 || status == 201, "{answer}");
+    }
+    // Each interaction's requests in order: its start, its end (which starts the run), and
+    // its event, sent at once for the even ones (before the run can reach its wait) and
+    // after all the ends for the odd ones.
+    let mut requests: Vec<(String, String)> = Vec::new();
+    let event = |i: usize| {
+        (
+            format!("/v1/interactions/c{i}/events/reply"),
+            format!(r#"{{"n": {i}}}"#),
+        )
+    };
+    for i in 0..INTERACTIONS {
+        requests.push((
+            "/v1/interactions/events".into(),
+            format!(r#"{{"type": "started", "interaction": "c{i}", "channel": "voice", "plan": "live"}}"#),
+        ));
+        requests.push((
+            "/v1/interactions/events".into(),
+            format!(r#"{{"type": "ended", "interaction": "c{i}"}}"#),
+        ));
+        if i % 2 == 0 {
+            requests.push(event(i));
+        }
+    }
+    requests.extend((0..INTERACTIONS).filter(|i| i % 2 == 1).map(event));
+
+    let mut kills = 0;
+    let mut sent = 0;
+    while sent < requests.len() {
+        let (path, body) = &requests[sent];
+        match try_call(&server.address, "POST", path, &token, body) {
+            Some(status) if (200..300).contains(&status) => sent += 1,
+            Some(503) => {}
+            Some(status) => panic!("POST {path} {body}: {status}"),
+            None => {
+                // Killed under the request: whatever it did or not, it is sent again.
+                drop(server);
+                server = start(data.path(), Some(OPERATOR));
+                continue;
+            }
+        }
+        // Every seventh acknowledged request, the host dies (runs stepping meanwhile).
+        if sent % 7 == 0 && sent < requests.len() {
+            server.child.kill().unwrap();
+            server.child.wait().unwrap();
+            kills += 1;
+            server = start(data.path(), Some(OPERATOR));
+        }
+    }
+    assert!(kills >= 10, "only {kills} kills landed");
+
+    let (status, runs) = server.call("GET", "/v1/runs?limit=500", Some(&token), None);
+    assert_eq!(status, 200, "{runs}");
+    let runs = runs["runs"].as_array().unwrap().clone();
+    assert_eq!(runs.len(), INTERACTIONS, "one run per interaction");
+    // Taken by the commit that parked the run (the event was there first: the wait and the
+    // event's step share their time) or woken by the event (it came later): both happened.
+    let (mut taken_on_park, mut woken) = (0, 0);
+    for run in &runs {
+        let id = run["id"].as_str().unwrap();
+        let done = server.finished_run(&token, id);
+        let interaction = done["interaction"].as_str().unwrap().to_owned();
+        assert_eq!(done["status"], "done", "{done}");
+        assert_eq!(done["data"]["Path"], "event", "{interaction}: {done}");
+        assert_eq!(
+            done["data"]["Event"]["n"].as_u64().map(|n| format!("c{n}")),
+            Some(interaction.clone()),
+            "{done}"
+        );
+        let journal = done["journal"].as_array().unwrap();
+        assert_eq!(journal[1]["result"]["event"], "reply", "{done}");
+        if journal[0]["at_ms"] == journal[1]["at_ms"] {
+            taken_on_park += 1;
+        } else {
+            woken += 1;
+        }
+    }
+    assert!(
+        taken_on_park > 0 && woken > 0,
+        "{taken_on_park} taken at the wait, {woken} woken"
+    );
+    let summary = server.stop();
+    assert!(summary.is_object(), "{summary}");
+    let store = match postgres {
+        Some(url) => Store::open_url(url).unwrap(),
+        None => Store::open(&data.path().join("coda.db")).unwrap(),
+    };
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+}

@@ -11,10 +11,10 @@ use serde_json::json;
 use crate::serve::{AFTER, LIVE, OPERATOR, start_with};
 
 /// A database of the test's own, dropped with it.
-struct Database {
+pub(crate) struct Database {
     server: String,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 fn admin(server: &str, sql: &str) {
@@ -38,7 +38,7 @@ fn admin(server: &str, sql: &str) {
 }
 
 impl Database {
-    fn new(name: &str) -> Database {
+    pub(crate) fn new(name: &str) -> Database {
         let server = std::env::var("CODA_TEST_POSTGRES").unwrap_or_else(|_| {
             panic!("CODA_TEST_POSTGRES is not set: run the suite with `./dev test`, which starts a PostgreSQL server, or point it at one (postgres://USER@HOST:PORT/postgres)")
         });

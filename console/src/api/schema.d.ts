@@ -298,8 +298,9 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Delivers a named event (an agent's disposition, a survey reply) to the interaction's
-         *     runs waiting for it; the body, any JSON, is their data source `Event`.
+         * Delivers a named event (an agent's disposition, a survey reply): stored with the
+         *     interaction, it wakes the runs waiting for it in the same write, or is kept until a
+         *     run's wait for it takes it; the body, any JSON, is that run's data source `Event`.
          */
         post: operations["deliver_event"];
         delete?: never;
@@ -921,6 +922,11 @@ export interface components {
             /** @description The disposition as recorded. */
             disposition: components["schemas"]["Value"];
             interaction: string;
+            /**
+             * @description True when no run was waiting for it: kept as the interaction's `disposition` event
+             *     until a run's wait for it takes it, or it expires.
+             */
+            kept: boolean;
             /** @description The runs waiting for it that it woke. */
             woken: string[];
         };
@@ -973,19 +979,55 @@ export interface components {
             /** @description For a person: names the field or value at fault. */
             message: string;
         };
-        /** @description A named event delivered: the runs it woke. */
+        /**
+         * @description A named event delivered: stored with the interaction, and either taken by the runs
+         *     waiting for it (`woken`) or kept for a later wait (`kept`).
+         */
         EventDelivered: {
             event: string;
             interaction: string;
+            /**
+             * @description True when no run was waiting: the event is kept until a run's wait for it takes it
+             *     (the oldest untaken event of the name first, one per wait), or until `kept_until_ms`.
+             */
+            kept: boolean;
+            /**
+             * Format: int64
+             * @description When it is dropped, taken or not (ms since the Unix epoch).
+             */
+            kept_until_ms: number;
+            /**
+             * Format: int64
+             * @description Its place among the interaction's named events (arrival order, from 1).
+             */
+            seq: number;
+            /** @description The runs that were waiting for it: each took it and goes on. */
             woken: string[];
         };
         /** @description Any JSON but null: the waiting runs' data source `Event` */
         EventPayload: Record<string, never> | unknown[] | string | number | boolean;
-        /** @description An interaction event recorded: the interaction's status and the runs it started. */
+        /**
+         * @description An interaction event recorded: the interaction's status and the runs it started; or,
+         *     answered 202, held until its interaction starts.
+         */
         EventRecorded: {
+            /**
+             * Format: int64
+             * @description For a held event: when it is dropped if its interaction has not started by then (ms
+             *     since the Unix epoch).
+             */
+            held_until_ms?: number | null;
             interaction: string;
+            /**
+             * @description For a start: how many events held for the interaction were applied after it (the
+             *     runs they started are in `runs`).
+             */
+            reconciled: number;
             runs: string[];
-            /** @description `active` or `completed`. */
+            /**
+             * @description `active` or `completed`; `held` when the interaction has not started (202): the
+             *     event is kept and applied right after the interaction's start, in arrival order.
+             */
             status: string;
         };
         /** @description A fixture of `coda applet test`: one step's input, its recorded calls, and what it did. */
@@ -2109,6 +2151,15 @@ export interface operations {
                     "application/json": components["schemas"]["EventRecorded"];
                 };
             };
+            /** @description Held: its interaction has not started; it is applied after the start, in arrival order, or dropped at `held_until_ms` */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventRecorded"];
+                };
+            };
             /** @description Refused: the one error shape */
             "4XX": {
                 headers: {
@@ -2365,7 +2416,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The runs woken */
+            /** @description Stored: the runs it woke, or kept for a later wait */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2373,6 +2424,13 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["EventDelivered"];
                 };
+            };
+            /** @description The tenant or the interaction keeps as many untaken events as it may: nothing was stored */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the one error shape */
             "4XX": {

@@ -104,6 +104,15 @@ pub struct SchedulerConfig {
     pub continue_steps: Option<u32>,
     /// How long one run's steps may go on back to back (`FlowLimits::continue_ms`).
     pub continue_ms: Option<u64>,
+    /// How long an untaken named event or a held early interaction event is kept, ms
+    /// (`FlowLimits::event_keep_ms`, 7 days).
+    pub event_keep_ms: Option<u64>,
+    /// Untaken named events (and, apart, held events) one interaction may keep
+    /// (`FlowLimits::max_events_per_interaction`).
+    pub max_events_per_interaction: Option<u64>,
+    /// Untaken named events (and, apart, held events) one tenant may keep
+    /// (`FlowLimits::max_events_per_tenant`).
+    pub max_events_per_tenant: Option<u64>,
 }
 
 impl ServeConfig {
@@ -163,6 +172,9 @@ impl ServeConfig {
             ("max_run_data_bytes", s.max_run_data_bytes),
             ("continue_steps", s.continue_steps.map(u64::from)),
             ("continue_ms", s.continue_ms),
+            ("event_keep_ms", s.event_keep_ms),
+            ("max_events_per_interaction", s.max_events_per_interaction),
+            ("max_events_per_tenant", s.max_events_per_tenant),
         ] {
             if value == Some(0) {
                 return Err(format!("at `scheduler.{field}`: must be at least 1"));
@@ -224,6 +236,15 @@ mod tests {
         );
         assert_eq!(config.scheduler.continue_steps, Some(flow.continue_steps));
         assert_eq!(config.scheduler.continue_ms, Some(flow.continue_ms));
+        assert_eq!(config.scheduler.event_keep_ms, Some(flow.event_keep_ms));
+        assert_eq!(
+            config.scheduler.max_events_per_interaction,
+            Some(flow.max_events_per_interaction)
+        );
+        assert_eq!(
+            config.scheduler.max_events_per_tenant,
+            Some(flow.max_events_per_tenant)
+        );
         assert_eq!(config.compile_timeout_ms, Some(60_000));
         // Relative to the file's directory, not to wherever `coda serve` was started.
         assert!(config.grants.unwrap().starts_with(path.parent().unwrap()));

@@ -451,7 +451,7 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
                     .await
                     .map_err(|e| Exit::usage("internal", e.to_string()))?
                 {
-                    Ok(outcome) => runs = outcome.runs,
+                    Ok(accepted) => runs = accepted.runs().to_vec(),
                     Err(refused) => {
                         let message = format!("{}: {refused}", file.display());
                         return Err(Exit::usage("invalid-event", message));
@@ -483,7 +483,8 @@ pub async fn run(runtime: Runtime, args: RunArgs) -> Result<Json, Exit> {
             engine
                 .deliver(LOCAL_TENANT, interaction, &later.event, later.data.clone())
                 .await
-                .map_err(internal)?;
+                .map_err(internal)?
+                .map_err(|refused| Exit::usage("internal", refused.to_string()))?;
         }
     }
     engine.run_until_idle().await.map_err(internal)?;

@@ -224,6 +224,13 @@ impl ServeArgs {
                     .unwrap_or(defaults.max_run_data_bytes),
                 continue_steps: scheduler.continue_steps.unwrap_or(defaults.continue_steps),
                 continue_ms: scheduler.continue_ms.unwrap_or(defaults.continue_ms),
+                event_keep_ms: scheduler.event_keep_ms.unwrap_or(defaults.event_keep_ms),
+                max_events_per_interaction: scheduler
+                    .max_events_per_interaction
+                    .unwrap_or(defaults.max_events_per_interaction),
+                max_events_per_tenant: scheduler
+                    .max_events_per_tenant
+                    .unwrap_or(defaults.max_events_per_tenant),
                 ..defaults
             },
             node_id,

@@ -129,7 +129,7 @@ fn main() {
                 .await
                 .unwrap()
                 .unwrap();
-            for run in outcome.runs {
+            for run in outcome.runs().iter().cloned() {
                 ended_at.insert(run.id, sent);
             }
         }

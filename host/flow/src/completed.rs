@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use coda_store::{
     AgentState, AuditEntry, Channel, CustomerPatch, FieldChange, FollowUpRefused,
-    InteractionChange, InteractionDetails, InteractionRecord, InteractionStatus, NewFollowUp,
-    PostContact, PostContactWork, SubmittedDisposition,
+    InteractionChange, InteractionDetails, InteractionRecord, InteractionStatus, NamedEvent,
+    NewFollowUp, PostContact, PostContactWork, StoreError, SubmittedDisposition,
 };
 use coda_types::{Value, Values};
 use serde::{Deserialize, Deserializer};
@@ -290,6 +290,10 @@ pub enum WorkError {
         "interaction `{interaction}` has its disposition already (`{code}`); its result stays editable"
     )]
     AlreadyDispositioned { interaction: String, code: String },
+    /// Its event would be kept past a bound of the tenant or the interaction: nothing was
+    /// stored.
+    #[error(transparent)]
+    EventsFull(#[from] coda_store::EventsFull),
 }
 
 impl WorkError {
@@ -430,6 +434,8 @@ impl Engine {
                     audit,
                     agent_state: None,
                     start: None,
+                    event: None,
+                    release_held: None,
                 })
             })
             .await?
@@ -504,9 +510,11 @@ impl Engine {
     /// Takes an agent's disposition for a completed interaction whose skill asks for one:
     /// it becomes the data sources `Disposition` (its code), `DispositionLabel`,
     /// `DispositionAmount` and `DispositionNotes` of the interaction, is kept in the audit
-    /// trail, frees the agent, and is delivered as the event `disposition` (the same
-    /// [`Engine::deliver`] path) to the interaction's runs waiting for it, which get those
-    /// data sources too. One per interaction. Answers the interaction and the runs woken.
+    /// trail, frees the agent, and is delivered as the event `disposition` (the store's
+    /// path of [`Engine::deliver`], in the same write as the disposition itself) to the
+    /// interaction's runs waiting for it, which get those data sources too, or kept for the
+    /// first run that waits for it later. One per interaction. Answers the interaction and
+    /// the runs woken (none: kept for a later wait).
     pub async fn submit_disposition(
         &self,
         tenant: &str,
@@ -585,6 +593,14 @@ impl Engine {
             "notes": submitted.notes,
         });
         let (id, by, sources) = (interaction.to_owned(), by.to_owned(), data.clone());
+        let event = NamedEvent {
+            tenant: tenant.to_owned(),
+            interaction: interaction.to_owned(),
+            name: "disposition".into(),
+            payload: Value::from_json(&payload),
+            data,
+        };
+        let limits = self.limits.event_limits();
         let stored = self
             .store
             .change_interaction(tenant, interaction, move |current| {
@@ -630,17 +646,22 @@ impl Engine {
                     audit,
                     agent_state,
                     start: None,
+                    event: Some((event, limits)),
+                    release_held: None,
                 })
             })
-            .await?;
-        let record = match stored {
-            Ok(changed) => changed.change.record,
-            Err(refused) => return Ok(Err(refused)),
+            .await;
+        let changed = match stored {
+            Ok(Ok(changed)) => changed,
+            Ok(Err(refused)) => return Ok(Err(refused)),
+            Err(StoreError::EventsFull(full)) => return Ok(Err(WorkError::EventsFull(full))),
+            Err(e) => return Err(e.into()),
         };
-        let woken = self
-            .deliver_with(tenant, interaction, "disposition", payload, data)
-            .await?;
-        Ok(Ok((record, woken)))
+        let woken = changed.delivered.map(|d| d.woken).unwrap_or_default();
+        if !woken.is_empty() {
+            self.wake();
+        }
+        Ok(Ok((changed.change.record, woken)))
     }
 
     /// An agent's latest unavailability and whether it holds now; none when this tenant's

@@ -62,6 +62,27 @@ pub struct FlowLimits {
     /// released with the commit and the run goes back to the queue, taking its turn
     /// among the tenants' runs like any other (1 step: no continuation).
     pub continue_ms: u64,
+    /// How long a named event no wait has taken yet, or an interaction event held until its
+    /// interaction starts, is kept (ms from its arrival): then it is pruned. A taken event is
+    /// kept as long, as the record of who took it.
+    pub event_keep_ms: u64,
+    /// Untaken named events one interaction may keep (and, apart, held early events): past
+    /// it a further event is refused, not stored.
+    pub max_events_per_interaction: u64,
+    /// Untaken named events one tenant may keep (and, apart, held early events), so that a
+    /// tenant sending events nothing waits for cannot fill the database.
+    pub max_events_per_tenant: u64,
+}
+
+impl FlowLimits {
+    /// The store's bounds on kept events ([`coda_store::EventLimits`]).
+    pub fn event_limits(&self) -> coda_store::EventLimits {
+        coda_store::EventLimits {
+            keep_ms: i64::try_from(self.event_keep_ms).unwrap_or(i64::MAX),
+            per_interaction: self.max_events_per_interaction,
+            per_tenant: self.max_events_per_tenant,
+        }
+    }
 }
 
 impl Default for FlowLimits {
@@ -84,6 +105,9 @@ impl Default for FlowLimits {
             // every 16 steps or 100 ms, so a freed slot is soon another run's.
             continue_steps: 16,
             continue_ms: 100,
+            event_keep_ms: 7 * 24 * 3_600_000,
+            max_events_per_interaction: 100,
+            max_events_per_tenant: 100_000,
         }
     }
 }

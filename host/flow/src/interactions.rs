@@ -4,20 +4,27 @@
 //! A run started by an event is keyed by interaction and trigger (`int-1/ended`,
 //! `int-1/post-flow`), a unique insert in the store: the same event delivered twice, even to
 //! two nodes at once, starts one run.
+//!
+//! Platforms deliver at least once and out of order: an event for an interaction that has
+//! not started (an `ended` before its `started`) is held by the store (`events.rs`), once
+//! per body, and applied after the interaction's start, in arrival order, each in the
+//! write that releases it. A start whose held events were not all applied (the host
+//! stopped between the writes, the tenant's queue was full) leaves them for the
+//! scheduler's pass ([`Engine::tend_events`]), which applies them the same way.
 
 use coda_store::{
-    Channel, InteractionChange, InteractionRecord, InteractionStatus, NewRun, Party,
-    PostFlowAction, PostFlowTarget, StartedRun,
+    Channel, Delivery, EventsFull, Hold, InteractionChange, InteractionRecord, InteractionStatus,
+    NamedEvent, NewRun, Party, PostFlowAction, PostFlowTarget, StartedRun, StoreError,
 };
 use std::sync::Arc;
 
 use coda_types::{InvokeError, Value, Values};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Engine, Result, Start};
 
 /// An event about an interaction, as a contact center sends it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum InteractionEvent {
     Started {
@@ -79,12 +86,53 @@ impl InteractionEvent {
     }
 }
 
-/// What an event did.
+/// What an event applied to its interaction did.
 #[derive(Debug, Clone)]
 pub struct EventOutcome {
     pub interaction: InteractionRecord,
-    /// Runs the event started (or found already started by the same trigger).
+    /// Runs the event started (or found already started by the same trigger), and for a
+    /// start, those its held events started.
     pub runs: Vec<StartedRun>,
+    /// For a start: how many events held for the interaction were applied after it.
+    pub reconciled: usize,
+}
+
+/// An event held until its interaction starts (the API answers 202).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldOutcome {
+    pub interaction: String,
+    /// Its place among the interaction's held events (arrival order).
+    pub seq: u64,
+    /// The same event was held already: nothing more was kept.
+    pub duplicate: bool,
+    /// When it is dropped if the interaction has not started by then (ms).
+    pub expires_at_ms: i64,
+}
+
+/// What an accepted interaction event did: applied, or held until its interaction starts.
+#[derive(Debug, Clone)]
+pub enum EventAccepted {
+    /// Boxed: an interaction record is large beside a held event's answer.
+    Applied(Box<EventOutcome>),
+    Held(HeldOutcome),
+}
+
+impl EventAccepted {
+    /// The outcome of an applied event; none for a held one.
+    pub fn applied(self) -> Option<EventOutcome> {
+        match self {
+            EventAccepted::Applied(outcome) => Some(*outcome),
+            EventAccepted::Held(_) => None,
+        }
+    }
+
+    /// The runs it started: none for a held event.
+    pub fn runs(&self) -> &[StartedRun] {
+        match self {
+            EventAccepted::Applied(outcome) => &outcome.runs,
+            EventAccepted::Held(_) => &[],
+        }
+    }
 }
 
 /// How often [`Engine::set_post_flow_with`] evaluates an expression again when the
@@ -114,6 +162,10 @@ pub enum EventError {
     /// The event would start a run and the tenant's queue is full: nothing was applied.
     #[error(transparent)]
     QueueFull(#[from] crate::QueueFull),
+    /// The event would be kept (untaken, or held) past a bound of its tenant or
+    /// interaction: nothing was stored.
+    #[error(transparent)]
+    EventsFull(#[from] EventsFull),
 }
 
 /// A post-flow action's invocation data: JSON as given, or a CEL expression evaluated over
@@ -254,11 +306,15 @@ fn fires(action: &PostFlowAction, party: Party, agent_reached: bool) -> bool {
 impl Engine {
     /// Applies an interaction event and starts what it triggers. Every run it starts is on
     /// disk when this returns.
+    ///
+    /// An event for an interaction that has not started (other than its start) is held
+    /// until it starts ([`EventAccepted::Held`]), and applied after the start in arrival
+    /// order; a start answers with what its held events did too.
     pub async fn on_event(
         &self,
         tenant: &str,
         event: InteractionEvent,
-    ) -> Result<std::result::Result<EventOutcome, EventError>> {
+    ) -> Result<std::result::Result<EventAccepted, EventError>> {
         self.apply_event(tenant, event, None).await
     }
 
@@ -272,7 +328,7 @@ impl Engine {
         tenant: &str,
         event: InteractionEvent,
         process: &str,
-    ) -> Result<std::result::Result<EventOutcome, EventError>> {
+    ) -> Result<std::result::Result<EventAccepted, EventError>> {
         self.apply_event(tenant, event, Some(process)).await
     }
 
@@ -281,10 +337,134 @@ impl Engine {
         tenant: &str,
         event: InteractionEvent,
         process: Option<&str>,
-    ) -> Result<std::result::Result<EventOutcome, EventError>> {
+    ) -> Result<std::result::Result<EventAccepted, EventError>> {
         if let Err(e) = event.check_names() {
             return Ok(Err(e.into()));
         }
+        let starts = matches!(event, InteractionEvent::Started { .. });
+        // Twice at most: an event found early whose interaction starts before it is held
+        // is applied after all.
+        for _ in 0..2 {
+            match self.apply_one(tenant, &event, process, None).await? {
+                Ok(mut outcome) => {
+                    if starts {
+                        let (runs, reconciled) = self
+                            .apply_held(tenant, &outcome.interaction.id, process)
+                            .await?;
+                        if reconciled > 0 {
+                            outcome.runs.extend(runs);
+                            outcome.reconciled = reconciled;
+                            if let Some(now) =
+                                self.store.interaction(tenant, &outcome.interaction.id)?
+                            {
+                                outcome.interaction = now;
+                            }
+                        }
+                    }
+                    return Ok(Ok(EventAccepted::Applied(Box::new(outcome))));
+                }
+                Err(EventError::Unknown(_)) if !starts => match self.hold(tenant, &event).await? {
+                    Ok(Some(held)) => return Ok(Ok(EventAccepted::Held(held))),
+                    Ok(None) => continue,
+                    Err(refused) => return Ok(Err(refused)),
+                },
+                Err(refused) => return Ok(Err(refused)),
+            }
+        }
+        Ok(Err(EventError::Unknown(event.interaction().to_owned())))
+    }
+
+    /// Holds an event whose interaction has not started; none when it has started by the
+    /// time of the store's write (the caller applies it then).
+    async fn hold(
+        &self,
+        tenant: &str,
+        event: &InteractionEvent,
+    ) -> Result<std::result::Result<Option<HeldOutcome>, EventError>> {
+        let body = serde_json::to_string(event).map_err(StoreError::from)?;
+        let interaction = event.interaction().to_owned();
+        let held = self
+            .store
+            .hold_event(
+                tenant,
+                &interaction,
+                body,
+                self.limits.event_limits(),
+                self.clock.now_ms(),
+            )
+            .await;
+        Ok(Ok(match held {
+            Ok(Hold::Held { seq, expires_at_ms }) => Some(HeldOutcome {
+                interaction,
+                seq,
+                duplicate: false,
+                expires_at_ms,
+            }),
+            Ok(Hold::Duplicate { seq, expires_at_ms }) => Some(HeldOutcome {
+                interaction,
+                seq,
+                duplicate: true,
+                expires_at_ms,
+            }),
+            Ok(Hold::Started) => None,
+            Err(StoreError::EventsFull(full)) => return Ok(Err(full.into())),
+            Err(e) => return Err(e.into()),
+        }))
+    }
+
+    /// Applies the events held for a started interaction, in arrival order, each released
+    /// in the write that applies it. One its interaction refuses (a join after the end) is
+    /// dropped with a warning; a full queue leaves the rest held for the scheduler's pass.
+    /// Returns the runs they started and how many were applied.
+    pub(crate) async fn apply_held(
+        &self,
+        tenant: &str,
+        interaction: &str,
+        process: Option<&str>,
+    ) -> Result<(Vec<StartedRun>, usize)> {
+        let mut runs = Vec::new();
+        let mut applied = 0;
+        for held in self.store.held_events(tenant, interaction)? {
+            let event = match serde_json::from_str::<InteractionEvent>(&held.body) {
+                Ok(event) if event.interaction() == interaction => event,
+                _ => {
+                    tracing::warn!(%tenant, %interaction, seq = held.seq, "a held event does not read as this interaction's: dropped");
+                    self.store
+                        .release_held(tenant, interaction, held.seq)
+                        .await?;
+                    continue;
+                }
+            };
+            match self
+                .apply_one(tenant, &event, process, Some(held.seq))
+                .await?
+            {
+                Ok(outcome) => {
+                    runs.extend(outcome.runs);
+                    applied += 1;
+                }
+                Err(EventError::QueueFull(_)) => break,
+                Err(refused) => {
+                    tracing::warn!(%tenant, %interaction, seq = held.seq, "a held event was refused once its interaction started ({refused}): dropped");
+                    self.store
+                        .release_held(tenant, interaction, held.seq)
+                        .await?;
+                }
+            }
+        }
+        Ok((runs, applied))
+    }
+
+    /// Applies one event to its interaction (refused as unknown when it has not started),
+    /// releasing the held event `release` in the same write.
+    async fn apply_one(
+        &self,
+        tenant: &str,
+        event: &InteractionEvent,
+        process: Option<&str>,
+        release: Option<u64>,
+    ) -> Result<std::result::Result<EventOutcome, EventError>> {
+        let event = event.clone();
         let now = self.clock.now_ms();
         let before = self.store.interaction(tenant, event.interaction())?;
         // The run the interaction's completion would start, resolved before the write so that
@@ -336,6 +516,7 @@ impl Engine {
                         .is_some_and(|r| r.status == InteractionStatus::Active);
                     let record = apply(current, &applied, now)?;
                     let mut change = InteractionChange::record(record);
+                    change.release_held = release;
                     if was_active
                         && change.record.status == InteractionStatus::Completed
                         && let Some(config) = &post_contact
@@ -392,6 +573,7 @@ impl Engine {
         Ok(Ok(EventOutcome {
             interaction: record,
             runs,
+            reconciled: 0,
         }))
     }
 
@@ -603,20 +785,24 @@ impl Engine {
         }
     }
 
-    /// Delivers a named event (an agent's disposition, a survey reply) to the runs of the
-    /// interaction that wait for it.
+    /// Delivers a named event (an agent's disposition, a survey reply): stored with the
+    /// interaction and, in the same write, taken by every run of the interaction waiting
+    /// for it; when none waits, kept until a run's wait for it takes it (the oldest untaken
+    /// first, one event per wait) or it expires ([`FlowLimits::event_keep_ms`]).
+    ///
+    /// [`FlowLimits::event_keep_ms`]: crate::FlowLimits::event_keep_ms
     pub async fn deliver(
         &self,
         tenant: &str,
         interaction: &str,
         event: &str,
         payload: serde_json::Value,
-    ) -> Result<Vec<String>> {
+    ) -> Result<std::result::Result<Delivery, EventError>> {
         self.deliver_with(tenant, interaction, event, payload, Values::new())
             .await
     }
 
-    /// [`Engine::deliver`], also setting the data sources `data` on each woken run.
+    /// [`Engine::deliver`], also setting the data sources `data` on the run that takes it.
     pub async fn deliver_with(
         &self,
         tenant: &str,
@@ -624,24 +810,68 @@ impl Engine {
         event: &str,
         payload: serde_json::Value,
         data: Values,
-    ) -> Result<Vec<String>> {
-        let woken = self
+    ) -> Result<std::result::Result<Delivery, EventError>> {
+        let event = NamedEvent {
+            tenant: tenant.to_owned(),
+            interaction: interaction.to_owned(),
+            name: event.to_owned(),
+            payload: Value::from_json(&payload),
+            data,
+        };
+        match self
             .store
-            .wake_waiting_with(
-                tenant,
-                interaction,
-                event,
-                Value::from_json(&payload),
-                data,
-                self.clock.now_ms(),
-            )
-            .await?;
-        if !woken.is_empty() {
-            self.wake();
+            .deliver_event(event, self.limits.event_limits(), self.clock.now_ms())
+            .await
+        {
+            Ok(delivery) => {
+                if !delivery.woken.is_empty() {
+                    self.wake();
+                }
+                Ok(Ok(delivery))
+            }
+            Err(StoreError::EventsFull(full)) => Ok(Err(full.into())),
+            Err(e) => Err(e.into()),
         }
-        Ok(woken)
+    }
+
+    /// The scheduler's upkeep of kept events: deletes the expired ones, a batch at a time,
+    /// and applies the held events of interactions that have started (left by a start
+    /// that stopped half-way, or by a full queue). A failure is logged; the next pass
+    /// tries again.
+    pub async fn tend_events(&self) {
+        let now = self.clock.now_ms();
+        loop {
+            match self
+                .store
+                .prune_events(now, coda_store::EVENT_PRUNE_BATCH)
+                .await
+            {
+                Ok(n) if n >= u64::from(coda_store::EVENT_PRUNE_BATCH) => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!("pruning expired events failed ({e}); trying again later");
+                    break;
+                }
+            }
+        }
+        let started = match self.store.started_with_held(HELD_PER_PASS) {
+            Ok(started) => started,
+            Err(e) => {
+                tracing::warn!("reading held events failed ({e}); trying again later");
+                return;
+            }
+        };
+        for (tenant, interaction) in started {
+            if let Err(e) = self.apply_held(&tenant, &interaction, None).await {
+                tracing::warn!(%tenant, %interaction, "applying held events failed ({e}); trying again later");
+            }
+        }
     }
 }
+
+/// How many started interactions with held events one pass of [`Engine::tend_events`]
+/// applies.
+const HELD_PER_PASS: u32 = 100;
 
 /// The post-interaction run an interaction's completion starts, resolved before the write.
 struct EndingStart {

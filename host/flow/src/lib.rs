@@ -46,7 +46,8 @@ pub use decide::{FlowLimits, HOST_FAULT, call_key};
 pub use effects::{JournaledCapabilities, ReplaySummary};
 pub use fair::{DefaultLimits, QueueFull, TenantLimit, TenantLimits};
 pub use interactions::{
-    EXPRESSION_TRIES, EventError, EventOutcome, InteractionEvent, InvocationData, SetPostFlow,
+    EXPRESSION_TRIES, EventAccepted, EventError, EventOutcome, HeldOutcome, InteractionEvent,
+    InvocationData, SetPostFlow,
 };
 pub use metrics::{MetricsSnapshot, STEP_DURATION_BUCKETS};
 
@@ -122,7 +123,8 @@ pub type Result<T> = std::result::Result<T, FlowError>;
 /// How often an idle scheduler looks again while due runs wait on other nodes' claims.
 const BLOCKED_POLL_MS: i64 = 50;
 
-/// How often `Engine::serve` deletes expired key-value keys.
+/// How often `Engine::serve` deletes expired key-value keys and events, and applies the
+/// held events of started interactions (`Engine::tend_events`).
 const KV_PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A run to start.
@@ -311,6 +313,7 @@ impl Engine {
             if pruned_at.is_none_or(|at| at.elapsed() >= KV_PRUNE_EVERY) {
                 pruned_at = Some(std::time::Instant::now());
                 self.prune_kv().await;
+                self.tend_events().await;
             }
             let pass = self.run_until(None);
             tokio::pin!(pass);

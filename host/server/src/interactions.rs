@@ -11,8 +11,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use coda_flow::{
-    CloneRequest, CustomerFields, DetailsPatch, DispositionSubmission, EventError, FlowError,
-    InteractionEvent, NOT_EDITABLE, SetPostFlow, WorkError,
+    CloneRequest, CustomerFields, DetailsPatch, DispositionSubmission, EventAccepted, EventError,
+    FlowError, InteractionEvent, NOT_EDITABLE, SetPostFlow, WorkError,
 };
 use coda_store::{
     Channel, DispositionOption, InteractionFilter, InteractionRecord, InteractionStatus,
@@ -77,7 +77,18 @@ fn refused(refused: WorkError) -> ApiError {
         WorkError::AlreadyDispositioned { .. } => {
             ApiError::new(StatusCode::CONFLICT, "disposition-exists", message)
         }
+        WorkError::EventsFull(full) => events_full(&full),
     }
+}
+
+/// An event that would be kept past a bound: 429, to be sent again later (once events
+/// were taken or expired).
+fn events_full(full: &coda_store::EventsFull) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "events-full",
+        full.to_string(),
+    )
 }
 
 fn internal(e: coda_flow::FlowError) -> ApiError {
@@ -224,6 +235,7 @@ async fn submit_disposition(
     Ok(Reply(DispositionSubmitted {
         interaction: record.id,
         disposition: json!(record.disposition),
+        kept: woken.is_empty(),
         woken,
     }))
 }
@@ -425,12 +437,12 @@ async fn get_agent(
     }))
 }
 
-#[utoipa::path(post, path = "/v1/interactions/events", request_body = crate::openapi::bodies::InteractionEvent, responses((status = 200, description = "Recorded; the runs it started", body = EventRecorded)), security(("tenant" = [])))]
+#[utoipa::path(post, path = "/v1/interactions/events", request_body = crate::openapi::bodies::InteractionEvent, responses((status = 200, description = "Recorded; the runs it started", body = EventRecorded), (status = 202, description = "Held: its interaction has not started; it is applied after the start, in arrival order, or dropped at `held_until_ms`", body = EventRecorded)), security(("tenant" = [])))]
 async fn post_event(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     JsonBody(event): JsonBody<InteractionEvent>,
-) -> Result<Reply<EventRecorded>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     // The live plan must exist when the interaction starts: found missing only at its end,
     // the interaction would be stored and its post-interaction process silently lost.
     if let InteractionEvent::Started {
@@ -450,11 +462,25 @@ async fn post_event(
         .await
         .map_err(flow_failed)?;
     match outcome {
-        Ok(outcome) => Ok(Reply(EventRecorded {
+        Ok(EventAccepted::Applied(outcome)) => Ok(Reply(EventRecorded {
             status: json!(outcome.interaction.status),
             interaction: outcome.interaction.id,
             runs: outcome.runs.into_iter().map(|r| r.id).collect(),
-        })),
+            reconciled: outcome.reconciled,
+            held_until_ms: None,
+        })
+        .into_response()),
+        Ok(EventAccepted::Held(held)) => Ok((
+            StatusCode::ACCEPTED,
+            Reply(EventRecorded {
+                interaction: held.interaction,
+                status: json!("held"),
+                runs: Vec::new(),
+                reconciled: 0,
+                held_until_ms: Some(held.expires_at_ms),
+            }),
+        )
+            .into_response()),
         Err(refused) => Err(event_refused(refused)),
     }
 }
@@ -480,6 +506,7 @@ fn event_refused(refused: EventError) -> ApiError {
         ),
         EventError::QueueFull(full) => ApiError::queue_full(full),
         EventError::InvalidName(_) => ApiError::bad_request("invalid-name", refused.to_string()),
+        EventError::EventsFull(full) => events_full(full),
     }
 }
 
@@ -581,6 +608,9 @@ pub struct DispositionSubmitted {
     disposition: Json,
     /// The runs waiting for it that it woke.
     woken: Vec<String>,
+    /// True when no run was waiting for it: kept as the interaction's `disposition` event
+    /// until a run's wait for it takes it, or it expires.
+    kept: bool,
 }
 
 /// An agent's post-contact state.
@@ -596,22 +626,40 @@ pub struct Agent {
     until_ms: Option<i64>,
 }
 
-/// An interaction event recorded: the interaction's status and the runs it started.
+/// An interaction event recorded: the interaction's status and the runs it started; or,
+/// answered 202, held until its interaction starts.
 #[derive(Serialize, ToSchema)]
 pub struct EventRecorded {
     interaction: String,
-    /// `active` or `completed`.
+    /// `active` or `completed`; `held` when the interaction has not started (202): the
+    /// event is kept and applied right after the interaction's start, in arrival order.
     #[schema(value_type = String)]
     status: Json,
     runs: Vec<String>,
+    /// For a start: how many events held for the interaction were applied after it (the
+    /// runs they started are in `runs`).
+    reconciled: usize,
+    /// For a held event: when it is dropped if its interaction has not started by then (ms
+    /// since the Unix epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held_until_ms: Option<i64>,
 }
 
-/// A named event delivered: the runs it woke.
+/// A named event delivered: stored with the interaction, and either taken by the runs
+/// waiting for it (`woken`) or kept for a later wait (`kept`).
 #[derive(Serialize, ToSchema)]
 pub struct EventDelivered {
     interaction: String,
     event: String,
+    /// The runs that were waiting for it: each took it and goes on.
     woken: Vec<String>,
+    /// True when no run was waiting: the event is kept until a run's wait for it takes it
+    /// (the oldest untaken event of the name first, one per wait), or until `kept_until_ms`.
+    kept: bool,
+    /// Its place among the interaction's named events (arrival order, from 1).
+    seq: u64,
+    /// When it is dropped, taken or not (ms since the Unix epoch).
+    kept_until_ms: i64,
 }
 
 /// A skill's post-contact work, as set.
@@ -805,9 +853,10 @@ async fn delete_post_flow(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Delivers a named event (an agent's disposition, a survey reply) to the interaction's
-/// runs waiting for it; the body, any JSON, is their data source `Event`.
-#[utoipa::path(post, path = "/v1/interactions/{id}/events/{event}", params(("id" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the interaction's id"), ("event" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,14}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the event's name")), request_body(content = Option<crate::openapi::bodies::EventPayload>, content_type = "application/json", description = "Any JSON: the waiting runs' data source `Event`; optional"), responses((status = 200, description = "The runs woken", body = EventDelivered)), security(("tenant" = [])))]
+/// Delivers a named event (an agent's disposition, a survey reply): stored with the
+/// interaction, it wakes the runs waiting for it in the same write, or is kept until a
+/// run's wait for it takes it; the body, any JSON, is that run's data source `Event`.
+#[utoipa::path(post, path = "/v1/interactions/{id}/events/{event}", params(("id" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,30}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the interaction's id"), ("event" = String, Path, pattern = r"^[^\s/\\\x00-\x1f\x7f-\x9f](?:[^/\\\x00-\x1f\x7f-\x9f]{0,14}[^\s/\\\x00-\x1f\x7f-\x9f])?$", description = "the event's name")), request_body(content = Option<crate::openapi::bodies::EventPayload>, content_type = "application/json", description = "Any JSON: the waiting runs' data source `Event`; optional"), responses((status = 200, description = "Stored: the runs it woke, or kept for a later wait", body = EventDelivered), (status = 429, description = "The tenant or the interaction keeps as many untaken events as it may: nothing was stored")), security(("tenant" = [])))]
 async fn deliver_event(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -828,14 +877,18 @@ async fn deliver_event(
     if state.store().interaction(&tenant, &id)?.is_none() {
         return Err(unknown_interaction(&id));
     }
-    let woken = state
+    let delivery = state
         .engine()
         .deliver(&tenant, &id, &event, payload)
         .await
-        .map_err(flow_failed)?;
+        .map_err(flow_failed)?
+        .map_err(event_refused)?;
     Ok(Reply(EventDelivered {
         interaction: id,
         event,
-        woken,
+        woken: delivery.woken,
+        kept: delivery.kept,
+        seq: delivery.seq,
+        kept_until_ms: delivery.expires_at_ms,
     }))
 }

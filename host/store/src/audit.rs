@@ -5,6 +5,7 @@
 use crate::db::params;
 use serde::{Deserialize, Serialize};
 
+use crate::events::{Delivery, EventLimits, NamedEvent, deliver_in, release_held_in};
 use crate::interactions::InteractionRecord;
 use crate::interactions::{read_interaction, write_interaction};
 use crate::post_contact::{AgentState, write_agent_state};
@@ -49,15 +50,23 @@ pub struct InteractionChange {
     /// [`Store::start_run`]): the interaction's end and its post-interaction run are
     /// stored together, in one commit rather than two in sequence.
     pub start: Option<NewRun>,
+    /// A named event delivered in the same write ([`Store::deliver_event`]'s path): a
+    /// submitted disposition is stored on the interaction and kept as its event, waking the
+    /// runs waiting for it, together or not at all.
+    pub event: Option<(NamedEvent, EventLimits)>,
+    /// The held early event this change applies (`events.rs`): released in the same write,
+    /// so no later start or scheduler's pass applies it again.
+    pub release_held: Option<u64>,
 }
 
-/// What [`Store::change_interaction`] wrote: the change, the audit entries it added, and
-/// the run it started (or found started by the same trigger).
+/// What [`Store::change_interaction`] wrote: the change, the audit entries it added, the
+/// run it started (or found started by the same trigger) and its event's delivery.
 #[derive(Debug, Clone)]
 pub struct InteractionChanged {
     pub change: InteractionChange,
     pub audit: Vec<AuditEntry>,
     pub started: Option<StartedRun>,
+    pub delivered: Option<Delivery>,
 }
 
 impl InteractionChange {
@@ -70,6 +79,8 @@ impl InteractionChange {
             audit: Vec::new(),
             agent_state: None,
             start: None,
+            event: None,
+            release_held: None,
         }
     }
 }
@@ -77,7 +88,9 @@ impl InteractionChange {
 impl Store {
     /// Reads, changes and writes an interaction with its audit entries, agent state and the
     /// run it starts, in one transaction. `change` gets the current record (none if there is
-    /// none) and returns the change, or an error that leaves everything untouched.
+    /// none) and returns the change, or an error that leaves everything untouched. An event
+    /// the change delivers past its bounds fails the write whole
+    /// ([`crate::StoreError::EventsFull`]).
     pub async fn change_interaction<E: Send + 'static>(
         &self,
         tenant: &str,
@@ -87,13 +100,20 @@ impl Store {
         + 'static,
     ) -> Result<std::result::Result<InteractionChanged, E>> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
-        self.writer
+        let changed = self
+            .writer
             .write(move |conn| {
                 let current = read_interaction(conn, &tenant, &id)?;
+                let new = current.is_none();
                 let change = match change(current) {
                     Ok(change) => change,
                     Err(refused) => return Ok(Err(refused)),
                 };
+                if new {
+                    // Ordered with an early event being held for it (`events.rs`): either
+                    // the hold sees it started, or its start's reconcile sees the hold.
+                    crate::events::lock_interaction(conn, &tenant, &id)?;
+                }
                 let record = &change.record;
                 write_interaction(conn, &tenant, record)?;
                 let mut entries = Vec::with_capacity(change.audit.len());
@@ -138,13 +158,28 @@ impl Store {
                     Some(new) => Some(insert_run(conn, new)?),
                     None => None,
                 };
-                Ok(Ok(InteractionChanged {
-                    change,
-                    audit: entries,
-                    started,
-                }))
+                if let Some(seq) = change.release_held {
+                    // Gone already when a start applied it meanwhile (two starts at once):
+                    // the event is applied again, which starts nothing twice (trigger keys).
+                    release_held_in(conn, &tenant, &id, seq)?;
+                }
+                let delivered = match &change.event {
+                    Some((event, limits)) => {
+                        Some(deliver_in(conn, event, limits, change.at_ms)?)
+                    }
+                    None => None,
+                };
+                Ok(Ok((change, entries, started, delivered)))
             })
-            .await
+            .await?;
+        Ok(
+            changed.map(|(change, audit, started, delivered)| InteractionChanged {
+                change,
+                audit,
+                started,
+                delivered: delivered.map(|d| d.announce(self)),
+            }),
+        )
     }
 
     /// The audit trail of an interaction of this tenant, oldest first (another tenant's

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use crate::db::{Conn, Row, ToValue, Value, params, to_postgres};
 use crate::leases::{CLAIM_AFTER_COMMIT, Claimed, KeepClaim};
-use crate::runs::{RUN_COLUMNS, run_from_row};
+use crate::runs::{RUN_COLUMNS, RunRecord, run_from_row};
 use coda_types::Values;
 use serde::{Deserialize, Serialize};
 
@@ -238,7 +238,7 @@ impl Store {
             Some((input, delta)) => (Some(input.clone()), delta.clone().to_value()),
             None => (None, Value::Null),
         };
-        let mut values: Vec<Value> = params![
+        let values: Vec<Value> = params![
             next.status.as_str(),
             next.plan,
             next.plan_version,
@@ -284,41 +284,65 @@ impl Store {
             next.status == RunStatus::Ready && next.due_at_ms.is_some_and(|due| due <= k.now_ms)
         });
         let makes_work = !next.status.is_finished() && !continues;
-        let kept = if self.is_postgres() && given.is_some() {
+        // A commit that parks its run on a wait takes an event stored for it before
+        // (`events.rs`) in the same write; only such a commit pays that lookup.
+        let parks = next.status == RunStatus::Waiting && next.wait.is_some();
+        let mut taken = None;
+        let kept = if self.is_postgres() && given.is_some() && !parks {
             let rows = self
                 .writer
                 .write_one(commit_call().to_owned(), values, makes_work)
                 .await?;
             committed(rows.first(), claim, &run_id, expected)?
         } else {
-            let step_data_changes = commit.step.data_changes.clone();
-            let next_data = commit.next.data.clone();
-            self.writer
-                .write(move |tx| {
-                    if given.is_none() {
-                        let before =
-                            inputs::current_data(tx, &run_id_of(&values))?.unwrap_or_default();
-                        values[DELTA] =
-                            inputs::delta_column(&before, &next_data, &step_data_changes)?
-                                .to_value();
-                        values[INPUT] = (seq == 0)
-                            .then(|| {
-                                serde_json::to_string(&StoredInput {
-                                    data: Some(before),
-                                    state: Values::new(),
-                                })
-                            })
-                            .transpose()?
-                            .to_value();
+            let at_ms = commit.step.at_ms;
+            let host_step = given.is_none();
+            let mut tries = 0;
+            let mut attempt = values;
+            // A parking commit takes its interaction's lock (`events.rs`): chosen as a
+            // deadlock's victim on PostgreSQL, nothing of it was written, and it is sent
+            // again. Only its parameters are kept for that: other commits are not copied.
+            loop {
+                let spare = parks.then(|| attempt.clone());
+                let mut values = attempt;
+                let step_data_changes = commit.step.data_changes.clone();
+                let next_data = commit.next.data.clone();
+                let written = self
+                    .writer
+                    .write(move |tx| {
+                        if host_step {
+                            host_step_input(tx, &mut values, seq, &next_data, &step_data_changes)?;
+                        }
+                        if makes_work {
+                            tx.made_work();
+                        }
+                        let (kept, run) = apply_commit(tx, &values, claim, expected)?;
+                        let taken = match parks {
+                            true => crate::events::take_on_park(tx, &run, at_ms)?,
+                            false => None,
+                        };
+                        Ok((kept, taken))
+                    })
+                    .await;
+                match (written, spare) {
+                    (Err(e), Some(spare))
+                        if e.is_deadlock() && tries + 1 < crate::DEADLOCK_TRIES =>
+                    {
+                        tries += 1;
+                        attempt = spare;
                     }
-                    if makes_work {
-                        tx.made_work();
+                    (done, _) => {
+                        let (kept, woken) = done?;
+                        taken = woken;
+                        break kept;
                     }
-                    apply_commit(tx, &values, claim, expected)
-                })
-                .await?
+                }
+            }
         };
         self.commits.send(&run_id, seq, status);
+        if let Some(woken) = taken {
+            self.announce(vec![woken]);
+        }
         Ok(kept)
     }
 
@@ -391,6 +415,29 @@ impl Store {
             .collect()
         })
     }
+}
+
+/// A step the host took carries no input: its data delta is reckoned from the run's data
+/// as stored, in the write, and at the run's first step that data is its input.
+fn host_step_input(
+    tx: &Conn<'_>,
+    values: &mut [Value],
+    seq: u64,
+    next_data: &Values,
+    step_data_changes: &Values,
+) -> Result<()> {
+    let before = inputs::current_data(tx, &run_id_of(values))?.unwrap_or_default();
+    values[DELTA] = inputs::delta_column(&before, next_data, step_data_changes)?.to_value();
+    values[INPUT] = (seq == 0)
+        .then(|| {
+            serde_json::to_string(&StoredInput {
+                data: Some(before),
+                state: Values::new(),
+            })
+        })
+        .transpose()?
+        .to_value();
+    Ok(())
 }
 
 /// The run's next position, fenced by its step sequence (`?13`) and the claim (`?14`), the
@@ -483,17 +530,26 @@ fn commit_call() -> &'static str {
 }
 
 /// A commit inside a write: on PostgreSQL the function's call, on SQLite its two
-/// statements.
+/// statements. Also answers the run as committed (what a parking commit's event lookup
+/// reads, `events.rs`).
 fn apply_commit(
     tx: &Conn<'_>,
     values: &[Value],
     claim: u64,
     expected: u64,
-) -> Result<Option<Claimed>> {
+) -> Result<(Option<Claimed>, RunRecord)> {
     let run_id = run_id_of(values);
+    let as_committed = |row: Option<&Row>| -> Result<(Option<Claimed>, RunRecord)> {
+        let kept = committed(row, claim, &run_id, expected)?;
+        let run = match row {
+            Some(row) => run_from_row(row)??,
+            None => return Err(StoreError::NoRow),
+        };
+        Ok((kept, run))
+    };
     if tx.is_postgres() {
         let rows = tx.query(commit_call(), values)?;
-        return committed(rows.first(), claim, &run_id, expected);
+        return as_committed(rows.first());
     }
     static RETURNING: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = RETURNING.get_or_init(|| {
@@ -504,11 +560,11 @@ fn apply_commit(
     });
     let rows = tx.query(sql, values)?;
     if rows.is_empty() {
-        return committed(None, claim, &run_id, expected);
+        return as_committed(None);
     }
     tx.prepare_cached(JOURNAL_STEP)?
         .execute(&values[..STEP_PARAMS])?;
-    committed(rows.first(), claim, &run_id, expected)
+    as_committed(rows.first())
 }
 
 /// What the function's answer says: no row, the fence refused the commit; a row with no

@@ -15,6 +15,7 @@ mod applets;
 mod audit;
 mod db;
 mod effects;
+mod events;
 mod grants;
 mod inputs;
 mod interactions;
@@ -48,6 +49,9 @@ use std::sync::Mutex;
 use db::Conn;
 
 pub use effects::EffectRecord;
+pub use events::{
+    Delivery, EVENT_PRUNE_BATCH, EventLimits, EventsFull, HeldEvent, Hold, NamedEvent, StoredEvent,
+};
 pub use grants::{GrantRecord, SecretInfo, SecretWrite, SecretsKey};
 pub use journal::{RunCommitted, RunUpdate, RunWatch, StepCommit, StepInput, StepRecord};
 pub use kv::{EffectSlot, KV_PRUNE_BATCH, KvResult};
@@ -79,6 +83,9 @@ pub enum StoreError {
     Conflict { run: String, expected: u64 },
     #[error("the store's writer has stopped")]
     WriterGone,
+    /// An event would be kept past a bound of its tenant or interaction: nothing was written.
+    #[error(transparent)]
+    EventsFull(#[from] EventsFull),
     /// The transaction holding this write failed (disk full, I/O error): nothing of it is
     /// stored.
     #[error("the write was not committed: {0}")]
@@ -115,9 +122,13 @@ impl StoreError {
                 e.is_closed()
                     || e.code().is_none_or(|code| {
                         // Class 08 (connection exception), 57P0x (shutdown, cannot connect
-                        // now), 53 (insufficient resources).
+                        // now), 53 (insufficient resources), 40P01 (chosen as a deadlock's
+                        // victim: rolled back, the same write goes through once sent again).
                         let code = code.code();
-                        code.starts_with("08") || code.starts_with("57P") || code.starts_with("53")
+                        code.starts_with("08")
+                            || code.starts_with("57P")
+                            || code.starts_with("53")
+                            || code == "40P01"
                     })
             }
             StoreError::NotCommitted(_) | StoreError::WriterGone => true,
@@ -126,6 +137,21 @@ impl StoreError {
         }
     }
 }
+
+impl StoreError {
+    /// PostgreSQL chose this write as a deadlock's victim (two nodes' transactions each
+    /// holding an interaction's lock the other waits for, `events.rs`): nothing of it was
+    /// written, and sent again it goes through.
+    pub fn is_deadlock(&self) -> bool {
+        matches!(self, StoreError::Postgres(e)
+            if e.code() == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED))
+    }
+}
+
+/// How often a write that takes an interaction's lock (`events.rs`) is sent again when
+/// PostgreSQL picks it as a deadlock's victim, before the error is the caller's (then an
+/// unavailable store: the API's 503, a step run again later).
+pub(crate) const DEADLOCK_TRIES: usize = 5;
 
 /// A database URL without its passwords, for messages (the rule is `coda-types`').
 pub use coda_types::scrub::redact_url;

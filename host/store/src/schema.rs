@@ -266,6 +266,48 @@ const MIGRATIONS: &[&str] = &[
     // `step_seq` the count is for, so any write that moves the run on starts it afresh.
     "ALTER TABLE runs ADD COLUMN solo_step INTEGER;
     ALTER TABLE runs ADD COLUMN solo_starts INTEGER NOT NULL DEFAULT 0;",
+    // 20: events kept until something takes them (`events.rs`). A named event (a
+    // disposition, a survey reply) is a row per interaction in arrival order (`seq`), kept
+    // until `expires_at` whether or not a wait took it (`taken_by`, the JSON list of the runs
+    // it woke, and `taken_at`); the partial index finds an interaction's oldest untaken
+    // event of a name, and holds only untaken ones. An interaction event that came before
+    // its interaction started (an `ended` before its `started`) is held as its JSON body,
+    // once per body (`digest`), until the start applies it or it expires. Per tenant, the
+    // untaken named events and the held events are counted in `event_counts` by every write
+    // that adds or removes one, so the per-tenant bound is checked without counting rows.
+    "CREATE TABLE named_events (
+        tenant TEXT NOT NULL,
+        interaction TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        data TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        taken_by TEXT,
+        taken_at INTEGER,
+        PRIMARY KEY (tenant, interaction, seq)
+    );
+    CREATE INDEX named_events_untaken ON named_events (tenant, interaction, name, seq)
+        WHERE taken_at IS NULL;
+    CREATE INDEX named_events_expiry ON named_events (expires_at);
+    CREATE TABLE held_events (
+        tenant TEXT NOT NULL,
+        interaction TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        digest TEXT NOT NULL,
+        body TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant, interaction, seq),
+        UNIQUE (tenant, interaction, digest)
+    );
+    CREATE INDEX held_events_expiry ON held_events (expires_at);
+    CREATE TABLE event_counts (
+        tenant TEXT PRIMARY KEY,
+        untaken INTEGER NOT NULL,
+        held INTEGER NOT NULL
+    );",
 ];
 
 pub(crate) fn migrate_sqlite(conn: &mut rusqlite::Connection) -> Result<()> {

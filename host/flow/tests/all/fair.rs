@@ -296,7 +296,7 @@ async fn a_full_queue_refuses_an_ending_interaction_before_applying_it() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(ended.runs.len(), 1);
+    assert_eq!(ended.runs().len(), 1);
 }
 
 /// A local command's limits (`coda run`, `coda resume`): no per-tenant bound at all.

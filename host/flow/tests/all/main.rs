@@ -131,6 +131,8 @@ async fn send(host: &Host, value: serde_json::Value) -> coda_flow::EventOutcome 
         .await
         .unwrap()
         .unwrap()
+        .applied()
+        .expect("applied, not held")
 }
 
 async fn call_with_agent(host: &Host, id: &str) {
@@ -253,7 +255,14 @@ async fn an_end_whose_process_is_missing_is_refused_whole_and_earlier_events_are
         )
         .await
         .unwrap();
-    let out = host.engine.on_event("acme", ended).await.unwrap().unwrap();
+    let out = host
+        .engine
+        .on_event("acme", ended)
+        .await
+        .unwrap()
+        .unwrap()
+        .applied()
+        .unwrap();
     assert_eq!(out.runs.len(), 1);
     assert_eq!(
         out.interaction.status,
@@ -300,9 +309,11 @@ async fn a_named_process_starts_from_the_end_as_the_live_plans_would() {
     };
     let ended =
         |id: &str| event(json!({"type": "ended", "interaction": id, "outcome": "resolved"}));
-    let local = |event| {
+    let local = |event| async {
         host.engine
             .on_event_with_process("acme", event, "post-call")
+            .await
+            .map(|accepted| accepted.map(|a| a.applied().expect("applied, not held")))
     };
 
     send(
@@ -427,7 +438,7 @@ async fn an_agent_target_cannot_fire_when_no_agent_was_reached() {
 }
 
 #[tokio::test]
-async fn a_cleared_action_does_not_fire_and_unknown_or_foreign_interactions_are_refused() {
+async fn a_cleared_action_does_not_fire_and_foreign_interactions_are_not_touched() {
     let host = host().await;
     call_with_agent(&host, "i5").await;
     host.engine
@@ -447,15 +458,40 @@ async fn a_cleared_action_does_not_fire_and_unknown_or_foreign_interactions_are_
     .await;
     assert!(out.runs.is_empty());
 
-    let refused = host
+    // Another tenant's end of an interaction of the same id is held as globex's (its
+    // interaction has not started): acme's is not touched, and nothing starts.
+    let before = host.engine.store().interaction("acme", "i5").unwrap();
+    let held = host
         .engine
         .on_event(
             "globex",
             event(json!({"type": "ended", "interaction": "i5"})),
         )
         .await
+        .unwrap()
         .unwrap();
-    assert!(matches!(refused, Err(EventError::Unknown(id)) if id == "i5"));
+    assert!(
+        matches!(&held, coda_flow::EventAccepted::Held(h) if h.interaction == "i5"),
+        "{held:?}"
+    );
+    assert_eq!(
+        host.engine.store().interaction("acme", "i5").unwrap(),
+        before
+    );
+    assert!(
+        host.engine
+            .store()
+            .interaction("globex", "i5")
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        host.engine
+            .store()
+            .held_events("acme", "i5")
+            .unwrap()
+            .is_empty()
+    );
     let refused = host
         .engine
         .set_post_flow("globex", "i5", None)
@@ -490,22 +526,18 @@ async fn a_wait_goes_on_when_its_event_arrives() {
     let record = host.engine.store().run("acme", &started).unwrap().unwrap();
     assert_eq!(record.status, RunStatus::Waiting);
 
-    // Another interaction's event, or another event name, does not wake it.
-    assert!(
-        host.engine
-            .deliver("acme", "other", "disposition", json!({}))
+    // Another interaction's event, or another event name, does not wake it: each is kept
+    // for a later wait.
+    for (interaction, name) in [("other", "disposition"), ("i6", "survey-reply")] {
+        let kept = host
+            .engine
+            .deliver("acme", interaction, name, json!({}))
             .await
             .unwrap()
-            .is_empty()
-    );
-    assert!(
-        host.engine
-            .deliver("acme", "i6", "survey-reply", json!({}))
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let woken = host
+            .unwrap();
+        assert!(kept.kept && kept.woken.is_empty());
+    }
+    let delivered = host
         .engine
         .deliver(
             "acme",
@@ -514,8 +546,10 @@ async fn a_wait_goes_on_when_its_event_arrives() {
             json!({"code": "sale", "amount": 120}),
         )
         .await
+        .unwrap()
         .unwrap();
-    assert_eq!(woken, std::slice::from_ref(&started));
+    assert!(!delivered.kept);
+    assert_eq!(delivered.woken, std::slice::from_ref(&started));
     host.engine.run_until_idle().await.unwrap();
     let journal = host.engine.store().journal("acme", &started).unwrap();
     let nodes: Vec<&str> = journal.iter().map(|s| s.note.as_str()).collect();
@@ -653,6 +687,7 @@ mod continuation;
 mod control;
 mod disk;
 mod effects;
+mod events;
 mod fair;
 mod kv;
 mod leases;

@@ -966,6 +966,141 @@ async fn a_submitted_disposition_becomes_data_and_wakes_the_run_waiting_for_it()
     assert_eq!(interaction["data"]["Disposition"], "sale");
 }
 
+/// A disposition submitted before its run reaches the wait (the scheduler has not stepped
+/// it yet) is kept, and the built-in `wait-for-event` takes it when the run gets there:
+/// the run goes on by `received` at once, never by its hour's timeout (to which the virtual
+/// clock would jump if it waited).
+#[tokio::test]
+async fn a_disposition_submitted_before_the_wait_is_taken_by_it() {
+    let builtins = Arc::new(Builtins::load(&["wait-for-event", "set-data"]).await);
+    let h = harness_with(
+        builtins.clone(),
+        builtins.infos(),
+        Arc::new(VirtualClock::new()),
+    );
+    let (acme, _) = tenant(&h, "acme").await;
+    for (name, yaml) in [("after-sale", AFTER_SALE), ("sales", SALES_LIVE)] {
+        super::publish(&h, &acme, name, yaml).await;
+    }
+    let (status, body) = call(
+        &h,
+        "PUT",
+        "/v1/skills/sales/post-contact",
+        Some(&acme),
+        json_body(json!({ "mode": "dispositions", "dispositions": [
+            { "code": "sale", "label": "Sale", "amount": true } ] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ended = completed_call(&h, &acme, "c1", "sales", "agent-1", Some("sales")).await;
+    let run = ended["runs"][0].as_str().unwrap().to_owned();
+    let (status, body) = call(
+        &h,
+        "POST",
+        "/v1/interactions/c1/disposition",
+        Some(&acme),
+        json_body(json!({ "code": "sale", "amount": 40 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["woken"], json!([]));
+    assert_eq!(body["kept"], true);
+    // Stored once: a second is refused as before.
+    let (status, body) = call(
+        &h,
+        "POST",
+        "/v1/interactions/c1/disposition",
+        Some(&acme),
+        json_body(json!({ "code": "sale", "amount": 1 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    h.engine.run_until_idle().await.unwrap();
+    let (_, done) = call(&h, "GET", &format!("/v1/runs/{run}"), Some(&acme), None).await;
+    assert_eq!(done["status"], "done", "{done}");
+    let nodes: Vec<&str> = done["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["wait", "wait", "got"], "{done}");
+    assert_eq!(done["data"]["Booked"], 80.0);
+    assert_eq!(done["data"]["Event"]["code"], "sale");
+}
+
+/// The API's answers for early events: a named event no run waits for is kept (and says
+/// until when); an interaction event before its start is held (202), and the start says
+/// how many held events it applied.
+#[tokio::test]
+async fn early_events_are_answered_as_kept_or_held() {
+    let h = harness();
+    let (acme, _) = tenant(&h, "acme").await;
+    let (other, _) = tenant(&h, "other").await;
+    let ended = json!({ "type": "ended", "interaction": "e1", "outcome": "resolved" });
+    for _ in 0..2 {
+        let (status, body) = call(
+            &h,
+            "POST",
+            "/v1/interactions/events",
+            Some(&acme),
+            json_body(ended.clone()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["status"], "held");
+        assert_eq!(body["runs"], json!([]));
+        assert!(body["held_until_ms"].as_i64().unwrap() > 0, "{body}");
+    }
+    // Held is not started: the interaction is not there for anyone yet.
+    let (status, _) = call(&h, "GET", "/v1/interactions/e1", Some(&acme), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = call(
+        &h,
+        "POST",
+        "/v1/interactions/events",
+        Some(&acme),
+        json_body(json!({ "type": "started", "interaction": "e1", "channel": "voice" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["reconciled"], 1);
+    assert_eq!(body["status"], "completed");
+
+    // A named event nothing waits for is kept for a later wait.
+    let (status, body) = call(
+        &h,
+        "POST",
+        "/v1/interactions/e1/events/survey-reply",
+        Some(&acme),
+        json_body(json!({ "score": 5 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["woken"], json!([]));
+    assert_eq!(body["kept"], true);
+    assert_eq!(body["seq"], 1);
+    assert!(body["kept_until_ms"].as_i64().unwrap() > 0, "{body}");
+    // Another tenant's interaction id is not found, and keeps nothing.
+    let (status, body) = call(
+        &h,
+        "POST",
+        "/v1/interactions/e1/events/survey-reply",
+        Some(&other),
+        json_body(json!({ "score": 1 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        h.engine
+            .store()
+            .named_events("other", "e1")
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn another_tenants_interactions_skills_and_agents_answer_404_exactly_as_missing_ones() {
     let h = harness();

@@ -818,7 +818,9 @@ async fn a_tail_replays_the_steps_then_streams_new_ones_and_ends() {
         .engine
         .deliver("acme", "i-tail", "disposition", json!({ "score": 9 }))
         .await
-        .unwrap();
+        .unwrap()
+        .unwrap()
+        .woken;
     assert_eq!(woken, [run.as_str()]);
     let (events, ended) = read_events(&mut body, &mut buffer, 10).await;
     assert!(ended, "the stream closes after the end event: {events:?}");
@@ -866,6 +868,7 @@ async fn a_tail_replays_the_steps_then_streams_new_ones_and_ends() {
     h.engine
         .deliver("acme", "i-gone", "disposition", json!(null))
         .await
+        .unwrap()
         .unwrap();
     reaches(h, &acme, &other, "done").await;
     s.stop().await;

@@ -133,7 +133,12 @@ async fn runs_are_paged_oldest_or_newest_first_with_none_missed_or_repeated() {
     );
 }
 
-fn interaction(id: &str, channel: Channel, skill: Option<&str>, at: i64) -> InteractionRecord {
+pub(crate) fn interaction(
+    id: &str,
+    channel: Channel,
+    skill: Option<&str>,
+    at: i64,
+) -> InteractionRecord {
     InteractionRecord {
         id: id.into(),
         channel,

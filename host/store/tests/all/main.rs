@@ -36,6 +36,7 @@ macro_rules! on_every_backend {
 }
 
 mod applets;
+mod events;
 mod grants;
 mod kv;
 mod lists;

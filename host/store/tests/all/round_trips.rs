@@ -171,6 +171,47 @@ async fn a_step_costs_one_round_trip_and_the_fence_holds() {
     }
 }
 
+/// What a commit that parks its run on a wait costs: it looks for an event stored for it
+/// (`events.rs`), so it is a write of its own rather than one pipelined statement: the
+/// commit, the interaction's lock, the lookup and the batch's `COMMIT`, four round trips
+/// on PostgreSQL where a pipelined commit shares one (none on SQLite). Every other commit
+/// keeps its one (above).
+async fn a_commit_parking_on_a_wait_pays_the_events_lookup_alone() {
+    let (_dir, store) = open();
+    let mut parked = Vec::new();
+    // Each statement is prepared once per connection: the first commit prepares them.
+    for _ in 0..2 {
+        let run = store.start_run(new_run(None)).await.unwrap();
+        let claimed = claim_due(&store, 2_000, 1_000, &["acme"]).await;
+        let claim = claimed
+            .iter()
+            .find(|c| c.run.id == run.id)
+            .unwrap()
+            .claim_seq;
+        let mut next = update(Some("late"), RunStatus::Waiting, Some(3_600_000));
+        next.wait = Some(coda_store::EventWait {
+            event: "reply".into(),
+            on_event: Some("thank".into()),
+            node: Some("wait".into()),
+        });
+        let before = write_trips(&store);
+        store
+            .commit_claimed_step(applet_step(&run.id, 0, next), claim)
+            .await
+            .unwrap();
+        parked.push(write_trips(&store) - before);
+        assert_eq!(
+            store.run("acme", &run.id).unwrap().unwrap().status,
+            RunStatus::Waiting
+        );
+    }
+    let four = 4 * u64::from(store.is_postgres());
+    assert_eq!(
+        parked[1], four,
+        "round trips of a commit that parks on a wait"
+    );
+}
+
 /// Writes pipelined together, one of which PostgreSQL refuses (a NUL in text), beside other
 /// writes: the others commit, the refused one fails alone with its own error (the batch, or
 /// its pipeline's savepoint, is run again one savepoint a write).
@@ -319,6 +360,7 @@ fn kill_listeners(url: &str) -> i64 {
 
 on_every_backend!(
     a_step_costs_one_round_trip_and_the_fence_holds,
+    a_commit_parking_on_a_wait_pays_the_events_lookup_alone,
     a_failing_write_in_a_pipelined_batch_fails_alone,
 );
 
