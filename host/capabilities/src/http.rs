@@ -355,7 +355,6 @@ fn origin_of(url: &str) -> String {
     Url::parse(url).map_or_else(|_| "the URL".into(), |url| origin(&url))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
