@@ -151,19 +151,23 @@ impl Webhooks {
         }
     }
 
-    /// The special address ranges the tenant's outbound calls may reach: its ceiling's, as
-    /// `coda_capabilities::grants::allowed_private` decides for the http capability. None
-    /// when its ceiling cannot be read (deny by default).
+    /// The tenant's allowed ranges ([`allowed_ranges`]) from its ceiling as stored; none
+    /// when it cannot be read (deny by default).
     fn allowed_ranges(&self, tenant: &str) -> Vec<IpNet> {
-        let ceiling = match self.store.ceiling(tenant) {
-            Ok(Some(body)) => match TenantSettings::from_ceiling_json(tenant, &body) {
-                Ok(settings) => settings,
-                Err(_) => return Vec::new(),
-            },
-            _ => return Vec::new(),
-        };
-        let mut settings = Settings::default();
-        settings.tenants.insert(tenant.to_owned(), ceiling);
-        coda_capabilities::grants::allowed_private(&settings, tenant).to_vec()
+        match self.store.ceiling(tenant) {
+            Ok(Some(body)) => TenantSettings::from_ceiling_json(tenant, &body)
+                .map(|ceiling| allowed_ranges(tenant, ceiling))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
     }
+}
+
+/// The special address ranges (loopback, private, ...) a tenant's webhooks may reach: its
+/// ceiling's, exactly as `coda_capabilities::grants::allowed_private` decides them for the
+/// tenant's http capability.
+pub fn allowed_ranges(tenant: &str, ceiling: TenantSettings) -> Vec<IpNet> {
+    let mut settings = Settings::default();
+    settings.tenants.insert(tenant.to_owned(), ceiling);
+    coda_capabilities::grants::allowed_private(&settings, tenant).to_vec()
 }

@@ -19,7 +19,7 @@ pub mod project;
 pub mod send;
 pub mod signing;
 
-pub use deliver::Webhooks;
+pub use deliver::{Webhooks, allowed_ranges};
 pub use events::EventKind;
 
 use coda_store::AttemptOutcome;
