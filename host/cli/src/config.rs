@@ -99,7 +99,10 @@ impl WebhooksConfig {
             ("retry_first_ms", settings.retry_first_ms),
             ("poll_ms", settings.poll_ms),
             ("max_in_flight", settings.max_in_flight as u64),
-            ("max_in_flight_per_tenant", settings.max_in_flight_per_tenant as u64),
+            (
+                "max_in_flight_per_tenant",
+                settings.max_in_flight_per_tenant as u64,
+            ),
         ] {
             if value == 0 {
                 return Err(format!("webhooks.{name} must be above 0"));

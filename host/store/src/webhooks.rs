@@ -148,7 +148,8 @@ pub struct ClaimedDelivery {
     pub url: String,
     pub body: String,
     pub attempts: u32,
-    /// When its retry window began (its projection, or its last redelivery).
+    /// When its retry window began: its first attempt (not its projection: a delivery
+    /// waiting behind its run's earlier ones has not begun), or its last redelivery.
     pub first_at_ms: i64,
     /// The claim its result is fenced by.
     pub claim_seq: u64,
@@ -831,7 +832,8 @@ fn claim_due(
         }
         let rows = tx.query(
             "UPDATE webhook_deliveries
-             SET claim_owner = ?2, claim_until = ?3, claim_seq = claim_seq + 1
+             SET claim_owner = ?2, claim_until = ?3, claim_seq = claim_seq + 1,
+                 first_at = CASE WHEN attempts = 0 THEN ?4 ELSE first_at END
              WHERE id = ?1 AND status = 'pending' AND (claim_owner IS NULL OR claim_until < ?4)
              RETURNING tenant, subscription, body, attempts, first_at, claim_seq",
             params![id, node, until_ms, now_ms],
