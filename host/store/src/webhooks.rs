@@ -750,29 +750,6 @@ impl Store {
             })
             .await
     }
-
-    /// Renews this node's claims on the deliveries `ids` until `until_ms` (a send slower
-    /// than a third of the lease keeps its claim).
-    pub async fn renew_webhook_claims(
-        &self,
-        node: &str,
-        ids: Vec<String>,
-        until_ms: i64,
-    ) -> Result<()> {
-        let node = node.to_owned();
-        self.writer
-            .write(move |tx| {
-                for id in &ids {
-                    tx.prepare_cached(
-                        "UPDATE webhook_deliveries SET claim_until = ?3
-                         WHERE id = ?1 AND claim_owner = ?2 AND status = 'pending'",
-                    )?
-                    .execute(params![id, node, until_ms])?;
-                }
-                Ok(())
-            })
-            .await
-    }
 }
 
 type FoundRun = (String, Option<String>, String, u64, u64);
