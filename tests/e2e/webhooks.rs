@@ -295,7 +295,6 @@ fn deliveries(server: &Server, token: &str, webhook: &str) -> Vec<Value> {
     body["deliveries"].as_array().unwrap().clone()
 }
 
-// tidy: long — one service's webhooks from subscription to redelivery, each step on the state the last left
 #[test]
 fn webhooks_arrive_signed_in_order_through_faults_rotation_and_redelivery() {
     let data = tempfile::tempdir().unwrap();

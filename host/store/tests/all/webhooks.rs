@@ -124,7 +124,6 @@ async fn webhook_subscriptions_are_the_tenants_own_and_capped() {
     assert_eq!(store.webhook("acme", "wh_1", 50).unwrap(), None);
 }
 
-// tidy: long — one delivery's life on the store, from projection to a fenced result
 async fn deliveries_are_projected_once_claimed_in_run_order_and_fenced() {
     let (_dir, store) = open();
     store
