@@ -581,22 +581,21 @@ impl Store {
     /// none for a run that is gone.
     pub fn webhook_run_news(&self, run_id: &str, limit: usize) -> Result<Option<RunNews>> {
         let found = self.read(|conn| {
-            let run = conn
-                .prepare_cached(
-                    "SELECT r.tenant, r.interaction, r.status, r.step_seq, w.next_seq
-                     FROM runs r LEFT JOIN webhook_runs w ON w.run_id = r.id WHERE r.id = ?1",
-                )?
-                .query_row(params![run_id], |r| {
-                    Ok((
-                        r.get::<String>(0)?,
-                        r.get::<Option<String>>(1)?,
-                        r.get::<String>(2)?,
-                        r.get::<u64>(3)?,
-                        r.get::<Option<u64>>(4)?,
-                    ))
-                })
-                .optional()?;
-            Ok(found_run(run))
+            conn.prepare_cached(
+                "SELECT r.tenant, r.interaction, r.status, r.step_seq, w.next_seq
+                 FROM runs r LEFT JOIN webhook_runs w ON w.run_id = r.id WHERE r.id = ?1",
+            )?
+            .query_row(params![run_id], |r| {
+                Ok((
+                    r.get::<String>(0)?,
+                    r.get::<Option<String>>(1)?,
+                    r.get::<String>(2)?,
+                    r.get::<u64>(3)?,
+                    // A run never projected starts from its first step.
+                    r.get::<Option<u64>>(4)?.unwrap_or(0),
+                ))
+            })
+            .optional()
         })?;
         let Some((tenant, interaction, status, step_seq, next_seq)) = found else {
             return Ok(None);
@@ -750,14 +749,6 @@ impl Store {
             })
             .await
     }
-}
-
-type FoundRun = (String, Option<String>, String, u64, u64);
-
-fn found_run(run: Option<(String, Option<String>, String, u64, Option<u64>)>) -> Option<FoundRun> {
-    run.map(|(tenant, interaction, status, step_seq, next)| {
-        (tenant, interaction, status, step_seq, next.unwrap_or(0))
-    })
 }
 
 /// Sealed secrets: (nonce, ciphertext) of the current one, then the previous one's while

@@ -235,23 +235,24 @@ async fn a_receiver_that_never_answers_holds_only_its_own_tenants_places() {
     .await
     .expect("the fast tenant's four events never all arrived beside the slow one's two");
 
-    let seen = seen.lock().unwrap();
-    assert_eq!(
-        seen.most_in_flight.get("/slow"),
-        Some(&2),
-        "the slow tenant never held more than its two places"
-    );
-    for (path, id, timestamp, signature, body) in &seen.answered {
-        assert_eq!(path, "/fast");
-        let timestamp: i64 = timestamp.parse().unwrap();
-        let expected =
-            coda_webhooks::signing::sign(&secrets["/fast"], id, timestamp, body.as_bytes())
-                .unwrap();
-        assert_eq!(signature, &expected);
-        let event: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(event["type"], "coda.run.done");
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.most_in_flight.get("/slow"),
+            Some(&2),
+            "the slow tenant never held more than its two places"
+        );
+        for (path, id, timestamp, signature, body) in &seen.answered {
+            assert_eq!(path, "/fast");
+            let timestamp: i64 = timestamp.parse().unwrap();
+            let expected =
+                coda_webhooks::signing::sign(&secrets["/fast"], id, timestamp, body.as_bytes())
+                    .unwrap();
+            assert_eq!(signature, &expected);
+            let event: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(event["type"], "coda.run.done");
+        }
     }
-    drop(seen);
     let _ = stop.send(());
     // The held attempts are dropped after the drain: the loop stops all the same.
     tokio::time::timeout(Duration::from_secs(30), serving)
