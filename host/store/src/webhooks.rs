@@ -86,6 +86,8 @@ pub struct WebhookTarget {
     pub id: String,
     pub events: Vec<String>,
     pub plan: Option<String>,
+    /// Events of steps stamped before it are not its.
+    pub created_at_ms: i64,
 }
 
 /// One delivery as its log shows it.
@@ -616,7 +618,7 @@ impl Store {
     pub fn webhook_targets(&self, tenant: &str) -> Result<Vec<WebhookTarget>> {
         self.read(|conn| {
             let rows = conn.query(
-                "SELECT id, events, plan FROM webhook_subscriptions WHERE tenant = ?1",
+                "SELECT id, events, plan, created_at FROM webhook_subscriptions WHERE tenant = ?1",
                 params![tenant],
             )?;
             rows.iter()
@@ -626,6 +628,7 @@ impl Store {
                         id: r.get(0)?,
                         events: serde_json::from_str(&events)?,
                         plan: r.get(2)?,
+                        created_at_ms: r.get(3)?,
                     })
                 })
                 .collect()

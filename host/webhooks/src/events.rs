@@ -140,10 +140,12 @@ fn rfc3339(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
 }
 
-/// Whether `target` asked for `kind` of a run in `plan`.
-fn wants(target: &WebhookTarget, kind: EventKind, plan: &str) -> bool {
+/// Whether `target` asked for `kind` of `step`: its kind, its plan, and made since the
+/// subscription was (a new subscription gets no history).
+fn wants(target: &WebhookTarget, kind: EventKind, step: &StepRecord) -> bool {
     target.events.iter().any(|e| e == kind.as_str())
-        && target.plan.as_deref().is_none_or(|p| p == plan)
+        && target.plan.as_deref().is_none_or(|p| p == step.plan)
+        && step.at_ms >= target.created_at_ms
 }
 
 /// The deliveries the steps in `news` make for `targets`, each with a new message id.
@@ -152,7 +154,7 @@ pub fn deliveries(news: &RunNews, targets: &[WebhookTarget]) -> Vec<NewDelivery>
     for step in &news.steps {
         for kind in kinds_of(news, step) {
             let mut body = None;
-            for target in targets.iter().filter(|t| wants(t, kind, &step.plan)) {
+            for target in targets.iter().filter(|t| wants(t, kind, step)) {
                 let body = body
                     .get_or_insert_with(|| cloud_event(news, step, kind).to_string())
                     .clone();
@@ -212,6 +214,7 @@ mod tests {
                 .map(|k| k.as_str().to_owned())
                 .collect(),
             plan: None,
+            created_at_ms: 0,
         }
     }
 
@@ -246,12 +249,18 @@ mod tests {
     }
 
     #[test]
-    fn a_subscription_gets_only_its_kinds_and_plan() {
+    fn a_subscription_gets_only_its_kinds_its_plan_and_what_came_after_it() {
         let steps = vec![step(0, json!({"exit": "next"}))];
         let done_only = WebhookTarget {
             id: "done".into(),
             events: vec!["run.done".into()],
             plan: None,
+            created_at_ms: 0,
+        };
+        let too_new = WebhookTarget {
+            id: "new".into(),
+            created_at_ms: 1_765_000_000_001,
+            ..all()
         };
         let other_plan = WebhookTarget {
             plan: Some("other".into()),
