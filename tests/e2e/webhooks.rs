@@ -3,8 +3,10 @@
 //! library from PyPI (an implementation independent of coda's), answers 500, times out and
 //! closes the connection on chosen requests, and reports what it received. Every event
 //! must arrive, in order per run; a rotation's two secrets both verify during its window;
-//! redeliveries arrive again; another tenant's webhook is a 404; and a `coda serve` killed
-//! with SIGKILL mid-delivery, and again right after acknowledging events, loses none.
+//! redeliveries arrive again; another tenant's webhook is a 404; a `coda serve` killed
+//! with SIGKILL mid-delivery, and again right after acknowledging events, loses none; and two
+//! nodes on one PostgreSQL database send each delivery once, one taking over the claims of
+//! the other when it is killed.
 //!
 //! `./dev test` installs the library into `target/tools/webhooks` (a venv, pinned by
 //! `tests/webhooks/requirements.txt`); a missing one fails these tests, it does not skip
@@ -567,4 +569,71 @@ fn webhook_deliveries_survive_sigkill_mid_delivery_and_after_acknowledged_events
         .collect();
     eprintln!("webhooks across two SIGKILLs: receipts per run {per_run:?}");
     server.stop();
+}
+
+/// Two nodes on one PostgreSQL database: each delivery is sent by one node at a time (every
+/// request the receiver saw is an attempt one node wrote, but for the one whose node was
+/// killed mid-request), and a node killed with SIGKILL mid-delivery loses nothing: the other
+/// takes its claims over once they run out.
+#[test]
+fn webhooks_on_two_nodes_sharing_postgresql_are_sent_once_each_and_survive_a_killed_node() {
+    let db = crate::nodes::PgDatabase::create("coda_webhooks");
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let config = config(dirs[0].path(), 300_000);
+    let node = |i: usize| {
+        let mut command = Command::new(crate::coda_bin());
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--db", &db.url])
+            .args(["--config", &config])
+            .env("CODA_DATA_DIR", dirs[i].path())
+            .env("CODA_NODE_ID", format!("node-{i}"));
+        crate::serve::start_command(command, Some(OPERATOR))
+    };
+    let mut first = node(0);
+    // One secrets key for both: the second opens the secrets the first sealed.
+    std::fs::copy(
+        dirs[0].path().join("secrets.key"),
+        dirs[1].path().join("secrets.key"),
+    )
+    .unwrap();
+    let second = node(1);
+    let receiver = Receiver::start();
+    let acme = tenant(&first, "acme", true);
+    let (_, secret) = subscribe(&first, &acme, &receiver.url(), &ALL_EVENTS);
+    receiver.control(json!({"secrets": [secret], "faults": {"2": "hang"}}));
+    let runs: Vec<String> = (1..=6)
+        .map(|n| {
+            let via = if n % 2 == 0 { &first } else { &second };
+            call(via, &acme, &format!("call-{n}"))
+        })
+        .collect();
+    receiver.wait_for("a delivery in flight", |s| s["holding"] == 1);
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    http(&receiver.address, "POST", "/release", None, None);
+
+    let state = receiver.wait_for("every event of six runs", |s| all_arrived(s, &runs));
+    check_in_order(&state, &runs);
+    assert_eq!(state["rejected"], 0, "{state:#}");
+    // Settled: every delivery delivered, each attempt written but the killed node's.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let hook = {
+        let (_, listed) = second.call("GET", "/v1/webhooks", Some(&acme), None);
+        listed["webhooks"][0]["id"].as_str().unwrap().to_owned()
+    };
+    let log = loop {
+        let log = deliveries(&second, &acme, &hook);
+        if log.len() == 30 && log.iter().all(|d| d["status"] == "delivered") {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "not all delivered: {log:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let attempts: u64 = log.iter().map(|d| d["attempts"].as_u64().unwrap()).sum();
+    let requests = receiver.state()["requests"].as_u64().unwrap();
+    assert!(
+        requests == attempts || requests == attempts + 1,
+        "{requests} requests for {attempts} attempts written"
+    );
+    second.stop();
 }
