@@ -266,7 +266,10 @@ mod tests {
             plan: Some("other".into()),
             ..all()
         };
-        let made = deliveries(&news(RunStatus::Done, 1, steps), &[done_only, other_plan]);
+        let made = deliveries(
+            &news(RunStatus::Done, 1, steps),
+            &[done_only, other_plan, too_new],
+        );
         assert_eq!(made.len(), 1);
         assert_eq!(made[0].subscription, "done");
         assert_eq!(made[0].event_type, "coda.run.done");
