@@ -2,7 +2,8 @@
 //! a subscription that committed steps not projected yet, through the `steps_at` index:
 //! from a little before where the last pass stopped ([`OVERLAP_MS`], for commits that
 //! became visible after a later-stamped one was read), and now and then much further back
-//! ([`SWEEP_BACK_MS`], for a commit that took longer). Each run found is projected from its
+//! ([`SWEEP_BACK_MS`], for a commit that took longer; or from the cursor, when a node starts
+//! long after the last pass). Each run found is projected from its
 //! own cursor on, every step in order, so an event is never skipped and never made twice:
 //! the cursor and the deliveries move in one transaction (`Store::project_webhooks`).
 
@@ -29,10 +30,13 @@ pub const SCAN_ROWS: usize = 2_000;
 /// Steps of one run projected per write.
 pub const STEPS_PER_WRITE: usize = 100;
 
-/// The projection's state on this node: when it last swept.
+/// The projection's state on this node: when it last swept, and whether that sweep was
+/// cut short by [`SCAN_ROWS`] (then the next pass sweeps again, from where the projected
+/// steps now stop it).
 #[derive(Default)]
 pub struct Projector {
     last_sweep_ms: i64,
+    sweep_again: bool,
 }
 
 impl Projector {
@@ -42,13 +46,23 @@ impl Projector {
             return Ok(0);
         }
         let cursor = store.webhook_scan_cursor()?;
-        let from = if cursor == 0 || now_ms - self.last_sweep_ms >= SWEEP_EVERY_MS {
+        let sweep =
+            cursor == 0 || self.sweep_again || now_ms - self.last_sweep_ms >= SWEEP_EVERY_MS;
+        let from = if sweep {
             self.last_sweep_ms = now_ms;
-            now_ms - SWEEP_BACK_MS
+            // Never after the cursor: a node started again after a long stop goes on from
+            // where the projection stood, however long ago.
+            let back = now_ms - SWEEP_BACK_MS;
+            if cursor == 0 {
+                back
+            } else {
+                back.min(cursor - OVERLAP_MS)
+            }
         } else {
             cursor - OVERLAP_MS
         };
         let found = store.webhook_unprojected(from, now_ms, SCAN_ROWS)?;
+        self.sweep_again = sweep && found.len() == SCAN_ROWS;
         let reached = match found.last() {
             Some((_, at)) if found.len() == SCAN_ROWS => *at,
             _ => now_ms,

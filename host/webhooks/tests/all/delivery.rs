@@ -97,7 +97,7 @@ async fn receiver(seen: Arc<Mutex<Seen>>, answered: Arc<Notify>) -> String {
 }
 
 /// Runs of `tenant`, each one step and done: each a `run.done` event.
-async fn finished_runs(store: &Store, tenant: &str, count: usize) {
+pub(crate) async fn finished_runs(store: &Store, tenant: &str, count: usize) {
     for n in 0..count {
         let run = store
             .start_run(NewRun {

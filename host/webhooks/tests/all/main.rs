@@ -2,3 +2,4 @@
 //! loopback receiver.
 
 mod delivery;
+mod projection;
