@@ -287,6 +287,18 @@ mod tests {
         assert_eq!(config.compile_timeout_ms, Some(60_000));
         // Relative to the file's directory, not to wherever `coda serve` was started.
         assert!(config.grants.unwrap().starts_with(path.parent().unwrap()));
+        // The example shows the webhooks' defaults as they are.
+        let webhooks = config.webhooks.settings().unwrap();
+        let defaults = coda_webhooks::WebhookSettings::default();
+        assert_eq!(format!("{webhooks:?}"), format!("{defaults:?}"));
+        let zero = WebhooksConfig {
+            max_in_flight_per_tenant: Some(0),
+            ..WebhooksConfig::default()
+        };
+        assert_eq!(
+            zero.settings().unwrap_err(),
+            "webhooks.max_in_flight_per_tenant must be above 0"
+        );
         // The example shows the connections' defaults as they are.
         let http = config.http;
         let defaults = coda_server::ConnLimits::default();
