@@ -712,6 +712,21 @@ impl Store {
             .collect()
     }
 
+    /// Whether some delivery may be due at `now_ms` (pending and past its time): one read of
+    /// the `webhook_deliveries_due` index, so an idle loop writes nothing.
+    pub fn webhook_deliveries_due(&self, now_ms: i64) -> Result<bool> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT 1 FROM webhook_deliveries
+                     WHERE status = 'pending' AND next_at <= ?1 LIMIT 1",
+                )?
+                .query_row(params![now_ms], |_| Ok(()))
+                .optional()?
+                .is_some())
+        })
+    }
+
     /// Writes an attempt's result under the claim it was made with; `false` (nothing
     /// written) when the claim was lost meanwhile (another node took the delivery over, or
     /// it was redelivered or deleted).

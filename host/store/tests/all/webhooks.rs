@@ -162,6 +162,7 @@ async fn deliveries_are_projected_once_claimed_in_run_order_and_fenced() {
     assert_eq!(news.steps.len(), 2);
     assert_eq!(store.webhook_targets("acme").unwrap()[0].id, "wh_1");
 
+    assert!(!store.webhook_deliveries_due(4_000).unwrap());
     let made = vec![delivery("msg_a", "wh_1", 1), delivery("msg_b", "wh_1", 5)];
     store
         .project_webhooks("acme", &run.id, 2, made, 3_000)
@@ -195,6 +196,8 @@ async fn deliveries_are_projected_once_claimed_in_run_order_and_fenced() {
     let ids: Vec<&str> = log.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(ids, ["msg_b", "msg_a"], "newest first");
 
+    assert!(!store.webhook_deliveries_due(2_999).unwrap());
+    assert!(store.webhook_deliveries_due(3_000).unwrap());
     // The earliest of the run is claimed alone: the later one waits for it. Another node
     // takes nothing while the claim lives.
     let claimed = store
