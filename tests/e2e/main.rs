@@ -18,6 +18,7 @@ mod serve;
 mod serve_postgres;
 mod tidy;
 mod uploads;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -13,17 +13,15 @@
 //!   granted, so the tenant knows it, but user info, path and query may carry a secret, and
 //!   reqwest's own texts (which print the whole URL) are taken without it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::fmt;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, Once};
+use std::net::IpAddr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use coda_types::HostError;
 use coda_types::capabilities::{HttpRequest, HttpResponse};
 use ipnet::IpNet;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use url::Url;
@@ -71,26 +69,14 @@ impl Http {
         if let Some(client) = clients.get(tenant) {
             return Ok(client.clone());
         }
-        install_crypto_provider();
-        let resolver = GuardedResolver {
-            allowed: Arc::new(allowed.to_vec()),
-            overrides: Arc::new(
-                self.settings
-                    .resolve
-                    .iter()
-                    .map(|(host, ip)| (host.to_ascii_lowercase(), *ip))
-                    .collect(),
-            ),
-        };
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(resolver)
-            .connect_timeout(Duration::from_millis(self.settings.max_timeout_ms))
-            .build()
-            .map_err(|e| {
-                HostError::Unavailable(format!("cannot start the HTTP client: {}", chain(&e)))
-            })?;
+        let client = crate::outbound::guarded_client(
+            allowed,
+            &self.settings.resolve,
+            Duration::from_millis(self.settings.max_timeout_ms),
+        )
+        .map_err(|e| {
+            HostError::Unavailable(format!("cannot start the HTTP client: {}", chain(&e)))
+        })?;
         clients.insert(tenant.to_string(), client.clone());
         Ok(client)
     }
@@ -322,12 +308,8 @@ fn send_error(url: &Url, error: reqwest::Error) -> HostError {
     let error = error.without_url();
     let error = &error;
     let target = origin(url);
-    let mut source: Option<&(dyn StdError + 'static)> = Some(error);
-    while let Some(e) = source {
-        if let Some(refused) = e.downcast_ref::<AddressRefused>() {
-            return HostError::NotGranted(refused.to_string());
-        }
-        source = e.source();
+    if let Some(refused) = crate::outbound::refused_address(error) {
+        return HostError::NotGranted(refused);
     }
     if error.is_timeout() {
         HostError::Unavailable(format!("the request to {target} timed out"))
@@ -371,67 +353,6 @@ fn origin(url: &Url) -> String {
 /// [`origin`] of a URL not parsed yet.
 fn origin_of(url: &str) -> String {
     Url::parse(url).map_or_else(|_| "the URL".into(), |url| origin(&url))
-}
-
-/// rustls needs a process-wide crypto provider when reqwest is built without one; ring is
-/// ours (no aws-lc to build). Installing fails only if one is already installed, which is
-/// as good.
-fn install_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
-/// The resolver of every applet HTTP client: resolves (or takes the operator's static
-/// override) and drops every address the rules refuse; none left is an error naming why.
-#[derive(Clone)]
-struct GuardedResolver {
-    allowed: Arc<Vec<IpNet>>,
-    overrides: Arc<BTreeMap<String, IpAddr>>,
-}
-
-#[derive(Debug)]
-struct AddressRefused(String);
-
-impl fmt::Display for AddressRefused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl StdError for AddressRefused {}
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
-        let this = self.clone();
-        Box::pin(async move {
-            let candidates: Vec<IpAddr> = match this.overrides.get(&host) {
-                Some(ip) => vec![*ip],
-                None => tokio::net::lookup_host((host.as_str(), 0))
-                    .await?
-                    .map(|addr| addr.ip())
-                    .collect(),
-            };
-            let mut refusal = None;
-            let mut usable = Vec::new();
-            for ip in candidates {
-                match check_address(ip, &this.allowed) {
-                    Ok(()) => usable.push(SocketAddr::new(ip, 0)),
-                    Err(why) => refusal = Some(why),
-                }
-            }
-            if usable.is_empty() {
-                let why = refusal.unwrap_or_else(|| "no address".to_string());
-                return Err(
-                    Box::new(AddressRefused(format!("{host} resolves to {why}")))
-                        as Box<dyn StdError + Send + Sync>,
-                );
-            }
-            Ok(Box::new(usable.into_iter()) as Addrs)
-        })
-    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ mod email;
 pub mod grants;
 mod http;
 pub mod net;
+pub mod outbound;
 pub mod pattern;
 pub mod settings;
 mod sql;

@@ -50,6 +50,66 @@ pub struct ServeConfig {
     pub scheduler: SchedulerConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
+}
+
+/// The outbound webhooks' timings and bounds (each default is `coda-webhooks`'
+/// `WebhookSettings::default`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// The longest a connection to a receiver may take to open.
+    pub connect_timeout_ms: Option<u64>,
+    /// The longest a receiver may take to answer once connected.
+    pub response_timeout_ms: Option<u64>,
+    /// The wait after a first failed attempt, doubled by each further failure...
+    pub retry_first_ms: Option<u64>,
+    /// ... up to this.
+    pub retry_max_ms: Option<u64>,
+    /// How long a delivery is tried before it is marked failed.
+    pub give_up_after_ms: Option<u64>,
+    /// Attempts in flight on this node at once.
+    pub max_in_flight: Option<usize>,
+    /// Attempts in flight for one tenant at once.
+    pub max_in_flight_per_tenant: Option<usize>,
+    /// How often the loop looks for new events when idle.
+    pub poll_ms: Option<u64>,
+}
+
+impl WebhooksConfig {
+    /// The settings, each unset one its default; a bound of 0 is refused by name.
+    pub fn settings(&self) -> Result<coda_webhooks::WebhookSettings, String> {
+        let d = coda_webhooks::WebhookSettings::default();
+        let settings = coda_webhooks::WebhookSettings {
+            connect_timeout_ms: self.connect_timeout_ms.unwrap_or(d.connect_timeout_ms),
+            response_timeout_ms: self.response_timeout_ms.unwrap_or(d.response_timeout_ms),
+            retry_first_ms: self.retry_first_ms.unwrap_or(d.retry_first_ms),
+            retry_max_ms: self.retry_max_ms.unwrap_or(d.retry_max_ms),
+            give_up_after_ms: self.give_up_after_ms.unwrap_or(d.give_up_after_ms),
+            max_in_flight: self.max_in_flight.unwrap_or(d.max_in_flight),
+            max_in_flight_per_tenant: self
+                .max_in_flight_per_tenant
+                .unwrap_or(d.max_in_flight_per_tenant),
+            poll_ms: self.poll_ms.unwrap_or(d.poll_ms),
+        };
+        for (name, value) in [
+            ("connect_timeout_ms", settings.connect_timeout_ms),
+            ("response_timeout_ms", settings.response_timeout_ms),
+            ("retry_first_ms", settings.retry_first_ms),
+            ("poll_ms", settings.poll_ms),
+            ("max_in_flight", settings.max_in_flight as u64),
+            (
+                "max_in_flight_per_tenant",
+                settings.max_in_flight_per_tenant as u64,
+            ),
+        ] {
+            if value == 0 {
+                return Err(format!("webhooks.{name} must be above 0"));
+            }
+        }
+        Ok(settings)
+    }
 }
 
 /// The bounds on the API's connections and live tails (each default is a constant of
@@ -248,6 +308,18 @@ mod tests {
         assert_eq!(config.compile_timeout_ms, Some(60_000));
         // Relative to the file's directory, not to wherever `coda serve` was started.
         assert!(config.grants.unwrap().starts_with(path.parent().unwrap()));
+        // The example shows the webhooks' defaults as they are.
+        let webhooks = config.webhooks.settings().unwrap();
+        let defaults = coda_webhooks::WebhookSettings::default();
+        assert_eq!(format!("{webhooks:?}"), format!("{defaults:?}"));
+        let zero = WebhooksConfig {
+            max_in_flight_per_tenant: Some(0),
+            ..WebhooksConfig::default()
+        };
+        assert_eq!(
+            zero.settings().unwrap_err(),
+            "webhooks.max_in_flight_per_tenant must be above 0"
+        );
         // The example shows the connections' defaults as they are.
         let http = config.http;
         let defaults = coda_server::ConnLimits::default();

@@ -105,6 +105,8 @@ pub struct Settings {
     /// Live tails open at once, in all and per tenant.
     pub max_tails: usize,
     pub max_tails_per_tenant: usize,
+    /// The outbound webhooks' timings and bounds.
+    pub webhooks: coda_webhooks::WebhookSettings,
 }
 
 impl ServeArgs {
@@ -177,6 +179,10 @@ impl ServeArgs {
             None => coda_package::TrustedKeys::new(file.trusted_vendors.unwrap_or_default())
                 .map_err(|e| Exit::usage("invalid-config", e))?,
         };
+        let webhooks = file
+            .webhooks
+            .settings()
+            .map_err(|e| Exit::usage("invalid-config", e))?;
         let http = file.http;
         let ms = |value: Option<u64>, default: std::time::Duration| {
             value.map_or(default, std::time::Duration::from_millis)
@@ -244,6 +250,7 @@ impl ServeArgs {
             max_tails_per_tenant: http
                 .max_tails_per_tenant
                 .unwrap_or(coda_server::DEFAULT_MAX_TAILS_PER_TENANT),
+            webhooks,
         })
     }
 }
@@ -420,6 +427,7 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
         store.clone(),
         secrets_key.clone(),
     ));
+    let webhook_store = store.clone();
     let mut engine = Engine::new(store, applets.clone(), Arc::new(WallClock), args.limits)
         .with_capabilities(capabilities)
         .with_tenant_limits(ceilings);
@@ -434,6 +442,13 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
         "node"
     );
     let engine = Arc::new(engine);
+    // The webhook deliveries of this node, claimed under the engine's node id.
+    let webhooks = Arc::new(coda_webhooks::Webhooks::new(
+        webhook_store,
+        secrets_key.clone(),
+        engine.node_id(),
+        args.webhooks,
+    ));
     let state = coda_server::AppState::new(engine.clone(), infos, &operator_hash)
         .map_err(|e| Exit::usage("internal", e))?
         .with_installer(applets)
@@ -494,6 +509,11 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
             result
         }
     });
+    // The delivery loop beside them, stopped with the scheduler.
+    let (stop_webhooks, webhooks_stopped) = tokio::sync::oneshot::channel::<()>();
+    let deliveries = tokio::spawn(webhooks.serve(async {
+        let _ = webhooks_stopped.await;
+    }));
     let shutdown = async {
         tokio::select! {
             _ = signalled => {}
@@ -536,6 +556,8 @@ pub async fn serve(runtime: Runtime, settings: Settings) -> Result<Json, Exit> {
     // (`FlowLimits::drain_ms`); one still running after that is dropped uncommitted, and the
     // next start runs it again.
     let _ = stop.send(());
+    let _ = stop_webhooks.send(());
+    let _ = deliveries.await;
     let steps = scheduler
         .await
         .map_err(|e| Exit::usage("internal", format!("the scheduler failed: {e}")))?

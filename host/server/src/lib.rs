@@ -32,6 +32,7 @@ mod runs;
 mod serve;
 mod tenants;
 mod usage;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -239,7 +240,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(fixture::routes())
         .merge(applets::routes())
         .merge(interactions::routes())
-        .merge(grants::routes());
+        .merge(grants::routes())
+        .merge(webhooks::routes());
     openapi::declare_errors(router.get_openapi_mut());
     router
 }

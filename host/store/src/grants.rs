@@ -80,7 +80,12 @@ impl SecretsKey {
         [tenant.as_bytes(), &[0], name.as_bytes()].concat()
     }
 
-    fn seal(&self, tenant: &str, name: &str, plaintext: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    pub(crate) fn seal(
+        &self,
+        tenant: &str,
+        name: &str,
+        plaintext: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
         let mut nonce = [0u8; NONCE_BYTES];
         getrandom::fill(&mut nonce)
             .map_err(|e| StoreError::Secret(format!("no randomness for a nonce: {e}")))?;
@@ -98,7 +103,13 @@ impl SecretsKey {
         Ok((nonce.to_vec(), ciphertext))
     }
 
-    fn open(&self, tenant: &str, name: &str, nonce: &[u8], ciphertext: &[u8]) -> Result<String> {
+    pub(crate) fn open(
+        &self,
+        tenant: &str,
+        name: &str,
+        nonce: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<String> {
         let nonce = <[u8; NONCE_BYTES]>::try_from(nonce).map_err(|_| {
             StoreError::Secret(format!("secret '{name}' of tenant '{tenant}': bad nonce"))
         })?;

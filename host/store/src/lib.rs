@@ -32,6 +32,7 @@ mod schema;
 mod tenants;
 mod usage;
 mod waits;
+mod webhooks;
 mod writer;
 
 pub use applets::{AppletRecord, NewApplet, PutApplet};
@@ -62,6 +63,11 @@ pub use runs::{Control, NewRun, RunFilter, RunRecord, RunStatus, StartedRun};
 pub use tenants::{NewToken, TenantInfo, TokenInfo};
 pub use usage::{EffectCount, Usage, bucket_count};
 pub use waits::EventWait;
+pub use webhooks::{
+    AttemptOutcome, AttemptResult, ClaimedDelivery, DELIVERY_DELIVERED, DELIVERY_FAILED,
+    DELIVERY_PENDING, DeliveryRecord, NewDelivery, NewSubscription, RunNews, SubscriptionPatch,
+    SubscriptionWrite, WebhookSubscription, WebhookTarget,
+};
 pub use writer::WriteStats;
 
 #[derive(Debug, thiserror::Error)]

@@ -307,6 +307,62 @@ const MIGRATIONS: &[&str] = &[
         tenant TEXT PRIMARY KEY,
         untaken INTEGER NOT NULL,
         held INTEGER NOT NULL
+    // 21: outbound webhooks (`webhooks.rs`): each tenant's subscriptions (the signing
+    // secret sealed like the tenants' secrets, and the one replaced by the last rotation
+    // with the end of its window); the deliveries, a projection of the journal, unique per
+    // subscription, run and position (so projecting a run twice writes each once), claimed
+    // by one node at a time like runs; how far each run's journal is projected; and how far
+    // the scan of the journal by time has gone. A step's commit writes none of these.
+    "CREATE TABLE webhook_subscriptions (
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        plan TEXT,
+        secret_nonce BLOB NOT NULL,
+        secret BLOB NOT NULL,
+        previous_nonce BLOB,
+        previous BLOB,
+        previous_until INTEGER,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant, id)
+    );
+    CREATE TABLE webhook_deliveries (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        subscription TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        event_type TEXT NOT NULL,
+        body TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        first_at INTEGER NOT NULL,
+        next_at INTEGER,
+        last_status INTEGER,
+        last_error TEXT,
+        delivered_at INTEGER,
+        claim_owner TEXT,
+        claim_until INTEGER,
+        claim_seq INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (subscription, run_id, position)
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_at) WHERE status = 'pending';
+    CREATE INDEX webhook_deliveries_order ON webhook_deliveries (tenant, subscription, run_id, position)
+        WHERE status = 'pending';
+    CREATE INDEX webhook_deliveries_log ON webhook_deliveries (tenant, subscription, id);
+    CREATE INDEX webhook_deliveries_claimed ON webhook_deliveries (tenant, claim_until)
+        WHERE claim_owner IS NOT NULL;
+    CREATE TABLE webhook_runs (
+        run_id TEXT PRIMARY KEY,
+        next_seq INTEGER NOT NULL
+    );
+    CREATE TABLE webhook_cursor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        at INTEGER NOT NULL
     );",
 ];
 

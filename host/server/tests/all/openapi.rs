@@ -190,6 +190,8 @@ struct Ids {
     interaction: String,
     applet: String,
     applet_version: String,
+    webhook: String,
+    delivery: String,
 }
 
 async fn tenant_a(h: &Harness, acme: &str) -> Ids {
@@ -232,7 +234,38 @@ async fn tenant_a(h: &Harness, acme: &str) -> Ids {
     )
     .await;
     assert!(status.is_success(), "{body}");
+    // A webhook, and a delivery of the run's end made by projecting its journal (the
+    // delivery loop is `coda serve`'s, not this harness').
+    let (status, hook) = call(
+        h,
+        "POST",
+        "/v1/webhooks",
+        Some(acme),
+        json_body(json!({ "url": "https://hooks.example.com/coda", "events": ["run.done", "step.finished"] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{hook}");
+    let webhook = hook["webhook"]["id"].as_str().unwrap().to_owned();
+    h.engine.run_until_idle().await.unwrap();
+    coda_webhooks::project::project_run(h.engine.store(), &runs[0], 1)
+        .await
+        .unwrap();
+    let (status, log) = call(
+        h,
+        "GET",
+        &format!("/v1/webhooks/{webhook}/deliveries"),
+        Some(acme),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let delivery = log["deliveries"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no delivery: {log}"))
+        .to_owned();
     Ids {
+        webhook,
+        delivery,
         run: runs[0].clone(),
         interaction: "acme-call-1".into(),
         applet: "hello".into(),
@@ -267,6 +300,8 @@ async fn every_tenant_operation_answers_404_for_another_tenants_ids() {
         let path = fill(template, |param| {
             match (param, template.split('/').nth(2).unwrap_or("")) {
                 ("id", "runs") => a.run.clone(),
+                ("id", "webhooks") => a.webhook.clone(),
+                ("delivery", _) => a.delivery.clone(),
                 ("id", _) => a.interaction.clone(),
                 ("name", "applets") => a.applet.clone(),
                 ("version", "applets") => a.applet_version.clone(),
@@ -289,6 +324,7 @@ async fn every_tenant_operation_answers_404_for_another_tenants_ids() {
         let body = match template {
             "/v1/interactions/{id}/clone" => json!({ "channel": "voice", "queue": "q" }),
             "/v1/interactions/{id}/disposition" => json!({ "code": "sale" }),
+            "/v1/webhooks/{id}/redeliver" => json!({ "since": "1h" }),
             _ => json!({}),
         };
         let body = op
@@ -309,6 +345,8 @@ async fn every_tenant_operation_answers_404_for_another_tenants_ids() {
                 "hello",
                 "acme_secret",
                 "acme",
+                &a.webhook,
+                &a.delivery,
             ] {
                 if text.contains(id) {
                     failures.push(format!("{method} {template}: B sees A's `{id}`: {text}"));

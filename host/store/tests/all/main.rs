@@ -43,6 +43,7 @@ mod lists;
 mod round_trips;
 mod runs;
 mod tenants;
+mod webhooks;
 
 use coda_store::{
     Claimed, EventWait, NewRun, RunStatus, RunUpdate, StepCommit, StepRecord, Store, StoreError,
