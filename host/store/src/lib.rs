@@ -17,6 +17,7 @@ mod db;
 mod effects;
 mod grants;
 mod inputs;
+mod intake;
 mod interactions;
 mod journal;
 mod kv;
@@ -49,6 +50,7 @@ use db::Conn;
 
 pub use effects::EffectRecord;
 pub use grants::{GrantRecord, SecretInfo, SecretWrite, SecretsKey};
+pub use intake::IntakeConnection;
 pub use journal::{RunCommitted, RunUpdate, RunWatch, StepCommit, StepInput, StepRecord};
 pub use kv::{EffectSlot, KV_PRUNE_BATCH, KvResult};
 pub use leases::{ClaimState, Claimed, KeepClaim, TenantSlots};

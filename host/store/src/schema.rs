@@ -260,6 +260,19 @@ const MIGRATIONS: &[&str] = &[
     // commit changed the data (`=`: exactly its `data_changes`; else JSON of what it set and
     // removed). NULL for steps journaled before.
     "ALTER TABLE steps ADD COLUMN data_delta TEXT;",
+    // 19: tenants' intake connections (`intake.rs`): where a platform (Twilio, Amazon
+    // Connect, Genesys Cloud, CloudEvents) delivers its events. `id` is the random public id
+    // in the delivery URL, by which a delivery finds its tenant; `config` is the connection's
+    // JSON as coda-intake checked it (the name of the secret, never its value).
+    "CREATE TABLE intake_connections (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL REFERENCES tenants (id),
+        name TEXT NOT NULL,
+        config TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (tenant, name)
+    );",
 ];
 
 pub(crate) fn migrate_sqlite(conn: &mut rusqlite::Connection) -> Result<()> {

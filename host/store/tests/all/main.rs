@@ -37,6 +37,7 @@ macro_rules! on_every_backend {
 
 mod applets;
 mod grants;
+mod intake;
 mod kv;
 mod lists;
 mod round_trips;
