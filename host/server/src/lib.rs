@@ -23,6 +23,7 @@ mod error;
 mod fixture;
 mod grants;
 mod health;
+mod intake;
 mod interactions;
 mod metrics;
 mod openapi;
@@ -239,6 +240,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(fixture::routes())
         .merge(applets::routes())
         .merge(interactions::routes())
+        .merge(intake::routes())
         .merge(grants::routes());
     openapi::declare_errors(router.get_openapi_mut());
     router
