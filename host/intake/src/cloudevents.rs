@@ -87,10 +87,10 @@ pub(crate) fn interpret(config: &ConnectionConfig, body: &[u8]) -> Result<Intake
         }
     }
     for attribute in REQUIRED {
-        if !event
+        if event
             .get(*attribute)
             .and_then(Json::as_str)
-            .is_some_and(|s| !s.is_empty())
+            .is_none_or(str::is_empty)
         {
             return Err(IntakeError::missing(
                 attribute,
