@@ -426,6 +426,23 @@ async fn apply(state: &AppState, tenant: &str, action: Action) -> Result<Applied
                          arrived yet; deliver this event again after it"
                     ),
                 )),
+                // A late event for an interaction that has ended (an agent's join delivered
+                // after the end) changes nothing, and delivering it again never would:
+                // acknowledged, so the platform stops retrying it.
+                Err(EventError::Completed(_)) => Ok(Applied {
+                    kind,
+                    interaction,
+                    status: Some("completed".into()),
+                    runs: Vec::new(),
+                    woken: Vec::new(),
+                }),
+                // Retrying cannot mend a start that contradicts the first: not a 409, which
+                // EventBridge would retry for a day.
+                Err(conflict @ EventError::Conflict(..)) => Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "interaction-conflict",
+                    conflict.to_string(),
+                )),
                 Err(refused) => Err(crate::interactions::event_refused(refused)),
             }
         }

@@ -223,6 +223,12 @@ async fn twilio_task_events_start_one_post_interaction_run_with_the_tasks_data()
     assert_eq!(run["data"]["CLID"], "+15555550100");
     assert_eq!(run["data"]["InteractionId"], TASK);
 
+    // An agent's join delivered after the end changes nothing and is acknowledged, so the
+    // platform does not retry it.
+    let (status, body) = twilio(&h, &path, "reservation-accepted.txt", "acme-auth-token").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["applied"][0]["status"], "completed");
+
     // An event coda has no use for is acknowledged, nothing done.
     let (status, body) = twilio(&h, &path, "worker-activity-update.txt", "acme-auth-token").await;
     assert_eq!(status, StatusCode::OK, "{body}");
