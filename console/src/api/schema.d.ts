@@ -178,6 +178,68 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/intake/connections": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /v1/intake/connections`: the tenant's connections, by name. */
+        get: operations["list_connections"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/intake/connections/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /v1/intake/connections/{name}`. */
+        get: operations["get_connection"];
+        /**
+         * `PUT /v1/intake/connections/{name}`: creates or replaces a connection. Its live plan and
+         *     its secret must exist; a replaced connection keeps its id, so the platform's URL stays.
+         */
+        put: operations["put_connection"];
+        post?: never;
+        /** `DELETE /v1/intake/connections/{name}`: its path answers 404 from now on. */
+        delete: operations["delete_connection"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/intake/{adapter}/{connection}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * `POST /v1/intake/{adapter}/{connection}`: a platform's event. Authenticated by the
+         *     platform's own mechanism (see the connection's adapter), not by a coda token; answered
+         *     200 with what was done, 403 when it does not authenticate and 404 when the path names no
+         *     connection, neither storing anything; an event for an interaction coda has not seen
+         *     started is 409, so the platform delivers it again.
+         */
+        post: operations["deliver"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/interactions": {
         parameters: {
             query?: never;
@@ -754,6 +816,18 @@ export interface components {
             uploaded_at_ms?: number | null;
             version: string;
         };
+        /** @description One thing a delivery did. */
+        Applied: {
+            interaction: string;
+            /** @description `started`, `party-joined`, `party-disconnected`, `ended` or `event:NAME`. */
+            kind: string;
+            /** @description The runs an interaction event started (or found started by the same trigger). */
+            runs: string[];
+            /** @description The interaction's status after an interaction event (`active`, `completed`). */
+            status?: string | null;
+            /** @description The runs a named event woke. */
+            woken: string[];
+        };
         /** @description An interaction's audit trail. */
         Audit: {
             /**
@@ -879,6 +953,42 @@ export interface components {
             /** @description The original's when left out. */
             subject?: string | null;
         };
+        /**
+         * @description A connection as the API shows it: its configuration, its public id and the path its
+         *     platform delivers to, and its mapping with the adapter's defaults merged in.
+         */
+        Connection: {
+            /** @description `twilio`, `amazon-connect`, `genesys` or `cloudevents`. */
+            adapter: string;
+            channel?: components["schemas"]["Channel"] | null;
+            /** Format: int64 */
+            created_at_ms: number;
+            /** @description The header holding the secret (every adapter but `twilio`). */
+            header?: string | null;
+            /** @description The public id in the delivery path: random, fixed for the connection's life. */
+            id: string;
+            /** @description Each data source and its places in the payload (JSON pointers, tried in order). */
+            mapping: {
+                [key: string]: string[];
+            };
+            name: string;
+            /** @description Where the platform delivers: `/v1/intake/{adapter}/{id}` on this server. */
+            path: string;
+            /** @description The live plan interactions start under. */
+            plan: string;
+            /** @description `twilio`: the callback URL as configured in the Workspace, which Twilio signs. */
+            public_url?: string | null;
+            /** @description The tenant secret deliveries are authenticated with (its name; never its value). */
+            secret: string;
+            /** Format: int64 */
+            updated_at_ms: number;
+            /** @description The named event a wrap-up is delivered as. */
+            wrapup_event: string;
+        };
+        /** @description The tenant's connections. */
+        ConnectionList: {
+            connections: components["schemas"]["Connection"][];
+        };
         /** @description The new tenant. */
         CreateTenant: {
             /** @description Its id: 1 to 64 characters of a-z 0-9 . _ -, the first a letter or digit. */
@@ -890,6 +1000,18 @@ export interface components {
             name?: string | null;
             /** @description Digits, spaces and `+-().`, at most 32. */
             phone?: string | null;
+        };
+        /** @description What a delivery did. */
+        Delivered: {
+            adapter: string;
+            /** @description What was done, in order. */
+            applied: components["schemas"]["Applied"][];
+            /** @description The connection's name. */
+            connection: string;
+            /** @description True when coda has no use for this event: acknowledged, nothing done. */
+            ignored: boolean;
+            /** @description The platform's name for the event (`task.created`, `INITIATED`, a topic, a type). */
+            platform_event: string;
         };
         /** @description A JSON merge patch of a completed interaction's editable details; `null` clears. */
         DetailsPatch: {
@@ -1045,6 +1167,55 @@ export interface components {
          *     `:port` or `:*` (the server also takes `[IPv6]:port`).
          */
         HostPattern: string;
+        /**
+         * @description The platforms an intake connection can take events from.
+         * @enum {string}
+         */
+        IntakeAdapter: "twilio" | "amazon-connect" | "genesys" | "cloudevents";
+        /**
+         * @description An intake connection (`coda_intake::ConnectionConfig`): which platform delivers, the
+         *     tenant secret its deliveries are authenticated with, the live plan interactions start
+         *     under, and how its attributes map to data sources.
+         */
+        IntakeConnection: {
+            adapter: components["schemas"]["IntakeAdapter"];
+            channel?: components["schemas"]["Channel"] | null;
+            /**
+             * @description The header carrying the secret: required for every adapter but `twilio`, refused
+             *     for `twilio`.
+             */
+            header?: string | null;
+            /**
+             * @description Data source name to a JSON pointer (or a list tried in order) in the payload,
+             *     over the adapter's defaults; `null` drops a default.
+             */
+            mapping?: {
+                [key: string]: string[] | null;
+            } | null;
+            /** @description The live plan each interaction starts under. */
+            plan: string;
+            /** @description `twilio` only: the Event Callback URL exactly as configured in the Workspace. */
+            public_url?: string | null;
+            /**
+             * @description The tenant secret holding Twilio's auth token, or the header value the platform
+             *     sends.
+             */
+            secret: string;
+            /** @description The named event a wrap-up is delivered as (`disposition` by default). */
+            wrapup_event?: string | null;
+        };
+        /** @description A Twilio TaskRouter event callback: its form fields (`EventType`, `TaskSid`, …). */
+        IntakeForm: {
+            [key: string]: string;
+        };
+        /**
+         * @description A platform's JSON event, as it sends it: an EventBridge event (Amazon Connect, or
+         *     Genesys Cloud through its EventBridge integration), a Genesys Cloud notification, or
+         *     a structured CloudEvent.
+         */
+        IntakePayload: {
+            [key: string]: components["schemas"]["Value"];
+        };
         /**
          * @description An interaction: its state, parties, data sources, post-flow action, and once
          *     completed its details, post-contact work and disposition.
@@ -2011,6 +2182,218 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_connections: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The tenant's intake connections */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectionList"];
+                };
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_connection: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the connection's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The connection */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Connection"];
+                };
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    put_connection: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the connection's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["IntakeConnection"];
+            };
+        };
+        responses: {
+            /** @description Stored */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Connection"];
+                };
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_connection: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the connection's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    deliver: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the connection's adapter */
+                adapter: string;
+                /** @description the connection's public id */
+                connection: string;
+            };
+            cookie?: never;
+        };
+        /** @description The platform's event as it sends it: JSON (Amazon Connect, Genesys Cloud, CloudEvents) or a form (Twilio) */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["IntakePayload"];
+                "application/x-www-form-urlencoded": components["schemas"]["IntakeForm"];
+            };
+        };
+        responses: {
+            /** @description What the delivery did */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Delivered"];
+                };
             };
             /** @description Refused: the one error shape */
             "4XX": {
