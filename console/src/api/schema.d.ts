@@ -1187,10 +1187,11 @@ export interface components {
             header?: string | null;
             /**
              * @description Data source name to a JSON pointer (or a list tried in order) in the payload,
-             *     over the adapter's defaults; `null` drops a default.
+             *     over the adapter's defaults (the server also takes `null` for a name, dropping
+             *     its default).
              */
             mapping?: {
-                [key: string]: string[] | null;
+                [key: string]: components["schemas"]["MappingSources"];
             } | null;
             /** @description The live plan each interaction starts under. */
             plan: string;
@@ -1322,6 +1323,11 @@ export interface components {
             level: string;
             message: string;
         };
+        /**
+         * @description A data source's places in the payload: a JSON pointer (`/detail/queueInfo/queueArn`),
+         *     or several tried in order.
+         */
+        MappingSources: string | string[];
         /**
          * @description A skill's post-contact work: a timed wrap-up, or dispositions to submit.
          * @enum {string}

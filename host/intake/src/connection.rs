@@ -111,8 +111,19 @@ pub struct ConnectionConfig {
     pub wrapup_event: Option<String>,
     /// Data source name to its places in the payload (JSON pointers, RFC 6901), over the
     /// adapter's defaults; `null` drops a default.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_empty"
+    )]
     pub mapping: BTreeMap<String, Option<Sources>>,
+}
+
+/// A mapping given as `null` is no mapping, as one left out is.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, Option<Sources>>, D::Error> {
+    Ok(Option::deserialize(deserializer)?.unwrap_or_default())
 }
 
 fn invalid(field: &str, why: impl Into<String>) -> IntakeError {

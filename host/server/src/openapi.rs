@@ -166,10 +166,20 @@ pub(crate) mod bodies {
         #[schema(min_length = 1, max_length = 64)]
         wrapup_event: Option<String>,
         /// Data source name to a JSON pointer (or a list tried in order) in the payload,
-        /// over the adapter's defaults; `null` drops a default.
+        /// over the adapter's defaults (the server also takes `null` for a name, dropping
+        /// its default).
         #[serde(default)]
-        #[schema(value_type = Option<std::collections::HashMap<String, Option<Vec<String>>>>)]
+        #[schema(value_type = Option<std::collections::HashMap<String, MappingSources>>)]
         mapping: Option<Json>,
+    }
+
+    /// A data source's places in the payload: a JSON pointer (`/detail/queueInfo/queueArn`),
+    /// or several tried in order.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(untagged)]
+    pub enum MappingSources {
+        One(String),
+        Many(Vec<String>),
     }
 
     /// The platforms an intake connection can take events from.
