@@ -818,6 +818,12 @@ export interface components {
         };
         /** @description One thing a delivery did. */
         Applied: {
+            /**
+             * Format: int64
+             * @description An interaction event held until its interaction starts: when it is dropped if the
+             *     start has not come by then (ms); the delivery is then answered 202.
+             */
+            held_until_ms?: number | null;
             interaction: string;
             /** @description `started`, `party-joined`, `party-disconnected`, `ended` or `event:NAME`. */
             kind: string;
@@ -2394,6 +2400,15 @@ export interface operations {
         responses: {
             /** @description What the delivery did */
             200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Delivered"];
+                };
+            };
+            /** @description Accepted: an event held until its interaction starts */
+            202: {
                 headers: {
                     [name: string]: unknown;
                 };

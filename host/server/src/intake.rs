@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use axum::Json as Reply;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use coda_flow::{EventError, InteractionEvent};
 use coda_intake::auth::Delivery;
 use coda_intake::{Action, AdapterKind, ConnectionConfig, IntakeError};
@@ -249,6 +250,9 @@ pub struct Applied {
     runs: Vec<String>,
     /// The runs a named event woke.
     woken: Vec<String>,
+    /// An interaction event held until its interaction starts: when it is dropped if the
+    /// start has not come by then (ms); the delivery is then answered 202.
+    held_until_ms: Option<i64>,
 }
 
 /// The same answer for every way a delivery's path can name no connection of this
@@ -303,12 +307,12 @@ fn called_url(headers: &HeaderMap, uri: &axum::http::Uri) -> String {
 /// 200 with what was done, 403 when it does not authenticate and 404 when the path names no
 /// connection, neither storing anything; an event for an interaction coda has not seen
 /// started is 409, so the platform delivers it again.
-#[utoipa::path(post, path = "/v1/intake/{adapter}/{connection}", params(("adapter" = String, Path, pattern = r"^(?:twilio|amazon-connect|genesys|cloudevents)$", description = "the connection's adapter"), ("connection" = String, Path, pattern = r"^ic_[0-9a-f]{64}$", description = "the connection's public id")), request_body(content((crate::openapi::bodies::IntakePayload = "application/json"), (crate::openapi::bodies::IntakeForm = "application/x-www-form-urlencoded")), description = "The platform's event as it sends it: JSON (Amazon Connect, Genesys Cloud, CloudEvents) or a form (Twilio)"), responses((status = 200, description = "What the delivery did", body = Delivered)), security(("platform" = [])))]
+#[utoipa::path(post, path = "/v1/intake/{adapter}/{connection}", params(("adapter" = String, Path, pattern = r"^(?:twilio|amazon-connect|genesys|cloudevents)$", description = "the connection's adapter"), ("connection" = String, Path, pattern = r"^ic_[0-9a-f]{64}$", description = "the connection's public id")), request_body(content((crate::openapi::bodies::IntakePayload = "application/json"), (crate::openapi::bodies::IntakeForm = "application/x-www-form-urlencoded")), description = "The platform's event as it sends it: JSON (Amazon Connect, Genesys Cloud, CloudEvents) or a form (Twilio)"), responses((status = 200, description = "What the delivery did", body = Delivered), (status = 202, description = "Accepted: an event held until its interaction starts", body = Delivered)), security(("platform" = [])))]
 async fn deliver(
     State(state): State<AppState>,
     PathArgs((adapter, id)): PathArgs<(String, String)>,
     request: Request,
-) -> Result<Reply<Delivered>, ApiError> {
+) -> Result<Response, ApiError> {
     let Some(adapter) = AdapterKind::from_name(&adapter) else {
         return Err(no_connection());
     };
@@ -371,13 +375,20 @@ async fn deliver(
     for action in intake.actions.iter().cloned() {
         applied.push(apply(&state, &tenant, action).await?);
     }
-    Ok(Reply(Delivered {
+    // Held until its interaction starts: accepted, not yet applied.
+    let status = if applied.iter().any(|a| a.held_until_ms.is_some()) {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let answer = Delivered {
         connection: stored.name,
         adapter: adapter.as_str().to_owned(),
         platform_event: intake.platform_event,
         ignored: applied.is_empty(),
         applied,
-    }))
+    };
+    Ok((status, Reply(answer)).into_response())
 }
 
 /// One action through the engine's own paths: an interaction event as
@@ -414,6 +425,7 @@ async fn apply(state: &AppState, tenant: &str, action: Action) -> Result<Applied
                         .map(str::to_owned),
                     runs: outcome.runs.into_iter().map(|r| r.id).collect(),
                     woken: Vec::new(),
+                    held_until_ms: None,
                 }),
                 // The platform delivers out of order: an event before its interaction's
                 // start is refused so that it is delivered again (EventBridge retries a
@@ -435,6 +447,7 @@ async fn apply(state: &AppState, tenant: &str, action: Action) -> Result<Applied
                     status: Some("completed".into()),
                     runs: Vec::new(),
                     woken: Vec::new(),
+                    held_until_ms: None,
                 }),
                 // Retrying cannot mend a start that contradicts the first: not a 409, which
                 // EventBridge would retry for a day.
@@ -467,6 +480,7 @@ async fn apply(state: &AppState, tenant: &str, action: Action) -> Result<Applied
                 status: None,
                 runs: Vec::new(),
                 woken,
+                held_until_ms: None,
             })
         }
     }
