@@ -737,3 +737,90 @@ async fn a_connection_is_checked_before_it_is_stored() {
         "a secret's value is never shown: {list}"
     );
 }
+
+/// Twilio calls an https URL, which a proxy in front of coda terminates: the URL signed is
+/// rebuilt from `X-Forwarded-Proto` and `Host` (with or without the port), or is the
+/// connection's `public_url` when the proxy also rewrites the host or path.
+#[tokio::test]
+async fn twilio_signatures_hold_behind_a_tls_proxy() {
+    let (h, _stop) = harness();
+    let acme = tenant_with_plans(&h, "acme").await;
+    secret(&h, "acme", &acme, "twilio-token", "acme-auth-token").await;
+    let path = connection(
+        &h,
+        &acme,
+        "flex",
+        json!({"adapter": "twilio", "secret": "twilio-token", "plan": "live"}),
+    )
+    .await;
+    let body = testdata("twilio/task-created.txt");
+    let sign =
+        |url: &str| coda_intake::auth::sign_twilio_form(url, &body, "acme-auth-token").unwrap();
+    for url in [
+        format!("https://{HOST}{path}"),
+        format!("https://{HOST}:443{path}"),
+    ] {
+        let (status, answer) = deliver(
+            &h,
+            &path,
+            FORM,
+            &[
+                ("X-Twilio-Signature", &sign(&url)),
+                ("X-Forwarded-Proto", "https"),
+            ],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{url}: {answer}");
+    }
+    // Signed for https but forwarded as plain http: another URL, refused.
+    let (status, _) = deliver(
+        &h,
+        &path,
+        FORM,
+        &[(
+            "X-Twilio-Signature",
+            &sign(&format!("https://{HOST}{path}")),
+        )],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let public = "https://contact.acme.example/hooks/twilio";
+    let (status, answer) = call(
+        &h,
+        "PUT",
+        "/v1/intake/connections/flex",
+        Some(&acme),
+        json_body(
+            json!({"adapter": "twilio", "secret": "twilio-token", "plan": "live",
+            "public_url": public}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["path"], path.as_str(), "the id stays");
+    let (status, answer) = deliver(
+        &h,
+        &path,
+        FORM,
+        &[("X-Twilio-Signature", &sign(public))],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, _) = deliver(
+        &h,
+        &path,
+        FORM,
+        &[("X-Twilio-Signature", &sign(&format!("http://{HOST}{path}")))],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "with a public_url, only it is signed"
+    );
+}
