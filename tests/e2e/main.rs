@@ -8,6 +8,7 @@ mod capabilities;
 mod client;
 mod crash;
 mod faults;
+mod intake;
 mod nodes;
 mod ops;
 mod packages;

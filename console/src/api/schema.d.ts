@@ -178,6 +178,68 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/intake/connections": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /v1/intake/connections`: the tenant's connections, by name. */
+        get: operations["list_connections"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/intake/connections/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /v1/intake/connections/{name}`. */
+        get: operations["get_connection"];
+        /**
+         * `PUT /v1/intake/connections/{name}`: creates or replaces a connection. Its live plan and
+         *     its secret must exist; a replaced connection keeps its id, so the platform's URL stays.
+         */
+        put: operations["put_connection"];
+        post?: never;
+        /** `DELETE /v1/intake/connections/{name}`: its path answers 404 from now on. */
+        delete: operations["delete_connection"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/intake/{adapter}/{connection}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * `POST /v1/intake/{adapter}/{connection}`: a platform's event. Authenticated by the
+         *     platform's own mechanism (see the connection's adapter), not by a coda token; answered
+         *     200 with what was done, 403 when it does not authenticate and 404 when the path names no
+         *     connection, neither storing anything; an event for an interaction coda has not seen
+         *     started is 409, so the platform delivers it again.
+         */
+        post: operations["deliver"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/interactions": {
         parameters: {
             query?: never;
@@ -298,9 +360,8 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Delivers a named event (an agent's disposition, a survey reply): stored with the
-         *     interaction, it wakes the runs waiting for it in the same write, or is kept until a
-         *     run's wait for it takes it; the body, any JSON, is that run's data source `Event`.
+         * Delivers a named event (an agent's disposition, a survey reply) to the interaction's
+         *     runs waiting for it; the body, any JSON, is their data source `Event`.
          */
         post: operations["deliver_event"];
         delete?: never;
@@ -684,102 +745,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/webhooks": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get: operations["list_webhooks"];
-        put?: never;
-        post: operations["create_webhook"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/webhooks/{id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get: operations["get_webhook"];
-        put: operations["put_webhook"];
-        post?: never;
-        delete: operations["delete_webhook"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/webhooks/{id}/deliveries": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get: operations["list_deliveries"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/webhooks/{id}/deliveries/{delivery}/redeliver": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post: operations["redeliver_one"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/webhooks/{id}/redeliver": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post: operations["redeliver_failed"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/webhooks/{id}/rotate": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post: operations["rotate_secret"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -850,6 +815,24 @@ export interface components {
             /** Format: int64 */
             uploaded_at_ms?: number | null;
             version: string;
+        };
+        /** @description One thing a delivery did. */
+        Applied: {
+            /**
+             * Format: int64
+             * @description An interaction event held until its interaction starts: when it is dropped if the
+             *     start has not come by then (ms); the delivery is then answered 202.
+             */
+            held_until_ms?: number | null;
+            interaction: string;
+            /** @description `started`, `party-joined`, `party-disconnected`, `ended` or `event:NAME`. */
+            kind: string;
+            /** @description The runs an interaction event started (or found started by the same trigger). */
+            runs: string[];
+            /** @description The interaction's status after an interaction event (`active`, `completed`). */
+            status?: string | null;
+            /** @description The runs a named event woke. */
+            woken: string[];
         };
         /** @description An interaction's audit trail. */
         Audit: {
@@ -976,6 +959,42 @@ export interface components {
             /** @description The original's when left out. */
             subject?: string | null;
         };
+        /**
+         * @description A connection as the API shows it: its configuration, its public id and the path its
+         *     platform delivers to, and its mapping with the adapter's defaults merged in.
+         */
+        Connection: {
+            /** @description `twilio`, `amazon-connect`, `genesys` or `cloudevents`. */
+            adapter: string;
+            channel?: components["schemas"]["Channel"] | null;
+            /** Format: int64 */
+            created_at_ms: number;
+            /** @description The header holding the secret (every adapter but `twilio`). */
+            header?: string | null;
+            /** @description The public id in the delivery path: random, fixed for the connection's life. */
+            id: string;
+            /** @description Each data source and its places in the payload (JSON pointers, tried in order). */
+            mapping: {
+                [key: string]: string[];
+            };
+            name: string;
+            /** @description Where the platform delivers: `/v1/intake/{adapter}/{id}` on this server. */
+            path: string;
+            /** @description The live plan interactions start under. */
+            plan: string;
+            /** @description `twilio`: the callback URL as configured in the Workspace, which Twilio signs. */
+            public_url?: string | null;
+            /** @description The tenant secret deliveries are authenticated with (its name; never its value). */
+            secret: string;
+            /** Format: int64 */
+            updated_at_ms: number;
+            /** @description The named event a wrap-up is delivered as. */
+            wrapup_event: string;
+        };
+        /** @description The tenant's connections. */
+        ConnectionList: {
+            connections: components["schemas"]["Connection"][];
+        };
         /** @description The new tenant. */
         CreateTenant: {
             /** @description Its id: 1 to 64 characters of a-z 0-9 . _ -, the first a letter or digit. */
@@ -988,43 +1007,17 @@ export interface components {
             /** @description Digits, spaces and `+-().`, at most 32. */
             phone?: string | null;
         };
-        /** @description A page of a subscription's deliveries, newest first. */
-        DeliveryPage: {
-            deliveries: components["schemas"]["DeliveryView"][];
-            /** @description Pass as `after` for the next page; none on the last. */
-            next?: string | null;
-        };
-        /** @description One delivery of an event to a subscription, as its log shows it. */
-        DeliveryView: {
-            /** Format: int32 */
-            attempts: number;
-            /** Format: int64 */
-            created_at_ms: number;
-            /** Format: int64 */
-            delivered_at_ms?: number | null;
-            /** @description The CloudEvents type (`coda.run.done`, ...). */
-            event_type: string;
-            /** @description The `webhook-id` it is sent with, the same on every attempt. */
-            id: string;
-            /** @description Why the last attempt failed. */
-            last_error?: string | null;
-            /**
-             * Format: int32
-             * @description The receiver's last HTTP status, if it answered.
-             */
-            last_status?: number | null;
-            /** Format: int64 */
-            next_at_ms?: number | null;
-            /**
-             * Format: int64
-             * @description Its place among its run's events.
-             */
-            position: number;
-            run_id: string;
-            /** @description `pending`, `delivered` or `failed`. */
-            status: string;
-            /** Format: int64 */
-            updated_at_ms: number;
+        /** @description What a delivery did. */
+        Delivered: {
+            adapter: string;
+            /** @description What was done, in order. */
+            applied: components["schemas"]["Applied"][];
+            /** @description The connection's name. */
+            connection: string;
+            /** @description True when coda has no use for this event: acknowledged, nothing done. */
+            ignored: boolean;
+            /** @description The platform's name for the event (`task.created`, `INITIATED`, a topic, a type). */
+            platform_event: string;
         };
         /** @description A JSON merge patch of a completed interaction's editable details; `null` clears. */
         DetailsPatch: {
@@ -1056,11 +1049,6 @@ export interface components {
             /** @description The disposition as recorded. */
             disposition: components["schemas"]["Value"];
             interaction: string;
-            /**
-             * @description True when no run was waiting for it: kept as the interaction's `disposition` event
-             *     until a run's wait for it takes it, or it expires.
-             */
-            kept: boolean;
             /** @description The runs waiting for it that it woke. */
             woken: string[];
         };
@@ -1113,55 +1101,19 @@ export interface components {
             /** @description For a person: names the field or value at fault. */
             message: string;
         };
-        /**
-         * @description A named event delivered: stored with the interaction, and either taken by the runs
-         *     waiting for it (`woken`) or kept for a later wait (`kept`).
-         */
+        /** @description A named event delivered: the runs it woke. */
         EventDelivered: {
             event: string;
             interaction: string;
-            /**
-             * @description True when no run was waiting: the event is kept until a run's wait for it takes it
-             *     (the oldest untaken event of the name first, one per wait), or until `kept_until_ms`.
-             */
-            kept: boolean;
-            /**
-             * Format: int64
-             * @description When it is dropped, taken or not (ms since the Unix epoch).
-             */
-            kept_until_ms: number;
-            /**
-             * Format: int64
-             * @description Its place among the interaction's named events (arrival order, from 1).
-             */
-            seq: number;
-            /** @description The runs that were waiting for it: each took it and goes on. */
             woken: string[];
         };
         /** @description Any JSON but null: the waiting runs' data source `Event` */
         EventPayload: Record<string, never> | unknown[] | string | number | boolean;
-        /**
-         * @description An interaction event recorded: the interaction's status and the runs it started; or,
-         *     answered 202, held until its interaction starts.
-         */
+        /** @description An interaction event recorded: the interaction's status and the runs it started. */
         EventRecorded: {
-            /**
-             * Format: int64
-             * @description For a held event: when it is dropped if its interaction has not started by then (ms
-             *     since the Unix epoch).
-             */
-            held_until_ms?: number | null;
             interaction: string;
-            /**
-             * @description For a start: how many events held for the interaction were applied after it (the
-             *     runs they started are in `runs`).
-             */
-            reconciled: number;
             runs: string[];
-            /**
-             * @description `active` or `completed`; `held` when the interaction has not started (202): the
-             *     event is kept and applied right after the interaction's start, in arrival order.
-             */
+            /** @description `active` or `completed`. */
             status: string;
         };
         /** @description A fixture of `coda applet test`: one step's input, its recorded calls, and what it did. */
@@ -1221,6 +1173,56 @@ export interface components {
          *     `:port` or `:*` (the server also takes `[IPv6]:port`).
          */
         HostPattern: string;
+        /**
+         * @description The platforms an intake connection can take events from.
+         * @enum {string}
+         */
+        IntakeAdapter: "twilio" | "amazon-connect" | "genesys" | "cloudevents";
+        /**
+         * @description An intake connection (`coda_intake::ConnectionConfig`): which platform delivers, the
+         *     tenant secret its deliveries are authenticated with, the live plan interactions start
+         *     under, and how its attributes map to data sources.
+         */
+        IntakeConnection: {
+            adapter: components["schemas"]["IntakeAdapter"];
+            channel?: components["schemas"]["Channel"] | null;
+            /**
+             * @description The header carrying the secret: required for every adapter but `twilio`, refused
+             *     for `twilio`.
+             */
+            header?: string | null;
+            /**
+             * @description Data source name to a JSON pointer (or a list tried in order) in the payload,
+             *     over the adapter's defaults (the server also takes `null` for a name, dropping
+             *     its default).
+             */
+            mapping?: {
+                [key: string]: components["schemas"]["MappingSources"];
+            } | null;
+            /** @description The live plan each interaction starts under. */
+            plan: string;
+            /** @description `twilio` only: the Event Callback URL exactly as configured in the Workspace. */
+            public_url?: string | null;
+            /**
+             * @description The tenant secret holding Twilio's auth token, or the header value the platform
+             *     sends.
+             */
+            secret: string;
+            /** @description The named event a wrap-up is delivered as (`disposition` by default). */
+            wrapup_event?: string | null;
+        };
+        /** @description A Twilio TaskRouter event callback: its form fields (`EventType`, `TaskSid`, …). */
+        IntakeForm: {
+            [key: string]: string;
+        };
+        /**
+         * @description A platform's JSON event, as it sends it: an EventBridge event (Amazon Connect, or
+         *     Genesys Cloud through its EventBridge integration), a Genesys Cloud notification, or
+         *     a structured CloudEvent.
+         */
+        IntakePayload: {
+            [key: string]: components["schemas"]["Value"];
+        };
         /**
          * @description An interaction: its state, parties, data sources, post-flow action, and once
          *     completed its details, post-contact work and disposition.
@@ -1328,6 +1330,11 @@ export interface components {
             message: string;
         };
         /**
+         * @description A data source's places in the payload: a JSON pointer (`/detail/queueInfo/queueArn`),
+         *     or several tried in order.
+         */
+        MappingSources: string | string[];
+        /**
          * @description A skill's post-contact work: a timed wrap-up, or dispositions to submit.
          * @enum {string}
          */
@@ -1417,27 +1424,6 @@ export interface components {
             plan: string;
             /** Format: int32 */
             version: number;
-        };
-        /** @description Which failed deliveries to send again. */
-        RedeliverBody: {
-            /**
-             * @description Those made at or after: RFC 3339, a date, ms since the epoch, or a duration ago
-             *     (`2h`).
-             */
-            since: string;
-        };
-        /** @description How many failed deliveries were queued again. */
-        Redelivered: {
-            /** Format: int64 */
-            queued: number;
-        };
-        /** @description A rotation: how long the secret it replaces keeps signing too. */
-        RotateBody: {
-            /**
-             * Format: int64
-             * @description Milliseconds (default a day, at most a week; 0 ends the old secret now).
-             */
-            previous_valid_for_ms?: number | null;
         };
         /** @description A run as lists and controls show it (without its data and journal). */
         Run: {
@@ -1694,51 +1680,6 @@ export interface components {
             node?: string | null;
             /** @description The node the event leads to; none: the run ends. */
             on_event?: string | null;
-        };
-        /** @description Where to send which events. */
-        WebhookBody: {
-            /**
-             * @description One or more of `run.started`, `step.finished`, `step.limit_hit`, `run.done`,
-             *     `run.failed`, `run.cancelled`.
-             */
-            events: string[];
-            /** @description Only runs of this plan (by the plan a step ran in). */
-            plan?: string | null;
-            /** @description An `http` or `https` URL. */
-            url: string;
-        };
-        /** @description A page of subscriptions, by id. */
-        WebhookPage: {
-            /** @description Pass as `after` for the next page; none on the last. */
-            next?: string | null;
-            webhooks: components["schemas"]["WebhookView"][];
-        };
-        /**
-         * @description A subscription: where a tenant's run events go. Its secret is never shown again after
-         *     the answer that made it.
-         */
-        WebhookView: {
-            /** Format: int64 */
-            created_at_ms: number;
-            /** @description The event kinds it receives. */
-            events: string[];
-            id: string;
-            /** @description Only runs of this plan; null: every plan. */
-            plan?: string | null;
-            /**
-             * Format: int64
-             * @description While a rotation's window lasts: until when the previous secret signs too.
-             */
-            previous_secret_until_ms?: number | null;
-            /** Format: int64 */
-            updated_at_ms: number;
-            url: string;
-        };
-        /** @description A subscription with its signing secret, shown this once. */
-        WebhookWithSecret: {
-            /** @description `whsec_` and base64: give it to your Standard Webhooks library to verify. */
-            secret: string;
-            webhook: components["schemas"]["WebhookView"];
         };
     };
     responses: never;
@@ -2274,6 +2215,227 @@ export interface operations {
             };
         };
     };
+    list_connections: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The tenant's intake connections */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectionList"];
+                };
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_connection: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the connection's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The connection */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Connection"];
+                };
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    put_connection: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the connection's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["IntakeConnection"];
+            };
+        };
+        responses: {
+            /** @description Stored */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Connection"];
+                };
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_connection: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the connection's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    deliver: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the connection's adapter */
+                adapter: string;
+                /** @description the connection's public id */
+                connection: string;
+            };
+            cookie?: never;
+        };
+        /** @description The platform's event as it sends it: JSON (Amazon Connect, Genesys Cloud, CloudEvents) or a form (Twilio) */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["IntakePayload"];
+                "application/x-www-form-urlencoded": components["schemas"]["IntakeForm"];
+            };
+        };
+        responses: {
+            /** @description What the delivery did */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Delivered"];
+                };
+            };
+            /** @description Accepted: an event held until its interaction starts */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Delivered"];
+                };
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     list_interactions: {
         parameters: {
             query?: {
@@ -2344,15 +2506,6 @@ export interface operations {
         responses: {
             /** @description Recorded; the runs it started */
             200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["EventRecorded"];
-                };
-            };
-            /** @description Held: its interaction has not started; it is applied after the start, in arrival order, or dropped at `held_until_ms` */
-            202: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2616,7 +2769,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Stored: the runs it woke, or kept for a later wait */
+            /** @description The runs woken */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2624,13 +2777,6 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["EventDelivered"];
                 };
-            };
-            /** @description The tenant or the interaction keeps as many untaken events as it may: nothing was stored */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
             };
             /** @description Refused: the one error shape */
             "4XX": {
@@ -3906,395 +4052,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["UsageAnswer"];
-                };
-            };
-            /** @description Refused: the one error shape */
-            "4XX": {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description The host itself failed (its database) */
-            "5XX": {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    list_webhooks: {
-        parameters: {
-            query?: {
-                /** @description the last webhook id of the previous page (`next` of the previous page) */
-                after?: string;
-                /** @description the most webhooks on the page (default 100) */
-                limit?: number;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A page of the tenant's webhooks, by id */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WebhookPage"];
-                };
-            };
-            /** @description Refused: the one error shape */
-            "4XX": {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description The host itself failed (its database) */
-            "5XX": {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    create_webhook: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["WebhookBody"];
-            };
-        };
-        responses: {
-            /** @description Subscribed; the secret is shown this once */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WebhookWithSecret"];
-                };
-            };
-            /** @description Refused: the one error shape */
-            "4XX": {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description The host itself failed (its database) */
-            "5XX": {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    get_webhook: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description the webhook's id */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The webhook */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WebhookView"];
-                };
-            };
-            /** @description Refused: the one error shape */
-            "4XX": {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description The host itself failed (its database) */
-            "5XX": {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    put_webhook: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description the webhook's id */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["WebhookBody"];
-            };
-        };
-        responses: {
-            /** @description Changed (its secret is kept) */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WebhookView"];
-                };
-            };
-            /** @description Refused: the one error shape */
-            "4XX": {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description The host itself failed (its database) */
-            "5XX": {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    delete_webhook: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description the webhook's id */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Deleted, with its deliveries */
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Refused: the one error shape */
-            "4XX": {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description The host itself failed (its database) */
-            "5XX": {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    list_deliveries: {
-        parameters: {
-            query?: {
-                /** @description the last delivery id of the previous page (`next` of the previous page) */
-                after?: string;
-                /** @description the most deliveries on the page (default 100) */
-                limit?: number;
-            };
-            header?: never;
-            path: {
-                /** @description the webhook's id */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A page of the webhook's deliveries, newest first */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["DeliveryPage"];
-                };
-            };
-            /** @description Refused: the one error shape */
-            "4XX": {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description The host itself failed (its database) */
-            "5XX": {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    redeliver_one: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description the webhook's id */
-                id: string;
-                /** @description the delivery's id (its `webhook-id`) */
-                delivery: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Queued to be sent again now, with a new retry window */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["DeliveryView"];
-                };
-            };
-            /** @description Refused: the one error shape */
-            "4XX": {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description The host itself failed (its database) */
-            "5XX": {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    redeliver_failed: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description the webhook's id */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["RedeliverBody"];
-            };
-        };
-        responses: {
-            /** @description Every failed delivery made since then, queued to be sent again */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Redelivered"];
-                };
-            };
-            /** @description Refused: the one error shape */
-            "4XX": {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description The host itself failed (its database) */
-            "5XX": {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    rotate_secret: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description the webhook's id */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["RotateBody"];
-            };
-        };
-        responses: {
-            /** @description A new secret, shown this once; the previous one signs too until `previous_secret_until_ms` */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WebhookWithSecret"];
                 };
             };
             /** @description Refused: the one error shape */

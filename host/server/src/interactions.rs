@@ -486,7 +486,7 @@ async fn post_event(
 }
 
 /// An event or a change the interaction's state refuses.
-fn event_refused(refused: EventError) -> ApiError {
+pub(crate) fn event_refused(refused: EventError) -> ApiError {
     match &refused {
         EventError::Unknown(_) => ApiError::not_found("unknown-interaction", refused.to_string()),
         EventError::Completed(_) => ApiError::new(
@@ -512,7 +512,7 @@ fn event_refused(refused: EventError) -> ApiError {
 
 /// The engine's failure: a plan that is not there is the request's (422), anything else
 /// the host's.
-fn flow_failed(e: FlowError) -> ApiError {
+pub(crate) fn flow_failed(e: FlowError) -> ApiError {
     match e {
         FlowError::PlanNotFound { .. } => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

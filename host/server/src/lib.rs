@@ -23,6 +23,7 @@ mod error;
 mod fixture;
 mod grants;
 mod health;
+mod intake;
 mod interactions;
 mod metrics;
 mod openapi;
@@ -240,6 +241,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(fixture::routes())
         .merge(applets::routes())
         .merge(interactions::routes())
+        .merge(intake::routes())
         .merge(grants::routes())
         .merge(webhooks::routes());
     openapi::declare_errors(router.get_openapi_mut());

@@ -8,7 +8,7 @@
 //! handlers.
 
 use axum::Json as Reply;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -57,6 +57,16 @@ impl Modify for SecuritySchemes {
                 ),
             );
         }
+        // A platform's delivery (`POST /v1/intake/{adapter}/{connection}`) carries no coda
+        // token: Twilio signs it, the other platforms send the header their connection names.
+        components.add_security_scheme(
+            "platform",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Twilio-Signature",
+                "The platform's own: Twilio's X-Twilio-Signature, or the header (and secret \
+                 value) the intake connection names",
+            ))),
+        );
     }
 }
 
@@ -124,6 +134,75 @@ pub(crate) mod bodies {
         Email,
         Task,
     }
+
+    /// An intake connection (`coda_intake::ConnectionConfig`): which platform delivers, the
+    /// tenant secret its deliveries are authenticated with, the live plan interactions start
+    /// under, and how its attributes map to data sources.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct IntakeConnection {
+        adapter: IntakeAdapter,
+        /// The tenant secret holding Twilio's auth token, or the header value the platform
+        /// sends.
+        #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+        secret: String,
+        /// The header carrying the secret: required for every adapter but `twilio`, refused
+        /// for `twilio`.
+        #[serde(default)]
+        #[schema(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")]
+        header: Option<String>,
+        /// `twilio` only: the Event Callback URL exactly as configured in the Workspace.
+        #[serde(default)]
+        #[schema(pattern = r"^https?://\S{1,2040}$")]
+        public_url: Option<String>,
+        /// The live plan each interaction starts under.
+        #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+        plan: String,
+        /// The channel when the payload names none coda knows.
+        #[serde(default)]
+        channel: Option<Channel>,
+        /// The named event a wrap-up is delivered as (`disposition` by default).
+        #[serde(default)]
+        #[schema(min_length = 1, max_length = 64)]
+        wrapup_event: Option<String>,
+        /// Data source name to a JSON pointer (or a list tried in order) in the payload,
+        /// over the adapter's defaults (the server also takes `null` for a name, dropping
+        /// its default).
+        #[serde(default)]
+        #[schema(value_type = Option<std::collections::HashMap<String, MappingSources>>)]
+        mapping: Option<Json>,
+    }
+
+    /// A data source's places in the payload: a JSON pointer (`/detail/queueInfo/queueArn`),
+    /// or several tried in order.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(untagged)]
+    pub enum MappingSources {
+        One(String),
+        Many(Vec<String>),
+    }
+
+    /// The platforms an intake connection can take events from.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum IntakeAdapter {
+        Twilio,
+        AmazonConnect,
+        Genesys,
+        Cloudevents,
+    }
+
+    /// A platform's JSON event, as it sends it: an EventBridge event (Amazon Connect, or
+    /// Genesys Cloud through its EventBridge integration), a Genesys Cloud notification, or
+    /// a structured CloudEvent.
+    #[derive(Deserialize, ToSchema)]
+    #[schema(value_type = std::collections::HashMap<String, Json>)]
+    pub struct IntakePayload(serde_json::Map<String, Json>);
+
+    /// A Twilio TaskRouter event callback: its form fields (`EventType`, `TaskSid`, …).
+    #[derive(Deserialize, ToSchema)]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
+    pub struct IntakeForm(std::collections::HashMap<String, String>);
 
     /// A party of an interaction.
     #[derive(Deserialize, ToSchema)]

@@ -410,6 +410,29 @@ impl Store {
             .collect()
     }
 
+    /// The tenant's secret `name`, opened with `key`; none when it is not stored. For what
+    /// the host itself authenticates with (an intake connection's token or header value),
+    /// never for an answer of the API.
+    pub fn secret_value(
+        &self,
+        tenant: &str,
+        name: &str,
+        key: &SecretsKey,
+    ) -> Result<Option<String>> {
+        let sealed = self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT nonce, ciphertext FROM secrets WHERE tenant = ?1 AND name = ?2",
+            )?
+            .query_row(params![tenant, name], |r| {
+                Ok((r.get::<Vec<u8>>(0)?, r.get::<Vec<u8>>(1)?))
+            })
+            .optional()
+        })?;
+        sealed
+            .map(|(nonce, ciphertext)| key.open(tenant, name, &nonce, &ciphertext))
+            .transpose()
+    }
+
     /// Makes sure `tenant` exists (without a token: the operator makes those through the
     /// API), for seeding ceilings and grants from an operator's file at start.
     pub async fn ensure_tenant(&self, tenant: &str, now_ms: i64) -> Result<()> {

@@ -18,6 +18,7 @@ mod effects;
 mod events;
 mod grants;
 mod inputs;
+mod intake;
 mod interactions;
 mod journal;
 mod kv;
@@ -54,6 +55,7 @@ pub use events::{
     Delivery, EVENT_PRUNE_BATCH, EventLimits, EventsFull, HeldEvent, Hold, NamedEvent, StoredEvent,
 };
 pub use grants::{GrantRecord, SecretInfo, SecretWrite, SecretsKey};
+pub use intake::IntakeConnection;
 pub use journal::{RunCommitted, RunUpdate, RunWatch, StepCommit, StepInput, StepRecord};
 pub use kv::{EffectSlot, KV_PRUNE_BATCH, KvResult};
 pub use leases::{ClaimState, Claimed, KeepClaim, TenantSlots};

@@ -307,6 +307,7 @@ const MIGRATIONS: &[&str] = &[
         tenant TEXT PRIMARY KEY,
         untaken INTEGER NOT NULL,
         held INTEGER NOT NULL
+    );",
     // 21: outbound webhooks (`webhooks.rs`): each tenant's subscriptions (the signing
     // secret sealed like the tenants' secrets, and the one replaced by the last rotation
     // with the end of its window); the deliveries, a projection of the journal, unique per
@@ -363,6 +364,19 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE webhook_cursor (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         at INTEGER NOT NULL
+    );",
+    // 22: tenants' intake connections (`intake.rs`): where a platform (Twilio, Amazon
+    // Connect, Genesys Cloud, CloudEvents) delivers its events. `id` is the random public id
+    // in the delivery URL, by which a delivery finds its tenant; `config` is the connection's
+    // JSON as coda-intake checked it (the name of the secret, never its value).
+    "CREATE TABLE intake_connections (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL REFERENCES tenants (id),
+        name TEXT NOT NULL,
+        config TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (tenant, name)
     );",
 ];
 

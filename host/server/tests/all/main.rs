@@ -28,6 +28,7 @@ mod conn;
 mod console;
 mod effects_usage;
 mod faults;
+mod intake;
 mod interactions;
 mod openapi;
 mod operator_lists;

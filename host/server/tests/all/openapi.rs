@@ -169,16 +169,27 @@ async fn the_document_lists_exactly_the_routes_served() {
         ("PUT", "/v1/grants/{applet}"),
         ("PUT", "/v1/secrets/{name}"),
         ("GET", "/v1/usage"),
+        ("PUT", "/v1/intake/connections/{name}"),
+        ("POST", "/v1/intake/{adapter}/{connection}"),
     ] {
         assert!(
             documented.contains(&(method.to_owned(), path.to_owned())),
             "{method} {path} is served but not documented"
         );
     }
-    // Every operation says who may call it and how it refuses.
+    // Every operation says who may call it and how it refuses: a platform's delivery is
+    // authenticated by the platform's own signature or key, not by a coda token.
     for op in &ops {
         let public = ["/healthz", "/readyz", "/metrics"].contains(&op.path.as_str());
         assert_eq!(op.security.is_none(), public, "{} {}", op.method, op.path);
+        let platform = op.path == "/v1/intake/{adapter}/{connection}";
+        assert_eq!(
+            op.security.as_deref() == Some("platform"),
+            platform,
+            "{} {}",
+            op.method,
+            op.path
+        );
     }
     let (status, _) = raw(&h, "GET", "/v1/no-such-thing", None, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -263,6 +274,15 @@ async fn tenant_a(h: &Harness, acme: &str) -> Ids {
         .as_str()
         .unwrap_or_else(|| panic!("no delivery: {log}"))
         .to_owned();
+    let (status, body) = call(
+        h,
+        "PUT",
+        "/v1/intake/connections/acme-intake",
+        Some(acme),
+        json_body(json!({ "adapter": "twilio", "secret": "acme_secret", "plan": "live" })),
+    )
+    .await;
+    assert!(status.is_success(), "{body}");
     Ids {
         webhook,
         delivery,
@@ -308,6 +328,7 @@ async fn every_tenant_operation_answers_404_for_another_tenants_ids() {
                 ("name", "plans") => "post-call".into(),
                 ("version", "plans") => "1".into(),
                 ("name", "secrets") => "acme_secret".into(),
+                ("name", "intake") => "acme-intake".into(),
                 ("applet", _) => a.applet.clone(),
                 ("skill", _) => "acme-skill".into(),
                 ("agent", _) => "agent-7".into(),
@@ -344,6 +365,7 @@ async fn every_tenant_operation_answers_404_for_another_tenants_ids() {
                 "post-call",
                 "hello",
                 "acme_secret",
+                "acme-intake",
                 "acme",
                 &a.webhook,
                 &a.delivery,

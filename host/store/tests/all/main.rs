@@ -38,6 +38,7 @@ macro_rules! on_every_backend {
 mod applets;
 mod events;
 mod grants;
+mod intake;
 mod kv;
 mod lists;
 mod round_trips;
