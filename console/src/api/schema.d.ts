@@ -360,8 +360,9 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Delivers a named event (an agent's disposition, a survey reply) to the interaction's
-         *     runs waiting for it; the body, any JSON, is their data source `Event`.
+         * Delivers a named event (an agent's disposition, a survey reply): stored with the
+         *     interaction, it wakes the runs waiting for it in the same write, or is kept until a
+         *     run's wait for it takes it; the body, any JSON, is that run's data source `Event`.
          */
         post: operations["deliver_event"];
         delete?: never;
@@ -745,6 +746,102 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_webhooks"];
+        put?: never;
+        post: operations["create_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_webhook"];
+        put: operations["put_webhook"];
+        post?: never;
+        delete: operations["delete_webhook"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/deliveries/{delivery}/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["redeliver_one"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["redeliver_failed"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["rotate_secret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1019,6 +1116,44 @@ export interface components {
             /** @description The platform's name for the event (`task.created`, `INITIATED`, a topic, a type). */
             platform_event: string;
         };
+        /** @description A page of a subscription's deliveries, newest first. */
+        DeliveryPage: {
+            deliveries: components["schemas"]["DeliveryView"][];
+            /** @description Pass as `after` for the next page; none on the last. */
+            next?: string | null;
+        };
+        /** @description One delivery of an event to a subscription, as its log shows it. */
+        DeliveryView: {
+            /** Format: int32 */
+            attempts: number;
+            /** Format: int64 */
+            created_at_ms: number;
+            /** Format: int64 */
+            delivered_at_ms?: number | null;
+            /** @description The CloudEvents type (`coda.run.done`, ...). */
+            event_type: string;
+            /** @description The `webhook-id` it is sent with, the same on every attempt. */
+            id: string;
+            /** @description Why the last attempt failed. */
+            last_error?: string | null;
+            /**
+             * Format: int32
+             * @description The receiver's last HTTP status, if it answered.
+             */
+            last_status?: number | null;
+            /** Format: int64 */
+            next_at_ms?: number | null;
+            /**
+             * Format: int64
+             * @description Its place among its run's events.
+             */
+            position: number;
+            run_id: string;
+            /** @description `pending`, `delivered` or `failed`. */
+            status: string;
+            /** Format: int64 */
+            updated_at_ms: number;
+        };
         /** @description A JSON merge patch of a completed interaction's editable details; `null` clears. */
         DetailsPatch: {
             /** @description By name; a `null` value removes that field, `null` for the map removes all. */
@@ -1049,6 +1184,11 @@ export interface components {
             /** @description The disposition as recorded. */
             disposition: components["schemas"]["Value"];
             interaction: string;
+            /**
+             * @description True when no run was waiting for it: kept as the interaction's `disposition` event
+             *     until a run's wait for it takes it, or it expires.
+             */
+            kept: boolean;
             /** @description The runs waiting for it that it woke. */
             woken: string[];
         };
@@ -1101,19 +1241,55 @@ export interface components {
             /** @description For a person: names the field or value at fault. */
             message: string;
         };
-        /** @description A named event delivered: the runs it woke. */
+        /**
+         * @description A named event delivered: stored with the interaction, and either taken by the runs
+         *     waiting for it (`woken`) or kept for a later wait (`kept`).
+         */
         EventDelivered: {
             event: string;
             interaction: string;
+            /**
+             * @description True when no run was waiting: the event is kept until a run's wait for it takes it
+             *     (the oldest untaken event of the name first, one per wait), or until `kept_until_ms`.
+             */
+            kept: boolean;
+            /**
+             * Format: int64
+             * @description When it is dropped, taken or not (ms since the Unix epoch).
+             */
+            kept_until_ms: number;
+            /**
+             * Format: int64
+             * @description Its place among the interaction's named events (arrival order, from 1).
+             */
+            seq: number;
+            /** @description The runs that were waiting for it: each took it and goes on. */
             woken: string[];
         };
         /** @description Any JSON but null: the waiting runs' data source `Event` */
         EventPayload: Record<string, never> | unknown[] | string | number | boolean;
-        /** @description An interaction event recorded: the interaction's status and the runs it started. */
+        /**
+         * @description An interaction event recorded: the interaction's status and the runs it started; or,
+         *     answered 202, held until its interaction starts.
+         */
         EventRecorded: {
+            /**
+             * Format: int64
+             * @description For a held event: when it is dropped if its interaction has not started by then (ms
+             *     since the Unix epoch).
+             */
+            held_until_ms?: number | null;
             interaction: string;
+            /**
+             * @description For a start: how many events held for the interaction were applied after it (the
+             *     runs they started are in `runs`).
+             */
+            reconciled: number;
             runs: string[];
-            /** @description `active` or `completed`. */
+            /**
+             * @description `active` or `completed`; `held` when the interaction has not started (202): the
+             *     event is kept and applied right after the interaction's start, in arrival order.
+             */
             status: string;
         };
         /** @description A fixture of `coda applet test`: one step's input, its recorded calls, and what it did. */
@@ -1425,6 +1601,27 @@ export interface components {
             /** Format: int32 */
             version: number;
         };
+        /** @description Which failed deliveries to send again. */
+        RedeliverBody: {
+            /**
+             * @description Those made at or after: RFC 3339, a date, ms since the epoch, or a duration ago
+             *     (`2h`).
+             */
+            since: string;
+        };
+        /** @description How many failed deliveries were queued again. */
+        Redelivered: {
+            /** Format: int64 */
+            queued: number;
+        };
+        /** @description A rotation: how long the secret it replaces keeps signing too. */
+        RotateBody: {
+            /**
+             * Format: int64
+             * @description Milliseconds (default a day, at most a week; 0 ends the old secret now).
+             */
+            previous_valid_for_ms?: number | null;
+        };
         /** @description A run as lists and controls show it (without its data and journal). */
         Run: {
             /**
@@ -1680,6 +1877,51 @@ export interface components {
             node?: string | null;
             /** @description The node the event leads to; none: the run ends. */
             on_event?: string | null;
+        };
+        /** @description Where to send which events. */
+        WebhookBody: {
+            /**
+             * @description One or more of `run.started`, `step.finished`, `step.limit_hit`, `run.done`,
+             *     `run.failed`, `run.cancelled`.
+             */
+            events: string[];
+            /** @description Only runs of this plan (by the plan a step ran in). */
+            plan?: string | null;
+            /** @description An `http` or `https` URL. */
+            url: string;
+        };
+        /** @description A page of subscriptions, by id. */
+        WebhookPage: {
+            /** @description Pass as `after` for the next page; none on the last. */
+            next?: string | null;
+            webhooks: components["schemas"]["WebhookView"][];
+        };
+        /**
+         * @description A subscription: where a tenant's run events go. Its secret is never shown again after
+         *     the answer that made it.
+         */
+        WebhookView: {
+            /** Format: int64 */
+            created_at_ms: number;
+            /** @description The event kinds it receives. */
+            events: string[];
+            id: string;
+            /** @description Only runs of this plan; null: every plan. */
+            plan?: string | null;
+            /**
+             * Format: int64
+             * @description While a rotation's window lasts: until when the previous secret signs too.
+             */
+            previous_secret_until_ms?: number | null;
+            /** Format: int64 */
+            updated_at_ms: number;
+            url: string;
+        };
+        /** @description A subscription with its signing secret, shown this once. */
+        WebhookWithSecret: {
+            /** @description `whsec_` and base64: give it to your Standard Webhooks library to verify. */
+            secret: string;
+            webhook: components["schemas"]["WebhookView"];
         };
     };
     responses: never;
@@ -2513,6 +2755,15 @@ export interface operations {
                     "application/json": components["schemas"]["EventRecorded"];
                 };
             };
+            /** @description Held: its interaction has not started; it is applied after the start, in arrival order, or dropped at `held_until_ms` */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventRecorded"];
+                };
+            };
             /** @description Refused: the one error shape */
             "4XX": {
                 headers: {
@@ -2769,7 +3020,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The runs woken */
+            /** @description Stored: the runs it woke, or kept for a later wait */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2777,6 +3028,13 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["EventDelivered"];
                 };
+            };
+            /** @description The tenant or the interaction keeps as many untaken events as it may: nothing was stored */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the one error shape */
             "4XX": {
@@ -4052,6 +4310,395 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["UsageAnswer"];
+                };
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_webhooks: {
+        parameters: {
+            query?: {
+                /** @description the last webhook id of the previous page (`next` of the previous page) */
+                after?: string;
+                /** @description the most webhooks on the page (default 100) */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the tenant's webhooks, by id */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookPage"];
+                };
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookBody"];
+            };
+        };
+        responses: {
+            /** @description Subscribed; the secret is shown this once */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookWithSecret"];
+                };
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the webhook's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The webhook */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookView"];
+                };
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    put_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the webhook's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookBody"];
+            };
+        };
+        responses: {
+            /** @description Changed (its secret is kept) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookView"];
+                };
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the webhook's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted, with its deliveries */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_deliveries: {
+        parameters: {
+            query?: {
+                /** @description the last delivery id of the previous page (`next` of the previous page) */
+                after?: string;
+                /** @description the most deliveries on the page (default 100) */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description the webhook's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the webhook's deliveries, newest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryPage"];
+                };
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    redeliver_one: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the webhook's id */
+                id: string;
+                /** @description the delivery's id (its `webhook-id`) */
+                delivery: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Queued to be sent again now, with a new retry window */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryView"];
+                };
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    redeliver_failed: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the webhook's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RedeliverBody"];
+            };
+        };
+        responses: {
+            /** @description Every failed delivery made since then, queued to be sent again */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Redelivered"];
+                };
+            };
+            /** @description Refused: the one error shape */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The host itself failed (its database) */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    rotate_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the webhook's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RotateBody"];
+            };
+        };
+        responses: {
+            /** @description A new secret, shown this once; the previous one signs too until `previous_secret_until_ms` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookWithSecret"];
                 };
             };
             /** @description Refused: the one error shape */
