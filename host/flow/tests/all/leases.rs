@@ -317,13 +317,15 @@ async fn a_node_paused_past_its_lease_commits_nothing_when_it_wakes() {
     })
     .await
     .expect("node A took the run");
-    // Node B takes the run over once A's lease has run out, and commits its step.
+    // Node B takes the run over once A's lease has run out, and commits its step. B's own
+    // lease is long: on a loaded machine a 300 ms one ran out under B too, and B then ran
+    // the step again under a new claim, which is not what this test is about.
     let b = node(
         &db,
         "node-b",
         Work::new(&seen, 1),
         Arc::new(WallClock),
-        lease(300),
+        lease(10_000),
     );
     let steps = tokio::time::timeout(Duration::from_secs(20), b.run_until_idle())
         .await
