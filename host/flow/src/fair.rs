@@ -208,12 +208,16 @@ impl Engine {
         self
     }
 
+    /// A tenant's steps in flight at once across every node. Not clamped to this node's
+    /// `batch`: one node's share is bounded by its batch when it claims, and clamping the
+    /// tenant's total to one node's batch let the first node to claim hold all of it, with
+    /// the claims its continuations keep, while the others found no room.
     fn tenant_concurrency(&self, tenant: &str) -> usize {
         self.tenant_limits
             .limits(tenant)
             .concurrency
             .unwrap_or(self.limits.tenant_concurrency)
-            .clamp(1, self.limits.batch.max(1))
+            .max(1)
     }
 
     fn tenant_queue(&self, tenant: &str) -> u64 {
