@@ -231,7 +231,7 @@ export interface paths {
          *     platform's own mechanism (see the connection's adapter), not by a coda token; answered
          *     200 with what was done, 403 when it does not authenticate and 404 when the path names no
          *     connection, neither storing anything; an event for an interaction coda has not seen
-         *     started is 409, so the platform delivers it again.
+         *     started is held until the start arrives and answered 202.
          */
         post: operations["deliver"];
         delete?: never;

@@ -306,7 +306,7 @@ fn called_url(headers: &HeaderMap, uri: &axum::http::Uri) -> String {
 /// platform's own mechanism (see the connection's adapter), not by a coda token; answered
 /// 200 with what was done, 403 when it does not authenticate and 404 when the path names no
 /// connection, neither storing anything; an event for an interaction coda has not seen
-/// started is 409, so the platform delivers it again.
+/// started is held until the start arrives and answered 202.
 #[utoipa::path(post, path = "/v1/intake/{adapter}/{connection}", params(("adapter" = String, Path, pattern = r"^(?:twilio|amazon-connect|genesys|cloudevents)$", description = "the connection's adapter"), ("connection" = String, Path, pattern = r"^ic_[0-9a-f]{64}$", description = "the connection's public id")), request_body(content((crate::openapi::bodies::IntakePayload = "application/json"), (crate::openapi::bodies::IntakeForm = "application/x-www-form-urlencoded")), description = "The platform's event as it sends it: JSON (Amazon Connect, Genesys Cloud, CloudEvents) or a form (Twilio)"), responses((status = 200, description = "What the delivery did", body = Delivered), (status = 202, description = "Accepted: an event held until its interaction starts", body = Delivered)), security(("platform" = [])))]
 async fn deliver(
     State(state): State<AppState>,
