@@ -531,6 +531,30 @@ impl<'a> Conn<'a> {
         matches!(self, Conn::Pg(_))
     }
 
+    /// On PostgreSQL, takes the lock of `name` in `space` (a key-value key, an
+    /// interaction's events) for the rest of the transaction: several nodes write through
+    /// writers of their own, and a read-modify-write must not interleave with another
+    /// node's on the same name, absent rows included. An advisory lock on a hash of space,
+    /// tenant and name; a collision only serializes two names. SQLite's one writer
+    /// serializes every write already, so there it does nothing.
+    pub(crate) fn lock_name(&self, space: &str, tenant: &str, name: &str) -> Result<()> {
+        if !self.is_postgres() {
+            return Ok(());
+        }
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(space.as_bytes())
+            .chain_update(b"\0")
+            .chain_update(tenant.as_bytes())
+            .chain_update(b"\0")
+            .chain_update(name.as_bytes())
+            .finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        self.prepare_cached("SELECT 1 FROM (SELECT pg_advisory_xact_lock(?1)) AS locked")?
+            .query_row(params![i64::from_be_bytes(first)], |_| Ok(()))
+    }
+
     /// The statement `sql`, prepared once per connection (both backends cache it).
     pub fn prepare_cached<'c>(&'c self, sql: &str) -> Result<Statement<'c, 'a>> {
         if let Conn::Sqlite(conn) = self {

@@ -484,23 +484,10 @@ pub(crate) fn release_held_in(
     Ok(deleted > 0)
 }
 
-/// On PostgreSQL, the interaction's lock for the rest of the transaction (see the module's
-/// note); SQLite's one writer serializes every write already.
+/// The interaction's lock for the rest of the transaction (see the module's note and
+/// `Conn::lock_name`).
 pub(crate) fn lock_interaction(tx: &Conn<'_>, tenant: &str, interaction: &str) -> Result<()> {
-    if !tx.is_postgres() {
-        return Ok(());
-    }
-    use sha2::{Digest, Sha256};
-    let hash = Sha256::new()
-        .chain_update(b"events\0")
-        .chain_update(tenant.as_bytes())
-        .chain_update(b"\0")
-        .chain_update(interaction.as_bytes())
-        .finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&hash[..8]);
-    tx.prepare_cached("SELECT 1 FROM (SELECT pg_advisory_xact_lock(?1)) AS locked")?
-        .query_row(params![i64::from_be_bytes(first)], |_| Ok(()))
+    tx.lock_name("events", tenant, interaction)
 }
 
 fn digest(body: &str) -> String {

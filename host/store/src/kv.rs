@@ -280,27 +280,11 @@ fn apply(
     })
 }
 
-/// On PostgreSQL, takes the key's lock for the rest of the transaction: several nodes write
-/// through writers of their own, and a read-modify-write (an increment, a compare-and-set,
-/// a write counted against the limits) must not interleave with another node's on the same
-/// key, absent keys included (there is no row to lock yet). An advisory lock on a hash of
-/// tenant and key; a collision only serializes two keys. SQLite's one writer serializes
-/// every write already.
+/// The key's lock for the rest of the transaction (`Conn::lock_name`): a read-modify-write
+/// (an increment, a compare-and-set, a write counted against the limits) must not
+/// interleave with another node's on the same key, absent keys included.
 fn lock_key(tx: &Conn<'_>, tenant: &str, key: &str) -> Result<()> {
-    if !tx.is_postgres() {
-        return Ok(());
-    }
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::new()
-        .chain_update(b"kv\0")
-        .chain_update(tenant.as_bytes())
-        .chain_update(b"\0")
-        .chain_update(key.as_bytes())
-        .finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    tx.prepare_cached("SELECT 1 FROM (SELECT pg_advisory_xact_lock(?1)) AS locked")?
-        .query_row(params![i64::from_be_bytes(first)], |_| Ok(()))
+    tx.lock_name("kv", tenant, key)
 }
 
 fn kind_of(value: &coda_types::Value) -> &'static str {
