@@ -34,6 +34,12 @@ pub const DELIVERY_PENDING: &str = "pending";
 pub const DELIVERY_DELIVERED: &str = "delivered";
 pub const DELIVERY_FAILED: &str = "failed";
 
+/// What a redelivery sets (`?4`: now): pending at once, with a new retry window counted
+/// afresh, and a new claim number, so an attempt still in flight under the old claim
+/// writes nothing over it (`Store::finish_webhook_attempt` is fenced by the number).
+const REQUEUE: &str = "status = 'pending', next_at = ?4, first_at = ?4, updated_at = ?4,
+    attempts = 0, claim_seq = claim_seq + 1, claim_owner = NULL, claim_until = NULL";
+
 /// A subscription as the API shows it: never its secrets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WebhookSubscription {
@@ -441,17 +447,7 @@ impl Store {
         subscription: &str,
         id: &str,
     ) -> Result<Option<DeliveryRecord>> {
-        self.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
-                 WHERE tenant = ?1 AND subscription = ?2 AND id = ?3"
-            ))?
-            .query_row(params![tenant, subscription, id], |r| {
-                Ok(delivery_from_row(r))
-            })
-            .optional()?
-            .transpose()
-        })
+        self.read(|conn| read_delivery(conn, tenant, subscription, id))
     }
 
     /// Sends a delivery again, now, with a new retry window, whatever became of it; none
@@ -467,21 +463,12 @@ impl Store {
             (tenant.to_owned(), subscription.to_owned(), id.to_owned());
         self.writer
             .write(move |tx| {
-                tx.prepare_cached(
-                    "UPDATE webhook_deliveries
-                     SET status = 'pending', next_at = ?4, first_at = ?4, updated_at = ?4
-                     WHERE tenant = ?1 AND subscription = ?2 AND id = ?3",
-                )?
-                .execute(params![tenant, subscription, id, now_ms])?;
                 tx.prepare_cached(&format!(
-                    "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+                    "UPDATE webhook_deliveries SET {REQUEUE}
                      WHERE tenant = ?1 AND subscription = ?2 AND id = ?3"
                 ))?
-                .query_row(params![tenant, subscription, id], |r| {
-                    Ok(delivery_from_row(r))
-                })
-                .optional()?
-                .transpose()
+                .execute(params![tenant, subscription, id, now_ms])?;
+                read_delivery(tx, &tenant, &subscription, &id)
             })
             .await
     }
@@ -502,12 +489,11 @@ impl Store {
                     return Ok(None);
                 }
                 let queued = tx
-                    .prepare_cached(
-                        "UPDATE webhook_deliveries
-                         SET status = 'pending', next_at = ?4, first_at = ?4, updated_at = ?4
+                    .prepare_cached(&format!(
+                        "UPDATE webhook_deliveries SET {REQUEUE}
                          WHERE tenant = ?1 AND subscription = ?2 AND status = 'failed'
-                           AND created_at >= ?3",
-                    )?
+                           AND created_at >= ?3"
+                    ))?
                     .execute(params![tenant, subscription, since_ms, now_ms])?;
                 Ok(Some(queued))
             })
@@ -870,4 +856,22 @@ fn claim_due(
         ));
     }
     Ok(claimed)
+}
+
+/// One delivery of a tenant's subscription.
+fn read_delivery(
+    conn: &Conn<'_>,
+    tenant: &str,
+    subscription: &str,
+    id: &str,
+) -> Result<Option<DeliveryRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+         WHERE tenant = ?1 AND subscription = ?2 AND id = ?3"
+    ))?
+    .query_row(params![tenant, subscription, id], |r| {
+        Ok(delivery_from_row(r))
+    })
+    .optional()?
+    .transpose()
 }

@@ -331,6 +331,38 @@ async fn deliveries_are_projected_once_claimed_in_run_order_and_fenced() {
         again[0].first_at_ms, 7_000,
         "a redelivery has a window of its own"
     );
+    // Redelivered again while that attempt is in flight: the attempt's result, under the
+    // claim it was made with, writes nothing over the redelivery, whose window and count
+    // start afresh.
+    let requeued = store
+        .redeliver("acme", "wh_1", "msg_b", 7_100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (requeued.status.as_str(), requeued.attempts),
+        ("pending", 0)
+    );
+    assert!(
+        !store
+            .finish_webhook_attempt(
+                "msg_b",
+                again[0].claim_seq,
+                result(AttemptOutcome::Failed, Some(500)),
+                7_200
+            )
+            .await
+            .unwrap(),
+        "an attempt made before the redelivery wrote over it"
+    );
+    let after = store
+        .webhook_delivery("acme", "wh_1", "msg_b")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (after.status.as_str(), after.next_at_ms),
+        ("pending", Some(7_100))
+    );
     // One delivered is sent again when asked, under its tenant only.
     assert_eq!(
         store
