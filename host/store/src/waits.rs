@@ -122,53 +122,6 @@ pub(crate) fn wake_run(
 }
 
 impl Store {
-    /// Wakes the runs of this interaction that wait for `event`: each goes on at its wait's
-    /// event target (or ends), with the payload in the data source `Event`, journaled as a
-    /// step so that a timeout being handled at the same moment cannot also commit. Nothing
-    /// is kept for a later wait: [`Store::deliver_event`] is the path that keeps the event.
-    pub async fn wake_waiting(
-        &self,
-        tenant: &str,
-        interaction: &str,
-        event: &str,
-        payload: coda_types::Value,
-        now_ms: i64,
-    ) -> Result<Vec<String>> {
-        self.wake_waiting_with(tenant, interaction, event, payload, Values::new(), now_ms)
-            .await
-    }
-
-    /// [`Store::wake_waiting`], also setting the data sources `data` on each woken run (a
-    /// submitted disposition's `Disposition`, `DispositionAmount`).
-    pub async fn wake_waiting_with(
-        &self,
-        tenant: &str,
-        interaction: &str,
-        event: &str,
-        payload: coda_types::Value,
-        extra: Values,
-        now_ms: i64,
-    ) -> Result<Vec<String>> {
-        let (tenant, interaction, event) =
-            (tenant.to_owned(), interaction.to_owned(), event.to_owned());
-        let woken = self
-            .writer
-            .write(move |conn| {
-                let arrival = Arrival {
-                    event: &event,
-                    payload: &payload,
-                    extra: &extra,
-                };
-                let mut woken = Vec::new();
-                for run in waiting_for(conn, &tenant, &interaction, &event)? {
-                    woken.extend(wake_run(conn, &run, arrival, now_ms)?);
-                }
-                Ok(woken)
-            })
-            .await?;
-        Ok(self.announce(woken))
-    }
-
     /// Sends the commit notices of runs woken by a write, once it is on disk; their ids.
     pub(crate) fn announce(&self, woken: Vec<Woken>) -> Vec<String> {
         for (run_id, seq, status) in &woken {
