@@ -465,11 +465,12 @@ async fn amazon_connect_contact_events_start_one_run_and_refuse_bad_payloads() {
     );
 }
 
-/// Ended before started: Amazon Connect does not order its events. Until the engine keeps
-/// such an event (s25-events), it is refused 409, nothing stored, so EventBridge delivers
-/// it again; delivered again after the start, it ends the interaction and starts its run.
+/// Ended before started, and delivered again: Amazon Connect does not order its events and
+/// EventBridge delivers at least once. The early end is held (202), nothing of the
+/// interaction shows before its start; the start applies it, and the end delivered again
+/// afterwards starts no second run.
 #[tokio::test]
-async fn an_end_before_its_start_is_refused_until_the_start_has_come() {
+async fn an_end_held_before_its_start_and_delivered_again_starts_one_run() {
     let (h, _stop) = harness();
     let acme = tenant_with_plans(&h, "acme").await;
     secret(&h, "acme", &acme, "connect-key", "k3y").await;
@@ -481,21 +482,17 @@ async fn an_end_before_its_start_is_refused_until_the_start_has_come() {
     )
     .await;
     let (status, body) = keyed(&h, &path, "amazon-connect/disconnected.json", "k3y").await;
-    if status == StatusCode::CONFLICT {
-        assert_eq!(body["error"]["kind"], "interaction-not-started", "{body}");
-        let (status, _) = call(
-            &h,
-            "GET",
-            &format!("/v1/interactions/{CONTACT}"),
-            Some(&acme),
-            None,
-        )
-        .await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
-    } else {
-        // The engine keeps it (s25-events): accepted, reconciled when the start comes.
-        assert!(status.is_success(), "{status} {body}");
-    }
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["applied"][0]["status"], "held", "{body}");
+    let (status, _) = call(
+        &h,
+        "GET",
+        &format!("/v1/interactions/{CONTACT}"),
+        Some(&acme),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = keyed(&h, &path, "amazon-connect/initiated.json", "k3y").await;
     assert_eq!(status, StatusCode::OK);
     let (status, ended) = keyed(&h, &path, "amazon-connect/disconnected.json", "k3y").await;
