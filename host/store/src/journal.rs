@@ -296,7 +296,12 @@ impl Store {
             committed(rows.first(), claim, &run_id, expected)?
         } else {
             let at_ms = commit.step.at_ms;
-            let host_step = given.is_none();
+            // A host step's input is reckoned in the write from the run's data: copied once
+            // for it, and only for it (an applet's step brings its input), since the data
+            // may be megabytes and this is every SQLite commit's path.
+            let host_inputs = given.is_none().then(|| {
+                std::sync::Arc::new((commit.next.data.clone(), commit.step.data_changes.clone()))
+            });
             let mut tries = 0;
             let mut attempt = values;
             // A parking commit takes its interaction's lock (`events.rs`): chosen as a
@@ -305,13 +310,13 @@ impl Store {
             loop {
                 let spare = parks.then(|| attempt.clone());
                 let mut values = attempt;
-                let step_data_changes = commit.step.data_changes.clone();
-                let next_data = commit.next.data.clone();
+                let host_inputs = host_inputs.clone();
                 let written = self
                     .writer
                     .write(move |tx| {
-                        if host_step {
-                            host_step_input(tx, &mut values, seq, &next_data, &step_data_changes)?;
+                        if let Some(inputs) = &host_inputs {
+                            let (next_data, step_data_changes) = inputs.as_ref();
+                            host_step_input(tx, &mut values, seq, next_data, step_data_changes)?;
                         }
                         if makes_work {
                             tx.made_work();
