@@ -61,7 +61,7 @@ pub struct ServeConfig {
 pub struct WebhooksConfig {
     /// The longest a connection to a receiver may take to open.
     pub connect_timeout_ms: Option<u64>,
-    /// The longest a receiver may take to answer once connected.
+    /// Added to the connect timeout, the longest a whole attempt may take.
     pub response_timeout_ms: Option<u64>,
     /// The wait after a first failed attempt, doubled by each further failure...
     pub retry_first_ms: Option<u64>,
@@ -97,6 +97,9 @@ impl WebhooksConfig {
             ("connect_timeout_ms", settings.connect_timeout_ms),
             ("response_timeout_ms", settings.response_timeout_ms),
             ("retry_first_ms", settings.retry_first_ms),
+            // 0 would retry at every poll, and fail every delivery at its first failure.
+            ("retry_max_ms", settings.retry_max_ms),
+            ("give_up_after_ms", settings.give_up_after_ms),
             ("poll_ms", settings.poll_ms),
             ("max_in_flight", settings.max_in_flight as u64),
             (
@@ -320,6 +323,27 @@ mod tests {
             zero.settings().unwrap_err(),
             "webhooks.max_in_flight_per_tenant must be above 0"
         );
+        for (zero, name) in [
+            (
+                WebhooksConfig {
+                    retry_max_ms: Some(0),
+                    ..WebhooksConfig::default()
+                },
+                "retry_max_ms",
+            ),
+            (
+                WebhooksConfig {
+                    give_up_after_ms: Some(0),
+                    ..WebhooksConfig::default()
+                },
+                "give_up_after_ms",
+            ),
+        ] {
+            assert_eq!(
+                zero.settings().unwrap_err(),
+                format!("webhooks.{name} must be above 0")
+            );
+        }
         // The example shows the connections' defaults as they are.
         let http = config.http;
         let defaults = coda_server::ConnLimits::default();

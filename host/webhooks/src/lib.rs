@@ -38,7 +38,8 @@ pub const MAX_ROTATION_WINDOW_MS: i64 = 7 * 24 * 3_600_000;
 pub struct WebhookSettings {
     /// The longest a connection to a receiver may take to open.
     pub connect_timeout_ms: u64,
-    /// The longest a receiver may take to answer once connected.
+    /// Added to the connect timeout, the longest a whole attempt may take (connecting,
+    /// sending, the answer): a receiver that connects at once has all of both to answer.
     pub response_timeout_ms: u64,
     /// The wait after a first failed attempt; each further failure doubles it...
     pub retry_first_ms: u64,

@@ -65,7 +65,9 @@ impl Sender {
         Ok(client)
     }
 
-    /// Sends `delivery` once, signed at `now_s` (seconds since the epoch).
+    /// Sends `delivery` once, signed at `now_s` (seconds since the epoch): the whole attempt
+    /// (connecting, at most the connect timeout of it; sending; the answer and the little
+    /// of a refusal's body that is read) within the two timeouts together.
     pub async fn send(&self, delivery: &ClaimedDelivery, allowed: &[IpNet], now_s: i64) -> Attempt {
         match tokio::time::timeout(
             self.connect_timeout + self.response_timeout,
@@ -117,7 +119,6 @@ impl Sender {
             .header("webhook-timestamp", now_s.to_string())
             .header("webhook-signature", signature)
             .body(delivery.body.clone())
-            .timeout(self.connect_timeout + self.response_timeout)
             .send()
             .await;
         let mut response = match sent {
