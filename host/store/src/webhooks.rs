@@ -762,6 +762,30 @@ type Sealed = Vec<(Vec<u8>, Vec<u8>)>;
 /// The claim itself, inside the writer: the candidates (due, not claimed or claimed past
 /// their time, and the earliest pending of their run and subscription), taken in due order
 /// within each tenant's allowance of claims, each by an update that re-checks it is free.
+/// A tenant's deliveries in flight across the nodes, or none when another node is claiming
+/// for the tenant now. On PostgreSQL the tenant's lock (held to the commit, as
+/// `Store::claim_due_runs` holds it for runs) keeps two nodes from both counting the same
+/// free place and taking it; it is tried, not waited for, so two nodes' claims meeting
+/// tenants in different orders cannot deadlock.
+fn tenant_in_flight(tx: &Conn<'_>, tenant: &str, now_ms: i64) -> Result<Option<usize>> {
+    if tx.is_postgres() {
+        let locked: bool = tx
+            .prepare_cached("SELECT pg_try_advisory_xact_lock(7270618, hashtext(?1))")?
+            .query_row(params![tenant], |r| r.get(0))?;
+        if !locked {
+            return Ok(None);
+        }
+    }
+    let count: i64 = tx
+        .prepare_cached(
+            "SELECT COUNT(*) FROM webhook_deliveries
+             WHERE tenant = ?1 AND claim_owner IS NOT NULL AND claim_until >= ?2
+               AND status = 'pending'",
+        )?
+        .query_row(params![tenant, now_ms], |r| r.get(0))?;
+    Ok(Some(count as usize))
+}
+
 fn claim_due(
     tx: &Conn<'_>,
     node: &str,
@@ -770,16 +794,9 @@ fn claim_due(
     limit: usize,
     per_tenant: usize,
 ) -> Result<Vec<(ClaimedDelivery, Sealed)>> {
-    let mut in_flight: std::collections::HashMap<String, usize> = tx
-        .query(
-            "SELECT tenant, COUNT(*) FROM webhook_deliveries
-             WHERE claim_owner IS NOT NULL AND claim_until >= ?1 AND status = 'pending'
-             GROUP BY tenant",
-            params![now_ms],
-        )?
-        .iter()
-        .map(|r| Ok((r.get::<String>(0)?, r.get::<usize>(1)?)))
-        .collect::<Result<_>>()?;
+    // Each tenant's deliveries in flight across the nodes, counted when the tenant is first
+    // met; none when another node is claiming for it this moment (skipped this round).
+    let mut in_flight: std::collections::HashMap<String, Option<usize>> = Default::default();
     let scan = i64::try_from(limit.saturating_mul(4)).unwrap_or(i64::MAX);
     let candidates = tx.query(
         "SELECT d.id, d.tenant FROM webhook_deliveries d
@@ -798,7 +815,16 @@ fn claim_due(
             break;
         }
         let (id, tenant): (String, String) = (row.get(0)?, row.get(1)?);
-        let taken = in_flight.entry(tenant).or_default();
+        let taken = match in_flight.entry(tenant) {
+            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::hash_map::Entry::Vacant(new) => {
+                let count = tenant_in_flight(tx, new.key(), now_ms)?;
+                new.insert(count)
+            }
+        };
+        let Some(taken) = taken.as_mut() else {
+            continue;
+        };
         if *taken >= per_tenant {
             continue;
         }
