@@ -25,14 +25,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use axum::Json as Reply;
-use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use coda_plan::{Plan, Problem, compare_versions};
 use coda_store::{AppletRecord, NewApplet, PutApplet};
 use coda_types::AppletInfo;
-use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::{Value as Json, json};
 use utoipa::ToSchema;
@@ -98,35 +96,12 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
-/// The body, refused with 413 as soon as it is known to pass `limit`: from its
-/// Content-Length before reading anything, else when the bytes read so far pass it. What
-/// is past the limit is never read. `shown` is the limit the message names (a package may
-/// pass the component's limit by its manifest and signature).
+/// The body up to `limit` (`crate::error::read_limited`), refused as past the tenant's
+/// upload limit `shown` (a package may pass the component's limit by its manifest and
+/// signature).
 async fn read_limited(request: Request, limit: usize, shown: usize) -> Result<Vec<u8>, ApiError> {
-    let refuse = |()| too_large(shown);
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(refuse(()));
-    }
-    let mut body: Body = request.into_body();
-    // Reserved up to 1 MiB only: a Content-Length is a claim, not bytes sent.
-    let mut bytes = Vec::with_capacity(declared.map_or(0, |l| l as usize).min(1 << 20));
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            ApiError::bad_request("invalid-body", format!("the body could not be read: {e}"))
-        })?;
-        if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > limit {
-                return Err(refuse(()));
-            }
-            bytes.extend_from_slice(&data);
-        }
-    }
-    Ok(bytes)
+    let (parts, body) = request.into_parts();
+    crate::error::read_limited(&parts.headers, body, limit, || too_large(shown)).await
 }
 
 fn refused(refusal: Refused) -> ApiError {

@@ -166,6 +166,40 @@ pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
     })
 }
 
+/// The body, refused with `too_large` as soon as it is known to pass `limit`: from its
+/// Content-Length before reading anything, else when the bytes read so far pass it. What
+/// is past the limit is never read; a body that cannot be read (the client went away, a
+/// broken chunk) is a 400 saying so, not a size.
+pub(crate) async fn read_limited(
+    headers: &axum::http::HeaderMap,
+    mut body: axum::body::Body,
+    limit: usize,
+    too_large: impl Fn() -> ApiError,
+) -> Result<Vec<u8>, ApiError> {
+    use http_body_util::BodyExt;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    // Reserved up to 1 MiB only: a Content-Length is a claim, not bytes sent.
+    let mut bytes = Vec::with_capacity(declared.map_or(0, |l| l as usize).min(1 << 20));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::bad_request("invalid-body", format!("the body could not be read: {e}"))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
 /// A JSON body deserialized into `T`; a syntax error, an unknown field or a wrong type is a
 /// 400 naming the field path and what was wrong.
 pub struct JsonBody<T>(pub T);

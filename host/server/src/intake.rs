@@ -6,8 +6,8 @@
 //! (Twilio's signature, or the header its connection names), keyed by a tenant secret
 //! sealed like the others. The connection is found by the random public id in its path,
 //! which names its tenant; an unknown id, or one under another adapter, answers 404, and a
-//! delivery that does not authenticate answers 403, both before anything is read or
-//! stored. A delivery's answer says what coda did: the interaction events applied (and the
+//! delivery that does not authenticate answers 403, both before anything is interpreted
+//! or stored (the body is read first, up to the payload limit: Twilio signs it). A delivery's answer says what coda did: the interaction events applied (and the
 //! runs they started) and the named events delivered (and the runs they woke).
 
 use std::collections::BTreeMap;
@@ -333,14 +333,15 @@ async fn deliver(
     let tenant = stored.tenant.clone();
 
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, coda_intake::limits::MAX_PAYLOAD_BYTES)
-        .await
-        .map_err(|_| {
-            refused_payload(IntakeError::TooLarge {
-                size: coda_intake::limits::MAX_PAYLOAD_BYTES + 1,
-                limit: coda_intake::limits::MAX_PAYLOAD_BYTES,
-            })
-        })?;
+    let limit = coda_intake::limits::MAX_PAYLOAD_BYTES;
+    let body = crate::error::read_limited(&parts.headers, body, limit, || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            format!("the payload is larger than the limit of {limit} bytes"),
+        )
+    })
+    .await?;
     let Some(key) = state.secrets_key() else {
         tracing::warn!(
             connection = stored.name,
