@@ -16,11 +16,10 @@ use axum::Json as Reply;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use coda_flow::{EventAccepted, EventError, InteractionEvent};
+use coda_flow::{EventAccepted, EventError};
 use coda_intake::auth::Delivery;
 use coda_intake::{Action, AdapterKind, ConnectionConfig, IntakeError};
 use coda_store::IntakeConnection;
-use coda_types::names::is_valid_name;
 use coda_types::{Value, Values};
 use serde::Serialize;
 use serde_json::{Value as Json, json};
@@ -97,18 +96,7 @@ fn connection_json(stored: &IntakeConnection) -> Result<Connection, ApiError> {
 }
 
 fn check_connection_name(name: &str) -> Result<(), ApiError> {
-    if is_valid_name(name) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "invalid-name",
-            format!(
-                "`{}` is not a connection name: 1 to 64 characters of a-z 0-9 . _ -, the \
-                 first a letter or digit",
-                name.escape_debug()
-            ),
-        ))
-    }
+    crate::error::check_name(coda_types::names::NameKind::Connection, name)
 }
 
 fn unknown_connection(name: &str) -> ApiError {
@@ -399,18 +387,7 @@ async fn apply(state: &AppState, tenant: &str, action: Action) -> Result<Applied
     let kind = action.kind();
     match action {
         Action::Event(event) => {
-            // As the events endpoint: the live plan must exist when the interaction starts.
-            if let InteractionEvent::Started {
-                plan: Some(plan), ..
-            } = &event
-                && state.store().plan(tenant, plan, None)?.is_none()
-            {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "unknown-plan",
-                    format!("the connection's plan `{plan}` is not published"),
-                ));
-            }
+            crate::interactions::require_live_plan(state, tenant, &event)?;
             let interaction = event.interaction().to_owned();
             let outcome = state
                 .engine()

@@ -443,19 +443,7 @@ async fn post_event(
     State(state): State<AppState>,
     JsonBody(event): JsonBody<InteractionEvent>,
 ) -> Result<axum::response::Response, ApiError> {
-    // The live plan must exist when the interaction starts: found missing only at its end,
-    // the interaction would be stored and its post-interaction process silently lost.
-    if let InteractionEvent::Started {
-        plan: Some(plan), ..
-    } = &event
-        && state.store().plan(&tenant, plan, None)?.is_none()
-    {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown-plan",
-            format!("plan `{plan}` not found"),
-        ));
-    }
+    require_live_plan(&state, &tenant, &event)?;
     let outcome = state
         .engine()
         .on_event(&tenant, event)
@@ -508,6 +496,28 @@ pub(crate) fn event_refused(refused: EventError) -> ApiError {
         EventError::InvalidName(_) => ApiError::bad_request("invalid-name", refused.to_string()),
         EventError::EventsFull(full) => events_full(full),
     }
+}
+
+/// The live plan a start names must exist when the interaction starts: found missing only
+/// at its end, the interaction would be stored and its post-interaction process silently
+/// lost. The events endpoint and platform intake both check through here.
+pub(crate) fn require_live_plan(
+    state: &AppState,
+    tenant: &str,
+    event: &InteractionEvent,
+) -> Result<(), ApiError> {
+    if let InteractionEvent::Started {
+        plan: Some(plan), ..
+    } = event
+        && state.store().plan(tenant, plan, None)?.is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-plan",
+            format!("plan `{plan}` not found"),
+        ));
+    }
+    Ok(())
 }
 
 /// The engine's failure: a plan that is not there is the request's (422), anything else

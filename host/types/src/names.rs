@@ -73,6 +73,8 @@ pub enum NameKind {
     Agent,
     /// A named event a waiting run is woken by.
     Event,
+    /// A tenant's intake connection (where a contact-center platform delivers).
+    Connection,
 }
 
 /// The longest label (interaction id, skill, agent), in bytes.
@@ -87,7 +89,8 @@ impl NameKind {
             | NameKind::Tenant
             | NameKind::Secret
             | NameKind::Vendor
-            | NameKind::Event => MAX_NAME_LEN,
+            | NameKind::Event
+            | NameKind::Connection => MAX_NAME_LEN,
             NameKind::Interaction | NameKind::Skill | NameKind::Agent => MAX_LABEL_LEN,
         }
     }
@@ -112,6 +115,7 @@ impl NameKind {
             NameKind::Skill => "skill name",
             NameKind::Agent => "agent id",
             NameKind::Event => "event name",
+            NameKind::Connection => "connection name",
         }
     }
 
