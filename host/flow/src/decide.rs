@@ -224,10 +224,11 @@ pub(crate) fn resume_after_timeout(run: &RunRecord, event: &str) -> (RunUpdate, 
 /// The retry delay before `attempt + 1`: exponential from the base, capped, and never
 /// sooner than the applet asked.
 pub(crate) fn backoff_ms(limits: &FlowLimits, attempt: u32, retry_after: Option<u64>) -> u64 {
-    let exponential = limits
-        .backoff_base_ms
-        .saturating_mul(1u64 << attempt.saturating_sub(1).min(30))
-        .min(limits.backoff_max_ms);
+    let exponential = coda_types::time::backoff_ms(
+        limits.backoff_base_ms,
+        attempt.saturating_sub(1),
+        limits.backoff_max_ms,
+    );
     exponential.max(retry_after.unwrap_or(0))
 }
 

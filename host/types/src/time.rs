@@ -88,6 +88,14 @@ pub fn month_start(ms: i64) -> i64 {
         .map_or(ms, |at| at.timestamp().as_millisecond())
 }
 
+/// The wait before a retry that follows `failures` failed retries: `first_ms` doubled that
+/// many times, at most `max_ms` (a step's retries, a webhook's redeliveries).
+pub fn backoff_ms(first_ms: u64, failures: u32, max_ms: u64) -> u64 {
+    first_ms
+        .saturating_mul(1u64 << failures.min(62))
+        .min(max_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +160,12 @@ mod tests {
     #[test]
     fn the_clock_is_after_the_epoch() {
         assert!(now_ms() > 1_700_000_000_000);
+    }
+
+    #[test]
+    fn a_backoff_doubles_from_its_first_wait_up_to_its_most() {
+        let waits: Vec<u64> = (0..5).map(|n| backoff_ms(5, n, 50)).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 50]);
+        assert_eq!(backoff_ms(u64::MAX / 2, 70, u64::MAX), u64::MAX);
     }
 }

@@ -81,10 +81,7 @@ impl WebhookSettings {
         if now_ms >= end {
             return AttemptOutcome::Failed;
         }
-        let wait = self
-            .retry_first_ms
-            .saturating_mul(1u64 << attempts.min(40))
-            .min(self.retry_max_ms);
+        let wait = coda_types::time::backoff_ms(self.retry_first_ms, attempts, self.retry_max_ms);
         let next = now_ms.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX));
         AttemptOutcome::Retry {
             next_at_ms: next.min(end),
