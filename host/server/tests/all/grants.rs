@@ -655,3 +655,60 @@ async fn a_need_the_nodes_config_does_not_ask_for_is_not_asked_of_the_tenant() {
         "{message}"
     );
 }
+
+/// A tenant's webhooks are capped (`coda_webhooks::MAX_SUBSCRIPTIONS_PER_TENANT`): the one
+/// past the cap is refused by name, nothing stored, and a deleted one makes room again.
+/// Their secrets are sealed like the tenant's secrets, hence this module's keyed harness.
+#[tokio::test]
+async fn a_tenant_has_at_most_its_cap_of_webhooks_and_the_next_is_refused_by_name() {
+    let (h, _key) = harness();
+    let acme = tenant(&h, "acme").await;
+    let cap = coda_webhooks::MAX_SUBSCRIPTIONS_PER_TENANT as usize;
+    let create = |n: usize| {
+        let (h, acme) = (&h, &acme);
+        async move {
+            call(
+                h,
+                "POST",
+                "/v1/webhooks",
+                Some(acme),
+                json_body(json!({ "url": format!("https://hooks.example.com/{n}"), "events": ["run.done"] })),
+            )
+            .await
+        }
+    };
+    let mut first = None;
+    for n in 0..cap {
+        let (status, body) = create(n).await;
+        assert_eq!(status, StatusCode::CREATED, "webhook {n}: {body}");
+        first.get_or_insert_with(|| body["webhook"]["id"].as_str().unwrap().to_owned());
+    }
+    let (status, body) = create(cap).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["kind"], "too-many-webhooks");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("at most {cap} webhooks")),
+        "{body}"
+    );
+    let (_, page) = call(&h, "GET", "/v1/webhooks?limit=1000", Some(&acme), None).await;
+    assert_eq!(
+        page["webhooks"].as_array().map(Vec::len),
+        Some(cap),
+        "{page}"
+    );
+    let first = first.unwrap();
+    let (status, _) = call(
+        &h,
+        "DELETE",
+        &format!("/v1/webhooks/{first}"),
+        Some(&acme),
+        None,
+    )
+    .await;
+    assert!(status.is_success(), "{status}");
+    let (status, body) = create(cap).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
