@@ -1,6 +1,7 @@
 //! The delivery loop against a real store and receivers on loopback: a receiver that never
 //! answers holds only its own tenant's places (`max_in_flight_per_tenant`), and another
-//! tenant's events go on meanwhile, each signed so that it verifies.
+//! tenant's events go on meanwhile, each signed so that it verifies; and a refusal's body
+//! is read only up to its bound.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -259,4 +260,58 @@ async fn a_receiver_that_never_answers_holds_only_its_own_tenants_places() {
         .await
         .expect("the loop stops")
         .unwrap();
+}
+
+/// A refusal's body is read into the log only so far (`send::RESPONSE_BYTES_READ`): a
+/// receiver answering 500 with 64 KiB costs the sender 1 KiB of it, and the attempt says
+/// the status and the start of what the receiver said.
+#[tokio::test]
+async fn a_refusals_body_is_read_only_up_to_its_bound() {
+    use coda_webhooks::send::{RESPONSE_BYTES_READ, Sender};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let said = format!("quota exceeded {}", "x".repeat(64 << 10));
+    let answer = said.clone();
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 8192];
+        let _ = socket.read(&mut buf).await;
+        let head = format!(
+            "HTTP/1.1 500 Internal Server Error\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            answer.len()
+        );
+        let _ = socket.write_all(head.as_bytes()).await;
+        let _ = socket.write_all(answer.as_bytes()).await;
+    });
+    let delivery = coda_store::ClaimedDelivery {
+        id: "msg_1".into(),
+        tenant: "acme".into(),
+        subscription: "wh_1".into(),
+        url: format!("http://{address}/hook"),
+        body: "{}".into(),
+        attempts: 0,
+        first_at_ms: 0,
+        claim_seq: 1,
+        secrets: vec![coda_webhooks::signing::new_secret().unwrap()],
+    };
+    let allowed: Vec<ipnet::IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+    let sender = Sender::new(Duration::from_secs(5), Duration::from_secs(10));
+    let attempt = sender
+        .send(&delivery, &allowed, coda_types::time::now_ms() / 1000)
+        .await;
+    assert!(!attempt.delivered);
+    assert_eq!(attempt.status, Some(500));
+    let error = attempt.error.unwrap();
+    assert!(
+        error.starts_with("answered 500 Internal Server Error: quota exceeded xxx"),
+        "{error}"
+    );
+    let logged = error.split_once(": ").unwrap().1;
+    assert_eq!(
+        logged.len(),
+        RESPONSE_BYTES_READ,
+        "{} bytes kept",
+        logged.len()
+    );
+    server.await.unwrap();
 }
