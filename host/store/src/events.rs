@@ -252,20 +252,7 @@ impl Store {
                 if let Some((seq, expires_at_ms)) = found {
                     return Ok(Hold::Duplicate { seq, expires_at_ms });
                 }
-                let held_here: u64 = tx
-                    .prepare_cached(
-                        "SELECT COUNT(*) FROM held_events WHERE tenant = ?1 AND interaction = ?2",
-                    )?
-                    .query_row(params![tenant, interaction], |r| r.get(0))?;
-                if held_here >= limits.per_interaction {
-                    return Err(full_interaction(&interaction, "held events", &limits));
-                }
-                if counts(tx, &tenant)?.1 >= limits.per_tenant {
-                    prune_tenant(tx, &tenant, now_ms)?;
-                    if counts(tx, &tenant)?.1 >= limits.per_tenant {
-                        return Err(full_tenant("held events", &limits));
-                    }
-                }
+                check_room(tx, Kept::Held, &tenant, &interaction, &limits, now_ms)?;
                 let seq: u64 = tx
                     .prepare_cached(
                         "SELECT COALESCE(MAX(seq), 0) + 1 FROM held_events
@@ -345,6 +332,70 @@ impl Store {
     }
 }
 
+/// Which early events a bound counts: named events no wait took yet, or interaction events
+/// held until their interaction starts.
+#[derive(Clone, Copy)]
+enum Kept {
+    Untaken,
+    Held,
+}
+
+impl Kept {
+    /// The interaction's live ones (expired ones, not yet pruned, take no room).
+    fn count_here(self) -> &'static str {
+        match self {
+            Kept::Untaken => {
+                "SELECT COUNT(*) FROM named_events
+                 WHERE tenant = ?1 AND interaction = ?2 AND taken_at IS NULL AND expires_at > ?3"
+            }
+            Kept::Held => {
+                "SELECT COUNT(*) FROM held_events
+                 WHERE tenant = ?1 AND interaction = ?2 AND expires_at > ?3"
+            }
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Kept::Untaken => "untaken events",
+            Kept::Held => "held events",
+        }
+    }
+
+    /// Its part of the tenant's counts (untaken, held).
+    fn of(self, (untaken, held): (u64, u64)) -> u64 {
+        match self {
+            Kept::Untaken => untaken,
+            Kept::Held => held,
+        }
+    }
+}
+
+/// Whether one more early event of this kind fits the interaction's and the tenant's
+/// bounds; the tenant's expired ones are pruned first when its count is at the bound.
+fn check_room(
+    tx: &Conn<'_>,
+    kept: Kept,
+    tenant: &str,
+    interaction: &str,
+    limits: &EventLimits,
+    now_ms: i64,
+) -> Result<()> {
+    let here: u64 = tx
+        .prepare_cached(kept.count_here())?
+        .query_row(params![tenant, interaction, now_ms], |r| r.get(0))?;
+    if here >= limits.per_interaction {
+        return Err(full_interaction(interaction, kept.what(), limits));
+    }
+    if kept.of(counts(tx, tenant)?) >= limits.per_tenant {
+        prune_tenant(tx, tenant, now_ms)?;
+        if kept.of(counts(tx, tenant)?) >= limits.per_tenant {
+            return Err(full_tenant(kept.what(), limits));
+        }
+    }
+    Ok(())
+}
+
 /// [`Store::deliver_event`] inside a write (also the disposition's, `audit.rs`).
 pub(crate) fn deliver_in(
     tx: &Conn<'_>,
@@ -355,23 +406,6 @@ pub(crate) fn deliver_in(
     let (tenant, interaction) = (&event.tenant, &event.interaction);
     lock_interaction(tx, tenant, interaction)?;
     let waiting = waiting_for(tx, tenant, interaction, &event.name)?;
-    if waiting.is_empty() {
-        let untaken_here: u64 = tx
-            .prepare_cached(
-                "SELECT COUNT(*) FROM named_events
-                 WHERE tenant = ?1 AND interaction = ?2 AND taken_at IS NULL",
-            )?
-            .query_row(params![tenant, interaction], |r| r.get(0))?;
-        if untaken_here >= limits.per_interaction {
-            return Err(full_interaction(interaction, "untaken events", limits));
-        }
-        if counts(tx, tenant)?.0 >= limits.per_tenant {
-            prune_tenant(tx, tenant, now_ms)?;
-            if counts(tx, tenant)?.0 >= limits.per_tenant {
-                return Err(full_tenant("untaken events", limits));
-            }
-        }
-    }
     let seq: u64 = tx
         .prepare_cached(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM named_events
@@ -386,6 +420,11 @@ pub(crate) fn deliver_in(
     let mut woken = Vec::with_capacity(waiting.len());
     for run in &waiting {
         woken.extend(wake_run(tx, run, arrival, now_ms)?);
+    }
+    // Kept untaken (no run took it, whether none waited or their wakes found them moved on):
+    // within the bounds, or the whole write is refused, the wakes with it.
+    if woken.is_empty() {
+        check_room(tx, Kept::Untaken, tenant, interaction, limits, now_ms)?;
     }
     let taken_by = (!woken.is_empty())
         .then(|| serde_json::to_string(&woken.iter().map(|(id, ..)| id).collect::<Vec<_>>()))

@@ -257,6 +257,23 @@ async fn kept_events_expire_and_are_bounded_per_interaction_and_tenant() {
     assert_eq!(store.event_counts("acme").unwrap(), (1, 0));
     assert_eq!(store.named_events("acme", "int-2").unwrap(), vec![]);
     assert_eq!(store.named_events("acme", "int-3").unwrap().len(), 1);
+    // An interaction's expired events take no room in its bound, pruned or not yet.
+    for n in 0..3 {
+        store
+            .deliver_event(named("acme", "int-4", "reply", n), LIMITS, 20_000)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.event_counts("acme").unwrap(),
+        (4, 0),
+        "not pruned yet"
+    );
+    let after = store
+        .deliver_event(named("acme", "int-4", "reply", 3), LIMITS, 31_000)
+        .await
+        .unwrap();
+    assert!(after.kept);
 }
 
 async fn another_tenants_interaction_sees_no_event() {
