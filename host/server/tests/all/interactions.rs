@@ -1564,3 +1564,54 @@ async fn interactions_are_listed_filtered_and_paged_in_either_order() {
         assert!(message.contains(names), "{query}: {message}");
     }
 }
+
+/// An interaction keeps at most `max_events_per_interaction` (100) named events no wait
+/// took: the next is refused 429 `events-full`, naming the interaction and the bound, and
+/// nothing is stored; another interaction has room of its own.
+#[tokio::test]
+async fn named_events_past_an_interactions_bound_are_refused_429_not_dropped() {
+    let h = harness();
+    let (acme, _) = tenant(&h, "acme").await;
+    let bound = coda_flow::FlowLimits::default().max_events_per_interaction;
+    for id in ["i1", "i2"] {
+        event(
+            &h,
+            &acme,
+            json!({ "type": "started", "interaction": id, "channel": "chat" }),
+        )
+        .await;
+    }
+    let send = |interaction: &'static str, n: u64| {
+        let (h, acme) = (&h, &acme);
+        async move {
+            call(
+                h,
+                "POST",
+                &format!("/v1/interactions/{interaction}/events/reply"),
+                Some(acme),
+                json_body(json!({ "n": n })),
+            )
+            .await
+        }
+    };
+    for n in 0..bound {
+        let (status, body) = send("i1", n).await;
+        assert_eq!(status, StatusCode::OK, "event {n}: {body}");
+        assert_eq!(body["kept"], true, "{body}");
+    }
+    let (status, body) = send("i1", bound).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["kind"], "events-full");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`i1`") && message.contains(&bound.to_string()),
+        "{message}"
+    );
+    assert_eq!(
+        h.engine.store().event_counts("acme").unwrap(),
+        (bound, 0),
+        "the refused event was not stored"
+    );
+    let (status, body) = send("i2", 0).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
