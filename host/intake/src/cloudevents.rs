@@ -20,7 +20,7 @@ use coda_types::names::{NameKind, check_name};
 use serde_json::Value as Json;
 
 use crate::mapping::{AGENT, CLID, DIALED_NUMBER, LANGUAGE, OUTCOME, QUEUE};
-use crate::{Action, ConnectionConfig, Intake, IntakeError, interaction_id, label, limits};
+use crate::{Action, ConnectionConfig, Intake, IntakeError, interaction_id, limits};
 
 /// Where each data source is by default: in `data`, under coda's own names.
 pub const DEFAULTS: &[(&str, &[&str])] = &[
@@ -103,21 +103,17 @@ pub(crate) fn interpret(config: &ConnectionConfig, body: &[u8]) -> Result<Intake
     let interaction = interaction_id("subject", event.get("subject"))?;
     let mapping = config.mapping();
     let action = match kind.rsplit('.').next().unwrap_or(kind) {
-        "started" => Action::Event(InteractionEvent::Started {
+        "started" => crate::started(
+            config,
+            &mapping,
+            &event,
             interaction,
-            channel: channel(&event, config)?,
-            plan: Some(config.plan.clone()),
-            data: mapping.data(&event),
-            skill: mapping
-                .text(&event, QUEUE)
-                .and_then(|q| label(NameKind::Skill, &q)),
-        }),
+            channel(&event, config)?,
+        ),
         "party-joined" => Action::Event(InteractionEvent::PartyJoined {
             interaction,
             party: party(&event)?,
-            agent: mapping
-                .text(&event, AGENT)
-                .and_then(|a| label(NameKind::Agent, &a)),
+            agent: mapping.agent(&event),
         }),
         "party-disconnected" => Action::Event(InteractionEvent::PartyDisconnected {
             interaction,

@@ -20,11 +20,11 @@
 
 use coda_flow::InteractionEvent;
 use coda_store::{Channel, Party};
-use coda_types::names::NameKind;
+
 use serde_json::Value as Json;
 
 use crate::mapping::{AGENT, CLID, DIALED_NUMBER, LANGUAGE, OUTCOME, QUEUE, lookup};
-use crate::{Action, ConnectionConfig, Intake, IntakeError, interaction_id, label, limits};
+use crate::{Action, ConnectionConfig, Intake, IntakeError, interaction_id, limits};
 
 /// The EventBridge `detail-type` of a contact event.
 pub const DETAIL_TYPE: &str = "Amazon Connect Contact Event";
@@ -100,21 +100,17 @@ pub(crate) fn interpret(config: &ConnectionConfig, body: &[u8]) -> Result<Intake
     let mapping = config.mapping();
     let contact = || interaction_id("detail.contactId", lookup(&event, "/detail/contactId"));
     let actions = match event_type {
-        "INITIATED" => vec![Action::Event(InteractionEvent::Started {
-            interaction: contact()?,
-            channel: channel(&event, config),
-            plan: Some(config.plan.clone()),
-            data: mapping.data(&event),
-            skill: mapping
-                .text(&event, QUEUE)
-                .and_then(|q| label(NameKind::Skill, &q)),
-        })],
+        "INITIATED" => vec![crate::started(
+            config,
+            &mapping,
+            &event,
+            contact()?,
+            channel(&event, config),
+        )],
         "CONNECTED_TO_AGENT" => vec![Action::Event(InteractionEvent::PartyJoined {
             interaction: contact()?,
             party: Party::Agent,
-            agent: mapping
-                .text(&event, AGENT)
-                .and_then(|a| label(NameKind::Agent, &a)),
+            agent: mapping.agent(&event),
         })],
         "DISCONNECTED" => vec![Action::Event(InteractionEvent::Ended {
             interaction: contact()?,

@@ -18,11 +18,11 @@
 
 use coda_flow::InteractionEvent;
 use coda_store::{Channel, Party};
-use coda_types::names::NameKind;
+
 use serde_json::{Value as Json, json};
 
 use crate::mapping::{AGENT, CLID, DIALED_NUMBER, OUTCOME, QUEUE, lookup};
-use crate::{Action, ConnectionConfig, Intake, IntakeError, interaction_id, label, limits};
+use crate::{Action, ConnectionConfig, Intake, IntakeError, interaction_id, limits};
 
 /// The prefix of every conversation detail topic.
 pub const TOPIC_PREFIX: &str = "v2.detail.events.conversation.";
@@ -106,21 +106,17 @@ pub(crate) fn interpret(config: &ConnectionConfig, body: &[u8]) -> Result<Intake
     };
     let mapping = config.mapping();
     let actions = match suffix {
-        "customer.start" => vec![Action::Event(InteractionEvent::Started {
-            interaction: conversation()?,
-            channel: channel(&body, config),
-            plan: Some(config.plan.clone()),
-            data: mapping.data(&view),
-            skill: mapping
-                .text(&view, QUEUE)
-                .and_then(|q| label(NameKind::Skill, &q)),
-        })],
+        "customer.start" => vec![crate::started(
+            config,
+            &mapping,
+            &view,
+            conversation()?,
+            channel(&body, config),
+        )],
         "user.start" => vec![Action::Event(InteractionEvent::PartyJoined {
             interaction: conversation()?,
             party: Party::Agent,
-            agent: mapping
-                .text(&view, AGENT)
-                .and_then(|a| label(NameKind::Agent, &a)),
+            agent: mapping.agent(&view),
         })],
         "customer.end" => vec![Action::Event(InteractionEvent::Ended {
             interaction: conversation()?,

@@ -158,6 +158,24 @@ impl IntakeError {
     }
 }
 
+/// An interaction's start as every adapter makes it: under the connection's live plan,
+/// with the mapped data sources, routed by the mapped queue as its skill.
+pub(crate) fn started(
+    config: &ConnectionConfig,
+    mapping: &Mapping,
+    view: &Json,
+    interaction: String,
+    channel: coda_store::Channel,
+) -> Action {
+    Action::Event(InteractionEvent::Started {
+        interaction,
+        channel,
+        plan: Some(config.plan.clone()),
+        data: mapping.data(view),
+        skill: mapping.skill(view),
+    })
+}
+
 /// Reads a delivery's body with its connection's adapter: what coda does with it. The
 /// delivery must have passed [`authenticate`] first.
 pub fn interpret(config: &ConnectionConfig, body: &[u8]) -> Result<Intake, IntakeError> {

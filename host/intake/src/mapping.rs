@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value as Json};
 
 use crate::{AdapterKind, Sources};
+use coda_types::names::NameKind;
 
 /// The caller's number.
 pub const CLID: &str = "CLID";
@@ -81,6 +82,18 @@ impl Mapping {
             .iter()
             .filter_map(|pointer| lookup(view, pointer))
             .find(|value| !value.is_null())
+    }
+
+    /// The skill the mapped queue names, when it is a valid skill name.
+    pub fn skill(&self, view: &Json) -> Option<String> {
+        self.text(view, QUEUE)
+            .and_then(|queue| crate::label(NameKind::Skill, &queue))
+    }
+
+    /// The agent the mapping names, when it is a valid agent id.
+    pub fn agent(&self, view: &Json) -> Option<String> {
+        self.text(view, AGENT)
+            .and_then(|agent| crate::label(NameKind::Agent, &agent))
     }
 
     /// The text of data source `name` in `view` (see [`crate::text`]).

@@ -17,11 +17,11 @@
 
 use coda_flow::InteractionEvent;
 use coda_store::{Channel, Party};
-use coda_types::names::NameKind;
+
 use serde_json::{Map, Value as Json, json};
 
 use crate::mapping::{AGENT, CLID, DIALED_NUMBER, LANGUAGE, OUTCOME, QUEUE};
-use crate::{Action, ConnectionConfig, Intake, IntakeError, interaction_id, label, limits};
+use crate::{Action, ConnectionConfig, Intake, IntakeError, interaction_id, limits};
 
 /// Where each data source is by default. The call's numbers are the task attributes a
 /// voice task carries (`from`, `to`); a task's attributes are the tenant's own otherwise,
@@ -74,21 +74,17 @@ pub(crate) fn interpret(config: &ConnectionConfig, body: &[u8]) -> Result<Intake
     let mapping = config.mapping();
     let task = || interaction_id("TaskSid", view.get("TaskSid"));
     let actions = match event_type {
-        "task.created" => vec![Action::Event(InteractionEvent::Started {
-            interaction: task()?,
-            channel: channel(&view, config),
-            plan: Some(config.plan.clone()),
-            data: mapping.data(&view),
-            skill: mapping
-                .text(&view, QUEUE)
-                .and_then(|q| label(NameKind::Skill, &q)),
-        })],
+        "task.created" => vec![crate::started(
+            config,
+            &mapping,
+            &view,
+            task()?,
+            channel(&view, config),
+        )],
         "reservation.accepted" => vec![Action::Event(InteractionEvent::PartyJoined {
             interaction: task()?,
             party: Party::Agent,
-            agent: mapping
-                .text(&view, AGENT)
-                .and_then(|a| label(NameKind::Agent, &a)),
+            agent: mapping.agent(&view),
         })],
         "task.wrapup" => vec![Action::Event(InteractionEvent::Ended {
             interaction: task()?,
