@@ -20,7 +20,6 @@
 
 use coda_flow::InteractionEvent;
 use coda_store::{Channel, Party};
-
 use serde_json::Value as Json;
 
 use crate::mapping::{AGENT, CLID, DIALED_NUMBER, LANGUAGE, OUTCOME, QUEUE, lookup};

@@ -18,7 +18,6 @@
 
 use coda_flow::InteractionEvent;
 use coda_store::{Channel, Party};
-
 use serde_json::{Value as Json, json};
 
 use crate::mapping::{AGENT, CLID, DIALED_NUMBER, OUTCOME, QUEUE, lookup};

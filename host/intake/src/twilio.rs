@@ -17,7 +17,6 @@
 
 use coda_flow::InteractionEvent;
 use coda_store::{Channel, Party};
-
 use serde_json::{Map, Value as Json, json};
 
 use crate::mapping::{AGENT, CLID, DIALED_NUMBER, LANGUAGE, OUTCOME, QUEUE};
