@@ -129,6 +129,21 @@ async fn connection(h: &Harness, token: &str, name: &str, config: Json) -> Strin
 }
 
 /// A tenant with the live plan and its post-interaction process published.
+/// A tenant with the test's plans, its secret `(name, value)`, and a connection `name` of
+/// `config`: the tenant's token and the connection's delivery path.
+async fn connected(
+    h: &Harness,
+    id: &str,
+    (secret_name, secret_value): (&str, &str),
+    name: &str,
+    config: Json,
+) -> (String, String) {
+    let token = tenant_with_plans(h, id).await;
+    secret(h, id, &token, secret_name, secret_value).await;
+    let path = connection(h, &token, name, config).await;
+    (token, path)
+}
+
 async fn tenant_with_plans(h: &Harness, id: &str) -> String {
     let token = tenant(h, id).await;
     publish(h, &token, "post-call", POST_CALL).await;
@@ -153,11 +168,10 @@ async fn twilio(h: &Harness, path: &str, file: &str, auth_token: &str) -> (Statu
 #[tokio::test]
 async fn twilio_task_events_start_one_post_interaction_run_with_the_tasks_data() {
     let (h, _stop) = harness();
-    let acme = tenant_with_plans(&h, "acme").await;
-    secret(&h, "acme", &acme, "twilio-token", "acme-auth-token").await;
-    let path = connection(
+    let (acme, path) = connected(
         &h,
-        &acme,
+        "acme",
+        ("twilio-token", "acme-auth-token"),
         "flex",
         json!({"adapter": "twilio", "secret": "twilio-token", "plan": "live"}),
     )
@@ -241,20 +255,18 @@ async fn twilio_task_events_start_one_post_interaction_run_with_the_tasks_data()
 #[tokio::test]
 async fn a_bad_signature_or_an_unknown_connection_stores_nothing() {
     let (h, _stop) = harness();
-    let acme = tenant_with_plans(&h, "acme").await;
-    secret(&h, "acme", &acme, "twilio-token", "acme-auth-token").await;
-    let path = connection(
+    let (acme, path) = connected(
         &h,
-        &acme,
+        "acme",
+        ("twilio-token", "acme-auth-token"),
         "flex",
         json!({"adapter": "twilio", "secret": "twilio-token", "plan": "live"}),
     )
     .await;
-    let globex = tenant_with_plans(&h, "globex").await;
-    secret(&h, "globex", &globex, "twilio-token", "globex-auth-token").await;
-    let globex_path = connection(
+    let (globex, globex_path) = connected(
         &h,
-        &globex,
+        "globex",
+        ("twilio-token", "globex-auth-token"),
         "flex",
         json!({"adapter": "twilio", "secret": "twilio-token", "plan": "live"}),
     )
@@ -472,15 +484,7 @@ async fn amazon_connect_contact_events_start_one_run_and_refuse_bad_payloads() {
 #[tokio::test]
 async fn an_end_held_before_its_start_and_delivered_again_starts_one_run() {
     let (h, _stop) = harness();
-    let acme = tenant_with_plans(&h, "acme").await;
-    secret(&h, "acme", &acme, "connect-key", "k3y").await;
-    let path = connection(
-        &h,
-        &acme,
-        "connect",
-        json!({"adapter": "amazon-connect", "secret": "connect-key", "header": KEY_HEADER, "plan": "live"}),
-    )
-    .await;
+    let (acme, path) = connected(&h, "acme", ("connect-key", "k3y"), "connect", json!({"adapter": "amazon-connect", "secret": "connect-key", "header": KEY_HEADER, "plan": "live"})).await;
     let (status, body) = keyed(&h, &path, "amazon-connect/disconnected.json", "k3y").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["applied"][0]["status"], "held", "{body}");
@@ -513,15 +517,7 @@ async fn an_end_held_before_its_start_and_delivered_again_starts_one_run() {
 #[tokio::test]
 async fn an_end_before_its_start_is_kept_and_reconciled() {
     let (h, _stop) = harness();
-    let acme = tenant_with_plans(&h, "acme").await;
-    secret(&h, "acme", &acme, "connect-key", "k3y").await;
-    let path = connection(
-        &h,
-        &acme,
-        "connect",
-        json!({"adapter": "amazon-connect", "secret": "connect-key", "header": KEY_HEADER, "plan": "live"}),
-    )
-    .await;
+    let (acme, path) = connected(&h, "acme", ("connect-key", "k3y"), "connect", json!({"adapter": "amazon-connect", "secret": "connect-key", "header": KEY_HEADER, "plan": "live"})).await;
     let (status, body) = keyed(&h, &path, "amazon-connect/disconnected.json", "k3y").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let (status, _) = keyed(&h, &path, "amazon-connect/initiated.json", "k3y").await;
@@ -740,11 +736,10 @@ async fn a_connection_is_checked_before_it_is_stored() {
 #[tokio::test]
 async fn twilio_signatures_hold_behind_a_tls_proxy() {
     let (h, _stop) = harness();
-    let acme = tenant_with_plans(&h, "acme").await;
-    secret(&h, "acme", &acme, "twilio-token", "acme-auth-token").await;
-    let path = connection(
+    let (acme, path) = connected(
         &h,
-        &acme,
+        "acme",
+        ("twilio-token", "acme-auth-token"),
         "flex",
         json!({"adapter": "twilio", "secret": "twilio-token", "plan": "live"}),
     )
